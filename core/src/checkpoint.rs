@@ -1,0 +1,92 @@
+//! Small JSON state files that survive crashes: written to a temporary name, synced, then
+//! renamed over the old one, so a reader sees either the old state or the new, never half.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// A state file at a fixed path.
+#[derive(Debug, Clone)]
+pub struct CheckpointFile {
+    path: PathBuf,
+}
+
+/// A state file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot read state file {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("state file {path} is corrupt ({source}); move it away to start without state")]
+    Corrupt { path: PathBuf, source: serde_json::Error },
+    #[error("cannot write state file {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+impl CheckpointFile {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The saved state, or `None` when nothing was saved yet.
+    pub fn load<T: DeserializeOwned>(&self) -> Result<Option<T>, CheckpointError> {
+        let text = match std::fs::read(&self.path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(CheckpointError::Read {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        serde_json::from_slice(&text)
+            .map(Some)
+            .map_err(|source| CheckpointError::Corrupt {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Replaces the saved state atomically and durably.
+    pub fn save<T: Serialize>(&self, state: &T) -> Result<(), CheckpointError> {
+        let write_error = |source| CheckpointError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let directory = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(directory).map_err(write_error)?;
+        let json = serde_json::to_vec_pretty(state).expect("state is plain data");
+        let mut temporary = tempfile::NamedTempFile::new_in(directory).map_err(write_error)?;
+        temporary.write_all(&json).map_err(write_error)?;
+        temporary.as_file().sync_all().map_err(write_error)?;
+        temporary
+            .persist(&self.path)
+            .map_err(|error| write_error(error.error))?;
+        std::fs::File::open(directory)
+            .and_then(|directory| directory.sync_all())
+            .map_err(write_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_and_loads_and_reports_corruption() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = CheckpointFile::new(directory.path().join("pipeline/state.json"));
+        assert_eq!(file.load::<Vec<String>>().unwrap(), None);
+        file.save(&vec!["a".to_owned()]).unwrap();
+        assert_eq!(file.load::<Vec<String>>().unwrap(), Some(vec!["a".to_owned()]));
+        std::fs::write(file.path(), "{").unwrap();
+        let error = file.load::<Vec<String>>().unwrap_err();
+        assert!(error.to_string().contains("corrupt"), "{error}");
+    }
+}

@@ -1,0 +1,66 @@
+//! What every plugin gets when it is validated and built, and the errors it reports then.
+
+use std::path::{Path, PathBuf};
+
+use crate::channel::ChannelHub;
+
+/// The environment of one plugin instance: its pipeline, where relative paths start and where
+/// state may be kept.
+#[derive(Debug, Clone)]
+pub struct ComponentContext {
+    /// The pipeline's name (its stream id).
+    pub pipeline: String,
+    /// Relative paths in the config resolve against this directory: the config file's own.
+    pub base_dir: PathBuf,
+    /// Top-level `state_dir`, resolved; `None` means nothing is remembered across runs.
+    pub state_dir: Option<PathBuf>,
+    /// Named in-process channels that embedding programs push fragments into.
+    pub channels: ChannelHub,
+}
+
+impl ComponentContext {
+    /// Resolves a path from the config against the config file's directory.
+    pub fn resolve_path(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    /// The file where a component of this pipeline keeps its state, if a `state_dir` is set:
+    /// `<state_dir>/<pipeline>/<component>.json`.
+    pub fn state_file(&self, component: &str) -> Option<PathBuf> {
+        self.state_dir
+            .as_ref()
+            .map(|dir| dir.join(&self.pipeline).join(format!("{component}.json")))
+    }
+}
+
+/// A plugin's complaint about its own config or environment, found while validating or
+/// building it. The runtime adds the file, line, pipeline and component.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ComponentError {
+    /// The offending option, when one is to blame.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl ComponentError {
+    /// An error about one option, e.g. `ComponentError::field("path", "does not exist")`.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.to_owned()),
+            message: message.into(),
+        }
+    }
+
+    /// An error about the component as a whole.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            field: None,
+            message: message.into(),
+        }
+    }
+}

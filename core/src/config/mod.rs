@@ -1,0 +1,368 @@
+//! The pipeline file: parsing, `${VAR}` substitution, plugin lookup and validation.
+//!
+//! Loading goes in three steps, each with errors that name the file, line, pipeline, component
+//! and field:
+//! 1. the YAML is parsed into a [`ConfigNode`] tree (syntax errors, missing variables);
+//! 2. the top level and each pipeline's own options are deserialized from it;
+//! 3. each component's `type` selects a registered plugin, which deserializes the rest of the
+//!    component's mapping into its own config struct.
+//!
+//! Validation ([`LoadedConfig::validate`]) then asks every plugin to check its environment
+//! without side effects.
+
+mod error;
+pub mod node;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+pub use self::error::ConfigError;
+use self::node::{ConfigNode, NodeValue, SourceLocation};
+use crate::channel::ChannelHub;
+use crate::component::{ComponentContext, ComponentError};
+use crate::registry::{ParseFn, PluginFactory, PluginKind, Registry};
+use crate::sink::SinkConfig;
+use crate::source::SourceConfig;
+use crate::stage::StageConfig;
+use crate::units::{ByteSize, HumanDuration};
+
+/// Default `chunk_size`: the seed's 256KB chunks.
+pub const DEFAULT_CHUNK_SIZE: ByteSize = ByteSize::kib(256);
+/// Default `max_in_flight`: bytes buffered between source and sink.
+pub const DEFAULT_MAX_IN_FLIGHT: ByteSize = ByteSize::mib(1);
+/// Default `fragment_buffer_size`: the seed's `fragmentBufferSize`.
+pub const DEFAULT_FRAGMENT_BUFFER_SIZE: usize = 3;
+/// Default `shutdown_timeout`: how long the fragment in flight may take to finish on shutdown.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: HumanDuration = HumanDuration::from_secs(30);
+
+/// The top level of a pipeline file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOptions {
+    #[serde(default)]
+    state_dir: Option<PathBuf>,
+    #[serde(default = "default_shutdown_timeout")]
+    shutdown_timeout: HumanDuration,
+    #[serde(rename = "pipelines")]
+    _pipelines: IgnoredAny,
+}
+
+fn default_shutdown_timeout() -> HumanDuration {
+    DEFAULT_SHUTDOWN_TIMEOUT
+}
+
+/// One pipeline's own options; its components are read separately.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PipelineOptions {
+    name: String,
+    #[serde(default = "default_chunk_size")]
+    chunk_size: ByteSize,
+    #[serde(default = "default_max_in_flight")]
+    max_in_flight: ByteSize,
+    #[serde(default = "default_fragment_buffer_size")]
+    fragment_buffer_size: usize,
+    #[serde(rename = "source")]
+    _source: IgnoredAny,
+    #[serde(rename = "stages", default)]
+    _stages: Option<IgnoredAny>,
+    #[serde(rename = "sink")]
+    _sink: IgnoredAny,
+}
+
+fn default_chunk_size() -> ByteSize {
+    DEFAULT_CHUNK_SIZE
+}
+
+fn default_max_in_flight() -> ByteSize {
+    DEFAULT_MAX_IN_FLIGHT
+}
+
+fn default_fragment_buffer_size() -> usize {
+    DEFAULT_FRAGMENT_BUFFER_SIZE
+}
+
+/// A loaded pipeline file: every plugin found and its config parsed.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    /// The file, for messages.
+    pub path: PathBuf,
+    /// Relative paths resolve against this directory (the file's own).
+    pub base_dir: PathBuf,
+    pub state_dir: Option<PathBuf>,
+    pub shutdown_timeout: HumanDuration,
+    pub pipelines: Vec<PipelinePlan>,
+}
+
+/// One pipeline, ready to validate and build.
+#[derive(Debug)]
+pub struct PipelinePlan {
+    pub name: String,
+    pub chunk_size: ByteSize,
+    pub max_in_flight: ByteSize,
+    pub fragment_buffer_size: usize,
+    pub source: PlannedComponent<dyn SourceConfig>,
+    pub stages: Vec<PlannedComponent<dyn StageConfig>>,
+    pub sink: PlannedComponent<dyn SinkConfig>,
+}
+
+/// A component's parsed config and where it stood in the file.
+#[derive(Debug)]
+pub struct PlannedComponent<T: ?Sized> {
+    /// `source`, `sink` or `stages[N]`.
+    pub role: String,
+    /// The plugin's `type`.
+    pub type_name: String,
+    pub config: Box<T>,
+    node: ConfigNode,
+}
+
+impl<T: ?Sized> PlannedComponent<T> {
+    /// `sink \`file\``: how errors name the component.
+    pub fn describe(&self) -> String {
+        format!("{} `{}`", self.role, self.type_name)
+    }
+}
+
+impl LoadedConfig {
+    /// Reads and parses a pipeline file; `${VAR}` in string values comes from the environment.
+    pub fn from_file(path: &Path, registry: &Registry) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigError::new(path, format!("cannot read the pipeline file: {error}"))
+        })?;
+        let base_dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Self::from_yaml(&text, path, &base_dir, &std::env::vars().collect(), registry)
+    }
+
+    /// Parses pipeline YAML. `path` names it in messages; relative paths resolve against
+    /// `base_dir`; `variables` replace `${VAR}`.
+    pub fn from_yaml(
+        text: &str,
+        path: &Path,
+        base_dir: &Path,
+        variables: &HashMap<String, String>,
+        registry: &Registry,
+    ) -> Result<Self, ConfigError> {
+        let options = serde_saphyr::options::Options::default().with_properties(variables.clone());
+        let root: ConfigNode = serde_saphyr::from_str_with_options(text, options)
+            .map_err(|error| ConfigError::from_yaml(path, &error))?;
+        let file: FileOptions = root
+            .deserialize_into()
+            .map_err(|error| ConfigError::from_node(path, error))?;
+
+        let Some(NodeValue::Sequence(pipeline_nodes)) = root.get("pipelines").map(|n| &n.value)
+        else {
+            return Err(ConfigError::new(path, "`pipelines` must be a list of pipelines")
+                .at(root.location_of("pipelines")));
+        };
+        if pipeline_nodes.is_empty() {
+            return Err(ConfigError::new(path, "`pipelines` is empty; add at least one pipeline")
+                .at(root.location_of("pipelines")));
+        }
+        let mut names = HashSet::new();
+        let mut pipelines = Vec::with_capacity(pipeline_nodes.len());
+        for node in pipeline_nodes {
+            let pipeline = plan_pipeline(node, path, registry)?;
+            if !names.insert(pipeline.name.clone()) {
+                return Err(ConfigError::new(path, "two pipelines have this name; names must be unique")
+                    .at(node.location_of("name"))
+                    .in_pipeline(&pipeline.name)
+                    .field("name"));
+            }
+            pipelines.push(pipeline);
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            base_dir: base_dir.to_path_buf(),
+            state_dir: file.state_dir.map(|dir| base_dir.join(dir)),
+            shutdown_timeout: file.shutdown_timeout,
+            pipelines,
+        })
+    }
+
+    /// The context a pipeline's components are validated and built with.
+    pub fn context(&self, pipeline: &PipelinePlan, channels: &ChannelHub) -> ComponentContext {
+        ComponentContext {
+            pipeline: pipeline.name.clone(),
+            base_dir: self.base_dir.clone(),
+            state_dir: self.state_dir.clone(),
+            channels: channels.clone(),
+        }
+    }
+
+    /// Asks every plugin to check its config and environment, without side effects.
+    pub fn validate(&self, channels: &ChannelHub) -> Result<(), ConfigError> {
+        for pipeline in &self.pipelines {
+            let context = self.context(pipeline, channels);
+            let source = &pipeline.source;
+            self.check(pipeline, source, source.config.validate(&context))?;
+            for stage in &pipeline.stages {
+                self.check(pipeline, stage, stage.config.validate(&context))?;
+            }
+            let sink = &pipeline.sink;
+            self.check(pipeline, sink, sink.config.validate(&context))?;
+        }
+        Ok(())
+    }
+
+    /// Turns a plugin's error into a config error that says where it is.
+    pub fn check<T: ?Sized, V>(
+        &self,
+        pipeline: &PipelinePlan,
+        component: &PlannedComponent<T>,
+        result: Result<V, ComponentError>,
+    ) -> Result<V, ConfigError> {
+        result.map_err(|error| {
+            let location = match &error.field {
+                Some(field) => component.node.location_of(field),
+                None => component.node.location,
+            };
+            let config_error = ConfigError::new(&self.path, error.message)
+                .at(location)
+                .in_pipeline(&pipeline.name)
+                .in_component(component.describe());
+            match error.field {
+                Some(field) => config_error.field(&field),
+                None => config_error,
+            }
+        })
+    }
+}
+
+fn plan_pipeline(
+    node: &ConfigNode,
+    path: &Path,
+    registry: &Registry,
+) -> Result<PipelinePlan, ConfigError> {
+    let name_hint = node
+        .get("name")
+        .and_then(|name| match &name.value {
+            NodeValue::String(name) => Some(name.clone()),
+            _ => None,
+        });
+    let in_pipeline = |error: ConfigError| match &name_hint {
+        Some(name) => error.in_pipeline(name),
+        None => error,
+    };
+    let options: PipelineOptions = node
+        .deserialize_into()
+        .map_err(|error| in_pipeline(ConfigError::from_node(path, error)))?;
+    let range_error = |field: &str, message: &str| {
+        ConfigError::new(path, message)
+            .at(node.location_of(field))
+            .in_pipeline(&options.name)
+            .field(field)
+    };
+    if options.name.is_empty()
+        || !options
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || options.name.starts_with('.')
+    {
+        return Err(range_error(
+            "name",
+            "a pipeline name may use letters, digits, `-`, `_` and `.` (it names state \
+             directories, logs and the default stream)",
+        ));
+    }
+    if options.chunk_size.bytes() == 0 {
+        return Err(range_error("chunk_size", "must be at least 1 byte"));
+    }
+    if options.max_in_flight < options.chunk_size {
+        return Err(range_error(
+            "max_in_flight",
+            &format!(
+                "must be at least chunk_size ({}), or no chunk could ever be in flight",
+                options.chunk_size
+            ),
+        ));
+    }
+    if options.fragment_buffer_size == 0 {
+        return Err(range_error("fragment_buffer_size", "must be at least 1"));
+    }
+
+    let pipeline = options.name.as_str();
+    let source = node.get("source").expect("required by PipelineOptions");
+    let source = plan_component("source", source, path, registry, pipeline, (PluginKind::Source, PluginFactory::source))?;
+    let sink = node.get("sink").expect("required by PipelineOptions");
+    let sink = plan_component("sink", sink, path, registry, pipeline, (PluginKind::Sink, PluginFactory::sink))?;
+    let stage_nodes = match node.get("stages").map(|stages| &stages.value) {
+        Some(NodeValue::Sequence(stages)) => stages.as_slice(),
+        Some(NodeValue::Null) | None => &[],
+        Some(_) => return Err(range_error("stages", "must be a list of stages")),
+    };
+    let stages = stage_nodes
+        .iter()
+        .enumerate()
+        .map(|(index, stage)| {
+            let role = format!("stages[{index}]");
+            plan_component(&role, stage, path, registry, pipeline, (PluginKind::Stage, PluginFactory::stage))
+        })
+        .collect::<Result<_, _>>()?;
+
+    Ok(PipelinePlan {
+        name: options.name,
+        chunk_size: options.chunk_size,
+        max_in_flight: options.max_in_flight,
+        fragment_buffer_size: options.fragment_buffer_size,
+        source,
+        stages,
+        sink,
+    })
+}
+
+/// Finds a component's plugin by its `type` and parses the rest of its mapping with it.
+fn plan_component<T: ?Sized>(
+    role: &str,
+    node: &ConfigNode,
+    path: &Path,
+    registry: &Registry,
+    pipeline: &str,
+    (kind, parser): (PluginKind, fn(PluginFactory) -> Option<ParseFn<T>>),
+) -> Result<PlannedComponent<T>, ConfigError> {
+    let error = |message: String, location: Option<SourceLocation>| {
+        ConfigError::new(path, message)
+            .at(location)
+            .in_pipeline(pipeline)
+            .in_component(role.to_owned())
+    };
+    let available = || registry.names(kind).collect::<Vec<_>>().join(", ");
+    let type_name = match node.get("type").map(|type_node| &type_node.value) {
+        Some(NodeValue::String(name)) => name.clone(),
+        Some(_) => {
+            let message = format!("`type` must be a string; available {kind} types: {}", available());
+            return Err(error(message, node.location_of("type")).field("type"));
+        }
+        None if matches!(node.value, NodeValue::Mapping(_)) => {
+            let message = format!("missing `type`; available {kind} types: {}", available());
+            return Err(error(message, node.location));
+        }
+        None => {
+            let message = format!("a {kind} must be a mapping with a `type`");
+            return Err(error(message, node.location));
+        }
+    };
+    let registration = registry
+        .get(kind, &type_name)
+        .map_err(|unknown| error(unknown.to_string(), node.location_of("type")).field("type"))?;
+    let parse = parser(registration.factory).expect("registry lookups are by kind");
+    let component = format!("{role} `{type_name}`");
+    let config = parse(&node.without("type")).map_err(|node_error| {
+        ConfigError::from_node(path, node_error)
+            .in_pipeline(pipeline)
+            .in_component(component)
+    })?;
+    Ok(PlannedComponent {
+        role: role.to_owned(),
+        type_name,
+        config,
+        node: node.clone(),
+    })
+}

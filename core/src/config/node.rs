@@ -1,0 +1,449 @@
+//! A parsed YAML value that remembers where each part stood in the file.
+//!
+//! Plugin configs are only known after `type` has been read, so a component's YAML is first kept
+//! as a [`ConfigNode`] and then deserialized into the plugin's own config struct. Errors from that
+//! second step still carry the line, column and field of the offending value.
+
+use std::fmt;
+
+use serde::de::{self, value::StrDeserializer, IntoDeserializer};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// A 1-based line and column in a config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceLocation {
+    pub line: u64,
+    pub column: u64,
+}
+
+impl SourceLocation {
+    pub(crate) fn from_saphyr(location: serde_saphyr::Location) -> Option<Self> {
+        (location.line() > 0).then(|| Self {
+            line: location.line(),
+            column: location.column(),
+        })
+    }
+}
+
+impl fmt::Display for SourceLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// A YAML value with its location.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigNode {
+    pub value: NodeValue,
+    pub location: Option<SourceLocation>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeValue {
+    Null,
+    Bool(bool),
+    Integer(i64),
+    Unsigned(u64),
+    Float(f64),
+    String(String),
+    Sequence(Vec<ConfigNode>),
+    Mapping(Vec<(ConfigKey, ConfigNode)>),
+}
+
+/// A mapping key and where it stood.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigKey {
+    pub name: String,
+    pub location: Option<SourceLocation>,
+}
+
+impl ConfigNode {
+    /// The value under `key` when this node is a mapping.
+    pub fn get(&self, key: &str) -> Option<&ConfigNode> {
+        self.entries()
+            .find(|(entry, _)| entry.name == key)
+            .map(|(_, node)| node)
+    }
+
+    /// Where `key` stands in this mapping, falling back to the mapping itself.
+    pub fn location_of(&self, key: &str) -> Option<SourceLocation> {
+        self.entries()
+            .find(|(entry, _)| entry.name == key)
+            .and_then(|(entry, _)| entry.location)
+            .or(self.location)
+    }
+
+    /// A copy of this mapping without `key`.
+    pub fn without(&self, key: &str) -> ConfigNode {
+        let value = match &self.value {
+            NodeValue::Mapping(entries) => NodeValue::Mapping(
+                entries
+                    .iter()
+                    .filter(|(entry, _)| entry.name != key)
+                    .cloned()
+                    .collect(),
+            ),
+            other => other.clone(),
+        };
+        ConfigNode {
+            value,
+            location: self.location,
+        }
+    }
+
+    /// Deserializes this node into `T`, with errors that name the location and the field.
+    pub fn deserialize_into<T: de::DeserializeOwned>(&self) -> Result<T, NodeError> {
+        T::deserialize(self)
+    }
+
+    fn entries(&self) -> impl Iterator<Item = &(ConfigKey, ConfigNode)> {
+        match &self.value {
+            NodeValue::Mapping(entries) => entries.iter(),
+            _ => [].iter(),
+        }
+    }
+
+    fn unexpected(&self) -> de::Unexpected<'_> {
+        match &self.value {
+            NodeValue::Null => de::Unexpected::Unit,
+            NodeValue::Bool(value) => de::Unexpected::Bool(*value),
+            NodeValue::Integer(value) => de::Unexpected::Signed(*value),
+            NodeValue::Unsigned(value) => de::Unexpected::Unsigned(*value),
+            NodeValue::Float(value) => de::Unexpected::Float(*value),
+            NodeValue::String(value) => de::Unexpected::Str(value),
+            NodeValue::Sequence(_) => de::Unexpected::Seq,
+            NodeValue::Mapping(_) => de::Unexpected::Map,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigNode {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned = Spanned::<NodeValue>::deserialize(deserializer)?;
+        Ok(ConfigNode {
+            value: spanned.value,
+            location: SourceLocation::from_saphyr(spanned.referenced),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeValue {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NodeValueVisitor)
+    }
+}
+
+struct NodeValueVisitor;
+
+impl<'de> de::Visitor<'de> for NodeValueVisitor {
+    type Value = NodeValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_unit<E>(self) -> Result<NodeValue, E> {
+        Ok(NodeValue::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<NodeValue, E> {
+        Ok(NodeValue::Null)
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(self, inner: D) -> Result<NodeValue, D::Error> {
+        inner.deserialize_any(self)
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<NodeValue, E> {
+        Ok(NodeValue::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<NodeValue, E> {
+        Ok(NodeValue::Integer(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<NodeValue, E> {
+        Ok(NodeValue::Unsigned(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<NodeValue, E> {
+        Ok(NodeValue::Float(value))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<NodeValue, E> {
+        Ok(NodeValue::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<NodeValue, E> {
+        Ok(NodeValue::String(value))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<NodeValue, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<ConfigNode>()? {
+            items.push(item);
+        }
+        Ok(NodeValue::Sequence(items))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<NodeValue, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<Spanned<String>>()? {
+            let value = map.next_value::<ConfigNode>()?;
+            let key = ConfigKey {
+                name: key.value,
+                location: SourceLocation::from_saphyr(key.referenced),
+            };
+            entries.push((key, value));
+        }
+        Ok(NodeValue::Mapping(entries))
+    }
+}
+
+/// An error from deserializing a [`ConfigNode`]: what is wrong, where, and in which field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeError {
+    pub message: String,
+    pub location: Option<SourceLocation>,
+    /// Field names from the node that was deserialized down to the offending value.
+    pub field_path: Vec<String>,
+}
+
+impl NodeError {
+    fn at(mut self, location: Option<SourceLocation>) -> Self {
+        if self.location.is_none() {
+            self.location = location;
+        }
+        self
+    }
+
+    fn within(mut self, field: &str) -> Self {
+        self.field_path.insert(0, field.to_owned());
+        self
+    }
+
+    /// The field path joined with dots, e.g. `reconnect.delay`.
+    pub fn field(&self) -> Option<String> {
+        (!self.field_path.is_empty()).then(|| self.field_path.join("."))
+    }
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+impl de::Error for NodeError {
+    fn custom<T: fmt::Display>(message: T) -> Self {
+        NodeError {
+            message: message.to_string(),
+            location: None,
+            field_path: Vec::new(),
+        }
+    }
+
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        let mut message = format!("unknown field `{field}`");
+        if let Some(suggestion) = crate::registry::closest_name(field, expected.iter().copied()) {
+            message.push_str(&format!(" (did you mean `{suggestion}`?)"));
+        }
+        if !expected.is_empty() {
+            message.push_str(&format!("; valid fields: {}", expected.join(", ")));
+        }
+        Self::custom(message)
+    }
+}
+
+impl<'de> de::Deserializer<'de> for &'de ConfigNode {
+    type Error = NodeError;
+
+    fn deserialize_any<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, NodeError> {
+        let result = match &self.value {
+            NodeValue::Null => visitor.visit_unit(),
+            NodeValue::Bool(value) => visitor.visit_bool(*value),
+            NodeValue::Integer(value) => visitor.visit_i64(*value),
+            NodeValue::Unsigned(value) => visitor.visit_u64(*value),
+            NodeValue::Float(value) => visitor.visit_f64(*value),
+            NodeValue::String(value) => visitor.visit_borrowed_str(value),
+            NodeValue::Sequence(items) => visitor.visit_seq(SequenceAccess {
+                items: items.iter().enumerate(),
+            }),
+            NodeValue::Mapping(entries) => visitor.visit_map(MappingAccess {
+                entries: entries.iter(),
+                current: None,
+            }),
+        };
+        result.map_err(|error| error.at(self.location))
+    }
+
+    fn deserialize_option<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, NodeError> {
+        match self.value {
+            NodeValue::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, NodeError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, NodeError> {
+        let NodeValue::String(variant) = &self.value else {
+            let error: NodeError = de::Error::invalid_type(self.unexpected(), &"a string");
+            return Err(error.at(self.location));
+        };
+        let deserializer: StrDeserializer<'_, NodeError> = variant.as_str().into_deserializer();
+        deserializer.deserialize_enum("", variants, visitor).map_err(|error| {
+            let mut error = error.at(self.location);
+            if let Some(suggestion) =
+                crate::registry::closest_name(variant, variants.iter().copied())
+            {
+                error.message.push_str(&format!(" (did you mean `{suggestion}`?)"));
+            }
+            error
+        })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
+    }
+}
+
+struct SequenceAccess<'a> {
+    items: std::iter::Enumerate<std::slice::Iter<'a, ConfigNode>>,
+}
+
+impl<'de> de::SeqAccess<'de> for SequenceAccess<'de> {
+    type Error = NodeError;
+
+    fn next_element_seed<T: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, NodeError> {
+        match self.items.next() {
+            Some((index, item)) => seed
+                .deserialize(item)
+                .map(Some)
+                .map_err(|error| error.within(&format!("[{index}]")).at(item.location)),
+            None => Ok(None),
+        }
+    }
+}
+
+struct MappingAccess<'a> {
+    entries: std::slice::Iter<'a, (ConfigKey, ConfigNode)>,
+    current: Option<&'a (ConfigKey, ConfigNode)>,
+}
+
+impl<'de> de::MapAccess<'de> for MappingAccess<'de> {
+    type Error = NodeError;
+
+    fn next_key_seed<K: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, NodeError> {
+        let Some(entry) = self.entries.next() else {
+            return Ok(None);
+        };
+        self.current = Some(entry);
+        let key: StrDeserializer<'_, NodeError> = entry.0.name.as_str().into_deserializer();
+        seed.deserialize(key)
+            .map(Some)
+            .map_err(|error| error.at(entry.0.location))
+    }
+
+    fn next_value_seed<V: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, NodeError> {
+        let (key, value) = self
+            .current
+            .take()
+            .expect("serde calls next_value_seed only after next_key_seed");
+        seed.deserialize(value)
+            .map_err(|error| error.within(&key.name).at(value.location))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Example {
+        path: String,
+        #[serde(default)]
+        follow: bool,
+        mode: Mode,
+        #[serde(default)]
+        items: Vec<u32>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "snake_case")]
+    enum Mode {
+        Append,
+        PerFragment,
+    }
+
+    fn parse(yaml: &str) -> ConfigNode {
+        serde_saphyr::from_str(yaml).expect("valid yaml")
+    }
+
+    #[test]
+    fn deserializes_structs_enums_and_sequences() {
+        let node = parse("path: /tmp/x\nfollow: true\nmode: per_fragment\nitems: [1, 2]\n");
+        let example: Example = node.deserialize_into().unwrap();
+        assert_eq!(
+            example,
+            Example {
+                path: "/tmp/x".into(),
+                follow: true,
+                mode: Mode::PerFragment,
+                items: vec![1, 2],
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_field_names_its_line_and_suggests() {
+        let node = parse("path: /tmp/x\nmode: append\nfolow: true\n");
+        let error = node.deserialize_into::<Example>().unwrap_err();
+        assert_eq!(error.location.map(|l| l.line), Some(3));
+        assert!(error.message.contains("unknown field `folow`"), "{error}");
+        assert!(error.message.contains("did you mean `follow`"), "{error}");
+    }
+
+    #[test]
+    fn wrong_value_names_the_field_and_line() {
+        let node = parse("path: /tmp/x\n\nmode: apend\n");
+        let error = node.deserialize_into::<Example>().unwrap_err();
+        assert_eq!(error.field().as_deref(), Some("mode"));
+        assert_eq!(error.location.map(|l| l.line), Some(3));
+        assert!(error.message.contains("did you mean `append`"), "{error}");
+    }
+
+    #[test]
+    fn nested_sequence_errors_name_the_index() {
+        let node = parse("path: x\nmode: append\nitems:\n  - 1\n  - nope\n");
+        let error = node.deserialize_into::<Example>().unwrap_err();
+        assert_eq!(error.field().as_deref(), Some("items.[1]"));
+        assert_eq!(error.location.map(|l| l.line), Some(5));
+    }
+}

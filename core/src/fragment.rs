@@ -1,0 +1,167 @@
+//! The unit of work: a fragment (one media file of the stream) and its acknowledgement.
+//!
+//! A source creates a [`Fragment`] together with a [`FragmentDelivery`]. The fragment travels
+//! through the pipeline; when its sink has fully taken it (or it failed, or the pipeline dropped
+//! it on shutdown), the delivery resolves and the source acts on the outcome: it checkpoints,
+//! moves the file, or answers an upload.
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::io::AsyncRead;
+use tokio::sync::oneshot;
+
+/// What a stage or sink needs to know about a fragment, without its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FragmentInfo {
+    /// Position in the pipeline's stream, assigned by the source, strictly increasing.
+    pub sequence: u64,
+    /// A name for logs and for sinks that name outputs after it (a file name, an upload name).
+    pub name: String,
+    /// Length in bytes when known before reading.
+    pub length: Option<u64>,
+}
+
+/// Where a fragment's bytes come from.
+pub enum FragmentBody {
+    /// A file, read in chunks; it can be read again, so a sink can resend it after a reconnect.
+    File(PathBuf),
+    /// Bytes already in memory; sliced into chunks without copying.
+    Memory(Bytes),
+    /// A one-shot reader (a socket, a pipe); it cannot be resent.
+    Reader(Box<dyn AsyncRead + Send + Unpin>),
+    /// What a `Reader` body becomes once it has been read: it cannot be read again.
+    Consumed,
+}
+
+impl FragmentBody {
+    /// Where the bytes come from, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::File(path) => path.display().to_string(),
+            Self::Memory(_) => "memory".to_owned(),
+            Self::Reader(_) | Self::Consumed => "a reader".to_owned(),
+        }
+    }
+
+    /// Whether the body can be read again from its start (for a resend after a reconnect).
+    pub fn is_rereadable(&self) -> bool {
+        matches!(self, Self::File(_) | Self::Memory(_))
+    }
+}
+
+impl fmt::Debug for FragmentBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+            Self::Memory(bytes) => write!(f, "Memory({} bytes)", bytes.len()),
+            Self::Reader(_) => f.write_str("Reader"),
+            Self::Consumed => f.write_str("Consumed"),
+        }
+    }
+}
+
+/// The final state of one fragment, as its source learns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FragmentOutcome {
+    /// The sink took the whole fragment.
+    Delivered,
+    /// Reading, a stage or the sink failed; the message says why.
+    Failed(Arc<str>),
+    /// The pipeline stopped before the fragment was delivered (shutdown, or the pipeline
+    /// failed); it must be published again on the next start.
+    Abandoned,
+}
+
+/// A fragment on its way through a pipeline. Dropping it without [`Fragment::acknowledge`]
+/// tells the source [`FragmentOutcome::Abandoned`].
+#[derive(Debug)]
+pub struct Fragment {
+    pub info: FragmentInfo,
+    pub body: FragmentBody,
+    acknowledgement: FragmentAck,
+}
+
+impl Fragment {
+    /// Creates a fragment and the delivery its source awaits.
+    pub fn new(info: FragmentInfo, body: FragmentBody) -> (Self, FragmentDelivery) {
+        let (sender, receiver) = oneshot::channel();
+        let fragment = Self {
+            info,
+            body,
+            acknowledgement: FragmentAck(Some(sender)),
+        };
+        (fragment, FragmentDelivery(receiver))
+    }
+
+    /// Reports the outcome to the source. Called by the runtime once the sink has taken the
+    /// fragment fully, or once it has failed.
+    pub fn acknowledge(mut self, outcome: FragmentOutcome) {
+        self.acknowledgement.send(outcome);
+    }
+}
+
+/// The sending half of a fragment's acknowledgement; sends `Abandoned` when dropped unsent.
+#[derive(Debug)]
+struct FragmentAck(Option<oneshot::Sender<FragmentOutcome>>);
+
+impl FragmentAck {
+    fn send(&mut self, outcome: FragmentOutcome) {
+        if let Some(sender) = self.0.take() {
+            // The source may have stopped listening; the outcome then has no one to act on it.
+            let _ = sender.send(outcome);
+        }
+    }
+}
+
+impl Drop for FragmentAck {
+    fn drop(&mut self) {
+        self.send(FragmentOutcome::Abandoned);
+    }
+}
+
+/// Resolves to a fragment's outcome once the pipeline is done with it.
+#[derive(Debug)]
+pub struct FragmentDelivery(oneshot::Receiver<FragmentOutcome>);
+
+impl Future for FragmentDelivery {
+    type Output = FragmentOutcome;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<FragmentOutcome> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|result| result.unwrap_or(FragmentOutcome::Abandoned))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> FragmentInfo {
+        FragmentInfo {
+            sequence: 1,
+            name: "batch-0.mp4".into(),
+            length: Some(3),
+        }
+    }
+
+    #[tokio::test]
+    async fn acknowledged_fragment_reports_its_outcome() {
+        let (fragment, delivery) = Fragment::new(info(), FragmentBody::Memory(Bytes::from("abc")));
+        fragment.acknowledge(FragmentOutcome::Delivered);
+        assert_eq!(delivery.await, FragmentOutcome::Delivered);
+    }
+
+    #[tokio::test]
+    async fn dropped_fragment_is_abandoned() {
+        let (fragment, delivery) = Fragment::new(info(), FragmentBody::Memory(Bytes::from("abc")));
+        drop(fragment);
+        assert_eq!(delivery.await, FragmentOutcome::Abandoned);
+    }
+}

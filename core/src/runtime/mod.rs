@@ -1,0 +1,221 @@
+//! Runs pipelines: builds their components, wires source → chunking stage → stages → sink, and
+//! reports how each one ended.
+//!
+//! Each pipeline runs as its own tasks with its own bounded queues, so a slow or failed
+//! pipeline never stalls another.
+
+mod driver;
+mod stages;
+mod stats;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use self::driver::SinkDriver;
+use self::stages::StageChain;
+pub use self::stats::{PipelineReport, PipelineStats};
+use crate::channel::{ChannelHub, FragmentSender};
+use crate::chunking::ChunkingStage;
+use crate::config::{ConfigError, LoadedConfig, PipelinePlan};
+use crate::sink::{Sink, SinkError};
+use crate::source::{Source, SourceError};
+use crate::stage::Stage;
+use crate::units::HumanDuration;
+
+/// Chunk events queued between the chunking stage and the sink driver. Bytes are bounded by
+/// `max_in_flight`; this only bounds the count of small events (begin, end).
+const CHUNK_EVENT_QUEUE: usize = 64;
+
+/// Why a pipeline stopped before its input ended.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("sink failed: {0}")]
+    Sink(#[from] SinkError),
+    #[error("source failed: {0}")]
+    Source(#[from] SourceError),
+    #[error("the fragment in flight did not finish within shutdown_timeout ({})", HumanDuration(*.0))]
+    ShutdownTimeout(Duration),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Running pipelines.
+pub struct Runtime {
+    channels: ChannelHub,
+    shutdown: CancellationToken,
+    pipelines: Vec<(Arc<PipelineStats>, JoinHandle<PipelineReport>)>,
+}
+
+/// How a whole run ended.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub pipelines: Vec<PipelineReport>,
+}
+
+impl RunReport {
+    pub fn succeeded(&self) -> bool {
+        self.pipelines.iter().all(|pipeline| pipeline.error.is_none())
+    }
+}
+
+/// The parts of one pipeline, built and not yet running.
+struct BuiltPipeline {
+    name: String,
+    chunking: ChunkingStage,
+    fragment_buffer_size: usize,
+    source: Box<dyn Source>,
+    stages: Vec<Box<dyn Stage>>,
+    sink: Box<dyn Sink>,
+}
+
+impl Runtime {
+    /// Validates and builds every pipeline, then starts them all. Nothing starts if any
+    /// component fails to validate or build.
+    pub async fn start(config: &LoadedConfig) -> Result<Self, ConfigError> {
+        let channels = ChannelHub::default();
+        config.validate(&channels)?;
+        let mut built = Vec::with_capacity(config.pipelines.len());
+        for plan in &config.pipelines {
+            built.push(build(config, plan, &channels).await?);
+        }
+        let shutdown = CancellationToken::new();
+        let pipelines = built
+            .into_iter()
+            .map(|pipeline| {
+                let stats = Arc::new(PipelineStats::default());
+                let task = tokio::spawn(run_pipeline(
+                    pipeline,
+                    Arc::clone(&stats),
+                    shutdown.clone(),
+                    config.shutdown_timeout.get(),
+                ));
+                (stats, task)
+            })
+            .collect();
+        Ok(Self {
+            channels,
+            shutdown,
+            pipelines,
+        })
+    }
+
+    /// A sender into the `channel` source named `name`.
+    pub fn channel(&self, name: &str) -> Option<FragmentSender> {
+        self.channels.sender(name)
+    }
+
+    /// No more senders for channel `name` will be asked for: the channel source finishes once
+    /// every sender already handed out is dropped.
+    pub fn close_channel(&self, name: &str) {
+        self.channels.close(name);
+    }
+
+    /// Live counters of every pipeline, in config order.
+    pub fn stats(&self) -> impl Iterator<Item = &PipelineStats> {
+        self.pipelines.iter().map(|(stats, _)| stats.as_ref())
+    }
+
+    /// Requests a graceful stop: sources stop, the fragment in flight finishes (bounded by
+    /// `shutdown_timeout`), sinks close and sources save their state.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.channels.close_all();
+    }
+
+    /// A token that is cancelled once shutdown was requested.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until every pipeline has ended.
+    pub async fn wait(self) -> RunReport {
+        let mut reports = Vec::with_capacity(self.pipelines.len());
+        for (stats, task) in self.pipelines {
+            let report = task.await.unwrap_or_else(|panic| {
+                PipelineReport::new("?", &stats, Some(format!("pipeline task panicked: {panic}")))
+            });
+            reports.push(report);
+        }
+        RunReport { pipelines: reports }
+    }
+}
+
+async fn build(
+    config: &LoadedConfig,
+    plan: &PipelinePlan,
+    channels: &ChannelHub,
+) -> Result<BuiltPipeline, ConfigError> {
+    let context = config.context(plan, channels);
+    let source = config.check(plan, &plan.source, plan.source.config.build(&context).await)?;
+    let mut stages = Vec::with_capacity(plan.stages.len());
+    for stage in &plan.stages {
+        stages.push(config.check(plan, stage, stage.config.build(&context).await)?);
+    }
+    let sink = config.check(plan, &plan.sink, plan.sink.config.build(&context).await)?;
+    Ok(BuiltPipeline {
+        name: plan.name.clone(),
+        chunking: ChunkingStage::new(plan.chunk_size.bytes(), plan.max_in_flight.bytes()),
+        fragment_buffer_size: plan.fragment_buffer_size,
+        source,
+        stages,
+        sink,
+    })
+}
+
+async fn run_pipeline(
+    pipeline: BuiltPipeline,
+    stats: Arc<PipelineStats>,
+    shutdown: CancellationToken,
+    shutdown_timeout: Duration,
+) -> PipelineReport {
+    // Cancelled on shutdown, and also when this pipeline's sink fails, so its source stops.
+    let stop_source = shutdown.child_token();
+    let (fragment_tx, fragment_rx) = mpsc::channel(pipeline.fragment_buffer_size);
+    let (event_tx, event_rx) = mpsc::channel(CHUNK_EVENT_QUEUE);
+    let source_task = tokio::spawn(pipeline.source.run(fragment_tx, stop_source.clone()));
+    let chunking_task = tokio::spawn(pipeline.chunking.run(fragment_rx, event_tx));
+    let driver = SinkDriver {
+        pipeline: pipeline.name.clone(),
+        sink: pipeline.sink,
+        stages: StageChain::new(pipeline.stages),
+        stats: Arc::clone(&stats),
+        shutdown,
+        shutdown_timeout,
+    };
+    let delivered = driver.run(event_rx).await;
+    if delivered.is_err() {
+        stop_source.cancel();
+    }
+    let _ = chunking_task.await;
+    let sourced = match source_task.await {
+        Ok(result) => result.map_err(PipelineError::from),
+        Err(panic) => Err(PipelineError::Internal(format!("source task panicked: {panic}"))),
+    };
+    let error = delivered.and(sourced).err().map(|error| error.to_string());
+    let report = PipelineReport::new(&pipeline.name, &stats, error);
+    match &report.error {
+        None => info!(
+            pipeline = %report.name,
+            "Pipeline {} finished: {} fragments published ({:.2} MiB in {:.2} s, {:.1} MiB/s), {} failed",
+            report.name,
+            report.fragments_published,
+            report.bytes_published as f64 / (1024.0 * 1024.0),
+            report.elapsed.as_secs_f64(),
+            report.throughput_mib_s(),
+            report.fragments_failed,
+        ),
+        Some(message) => error!(
+            pipeline = %report.name,
+            "Pipeline {} failed after {} fragments published, {} failed: {message}",
+            report.name,
+            report.fragments_published,
+            report.fragments_failed,
+        ),
+    }
+    report
+}

@@ -1,0 +1,173 @@
+//! Applies a pipeline's stages, in order, to one call at a time.
+
+use bytes::Bytes;
+
+use crate::fragment::FragmentInfo;
+use crate::stage::{Stage, StageError, StageItem, StageOutput};
+
+/// What the runtime feeds into the chain.
+#[derive(Debug)]
+pub(crate) enum StageCall<'a> {
+    Begin(&'a FragmentInfo),
+    Chunk(Bytes),
+    End,
+    /// The sink has started a new session; stages re-emit what a session needs first.
+    SessionStarted,
+}
+
+/// The stages of one pipeline.
+pub(crate) struct StageChain {
+    stages: Vec<Box<dyn Stage>>,
+}
+
+impl StageChain {
+    pub(crate) fn new(stages: Vec<Box<dyn Stage>>) -> Self {
+        Self { stages }
+    }
+
+    /// Runs `call` through every stage; what comes out of the last one lands in `output`.
+    pub(crate) fn apply(
+        &mut self,
+        call: StageCall<'_>,
+        output: &mut Vec<StageItem>,
+    ) -> Result<(), StageError> {
+        self.apply_from(0, call, output)
+    }
+
+    /// Tells every stage that the current fragment is abandoned or will be resent.
+    pub(crate) fn abort_fragment(&mut self) {
+        for stage in &mut self.stages {
+            stage.abort_fragment();
+        }
+    }
+
+    fn apply_from(
+        &mut self,
+        index: usize,
+        call: StageCall<'_>,
+        output: &mut Vec<StageItem>,
+    ) -> Result<(), StageError> {
+        let Some(stage) = self.stages.get_mut(index) else {
+            match call {
+                StageCall::Chunk(chunk) => output.push(StageItem::Chunk(chunk)),
+                StageCall::Begin(_) | StageCall::End | StageCall::SessionStarted => {}
+            }
+            return Ok(());
+        };
+        let mut produced = StageOutput::default();
+        // Later stages see a fragment begin (or a session start) before anything this stage
+        // emits for it, and see it end after.
+        match call {
+            StageCall::Begin(fragment) => {
+                stage.begin_fragment(fragment, &mut produced)?;
+                self.apply_from(index + 1, StageCall::Begin(fragment), output)?;
+                self.forward(index, &mut produced, output)
+            }
+            StageCall::SessionStarted => {
+                stage.start_session(&mut produced)?;
+                self.apply_from(index + 1, StageCall::SessionStarted, output)?;
+                self.forward(index, &mut produced, output)
+            }
+            StageCall::Chunk(chunk) => {
+                stage.process_chunk(chunk, &mut produced)?;
+                self.forward(index, &mut produced, output)
+            }
+            StageCall::End => {
+                stage.end_fragment(&mut produced)?;
+                self.forward(index, &mut produced, output)?;
+                self.apply_from(index + 1, StageCall::End, output)
+            }
+        }
+    }
+
+    /// Passes what stage `index` produced on to the stages after it.
+    fn forward(
+        &mut self,
+        index: usize,
+        produced: &mut StageOutput,
+        output: &mut Vec<StageItem>,
+    ) -> Result<(), StageError> {
+        for item in produced.drain() {
+            match item {
+                StageItem::Chunk(chunk) => self.apply_from(index + 1, StageCall::Chunk(chunk), output)?,
+                StageItem::NewSession => {
+                    output.push(StageItem::NewSession);
+                    self.apply_from(index + 1, StageCall::SessionStarted, output)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Wraps every fragment in brackets and emits a header on each new session; stage "a"
+    /// requests a new session when it sees the chunk "switch".
+    struct Bracket(&'static str);
+
+    impl Stage for Bracket {
+        fn begin_fragment(&mut self, _: &FragmentInfo, output: &mut StageOutput) -> Result<(), StageError> {
+            output.push_chunk(Bytes::from(format!("{}[", self.0)));
+            Ok(())
+        }
+        fn process_chunk(&mut self, chunk: Bytes, output: &mut StageOutput) -> Result<(), StageError> {
+            if self.0 == "a" && chunk.as_ref() == b"switch" {
+                output.request_new_session();
+            }
+            output.push_chunk(chunk);
+            Ok(())
+        }
+        fn end_fragment(&mut self, output: &mut StageOutput) -> Result<(), StageError> {
+            output.push_chunk(Bytes::from(format!("]{}", self.0)));
+            Ok(())
+        }
+        fn start_session(&mut self, output: &mut StageOutput) -> Result<(), StageError> {
+            output.push_chunk(Bytes::from(format!("<{}>", self.0)));
+            Ok(())
+        }
+    }
+
+    fn render(items: &[StageItem]) -> String {
+        items
+            .iter()
+            .map(|item| match item {
+                StageItem::Chunk(chunk) => String::from_utf8_lossy(chunk).into_owned(),
+                StageItem::NewSession => "|".to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stages_apply_in_order_around_fragment_boundaries() {
+        let mut chain = StageChain::new(vec![Box::new(Bracket("a")), Box::new(Bracket("b"))]);
+        let info = FragmentInfo { sequence: 1, name: "x".into(), length: None };
+        let mut output = Vec::new();
+        chain.apply(StageCall::Begin(&info), &mut output).unwrap();
+        chain.apply(StageCall::Chunk(Bytes::from("x")), &mut output).unwrap();
+        chain.apply(StageCall::End, &mut output).unwrap();
+        assert_eq!(render(&output), "b[a[x]a]b");
+    }
+
+    #[test]
+    fn a_new_session_request_reaches_the_sink_before_later_stages_restart() {
+        let mut chain = StageChain::new(vec![Box::new(Bracket("a")), Box::new(Bracket("b"))]);
+        let mut output = Vec::new();
+        chain.apply(StageCall::Chunk(Bytes::from("switch")), &mut output).unwrap();
+        assert_eq!(render(&output), "|<b>switch");
+
+        output.clear();
+        chain.apply(StageCall::SessionStarted, &mut output).unwrap();
+        assert_eq!(render(&output), "<b><a>");
+    }
+
+    #[test]
+    fn without_stages_chunks_pass_through() {
+        let mut chain = StageChain::new(Vec::new());
+        let mut output = Vec::new();
+        chain.apply(StageCall::Chunk(Bytes::from("x")), &mut output).unwrap();
+        assert_eq!(output, vec![StageItem::Chunk(Bytes::from("x"))]);
+    }
+}

@@ -1,0 +1,90 @@
+//! Stages rewrite a fragment's chunk stream on its way to the sink.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::component::{ComponentContext, ComponentError};
+use crate::fragment::FragmentInfo;
+
+/// A stage's parsed config.
+#[async_trait]
+pub trait StageConfig: Send + Sync + std::fmt::Debug {
+    fn validate(&self, context: &ComponentContext) -> Result<(), ComponentError>;
+    async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError>;
+}
+
+/// A running stage. It sees every fragment as begin, chunks, end, and pushes what it produces
+/// into a [`StageOutput`]. Fragment boundaries stay visible to the stage and to what follows it.
+///
+/// Stages are synchronous: they transform bytes already in memory, and the runtime applies them
+/// chunk by chunk, so their own buffering is all the memory they add.
+pub trait Stage: Send {
+    fn begin_fragment(
+        &mut self,
+        _fragment: &FragmentInfo,
+        _output: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        Ok(())
+    }
+
+    fn process_chunk(&mut self, chunk: Bytes, output: &mut StageOutput) -> Result<(), StageError>;
+
+    fn end_fragment(&mut self, _output: &mut StageOutput) -> Result<(), StageError> {
+        Ok(())
+    }
+
+    /// The sink starts a new session (after a reconnect): emit what a new session needs first.
+    fn start_session(&mut self, _output: &mut StageOutput) -> Result<(), StageError> {
+        Ok(())
+    }
+
+    /// The current fragment failed or will be sent again from its start: forget its partial
+    /// state, keep what earlier fragments established.
+    fn abort_fragment(&mut self) {}
+}
+
+/// What a stage produces for the next stage or the sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageItem {
+    Chunk(Bytes),
+    /// The stream cannot go on in the current session (for example the codec changed): the sink
+    /// must start a new one before the chunks that follow.
+    NewSession,
+}
+
+/// The collector a stage writes its items into.
+#[derive(Debug, Default)]
+pub struct StageOutput {
+    items: Vec<StageItem>,
+}
+
+impl StageOutput {
+    pub fn push_chunk(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.items.push(StageItem::Chunk(chunk));
+        }
+    }
+
+    pub fn request_new_session(&mut self) {
+        self.items.push(StageItem::NewSession);
+    }
+
+    pub(crate) fn drain(&mut self) -> std::vec::Drain<'_, StageItem> {
+        self.items.drain(..)
+    }
+}
+
+/// A stage rejected the current fragment; the message names what is wrong and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StageError {
+    pub message: String,
+}
+
+impl StageError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
