@@ -1,0 +1,126 @@
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use streampub_core::{async_trait, ComponentContext, ComponentError, HumanDuration, Source, SourceConfig};
+
+use super::DirectorySource;
+
+/// Default `pattern`: every file.
+pub const DEFAULT_PATTERN: &str = "*";
+/// Default `settle`: how long a file must stay unchanged before it counts as complete.
+pub const DEFAULT_SETTLE: HumanDuration = HumanDuration::from_millis(500);
+/// Default `poll_interval`: the rescan that catches what filesystem notifications miss.
+pub const DEFAULT_POLL_INTERVAL: HumanDuration = HumanDuration::from_secs(1);
+
+/// Publishes the files of a directory in numeric-aware name order (`batch-10` after `batch-9`).
+///
+/// A file is published once it is complete: renamed into place, or unchanged for `settle`.
+/// Dotfiles and `*.tmp` / `*.part` files are ignored, so writing under such a name and renaming
+/// when done is the fastest way to hand a file over. With a top-level `state_dir`, published
+/// files are remembered, so a restart neither republishes nor skips one.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySourceConfig {
+    /// The directory to read (relative paths start at the pipeline file's directory).
+    pub path: PathBuf,
+    /// Glob on file names, e.g. `batch-*.mp4`.
+    #[serde(default = "default_pattern")]
+    pub pattern: String,
+    /// Keep watching for new files (`true`), or publish what is there and finish (`false`).
+    #[serde(default = "default_follow")]
+    pub follow: bool,
+    /// A file counts as complete once renamed into place or unchanged this long.
+    #[serde(default = "default_settle")]
+    pub settle: HumanDuration,
+    /// What happens to a file once its sink has fully taken it.
+    #[serde(default)]
+    pub on_done: OnDone,
+    /// Where `on_done: move` moves published files (created if missing).
+    #[serde(default)]
+    pub done_dir: Option<PathBuf>,
+    /// How often the directory is rescanned in case filesystem notifications are missed
+    /// (network filesystems do not deliver them).
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: HumanDuration,
+}
+
+/// What happens to a published file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDone {
+    /// Leave it where it is (it is remembered as published when `state_dir` is set).
+    #[default]
+    Keep,
+    /// Delete it.
+    Delete,
+    /// Move it into `done_dir`.
+    Move,
+}
+
+fn default_pattern() -> String {
+    DEFAULT_PATTERN.to_owned()
+}
+
+fn default_follow() -> bool {
+    true
+}
+
+fn default_settle() -> HumanDuration {
+    DEFAULT_SETTLE
+}
+
+fn default_poll_interval() -> HumanDuration {
+    DEFAULT_POLL_INTERVAL
+}
+
+#[async_trait]
+impl SourceConfig for DirectorySourceConfig {
+    fn validate(&self, context: &ComponentContext) -> Result<(), ComponentError> {
+        let path = context.resolve_path(&self.path);
+        if !path.is_dir() {
+            return Err(ComponentError::field(
+                "path",
+                format!("{} is not a directory; create it or fix `path`", path.display()),
+            ));
+        }
+        glob::Pattern::new(&self.pattern).map_err(|error| {
+            ComponentError::field("pattern", format!("invalid glob `{}`: {error}", self.pattern))
+        })?;
+        match (self.on_done, &self.done_dir) {
+            (OnDone::Move, None) => Err(ComponentError::field(
+                "on_done",
+                "`on_done: move` needs `done_dir`, the directory to move published files into",
+            )),
+            (OnDone::Keep | OnDone::Delete, Some(_)) => Err(ComponentError::field(
+                "done_dir",
+                "`done_dir` is only used with `on_done: move`",
+            )),
+            _ => Ok(()),
+        }?;
+        if self.poll_interval.get().is_zero() {
+            return Err(ComponentError::field("poll_interval", "must be longer than 0s"));
+        }
+        Ok(())
+    }
+
+    async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Source>, ComponentError> {
+        let done_dir = self.done_dir.as_ref().map(|dir| context.resolve_path(dir));
+        if let Some(dir) = &done_dir {
+            std::fs::create_dir_all(dir).map_err(|error| {
+                ComponentError::field("done_dir", format!("cannot create {}: {error}", dir.display()))
+            })?;
+        }
+        Ok(Box::new(DirectorySource {
+            pipeline: context.pipeline.clone(),
+            directory: context.resolve_path(&self.path),
+            pattern: glob::Pattern::new(&self.pattern).expect("checked by validate"),
+            follow: self.follow,
+            settle: self.settle.get(),
+            on_done: self.on_done,
+            done_dir,
+            poll_interval: self.poll_interval.get(),
+            checkpoint: context.state_file("directory").map(streampub_core::checkpoint::CheckpointFile::new),
+        }))
+    }
+}

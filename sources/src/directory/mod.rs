@@ -1,0 +1,346 @@
+//! The `directory` source: publishes the files of a directory in name order.
+//!
+//! It lists the directory, sends every complete file (see [`scan::SettleTracker`]) in
+//! numeric-aware name order, and waits for the next change: an inotify event, the settle time of
+//! the file it waits for, or the periodic rescan. Files are remembered as published only when
+//! their sink has fully taken them; then `on_done` is applied.
+
+mod config;
+mod scan;
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesOrdered, StreamExt};
+use notify::Watcher;
+use serde::{Deserialize, Serialize};
+use streampub_core::checkpoint::CheckpointFile;
+use streampub_core::{
+    async_trait, CancellationToken, Fragment, FragmentBody, FragmentInfo, FragmentOutcome,
+    PluginRegistration, Source, SourceError,
+};
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+pub use self::config::{DirectorySourceConfig, OnDone};
+use self::scan::{Candidate, Readiness, SettleTracker};
+
+inventory::submit! {
+    PluginRegistration::source::<DirectorySourceConfig>(
+        "directory",
+        "Publishes the files of a directory in name order, following new ones as they complete",
+    )
+}
+
+pub(crate) struct DirectorySource {
+    pub(crate) pipeline: String,
+    pub(crate) directory: PathBuf,
+    pub(crate) pattern: glob::Pattern,
+    pub(crate) follow: bool,
+    pub(crate) settle: Duration,
+    pub(crate) on_done: OnDone,
+    pub(crate) done_dir: Option<PathBuf>,
+    pub(crate) poll_interval: Duration,
+    pub(crate) checkpoint: Option<CheckpointFile>,
+}
+
+/// What the source remembers across runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DirectoryState {
+    /// The sequence number the next new fragment gets; the first is 1.
+    next_sequence: u64,
+    /// Files published and still present in the directory (`on_done: keep`), or published and
+    /// not yet moved or deleted.
+    completed: BTreeSet<String>,
+}
+
+impl Default for DirectoryState {
+    fn default() -> Self {
+        Self {
+            next_sequence: 1,
+            completed: BTreeSet::new(),
+        }
+    }
+}
+
+/// What the filesystem watcher reports.
+enum WatchEvent {
+    Changed,
+    /// A file appeared by rename: it is complete.
+    RenamedInto(String),
+}
+
+/// The source's bookkeeping for one run.
+struct RunState {
+    saved: DirectoryState,
+    /// Sent and not yet acknowledged.
+    in_flight: HashSet<String>,
+    /// Failed in this run; retried on the next start.
+    failed: HashSet<String>,
+    settle: SettleTracker,
+}
+
+impl RunState {
+    fn is_open(&self, name: &str) -> bool {
+        !(self.saved.completed.contains(name)
+            || self.in_flight.contains(name)
+            || self.failed.contains(name))
+    }
+}
+
+#[async_trait]
+impl Source for DirectorySource {
+    async fn run(
+        self: Box<Self>,
+        output: mpsc::Sender<Fragment>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SourceError> {
+        let saved = self.load_state().await?;
+        let mut state = RunState {
+            saved,
+            in_flight: HashSet::new(),
+            failed: HashSet::new(),
+            settle: SettleTracker::new(self.settle),
+        };
+        let (watch_tx, mut watch_rx) = mpsc::unbounded_channel();
+        // Held for the whole run; dropping it stops the notifications.
+        let _watcher = self.watch(watch_tx);
+        let mut deliveries = FuturesOrdered::new();
+        let mut candidates = Vec::new();
+        let mut rescan = true;
+        loop {
+            if rescan {
+                candidates = self.scan().await?;
+                self.finish_completed(&mut state, &candidates).await;
+                rescan = false;
+            }
+            let open: Vec<&Candidate> = candidates.iter().filter(|c| state.is_open(&c.name)).collect();
+            if !self.follow && open.is_empty() && deliveries.is_empty() {
+                break;
+            }
+
+            // Send complete files in order until the queue is full or a file is not complete.
+            let now = Instant::now();
+            let mut wait = self.poll_interval;
+            let mut queue_full = false;
+            for candidate in open {
+                match state.settle.check(candidate, now) {
+                    Readiness::WaitFor(delay) => {
+                        wait = wait.min(delay);
+                        break;
+                    }
+                    Readiness::Ready => match output.try_reserve() {
+                        Ok(permit) => {
+                            let (fragment, delivery) = self.fragment(candidate, &mut state.saved);
+                            debug!(pipeline = %self.pipeline, "Queued {}", candidate.name);
+                            state.in_flight.insert(candidate.name.clone());
+                            let name = candidate.name.clone();
+                            deliveries.push_back(async move { (name, delivery.await) });
+                            permit.send(fragment);
+                        }
+                        Err(mpsc::error::TrySendError::Full(())) => {
+                            queue_full = true;
+                            break;
+                        }
+                        Err(mpsc::error::TrySendError::Closed(())) => return self.drain(deliveries, &mut state).await,
+                    },
+                }
+            }
+
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some((name, outcome)) = deliveries.next(), if !deliveries.is_empty() => {
+                    self.settle_outcome(&mut state, name, outcome).await;
+                }
+                Some(event) = watch_rx.recv() => {
+                    handle_watch_event(&mut state, event);
+                    // Coalesce a burst of events (a file being written) into one rescan.
+                    while let Ok(event) = watch_rx.try_recv() {
+                        handle_watch_event(&mut state, event);
+                    }
+                    rescan = true;
+                }
+                permit = output.reserve(), if queue_full => {
+                    // Room again: go round and send the next file.
+                    drop(permit);
+                }
+                () = tokio::time::sleep(wait) => rescan = true,
+            }
+        }
+        drop(output);
+        self.drain(deliveries, &mut state).await
+    }
+}
+
+fn handle_watch_event(state: &mut RunState, event: WatchEvent) {
+    if let WatchEvent::RenamedInto(name) = event {
+        state.settle.renamed_in(name);
+    }
+}
+
+impl DirectorySource {
+    async fn load_state(&self) -> Result<DirectoryState, SourceError> {
+        let Some(checkpoint) = self.checkpoint.clone() else {
+            return Ok(DirectoryState::default());
+        };
+        let loaded = tokio::task::spawn_blocking(move || checkpoint.load::<DirectoryState>())
+            .await
+            .map_err(|error| SourceError::new(error.to_string()))?;
+        let state = loaded.map_err(|error| SourceError::new(error.to_string()))?;
+        Ok(state.unwrap_or_default())
+    }
+
+    async fn save_state(&self, state: &DirectoryState) {
+        let Some(checkpoint) = self.checkpoint.clone() else {
+            return;
+        };
+        let snapshot = state.clone();
+        let saved = tokio::task::spawn_blocking(move || checkpoint.save(&snapshot)).await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(save_error)) => error!(pipeline = %self.pipeline, "{save_error}"),
+            Err(join_error) => error!(pipeline = %self.pipeline, "saving state failed: {join_error}"),
+        }
+    }
+
+    async fn scan(&self) -> Result<Vec<Candidate>, SourceError> {
+        let directory = self.directory.clone();
+        let pattern = self.pattern.clone();
+        tokio::task::spawn_blocking(move || scan::scan(&directory, &pattern))
+            .await
+            .map_err(|error| SourceError::new(error.to_string()))?
+            .map_err(|error| {
+                SourceError::new(format!("cannot list {}: {error}", self.directory.display()))
+            })
+    }
+
+    fn fragment(&self, candidate: &Candidate, saved: &mut DirectoryState) -> (Fragment, streampub_core::FragmentDelivery) {
+        let info = FragmentInfo {
+            sequence: saved.next_sequence,
+            name: candidate.name.clone(),
+            length: Some(candidate.length),
+        };
+        saved.next_sequence += 1;
+        Fragment::new(info, FragmentBody::File(candidate.path.clone()))
+    }
+
+    /// Forgets published files that left the directory, and finishes `on_done` for published
+    /// files still present (a crash may have come between checkpoint and move).
+    async fn finish_completed(&self, state: &mut RunState, candidates: &[Candidate]) {
+        let present: HashSet<&str> = candidates.iter().map(|c| c.name.as_str()).collect();
+        let before = state.saved.completed.len();
+        state.saved.completed.retain(|name| present.contains(name.as_str()));
+        if state.saved.completed.len() != before {
+            self.save_state(&state.saved).await;
+        }
+        if self.on_done != OnDone::Keep {
+            for name in state.saved.completed.clone() {
+                self.apply_on_done(&name).await;
+            }
+        }
+    }
+
+    async fn settle_outcome(&self, state: &mut RunState, name: String, outcome: FragmentOutcome) {
+        state.in_flight.remove(&name);
+        match outcome {
+            FragmentOutcome::Delivered => {
+                state.settle.forget(&name);
+                state.saved.completed.insert(name.clone());
+                // Checkpoint first: a crash before the move then only means moving it later.
+                self.save_state(&state.saved).await;
+                self.apply_on_done(&name).await;
+            }
+            FragmentOutcome::Failed(message) => {
+                error!(
+                    pipeline = %self.pipeline,
+                    "Fragment {name} was not published: {message}; it stays in {} and is tried again on the next start",
+                    self.directory.display()
+                );
+                state.failed.insert(name);
+            }
+            FragmentOutcome::Abandoned => {
+                debug!(pipeline = %self.pipeline, "Fragment {name} abandoned; it is published on the next start");
+            }
+        }
+    }
+
+    async fn apply_on_done(&self, name: &str) {
+        let path = self.directory.join(name);
+        let result = match (self.on_done, &self.done_dir) {
+            (OnDone::Keep, _) => return,
+            (OnDone::Delete, _) => tokio::fs::remove_file(&path).await,
+            (OnDone::Move, Some(done_dir)) => tokio::fs::rename(&path, done_dir.join(name)).await,
+            (OnDone::Move, None) => unreachable!("validate requires done_dir for on_done: move"),
+        };
+        match result {
+            Ok(()) => info!(pipeline = %self.pipeline, "{} {name} after publishing", on_done_verb(self.on_done)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => warn!(
+                pipeline = %self.pipeline,
+                "Published {name} but could not apply on_done ({:?}): {error}",
+                self.on_done
+            ),
+        }
+    }
+
+    /// Awaits every outstanding acknowledgement so the state saved is final.
+    async fn drain<F>(&self, mut deliveries: FuturesOrdered<F>, state: &mut RunState) -> Result<(), SourceError>
+    where
+        F: std::future::Future<Output = (String, FragmentOutcome)>,
+    {
+        while let Some((name, outcome)) = deliveries.next().await {
+            self.settle_outcome(state, name, outcome).await;
+        }
+        Ok(())
+    }
+
+    /// Starts inotify on the directory. Without it the periodic rescan still finds new files.
+    fn watch(&self, events: mpsc::UnboundedSender<WatchEvent>) -> Option<notify::RecommendedWatcher> {
+        let handler = move |result: notify::Result<notify::Event>| {
+            let Ok(event) = result else {
+                let _ = events.send(WatchEvent::Changed);
+                return;
+            };
+            use notify::event::{EventKind, ModifyKind, RenameMode};
+            let renamed_to = match event.kind {
+                EventKind::Modify(ModifyKind::Name(RenameMode::To)) => event.paths.first(),
+                EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => event.paths.get(1),
+                _ => None,
+            };
+            let name = renamed_to.and_then(|path| file_name(path));
+            let _ = events.send(match name {
+                Some(name) => WatchEvent::RenamedInto(name),
+                None => WatchEvent::Changed,
+            });
+        };
+        let watched = notify::recommended_watcher(handler).and_then(|mut watcher| {
+            watcher.watch(&self.directory, notify::RecursiveMode::NonRecursive)?;
+            Ok(watcher)
+        });
+        match watched {
+            Ok(watcher) => Some(watcher),
+            Err(error) => {
+                warn!(
+                    pipeline = %self.pipeline,
+                    "Cannot watch {} ({error}); rescanning every {:?} instead",
+                    self.directory.display(),
+                    self.poll_interval
+                );
+                None
+            }
+        }
+    }
+}
+
+fn file_name(path: &Path) -> Option<String> {
+    path.file_name()?.to_str().map(str::to_owned)
+}
+
+fn on_done_verb(on_done: OnDone) -> &'static str {
+    match on_done {
+        OnDone::Keep => "Kept",
+        OnDone::Delete => "Deleted",
+        OnDone::Move => "Moved",
+    }
+}

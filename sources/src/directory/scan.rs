@@ -1,0 +1,216 @@
+//! Listing a directory's candidate files and deciding when each one is complete.
+
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+/// A file that may be published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub(crate) name: String,
+    pub(crate) path: PathBuf,
+    pub(crate) length: u64,
+    pub(crate) modified: SystemTime,
+}
+
+/// Regular files matching `pattern`, minus dotfiles and `*.tmp`/`*.part`, in numeric-aware
+/// name order.
+pub(crate) fn scan(directory: &Path, pattern: &glob::Pattern) -> io::Result<Vec<Candidate>> {
+    let mut candidates = Vec::new();
+    for entry in std::fs::read_dir(directory)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if is_ignored(&name) || !pattern.matches(&name) {
+            continue;
+        }
+        // A file that vanished between listing and stat is simply not a candidate.
+        let Ok(metadata) = entry.metadata() else {
+            continue;
+        };
+        if !metadata.is_file() {
+            continue;
+        }
+        candidates.push(Candidate {
+            path: entry.path(),
+            name,
+            length: metadata.len(),
+            modified: metadata.modified()?,
+        });
+    }
+    candidates.sort_by(|a, b| natural_order(&a.name, &b.name));
+    Ok(candidates)
+}
+
+/// Files that are being written under a temporary name.
+pub(crate) fn is_ignored(name: &str) -> bool {
+    name.starts_with('.') || name.ends_with(".tmp") || name.ends_with(".part")
+}
+
+/// Compares names so that runs of digits compare as numbers: `batch-9` < `batch-10`.
+pub(crate) fn natural_order(a: &str, b: &str) -> Ordering {
+    let (mut a, mut b) = (a, b);
+    loop {
+        match (a.is_empty(), b.is_empty()) {
+            (true, true) => return Ordering::Equal,
+            (true, false) => return Ordering::Less,
+            (false, true) => return Ordering::Greater,
+            _ => {}
+        }
+        let a_digits = a.starts_with(|c: char| c.is_ascii_digit());
+        let b_digits = b.starts_with(|c: char| c.is_ascii_digit());
+        let (a_run, a_rest) = split_run(a, a_digits);
+        let (b_run, b_rest) = split_run(b, b_digits);
+        let order = if a_digits && b_digits {
+            let a_number = a_run.trim_start_matches('0');
+            let b_number = b_run.trim_start_matches('0');
+            a_number
+                .len()
+                .cmp(&b_number.len())
+                .then_with(|| a_number.cmp(b_number))
+                // `01` after `1`, so that distinct names never compare equal.
+                .then_with(|| a_run.len().cmp(&b_run.len()))
+        } else {
+            a_run.cmp(b_run)
+        };
+        if order != Ordering::Equal {
+            return order;
+        }
+        (a, b) = (a_rest, b_rest);
+    }
+}
+
+/// Splits off the leading run of digits (or of non-digits).
+fn split_run(text: &str, digits: bool) -> (&str, &str) {
+    let end = text
+        .find(|c: char| c.is_ascii_digit() != digits)
+        .unwrap_or(text.len());
+    text.split_at(end)
+}
+
+/// Whether a candidate is complete, or how long to wait before looking again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    Ready,
+    WaitFor(Duration),
+}
+
+/// Tracks how long each file has stayed unchanged.
+#[derive(Debug)]
+pub(crate) struct SettleTracker {
+    settle: Duration,
+    /// Per file: the length and mtime last seen, and since when they have been the same.
+    observed: HashMap<String, (u64, SystemTime, Instant)>,
+    /// Files that were renamed into the directory: complete at once.
+    renamed_in: HashSet<String>,
+}
+
+impl SettleTracker {
+    pub(crate) fn new(settle: Duration) -> Self {
+        Self {
+            settle,
+            observed: HashMap::new(),
+            renamed_in: HashSet::new(),
+        }
+    }
+
+    pub(crate) fn renamed_in(&mut self, name: String) {
+        self.renamed_in.insert(name);
+    }
+
+    /// A file is complete once renamed into place, or once its length and mtime have not
+    /// changed for `settle` (measured by us, or by its mtime for files that were already old
+    /// when first seen).
+    pub(crate) fn check(&mut self, candidate: &Candidate, now: Instant) -> Readiness {
+        if self.renamed_in.contains(&candidate.name) {
+            return Readiness::Ready;
+        }
+        let entry = self
+            .observed
+            .entry(candidate.name.clone())
+            .or_insert((candidate.length, candidate.modified, now));
+        if (entry.0, entry.1) != (candidate.length, candidate.modified) {
+            *entry = (candidate.length, candidate.modified, now);
+        }
+        let unchanged_for = now.duration_since(entry.2);
+        let age = SystemTime::now()
+            .duration_since(candidate.modified)
+            .unwrap_or_default();
+        let stable_for = unchanged_for.max(age);
+        if stable_for >= self.settle {
+            Readiness::Ready
+        } else {
+            Readiness::WaitFor(self.settle - stable_for)
+        }
+    }
+
+    /// Forgets a file that is published or gone.
+    pub(crate) fn forget(&mut self, name: &str) {
+        self.observed.remove(name);
+        self.renamed_in.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_in_names_sort_numerically() {
+        let mut names = vec!["batch-10.mp4", "batch-9.mp4", "batch-1.mp4", "batch-0.mp4", "a", "batch-02.mp4"];
+        names.sort_by(|a, b| natural_order(a, b));
+        assert_eq!(
+            names,
+            vec!["a", "batch-0.mp4", "batch-1.mp4", "batch-02.mp4", "batch-9.mp4", "batch-10.mp4"]
+        );
+        assert_eq!(natural_order("x1", "x01"), Ordering::Less);
+        assert_eq!(natural_order("x", "x"), Ordering::Equal);
+    }
+
+    #[test]
+    fn scan_ignores_temporary_names_and_applies_the_pattern() {
+        let directory = tempfile::tempdir().unwrap();
+        for name in ["b-2.mp4", "b-10.mp4", ".hidden.mp4", "c.mp4.part", "d.tmp", "notes.txt"] {
+            std::fs::write(directory.path().join(name), b"x").unwrap();
+        }
+        std::fs::create_dir(directory.path().join("sub.mp4")).unwrap();
+        let pattern = glob::Pattern::new("*.mp4").unwrap();
+        let names: Vec<String> = scan(directory.path(), &pattern)
+            .unwrap()
+            .into_iter()
+            .map(|candidate| candidate.name)
+            .collect();
+        assert_eq!(names, vec!["b-2.mp4", "b-10.mp4"]);
+    }
+
+    #[test]
+    fn a_file_is_ready_once_unchanged_for_settle() {
+        let mut tracker = SettleTracker::new(Duration::from_millis(500));
+        let start = Instant::now();
+        let fresh = Candidate {
+            name: "f".into(),
+            path: "f".into(),
+            length: 10,
+            modified: SystemTime::now(),
+        };
+        assert!(matches!(tracker.check(&fresh, start), Readiness::WaitFor(_)));
+        let grown = Candidate { length: 20, ..fresh.clone() };
+        let later = start + Duration::from_millis(400);
+        assert!(matches!(tracker.check(&grown, later), Readiness::WaitFor(_)), "growth restarts the clock");
+        assert_eq!(tracker.check(&grown, later + Duration::from_millis(500)), Readiness::Ready);
+
+        let old = Candidate {
+            name: "old".into(),
+            modified: SystemTime::now() - Duration::from_secs(60),
+            ..fresh.clone()
+        };
+        assert_eq!(tracker.check(&old, start), Readiness::Ready);
+
+        tracker.renamed_in("renamed".into());
+        let renamed = Candidate { name: "renamed".into(), ..fresh };
+        assert_eq!(tracker.check(&renamed, start), Readiness::Ready);
+    }
+}
