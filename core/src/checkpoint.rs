@@ -19,7 +19,10 @@ pub enum CheckpointError {
     #[error("cannot read state file {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error("state file {path} is corrupt ({source}); move it away to start without state")]
-    Corrupt { path: PathBuf, source: serde_json::Error },
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("cannot write state file {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
 }
@@ -84,7 +87,10 @@ mod tests {
         let file = CheckpointFile::new(directory.path().join("pipeline/state.json"));
         assert_eq!(file.load::<Vec<String>>().unwrap(), None);
         file.save(&vec!["a".to_owned()]).unwrap();
-        assert_eq!(file.load::<Vec<String>>().unwrap(), Some(vec!["a".to_owned()]));
+        assert_eq!(
+            file.load::<Vec<String>>().unwrap(),
+            Some(vec!["a".to_owned()])
+        );
         std::fs::write(file.path(), "{").unwrap();
         let error = file.load::<Vec<String>>().unwrap_err();
         assert!(error.to_string().contains("corrupt"), "{error}");

@@ -70,13 +70,21 @@ impl ChunkingStage {
     /// Reads every fragment from `fragments` into `events` until the input ends or the
     /// receiver of `events` is dropped (fragments still held are then dropped, which tells
     /// their sources they were abandoned).
-    pub async fn run(self, mut fragments: mpsc::Receiver<Fragment>, events: mpsc::Sender<ChunkEvent>) {
+    pub async fn run(
+        self,
+        mut fragments: mpsc::Receiver<Fragment>,
+        events: mpsc::Sender<ChunkEvent>,
+    ) {
         while let Some(mut fragment) = fragments.recv().await {
             let mut reader = match BodyReader::open(&mut fragment.body).await {
                 Ok(reader) => reader,
                 Err(error) => {
                     let message = describe_read_error(&fragment, &error);
-                    if events.send(ChunkEvent::Unreadable(fragment, message)).await.is_err() {
+                    if events
+                        .send(ChunkEvent::Unreadable(fragment, message))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     continue;
@@ -126,7 +134,10 @@ fn describe_read_error(fragment: &Fragment, error: &io::Error) -> String {
 
 /// Reads a fragment's body chunk by chunk.
 pub enum BodyReader {
-    File { file: Arc<std::fs::File>, offset: u64 },
+    File {
+        file: Arc<std::fs::File>,
+        offset: u64,
+    },
     Memory(Bytes),
     Reader(Box<dyn AsyncRead + Send + Unpin>),
 }
@@ -191,7 +202,10 @@ impl BodyReader {
             Self::Reader(reader) => {
                 let mut buffer = Vec::with_capacity(max);
                 // `take` so a reader never fills more than one chunk.
-                let read = (&mut *reader).take(max as u64).read_to_end(&mut buffer).await?;
+                let read = (&mut *reader)
+                    .take(max as u64)
+                    .read_to_end(&mut buffer)
+                    .await?;
                 Ok((read > 0).then(|| Bytes::from(buffer)))
             }
         }
@@ -203,7 +217,10 @@ mod tests {
     use super::*;
     use crate::fragment::{FragmentInfo, FragmentOutcome};
 
-    fn fragment(sequence: u64, body: FragmentBody) -> (Fragment, crate::fragment::FragmentDelivery) {
+    fn fragment(
+        sequence: u64,
+        body: FragmentBody,
+    ) -> (Fragment, crate::fragment::FragmentDelivery) {
         let info = FragmentInfo {
             sequence,
             name: format!("f{sequence}"),
@@ -218,7 +235,11 @@ mod tests {
         while let Some(event) = events.recv().await {
             match event {
                 ChunkEvent::Begin(fragment) => fragments.push((fragment.info.sequence, Vec::new())),
-                ChunkEvent::Chunk(chunk) => fragments.last_mut().unwrap().1.extend_from_slice(&chunk.bytes),
+                ChunkEvent::Chunk(chunk) => fragments
+                    .last_mut()
+                    .unwrap()
+                    .1
+                    .extend_from_slice(&chunk.bytes),
                 ChunkEvent::End => {}
                 other => panic!("unexpected {other:?}"),
             }
@@ -267,7 +288,10 @@ mod tests {
         while let Ok(event) = event_rx.try_recv() {
             held.push(event);
         }
-        let chunks = held.iter().filter(|event| matches!(event, ChunkEvent::Chunk(_))).count();
+        let chunks = held
+            .iter()
+            .filter(|event| matches!(event, ChunkEvent::Chunk(_)))
+            .count();
         assert_eq!(chunks, 3);
 
         // Releasing the chunks lets it go on.

@@ -29,7 +29,9 @@ pub use crate::channel::{ChannelHub, FragmentSender};
 pub use crate::chunking::ChunkingStage;
 pub use crate::component::{ComponentContext, ComponentError};
 pub use crate::config::{ConfigError, LoadedConfig};
-pub use crate::fragment::{Fragment, FragmentBody, FragmentDelivery, FragmentInfo, FragmentOutcome};
+pub use crate::fragment::{
+    Fragment, FragmentBody, FragmentDelivery, FragmentInfo, FragmentOutcome,
+};
 pub use crate::registry::{PluginKind, PluginRegistration, Registry};
 pub use crate::runtime::{PipelineReport, RunReport, Runtime};
 pub use crate::sink::{Sink, SinkConfig, SinkError};

@@ -192,7 +192,10 @@ impl OptionDoc {
                 name: name.clone(),
                 value_type: describe_type(root, property),
                 required: required.contains(&name.as_str()),
-                default: property.get("default").cloned(),
+                default: property
+                    .get("default")
+                    .filter(|value| !value.is_null())
+                    .cloned(),
                 description: property["description"]
                     .as_str()
                     .or_else(|| resolve(root, property)["description"].as_str())
@@ -204,7 +207,10 @@ impl OptionDoc {
 }
 
 /// Follows a local `$ref` (`#/$defs/Name`) to its definition.
-fn resolve<'a>(root: &'a serde_json::Value, property: &'a serde_json::Value) -> &'a serde_json::Value {
+fn resolve<'a>(
+    root: &'a serde_json::Value,
+    property: &'a serde_json::Value,
+) -> &'a serde_json::Value {
     match property["$ref"].as_str() {
         Some(reference) => reference
             .strip_prefix("#/")
@@ -217,16 +223,15 @@ fn resolve<'a>(root: &'a serde_json::Value, property: &'a serde_json::Value) -> 
 fn describe_type(root: &serde_json::Value, property: &serde_json::Value) -> String {
     if let Some(reference) = property["$ref"].as_str() {
         let definition = resolve(root, property);
-        return match definition["enum"].as_array() {
-            Some(values) => values
-                .iter()
-                .filter_map(|value| value.as_str())
-                .collect::<Vec<_>>()
-                .join(" | "),
-            None => reference.rsplit('/').next().unwrap_or(reference).to_owned(),
-        };
+        return enum_values(definition)
+            .unwrap_or_else(|| reference.rsplit('/').next().unwrap_or(reference).to_owned());
     }
-    let alternatives = property["anyOf"].as_array().or(property["oneOf"].as_array());
+    if let Some(values) = enum_values(property) {
+        return values;
+    }
+    let alternatives = property["anyOf"]
+        .as_array()
+        .or(property["oneOf"].as_array());
     if let Some(alternatives) = alternatives {
         let types: Vec<String> = alternatives
             .iter()
@@ -250,6 +255,20 @@ fn describe_type(root: &serde_json::Value, property: &serde_json::Value) -> Stri
     }
 }
 
+/// `a | b | c` for an enum of strings, whether written as `enum` or as `oneOf` of constants
+/// (schemars uses the latter when the variants have docs).
+fn enum_values(schema: &serde_json::Value) -> Option<String> {
+    let values: Vec<&str> = match (schema["enum"].as_array(), schema["oneOf"].as_array()) {
+        (Some(values), _) => values.iter().filter_map(|value| value.as_str()).collect(),
+        (None, Some(variants)) => variants
+            .iter()
+            .map(|variant| variant["const"].as_str().or(variant["enum"][0].as_str()))
+            .collect::<Option<_>>()?,
+        (None, None) => return None,
+    };
+    (!values.is_empty()).then(|| values.join(" | "))
+}
+
 /// The registered plugins, checked for duplicate names.
 pub struct Registry {
     plugins: BTreeMap<(PluginKind, &'static str), &'static PluginRegistration>,
@@ -259,7 +278,10 @@ pub struct Registry {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
     #[error("two {kind} plugins are registered as `{name}`; plugin names must be unique per kind")]
-    Duplicate { kind: PluginKind, name: &'static str },
+    Duplicate {
+        kind: PluginKind,
+        name: &'static str,
+    },
 }
 
 /// A `type` that no plugin of that kind has.
@@ -277,7 +299,12 @@ impl fmt::Display for UnknownPlugin {
         if let Some(suggestion) = self.suggestion {
             write!(f, " (did you mean `{suggestion}`?)")?;
         }
-        write!(f, "; available {} types: {}", self.kind, self.available.join(", "))
+        write!(
+            f,
+            "; available {} types: {}",
+            self.kind,
+            self.available.join(", ")
+        )
     }
 }
 

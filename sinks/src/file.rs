@@ -136,7 +136,8 @@ impl AppendFileSink {
         let file = self.file();
         let _ = file.flush().await;
         let truncated = file.set_len(start).await;
-        truncated.map_err(|error| io_error("cannot remove a partial fragment from", &self.path, error))
+        truncated
+            .map_err(|error| io_error("cannot remove a partial fragment from", &self.path, error))
     }
 }
 
@@ -145,7 +146,11 @@ impl Sink for AppendFileSink {
     async fn begin_fragment(&mut self, _fragment: &FragmentInfo) -> Result<(), SinkError> {
         if self.file.is_none() {
             create_parent(&self.path).await?;
-            let opened = OpenOptions::new().create(true).append(true).open(&self.path).await;
+            let opened = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .await;
             self.file = Some(opened.map_err(|error| io_error("cannot open", &self.path, error))?);
         }
         let length = self.file().metadata().await.map(|metadata| metadata.len());
@@ -198,7 +203,9 @@ struct PerFragmentFileSink {
 
 impl PerFragmentFileSink {
     fn current(&mut self) -> &mut (PathBuf, PathBuf, File) {
-        self.current.as_mut().expect("begin_fragment creates the file")
+        self.current
+            .as_mut()
+            .expect("begin_fragment creates the file")
     }
 
     async fn discard(&mut self) {
@@ -384,6 +391,9 @@ mod tests {
         };
         let mut sink = bad_name.build(&context).await.unwrap();
         let error = sink.begin_fragment(&info("../escape")).await.err().unwrap();
-        assert!(error.message.contains("cannot be used as a file name"), "{error}");
+        assert!(
+            error.message.contains("cannot be used as a file name"),
+            "{error}"
+        );
     }
 }

@@ -10,8 +10,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use streampub_core::{
-    async_trait, CancellationToken, ComponentContext, ComponentError, Fragment,
-    PluginRegistration, Source, SourceConfig, SourceError,
+    async_trait, CancellationToken, ComponentContext, ComponentError, Fragment, PluginRegistration,
+    Source, SourceConfig, SourceError,
 };
 use tokio::sync::mpsc;
 

@@ -4,9 +4,13 @@ use std::path::{Path, PathBuf};
 use super::node::{NodeError, SourceLocation};
 
 /// A config problem, with everything a user needs to find it: file, line and column, pipeline,
-/// component and field.
+/// component and field. Boxed, so results that may carry one stay small.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ConfigError {
+pub struct ConfigError(Box<ConfigErrorDetails>);
+
+/// What a [`ConfigError`] knows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigErrorDetails {
     pub file: PathBuf,
     pub location: Option<SourceLocation>,
     pub pipeline: Option<String>,
@@ -18,50 +22,64 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(file: &Path, message: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(ConfigErrorDetails {
             file: file.to_path_buf(),
             location: None,
             pipeline: None,
             component: None,
             field: None,
             message: message.into(),
-        }
+        }))
+    }
+
+    pub fn details(&self) -> &ConfigErrorDetails {
+        &self.0
     }
 
     pub(crate) fn from_yaml(file: &Path, error: &serde_saphyr::Error) -> Self {
         let location = error.location().and_then(SourceLocation::from_saphyr);
-        // The library's own rendering repeats the location and adds a snippet; keep its first
-        // line, which is the message.
-        let rendered = error.without_snippet().to_string();
-        let message = rendered.lines().next().unwrap_or("invalid YAML").to_owned();
+        let message = match error.without_snippet() {
+            serde_saphyr::Error::UnresolvedProperty { name, .. } => format!(
+                "environment variable `{name}` is not set; export it, or write the value instead of `${{{name}}}`"
+            ),
+            other => {
+                // The library's rendering ends with the location, which this error prints first.
+                let rendered = other.to_string();
+                let first_line = rendered.lines().next().unwrap_or("invalid YAML");
+                match first_line.rfind(" at line ") {
+                    Some(end) => first_line[..end].to_owned(),
+                    None => first_line.to_owned(),
+                }
+            }
+        };
         Self::new(file, message).at(location)
     }
 
     pub(crate) fn from_node(file: &Path, error: NodeError) -> Self {
         let field = error.field();
         let mut config_error = Self::new(file, error.message).at(error.location);
-        config_error.field = field;
+        config_error.0.field = field;
         config_error
     }
 
     pub fn at(mut self, location: Option<SourceLocation>) -> Self {
-        self.location = self.location.or(location);
+        self.0.location = self.0.location.or(location);
         self
     }
 
     pub fn in_pipeline(mut self, pipeline: &str) -> Self {
-        self.pipeline.get_or_insert_with(|| pipeline.to_owned());
+        self.0.pipeline.get_or_insert_with(|| pipeline.to_owned());
         self
     }
 
     pub fn in_component(mut self, component: String) -> Self {
-        self.component.get_or_insert(component);
+        self.0.component.get_or_insert(component);
         self
     }
 
     /// Names the field, or prefixes an inner field path with it.
     pub fn field(mut self, field: &str) -> Self {
-        self.field = Some(match self.field.take() {
+        self.0.field = Some(match self.0.field.take() {
             Some(inner) if inner != field => format!("{field}.{inner}"),
             _ => field.to_owned(),
         });
@@ -71,25 +89,26 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(location) = self.location {
+        let details = &self.0;
+        write!(f, "{}", details.file.display())?;
+        if let Some(location) = details.location {
             write!(f, ":{location}")?;
         }
         f.write_str(": ")?;
         let mut context = Vec::new();
-        if let Some(pipeline) = &self.pipeline {
+        if let Some(pipeline) = &details.pipeline {
             context.push(format!("pipeline `{pipeline}`"));
         }
-        if let Some(component) = &self.component {
+        if let Some(component) = &details.component {
             context.push(component.clone());
         }
-        if let Some(field) = &self.field {
+        if let Some(field) = &details.field {
             context.push(format!("field `{field}`"));
         }
         if !context.is_empty() {
             write!(f, "{}: ", context.join(", "))?;
         }
-        f.write_str(&self.message)
+        f.write_str(&details.message)
     }
 }
 

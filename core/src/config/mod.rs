@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-pub use self::error::ConfigError;
+pub use self::error::{ConfigError, ConfigErrorDetails};
 use self::node::{ConfigNode, NodeValue, SourceLocation};
 use crate::channel::ChannelHub;
 use crate::component::{ComponentContext, ComponentError};
@@ -133,11 +133,15 @@ impl LoadedConfig {
         let text = std::fs::read_to_string(path).map_err(|error| {
             ConfigError::new(path, format!("cannot read the pipeline file: {error}"))
         })?;
-        let base_dir = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        Self::from_yaml(&text, path, &base_dir, &std::env::vars().collect(), registry)
+        // An empty base (a file in the working directory) leaves relative paths as written.
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::from_yaml(
+            &text,
+            path,
+            &base_dir,
+            &std::env::vars().collect(),
+            registry,
+        )
     }
 
     /// Parses pipeline YAML. `path` names it in messages; relative paths resolve against
@@ -158,22 +162,29 @@ impl LoadedConfig {
 
         let Some(NodeValue::Sequence(pipeline_nodes)) = root.get("pipelines").map(|n| &n.value)
         else {
-            return Err(ConfigError::new(path, "`pipelines` must be a list of pipelines")
-                .at(root.location_of("pipelines")));
+            return Err(
+                ConfigError::new(path, "`pipelines` must be a list of pipelines")
+                    .at(root.location_of("pipelines")),
+            );
         };
         if pipeline_nodes.is_empty() {
-            return Err(ConfigError::new(path, "`pipelines` is empty; add at least one pipeline")
-                .at(root.location_of("pipelines")));
+            return Err(
+                ConfigError::new(path, "`pipelines` is empty; add at least one pipeline")
+                    .at(root.location_of("pipelines")),
+            );
         }
         let mut names = HashSet::new();
         let mut pipelines = Vec::with_capacity(pipeline_nodes.len());
         for node in pipeline_nodes {
             let pipeline = plan_pipeline(node, path, registry)?;
             if !names.insert(pipeline.name.clone()) {
-                return Err(ConfigError::new(path, "two pipelines have this name; names must be unique")
-                    .at(node.location_of("name"))
-                    .in_pipeline(&pipeline.name)
-                    .field("name"));
+                return Err(ConfigError::new(
+                    path,
+                    "two pipelines have this name; names must be unique",
+                )
+                .at(node.location_of("name"))
+                .in_pipeline(&pipeline.name)
+                .field("name"));
             }
             pipelines.push(pipeline);
         }
@@ -240,12 +251,10 @@ fn plan_pipeline(
     path: &Path,
     registry: &Registry,
 ) -> Result<PipelinePlan, ConfigError> {
-    let name_hint = node
-        .get("name")
-        .and_then(|name| match &name.value {
-            NodeValue::String(name) => Some(name.clone()),
-            _ => None,
-        });
+    let name_hint = node.get("name").and_then(|name| match &name.value {
+        NodeValue::String(name) => Some(name.clone()),
+        _ => None,
+    });
     let in_pipeline = |error: ConfigError| match &name_hint {
         Some(name) => error.in_pipeline(name),
         None => error,
@@ -290,9 +299,23 @@ fn plan_pipeline(
 
     let pipeline = options.name.as_str();
     let source = node.get("source").expect("required by PipelineOptions");
-    let source = plan_component("source", source, path, registry, pipeline, (PluginKind::Source, PluginFactory::source))?;
+    let source = plan_component(
+        "source",
+        source,
+        path,
+        registry,
+        pipeline,
+        (PluginKind::Source, PluginFactory::source),
+    )?;
     let sink = node.get("sink").expect("required by PipelineOptions");
-    let sink = plan_component("sink", sink, path, registry, pipeline, (PluginKind::Sink, PluginFactory::sink))?;
+    let sink = plan_component(
+        "sink",
+        sink,
+        path,
+        registry,
+        pipeline,
+        (PluginKind::Sink, PluginFactory::sink),
+    )?;
     let stage_nodes = match node.get("stages").map(|stages| &stages.value) {
         Some(NodeValue::Sequence(stages)) => stages.as_slice(),
         Some(NodeValue::Null) | None => &[],
@@ -303,7 +326,14 @@ fn plan_pipeline(
         .enumerate()
         .map(|(index, stage)| {
             let role = format!("stages[{index}]");
-            plan_component(&role, stage, path, registry, pipeline, (PluginKind::Stage, PluginFactory::stage))
+            plan_component(
+                &role,
+                stage,
+                path,
+                registry,
+                pipeline,
+                (PluginKind::Stage, PluginFactory::stage),
+            )
         })
         .collect::<Result<_, _>>()?;
 
@@ -318,6 +348,9 @@ fn plan_pipeline(
     })
 }
 
+/// Picks the parse function of one plugin kind out of a registration.
+type ParserOf<T> = fn(PluginFactory) -> Option<ParseFn<T>>;
+
 /// Finds a component's plugin by its `type` and parses the rest of its mapping with it.
 fn plan_component<T: ?Sized>(
     role: &str,
@@ -325,7 +358,7 @@ fn plan_component<T: ?Sized>(
     path: &Path,
     registry: &Registry,
     pipeline: &str,
-    (kind, parser): (PluginKind, fn(PluginFactory) -> Option<ParseFn<T>>),
+    (kind, parser): (PluginKind, ParserOf<T>),
 ) -> Result<PlannedComponent<T>, ConfigError> {
     let error = |message: String, location: Option<SourceLocation>| {
         ConfigError::new(path, message)
@@ -336,8 +369,13 @@ fn plan_component<T: ?Sized>(
     let available = || registry.names(kind).collect::<Vec<_>>().join(", ");
     let type_name = match node.get("type").map(|type_node| &type_node.value) {
         Some(NodeValue::String(name)) => name.clone(),
+        // YAML reads a bare `null` as no value; `type: null` means the null sink.
+        Some(NodeValue::Null) => "null".to_owned(),
         Some(_) => {
-            let message = format!("`type` must be a string; available {kind} types: {}", available());
+            let message = format!(
+                "`type` must be a string; available {kind} types: {}",
+                available()
+            );
             return Err(error(message, node.location_of("type")).field("type"));
         }
         None if matches!(node.value, NodeValue::Mapping(_)) => {

@@ -306,15 +306,19 @@ impl<'de> de::Deserializer<'de> for &'de ConfigNode {
             return Err(error.at(self.location));
         };
         let deserializer: StrDeserializer<'_, NodeError> = variant.as_str().into_deserializer();
-        deserializer.deserialize_enum("", variants, visitor).map_err(|error| {
-            let mut error = error.at(self.location);
-            if let Some(suggestion) =
-                crate::registry::closest_name(variant, variants.iter().copied())
-            {
-                error.message.push_str(&format!(" (did you mean `{suggestion}`?)"));
-            }
-            error
-        })
+        deserializer
+            .deserialize_enum("", variants, visitor)
+            .map_err(|error| {
+                let mut error = error.at(self.location);
+                if let Some(suggestion) =
+                    crate::registry::closest_name(variant, variants.iter().copied())
+                {
+                    error
+                        .message
+                        .push_str(&format!(" (did you mean `{suggestion}`?)"));
+                }
+                error
+            })
     }
 
     serde::forward_to_deserialize_any! {

@@ -31,14 +31,20 @@ pub(crate) struct SinkDriver {
 
 /// How one fragment ended, short of a sink failure.
 enum FragmentResult {
-    Delivered { bytes: u64, started: Instant },
+    Delivered {
+        bytes: u64,
+        started: Instant,
+    },
     /// Its input was bad (unreadable, rejected by a stage): it fails alone, the pipeline goes on.
     InputFailed(String),
 }
 
 impl SinkDriver {
     /// Runs until the events end, shutdown, or the sink fails; closes the sink in every case.
-    pub(crate) async fn run(mut self, mut events: mpsc::Receiver<ChunkEvent>) -> Result<(), PipelineError> {
+    pub(crate) async fn run(
+        mut self,
+        mut events: mpsc::Receiver<ChunkEvent>,
+    ) -> Result<(), PipelineError> {
         let result = self.deliver_all(&mut events).await;
         // Release the chunking stage (and with it every fragment still queued) before closing.
         drop(events);
@@ -53,7 +59,10 @@ impl SinkDriver {
         }
     }
 
-    async fn deliver_all(&mut self, events: &mut mpsc::Receiver<ChunkEvent>) -> Result<(), PipelineError> {
+    async fn deliver_all(
+        &mut self,
+        events: &mut mpsc::Receiver<ChunkEvent>,
+    ) -> Result<(), PipelineError> {
         loop {
             let event = tokio::select! {
                 biased;
@@ -129,7 +138,9 @@ impl SinkDriver {
         let (mut chunks, mut bytes) = (0u64, 0u64);
         loop {
             let Some(event) = events.recv().await else {
-                return Err(PipelineError::Internal("the chunking stage stopped mid-fragment".into()));
+                return Err(PipelineError::Internal(
+                    "the chunking stage stopped mid-fragment".into(),
+                ));
             };
             match event {
                 ChunkEvent::Chunk(chunk) => {

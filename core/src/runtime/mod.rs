@@ -59,13 +59,17 @@ pub struct RunReport {
 
 impl RunReport {
     pub fn succeeded(&self) -> bool {
-        self.pipelines.iter().all(|pipeline| pipeline.error.is_none())
+        self.pipelines
+            .iter()
+            .all(|pipeline| pipeline.error.is_none())
     }
 }
 
 /// The parts of one pipeline, built and not yet running.
 struct BuiltPipeline {
     name: String,
+    /// `directory → file`, for the start line.
+    shape: String,
     chunking: ChunkingStage,
     fragment_buffer_size: usize,
     source: Box<dyn Source>,
@@ -137,7 +141,11 @@ impl Runtime {
         let mut reports = Vec::with_capacity(self.pipelines.len());
         for (stats, task) in self.pipelines {
             let report = task.await.unwrap_or_else(|panic| {
-                PipelineReport::new("?", &stats, Some(format!("pipeline task panicked: {panic}")))
+                PipelineReport::new(
+                    "?",
+                    &stats,
+                    Some(format!("pipeline task panicked: {panic}")),
+                )
             });
             reports.push(report);
         }
@@ -157,8 +165,15 @@ async fn build(
         stages.push(config.check(plan, stage, stage.config.build(&context).await)?);
     }
     let sink = config.check(plan, &plan.sink, plan.sink.config.build(&context).await)?;
+    let shape = std::iter::once(&plan.source.type_name)
+        .chain(plan.stages.iter().map(|stage| &stage.type_name))
+        .chain(std::iter::once(&plan.sink.type_name))
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" → ");
     Ok(BuiltPipeline {
         name: plan.name.clone(),
+        shape,
         chunking: ChunkingStage::new(plan.chunk_size.bytes(), plan.max_in_flight.bytes()),
         fragment_buffer_size: plan.fragment_buffer_size,
         source,
@@ -173,6 +188,7 @@ async fn run_pipeline(
     shutdown: CancellationToken,
     shutdown_timeout: Duration,
 ) -> PipelineReport {
+    info!(pipeline = %pipeline.name, "Pipeline {} started: {}", pipeline.name, pipeline.shape);
     // Cancelled on shutdown, and also when this pipeline's sink fails, so its source stops.
     let stop_source = shutdown.child_token();
     let (fragment_tx, fragment_rx) = mpsc::channel(pipeline.fragment_buffer_size);
@@ -194,7 +210,9 @@ async fn run_pipeline(
     let _ = chunking_task.await;
     let sourced = match source_task.await {
         Ok(result) => result.map_err(PipelineError::from),
-        Err(panic) => Err(PipelineError::Internal(format!("source task panicked: {panic}"))),
+        Err(panic) => Err(PipelineError::Internal(format!(
+            "source task panicked: {panic}"
+        ))),
     };
     let error = delivered.and(sourced).err().map(|error| error.to_string());
     let report = PipelineReport::new(&pipeline.name, &stats, error);

@@ -89,7 +89,9 @@ impl StageChain {
     ) -> Result<(), StageError> {
         for item in produced.drain() {
             match item {
-                StageItem::Chunk(chunk) => self.apply_from(index + 1, StageCall::Chunk(chunk), output)?,
+                StageItem::Chunk(chunk) => {
+                    self.apply_from(index + 1, StageCall::Chunk(chunk), output)?
+                }
                 StageItem::NewSession => {
                     output.push(StageItem::NewSession);
                     self.apply_from(index + 1, StageCall::SessionStarted, output)?;
@@ -109,11 +111,19 @@ mod tests {
     struct Bracket(&'static str);
 
     impl Stage for Bracket {
-        fn begin_fragment(&mut self, _: &FragmentInfo, output: &mut StageOutput) -> Result<(), StageError> {
+        fn begin_fragment(
+            &mut self,
+            _: &FragmentInfo,
+            output: &mut StageOutput,
+        ) -> Result<(), StageError> {
             output.push_chunk(Bytes::from(format!("{}[", self.0)));
             Ok(())
         }
-        fn process_chunk(&mut self, chunk: Bytes, output: &mut StageOutput) -> Result<(), StageError> {
+        fn process_chunk(
+            &mut self,
+            chunk: Bytes,
+            output: &mut StageOutput,
+        ) -> Result<(), StageError> {
             if self.0 == "a" && chunk.as_ref() == b"switch" {
                 output.request_new_session();
             }
@@ -143,10 +153,16 @@ mod tests {
     #[test]
     fn stages_apply_in_order_around_fragment_boundaries() {
         let mut chain = StageChain::new(vec![Box::new(Bracket("a")), Box::new(Bracket("b"))]);
-        let info = FragmentInfo { sequence: 1, name: "x".into(), length: None };
+        let info = FragmentInfo {
+            sequence: 1,
+            name: "x".into(),
+            length: None,
+        };
         let mut output = Vec::new();
         chain.apply(StageCall::Begin(&info), &mut output).unwrap();
-        chain.apply(StageCall::Chunk(Bytes::from("x")), &mut output).unwrap();
+        chain
+            .apply(StageCall::Chunk(Bytes::from("x")), &mut output)
+            .unwrap();
         chain.apply(StageCall::End, &mut output).unwrap();
         assert_eq!(render(&output), "b[a[x]a]b");
     }
@@ -155,7 +171,9 @@ mod tests {
     fn a_new_session_request_reaches_the_sink_before_later_stages_restart() {
         let mut chain = StageChain::new(vec![Box::new(Bracket("a")), Box::new(Bracket("b"))]);
         let mut output = Vec::new();
-        chain.apply(StageCall::Chunk(Bytes::from("switch")), &mut output).unwrap();
+        chain
+            .apply(StageCall::Chunk(Bytes::from("switch")), &mut output)
+            .unwrap();
         assert_eq!(render(&output), "|<b>switch");
 
         output.clear();
@@ -167,7 +185,9 @@ mod tests {
     fn without_stages_chunks_pass_through() {
         let mut chain = StageChain::new(Vec::new());
         let mut output = Vec::new();
-        chain.apply(StageCall::Chunk(Bytes::from("x")), &mut output).unwrap();
+        chain
+            .apply(StageCall::Chunk(Bytes::from("x")), &mut output)
+            .unwrap();
         assert_eq!(output, vec![StageItem::Chunk(Bytes::from("x"))]);
     }
 }

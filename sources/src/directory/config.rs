@@ -2,7 +2,9 @@ use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use streampub_core::{async_trait, ComponentContext, ComponentError, HumanDuration, Source, SourceConfig};
+use streampub_core::{
+    async_trait, ComponentContext, ComponentError, HumanDuration, Source, SourceConfig,
+};
 
 use super::DirectorySource;
 
@@ -81,11 +83,17 @@ impl SourceConfig for DirectorySourceConfig {
         if !path.is_dir() {
             return Err(ComponentError::field(
                 "path",
-                format!("{} is not a directory; create it or fix `path`", path.display()),
+                format!(
+                    "{} is not a directory; create it or fix `path`",
+                    path.display()
+                ),
             ));
         }
         glob::Pattern::new(&self.pattern).map_err(|error| {
-            ComponentError::field("pattern", format!("invalid glob `{}`: {error}", self.pattern))
+            ComponentError::field(
+                "pattern",
+                format!("invalid glob `{}`: {error}", self.pattern),
+            )
         })?;
         match (self.on_done, &self.done_dir) {
             (OnDone::Move, None) => Err(ComponentError::field(
@@ -99,7 +107,10 @@ impl SourceConfig for DirectorySourceConfig {
             _ => Ok(()),
         }?;
         if self.poll_interval.get().is_zero() {
-            return Err(ComponentError::field("poll_interval", "must be longer than 0s"));
+            return Err(ComponentError::field(
+                "poll_interval",
+                "must be longer than 0s",
+            ));
         }
         Ok(())
     }
@@ -108,7 +119,10 @@ impl SourceConfig for DirectorySourceConfig {
         let done_dir = self.done_dir.as_ref().map(|dir| context.resolve_path(dir));
         if let Some(dir) = &done_dir {
             std::fs::create_dir_all(dir).map_err(|error| {
-                ComponentError::field("done_dir", format!("cannot create {}: {error}", dir.display()))
+                ComponentError::field(
+                    "done_dir",
+                    format!("cannot create {}: {error}", dir.display()),
+                )
             })?;
         }
         Ok(Box::new(DirectorySource {
@@ -120,7 +134,9 @@ impl SourceConfig for DirectorySourceConfig {
             on_done: self.on_done,
             done_dir,
             poll_interval: self.poll_interval.get(),
-            checkpoint: context.state_file("directory").map(streampub_core::checkpoint::CheckpointFile::new),
+            checkpoint: context
+                .state_file("directory")
+                .map(streampub_core::checkpoint::CheckpointFile::new),
         }))
     }
 }

@@ -115,7 +115,10 @@ impl Source for DirectorySource {
                 self.finish_completed(&mut state, &candidates).await;
                 rescan = false;
             }
-            let open: Vec<&Candidate> = candidates.iter().filter(|c| state.is_open(&c.name)).collect();
+            let open: Vec<&Candidate> = candidates
+                .iter()
+                .filter(|c| state.is_open(&c.name))
+                .collect();
             if !self.follow && open.is_empty() && deliveries.is_empty() {
                 break;
             }
@@ -143,7 +146,9 @@ impl Source for DirectorySource {
                             queue_full = true;
                             break;
                         }
-                        Err(mpsc::error::TrySendError::Closed(())) => return self.drain(deliveries, &mut state).await,
+                        Err(mpsc::error::TrySendError::Closed(())) => {
+                            return self.drain(deliveries, &mut state).await
+                        }
                     },
                 }
             }
@@ -200,7 +205,9 @@ impl DirectorySource {
         match saved {
             Ok(Ok(())) => {}
             Ok(Err(save_error)) => error!(pipeline = %self.pipeline, "{save_error}"),
-            Err(join_error) => error!(pipeline = %self.pipeline, "saving state failed: {join_error}"),
+            Err(join_error) => {
+                error!(pipeline = %self.pipeline, "saving state failed: {join_error}")
+            }
         }
     }
 
@@ -215,7 +222,11 @@ impl DirectorySource {
             })
     }
 
-    fn fragment(&self, candidate: &Candidate, saved: &mut DirectoryState) -> (Fragment, streampub_core::FragmentDelivery) {
+    fn fragment(
+        &self,
+        candidate: &Candidate,
+        saved: &mut DirectoryState,
+    ) -> (Fragment, streampub_core::FragmentDelivery) {
         let info = FragmentInfo {
             sequence: saved.next_sequence,
             name: candidate.name.clone(),
@@ -230,7 +241,10 @@ impl DirectorySource {
     async fn finish_completed(&self, state: &mut RunState, candidates: &[Candidate]) {
         let present: HashSet<&str> = candidates.iter().map(|c| c.name.as_str()).collect();
         let before = state.saved.completed.len();
-        state.saved.completed.retain(|name| present.contains(name.as_str()));
+        state
+            .saved
+            .completed
+            .retain(|name| present.contains(name.as_str()));
         if state.saved.completed.len() != before {
             self.save_state(&state.saved).await;
         }
@@ -274,7 +288,9 @@ impl DirectorySource {
             (OnDone::Move, None) => unreachable!("validate requires done_dir for on_done: move"),
         };
         match result {
-            Ok(()) => info!(pipeline = %self.pipeline, "{} {name} after publishing", on_done_verb(self.on_done)),
+            Ok(()) => {
+                info!(pipeline = %self.pipeline, "{} {name} after publishing", on_done_verb(self.on_done))
+            }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => warn!(
                 pipeline = %self.pipeline,
@@ -285,7 +301,11 @@ impl DirectorySource {
     }
 
     /// Awaits every outstanding acknowledgement so the state saved is final.
-    async fn drain<F>(&self, mut deliveries: FuturesOrdered<F>, state: &mut RunState) -> Result<(), SourceError>
+    async fn drain<F>(
+        &self,
+        mut deliveries: FuturesOrdered<F>,
+        state: &mut RunState,
+    ) -> Result<(), SourceError>
     where
         F: std::future::Future<Output = (String, FragmentOutcome)>,
     {
@@ -296,7 +316,10 @@ impl DirectorySource {
     }
 
     /// Starts inotify on the directory. Without it the periodic rescan still finds new files.
-    fn watch(&self, events: mpsc::UnboundedSender<WatchEvent>) -> Option<notify::RecommendedWatcher> {
+    fn watch(
+        &self,
+        events: mpsc::UnboundedSender<WatchEvent>,
+    ) -> Option<notify::RecommendedWatcher> {
         let handler = move |result: notify::Result<notify::Event>| {
             let Ok(event) = result else {
                 let _ = events.send(WatchEvent::Changed);

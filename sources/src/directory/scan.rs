@@ -27,8 +27,9 @@ pub(crate) fn scan(directory: &Path, pattern: &glob::Pattern) -> io::Result<Vec<
         if is_ignored(&name) || !pattern.matches(&name) {
             continue;
         }
-        // A file that vanished between listing and stat is simply not a candidate.
-        let Ok(metadata) = entry.metadata() else {
+        // Symlinks are followed; a file that vanished between listing and stat (or a dangling
+        // link) is simply not a candidate.
+        let Ok(metadata) = std::fs::metadata(entry.path()) else {
             continue;
         };
         if !metadata.is_file() {
@@ -128,10 +129,11 @@ impl SettleTracker {
         if self.renamed_in.contains(&candidate.name) {
             return Readiness::Ready;
         }
-        let entry = self
-            .observed
-            .entry(candidate.name.clone())
-            .or_insert((candidate.length, candidate.modified, now));
+        let entry = self.observed.entry(candidate.name.clone()).or_insert((
+            candidate.length,
+            candidate.modified,
+            now,
+        ));
         if (entry.0, entry.1) != (candidate.length, candidate.modified) {
             *entry = (candidate.length, candidate.modified, now);
         }
@@ -160,11 +162,25 @@ mod tests {
 
     #[test]
     fn numbers_in_names_sort_numerically() {
-        let mut names = vec!["batch-10.mp4", "batch-9.mp4", "batch-1.mp4", "batch-0.mp4", "a", "batch-02.mp4"];
+        let mut names = vec![
+            "batch-10.mp4",
+            "batch-9.mp4",
+            "batch-1.mp4",
+            "batch-0.mp4",
+            "a",
+            "batch-02.mp4",
+        ];
         names.sort_by(|a, b| natural_order(a, b));
         assert_eq!(
             names,
-            vec!["a", "batch-0.mp4", "batch-1.mp4", "batch-02.mp4", "batch-9.mp4", "batch-10.mp4"]
+            vec![
+                "a",
+                "batch-0.mp4",
+                "batch-1.mp4",
+                "batch-02.mp4",
+                "batch-9.mp4",
+                "batch-10.mp4"
+            ]
         );
         assert_eq!(natural_order("x1", "x01"), Ordering::Less);
         assert_eq!(natural_order("x", "x"), Ordering::Equal);
@@ -173,7 +189,14 @@ mod tests {
     #[test]
     fn scan_ignores_temporary_names_and_applies_the_pattern() {
         let directory = tempfile::tempdir().unwrap();
-        for name in ["b-2.mp4", "b-10.mp4", ".hidden.mp4", "c.mp4.part", "d.tmp", "notes.txt"] {
+        for name in [
+            "b-2.mp4",
+            "b-10.mp4",
+            ".hidden.mp4",
+            "c.mp4.part",
+            "d.tmp",
+            "notes.txt",
+        ] {
             std::fs::write(directory.path().join(name), b"x").unwrap();
         }
         std::fs::create_dir(directory.path().join("sub.mp4")).unwrap();
@@ -196,11 +219,23 @@ mod tests {
             length: 10,
             modified: SystemTime::now(),
         };
-        assert!(matches!(tracker.check(&fresh, start), Readiness::WaitFor(_)));
-        let grown = Candidate { length: 20, ..fresh.clone() };
+        assert!(matches!(
+            tracker.check(&fresh, start),
+            Readiness::WaitFor(_)
+        ));
+        let grown = Candidate {
+            length: 20,
+            ..fresh.clone()
+        };
         let later = start + Duration::from_millis(400);
-        assert!(matches!(tracker.check(&grown, later), Readiness::WaitFor(_)), "growth restarts the clock");
-        assert_eq!(tracker.check(&grown, later + Duration::from_millis(500)), Readiness::Ready);
+        assert!(
+            matches!(tracker.check(&grown, later), Readiness::WaitFor(_)),
+            "growth restarts the clock"
+        );
+        assert_eq!(
+            tracker.check(&grown, later + Duration::from_millis(500)),
+            Readiness::Ready
+        );
 
         let old = Candidate {
             name: "old".into(),
@@ -210,7 +245,10 @@ mod tests {
         assert_eq!(tracker.check(&old, start), Readiness::Ready);
 
         tracker.renamed_in("renamed".into());
-        let renamed = Candidate { name: "renamed".into(), ..fresh };
+        let renamed = Candidate {
+            name: "renamed".into(),
+            ..fresh
+        };
         assert_eq!(tracker.check(&renamed, start), Readiness::Ready);
     }
 }

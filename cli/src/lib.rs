@@ -1,0 +1,76 @@
+//! The `streampub` command line, as a library so that a binary with extra plugins linked in can
+//! offer the same commands:
+//!
+//! ```ignore
+//! fn main() -> std::process::ExitCode {
+//!     my_plugins::link();
+//!     streampub_cli::main()
+//! }
+//! ```
+
+mod logging;
+mod plugins;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use self::logging::LogFormat;
+
+/// Exit code of a successful run.
+pub const EXIT_SUCCESS: u8 = 0;
+/// Exit code when a pipeline failed at run time.
+pub const EXIT_RUNTIME_FAILURE: u8 = 1;
+/// Exit code for a config error (also clap's code for bad arguments).
+pub const EXIT_CONFIG_ERROR: u8 = 2;
+
+/// Publishes a sequence of media fragments as one continuous live stream.
+#[derive(Debug, Parser)]
+#[command(name = "streampub", version, about)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    log_format: LogFormat,
+    /// More logging: -v for DEBUG (chunk progress), -vv for TRACE. RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the pipelines of a file until their sources finish (forever with `follow: true`);
+    /// SIGINT/SIGTERM stop gracefully. Exit 0 success, 1 runtime failure, 2 config error.
+    Run {
+        /// The pipeline file (YAML).
+        pipeline: PathBuf,
+    },
+    /// Checks a pipeline file without publishing anything. Exit 0 valid, 2 invalid.
+    Validate {
+        /// The pipeline file (YAML).
+        pipeline: PathBuf,
+    },
+    /// Lists the registered sources, stages and sinks with their options.
+    Plugins {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    streampub_sources::link();
+    streampub_sinks::link();
+    let cli = Cli::parse();
+    logging::init(cli.log_format, cli.verbose);
+    let code = match cli.command {
+        Command::Run { pipeline } => run::run(&pipeline),
+        Command::Validate { pipeline } => run::validate(&pipeline),
+        Command::Plugins { json } => plugins::list(json),
+    };
+    ExitCode::from(code)
+}

@@ -1,0 +1,109 @@
+//! `streampub run` and `streampub validate`.
+
+use std::path::Path;
+
+use anyhow::Context;
+use streampub_core::{ChannelHub, LoadedConfig, Registry, Runtime};
+use tracing::{info, warn};
+
+use crate::{EXIT_CONFIG_ERROR, EXIT_RUNTIME_FAILURE, EXIT_SUCCESS};
+
+/// Exit code when a second signal cuts the graceful shutdown short (128 + SIGINT).
+const EXIT_INTERRUPTED: i32 = 130;
+
+/// Loads the file, or prints why not.
+fn load(path: &Path) -> Result<LoadedConfig, u8> {
+    let registry = Registry::from_inventory().map_err(|error| {
+        eprintln!("error: {error}");
+        EXIT_CONFIG_ERROR
+    })?;
+    LoadedConfig::from_file(path, &registry).map_err(|error| {
+        eprintln!("error: {error}");
+        EXIT_CONFIG_ERROR
+    })
+}
+
+pub(crate) fn validate(path: &Path) -> u8 {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    match config.validate(&ChannelHub::default()) {
+        Ok(()) => {
+            let count = config.pipelines.len();
+            println!(
+                "{}: valid ({count} pipeline{})",
+                path.display(),
+                if count == 1 { "" } else { "s" }
+            );
+            EXIT_SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            EXIT_CONFIG_ERROR
+        }
+    }
+}
+
+pub(crate) fn run(path: &Path) -> u8 {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime");
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return EXIT_RUNTIME_FAILURE;
+        }
+    };
+    runtime.block_on(run_pipelines(config))
+}
+
+async fn run_pipelines(config: LoadedConfig) -> u8 {
+    let runtime = match Runtime::start(&config).await {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return EXIT_CONFIG_ERROR;
+        }
+    };
+    let shutdown = runtime.shutdown_token();
+    let timeout = config.shutdown_timeout;
+    tokio::spawn(async move {
+        if let Err(error) = wait_for_signal().await {
+            warn!("Cannot listen for signals: {error:#}");
+            return;
+        }
+        info!("Shutting down: finishing the fragment in flight (at most {timeout}); signal again to stop at once");
+        shutdown.cancel();
+        if wait_for_signal().await.is_ok() {
+            warn!(
+                "Second signal: stopping now; unfinished fragments are published on the next start"
+            );
+            std::process::exit(EXIT_INTERRUPTED);
+        }
+    });
+    let report = runtime.wait().await;
+    if report.succeeded() {
+        EXIT_SUCCESS
+    } else {
+        EXIT_RUNTIME_FAILURE
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}

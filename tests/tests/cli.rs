@@ -1,0 +1,224 @@
+//! The command line: the quick start, config errors and the plugin list.
+
+use std::time::Duration;
+
+use streampub_tests::{run_to_end, streampub_binary, workspace_root, TestDir};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+#[test]
+fn quickstart_publishes_the_sample_fragments_into_one_archive() {
+    let dir = TestDir::new();
+    // Run a copy so the test does not write into the checkout.
+    let examples = workspace_root().join("examples");
+    std::fs::copy(
+        examples.join("quickstart.yaml"),
+        dir.join("quickstart.yaml"),
+    )
+    .unwrap();
+    let fragments = dir.mkdir("fragments");
+    let mut expected = Vec::new();
+    for index in 0..3 {
+        let name = format!("batch-{index}.mp4");
+        let bytes = std::fs::read(examples.join("fragments").join(&name)).unwrap();
+        std::fs::write(fragments.join(&name), &bytes).unwrap();
+        expected.extend(bytes);
+    }
+
+    let config = dir.join("quickstart.yaml");
+    let run = run_to_end(
+        &streampub_binary(),
+        &["run", config.to_str().unwrap()],
+        TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(
+        run.published(),
+        ["batch-0.mp4", "batch-1.mp4", "batch-2.mp4"]
+    );
+    let archive = std::fs::read(dir.join("out/quickstart.mp4")).unwrap();
+    assert!(
+        archive == expected,
+        "the archive is not the fragments in order"
+    );
+    assert!(
+        run.stderr()
+            .contains("Pipeline quickstart finished: 3 fragments published"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn malformed_yaml_exits_2_naming_the_line() {
+    let dir = TestDir::new();
+    let config = dir.write(
+        "bad.yaml",
+        "pipelines:\n  - name: a\n    source: {type: directory, path: .\n    sink:\n      type: null\n",
+    );
+    let run = run_to_end(
+        &streampub_binary(),
+        &["run", config.to_str().unwrap()],
+        TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    let message = run.stderr();
+    assert!(
+        message.contains("bad.yaml:4:"),
+        "the error must name line 4: {message}"
+    );
+}
+
+#[test]
+fn unknown_type_lists_the_available_ones() {
+    let dir = TestDir::new();
+    dir.mkdir("in");
+    let config = dir.write(
+        "pipeline.yaml",
+        "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n    sink:\n      type: nul\n",
+    );
+    for command in ["run", "validate"] {
+        let run = run_to_end(
+            &streampub_binary(),
+            &[command, config.to_str().unwrap()],
+            TIMEOUT,
+        );
+        assert_eq!(run.code(), Some(2), "{}", run.stderr());
+        let message = run.stderr();
+        assert!(message.contains("pipeline.yaml:7:"), "{message}");
+        assert!(message.contains("unknown sink type `nul`"), "{message}");
+        assert!(message.contains("did you mean `null`"), "{message}");
+        assert!(
+            message.contains("available sink types: file, null"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn config_errors_name_pipeline_component_and_field() {
+    let dir = TestDir::new();
+    dir.mkdir("in");
+    let cases = [
+        // (yaml body, expected fragments of the message)
+        (
+            "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n      folow: true\n    sink:\n      type: null\n",
+            vec![":6:", "pipeline `a`", "source `directory`", "unknown field `folow`", "did you mean `follow`"],
+        ),
+        (
+            "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: missing\n    sink:\n      type: null\n",
+            vec![":5:", "field `path`", "is not a directory"],
+        ),
+        (
+            "pipelines:\n  - name: a\n    chunk_size: 2MiB\n    source:\n      type: directory\n      path: in\n    sink:\n      type: null\n",
+            vec!["pipeline `a`", "field `max_in_flight`", "at least chunk_size"],
+        ),
+        (
+            "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n    sink:\n      type: file\n      path: ${STREAMPUB_TEST_UNSET_VARIABLE}\n",
+            vec![":8:", "STREAMPUB_TEST_UNSET_VARIABLE", "is not set"],
+        ),
+        (
+            "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n      settle: soon\n    sink:\n      type: null\n",
+            vec![":6:", "field `settle`", "invalid duration"],
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let config = dir.write("pipeline.yaml", yaml);
+        let run = run_to_end(
+            &streampub_binary(),
+            &["validate", config.to_str().unwrap()],
+            TIMEOUT,
+        );
+        assert_eq!(run.code(), Some(2), "{yaml}\n{}", run.stderr());
+        for fragment in expected {
+            assert!(
+                run.stderr().contains(fragment),
+                "expected `{fragment}` in: {}",
+                run.stderr()
+            );
+        }
+    }
+}
+
+#[test]
+fn variables_are_substituted_from_the_environment() {
+    let dir = TestDir::new();
+    dir.write("in/one.bin", b"payload");
+    let config = dir.write(
+        "pipeline.yaml",
+        "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n      follow: false\n    sink:\n      type: file\n      path: out/${ARCHIVE_NAME}\n",
+    );
+    let run = streampub_tests::Running::start_with_env(
+        &streampub_binary(),
+        &["run", config.to_str().unwrap()],
+        &[("ARCHIVE_NAME", "from-env.bin")],
+    )
+    .wait(TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(
+        std::fs::read(dir.join("out/from-env.bin")).unwrap(),
+        b"payload"
+    );
+}
+
+#[test]
+fn plugins_lists_every_builtin_with_its_options() {
+    let run = run_to_end(&streampub_binary(), &["plugins", "--json"], TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let plugins: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let names: Vec<(String, String)> = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|plugin| {
+            (
+                plugin["kind"].as_str().unwrap().to_owned(),
+                plugin["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (kind, name) in [
+        ("source", "directory"),
+        ("source", "channel"),
+        ("sink", "file"),
+        ("sink", "null"),
+    ] {
+        assert!(
+            names.contains(&(kind.to_owned(), name.to_owned())),
+            "{kind} {name} missing from {names:?}"
+        );
+    }
+    let directory = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|plugin| plugin["type"] == "directory")
+        .unwrap();
+    let options: Vec<&str> = directory["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        options,
+        [
+            "path",
+            "pattern",
+            "follow",
+            "settle",
+            "on_done",
+            "done_dir",
+            "poll_interval"
+        ]
+    );
+
+    let text = run_to_end(&streampub_binary(), &["plugins"], TIMEOUT);
+    assert!(text.stdout.contains("directory"), "{}", text.stdout);
+    assert!(
+        text.stdout
+            .contains("on_done (keep | delete | move, default \"keep\")"),
+        "{}",
+        text.stdout
+    );
+}

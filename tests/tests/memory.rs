@@ -1,0 +1,37 @@
+//! Memory stays bounded whatever the fragment size.
+
+use std::time::Duration;
+
+use streampub_tests::{run_to_end, streampub_binary, TestDir};
+
+#[test]
+fn a_1_gib_fragment_through_the_null_sink_keeps_peak_rss_under_32_mib() {
+    let dir = TestDir::new();
+    dir.mkdir("in");
+    // Sparse: reads return zeros at memory speed without using the disk.
+    let file = std::fs::File::create(dir.join("in/huge.bin")).unwrap();
+    file.set_len(1 << 30).unwrap();
+    drop(file);
+    let config = dir.write(
+        "pipeline.yaml",
+        "pipelines:\n  - name: huge\n    source:\n      type: directory\n      path: in\n      follow: false\n      settle: 0s\n    sink:\n      type: null\n",
+    );
+    let run = run_to_end(
+        &streampub_binary(),
+        &["run", config.to_str().unwrap()],
+        Duration::from_secs(300),
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.published(), ["huge.bin"]);
+    assert!(
+        run.stderr().contains("(1048576.00 KB in"),
+        "{}",
+        run.stderr()
+    );
+    assert!(run.peak_rss_kib > 0, "VmHWM was never sampled");
+    assert!(
+        run.peak_rss_kib < 32 * 1024,
+        "peak RSS {} KiB is not under 32 MiB",
+        run.peak_rss_kib
+    );
+}
