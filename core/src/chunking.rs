@@ -67,6 +67,11 @@ impl ChunkingStage {
         }
     }
 
+    /// The size of the pieces fragments are read in.
+    pub fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
     /// Reads every fragment from `fragments` into `events` until the input ends or the
     /// receiver of `events` is dropped (fragments still held are then dropped, which tells
     /// their sources they were abandoned).

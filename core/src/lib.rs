@@ -12,6 +12,7 @@ pub mod chunking;
 pub mod component;
 pub mod config;
 pub mod fragment;
+pub mod reconnect;
 pub mod registry;
 pub mod runtime;
 pub mod sink;
@@ -32,6 +33,7 @@ pub use crate::config::{ConfigError, LoadedConfig};
 pub use crate::fragment::{
     Fragment, FragmentBody, FragmentDelivery, FragmentInfo, FragmentOutcome,
 };
+pub use crate::reconnect::ReconnectPolicy;
 pub use crate::registry::{PluginKind, PluginRegistration, Registry};
 pub use crate::runtime::{PipelineReport, RunReport, Runtime};
 pub use crate::sink::{Sink, SinkConfig, SinkError};

@@ -5,6 +5,7 @@ use bytes::Bytes;
 
 use crate::component::{ComponentContext, ComponentError};
 use crate::fragment::FragmentInfo;
+use crate::reconnect::ReconnectPolicy;
 
 /// A sink's parsed config.
 #[async_trait]
@@ -37,6 +38,11 @@ pub trait Sink: Send {
     /// Starts a new session: reconnect, or restart the downstream process.
     async fn start_session(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+
+    /// How the runtime retries this sink after a retryable error; by default it does not.
+    fn reconnect_policy(&self) -> ReconnectPolicy {
+        ReconnectPolicy::NEVER
     }
 
     async fn close(&mut self) -> Result<(), SinkError>;

@@ -1,20 +1,23 @@
-//! The sink driver: feeds chunks through the stages into the sink, one fragment at a time, and
-//! acknowledges each fragment once the sink has fully taken it.
+//! The sink driver: feeds chunks through the stages into the sink, one fragment at a time,
+//! acknowledges each fragment once the sink has fully taken it, and reconnects the sink when it
+//! fails with a retryable error, sending the fragment in flight again from its start.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use bytes::Bytes;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::stages::{StageCall, StageChain};
 use super::stats::PipelineStats;
 use super::PipelineError;
-use crate::chunking::ChunkEvent;
+use crate::chunking::{BodyReader, ChunkEvent};
 use crate::fragment::{Fragment, FragmentInfo, FragmentOutcome};
 use crate::sink::{Sink, SinkError};
 use crate::stage::StageItem;
+use crate::units::HumanDuration;
 
 /// Chunk progress is logged at DEBUG every this many chunks, as in the seed.
 const PROGRESS_EVERY_CHUNKS: u64 = 10;
@@ -24,19 +27,93 @@ pub(crate) struct SinkDriver {
     pub(crate) sink: Box<dyn Sink>,
     pub(crate) stages: StageChain,
     pub(crate) stats: Arc<PipelineStats>,
+    /// For reading a fragment again after a reconnect.
+    pub(crate) chunk_size: usize,
     /// Cancelled on shutdown: the fragment in flight may finish, no new one starts.
     pub(crate) shutdown: CancellationToken,
     pub(crate) shutdown_timeout: Duration,
 }
 
-/// How one fragment ended, short of a sink failure.
+/// How one fragment ended, short of a pipeline failure.
 enum FragmentResult {
     Delivered {
         bytes: u64,
-        started: Instant,
+        /// From the first chunk handed to the sink to the last one it accepted.
+        transfer_time: Duration,
     },
     /// Its input was bad (unreadable, rejected by a stage): it fails alone, the pipeline goes on.
     InputFailed(String),
+    /// Shutdown came while the sink was reconnecting: left for the next start.
+    Abandoned,
+}
+
+/// Where a fragment's chunks come from: the chunking stage, or the fragment's own body when it
+/// is sent again after a reconnect.
+enum ChunkInput<'a> {
+    Chunker {
+        events: &'a mut mpsc::Receiver<ChunkEvent>,
+        finished: bool,
+    },
+    Reread {
+        reader: BodyReader,
+        chunk_size: usize,
+    },
+}
+
+/// One step of a fragment's input.
+enum InputItem {
+    /// A chunk, with its share of the in-flight budget when it came through the chunking stage.
+    Chunk(Bytes, Option<OwnedSemaphorePermit>),
+    End,
+    Failed(String),
+}
+
+impl ChunkInput<'_> {
+    async fn next(&mut self) -> Result<InputItem, PipelineError> {
+        match self {
+            Self::Chunker { events, finished } => {
+                let item = match events.recv().await {
+                    Some(ChunkEvent::Chunk(chunk)) => {
+                        let (bytes, budget) = chunk.into_parts();
+                        InputItem::Chunk(bytes, Some(budget))
+                    }
+                    Some(ChunkEvent::End) => InputItem::End,
+                    Some(ChunkEvent::Failed(message)) => InputItem::Failed(message),
+                    None => {
+                        return Err(PipelineError::Internal(
+                            "the chunking stage stopped mid-fragment".into(),
+                        ))
+                    }
+                    Some(other) => {
+                        return Err(PipelineError::Internal(format!(
+                            "chunk event {other:?} inside a fragment"
+                        )))
+                    }
+                };
+                *finished = !matches!(item, InputItem::Chunk(..));
+                Ok(item)
+            }
+            Self::Reread { reader, chunk_size } => Ok(match reader.next_chunk(*chunk_size).await {
+                Ok(Some(bytes)) => InputItem::Chunk(bytes, None),
+                Ok(None) => InputItem::End,
+                Err(error) => {
+                    InputItem::Failed(format!("reading the fragment again failed: {error}"))
+                }
+            }),
+        }
+    }
+
+    /// Consumes what is left of the current fragment, so the next event is the next fragment's.
+    async fn skip_rest(&mut self) {
+        if let Self::Chunker { events, finished } = self {
+            while !*finished {
+                match events.recv().await {
+                    Some(ChunkEvent::Chunk(_)) => {}
+                    _ => *finished = true,
+                }
+            }
+        }
+    }
 }
 
 impl SinkDriver {
@@ -49,14 +126,13 @@ impl SinkDriver {
         // Release the chunking stage (and with it every fragment still queued) before closing.
         drop(events);
         let closed = tokio::time::timeout(self.shutdown_timeout, self.sink.close()).await;
-        match closed {
-            Ok(Ok(())) => result,
-            Ok(Err(error)) => result.and(Err(PipelineError::Sink(error))),
-            Err(_) => result.and(Err(PipelineError::Sink(SinkError::fatal(format!(
-                "closing the sink took longer than shutdown_timeout ({:?})",
-                self.shutdown_timeout
-            ))))),
-        }
+        let closed = closed.unwrap_or_else(|_| {
+            Err(SinkError::fatal(format!(
+                "closing the sink took longer than shutdown_timeout ({})",
+                HumanDuration(self.shutdown_timeout)
+            )))
+        });
+        result.and(closed.map_err(PipelineError::Sink))
     }
 
     async fn deliver_all(
@@ -69,42 +145,48 @@ impl SinkDriver {
                 _ = self.shutdown.cancelled() => return Ok(()),
                 event = events.recv() => event,
             };
-            match event {
+            let mut fragment = match event {
                 None => return Ok(()),
-                Some(ChunkEvent::Unreadable(fragment, message)) => self.fail(fragment, message),
-                Some(ChunkEvent::Begin(fragment)) => {
-                    let shutdown = self.shutdown.clone();
-                    let deadline = shutdown_deadline(&shutdown, self.shutdown_timeout);
-                    let result = tokio::select! {
-                        result = self.deliver(&fragment.info, events) => result,
-                        () = deadline => Err(PipelineError::ShutdownTimeout(self.shutdown_timeout)),
-                    };
-                    match result {
-                        Ok(FragmentResult::Delivered { bytes, started }) => {
-                            let total = self.stats.record_published(bytes);
-                            info!(
-                                pipeline = %self.pipeline,
-                                fragment = %fragment.info.name,
-                                "Published fragment {} ({:.2} KB in {} ms, {} total)",
-                                fragment.info.sequence,
-                                bytes as f64 / 1024.0,
-                                started.elapsed().as_millis(),
-                                total,
-                            );
-                            fragment.acknowledge(FragmentOutcome::Delivered);
-                        }
-                        Ok(FragmentResult::InputFailed(message)) => self.fail(fragment, message),
-                        Err(error) => {
-                            self.stats.record_failed();
-                            fragment.acknowledge(FragmentOutcome::Failed(error.to_string().into()));
-                            return Err(error);
-                        }
-                    }
+                Some(ChunkEvent::Unreadable(fragment, message)) => {
+                    self.fail(fragment, message);
+                    continue;
                 }
+                Some(ChunkEvent::Begin(fragment)) => fragment,
                 Some(other) => {
                     return Err(PipelineError::Internal(format!(
                         "chunk event {other:?} outside a fragment"
                     )))
+                }
+            };
+            let shutdown = self.shutdown.clone();
+            let deadline = shutdown_deadline(&shutdown, self.shutdown_timeout);
+            let result = tokio::select! {
+                result = self.publish(&mut fragment, events) => result,
+                () = deadline => Err(PipelineError::ShutdownTimeout(self.shutdown_timeout)),
+            };
+            match result {
+                Ok(FragmentResult::Delivered {
+                    bytes,
+                    transfer_time,
+                }) => {
+                    let total = self.stats.record_published(bytes);
+                    info!(
+                        pipeline = %self.pipeline,
+                        fragment = %fragment.info.name,
+                        "Published fragment {} ({:.2} KB in {} ms, {} total)",
+                        fragment.info.sequence,
+                        bytes as f64 / 1024.0,
+                        transfer_time.as_millis(),
+                        total,
+                    );
+                    fragment.acknowledge(FragmentOutcome::Delivered);
+                }
+                Ok(FragmentResult::InputFailed(message)) => self.fail(fragment, message),
+                Ok(FragmentResult::Abandoned) => return Ok(()),
+                Err(error) => {
+                    self.stats.record_failed();
+                    fragment.acknowledge(FragmentOutcome::Failed(error.to_string().into()));
+                    return Err(error);
                 }
             }
         }
@@ -121,36 +203,137 @@ impl SinkDriver {
         fragment.acknowledge(FragmentOutcome::Failed(message.into()));
     }
 
-    /// Sends one fragment's chunks through the stages into the sink.
+    /// Delivers one fragment, reconnecting and resending it as the sink's policy allows.
+    async fn publish(
+        &mut self,
+        fragment: &mut Fragment,
+        events: &mut mpsc::Receiver<ChunkEvent>,
+    ) -> Result<FragmentResult, PipelineError> {
+        let mut input = ChunkInput::Chunker {
+            events,
+            finished: false,
+        };
+        let mut attempt = 0;
+        loop {
+            let error = match self.deliver(&fragment.info, &mut input).await {
+                Err(PipelineError::Sink(error)) if error.retryable => error,
+                other => return other,
+            };
+            input.skip_rest().await;
+            self.stages.abort_fragment();
+            if !self.reconnect(error, &mut attempt).await? {
+                return Ok(FragmentResult::Abandoned);
+            }
+            if !fragment.body.is_rereadable() {
+                return Err(PipelineError::Sink(SinkError::fatal(format!(
+                    "fragment {} came from a one-shot reader and cannot be sent again after the reconnect",
+                    fragment.info.name
+                ))));
+            }
+            match BodyReader::open(&mut fragment.body).await {
+                Ok(reader) => {
+                    input = ChunkInput::Reread {
+                        reader,
+                        chunk_size: self.chunk_size,
+                    }
+                }
+                Err(error) => {
+                    return Ok(FragmentResult::InputFailed(format!(
+                        "cannot read {} again after the reconnect: {error}",
+                        fragment.body.describe()
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Starts a new sink session after `error`, waiting per the sink's reconnect policy between
+    /// attempts. `attempt` counts across the resends of one fragment. Returns `false` if
+    /// shutdown came first.
+    async fn reconnect(
+        &mut self,
+        mut error: SinkError,
+        attempt: &mut u32,
+    ) -> Result<bool, PipelineError> {
+        let policy = self.sink.reconnect_policy();
+        loop {
+            *attempt += 1;
+            if !policy.allows(*attempt) {
+                let tried = *attempt - 1;
+                return Err(PipelineError::Sink(SinkError::fatal(if tried == 0 {
+                    error.message
+                } else {
+                    format!(
+                        "{} (gave up after {tried} reconnect attempts)",
+                        error.message
+                    )
+                })));
+            }
+            let delay = policy.delay(*attempt);
+            let of = match policy.max_attempts {
+                0 => String::new(),
+                max => format!(" of {max}"),
+            };
+            warn!(
+                pipeline = %self.pipeline,
+                "Sink failed: {error}; reconnecting in {} ms (attempt {attempt}{of})",
+                delay.as_millis()
+            );
+            self.stats.record_reconnect();
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = self.shutdown.cancelled() => return Ok(false),
+            }
+            let started = match self.sink.start_session().await {
+                Ok(()) => self.replay_session_start().await,
+                Err(error) => Err(error),
+            };
+            match started {
+                Ok(()) => {
+                    info!(pipeline = %self.pipeline, "Sink reconnected (attempt {attempt})");
+                    return Ok(true);
+                }
+                Err(next) if next.retryable => error = next,
+                Err(fatal) => return Err(PipelineError::Sink(fatal)),
+            }
+        }
+    }
+
+    /// Lets the stages emit what a new session needs first (an init segment).
+    async fn replay_session_start(&mut self) -> Result<(), SinkError> {
+        let mut items = Vec::new();
+        self.stages
+            .apply(StageCall::SessionStarted, &mut items)
+            .map_err(|error| {
+                SinkError::fatal(format!("a stage cannot start a new session: {error}"))
+            })?;
+        self.write(&mut items).await
+    }
+
+    /// Sends one fragment's chunks through the stages into the sink, once.
     async fn deliver(
         &mut self,
         info: &FragmentInfo,
-        events: &mut mpsc::Receiver<ChunkEvent>,
+        input: &mut ChunkInput<'_>,
     ) -> Result<FragmentResult, PipelineError> {
         let mut items = Vec::new();
         self.sink.begin_fragment(info).await?;
-        let started = Instant::now();
         if let Err(error) = self.stages.apply(StageCall::Begin(info), &mut items) {
-            return self.abort(events, error.message).await;
+            return self.abort(input, error.message).await;
         }
-        self.write(&mut items).await?;
+        let mut started = None;
+        self.write_timed(&mut items, &mut started).await?;
 
         let (mut chunks, mut bytes) = (0u64, 0u64);
         loop {
-            let Some(event) = events.recv().await else {
-                return Err(PipelineError::Internal(
-                    "the chunking stage stopped mid-fragment".into(),
-                ));
-            };
-            match event {
-                ChunkEvent::Chunk(chunk) => {
-                    let (data, budget) = chunk.into_parts();
+            match input.next().await? {
+                InputItem::Chunk(data, budget) => {
                     chunks += 1;
                     bytes += data.len() as u64;
                     if let Err(error) = self.stages.apply(StageCall::Chunk(data), &mut items) {
-                        return self.abort(events, error.message).await;
+                        return self.abort(input, error.message).await;
                     }
-                    self.write(&mut items).await?;
+                    self.write_timed(&mut items, &mut started).await?;
                     drop(budget);
                     if chunks % PROGRESS_EVERY_CHUNKS == 0 {
                         debug!(
@@ -161,11 +344,13 @@ impl SinkDriver {
                         );
                     }
                 }
-                ChunkEvent::End => {
+                InputItem::End => {
                     if let Err(error) = self.stages.apply(StageCall::End, &mut items) {
-                        return self.abort(events, error.message).await;
+                        return self.abort(input, error.message).await;
                     }
-                    self.write(&mut items).await?;
+                    self.write_timed(&mut items, &mut started).await?;
+                    let transfer_time =
+                        started.map(|started| started.elapsed()).unwrap_or_default();
                     self.sink.end_fragment().await?;
                     debug!(
                         pipeline = %self.pipeline,
@@ -173,14 +358,12 @@ impl SinkDriver {
                         bytes / 1024,
                         info.sequence
                     );
-                    return Ok(FragmentResult::Delivered { bytes, started });
+                    return Ok(FragmentResult::Delivered {
+                        bytes,
+                        transfer_time,
+                    });
                 }
-                ChunkEvent::Failed(message) => return self.abort(events, message).await,
-                other => {
-                    return Err(PipelineError::Internal(format!(
-                        "chunk event {other:?} inside a fragment"
-                    )))
-                }
+                InputItem::Failed(message) => return self.abort(input, message).await,
             }
         }
     }
@@ -189,17 +372,25 @@ impl SinkDriver {
     /// the sink undo what they can.
     async fn abort(
         &mut self,
-        events: &mut mpsc::Receiver<ChunkEvent>,
+        input: &mut ChunkInput<'_>,
         message: String,
     ) -> Result<FragmentResult, PipelineError> {
+        input.skip_rest().await;
         self.stages.abort_fragment();
         self.sink.abort_fragment().await?;
-        while let Some(event) = events.recv().await {
-            if matches!(event, ChunkEvent::End | ChunkEvent::Failed(_)) {
-                break;
-            }
-        }
         Ok(FragmentResult::InputFailed(message))
+    }
+
+    /// Writes items, noting when the first chunk went to the sink.
+    async fn write_timed(
+        &mut self,
+        items: &mut Vec<StageItem>,
+        started: &mut Option<Instant>,
+    ) -> Result<(), SinkError> {
+        if !items.is_empty() {
+            started.get_or_insert_with(Instant::now);
+        }
+        self.write(items).await
     }
 
     async fn write(&mut self, items: &mut Vec<StageItem>) -> Result<(), SinkError> {
@@ -220,4 +411,146 @@ impl SinkDriver {
 async fn shutdown_deadline(shutdown: &CancellationToken, timeout: Duration) {
     shutdown.cancelled().await;
     tokio::time::sleep(timeout).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::chunking::ChunkingStage;
+    use crate::fragment::{FragmentBody, FragmentDelivery};
+    use crate::reconnect::ReconnectPolicy;
+
+    /// Records the bytes of each session; fails the writes listed in `fail_on` (counted over
+    /// the sink's life) with a retryable error.
+    struct FlakySink {
+        sessions: Arc<Mutex<Vec<Vec<u8>>>>,
+        writes: usize,
+        fail_on: Vec<usize>,
+    }
+
+    #[async_trait]
+    impl Sink for FlakySink {
+        async fn begin_fragment(&mut self, _: &FragmentInfo) -> Result<(), SinkError> {
+            Ok(())
+        }
+        async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), SinkError> {
+            self.writes += 1;
+            if self.fail_on.contains(&self.writes) {
+                return Err(SinkError::retryable("connection reset"));
+            }
+            self.sessions
+                .lock()
+                .unwrap()
+                .last_mut()
+                .unwrap()
+                .extend_from_slice(&chunk);
+            Ok(())
+        }
+        async fn end_fragment(&mut self) -> Result<(), SinkError> {
+            Ok(())
+        }
+        async fn start_session(&mut self) -> Result<(), SinkError> {
+            self.sessions.lock().unwrap().push(Vec::new());
+            Ok(())
+        }
+        async fn close(&mut self) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn reconnect_policy(&self) -> ReconnectPolicy {
+            ReconnectPolicy {
+                max_attempts: 3,
+                initial_delay: Duration::from_millis(5),
+                max_delay: Duration::from_millis(20),
+            }
+        }
+    }
+
+    /// Runs `bodies` through a driver over `sink`; returns the outcomes and the driver's result.
+    async fn drive(
+        sink: FlakySink,
+        bodies: Vec<&'static [u8]>,
+    ) -> (
+        Vec<FragmentOutcome>,
+        Result<(), PipelineError>,
+        Arc<PipelineStats>,
+    ) {
+        let (fragment_tx, fragment_rx) = mpsc::channel(8);
+        let (event_tx, event_rx) = mpsc::channel(8);
+        tokio::spawn(ChunkingStage::new(4, 64).run(fragment_rx, event_tx));
+        let mut deliveries: Vec<FragmentDelivery> = Vec::new();
+        for (index, body) in bodies.into_iter().enumerate() {
+            let info = FragmentInfo {
+                sequence: index as u64 + 1,
+                name: format!("f{index}"),
+                length: None,
+            };
+            let (fragment, delivery) =
+                Fragment::new(info, FragmentBody::Memory(Bytes::from_static(body)));
+            fragment_tx.send(fragment).await.unwrap();
+            deliveries.push(delivery);
+        }
+        drop(fragment_tx);
+        let stats = Arc::new(PipelineStats::default());
+        let driver = SinkDriver {
+            pipeline: "test".into(),
+            sink: Box::new(sink),
+            stages: StageChain::new(Vec::new()),
+            stats: Arc::clone(&stats),
+            chunk_size: 4,
+            shutdown: CancellationToken::new(),
+            shutdown_timeout: Duration::from_secs(5),
+        };
+        let result = driver.run(event_rx).await;
+        let mut outcomes = Vec::new();
+        for delivery in deliveries {
+            outcomes.push(delivery.await);
+        }
+        (outcomes, result, stats)
+    }
+
+    #[tokio::test]
+    async fn a_retryable_failure_resends_the_fragment_in_a_new_session() {
+        let sessions = Arc::new(Mutex::new(vec![Vec::new()]));
+        let sink = FlakySink {
+            sessions: Arc::clone(&sessions),
+            writes: 0,
+            fail_on: vec![5],
+        };
+        let (outcomes, result, stats) = drive(sink, vec![b"0123456789ab", b"fragment-two"]).await;
+        result.unwrap();
+        assert_eq!(
+            outcomes,
+            [FragmentOutcome::Delivered, FragmentOutcome::Delivered]
+        );
+        assert_eq!(stats.sink_reconnects(), 1);
+        let sessions = sessions.lock().unwrap();
+        // The first fragment was whole in session 1, the failed write (chunk 2 of fragment 2)
+        // made session 2, where fragment 2 starts over.
+        assert_eq!(sessions[0], b"0123456789abfrag");
+        assert_eq!(sessions[1], b"fragment-two");
+    }
+
+    #[tokio::test]
+    async fn exhausted_reconnects_fail_the_pipeline_and_the_fragment() {
+        let sessions = Arc::new(Mutex::new(vec![Vec::new()]));
+        let sink = FlakySink {
+            sessions,
+            writes: 0,
+            fail_on: (1..100).collect(),
+        };
+        let (outcomes, result, stats) = drive(sink, vec![b"0123", b"4567"]).await;
+        let error = result.unwrap_err().to_string();
+        assert!(
+            error.contains("connection reset")
+                && error.contains("gave up after 3 reconnect attempts"),
+            "{error}"
+        );
+        assert!(matches!(outcomes[0], FragmentOutcome::Failed(_)));
+        assert_eq!(outcomes[1], FragmentOutcome::Abandoned);
+        assert_eq!(stats.sink_reconnects(), 3);
+    }
 }

@@ -193,6 +193,7 @@ async fn run_pipeline(
     let stop_source = shutdown.child_token();
     let (fragment_tx, fragment_rx) = mpsc::channel(pipeline.fragment_buffer_size);
     let (event_tx, event_rx) = mpsc::channel(CHUNK_EVENT_QUEUE);
+    let chunk_size = pipeline.chunking.chunk_size();
     let source_task = tokio::spawn(pipeline.source.run(fragment_tx, stop_source.clone()));
     let chunking_task = tokio::spawn(pipeline.chunking.run(fragment_rx, event_tx));
     let driver = SinkDriver {
@@ -200,6 +201,7 @@ async fn run_pipeline(
         sink: pipeline.sink,
         stages: StageChain::new(pipeline.stages),
         stats: Arc::clone(&stats),
+        chunk_size,
         shutdown,
         shutdown_timeout,
     };

@@ -10,6 +10,7 @@ pub struct PipelineStats {
     fragments_published: AtomicU64,
     bytes_published: AtomicU64,
     fragments_failed: AtomicU64,
+    sink_reconnects: AtomicU64,
 }
 
 impl Default for PipelineStats {
@@ -19,6 +20,7 @@ impl Default for PipelineStats {
             fragments_published: AtomicU64::new(0),
             bytes_published: AtomicU64::new(0),
             fragments_failed: AtomicU64::new(0),
+            sink_reconnects: AtomicU64::new(0),
         }
     }
 }
@@ -32,6 +34,15 @@ impl PipelineStats {
 
     pub(crate) fn record_failed(&self) {
         self.fragments_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_reconnect(&self) {
+        self.sink_reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// New sink sessions started after failures.
+    pub fn sink_reconnects(&self) -> u64 {
+        self.sink_reconnects.load(Ordering::Relaxed)
     }
 
     pub fn fragments_published(&self) -> u64 {
@@ -58,6 +69,7 @@ pub struct PipelineReport {
     pub fragments_published: u64,
     pub fragments_failed: u64,
     pub bytes_published: u64,
+    pub sink_reconnects: u64,
     pub elapsed: Duration,
     /// Why the pipeline failed, if it did.
     pub error: Option<String>,
@@ -70,6 +82,7 @@ impl PipelineReport {
             fragments_published: stats.fragments_published(),
             fragments_failed: stats.fragments_failed(),
             bytes_published: stats.bytes_published(),
+            sink_reconnects: stats.sink_reconnects(),
             elapsed: stats.elapsed(),
             error,
         }
