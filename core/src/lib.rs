@@ -13,6 +13,7 @@ pub mod component;
 pub mod config;
 pub mod fragment;
 pub mod reconnect;
+pub mod redact;
 pub mod registry;
 pub mod runtime;
 pub mod sink;
@@ -34,6 +35,7 @@ pub use crate::fragment::{
     Fragment, FragmentBody, FragmentDelivery, FragmentInfo, FragmentOutcome,
 };
 pub use crate::reconnect::ReconnectPolicy;
+pub use crate::redact::Redactor;
 pub use crate::registry::{PluginKind, PluginRegistration, Registry};
 pub use crate::runtime::{PipelineReport, RunReport, Runtime};
 pub use crate::sink::{Sink, SinkConfig, SinkError};

@@ -15,14 +15,21 @@ pub trait SinkConfig: Send + Sync + std::fmt::Debug {
 }
 
 /// A running sink. The runtime calls, per fragment, `begin_fragment`, `write_chunk` for each
-/// chunk in order, then `end_fragment`; the fragment counts as delivered (and is acknowledged
-/// to its source) only once `end_fragment` returned `Ok`, so `end_fragment` must not return
-/// before the sink has really taken the bytes (flushed, written into the pipe).
+/// chunk in order, then `end_fragment` once every byte has been accepted.
+///
+/// A fragment is acknowledged to its source only once the sink has really taken it. For most
+/// sinks that is when `end_fragment` returns (flushed, synced). A sink whose downstream takes
+/// bytes later (a process that reads ahead before it publishes) reports through
+/// [`Sink::unconfirmed`] how many of the most recently ended fragments it has not really taken
+/// yet; the runtime keeps those and acknowledges them as the count drops, or when `close`
+/// succeeds.
 ///
 /// If reading or a stage fails mid-fragment, `abort_fragment` is called instead of
 /// `end_fragment` and should undo what it can. When a call fails with a retryable error, the
-/// runtime waits according to its reconnect policy, calls `start_session`, and sends the
-/// fragment again from its start. `close` is called once at the end.
+/// runtime waits according to the sink's reconnect policy, calls `start_session`, and sends
+/// every unconfirmed fragment and the one in flight again, from their starts, in order. `close`
+/// is called once at the end; a retryable error from it (with fragments unconfirmed) is handled
+/// the same way.
 #[async_trait]
 pub trait Sink: Send {
     async fn begin_fragment(&mut self, fragment: &FragmentInfo) -> Result<(), SinkError>;
@@ -38,6 +45,11 @@ pub trait Sink: Send {
     /// Starts a new session: reconnect, or restart the downstream process.
     async fn start_session(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+
+    /// How many of the fragments ended most recently are not yet really taken (see above).
+    fn unconfirmed(&mut self) -> usize {
+        0
     }
 
     /// How the runtime retries this sink after a retryable error; by default it does not.

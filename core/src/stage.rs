@@ -41,6 +41,11 @@ pub trait Stage: Send {
     /// The current fragment failed or will be sent again from its start: forget its partial
     /// state, keep what earlier fragments established.
     fn abort_fragment(&mut self) {}
+
+    /// The fragments from `fragment` on (which this stage has seen) will be sent again after a
+    /// reconnect: put the state back to what it was just before `fragment` began. Stages with
+    /// state across fragments keep enough history for the fragments not yet acknowledged.
+    fn rewind(&mut self, _fragment: &FragmentInfo) {}
 }
 
 /// What a stage produces for the next stage or the sink.

@@ -2,6 +2,9 @@
 //! JSON logs, and watches their memory. Every process a test starts is killed when its handle is
 //! dropped, so a failing test leaves nothing behind.
 
+pub mod media;
+pub mod rtmp;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -89,7 +89,7 @@ fn unknown_type_lists_the_available_ones() {
         assert!(message.contains("unknown sink type `nul`"), "{message}");
         assert!(message.contains("did you mean `null`"), "{message}");
         assert!(
-            message.contains("available sink types: file, null"),
+            message.contains("available sink types: ffmpeg-rtmp, file, null, process"),
             "{message}"
         );
     }
@@ -178,6 +178,8 @@ fn plugins_lists_every_builtin_with_its_options() {
         })
         .collect();
     for (kind, name) in [
+        ("sink", "ffmpeg-rtmp"),
+        ("sink", "process"),
         ("source", "directory"),
         ("source", "channel"),
         ("sink", "file"),

@@ -2,6 +2,7 @@
 //! acknowledges each fragment once the sink has fully taken it, and reconnects the sink when it
 //! fails with a retryable error, sending the fragment in flight again from its start.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,8 @@ use crate::units::HumanDuration;
 
 /// Chunk progress is logged at DEBUG every this many chunks, as in the seed.
 const PROGRESS_EVERY_CHUNKS: u64 = 10;
+/// How often an idle driver asks the sink whether it has confirmed more fragments.
+const CONFIRMATION_POLL: Duration = Duration::from_millis(100);
 
 pub(crate) struct SinkDriver {
     pub(crate) pipeline: String,
@@ -32,9 +35,11 @@ pub(crate) struct SinkDriver {
     /// Cancelled on shutdown: the fragment in flight may finish, no new one starts.
     pub(crate) shutdown: CancellationToken,
     pub(crate) shutdown_timeout: Duration,
+    /// Fragments the sink has ended but not yet confirmed, oldest first.
+    pub(crate) unconfirmed: VecDeque<Fragment>,
 }
 
-/// How one fragment ended, short of a pipeline failure.
+/// How one delivery of a fragment ended, short of a sink failure.
 enum FragmentResult {
     Delivered {
         bytes: u64,
@@ -43,8 +48,20 @@ enum FragmentResult {
     },
     /// Its input was bad (unreadable, rejected by a stage): it fails alone, the pipeline goes on.
     InputFailed(String),
-    /// Shutdown came while the sink was reconnecting: left for the next start.
-    Abandoned,
+}
+
+/// How a delivery that may involve reconnects ended.
+enum Recovery {
+    Done,
+    /// Shutdown came while the sink was reconnecting: what was not confirmed is left for the
+    /// next start.
+    Interrupted,
+}
+
+/// A fragment waiting to be sent again, and whether it was already counted as published.
+struct Resend {
+    fragment: Fragment,
+    published_before: bool,
 }
 
 /// Where a fragment's chunks come from: the chunking stage, or the fragment's own body when it
@@ -122,17 +139,21 @@ impl SinkDriver {
         mut self,
         mut events: mpsc::Receiver<ChunkEvent>,
     ) -> Result<(), PipelineError> {
-        let result = self.deliver_all(&mut events).await;
+        let delivered = self.deliver_all(&mut events).await;
         // Release the chunking stage (and with it every fragment still queued) before closing.
         drop(events);
-        let closed = tokio::time::timeout(self.shutdown_timeout, self.sink.close()).await;
-        let closed = closed.unwrap_or_else(|_| {
-            Err(SinkError::fatal(format!(
+        // At the end of the input the sink takes as long as it needs; after a shutdown request,
+        // at most shutdown_timeout.
+        let shutdown = self.shutdown.clone();
+        let timeout = self.shutdown_timeout;
+        let closed = tokio::select! {
+            closed = self.close() => closed,
+            () = shutdown_deadline(&shutdown, timeout) => Err(PipelineError::Sink(SinkError::fatal(format!(
                 "closing the sink took longer than shutdown_timeout ({})",
-                HumanDuration(self.shutdown_timeout)
-            )))
-        });
-        result.and(closed.map_err(PipelineError::Sink))
+                HumanDuration(timeout)
+            )))),
+        };
+        delivered.and(closed)
     }
 
     async fn deliver_all(
@@ -144,8 +165,13 @@ impl SinkDriver {
                 biased;
                 _ = self.shutdown.cancelled() => return Ok(()),
                 event = events.recv() => event,
+                // While idle, the sink may still confirm what it took last.
+                () = tokio::time::sleep(CONFIRMATION_POLL), if !self.unconfirmed.is_empty() => {
+                    self.acknowledge_confirmed();
+                    continue;
+                }
             };
-            let mut fragment = match event {
+            let fragment = match event {
                 None => return Ok(()),
                 Some(ChunkEvent::Unreadable(fragment, message)) => {
                     self.fail(fragment, message);
@@ -161,32 +187,41 @@ impl SinkDriver {
             let shutdown = self.shutdown.clone();
             let deadline = shutdown_deadline(&shutdown, self.shutdown_timeout);
             let result = tokio::select! {
-                result = self.publish(&mut fragment, events) => result,
+                result = self.publish(fragment, events) => result,
                 () = deadline => Err(PipelineError::ShutdownTimeout(self.shutdown_timeout)),
             };
-            match result {
-                Ok(FragmentResult::Delivered {
-                    bytes,
-                    transfer_time,
-                }) => {
-                    let total = self.stats.record_published(bytes);
-                    info!(
-                        pipeline = %self.pipeline,
-                        fragment = %fragment.info.name,
-                        "Published fragment {} ({:.2} KB in {} ms, {} total)",
-                        fragment.info.sequence,
-                        bytes as f64 / 1024.0,
-                        transfer_time.as_millis(),
-                        total,
-                    );
-                    fragment.acknowledge(FragmentOutcome::Delivered);
+            match result? {
+                Recovery::Done => {}
+                Recovery::Interrupted => return Ok(()),
+            }
+        }
+    }
+
+    /// Closes the sink; fragments it took are acknowledged. A retryable failure with fragments
+    /// unconfirmed sends them to a new session and closes again.
+    async fn close(&mut self) -> Result<(), PipelineError> {
+        let mut attempt = 0;
+        loop {
+            match self.sink.close().await {
+                Ok(()) => {
+                    while let Some(fragment) = self.unconfirmed.pop_front() {
+                        fragment.acknowledge(FragmentOutcome::Delivered);
+                    }
+                    return Ok(());
                 }
-                Ok(FragmentResult::InputFailed(message)) => self.fail(fragment, message),
-                Ok(FragmentResult::Abandoned) => return Ok(()),
+                Err(error) if error.retryable && !self.unconfirmed.is_empty() => {
+                    let queue = self.take_unconfirmed();
+                    match self.recover(queue, error, &mut attempt).await? {
+                        Recovery::Done => {}
+                        Recovery::Interrupted => return Ok(()),
+                    }
+                }
                 Err(error) => {
-                    self.stats.record_failed();
-                    fragment.acknowledge(FragmentOutcome::Failed(error.to_string().into()));
-                    return Err(error);
+                    let message: Arc<str> = error.message.clone().into();
+                    while let Some(fragment) = self.unconfirmed.pop_front() {
+                        fragment.acknowledge(FragmentOutcome::Failed(Arc::clone(&message)));
+                    }
+                    return Err(PipelineError::Sink(error));
                 }
             }
         }
@@ -203,53 +238,199 @@ impl SinkDriver {
         fragment.acknowledge(FragmentOutcome::Failed(message.into()));
     }
 
-    /// Delivers one fragment, reconnecting and resending it as the sink's policy allows.
+    /// Acknowledges, oldest first, the fragments the sink now confirms.
+    fn acknowledge_confirmed(&mut self) {
+        let unconfirmed = self.sink.unconfirmed();
+        while self.unconfirmed.len() > unconfirmed {
+            let fragment = self.unconfirmed.pop_front().expect("longer than zero");
+            fragment.acknowledge(FragmentOutcome::Delivered);
+        }
+    }
+
+    fn take_unconfirmed(&mut self) -> VecDeque<Resend> {
+        self.unconfirmed
+            .drain(..)
+            .map(|fragment| Resend {
+                fragment,
+                published_before: true,
+            })
+            .collect()
+    }
+
+    /// Logs and counts a fragment the sink has accepted, and keeps it until confirmed.
+    fn accepted(
+        &mut self,
+        fragment: Fragment,
+        bytes: u64,
+        transfer_time: Duration,
+        published_before: bool,
+    ) {
+        let info = &fragment.info;
+        if published_before {
+            info!(
+                pipeline = %self.pipeline,
+                fragment = %info.name,
+                "Resent fragment {} ({:.2} KB in {} ms) after reconnecting",
+                info.sequence,
+                bytes as f64 / 1024.0,
+                transfer_time.as_millis(),
+            );
+        } else {
+            let total = self.stats.record_published(bytes);
+            info!(
+                pipeline = %self.pipeline,
+                fragment = %info.name,
+                "Published fragment {} ({:.2} KB in {} ms, {} total)",
+                info.sequence,
+                bytes as f64 / 1024.0,
+                transfer_time.as_millis(),
+                total,
+            );
+        }
+        self.unconfirmed.push_back(fragment);
+        self.acknowledge_confirmed();
+    }
+
+    /// Delivers one fragment from the chunking stage; on a retryable sink failure, reconnects
+    /// and resends it together with every fragment not yet confirmed.
     async fn publish(
         &mut self,
-        fragment: &mut Fragment,
+        fragment: Fragment,
         events: &mut mpsc::Receiver<ChunkEvent>,
-    ) -> Result<FragmentResult, PipelineError> {
+    ) -> Result<Recovery, PipelineError> {
         let mut input = ChunkInput::Chunker {
             events,
             finished: false,
         };
+        let error = match self.deliver(&fragment.info, &mut input).await {
+            Ok(FragmentResult::Delivered {
+                bytes,
+                transfer_time,
+            }) => {
+                self.accepted(fragment, bytes, transfer_time, false);
+                return Ok(Recovery::Done);
+            }
+            Ok(FragmentResult::InputFailed(message)) => {
+                self.fail(fragment, message);
+                return Ok(Recovery::Done);
+            }
+            Err(PipelineError::Sink(error)) if error.retryable => error,
+            Err(error) => {
+                self.stats.record_failed();
+                fragment.acknowledge(FragmentOutcome::Failed(error.to_string().into()));
+                return Err(error);
+            }
+        };
+        input.skip_rest().await;
+        let mut queue = self.take_unconfirmed();
+        queue.push_back(Resend {
+            fragment,
+            published_before: false,
+        });
         let mut attempt = 0;
+        self.recover(queue, error, &mut attempt).await
+    }
+
+    /// Reconnects after `error` and sends `queue` again, in order, until it is all accepted.
+    /// `attempt` counts reconnects across the whole recovery.
+    async fn recover(
+        &mut self,
+        mut queue: VecDeque<Resend>,
+        mut error: SinkError,
+        attempt: &mut u32,
+    ) -> Result<Recovery, PipelineError> {
         loop {
-            let error = match self.deliver(&fragment.info, &mut input).await {
-                Err(PipelineError::Sink(error)) if error.retryable => error,
-                other => return other,
-            };
-            input.skip_rest().await;
             self.stages.abort_fragment();
-            if !self.reconnect(error, &mut attempt).await? {
-                return Ok(FragmentResult::Abandoned);
+            if let Some(first) = queue.front() {
+                self.stages.rewind(&first.fragment.info);
             }
-            if !fragment.body.is_rereadable() {
-                return Err(PipelineError::Sink(SinkError::fatal(format!(
-                    "fragment {} came from a one-shot reader and cannot be sent again after the reconnect",
-                    fragment.info.name
-                ))));
-            }
-            match BodyReader::open(&mut fragment.body).await {
-                Ok(reader) => {
-                    input = ChunkInput::Reread {
-                        reader,
-                        chunk_size: self.chunk_size,
+            match self.reconnect(error, attempt).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(Recovery::Interrupted),
+                Err(fatal) => {
+                    let message: Arc<str> = fatal.to_string().into();
+                    for resend in queue {
+                        self.stats.record_failed();
+                        resend
+                            .fragment
+                            .acknowledge(FragmentOutcome::Failed(Arc::clone(&message)));
                     }
-                }
-                Err(error) => {
-                    return Ok(FragmentResult::InputFailed(format!(
-                        "cannot read {} again after the reconnect: {error}",
-                        fragment.body.describe()
-                    )))
+                    return Err(fatal);
                 }
             }
+            error = match self.resend(&mut queue).await? {
+                None => return Ok(Recovery::Done),
+                Some(next) => next,
+            };
+            // Whatever the new session accepted before failing is unconfirmed again.
+            let mut retry = self.take_unconfirmed();
+            retry.extend(queue.drain(..));
+            queue = retry;
         }
     }
 
+    /// Sends `queue` in order; returns the retryable error that stopped it, leaving the
+    /// fragment it stopped at first in `queue`.
+    async fn resend(
+        &mut self,
+        queue: &mut VecDeque<Resend>,
+    ) -> Result<Option<SinkError>, PipelineError> {
+        while let Some(mut resend) = queue.pop_front() {
+            let fragment = &mut resend.fragment;
+            if !fragment.body.is_rereadable() {
+                let error = PipelineError::Sink(SinkError::fatal(format!(
+                    "fragment {} came from a one-shot reader and cannot be sent again after the reconnect",
+                    fragment.info.name
+                )));
+                resend
+                    .fragment
+                    .acknowledge(FragmentOutcome::Failed(error.to_string().into()));
+                return Err(error);
+            }
+            let reader = match BodyReader::open(&mut fragment.body).await {
+                Ok(reader) => reader,
+                Err(error) => {
+                    let message = format!(
+                        "cannot read {} again after the reconnect: {error}",
+                        fragment.body.describe()
+                    );
+                    self.fail(resend.fragment, message);
+                    continue;
+                }
+            };
+            let mut input = ChunkInput::Reread {
+                reader,
+                chunk_size: self.chunk_size,
+            };
+            match self.deliver(&resend.fragment.info, &mut input).await {
+                Ok(FragmentResult::Delivered {
+                    bytes,
+                    transfer_time,
+                }) => self.accepted(
+                    resend.fragment,
+                    bytes,
+                    transfer_time,
+                    resend.published_before,
+                ),
+                Ok(FragmentResult::InputFailed(message)) => self.fail(resend.fragment, message),
+                Err(PipelineError::Sink(error)) if error.retryable => {
+                    queue.push_front(resend);
+                    return Ok(Some(error));
+                }
+                Err(error) => {
+                    self.stats.record_failed();
+                    resend
+                        .fragment
+                        .acknowledge(FragmentOutcome::Failed(error.to_string().into()));
+                    return Err(error);
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Starts a new sink session after `error`, waiting per the sink's reconnect policy between
-    /// attempts. `attempt` counts across the resends of one fragment. Returns `false` if
-    /// shutdown came first.
+    /// attempts. Returns `false` if shutdown came first.
     async fn reconnect(
         &mut self,
         mut error: SinkError,
@@ -335,6 +516,7 @@ impl SinkDriver {
                     }
                     self.write_timed(&mut items, &mut started).await?;
                     drop(budget);
+                    self.acknowledge_confirmed();
                     if chunks % PROGRESS_EVERY_CHUNKS == 0 {
                         debug!(
                             pipeline = %self.pipeline,
@@ -430,6 +612,23 @@ mod tests {
         sessions: Arc<Mutex<Vec<Vec<u8>>>>,
         writes: usize,
         fail_on: Vec<usize>,
+        /// How many of the fragments ended in this session stay unconfirmed.
+        confirmation_lag: usize,
+        ended_in_session: usize,
+    }
+
+    fn flaky(
+        sessions: &Arc<Mutex<Vec<Vec<u8>>>>,
+        fail_on: Vec<usize>,
+        confirmation_lag: usize,
+    ) -> FlakySink {
+        FlakySink {
+            sessions: Arc::clone(sessions),
+            writes: 0,
+            fail_on,
+            confirmation_lag,
+            ended_in_session: 0,
+        }
     }
 
     #[async_trait]
@@ -451,11 +650,16 @@ mod tests {
             Ok(())
         }
         async fn end_fragment(&mut self) -> Result<(), SinkError> {
+            self.ended_in_session += 1;
             Ok(())
         }
         async fn start_session(&mut self) -> Result<(), SinkError> {
             self.sessions.lock().unwrap().push(Vec::new());
+            self.ended_in_session = 0;
             Ok(())
+        }
+        fn unconfirmed(&mut self) -> usize {
+            self.confirmation_lag.min(self.ended_in_session)
         }
         async fn close(&mut self) -> Result<(), SinkError> {
             Ok(())
@@ -503,6 +707,7 @@ mod tests {
             chunk_size: 4,
             shutdown: CancellationToken::new(),
             shutdown_timeout: Duration::from_secs(5),
+            unconfirmed: VecDeque::new(),
         };
         let result = driver.run(event_rx).await;
         let mut outcomes = Vec::new();
@@ -515,11 +720,7 @@ mod tests {
     #[tokio::test]
     async fn a_retryable_failure_resends_the_fragment_in_a_new_session() {
         let sessions = Arc::new(Mutex::new(vec![Vec::new()]));
-        let sink = FlakySink {
-            sessions: Arc::clone(&sessions),
-            writes: 0,
-            fail_on: vec![5],
-        };
+        let sink = flaky(&sessions, vec![5], 0);
         let (outcomes, result, stats) = drive(sink, vec![b"0123456789ab", b"fragment-two"]).await;
         result.unwrap();
         assert_eq!(
@@ -537,11 +738,7 @@ mod tests {
     #[tokio::test]
     async fn exhausted_reconnects_fail_the_pipeline_and_the_fragment() {
         let sessions = Arc::new(Mutex::new(vec![Vec::new()]));
-        let sink = FlakySink {
-            sessions,
-            writes: 0,
-            fail_on: (1..100).collect(),
-        };
+        let sink = flaky(&sessions, (1..100).collect(), 0);
         let (outcomes, result, stats) = drive(sink, vec![b"0123", b"4567"]).await;
         let error = result.unwrap_err().to_string();
         assert!(
@@ -552,5 +749,30 @@ mod tests {
         assert!(matches!(outcomes[0], FragmentOutcome::Failed(_)));
         assert_eq!(outcomes[1], FragmentOutcome::Abandoned);
         assert_eq!(stats.sink_reconnects(), 3);
+    }
+
+    #[tokio::test]
+    async fn unconfirmed_fragments_are_resent_with_the_one_in_flight() {
+        let sessions = Arc::new(Mutex::new(vec![Vec::new()]));
+        // One fragment of lag: when chunk 2 of "third" fails, "second" is not confirmed yet.
+        let sink = flaky(&sessions, vec![6], 1);
+        let (outcomes, result, stats) = drive(sink, vec![b"first", b"second", b"third"]).await;
+        result.unwrap();
+        assert_eq!(
+            outcomes,
+            [
+                FragmentOutcome::Delivered,
+                FragmentOutcome::Delivered,
+                FragmentOutcome::Delivered
+            ]
+        );
+        assert_eq!(
+            stats.fragments_published(),
+            3,
+            "a resent fragment is not counted twice"
+        );
+        let sessions = sessions.lock().unwrap();
+        assert_eq!(sessions[0], b"firstsecondthir");
+        assert_eq!(sessions[1], b"secondthird");
     }
 }

@@ -204,6 +204,7 @@ async fn run_pipeline(
         chunk_size,
         shutdown,
         shutdown_timeout,
+        unconfirmed: Default::default(),
     };
     let delivered = driver.run(event_rx).await;
     if delivered.is_err() {

@@ -41,6 +41,13 @@ impl StageChain {
         }
     }
 
+    /// Tells every stage that the fragments from `fragment` on will be sent again.
+    pub(crate) fn rewind(&mut self, fragment: &FragmentInfo) {
+        for stage in &mut self.stages {
+            stage.rewind(fragment);
+        }
+    }
+
     fn apply_from(
         &mut self,
         index: usize,

@@ -119,7 +119,9 @@ impl Source for DirectorySource {
                 .iter()
                 .filter(|c| state.is_open(&c.name))
                 .collect();
-            if !self.follow && open.is_empty() && deliveries.is_empty() {
+            // Finished sending: end the output first (a sink may confirm its last fragments only
+            // when its input ends), then wait for the acknowledgements after the loop.
+            if !self.follow && open.is_empty() {
                 break;
             }
 
@@ -326,6 +328,11 @@ impl DirectorySource {
                 return;
             };
             use notify::event::{EventKind, ModifyKind, RenameMode};
+            // Opening and reading (our own scans and reads included) changes nothing; reacting
+            // to it would rescan in a loop.
+            if matches!(event.kind, EventKind::Access(_)) {
+                return;
+            }
             let renamed_to = match event.kind {
                 EventKind::Modify(ModifyKind::Name(RenameMode::To)) => event.paths.first(),
                 EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => event.paths.get(1),

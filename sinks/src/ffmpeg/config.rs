@@ -1,0 +1,207 @@
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use streampub_core::{
+    async_trait, ByteSize, ComponentContext, ComponentError, HumanDuration, PluginRegistration,
+    Redactor, Sink, SinkConfig,
+};
+
+use super::{ffmpeg_args, ffmpeg_line_level, ffmpeg_read_ahead, stream_key};
+use crate::process::config::{
+    default_flush_timeout, default_max_reconnect_attempts, default_max_reconnect_delay,
+    default_pipe_buffer, default_reconnect_delay, pipe_capacity, reconnect_policy,
+};
+use crate::process::{resolve_program, ProcessCommand, ProcessSink};
+
+inventory::submit! {
+    PluginRegistration::sink::<FfmpegRtmpSinkConfig>(
+        "ffmpeg-rtmp",
+        "Publishes to an RTMP server (SRS, nginx-rtmp) through a long-lived ffmpeg fed on stdin",
+    )
+}
+
+/// Publishes the pipeline's fragments as one RTMP stream through a long-lived ffmpeg.
+///
+/// ffmpeg is started before the first fragment arrives and restarted with backoff when it fails
+/// (it exits, the pipe breaks, the server refuses or still holds the old session); the fragment
+/// in flight is then sent again from its start. The stream key (the URL path after the
+/// application) never appears in logs or errors.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FfmpegRtmpSinkConfig {
+    /// The full RTMP URL, e.g. `rtmp://127.0.0.1:1935/live/${STREAM_KEY}`. Give either this or
+    /// `server_url` (and optionally `stream_name`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The server and application, e.g. `rtmp://127.0.0.1/live` (the seed's `srsRtmpUrl`);
+    /// the stream name is appended.
+    #[serde(default)]
+    pub server_url: Option<String>,
+    /// The stream name after `server_url` (the seed's `streamId`); default: the pipeline name.
+    #[serde(default)]
+    pub stream_name: Option<String>,
+    /// The ffmpeg program; looked up on `PATH` unless it contains a `/`.
+    #[serde(default = "default_ffmpeg")]
+    pub ffmpeg: PathBuf,
+    /// The container of the fragments.
+    #[serde(default)]
+    pub input_format: InputFormat,
+    /// Add `-re`: ffmpeg reads the input at its native frame rate (the seed's `useRateLimit`).
+    #[serde(default)]
+    pub use_rate_limit: bool,
+    /// Extra ffmpeg arguments placed before `-i pipe:0`.
+    #[serde(default)]
+    pub input_args: Vec<String>,
+    /// Replace the default output arguments (`-c copy -avoid_negative_ts make_zero -f flv`);
+    /// the URL always comes last.
+    #[serde(default)]
+    pub output_args: Option<Vec<String>>,
+    /// Restarts allowed after one failure before the pipeline fails; 0 means forever.
+    #[serde(default = "default_max_reconnect_attempts")]
+    pub max_reconnect_attempts: u32,
+    /// Wait before the first restart; each next wait is 1.5 times longer, with jitter.
+    #[serde(default = "default_reconnect_delay")]
+    pub reconnect_delay: HumanDuration,
+    /// Longest wait between restarts.
+    #[serde(default = "default_max_reconnect_delay")]
+    pub max_reconnect_delay: HumanDuration,
+    /// Capacity of ffmpeg's stdin pipe (`F_SETPIPE_SZ`): the seed's "1MB stdin buffer".
+    #[serde(default = "default_pipe_buffer")]
+    pub pipe_buffer: ByteSize,
+    /// After its input ends, ffmpeg is killed if it goes this long without progress (with
+    /// `-re` it takes as long as the media it still holds, which is fine while it progresses).
+    #[serde(default = "default_flush_timeout")]
+    pub flush_timeout: HumanDuration,
+}
+
+/// The container ffmpeg reads from its stdin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InputFormat {
+    /// Fragmented MP4 (or MP4 with the moov first).
+    #[default]
+    Mp4,
+    /// MPEG transport stream.
+    Mpegts,
+    /// FLV.
+    Flv,
+}
+
+impl InputFormat {
+    pub(crate) fn ffmpeg_name(self) -> &'static str {
+        match self {
+            Self::Mp4 => "mp4",
+            Self::Mpegts => "mpegts",
+            Self::Flv => "flv",
+        }
+    }
+}
+
+fn default_ffmpeg() -> PathBuf {
+    PathBuf::from("ffmpeg")
+}
+
+impl FfmpegRtmpSinkConfig {
+    /// The URL to publish to, before redaction.
+    fn publish_url(&self, pipeline: &str) -> Result<String, ComponentError> {
+        let url =
+            match (&self.url, &self.server_url) {
+                (Some(_), Some(_)) => {
+                    return Err(ComponentError::field(
+                        "server_url",
+                        "give either `url` or `server_url`, not both",
+                    ))
+                }
+                (None, None) => return Err(ComponentError::field(
+                    "url",
+                    "missing: give `url` (rtmp://host/app/key) or `server_url` (rtmp://host/app)",
+                )),
+                (Some(url), None) => {
+                    if self.stream_name.is_some() {
+                        return Err(ComponentError::field(
+                            "stream_name",
+                            "only used with `server_url`",
+                        ));
+                    }
+                    url.clone()
+                }
+                (None, Some(server)) => {
+                    let name = self.stream_name.as_deref().unwrap_or(pipeline);
+                    format!("{}/{name}", server.trim_end_matches('/'))
+                }
+            };
+        let field = if self.url.is_some() {
+            "url"
+        } else {
+            "server_url"
+        };
+        let redacted = Redactor::new(stream_key(&url).map(str::to_owned)).redact(&url);
+        if !(url.starts_with("rtmp://") || url.starts_with("rtmps://")) {
+            return Err(ComponentError::field(
+                field,
+                format!("`{redacted}` is not an rtmp:// or rtmps:// URL"),
+            ));
+        }
+        if stream_key(&url).is_none() {
+            return Err(ComponentError::field(
+                field,
+                format!("`{redacted}` has no stream name; write it as rtmp://host/app/name"),
+            ));
+        }
+        Ok(url)
+    }
+}
+
+#[async_trait]
+impl SinkConfig for FfmpegRtmpSinkConfig {
+    fn validate(&self, context: &ComponentContext) -> Result<(), ComponentError> {
+        self.publish_url(&context.pipeline)?;
+        if resolve_program(&self.ffmpeg).is_none() {
+            let message = if self.ffmpeg == default_ffmpeg() {
+                "ffmpeg not found on PATH; Debian: apt-get install ffmpeg".to_owned()
+            } else {
+                format!("{} not found or not executable", self.ffmpeg.display())
+            };
+            return Err(ComponentError::field("ffmpeg", message));
+        }
+        reconnect_policy(
+            self.max_reconnect_attempts,
+            self.reconnect_delay,
+            self.max_reconnect_delay,
+        )?;
+        pipe_capacity(self.pipe_buffer)?;
+        Ok(())
+    }
+
+    async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Sink>, ComponentError> {
+        let url = self.publish_url(&context.pipeline)?;
+        let args = ffmpeg_args(
+            self.input_format,
+            self.use_rate_limit,
+            &self.input_args,
+            self.output_args.as_deref(),
+            &url,
+        );
+        let command = ProcessCommand {
+            program: self.ffmpeg.clone(),
+            args,
+            label: "ffmpeg".into(),
+            pipeline: context.pipeline.clone(),
+            redactor: Redactor::new(stream_key(&url).map(str::to_owned)),
+            pipe_buffer: Some(pipe_capacity(self.pipe_buffer)?),
+            stdout: None,
+            stderr_level: ffmpeg_line_level,
+            reports_progress: true,
+            read_ahead: ffmpeg_read_ahead(&self.input_args),
+        };
+        let policy = reconnect_policy(
+            self.max_reconnect_attempts,
+            self.reconnect_delay,
+            self.max_reconnect_delay,
+        )?;
+        let sink = ProcessSink::start(command, policy, self.flush_timeout.get())
+            .map_err(|error| ComponentError::field("ffmpeg", error.message))?;
+        Ok(Box::new(sink))
+    }
+}

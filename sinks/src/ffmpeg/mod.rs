@@ -1,0 +1,146 @@
+//! The `ffmpeg-rtmp` sink: a long-lived ffmpeg reads the fragments from its stdin and publishes
+//! them to an RTMP server. It is the `process` sink with an ffmpeg command line built from the
+//! config, ffmpeg-aware stderr levels, and the stream key kept out of every log line and error.
+
+mod config;
+
+use tracing::Level;
+
+pub use self::config::{FfmpegRtmpSinkConfig, InputFormat};
+
+/// The seed's output: copy the streams into FLV, timestamps starting at zero.
+pub const DEFAULT_OUTPUT_ARGS: &[&str] =
+    &["-c", "copy", "-avoid_negative_ts", "make_zero", "-f", "flv"];
+
+/// How often ffmpeg reports its output progress.
+const PROGRESS_PERIOD: &str = "0.1";
+
+/// The ffmpeg command line, as in the seed:
+/// `-hide_banner -loglevel warning [-re] -fflags +genpts+igndts -f FORMAT [INPUT_ARGS] -i pipe:0
+/// OUTPUT_ARGS URL`, plus `-nostats -progress pipe:2 -stats_period 0.1` first, so that streampub
+/// sees when the output has started (progress lines are parsed, not logged).
+pub(crate) fn ffmpeg_args(
+    input_format: InputFormat,
+    use_rate_limit: bool,
+    input_args: &[String],
+    output_args: Option<&[String]>,
+    url: &str,
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "-nostats",
+        "-progress",
+        "pipe:2",
+        "-stats_period",
+        PROGRESS_PERIOD,
+        "-hide_banner",
+        "-loglevel",
+        "warning",
+    ]
+    .map(String::from)
+    .to_vec();
+    if use_rate_limit {
+        args.push("-re".into());
+    }
+    args.extend(
+        [
+            "-fflags",
+            "+genpts+igndts",
+            "-f",
+            input_format.ffmpeg_name(),
+        ]
+        .map(String::from),
+    );
+    args.extend(input_args.iter().cloned());
+    args.extend(["-i", "pipe:0"].map(String::from));
+    match output_args {
+        Some(output_args) => args.extend(output_args.iter().cloned()),
+        None => args.extend(DEFAULT_OUTPUT_ARGS.iter().map(|arg| arg.to_string())),
+    }
+    args.push(url.to_owned());
+    args
+}
+
+/// ffmpeg's default `-probesize`: how much input it may read before its output starts.
+const DEFAULT_PROBE_SIZE: u64 = 5_000_000;
+/// ffmpeg's input buffering beyond the probe.
+const INPUT_BUFFER: u64 = 1 << 20;
+
+/// How far ffmpeg may read ahead of what it has published: its probe size (`-probesize` in
+/// `input_args`, else the default) plus its input buffers.
+pub(crate) fn ffmpeg_read_ahead(input_args: &[String]) -> u64 {
+    let probe_size = input_args
+        .windows(2)
+        .find(|pair| pair[0] == "-probesize")
+        .and_then(|pair| pair[1].parse().ok())
+        .unwrap_or(DEFAULT_PROBE_SIZE);
+    probe_size + INPUT_BUFFER
+}
+
+/// The stream key of an RTMP URL: what follows the application in its path (`KEY` in
+/// `rtmp://host/live/KEY`, query included).
+pub(crate) fn stream_key(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let (_, path) = rest.split_once('/')?;
+    let (_, key) = path.split_once('/')?;
+    (!key.is_empty()).then_some(key)
+}
+
+/// ffmpeg runs with `-loglevel warning`: what it prints is a warning, or an error when it says
+/// so.
+pub(crate) fn ffmpeg_line_level(line: &str) -> Level {
+    let lower = line.to_ascii_lowercase();
+    // Normal for a live output that cannot seek back to its header.
+    if lower.contains("failed to update header") {
+        return Level::WARN;
+    }
+    let error_words = [
+        "error",
+        "failed",
+        "refused",
+        "broken pipe",
+        "invalid",
+        "could not",
+        "cannot",
+    ];
+    if error_words.iter().any(|word| lower.contains(word)) {
+        Level::ERROR
+    } else {
+        Level::WARN
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_command_is_the_seeds() {
+        let args = ffmpeg_args(InputFormat::Mp4, true, &[], None, "rtmp://h/live/k");
+        assert_eq!(
+            args.join(" "),
+            "-nostats -progress pipe:2 -stats_period 0.1 -hide_banner -loglevel warning -re -fflags +genpts+igndts -f mp4 -i pipe:0 -c copy -avoid_negative_ts make_zero -f flv rtmp://h/live/k"
+        );
+        let custom = ffmpeg_args(
+            InputFormat::Mpegts,
+            false,
+            &["-thread_queue_size".into(), "512".into()],
+            Some(&["-c:v".into(), "copy".into(), "-f".into(), "flv".into()]),
+            "rtmp://h/live/k",
+        );
+        assert_eq!(
+            custom.join(" "),
+            "-nostats -progress pipe:2 -stats_period 0.1 -hide_banner -loglevel warning -fflags +genpts+igndts -f mpegts -thread_queue_size 512 -i pipe:0 -c:v copy -f flv rtmp://h/live/k"
+        );
+    }
+
+    #[test]
+    fn the_stream_key_is_the_path_after_the_application() {
+        assert_eq!(
+            stream_key("rtmp://127.0.0.1:1935/live/secret"),
+            Some("secret")
+        );
+        assert_eq!(stream_key("rtmps://h/app/a/b?token=x"), Some("a/b?token=x"));
+        assert_eq!(stream_key("rtmp://h/live/"), None);
+        assert_eq!(stream_key("rtmp://h/live"), None);
+    }
+}

@@ -1,0 +1,151 @@
+//! The `process` sink: pipes fragments into a long-lived child process's stdin, restarting it
+//! on failure. The `ffmpeg-rtmp` sink is this sink with an ffmpeg command line.
+//!
+//! A fragment counts as taken (and is acknowledged to its source) only once the process has read
+//! all of it out of the pipe, plus `read_ahead` bytes beyond it for a process that buffers input
+//! before publishing it (ffmpeg), and, for a process that reports progress, once its output has
+//! started. Until then the runtime keeps the fragment; if the process dies, every fragment not
+//! yet confirmed is sent again, from its start, to a fresh process. A clean exit at close
+//! confirms everything.
+
+pub(crate) mod config;
+mod session;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use streampub_core::{async_trait, Bytes, FragmentInfo, ReconnectPolicy, Sink, SinkError};
+use tracing::{info, Level};
+
+pub use self::config::ProcessSinkConfig;
+pub(crate) use self::session::ProcessCommand;
+use self::session::{describe_exit, ProcessSession};
+
+/// A sink that writes into a child process.
+pub(crate) struct ProcessSink {
+    command: ProcessCommand,
+    policy: ReconnectPolicy,
+    /// How long the process may take to finish once its stdin is closed.
+    flush_timeout: Duration,
+    session: Option<ProcessSession>,
+    /// Where each fragment ended in this session's input, for those not yet confirmed.
+    ended: VecDeque<u64>,
+}
+
+impl ProcessSink {
+    /// Starts the process right away, so the first fragment does not wait for it.
+    pub(crate) fn start(
+        command: ProcessCommand,
+        policy: ReconnectPolicy,
+        flush_timeout: Duration,
+    ) -> Result<Self, SinkError> {
+        let session = ProcessSession::spawn(&command)?;
+        Ok(Self {
+            command,
+            policy,
+            flush_timeout,
+            session: Some(session),
+            ended: VecDeque::new(),
+        })
+    }
+
+    fn session(&mut self) -> Result<&mut ProcessSession, SinkError> {
+        if self.session.is_none() {
+            self.session = Some(ProcessSession::spawn(&self.command)?);
+        }
+        Ok(self.session.as_mut().expect("just started"))
+    }
+}
+
+#[async_trait]
+impl Sink for ProcessSink {
+    async fn begin_fragment(&mut self, _fragment: &FragmentInfo) -> Result<(), SinkError> {
+        self.session().map(|_| ())
+    }
+
+    async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), SinkError> {
+        self.session()?.write(&chunk).await
+    }
+
+    async fn end_fragment(&mut self) -> Result<(), SinkError> {
+        let end = self.session()?.written();
+        self.ended.push_back(end);
+        Ok(())
+    }
+
+    async fn start_session(&mut self) -> Result<(), SinkError> {
+        if let Some(old) = self.session.take() {
+            old.kill().await;
+        }
+        // The runtime sends every unconfirmed fragment again.
+        self.ended.clear();
+        self.session = Some(ProcessSession::spawn(&self.command)?);
+        Ok(())
+    }
+
+    fn unconfirmed(&mut self) -> usize {
+        let Some(session) = &self.session else {
+            return self.ended.len();
+        };
+        if !session.output_started() {
+            return self.ended.len();
+        }
+        let consumed = session.consumed();
+        while self
+            .ended
+            .front()
+            .is_some_and(|end| end.saturating_add(self.command.read_ahead) <= consumed)
+        {
+            self.ended.pop_front();
+        }
+        self.ended.len()
+    }
+
+    async fn close(&mut self) -> Result<(), SinkError> {
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        let label = session.label().to_owned();
+        let status = session.finish(self.flush_timeout).await?;
+        if status.success() {
+            info!(pipeline = %self.command.pipeline, "{label} finished ({})", describe_exit(status));
+            self.ended.clear();
+            Ok(())
+        } else {
+            // What it had not confirmed may be lost: a new session can publish it again.
+            Err(SinkError::retryable(format!(
+                "{label} ended with {} after its input was closed",
+                describe_exit(status)
+            )))
+        }
+    }
+
+    fn reconnect_policy(&self) -> ReconnectPolicy {
+        self.policy
+    }
+}
+
+/// Finds a program the way a shell would: a path with a `/` as is, else on `PATH`.
+pub(crate) fn resolve_program(program: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |path: &Path| {
+        path.metadata()
+            .is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
+    };
+    if program.components().count() > 1 {
+        return executable(program).then(|| program.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|directory| directory.join(program))
+        .find(|candidate| executable(candidate))
+}
+
+/// Stderr of a generic process is diagnostics: log it as warnings.
+pub(crate) fn stderr_as_warning(_line: &str) -> Level {
+    Level::WARN
+}
+
+#[cfg(test)]
+mod tests;

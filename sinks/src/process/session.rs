@@ -1,0 +1,377 @@
+//! One run of a child process that reads fragments from its stdin.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use streampub_core::{Redactor, SinkError};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::task::JoinHandle;
+use tracing::{info, Level};
+
+/// How many of the process's last stderr lines are kept for error messages.
+const STDERR_TAIL_LINES: usize = 12;
+/// How long a failed write waits for the process to exit, to report its status and last words.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
+
+/// What to run and how to talk about it.
+#[derive(Debug, Clone)]
+pub(crate) struct ProcessCommand {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<String>,
+    /// How logs and errors name the process: `ffmpeg`, or the program's name.
+    pub(crate) label: String,
+    pub(crate) pipeline: String,
+    /// Secrets (a stream key) to keep out of every log line and error.
+    pub(crate) redactor: Redactor,
+    /// Capacity to set on the stdin pipe (`F_SETPIPE_SZ`).
+    pub(crate) pipe_buffer: Option<usize>,
+    /// A file the process's stdout is appended to; discarded when `None`.
+    pub(crate) stdout: Option<PathBuf>,
+    /// The level each stderr line is logged at.
+    pub(crate) stderr_level: fn(&str) -> Level,
+    /// The process reports its output progress on stderr (ffmpeg's `-progress pipe:2`): a
+    /// fragment then counts as taken only once the session has started writing output, not
+    /// merely once the process has read it (ffmpeg reads ahead while it probes and connects).
+    pub(crate) reports_progress: bool,
+    /// How far the process may read ahead of what it has really output: a fragment is
+    /// confirmed once the process has read this many bytes beyond its end.
+    pub(crate) read_ahead: u64,
+}
+
+impl ProcessCommand {
+    /// The command line, redacted, for logs.
+    pub(crate) fn describe(&self) -> String {
+        let line = std::iter::once(self.program.display().to_string())
+            .chain(self.args.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.redactor.redact(&line)
+    }
+}
+
+/// A running child process and its pipes.
+pub(crate) struct ProcessSession {
+    command: ProcessCommand,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// Reads stderr until the process closes it; `None` once it has finished.
+    stderr_reader: Option<JoinHandle<()>>,
+    /// Output progress, when the process reports it.
+    progress: Arc<OutputProgress>,
+    /// Bytes written into stdin so far.
+    written: u64,
+}
+
+/// What the process reported of its output: bytes written so far, and a signal per report.
+#[derive(Debug, Default)]
+pub(crate) struct OutputProgress {
+    total_size: std::sync::atomic::AtomicU64,
+    report: tokio::sync::Notify,
+}
+
+/// The keys of ffmpeg's `-progress` blocks; such lines are progress, not log lines.
+const PROGRESS_KEYS: &[&str] = &[
+    "frame",
+    "fps",
+    "bitrate",
+    "total_size",
+    "out_time_us",
+    "out_time_ms",
+    "out_time",
+    "dup_frames",
+    "drop_frames",
+    "speed",
+    "progress",
+];
+
+impl OutputProgress {
+    /// Takes a stderr line; returns whether it was a progress line.
+    fn observe(&self, line: &str) -> bool {
+        let Some((key, value)) = line.split_once('=') else {
+            return false;
+        };
+        if !(PROGRESS_KEYS.contains(&key) || key.starts_with("stream_")) {
+            return false;
+        }
+        if key == "total_size" {
+            if let Ok(size) = value.trim().parse::<u64>() {
+                self.total_size
+                    .store(size, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        if key == "progress" {
+            self.report.notify_waiters();
+        }
+        true
+    }
+
+    fn output_started(&self) -> bool {
+        self.total_size.load(std::sync::atomic::Ordering::Relaxed) > 0
+    }
+}
+
+impl ProcessSession {
+    /// Starts the process with stdin piped, stdout to its file (or discarded) and stderr logged.
+    pub(crate) fn spawn(command: &ProcessCommand) -> Result<Self, SinkError> {
+        let stdout = match &command.stdout {
+            Some(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map(Stdio::from)
+                .map_err(|error| {
+                    SinkError::fatal(format!("cannot open {}: {error}", path.display()))
+                })?,
+            None => Stdio::null(),
+        };
+        let mut process = Command::new(&command.program);
+        process
+            .args(&command.args)
+            .stdin(Stdio::piped())
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            // Its own process group: a Ctrl-C in the terminal reaches streampub, which then
+            // finishes the fragment in flight and closes stdin, instead of killing the child.
+            .process_group(0)
+            .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent. It makes the
+        // child die with the thread that spawned it (a runtime worker, alive as long as
+        // streampub), so a killed streampub leaves no orphan behind.
+        unsafe {
+            process.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = process.spawn().map_err(|error| {
+            let message = format!("cannot start {}: {error}", command.describe());
+            match error.kind() {
+                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => {
+                    SinkError::fatal(message)
+                }
+                _ => SinkError::retryable(message),
+            }
+        })?;
+        let stdin = child.stdin.take().expect("stdin is piped");
+        if let Some(size) = command.pipe_buffer {
+            set_pipe_size(&stdin, size, command);
+        }
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_LINES)));
+        let progress = Arc::new(OutputProgress::default());
+        let stderr_reader = tokio::spawn(read_stderr(
+            stderr,
+            command.clone(),
+            Arc::clone(&stderr_tail),
+            Arc::clone(&progress),
+        ));
+        info!(
+            pipeline = %command.pipeline,
+            "Started {} (pid {}): {}",
+            command.label,
+            child.id().unwrap_or_default(),
+            command.describe()
+        );
+        Ok(Self {
+            command: command.clone(),
+            child,
+            stdin: Some(stdin),
+            stderr_tail,
+            stderr_reader: Some(stderr_reader),
+            progress,
+            written: 0,
+        })
+    }
+
+    /// Writes into the process's stdin, waiting while the pipe is full.
+    pub(crate) async fn write(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+        let stdin = self.stdin.as_mut().expect("stdin is open until finish");
+        match stdin.write_all(bytes).await {
+            Ok(()) => {
+                self.written += bytes.len() as u64;
+                Ok(())
+            }
+            Err(error) => Err(self
+                .failure(&format!("writing to its stdin failed ({error})"))
+                .await),
+        }
+    }
+
+    /// Bytes the process has read from its stdin in this session.
+    pub(crate) fn consumed(&self) -> u64 {
+        let stdin = self.stdin.as_ref().expect("stdin is open until finish");
+        // If the pipe cannot be inspected, count nothing as read: confirmation waits for close.
+        let unread = unread_bytes(stdin.as_raw_fd()).unwrap_or(usize::MAX);
+        self.written.saturating_sub(unread as u64)
+    }
+
+    /// Bytes written into the process's stdin in this session.
+    pub(crate) fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Whether the process has started writing output (always, for one that does not report
+    /// progress).
+    pub(crate) fn output_started(&self) -> bool {
+        !self.command.reports_progress || self.progress.output_started()
+    }
+
+    /// Closes stdin and waits for the process to finish. It is killed once it has gone
+    /// `quiet_limit` without finishing or, when it reports progress, without progress (with
+    /// `-re`, ffmpeg rightly takes as long as the media it still holds).
+    pub(crate) async fn finish(mut self, quiet_limit: Duration) -> Result<ExitStatus, SinkError> {
+        drop(self.stdin.take());
+        let progress = Arc::clone(&self.progress);
+        let status = loop {
+            let report = progress.report.notified();
+            tokio::select! {
+                status = self.child.wait() => break status.map_err(|error| {
+                    SinkError::fatal(format!("waiting for {}: {error}", self.command.label))
+                })?,
+                () = report => {}
+                () = tokio::time::sleep(quiet_limit) => {
+                    let _ = self.child.kill().await;
+                    self.wait_for_stderr(EXIT_GRACE).await;
+                    return Err(SinkError::retryable(format!(
+                        "{} made no progress for {:?} after its input ended and was killed{}",
+                        self.command.label,
+                        quiet_limit,
+                        self.last_lines()
+                    )));
+                }
+            }
+        };
+        self.wait_for_stderr(EXIT_GRACE).await;
+        Ok(status)
+    }
+
+    /// Kills the process (after a failure, before a new session).
+    pub(crate) async fn kill(mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill().await;
+        self.wait_for_stderr(EXIT_GRACE).await;
+    }
+
+    /// Waits (at most `limit`) until every stderr line of the exited process is read.
+    async fn wait_for_stderr(&mut self, limit: Duration) {
+        if let Some(reader) = &mut self.stderr_reader {
+            if tokio::time::timeout(limit, reader).await.is_ok() {
+                self.stderr_reader = None;
+            }
+        }
+    }
+
+    pub(crate) fn label(&self) -> &str {
+        &self.command.label
+    }
+
+    /// Describes why the process stopped taking input: its exit status if it has one (waiting
+    /// briefly for it), and its last stderr lines.
+    async fn failure(&mut self, what: &str) -> SinkError {
+        let status = tokio::time::timeout(EXIT_GRACE, self.child.wait()).await;
+        let exit = match status {
+            Ok(Ok(status)) => {
+                // Its stderr is complete once it has exited.
+                self.wait_for_stderr(EXIT_GRACE).await;
+                format!(", {}", describe_exit(status))
+            }
+            _ => String::new(),
+        };
+        let message = format!(
+            "{} failed: {what}{exit}{}",
+            self.command.label,
+            self.last_lines()
+        );
+        SinkError::retryable(self.command.redactor.redact(&message))
+    }
+
+    fn last_lines(&self) -> String {
+        let tail = self.stderr_tail.lock().expect("stderr tail lock");
+        if tail.is_empty() {
+            return String::new();
+        }
+        format!(
+            "; its last lines: {}",
+            tail.iter().cloned().collect::<Vec<_>>().join(" | ")
+        )
+    }
+}
+
+pub(crate) fn describe_exit(status: ExitStatus) -> String {
+    match status.code() {
+        Some(code) => format!("exit status {code}"),
+        None => {
+            use std::os::unix::process::ExitStatusExt;
+            format!("killed by signal {}", status.signal().unwrap_or_default())
+        }
+    }
+}
+
+/// Logs each stderr line, redacted, and keeps the last ones.
+async fn read_stderr(
+    stderr: tokio::process::ChildStderr,
+    command: ProcessCommand,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    progress: Arc<OutputProgress>,
+) {
+    let mut lines = BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if command.reports_progress && progress.observe(line.trim()) {
+            continue;
+        }
+        let line = command.redactor.redact(line.trim_end());
+        if line.is_empty() {
+            continue;
+        }
+        let level = (command.stderr_level)(&line);
+        let pipeline = command.pipeline.as_str();
+        let label = command.label.as_str();
+        match level {
+            Level::ERROR => tracing::error!(pipeline, "{label}: {line}"),
+            Level::WARN => tracing::warn!(pipeline, "{label}: {line}"),
+            Level::INFO => tracing::info!(pipeline, "{label}: {line}"),
+            _ => tracing::debug!(pipeline, "{label}: {line}"),
+        }
+        let mut tail = tail.lock().expect("stderr tail lock");
+        if tail.len() == STDERR_TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+}
+
+/// Bytes written into the pipe and not yet read by the process.
+fn unread_bytes(fd: std::os::fd::RawFd) -> io::Result<usize> {
+    let mut unread: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the valid pointer; on a pipe it counts the
+    // bytes buffered, from either end.
+    let result = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread as *mut libc::c_int) };
+    if result == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(unread.max(0) as usize)
+}
+
+/// Grows the stdin pipe so the process has a buffer to read from while we read the next chunk.
+fn set_pipe_size(stdin: &ChildStdin, size: usize, command: &ProcessCommand) {
+    let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    // SAFETY: F_SETPIPE_SZ only resizes the kernel buffer of this pipe.
+    let result = unsafe { libc::fcntl(stdin.as_raw_fd(), libc::F_SETPIPE_SZ, size) };
+    if result == -1 {
+        tracing::warn!(
+            pipeline = %command.pipeline,
+            "Cannot set the {} stdin pipe to {size} bytes ({}); see /proc/sys/fs/pipe-max-size",
+            command.label,
+            io::Error::last_os_error()
+        );
+    }
+}

@@ -1,0 +1,125 @@
+use std::path::Path;
+use std::time::Duration;
+
+use streampub_core::{ChannelHub, ComponentContext, Redactor, SinkConfig};
+
+use super::*;
+use crate::process::ProcessSinkConfig;
+
+fn context(directory: &Path) -> ComponentContext {
+    ComponentContext {
+        pipeline: "test".into(),
+        base_dir: directory.to_path_buf(),
+        state_dir: None,
+        channels: ChannelHub::default(),
+    }
+}
+
+fn config(command: &[&str], stdout: Option<&str>) -> ProcessSinkConfig {
+    ProcessSinkConfig {
+        command: command.iter().map(|part| part.to_string()).collect(),
+        stdout: stdout.map(Into::into),
+        max_reconnect_attempts: 2,
+        reconnect_delay: streampub_core::HumanDuration::from_millis(10),
+        max_reconnect_delay: streampub_core::HumanDuration::from_millis(10),
+        pipe_buffer: streampub_core::ByteSize::mib(1),
+        flush_timeout: streampub_core::HumanDuration::from_secs(5),
+    }
+}
+
+fn info(name: &str) -> FragmentInfo {
+    FragmentInfo {
+        sequence: 1,
+        name: name.into(),
+        length: None,
+    }
+}
+
+#[tokio::test]
+async fn cat_receives_every_byte_in_order() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = config(&["cat"], Some("out.bin"));
+    let context = context(directory.path());
+    config.validate(&context).unwrap();
+    let mut sink = config.build(&context).await.unwrap();
+    let mut expected = Vec::new();
+    for index in 0..3u8 {
+        sink.begin_fragment(&info("f")).await.unwrap();
+        for piece in 0..50u8 {
+            let chunk = vec![index ^ piece; 100_000];
+            expected.extend_from_slice(&chunk);
+            sink.write_chunk(Bytes::from(chunk)).await.unwrap();
+        }
+        sink.end_fragment().await.unwrap();
+    }
+    sink.close().await.unwrap();
+    let written = std::fs::read(directory.path().join("out.bin")).unwrap();
+    assert!(written == expected, "cat's output differs from the input");
+}
+
+#[tokio::test]
+async fn a_process_that_stops_reading_is_a_retryable_failure_with_its_last_words() {
+    // Built by hand to give it a secret to redact.
+    let script = "head -c 10 >/dev/null; echo 'giving up on key-123' >&2; exit 3";
+    let command = ProcessCommand {
+        program: "sh".into(),
+        args: vec!["-c".into(), script.into()],
+        label: "sh".into(),
+        pipeline: "test".into(),
+        redactor: Redactor::new(["key-123".to_owned()]),
+        pipe_buffer: None,
+        stdout: None,
+        stderr_level: stderr_as_warning,
+        reports_progress: false,
+        read_ahead: 0,
+    };
+    let mut sink =
+        ProcessSink::start(command, ReconnectPolicy::NEVER, Duration::from_secs(5)).unwrap();
+    sink.begin_fragment(&info("f")).await.unwrap();
+    let mut error = None;
+    for _ in 0..100 {
+        if let Err(failure) = sink.write_chunk(Bytes::from(vec![0u8; 65_536])).await {
+            error = Some(failure);
+            break;
+        }
+    }
+    let error = error.expect("writes must fail once the process is gone");
+    assert!(error.retryable);
+    assert!(error.message.contains("exit status 3"), "{}", error.message);
+    assert!(
+        error.message.contains("giving up on <redacted>"),
+        "{}",
+        error.message
+    );
+    assert!(!error.message.contains("key-123"), "{}", error.message);
+
+    // A new session starts a fresh process.
+    sink.start_session().await.unwrap();
+    sink.write_chunk(Bytes::from_static(b"0123456789"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_process_that_fails_on_close_is_reported() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = config(&["sh", "-c", "cat >/dev/null; exit 4"], None);
+    let mut sink = config.build(&context(directory.path())).await.unwrap();
+    sink.begin_fragment(&info("f")).await.unwrap();
+    sink.write_chunk(Bytes::from_static(b"abc")).await.unwrap();
+    sink.end_fragment().await.unwrap();
+    let error = sink.close().await.unwrap_err();
+    assert!(error.message.contains("exit status 4"), "{}", error.message);
+}
+
+#[test]
+fn missing_programs_are_config_errors() {
+    let directory = tempfile::tempdir().unwrap();
+    let error = config(&["streampub-no-such-program"], None)
+        .validate(&context(directory.path()))
+        .unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("command"));
+    assert!(error.message.contains("not found"), "{}", error.message);
+    assert!(resolve_program(Path::new("sh")).is_some());
+    assert!(resolve_program(Path::new("/bin/sh")).is_some());
+}

@@ -1,0 +1,154 @@
+//! Test media: generated with `scripts/make-fragments`, cached under `target/test-media`, and
+//! measured with ffprobe.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::workspace_root;
+
+/// Fragments as `scripts/make-fragments` makes them; `args` are its options without `--out`.
+/// Generated once per set of options and kept in `target/test-media`.
+pub fn fragments(args: &[&str]) -> Vec<PathBuf> {
+    let key: String = args
+        .join("_")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let cache = workspace_root().join("target/test-media").join(&key);
+    if !cache.join(".complete").exists() {
+        // Generated beside the cache and renamed, so parallel tests never see half a set.
+        let staging = workspace_root()
+            .join("target/test-media")
+            .join(format!(".{key}.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        let status = Command::new(workspace_root().join("scripts/make-fragments"))
+            .arg("--out")
+            .arg(&staging)
+            .args(args)
+            .status()
+            .expect("run scripts/make-fragments");
+        assert!(status.success(), "scripts/make-fragments {args:?} failed");
+        std::fs::write(staging.join(".complete"), b"").unwrap();
+        if std::fs::rename(&staging, &cache).is_err() {
+            // Another test made the same set first.
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| !path.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    files.sort_by_key(|path| {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let digits: String = name
+            .chars()
+            .rev()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits
+            .chars()
+            .rev()
+            .collect::<String>()
+            .parse::<u64>()
+            .unwrap_or(0)
+    });
+    files
+}
+
+/// One stream's packets, as ffprobe reads them.
+#[derive(Debug, Default, Clone)]
+pub struct StreamPackets {
+    /// Decoding timestamps in seconds, in file order.
+    pub dts: Vec<f64>,
+    /// Packet durations in seconds.
+    pub durations: Vec<f64>,
+    /// Whether each packet is a keyframe.
+    pub keyframes: Vec<bool>,
+}
+
+impl StreamPackets {
+    /// From the first packet's DTS to the end of the last packet.
+    pub fn span(&self) -> f64 {
+        match (self.dts.first(), self.dts.last(), self.durations.last()) {
+            (Some(first), Some(last), Some(duration)) => last + duration - first,
+            _ => 0.0,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.dts.len()
+    }
+
+    /// Whether DTS never goes back (`strict`: always goes forward).
+    pub fn monotonic(&self, strict: bool) -> bool {
+        self.dts.windows(2).all(|pair| {
+            if strict {
+                pair[1] > pair[0]
+            } else {
+                pair[1] >= pair[0]
+            }
+        })
+    }
+}
+
+/// The video and audio packets of a media file.
+#[derive(Debug, Default, Clone)]
+pub struct Packets {
+    pub video: StreamPackets,
+    pub audio: StreamPackets,
+}
+
+impl Packets {
+    /// The longer of the two streams' spans.
+    pub fn duration(&self) -> f64 {
+        self.video.span().max(self.audio.span())
+    }
+}
+
+/// Reads every packet of `path` with ffprobe.
+pub fn probe_packets(path: &std::path::Path) -> Packets {
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=codec_type,dts_time,duration_time,flags",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe not found; run scripts/test, which installs ffmpeg");
+    assert!(
+        output.status.success(),
+        "ffprobe {} failed: {}",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut packets = Packets::default();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields.len() < 4 {
+            continue;
+        }
+        let stream = match fields[0] {
+            "video" => &mut packets.video,
+            "audio" => &mut packets.audio,
+            _ => continue,
+        };
+        let (Ok(dts), Ok(duration)) = (fields[1].parse::<f64>(), fields[2].parse::<f64>()) else {
+            continue;
+        };
+        stream.dts.push(dts);
+        stream.durations.push(duration);
+        stream.keyframes.push(fields[3].starts_with('K'));
+    }
+    packets
+}

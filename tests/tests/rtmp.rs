@@ -1,0 +1,378 @@
+//! The `ffmpeg-rtmp` and `process` sinks against a real nginx-rtmp server and a real ffmpeg.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use streampub_tests::media::{fragments, probe_packets};
+use streampub_tests::rtmp::RtmpServer;
+use streampub_tests::{run_to_end, streampub_binary, Running, TestDir};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One 30 s fragment of about 8.8 MB, as in the seed.
+const SEED_FRAGMENT: &[&str] = &[
+    "--count",
+    "1",
+    "--seconds",
+    "30",
+    "--size",
+    "640x360",
+    "--bitrate",
+    "2200k",
+];
+/// Short MPEG-TS fragments on one continuous clock: they concatenate correctly without the
+/// timeline stage, so these tests check the sink alone.
+const SHORT_TS_FRAGMENTS: &[&str] = &[
+    "--count",
+    "5",
+    "--seconds",
+    "3",
+    "--size",
+    "320x180",
+    "--bitrate",
+    "400k",
+    "--fps",
+    "25",
+    "--format",
+    "mpegts",
+];
+
+/// Copies `files` into `dir/in`.
+fn stage_fragments(dir: &TestDir, files: &[PathBuf]) {
+    let input = dir.mkdir("in");
+    for file in files {
+        std::fs::copy(file, input.join(file.file_name().unwrap())).unwrap();
+    }
+}
+
+fn rtmp_pipeline(url: &str, format: &str, extra: &str) -> String {
+    format!(
+        "state_dir: state
+pipelines:
+  - name: channel-1
+    source:
+      type: directory
+      path: in
+      follow: false
+      settle: 0s
+    sink:
+      type: ffmpeg-rtmp
+      url: {url}
+      input_format: {format}
+{extra}"
+    )
+}
+
+fn total_duration(recordings: &[PathBuf]) -> f64 {
+    recordings
+        .iter()
+        .map(|path| probe_packets(path).duration())
+        .sum()
+}
+
+fn input_duration(files: &[PathBuf]) -> f64 {
+    files
+        .iter()
+        .map(|path| probe_packets(path).duration())
+        .sum()
+}
+
+#[test]
+fn one_seed_size_fragment_is_published_whole() {
+    let media = fragments(SEED_FRAGMENT);
+    let size = std::fs::metadata(&media[0]).unwrap().len();
+    assert!(
+        (8_000_000..9_600_000).contains(&size),
+        "about 8.8 MB, not {size}"
+    );
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    stage_fragments(&dir, &media);
+    let url = format!("{}/seed", server.server_url());
+    let config = dir.write("pipeline.yaml", rtmp_pipeline(&url, "mp4", ""));
+
+    let run = run_to_end(
+        &streampub_binary(),
+        &["run", config.to_str().unwrap()],
+        TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.published(), ["batch-0.mp4"]);
+    assert!(
+        run.stderr().contains("ffmpeg finished (exit status 0)"),
+        "{}",
+        run.stderr()
+    );
+    server.stop();
+
+    let recordings = server.recordings();
+    assert_eq!(recordings.len(), 1, "{recordings:?}");
+    let duration = probe_packets(&recordings[0]).duration();
+    assert!(
+        (duration - 30.0).abs() <= 0.2,
+        "recorded {duration:.3} s, not 30 ± 0.2 s"
+    );
+}
+
+#[test]
+fn the_sink_retries_until_the_server_comes_up() {
+    let media = fragments(SHORT_TS_FRAGMENTS);
+    let mut server = RtmpServer::reserve();
+    let dir = TestDir::new();
+    stage_fragments(&dir, &media);
+    let url = format!("{}/late", server.server_url());
+    let config = dir.write(
+        "pipeline.yaml",
+        rtmp_pipeline(&url, "mpegts", "      reconnect_delay: 1s\n      max_reconnect_delay: 2s\n      max_reconnect_attempts: 10\n"),
+    );
+
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_secs(3));
+    server.restart();
+    let run = running.wait(TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.published().len(), 5, "{}", run.stderr());
+    assert!(
+        run.stderr().contains("reconnecting in"),
+        "it had to retry: {}",
+        run.stderr()
+    );
+    server.stop();
+
+    let recorded = total_duration(&server.recordings());
+    let expected = input_duration(&media);
+    assert!(
+        (recorded - expected).abs() < 0.5,
+        "recorded {recorded:.2} s of {expected:.2} s"
+    );
+}
+
+#[test]
+fn a_server_crash_mid_run_loses_no_fragment() {
+    let media = fragments(SHORT_TS_FRAGMENTS);
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    stage_fragments(&dir, &media);
+    let url = format!("{}/crash", server.server_url());
+    // Real-time pace (-re): the five 3 s fragments take 15 s, so the crash lands mid-run.
+    let config = dir.write(
+        "pipeline.yaml",
+        rtmp_pipeline(
+            &url,
+            "mpegts",
+            "      use_rate_limit: true\n      reconnect_delay: 1s\n      max_reconnect_delay: 2s\n      max_reconnect_attempts: 10\n",
+        ),
+    );
+
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    running.wait_for_log(TIMEOUT, |line| line.contains("Published fragment 1 "));
+    std::thread::sleep(Duration::from_millis(2500));
+    server.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    server.restart();
+    let run = running.wait(TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("Sink reconnected"),
+        "{}",
+        run.stderr()
+    );
+    let names: Vec<String> = media
+        .iter()
+        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(run.published(), names, "every fragment once, in order");
+    server.stop();
+
+    // The recordings after the crash hold every fragment from the interrupted one on: the one
+    // the first recording stopped in.
+    let recordings = server.recordings();
+    assert!(
+        recordings.len() >= 2,
+        "one recording before the crash, one after: {recordings:?}"
+    );
+    let recorded_before = probe_packets(&recordings[0]).duration();
+    assert!(
+        recorded_before > 1.0 && recorded_before < input_duration(&media) - 1.0,
+        "the crash must land mid-run, but {recorded_before:.2} s were recorded before it"
+    );
+    let mut interrupted = 0;
+    let mut start = 0.0;
+    while interrupted + 1 < media.len()
+        && start + input_duration(&media[interrupted..=interrupted]) <= recorded_before
+    {
+        start += input_duration(&media[interrupted..=interrupted]);
+        interrupted += 1;
+    }
+    let expected_after = input_duration(&media[interrupted..]);
+    let recorded_after = total_duration(&recordings[1..]);
+    assert!(
+        recorded_after >= expected_after - 0.3,
+        "after the crash {recorded_after:.2} s were recorded, but fragments {interrupted}.. last {expected_after:.2} s"
+    );
+}
+
+#[test]
+fn a_server_that_never_comes_up_fails_the_run_within_the_backoff_budget() {
+    let media = fragments(SHORT_TS_FRAGMENTS);
+    let server = RtmpServer::reserve();
+    let dir = TestDir::new();
+    stage_fragments(&dir, &media[..1]);
+    let url = format!("{}/never", server.server_url());
+    let config = dir.write(
+        "pipeline.yaml",
+        rtmp_pipeline(&url, "mpegts", "      reconnect_delay: 200ms\n      max_reconnect_delay: 400ms\n      max_reconnect_attempts: 3\n"),
+    );
+    let started = Instant::now();
+    let run = run_to_end(
+        &streampub_binary(),
+        &["run", config.to_str().unwrap()],
+        TIMEOUT,
+    );
+    let elapsed = started.elapsed();
+    assert_eq!(run.code(), Some(1), "{}", run.stderr());
+    // Backoff budget: 0.24 + 0.36 + 0.48 s, plus four ffmpeg attempts that each fail at once.
+    assert!(elapsed < Duration::from_secs(15), "took {elapsed:?}");
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains("gave up after 3 reconnect attempts"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Connection refused"),
+        "the last ffmpeg lines are named: {stderr}"
+    );
+    assert!(
+        stderr.contains("Fragment batch-0.ts was not published"),
+        "{stderr}"
+    );
+
+    // Not acknowledged: once the server is up, the next run publishes it.
+    let mut server = server;
+    server.restart();
+    let again = run_to_end(
+        &streampub_binary(),
+        &["run", config.to_str().unwrap()],
+        TIMEOUT,
+    );
+    assert_eq!(again.code(), Some(0), "{}", again.stderr());
+    assert_eq!(again.published(), ["batch-0.ts"]);
+}
+
+#[test]
+fn validate_explains_a_missing_ffmpeg_and_a_bad_url() {
+    let dir = TestDir::new();
+    dir.mkdir("in");
+    let config = dir.write(
+        "pipeline.yaml",
+        rtmp_pipeline("rtmp://127.0.0.1:1/live/x", "mp4", ""),
+    );
+    let empty_path = dir.mkdir("empty-path");
+    let run = Running::start_with_env(
+        &streampub_binary(),
+        &["validate", config.to_str().unwrap()],
+        &[("PATH", empty_path.to_str().unwrap())],
+    )
+    .wait(TIMEOUT);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("ffmpeg not found on PATH; Debian: apt-get install ffmpeg"),
+        "{}",
+        run.stderr()
+    );
+
+    let http = dir.write(
+        "http.yaml",
+        rtmp_pipeline("http://127.0.0.1/live/secret-key", "mp4", ""),
+    );
+    let run = run_to_end(
+        &streampub_binary(),
+        &["validate", http.to_str().unwrap()],
+        TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("is not an rtmp:// or rtmps:// URL"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!run.stderr().contains("secret-key"), "{}", run.stderr());
+}
+
+#[test]
+fn the_process_sink_with_cat_writes_byte_identical_output() {
+    let media = fragments(SHORT_TS_FRAGMENTS);
+    let dir = TestDir::new();
+    stage_fragments(&dir, &media);
+    let config = dir.write(
+        "pipeline.yaml",
+        "pipelines:\n  - name: copy\n    source:\n      type: directory\n      path: in\n      follow: false\n      settle: 0s\n    sink:\n      type: process\n      command: [cat]\n      stdout: out.ts\n",
+    );
+    let run = run_to_end(
+        &streampub_binary(),
+        &["run", config.to_str().unwrap()],
+        TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let expected: Vec<u8> = media
+        .iter()
+        .flat_map(|path| std::fs::read(path).unwrap())
+        .collect();
+    let written = std::fs::read(dir.join("out.ts")).unwrap();
+    assert!(
+        written == expected,
+        "cat's output differs from the fragments"
+    );
+    assert!(
+        run.stderr().contains("cat finished (exit status 0)"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn the_stream_key_appears_in_no_log_line() {
+    const KEY: &str = "sEcReT-stream-key-4711";
+    let media = fragments(SHORT_TS_FRAGMENTS);
+    let mut server = RtmpServer::reserve();
+    let dir = TestDir::new();
+    stage_fragments(&dir, &media[..2]);
+    let url = format!("{}/${{STREAM_KEY}}", server.server_url());
+    let config = dir.write(
+        "pipeline.yaml",
+        rtmp_pipeline(
+            &url,
+            "mpegts",
+            "      reconnect_delay: 1s\n      max_reconnect_attempts: 10\n",
+        ),
+    );
+    // The server comes up late, so ffmpeg fails first and its errors (which name the URL) are
+    // logged too.
+    let running = Running::start_with_env(
+        &streampub_binary(),
+        &["-vv", "run", config.to_str().unwrap()],
+        &[("STREAM_KEY", KEY)],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    server.restart();
+    let run = running.wait(TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("<redacted>"),
+        "the URL was logged, redacted: {}",
+        run.stderr()
+    );
+    let leaks: Vec<&String> = run.logs.iter().filter(|line| line.contains(KEY)).collect();
+    assert!(leaks.is_empty(), "the stream key leaked: {leaks:?}");
+    // It did reach the server.
+    server.stop();
+    assert!(server
+        .recordings()
+        .iter()
+        .any(|path| file_name(path).starts_with(KEY)));
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().unwrap().to_string_lossy().into_owned()
+}
