@@ -19,6 +19,17 @@ pub struct ComponentContext {
 }
 
 impl ComponentContext {
+    /// A context for `pipeline` with relative paths starting at `base_dir`, no state directory
+    /// and its own channels (what a plugin's own tests need).
+    pub fn new(pipeline: &str, base_dir: &Path) -> Self {
+        Self {
+            pipeline: pipeline.to_owned(),
+            base_dir: base_dir.to_path_buf(),
+            state_dir: None,
+            channels: ChannelHub::default(),
+        }
+    }
+
     /// Resolves a path from the config against the config file's directory.
     pub fn resolve_path(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {

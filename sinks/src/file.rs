@@ -284,15 +284,9 @@ impl Sink for PerFragmentFileSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use streampub_core::ChannelHub;
 
     fn context(directory: &Path) -> ComponentContext {
-        ComponentContext {
-            pipeline: "test".into(),
-            base_dir: directory.to_path_buf(),
-            state_dir: None,
-            channels: ChannelHub::default(),
-        }
+        ComponentContext::new("test", directory)
     }
 
     fn info(name: &str) -> FragmentInfo {

@@ -1,18 +1,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use streampub_core::{ChannelHub, ComponentContext, Redactor, SinkConfig};
+use streampub_core::{ComponentContext, Redactor, SinkConfig};
 
 use super::*;
 use crate::process::ProcessSinkConfig;
 
 fn context(directory: &Path) -> ComponentContext {
-    ComponentContext {
-        pipeline: "test".into(),
-        base_dir: directory.to_path_buf(),
-        state_dir: None,
-        channels: ChannelHub::default(),
-    }
+    ComponentContext::new("test", directory)
 }
 
 fn config(command: &[&str], stdout: Option<&str>) -> ProcessSinkConfig {
