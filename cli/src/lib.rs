@@ -63,6 +63,7 @@ enum Command {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
+    streampub_core::link();
     streampub_sources::link();
     streampub_sinks::link();
     let cli = Cli::parse();

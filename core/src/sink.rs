@@ -6,12 +6,19 @@ use bytes::Bytes;
 use crate::component::{ComponentContext, ComponentError};
 use crate::fragment::FragmentInfo;
 use crate::reconnect::ReconnectPolicy;
+use crate::stage::Stage;
 
 /// A sink's parsed config.
 #[async_trait]
 pub trait SinkConfig: Send + Sync + std::fmt::Debug {
     fn validate(&self, context: &ComponentContext) -> Result<(), ComponentError>;
     async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Sink>, ComponentError>;
+
+    /// Stages this sink needs in front of it (e.g. the MP4 timeline for an RTMP sink fed MP4),
+    /// by type name. The runtime appends each one that the pipeline does not already list.
+    fn implied_stages(&self) -> Vec<(&'static str, Box<dyn Stage>)> {
+        Vec::new()
+    }
 }
 
 /// A running sink. The runtime calls, per fragment, `begin_fragment`, `write_chunk` for each

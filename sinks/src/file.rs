@@ -281,6 +281,12 @@ impl Sink for PerFragmentFileSink {
     }
 }
 
+/// Keeps this module (and its registration) in the binary; see the crate's `link`.
+#[inline(never)]
+pub fn link() {
+    std::hint::black_box(module_path!());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,5 +10,11 @@ pub mod file;
 pub mod null;
 pub mod process;
 
-/// Forces this crate into a binary so `inventory` sees its plugins; call it from `main`.
-pub fn link() {}
+/// Forces this crate's plugins into a binary so `inventory` sees them; call it from `main`.
+/// (The linker keeps only object files something refers to, so each plugin module is named.)
+pub fn link() {
+    ffmpeg::link();
+    file::link();
+    null::link();
+    process::link();
+}

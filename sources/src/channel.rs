@@ -77,3 +77,9 @@ impl Source for ChannelSource {
         }
     }
 }
+
+/// Keeps this module (and its registration) in the binary; see the crate's `link`.
+#[inline(never)]
+pub fn link() {
+    std::hint::black_box(module_path!());
+}

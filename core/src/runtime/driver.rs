@@ -499,11 +499,14 @@ impl SinkDriver {
     ) -> Result<FragmentResult, PipelineError> {
         let mut items = Vec::new();
         self.sink.begin_fragment(info).await?;
-        if let Err(error) = self.stages.apply(StageCall::Begin(info), &mut items) {
-            return self.abort(input, error.message).await;
-        }
         let mut started = None;
-        self.write_timed(&mut items, &mut started).await?;
+        let stage_call = StageCall::Begin(info);
+        if let Err(message) = self
+            .run_stages(stage_call, &mut items, &mut started)
+            .await?
+        {
+            return self.abort(input, message).await;
+        }
 
         let (mut chunks, mut bytes) = (0u64, 0u64);
         loop {
@@ -511,10 +514,13 @@ impl SinkDriver {
                 InputItem::Chunk(data, budget) => {
                     chunks += 1;
                     bytes += data.len() as u64;
-                    if let Err(error) = self.stages.apply(StageCall::Chunk(data), &mut items) {
-                        return self.abort(input, error.message).await;
+                    let stage_call = StageCall::Chunk(data);
+                    if let Err(message) = self
+                        .run_stages(stage_call, &mut items, &mut started)
+                        .await?
+                    {
+                        return self.abort(input, message).await;
                     }
-                    self.write_timed(&mut items, &mut started).await?;
                     drop(budget);
                     self.acknowledge_confirmed();
                     if chunks % PROGRESS_EVERY_CHUNKS == 0 {
@@ -527,10 +533,13 @@ impl SinkDriver {
                     }
                 }
                 InputItem::End => {
-                    if let Err(error) = self.stages.apply(StageCall::End, &mut items) {
-                        return self.abort(input, error.message).await;
+                    let stage_call = StageCall::End;
+                    if let Err(message) = self
+                        .run_stages(stage_call, &mut items, &mut started)
+                        .await?
+                    {
+                        return self.abort(input, message).await;
                     }
-                    self.write_timed(&mut items, &mut started).await?;
                     let transfer_time =
                         started.map(|started| started.elapsed()).unwrap_or_default();
                     self.sink.end_fragment().await?;
@@ -563,16 +572,20 @@ impl SinkDriver {
         Ok(FragmentResult::InputFailed(message))
     }
 
-    /// Writes items, noting when the first chunk went to the sink.
-    async fn write_timed(
+    /// Runs the stages and writes what they produced (also what a failing stage emitted before
+    /// its error), noting when the first chunk went to the sink. The inner error is the stage's.
+    async fn run_stages(
         &mut self,
+        call: StageCall<'_>,
         items: &mut Vec<StageItem>,
         started: &mut Option<Instant>,
-    ) -> Result<(), SinkError> {
+    ) -> Result<Result<(), String>, SinkError> {
+        let staged = self.stages.apply(call, items);
         if !items.is_empty() {
             started.get_or_insert_with(Instant::now);
         }
-        self.write(items).await
+        self.write(items).await?;
+        Ok(staged.map_err(|error| error.message))
     }
 
     async fn write(&mut self, items: &mut Vec<StageItem>) -> Result<(), SinkError> {

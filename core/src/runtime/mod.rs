@@ -161,14 +161,21 @@ async fn build(
     let context = config.context(plan, channels);
     let source = config.check(plan, &plan.source, plan.source.config.build(&context).await)?;
     let mut stages = Vec::with_capacity(plan.stages.len());
+    let mut stage_names: Vec<&str> = Vec::with_capacity(plan.stages.len());
     for stage in &plan.stages {
         stages.push(config.check(plan, stage, stage.config.build(&context).await)?);
+        stage_names.push(&stage.type_name);
+    }
+    for (name, stage) in plan.sink.config.implied_stages() {
+        if !stage_names.contains(&name) {
+            stages.push(stage);
+            stage_names.push(name);
+        }
     }
     let sink = config.check(plan, &plan.sink, plan.sink.config.build(&context).await)?;
-    let shape = std::iter::once(&plan.source.type_name)
-        .chain(plan.stages.iter().map(|stage| &stage.type_name))
-        .chain(std::iter::once(&plan.sink.type_name))
-        .map(String::as_str)
+    let shape = std::iter::once(plan.source.type_name.as_str())
+        .chain(stage_names.iter().copied())
+        .chain(std::iter::once(plan.sink.type_name.as_str()))
         .collect::<Vec<_>>()
         .join(" → ");
     Ok(BuiltPipeline {

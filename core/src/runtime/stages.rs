@@ -75,13 +75,17 @@ impl StageChain {
                 self.apply_from(index + 1, StageCall::SessionStarted, output)?;
                 self.forward(index, &mut produced, output)
             }
+            // What a stage emitted before it failed still goes on: it decides what is safe to
+            // emit (e.g. padding that keeps the stream parseable).
             StageCall::Chunk(chunk) => {
-                stage.process_chunk(chunk, &mut produced)?;
-                self.forward(index, &mut produced, output)
+                let result = stage.process_chunk(chunk, &mut produced);
+                self.forward(index, &mut produced, output)?;
+                result
             }
             StageCall::End => {
-                stage.end_fragment(&mut produced)?;
+                let result = stage.end_fragment(&mut produced);
                 self.forward(index, &mut produced, output)?;
+                result?;
                 self.apply_from(index + 1, StageCall::End, output)
             }
         }

@@ -2,9 +2,10 @@ use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use streampub_core::fmp4::{TimelineStage, TIMELINE_STAGE};
 use streampub_core::{
     async_trait, ByteSize, ComponentContext, ComponentError, HumanDuration, PluginRegistration,
-    Redactor, Sink, SinkConfig,
+    Redactor, Sink, SinkConfig, Stage,
 };
 
 use super::{ffmpeg_args, ffmpeg_line_level, ffmpeg_read_ahead, stream_key};
@@ -47,6 +48,11 @@ pub struct FfmpegRtmpSinkConfig {
     /// The container of the fragments.
     #[serde(default)]
     pub input_format: InputFormat,
+    /// With `input_format: mp4`, `auto` puts the `fmp4-timeline` stage in front of ffmpeg (unless
+    /// the pipeline lists it already), so the fragments become one continuous stream; `off`
+    /// writes the files as they are (the seed's behaviour: timestamps restart in every file).
+    #[serde(default)]
+    pub continuity: Continuity,
     /// Add `-re`: ffmpeg reads the input at its native frame rate (the seed's `useRateLimit`).
     #[serde(default)]
     pub use_rate_limit: bool,
@@ -73,6 +79,17 @@ pub struct FfmpegRtmpSinkConfig {
     /// `-re` it takes as long as the media it still holds, which is fine while it progresses).
     #[serde(default = "default_flush_timeout")]
     pub flush_timeout: HumanDuration,
+}
+
+/// Whether the sink joins MP4 fragments into one timeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Continuity {
+    /// Apply `fmp4-timeline` when `input_format` is `mp4`.
+    #[default]
+    Auto,
+    /// Pass the fragments through unchanged.
+    Off,
 }
 
 /// The container ffmpeg reads from its stdin.
@@ -204,4 +221,19 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             .map_err(|error| ComponentError::field("ffmpeg", error.message))?;
         Ok(Box::new(sink))
     }
+
+    fn implied_stages(&self) -> Vec<(&'static str, Box<dyn Stage>)> {
+        match (self.input_format, self.continuity) {
+            (InputFormat::Mp4, Continuity::Auto) => {
+                vec![(TIMELINE_STAGE, Box::new(TimelineStage::default()))]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Keeps this module (and its registration) in the binary; see the crate's `link`.
+#[inline(never)]
+pub(crate) fn link() {
+    std::hint::black_box(module_path!());
 }

@@ -6,7 +6,7 @@ mod config;
 
 use tracing::Level;
 
-pub use self::config::{FfmpegRtmpSinkConfig, InputFormat};
+pub use self::config::{Continuity, FfmpegRtmpSinkConfig, InputFormat};
 
 /// The seed's output: copy the streams into FLV, timestamps starting at zero.
 pub const DEFAULT_OUTPUT_ARGS: &[&str] =
@@ -107,6 +107,11 @@ pub(crate) fn ffmpeg_line_level(line: &str) -> Level {
     } else {
         Level::WARN
     }
+}
+
+/// Keeps this plugin's registration in the binary; see the crate's `link`.
+pub fn link() {
+    config::link();
 }
 
 #[cfg(test)]

@@ -162,3 +162,9 @@ impl SinkConfig for ProcessSinkConfig {
         Ok(Box::new(sink))
     }
 }
+
+/// Keeps this module (and its registration) in the binary; see the crate's `link`.
+#[inline(never)]
+pub(crate) fn link() {
+    std::hint::black_box(module_path!());
+}

@@ -147,5 +147,10 @@ pub(crate) fn stderr_as_warning(_line: &str) -> Level {
     Level::WARN
 }
 
+/// Keeps this plugin's registration in the binary; see the crate's `link`.
+pub fn link() {
+    config::link();
+}
+
 #[cfg(test)]
 mod tests;

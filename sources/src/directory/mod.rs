@@ -374,3 +374,9 @@ fn on_done_verb(on_done: OnDone) -> &'static str {
         OnDone::Move => "Moved",
     }
 }
+
+/// Keeps this module (and its registration) in the binary; see the crate's `link`.
+#[inline(never)]
+pub fn link() {
+    std::hint::black_box(module_path!());
+}

@@ -1,0 +1,590 @@
+//! The `fmp4-timeline` stage: joins fragmented MP4 files into one continuous stream.
+//!
+//! Each upstream file is a complete fragmented MP4 (`ftyp`, `moov`, then `moof`/`mdat` pairs)
+//! whose timestamps start at zero. Written one after another into one ffmpeg, the timestamps
+//! restart and the later files collapse. This stage forwards the first init segment
+//! (`ftyp`+`moov`), drops every later one that describes the same stream, renumbers `mfhd`
+//! strictly increasing, and moves every `tfdt` onto one timeline:
+//!
+//! `new = old − (first tfdt of that track in this file) + offset × timescale`
+//!
+//! where `offset` is the sum of the previous files' durations, each the longest of its tracks
+//! (sample durations from `trun`, else the `tfhd` default, else `trex`). The offset is an exact
+//! fraction, so there is no drift however many files are joined; each conversion to a track's
+//! timescale rounds once. `styp`, `sidx` and `mfra` are dropped (their offsets would lie).
+//!
+//! It streams: only `ftyp`, `moov` and `moof` are buffered (small); `mdat` payloads pass
+//! through as slices of the incoming chunks.
+
+mod boxes;
+mod moof;
+
+use std::collections::{HashMap, VecDeque};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use self::boxes::{describe_moov, BoxError};
+pub use self::boxes::{BoxHeader, FourCc, TrackDescription};
+use crate::component::{ComponentContext, ComponentError};
+use crate::fragment::FragmentInfo;
+use crate::registry::PluginRegistration;
+use crate::stage::{Stage, StageConfig, StageError, StageOutput};
+
+/// The stage's `type`.
+pub const TIMELINE_STAGE: &str = "fmp4-timeline";
+
+inventory::submit! {
+    PluginRegistration::stage::<Fmp4TimelineConfig>(
+        TIMELINE_STAGE,
+        "Joins fragmented MP4 files into one continuous stream: one init segment, continuous tfdt",
+    )
+}
+
+/// Keeps this module (and its registration) in the binary; see [`crate::link`].
+#[inline(never)]
+pub fn link() {
+    std::hint::black_box(module_path!());
+}
+
+/// The largest `ftyp`, `moov` or `moof` buffered; larger ones are rejected as corrupt.
+const MAX_BUFFERED_BOX: u64 = 32 << 20;
+/// The most zero bytes written to complete an `mdat` cut short, to keep the stream parseable.
+const MAX_PADDING: u64 = 256 << 20;
+/// Fragments whose starting state is kept, for sending them again after a reconnect.
+const HISTORY: usize = 1024;
+
+/// Rewrites fragmented MP4 files into one continuous stream. It has no options.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Fmp4TimelineConfig {}
+
+#[async_trait]
+impl StageConfig for Fmp4TimelineConfig {
+    fn validate(&self, _context: &ComponentContext) -> Result<(), ComponentError> {
+        Ok(())
+    }
+
+    async fn build(&self, _context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError> {
+        Ok(Box::new(TimelineStage::default()))
+    }
+}
+
+/// An exact non-negative fraction of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seconds {
+    numerator: u128,
+    denominator: u128,
+}
+
+impl Default for Seconds {
+    fn default() -> Self {
+        Self {
+            numerator: 0,
+            denominator: 1,
+        }
+    }
+}
+
+impl Seconds {
+    fn add_ticks(self, ticks: u64, timescale: u32) -> Self {
+        let timescale = u128::from(timescale);
+        let numerator = self.numerator * timescale + u128::from(ticks) * self.denominator;
+        let denominator = self.denominator * timescale;
+        let divisor = gcd(numerator, denominator);
+        Self {
+            numerator: numerator / divisor,
+            denominator: denominator / divisor,
+        }
+    }
+
+    /// In a track's timescale, rounded to the nearest tick.
+    fn in_ticks(self, timescale: u32) -> u64 {
+        let scaled = self.numerator * u128::from(timescale);
+        u64::try_from((scaled + self.denominator / 2) / self.denominator).unwrap_or(u64::MAX)
+    }
+}
+
+fn gcd(mut a: u128, mut b: u128) -> u128 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.max(1)
+}
+
+/// The current init segment: its bytes and what it describes.
+#[derive(Debug, Clone)]
+struct InitSegment {
+    bytes: Bytes,
+    tracks: Vec<TrackDescription>,
+}
+
+/// What the stream looks like when a fragment begins; restored to send it again.
+#[derive(Debug, Clone)]
+struct Snapshot {
+    fragment: u64,
+    init: Option<InitSegment>,
+    next_sequence: u32,
+    offset: Seconds,
+}
+
+/// Where the parser is within the current file.
+#[derive(Debug)]
+enum Parse {
+    /// Reading a box header.
+    Header(Vec<u8>),
+    /// Buffering a whole `ftyp`, `moov` or `moof` (header included).
+    Collect {
+        kind: FourCc,
+        data: Vec<u8>,
+        size: usize,
+    },
+    /// Passing a box's payload through; `None`: to the end of the file.
+    Pass { remaining: Option<u64> },
+    /// Dropping a box's payload.
+    Skip { remaining: Option<u64> },
+}
+
+/// The state of the file being read.
+#[derive(Debug)]
+struct FileState {
+    name: String,
+    parse: Parse,
+    /// Bytes of the file read so far, for error messages.
+    position: u64,
+    /// Where the current box began.
+    box_start: u64,
+    ftyp: Option<Vec<u8>>,
+    /// The first `tfdt` of each track in this file.
+    first_decode_time: HashMap<u32, u64>,
+    /// Per track, the duration of the `traf`s emitted so far, in its timescale.
+    emitted: HashMap<u32, u64>,
+    /// A `moof` was emitted and its `mdat` has not begun.
+    moof_awaits_mdat: bool,
+}
+
+impl FileState {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            parse: Parse::Header(Vec::with_capacity(16)),
+            position: 0,
+            box_start: 0,
+            ftyp: None,
+            first_decode_time: HashMap::new(),
+            emitted: HashMap::new(),
+            moof_awaits_mdat: false,
+        }
+    }
+
+    fn error(&self, message: impl std::fmt::Display) -> StageError {
+        StageError::new(format!(
+            "fragment {} is not usable fragmented MP4: {message}",
+            self.name
+        ))
+    }
+}
+
+/// The running stage.
+#[derive(Debug, Default)]
+pub struct TimelineStage {
+    init: Option<InitSegment>,
+    /// The next `mfhd` sequence number.
+    next_sequence: u32,
+    /// Where the next file starts on the output timeline.
+    offset: Seconds,
+    history: VecDeque<Snapshot>,
+    file: Option<FileState>,
+}
+
+impl TimelineStage {
+    fn file(&mut self) -> &mut FileState {
+        self.file.get_or_insert_with(|| FileState::new("?"))
+    }
+
+    /// The longest track of what this file emitted, added to the offset.
+    fn advance_offset(&mut self) {
+        let Some(file) = self.file.take() else {
+            return;
+        };
+        let Some(init) = &self.init else {
+            return;
+        };
+        let mut longest = self.offset;
+        for (track_id, ticks) in &file.emitted {
+            if let Some(track) = init.tracks.iter().find(|track| track.track_id == *track_id) {
+                let end = self.offset.add_ticks(*ticks, track.timescale);
+                // Compare a/b with c/d as a·d with c·b.
+                if end.numerator * longest.denominator > longest.numerator * end.denominator {
+                    longest = end;
+                }
+            }
+        }
+        self.offset = longest;
+    }
+
+    fn handle_box(
+        &mut self,
+        kind: FourCc,
+        data: Vec<u8>,
+        output: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        let header_len = BoxHeader::parse(&data)
+            .map(|header| header.header_len)
+            .unwrap_or(8);
+        match kind {
+            FourCc::FTYP => self.file().ftyp = Some(data),
+            FourCc::MOOV => self.handle_moov(&data, header_len, output)?,
+            FourCc::MOOF => self.handle_moof(&data, header_len, output)?,
+            _ => unreachable!("only ftyp, moov and moof are collected"),
+        }
+        Ok(())
+    }
+
+    fn handle_moov(
+        &mut self,
+        moov: &[u8],
+        header_len: usize,
+        output: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        let file = self.file.as_ref().expect("a file is being read");
+        let tracks = match describe_moov(&moov[header_len..]) {
+            Ok(Some(tracks)) => tracks,
+            Ok(None) => {
+                return Err(file.error(
+                    "it is not fragmented (its sample tables are in moov, it has no mvex); produce \
+                     fragmented MP4 upstream, e.g. ffmpeg -movflags +frag_keyframe+empty_moov+default_base_moof",
+                ))
+            }
+            Err(error) => return Err(file.error(format!("moov at offset {}: {}", file.box_start, error.message))),
+        };
+        let mut bytes = file.ftyp.clone().unwrap_or_default();
+        bytes.extend_from_slice(moov);
+        let init = InitSegment {
+            bytes: Bytes::from(bytes),
+            tracks,
+        };
+        match &self.init {
+            Some(current) if current.tracks == init.tracks => {}
+            Some(_) => {
+                warn!(
+                    fragment = %file.name,
+                    "Fragment {} describes a different stream (codec, track or timescale changed): starting a new session",
+                    file.name
+                );
+                output.request_new_session();
+                output.push_chunk(init.bytes.clone());
+                self.init = Some(init);
+            }
+            None => {
+                output.push_chunk(init.bytes.clone());
+                self.init = Some(init);
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_moof(
+        &mut self,
+        moof: &[u8],
+        header_len: usize,
+        output: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        let offset = self.offset;
+        let sequence = self.next_sequence;
+        let Some(init) = &self.init else {
+            let file = self.file.as_ref().expect("a file is being read");
+            return Err(file.error(format!("moof at offset {} before any moov", file.box_start)));
+        };
+        let file = self.file.as_mut().expect("a file is being read");
+        let box_start = file.box_start;
+        let located = |error: BoxError| format!("moof at offset {box_start}: {}", error.message);
+        let timings = match moof::read_timing(&moof[header_len..], &init.tracks) {
+            Ok(timings) => timings,
+            Err(error) => return Err(file.error(located(error))),
+        };
+        let mut decode_times = Vec::with_capacity(timings.len());
+        for timing in &timings {
+            let timescale = init
+                .tracks
+                .iter()
+                .find(|track| track.track_id == timing.track_id)
+                .map(|track| track.timescale)
+                .expect("read_timing checks the track");
+            let position = file.emitted.get(&timing.track_id).copied().unwrap_or(0);
+            let relative = match timing.decode_time {
+                Some(decode_time) => {
+                    let first = *file
+                        .first_decode_time
+                        .entry(timing.track_id)
+                        .or_insert(decode_time);
+                    decode_time.saturating_sub(first)
+                }
+                None => position,
+            };
+            decode_times.push(relative.saturating_add(offset.in_ticks(timescale)));
+            file.emitted
+                .insert(timing.track_id, position.saturating_add(timing.duration));
+        }
+        let rewritten = match moof::rewrite(&moof[header_len..], sequence, &decode_times) {
+            Ok(rewritten) => rewritten,
+            Err(error) => return Err(file.error(located(error))),
+        };
+        file.moof_awaits_mdat = true;
+        self.next_sequence = sequence.wrapping_add(1).max(1);
+        output.push_chunk(Bytes::from(rewritten));
+        Ok(())
+    }
+
+    /// Starts the next box from a complete header.
+    fn start_box(
+        &mut self,
+        header_bytes: Vec<u8>,
+        output: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        let file = self.file.as_mut().expect("a file is being read");
+        let header = BoxHeader::parse(&header_bytes).map_err(|error| {
+            file.error(format!("at offset {}: {}", file.box_start, error.message))
+        })?;
+        let payload = header.size.map(|size| size - header.header_len as u64);
+        file.parse = match header.kind {
+            FourCc::FTYP | FourCc::MOOV | FourCc::MOOF => {
+                let size = match header.size {
+                    Some(size) if size <= MAX_BUFFERED_BOX => size as usize,
+                    _ => {
+                        return Err(file.error(format!(
+                            "box {} at offset {} claims {} bytes",
+                            header.kind,
+                            file.box_start,
+                            header
+                                .size
+                                .map_or("all remaining".to_owned(), |size| size.to_string())
+                        )))
+                    }
+                };
+                if header.kind == FourCc::MOOF && file.moof_awaits_mdat {
+                    return Err(file.error(format!(
+                        "moof at offset {} follows a moof without mdat",
+                        file.box_start
+                    )));
+                }
+                let mut data = header_bytes;
+                data.reserve(size - data.len());
+                Parse::Collect {
+                    kind: header.kind,
+                    data,
+                    size,
+                }
+            }
+            FourCc::STYP | FourCc::SIDX | FourCc::MFRA => Parse::Skip { remaining: payload },
+            kind => {
+                if kind == FourCc::MDAT {
+                    file.moof_awaits_mdat = false;
+                }
+                output.push_chunk(Bytes::from(header_bytes));
+                Parse::Pass { remaining: payload }
+            }
+        };
+        Ok(())
+    }
+
+    /// Ends a box whose payload has been passed or collected.
+    fn end_box(&mut self) {
+        let file = self.file.as_mut().expect("a file is being read");
+        file.parse = Parse::Header(Vec::with_capacity(16));
+        file.box_start = file.position;
+    }
+}
+
+impl Stage for TimelineStage {
+    fn begin_fragment(
+        &mut self,
+        fragment: &FragmentInfo,
+        _output: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        self.history.push_back(Snapshot {
+            fragment: fragment.sequence,
+            init: self.init.clone(),
+            next_sequence: self.next_sequence,
+            offset: self.offset,
+        });
+        if self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+        if self.next_sequence == 0 {
+            self.next_sequence = 1;
+        }
+        self.file = Some(FileState::new(&fragment.name));
+        Ok(())
+    }
+
+    fn process_chunk(&mut self, chunk: Bytes, output: &mut StageOutput) -> Result<(), StageError> {
+        let mut at = 0;
+        while at < chunk.len() {
+            let available = chunk.len() - at;
+            let file = self.file();
+            let used = match &mut file.parse {
+                Parse::Header(bytes) => {
+                    let wanted = if bytes.len() < 8 {
+                        8
+                    } else {
+                        BoxHeader::needed(bytes)
+                    };
+                    let used = (wanted - bytes.len()).min(available);
+                    bytes.extend_from_slice(&chunk[at..at + used]);
+                    if bytes.len() == BoxHeader::needed(bytes) && bytes.len() >= 8 {
+                        let header = std::mem::take(bytes);
+                        file.position += used as u64;
+                        self.start_box(header, output)?;
+                        at += used;
+                        self.finish_if_empty(output)?;
+                        continue;
+                    }
+                    used
+                }
+                Parse::Collect { data, size, .. } => {
+                    let used = (*size - data.len()).min(available);
+                    data.extend_from_slice(&chunk[at..at + used]);
+                    used
+                }
+                Parse::Pass { remaining } => {
+                    let used =
+                        remaining.map_or(available, |left| left.min(available as u64) as usize);
+                    output.push_chunk(chunk.slice(at..at + used));
+                    if let Some(left) = remaining {
+                        *left -= used as u64;
+                    }
+                    used
+                }
+                Parse::Skip { remaining } => {
+                    let used =
+                        remaining.map_or(available, |left| left.min(available as u64) as usize);
+                    if let Some(left) = remaining {
+                        *left -= used as u64;
+                    }
+                    used
+                }
+            };
+            self.file().position += used as u64;
+            at += used;
+            self.finish_if_empty(output)?;
+        }
+        Ok(())
+    }
+
+    fn end_fragment(&mut self, output: &mut StageOutput) -> Result<(), StageError> {
+        let has_init = self.init.is_some();
+        let file = self.file();
+        let problem = match &file.parse {
+            Parse::Header(bytes) if bytes.is_empty() => None,
+            Parse::Header(_) => Some(format!(
+                "it ends inside a box header at offset {}",
+                file.box_start
+            )),
+            Parse::Collect { kind, data, size } => Some(format!(
+                "it ends inside box {kind} at offset {}, after {} of its {size} bytes",
+                file.box_start,
+                data.len()
+            )),
+            Parse::Pass {
+                remaining: Some(left),
+            } => {
+                let left = *left;
+                let padding = left <= MAX_PADDING;
+                if padding {
+                    // The box header promised more: complete it with zeros so that what comes
+                    // next is still read as boxes downstream.
+                    pad(left, output);
+                }
+                Some(format!(
+                    "it ends {left} bytes before the end of the box at offset {}{}",
+                    file.box_start,
+                    if padding {
+                        " (completed with zeros to keep the stream in sync)"
+                    } else {
+                        ""
+                    }
+                ))
+            }
+            Parse::Pass { remaining: None } | Parse::Skip { .. } => None,
+        };
+        let problem = problem.or_else(|| {
+            file.moof_awaits_mdat
+                .then(|| format!("the moof before offset {} has no mdat", file.position))
+        });
+        if file.emitted.is_empty() && problem.is_none() && !has_init {
+            let error = file.error("it has no moov");
+            self.advance_offset();
+            return Err(error);
+        }
+        let error = problem.map(|problem| file.error(problem));
+        self.advance_offset();
+        match error {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    fn start_session(&mut self, output: &mut StageOutput) -> Result<(), StageError> {
+        if let Some(init) = &self.init {
+            output.push_chunk(init.bytes.clone());
+        }
+        Ok(())
+    }
+
+    fn abort_fragment(&mut self) {
+        // What was emitted of the file stays on the timeline.
+        self.advance_offset();
+    }
+
+    fn rewind(&mut self, fragment: &FragmentInfo) {
+        let Some(index) = self
+            .history
+            .iter()
+            .position(|snapshot| snapshot.fragment == fragment.sequence)
+        else {
+            return;
+        };
+        let snapshot = self.history[index].clone();
+        self.history.truncate(index);
+        self.init = snapshot.init;
+        self.next_sequence = snapshot.next_sequence;
+        self.offset = snapshot.offset;
+        self.file = None;
+    }
+}
+
+impl TimelineStage {
+    /// Completes a box whose bytes are all in: a collected one is handled, a passed or
+    /// skipped one ends.
+    fn finish_if_empty(&mut self, output: &mut StageOutput) -> Result<(), StageError> {
+        let file = self.file();
+        let complete = match &file.parse {
+            Parse::Collect { data, size, .. } => data.len() == *size,
+            Parse::Pass { remaining } | Parse::Skip { remaining } => *remaining == Some(0),
+            Parse::Header(_) => false,
+        };
+        if !complete {
+            return Ok(());
+        }
+        let parse = std::mem::replace(&mut file.parse, Parse::Header(Vec::new()));
+        self.end_box();
+        if let Parse::Collect { kind, data, .. } = parse {
+            self.handle_box(kind, data, output)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `length` zero bytes without allocating them all.
+fn pad(mut length: u64, output: &mut StageOutput) {
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    while length > 0 {
+        let piece = length.min(ZEROS.len() as u64) as usize;
+        output.push_chunk(Bytes::from_static(&ZEROS[..piece]));
+        length -= piece as u64;
+    }
+}
