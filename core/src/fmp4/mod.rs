@@ -18,6 +18,8 @@
 
 mod boxes;
 mod moof;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, VecDeque};
 
@@ -317,10 +319,12 @@ impl TimelineStage {
             let position = file.emitted.get(&timing.track_id).copied().unwrap_or(0);
             let relative = match timing.decode_time {
                 Some(decode_time) => {
+                    // The first tfdt of a track marks where it stands in this file (after any
+                    // earlier trafs of it that had no tfdt).
                     let first = *file
                         .first_decode_time
                         .entry(timing.track_id)
-                        .or_insert(decode_time);
+                        .or_insert(decode_time.saturating_sub(position));
                     decode_time.saturating_sub(first)
                 }
                 None => position,
