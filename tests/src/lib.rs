@@ -257,6 +257,11 @@ impl Running {
         );
     }
 
+    /// The log lines so far.
+    pub fn logs_so_far(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
     /// Fragments published so far.
     pub fn published_so_far(&self) -> Vec<String> {
         published_fragments(&self.logs.lock().unwrap())

@@ -21,6 +21,11 @@ pub fn fragments(args: &[&str]) -> Vec<PathBuf> {
         })
         .collect();
     let cache = workspace_root().join("target/test-media").join(&key);
+    // One generation at a time in this process; other processes are kept apart by the rename.
+    static GENERATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _generating = GENERATING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if !cache.join(".complete").exists() {
         // Generated beside the cache and renamed, so parallel tests never see half a set.
         let staging = workspace_root()

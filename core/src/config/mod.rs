@@ -153,7 +153,10 @@ impl LoadedConfig {
         variables: &HashMap<String, String>,
         registry: &Registry,
     ) -> Result<Self, ConfigError> {
-        let options = serde_saphyr::options::Options::default().with_properties(variables.clone());
+        // YAML 1.2 booleans: only `true` and `false`, so that `continuity: off` is the word.
+        let mut options =
+            serde_saphyr::options::Options::default().with_properties(variables.clone());
+        options.strict_booleans = true;
         let root: ConfigNode = serde_saphyr::from_str_with_options(text, options)
             .map_err(|error| ConfigError::from_yaml(path, &error))?;
         let file: FileOptions = root

@@ -1,0 +1,265 @@
+//! The `fmp4-timeline` stage end to end: ten 30 s MP4 fragments, each starting at zero, become
+//! one continuous 300 s stream on a real RTMP server and in an archive file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use streampub_tests::media::{fragments, probe_packets, Packets};
+use streampub_tests::rtmp::RtmpServer;
+use streampub_tests::{run_to_end, streampub_binary, Finished, Running, TestDir};
+
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Ten fragments of 30 s and about 8.8 MB, as upstream makes them.
+const TEN_SEED_FRAGMENTS: &[&str] = &[
+    "--count",
+    "10",
+    "--seconds",
+    "30",
+    "--size",
+    "640x360",
+    "--bitrate",
+    "2200k",
+];
+/// Three short fragments for the reconnect test.
+const THREE_SHORT_FRAGMENTS: &[&str] = &[
+    "--count",
+    "3",
+    "--seconds",
+    "4",
+    "--size",
+    "320x180",
+    "--bitrate",
+    "600k",
+];
+
+/// What ffmpeg says when fragments are joined the seed's way.
+const BROKEN_TIMELINE_WARNINGS: &[&str] =
+    &["Non-monotonous DTS", "duplicated MOOV", "discontinuity"];
+
+fn stage(dir: &TestDir, files: &[PathBuf]) {
+    let input = dir.mkdir("in");
+    for file in files {
+        std::fs::copy(file, input.join(file.file_name().unwrap())).unwrap();
+    }
+}
+
+fn pipeline(sink: &str) -> String {
+    format!(
+        "pipelines:\n  - name: channel-1\n    source:\n      type: directory\n      path: in\n      follow: false\n      settle: 0s\n    sink:\n{sink}"
+    )
+}
+
+fn input_packets(files: &[PathBuf]) -> (usize, f64) {
+    files
+        .iter()
+        .map(|file| probe_packets(file))
+        .fold((0, 0.0), |(count, duration), packets| {
+            (count + packets.video.count(), duration + packets.duration())
+        })
+}
+
+/// Asserts a recording or archive is the whole input as one continuous stream.
+fn assert_continuous(
+    what: &str,
+    packets: &Packets,
+    input_video_packets: usize,
+    input_duration: f64,
+) {
+    let duration = packets.duration();
+    assert!(
+        (duration - input_duration).abs() <= input_duration * 0.005,
+        "{what}: {duration:.3} s, not within 0.5 % of {input_duration:.3} s"
+    );
+    assert_eq!(
+        packets.video.count(),
+        input_video_packets,
+        "{what}: video packets"
+    );
+    assert!(
+        packets.video.monotonic(true),
+        "{what}: video DTS must strictly increase"
+    );
+    assert!(
+        packets.audio.count() > 0 && packets.audio.monotonic(false),
+        "{what}: audio DTS must not decrease"
+    );
+}
+
+fn assert_no_timeline_warnings(run: &Finished) {
+    for warning in BROKEN_TIMELINE_WARNINGS {
+        let found: Vec<&String> = run
+            .logs
+            .iter()
+            .filter(|line| line.contains(warning))
+            .collect();
+        assert!(found.is_empty(), "ffmpeg said {warning}: {found:?}");
+    }
+}
+
+#[test]
+fn ten_fragments_become_one_continuous_rtmp_stream() {
+    let media = fragments(TEN_SEED_FRAGMENTS);
+    let (video_packets, duration) = input_packets(&media);
+    assert!(
+        (duration - 300.0).abs() < 1.0,
+        "the input lasts {duration:.2} s"
+    );
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    stage(&dir, &media);
+    let config = dir.write(
+        "pipeline.yaml",
+        pipeline(&format!(
+            "      type: ffmpeg-rtmp\n      url: {}/continuous\n      input_format: mp4\n",
+            server.server_url()
+        )),
+    );
+    let run = run_to_end(
+        &streampub_binary(),
+        &["run", config.to_str().unwrap()],
+        TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.published().len(), 10);
+    assert!(
+        run.stderr()
+            .contains("directory → fmp4-timeline → ffmpeg-rtmp"),
+        "continuity: auto adds the stage"
+    );
+    assert_no_timeline_warnings(&run);
+    server.stop();
+    let recordings = server.recordings();
+    assert_eq!(recordings.len(), 1, "{recordings:?}");
+    assert_continuous(
+        "recording",
+        &probe_packets(&recordings[0]),
+        video_packets,
+        300.0,
+    );
+}
+
+#[test]
+fn ten_fragments_become_one_playable_archive() {
+    let media = fragments(TEN_SEED_FRAGMENTS);
+    let (video_packets, _) = input_packets(&media);
+    let dir = TestDir::new();
+    stage(&dir, &media);
+    let config = dir.write(
+        "pipeline.yaml",
+        pipeline("      type: file\n      path: archive.mp4\n").replace(
+            "    sink:",
+            "    stages:\n      - type: fmp4-timeline\n    sink:",
+        ),
+    );
+    let run = run_to_end(
+        &streampub_binary(),
+        &["run", config.to_str().unwrap()],
+        TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_continuous(
+        "archive",
+        &probe_packets(&dir.join("archive.mp4")),
+        video_packets,
+        300.0,
+    );
+}
+
+#[test]
+fn without_the_timeline_the_seed_design_loses_content() {
+    // The measured flaw this project exists to fix: whole MP4 files written one after another.
+    let media = fragments(THREE_SHORT_FRAGMENTS);
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    stage(&dir, &media);
+    let config = dir.write(
+        "pipeline.yaml",
+        pipeline(&format!(
+            "      type: ffmpeg-rtmp\n      url: {}/seed\n      input_format: mp4\n      continuity: off\n",
+            server.server_url()
+        )),
+    );
+    let run = run_to_end(
+        &streampub_binary(),
+        &["run", config.to_str().unwrap()],
+        TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    server.stop();
+    let recorded = probe_packets(&server.recordings()[0]).duration();
+    let (_, input) = input_packets(&media);
+    assert!(
+        recorded < input * 0.75,
+        "continuity: off should show the flaw, but {recorded:.2} of {input:.2} s were recorded"
+    );
+}
+
+/// The pid in the last `Started ffmpeg (pid N)` log line.
+fn ffmpeg_pid(logs: &[String]) -> Option<i32> {
+    logs.iter().rev().find_map(|line| {
+        let event: Value = serde_json::from_str(line).ok()?;
+        let message = event["message"].as_str()?;
+        let rest = message.strip_prefix("Started ffmpeg (pid ")?;
+        rest.split(')').next()?.parse().ok()
+    })
+}
+
+#[test]
+fn after_ffmpeg_dies_mid_fragment_the_new_session_starts_on_a_keyframe_and_continues() {
+    let media = fragments(THREE_SHORT_FRAGMENTS);
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    stage(&dir, &media);
+    // Real-time pace, so that ffmpeg is mid-fragment when it is killed.
+    let config = dir.write(
+        "pipeline.yaml",
+        pipeline(&format!(
+            "      type: ffmpeg-rtmp\n      url: {}/reconnect\n      input_format: mp4\n      use_rate_limit: true\n      reconnect_delay: 500ms\n",
+            server.server_url()
+        )),
+    );
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    running.wait_for_log(TIMEOUT, |line| line.contains("Started ffmpeg (pid"));
+    std::thread::sleep(Duration::from_secs(6));
+    let logs: Vec<String> = running.logs_so_far();
+    let pid = ffmpeg_pid(&logs).expect("ffmpeg's pid is logged");
+    // SAFETY: kill(2) on the ffmpeg child of the process under test.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let run = running.wait(TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("Sink reconnected"),
+        "{}",
+        run.stderr()
+    );
+    assert_no_timeline_warnings(&run);
+    server.stop();
+
+    let recordings = server.recordings();
+    assert_eq!(
+        recordings.len(),
+        2,
+        "one session before the kill, one after: {recordings:?}"
+    );
+    let before = probe_packets(&recordings[0]);
+    let after = probe_packets(&recordings[1]);
+    assert_eq!(
+        after.video.keyframes.first(),
+        Some(&true),
+        "the new session starts with a decodable keyframe"
+    );
+    assert!(
+        after.video.monotonic(true) && after.audio.monotonic(false),
+        "timestamps continue within the new session"
+    );
+    // Nothing is lost: what the first session missed, the second one has.
+    let (_, input) = input_packets(&media);
+    assert!(
+        before.duration() + after.duration() >= input - 0.3,
+        "before {:.2} s + after {:.2} s < {input:.2} s",
+        before.duration(),
+        after.duration()
+    );
+}
