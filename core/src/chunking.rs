@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::fragment::{Fragment, FragmentBody};
+use crate::stage::BodyPreparer;
 
 /// What the chunking stage sends towards the sink.
 #[derive(Debug)]
@@ -46,10 +47,12 @@ impl Chunk {
 }
 
 /// Reads fragments in chunks within a byte budget.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ChunkingStage {
     chunk_size: usize,
     budget: Arc<Semaphore>,
+    /// Run on each fragment before its body is opened.
+    preparers: Vec<Arc<dyn BodyPreparer>>,
 }
 
 impl ChunkingStage {
@@ -64,7 +67,14 @@ impl ChunkingStage {
         Self {
             chunk_size,
             budget: Arc::new(Semaphore::new(max_in_flight)),
+            preparers: Vec::new(),
         }
+    }
+
+    /// Adds work to do on each fragment's body before it is read.
+    pub fn with_preparers(mut self, preparers: Vec<Arc<dyn BodyPreparer>>) -> Self {
+        self.preparers = preparers;
+        self
     }
 
     /// The size of the pieces fragments are read in.
@@ -80,7 +90,19 @@ impl ChunkingStage {
         mut fragments: mpsc::Receiver<Fragment>,
         events: mpsc::Sender<ChunkEvent>,
     ) {
-        while let Some(mut fragment) = fragments.recv().await {
+        'fragments: while let Some(mut fragment) = fragments.recv().await {
+            for preparer in &self.preparers {
+                if let Err(message) = preparer.prepare(&mut fragment).await {
+                    if events
+                        .send(ChunkEvent::Unreadable(fragment, message))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    continue 'fragments;
+                }
+            }
             let mut reader = match BodyReader::open(&mut fragment.body).await {
                 Ok(reader) => reader,
                 Err(error) => {
@@ -152,8 +174,12 @@ impl BodyReader {
     /// fragment; opening it again fails.
     pub async fn open(body: &mut FragmentBody) -> io::Result<Self> {
         match body {
-            FragmentBody::File(path) => {
-                let path = path.clone();
+            FragmentBody::File(_) | FragmentBody::Temporary(_) => {
+                let path = match body {
+                    FragmentBody::Temporary(path) => path.to_path_buf(),
+                    FragmentBody::File(path) => path.clone(),
+                    _ => unreachable!("matched above"),
+                };
                 let file = tokio::task::spawn_blocking(move || std::fs::File::open(path))
                     .await
                     .map_err(io::Error::other)??;

@@ -33,6 +33,8 @@ pub enum FragmentBody {
     File(PathBuf),
     /// Bytes already in memory; sliced into chunks without copying.
     Memory(Bytes),
+    /// A file streampub made (a converted copy); deleted when the fragment is done with.
+    Temporary(tempfile::TempPath),
     /// A one-shot reader (a socket, a pipe); it cannot be resent.
     Reader(Box<dyn AsyncRead + Send + Unpin>),
     /// What a `Reader` body becomes once it has been read: it cannot be read again.
@@ -44,6 +46,7 @@ impl FragmentBody {
     pub fn describe(&self) -> String {
         match self {
             Self::File(path) => path.display().to_string(),
+            Self::Temporary(path) => path.display().to_string(),
             Self::Memory(_) => "memory".to_owned(),
             Self::Reader(_) | Self::Consumed => "a reader".to_owned(),
         }
@@ -51,7 +54,7 @@ impl FragmentBody {
 
     /// Whether the body can be read again from its start (for a resend after a reconnect).
     pub fn is_rereadable(&self) -> bool {
-        matches!(self, Self::File(_) | Self::Memory(_))
+        matches!(self, Self::File(_) | Self::Temporary(_) | Self::Memory(_))
     }
 }
 
@@ -59,6 +62,7 @@ impl fmt::Debug for FragmentBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::File(path) => f.debug_tuple("File").field(path).finish(),
+            Self::Temporary(path) => f.debug_tuple("Temporary").field(path).finish(),
             Self::Memory(bytes) => write!(f, "Memory({} bytes)", bytes.len()),
             Self::Reader(_) => f.write_str("Reader"),
             Self::Consumed => f.write_str("Consumed"),

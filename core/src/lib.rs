@@ -13,6 +13,7 @@ pub mod component;
 pub mod config;
 pub mod fmp4;
 pub mod fragment;
+pub mod program;
 pub mod reconnect;
 pub mod redact;
 pub mod registry;

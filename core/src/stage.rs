@@ -1,16 +1,33 @@
 //! Stages rewrite a fragment's chunk stream on its way to the sink.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::component::{ComponentContext, ComponentError};
-use crate::fragment::FragmentInfo;
+use crate::fragment::{Fragment, FragmentInfo};
 
 /// A stage's parsed config.
 #[async_trait]
 pub trait StageConfig: Send + Sync + std::fmt::Debug {
     fn validate(&self, context: &ComponentContext) -> Result<(), ComponentError>;
     async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError>;
+
+    /// Work this stage needs done on each fragment's body before it is read (converting a
+    /// file), if any.
+    fn body_preparer(&self, _context: &ComponentContext) -> Option<Arc<dyn BodyPreparer>> {
+        None
+    }
+}
+
+/// Prepares fragment bodies for a stage, e.g. by converting a file into a form the stage reads.
+/// The chunking stage runs it on each fragment, in order, before reading the body; it may run
+/// for the next fragment while the current one is still being sent.
+#[async_trait]
+pub trait BodyPreparer: Send + Sync {
+    /// Replaces `fragment.body` if needed; an error fails that fragment alone.
+    async fn prepare(&self, fragment: &mut Fragment) -> Result<(), String>;
 }
 
 /// A running stage. It sees every fragment as begin, chunks, end, and pushes what it produces

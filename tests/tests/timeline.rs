@@ -263,3 +263,70 @@ fn after_ffmpeg_dies_mid_fragment_the_new_session_starts_on_a_keyframe_and_conti
         after.duration()
     );
 }
+
+#[test]
+fn non_fragmented_mp4_is_remuxed_when_asked_and_named_when_not() {
+    // Plain MP4 with the moov at the end: ffmpeg cannot even read it from a pipe.
+    let media = fragments(&[
+        "--count",
+        "3",
+        "--seconds",
+        "4",
+        "--size",
+        "320x180",
+        "--bitrate",
+        "600k",
+        "--movflags",
+        "+default_base_moof",
+    ]);
+    let (video_packets, duration) = input_packets(&media);
+    let dir = TestDir::new();
+    stage(&dir, &media);
+    let with_stage = |options: &str| {
+        pipeline("      type: file\n      path: archive.mp4\n").replace(
+            "    sink:",
+            &format!("    stages:\n      - type: fmp4-timeline\n{options}    sink:"),
+        )
+    };
+
+    let refused = dir.write("refused.yaml", with_stage(""));
+    let run = run_to_end(
+        &streampub_binary(),
+        &["run", refused.to_str().unwrap()],
+        TIMEOUT,
+    );
+    assert_eq!(
+        run.code(),
+        Some(0),
+        "bad fragments fail alone: {}",
+        run.stderr()
+    );
+    assert!(run.published().is_empty());
+    assert!(
+        run.stderr().contains("not fragmented") && run.stderr().contains("remux: ffmpeg"),
+        "{}",
+        run.stderr()
+    );
+    std::fs::remove_file(dir.join("archive.mp4")).ok();
+
+    let remuxed = dir.write("remuxed.yaml", with_stage("        remux: ffmpeg\n"));
+    let run = run_to_end(
+        &streampub_binary(),
+        &["run", remuxed.to_str().unwrap()],
+        TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.published().len(), 3, "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("Remuxed batch-0.mp4 into fragmented MP4"),
+        "{}",
+        run.stderr()
+    );
+    assert_continuous(
+        "remuxed archive",
+        &probe_packets(&dir.join("archive.mp4")),
+        video_packets,
+        duration,
+    );
+}

@@ -18,10 +18,13 @@
 
 mod boxes;
 mod moof;
+mod remux;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -33,8 +36,9 @@ use self::boxes::{describe_moov, BoxError};
 pub use self::boxes::{BoxHeader, FourCc, TrackDescription};
 use crate::component::{ComponentContext, ComponentError};
 use crate::fragment::FragmentInfo;
+use crate::program::find_program;
 use crate::registry::PluginRegistration;
-use crate::stage::{Stage, StageConfig, StageError, StageOutput};
+use crate::stage::{BodyPreparer, Stage, StageConfig, StageError, StageOutput};
 
 /// The stage's `type`.
 pub const TIMELINE_STAGE: &str = "fmp4-timeline";
@@ -59,19 +63,51 @@ const MAX_PADDING: u64 = 256 << 20;
 /// Fragments whose starting state is kept, for sending them again after a reconnect.
 const HISTORY: usize = 1024;
 
-/// Rewrites fragmented MP4 files into one continuous stream. It has no options.
+/// Rewrites fragmented MP4 files into one continuous stream.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Fmp4TimelineConfig {}
+pub struct Fmp4TimelineConfig {
+    /// `ffmpeg`: convert a non-fragmented MP4 file (sample tables in `moov`) into fragmented
+    /// MP4 first, with ffmpeg from `PATH` (`-c copy`, reading the file). Unset: such a file
+    /// fails with an error that names this option.
+    #[serde(default)]
+    pub remux: Option<Remux>,
+}
+
+/// How non-fragmented MP4 is converted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Remux {
+    /// With an ffmpeg child process.
+    Ffmpeg,
+}
+
+/// The program `remux: ffmpeg` runs.
+const FFMPEG: &str = "ffmpeg";
 
 #[async_trait]
 impl StageConfig for Fmp4TimelineConfig {
     fn validate(&self, _context: &ComponentContext) -> Result<(), ComponentError> {
+        if self.remux == Some(Remux::Ffmpeg) && find_program(Path::new(FFMPEG)).is_none() {
+            return Err(ComponentError::field(
+                "remux",
+                "ffmpeg not found on PATH; Debian: apt-get install ffmpeg",
+            ));
+        }
         Ok(())
     }
 
     async fn build(&self, _context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError> {
         Ok(Box::new(TimelineStage::default()))
+    }
+
+    fn body_preparer(&self, _context: &ComponentContext) -> Option<Arc<dyn BodyPreparer>> {
+        let remux = self.remux?;
+        match remux {
+            Remux::Ffmpeg => Some(Arc::new(remux::FfmpegRemux {
+                ffmpeg: find_program(Path::new(FFMPEG)).unwrap_or_else(|| FFMPEG.into()),
+            })),
+        }
     }
 }
 
@@ -257,8 +293,9 @@ impl TimelineStage {
             Ok(Some(tracks)) => tracks,
             Ok(None) => {
                 return Err(file.error(
-                    "it is not fragmented (its sample tables are in moov, it has no mvex); produce \
-                     fragmented MP4 upstream, e.g. ffmpeg -movflags +frag_keyframe+empty_moov+default_base_moof",
+                    "it is not fragmented (its sample tables are in moov, it has no mvex); set \
+                     `remux: ffmpeg` on the fmp4-timeline stage to convert it, or produce fragmented \
+                     MP4 upstream (ffmpeg -movflags +frag_keyframe+empty_moov+default_base_moof)",
                 ))
             }
             Err(error) => return Err(file.error(format!("moov at offset {}: {}", file.box_start, error.message))),

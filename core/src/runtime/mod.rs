@@ -178,10 +178,17 @@ async fn build(
         .chain(std::iter::once(plan.sink.type_name.as_str()))
         .collect::<Vec<_>>()
         .join(" → ");
+    let preparers = plan
+        .stages
+        .iter()
+        .filter_map(|stage| stage.config.body_preparer(&context))
+        .collect();
+    let chunking = ChunkingStage::new(plan.chunk_size.bytes(), plan.max_in_flight.bytes())
+        .with_preparers(preparers);
     Ok(BuiltPipeline {
         name: plan.name.clone(),
         shape,
-        chunking: ChunkingStage::new(plan.chunk_size.bytes(), plan.max_in_flight.bytes()),
+        chunking,
         fragment_buffer_size: plan.fragment_buffer_size,
         source,
         stages,

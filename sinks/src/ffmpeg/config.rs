@@ -13,7 +13,8 @@ use crate::process::config::{
     default_flush_timeout, default_max_reconnect_attempts, default_max_reconnect_delay,
     default_pipe_buffer, default_reconnect_delay, pipe_capacity, reconnect_policy,
 };
-use crate::process::{resolve_program, ProcessCommand, ProcessSink};
+use crate::process::{ProcessCommand, ProcessSink};
+use streampub_core::program::find_program;
 
 inventory::submit! {
     PluginRegistration::sink::<FfmpegRtmpSinkConfig>(
@@ -174,7 +175,7 @@ impl FfmpegRtmpSinkConfig {
 impl SinkConfig for FfmpegRtmpSinkConfig {
     fn validate(&self, context: &ComponentContext) -> Result<(), ComponentError> {
         self.publish_url(&context.pipeline)?;
-        if resolve_program(&self.ffmpeg).is_none() {
+        if find_program(&self.ffmpeg).is_none() {
             let message = if self.ffmpeg == default_ffmpeg() {
                 "ffmpeg not found on PATH; Debian: apt-get install ffmpeg".to_owned()
             } else {

@@ -10,7 +10,8 @@ use streampub_core::{
     ReconnectPolicy, Redactor, Sink, SinkConfig,
 };
 
-use super::{resolve_program, stderr_as_warning, ProcessCommand, ProcessSink};
+use super::{stderr_as_warning, ProcessCommand, ProcessSink};
+use streampub_core::program::find_program;
 
 inventory::submit! {
     PluginRegistration::sink::<ProcessSinkConfig>(
@@ -111,7 +112,7 @@ impl SinkConfig for ProcessSinkConfig {
                 "must name a program, e.g. [\"cat\"]",
             ));
         };
-        if resolve_program(program.as_ref()).is_none() {
+        if find_program(program.as_ref()).is_none() {
             return Err(ComponentError::field(
                 "command",
                 format!("program `{program}` not found (looked on PATH); install it or give its full path"),

@@ -12,7 +12,6 @@ pub(crate) mod config;
 mod session;
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use streampub_core::{async_trait, Bytes, FragmentInfo, ReconnectPolicy, Sink, SinkError};
@@ -124,22 +123,6 @@ impl Sink for ProcessSink {
     fn reconnect_policy(&self) -> ReconnectPolicy {
         self.policy
     }
-}
-
-/// Finds a program the way a shell would: a path with a `/` as is, else on `PATH`.
-pub(crate) fn resolve_program(program: &Path) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |path: &Path| {
-        path.metadata()
-            .is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
-    };
-    if program.components().count() > 1 {
-        return executable(program).then(|| program.to_path_buf());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|directory| directory.join(program))
-        .find(|candidate| executable(candidate))
 }
 
 /// Stderr of a generic process is diagnostics: log it as warnings.

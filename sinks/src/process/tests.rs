@@ -115,6 +115,4 @@ fn missing_programs_are_config_errors() {
         .unwrap_err();
     assert_eq!(error.field.as_deref(), Some("command"));
     assert!(error.message.contains("not found"), "{}", error.message);
-    assert!(resolve_program(Path::new("sh")).is_some());
-    assert!(resolve_program(Path::new("/bin/sh")).is_some());
 }
