@@ -105,6 +105,15 @@ impl TestDir {
         path
     }
 
+    /// Copies `files` into the directory `relative` (created), keeping their names.
+    pub fn copy_in(&self, relative: &str, files: &[PathBuf]) -> PathBuf {
+        let directory = self.mkdir(relative);
+        for file in files {
+            std::fs::copy(file, directory.join(file.file_name().unwrap())).unwrap();
+        }
+        directory
+    }
+
     pub fn mkdir(&self, relative: &str) -> PathBuf {
         let path = self.join(relative);
         std::fs::create_dir_all(&path).unwrap();

@@ -37,14 +37,6 @@ const SHORT_TS_FRAGMENTS: &[&str] = &[
     "mpegts",
 ];
 
-/// Copies `files` into `dir/in`.
-fn stage_fragments(dir: &TestDir, files: &[PathBuf]) {
-    let input = dir.mkdir("in");
-    for file in files {
-        std::fs::copy(file, input.join(file.file_name().unwrap())).unwrap();
-    }
-}
-
 fn rtmp_pipeline(url: &str, format: &str, extra: &str) -> String {
     format!(
         "state_dir: state
@@ -87,7 +79,7 @@ fn one_seed_size_fragment_is_published_whole() {
     );
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
-    stage_fragments(&dir, &media);
+    dir.copy_in("in", &media);
     let url = format!("{}/seed", server.server_url());
     let config = dir.write("pipeline.yaml", rtmp_pipeline(&url, "mp4", ""));
 
@@ -119,7 +111,7 @@ fn the_sink_retries_until_the_server_comes_up() {
     let media = fragments(SHORT_TS_FRAGMENTS);
     let mut server = RtmpServer::reserve();
     let dir = TestDir::new();
-    stage_fragments(&dir, &media);
+    dir.copy_in("in", &media);
     let url = format!("{}/late", server.server_url());
     let config = dir.write(
         "pipeline.yaml",
@@ -152,7 +144,7 @@ fn a_server_crash_mid_run_loses_no_fragment() {
     let media = fragments(SHORT_TS_FRAGMENTS);
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
-    stage_fragments(&dir, &media);
+    dir.copy_in("in", &media);
     let url = format!("{}/crash", server.server_url());
     // Real-time pace (-re): the five 3 s fragments take 15 s, so the crash lands mid-run.
     let config = dir.write(
@@ -217,7 +209,7 @@ fn a_server_that_never_comes_up_fails_the_run_within_the_backoff_budget() {
     let media = fragments(SHORT_TS_FRAGMENTS);
     let server = RtmpServer::reserve();
     let dir = TestDir::new();
-    stage_fragments(&dir, &media[..1]);
+    dir.copy_in("in", &media[..1]);
     let url = format!("{}/never", server.server_url());
     let config = dir.write(
         "pipeline.yaml",
@@ -304,7 +296,7 @@ fn validate_explains_a_missing_ffmpeg_and_a_bad_url() {
 fn the_process_sink_with_cat_writes_byte_identical_output() {
     let media = fragments(SHORT_TS_FRAGMENTS);
     let dir = TestDir::new();
-    stage_fragments(&dir, &media);
+    dir.copy_in("in", &media);
     let config = dir.write(
         "pipeline.yaml",
         "pipelines:\n  - name: copy\n    source:\n      type: directory\n      path: in\n      follow: false\n      settle: 0s\n    sink:\n      type: process\n      command: [cat]\n      stdout: out.ts\n",
@@ -337,7 +329,7 @@ fn the_stream_key_appears_in_no_log_line() {
     let media = fragments(SHORT_TS_FRAGMENTS);
     let mut server = RtmpServer::reserve();
     let dir = TestDir::new();
-    stage_fragments(&dir, &media[..2]);
+    dir.copy_in("in", &media[..2]);
     let url = format!("{}/${{STREAM_KEY}}", server.server_url());
     let config = dir.write(
         "pipeline.yaml",

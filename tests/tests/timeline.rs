@@ -38,13 +38,6 @@ const THREE_SHORT_FRAGMENTS: &[&str] = &[
 const BROKEN_TIMELINE_WARNINGS: &[&str] =
     &["Non-monotonous DTS", "duplicated MOOV", "discontinuity"];
 
-fn stage(dir: &TestDir, files: &[PathBuf]) {
-    let input = dir.mkdir("in");
-    for file in files {
-        std::fs::copy(file, input.join(file.file_name().unwrap())).unwrap();
-    }
-}
-
 fn pipeline(sink: &str) -> String {
     format!(
         "pipelines:\n  - name: channel-1\n    source:\n      type: directory\n      path: in\n      follow: false\n      settle: 0s\n    sink:\n{sink}"
@@ -108,7 +101,7 @@ fn ten_fragments_become_one_continuous_rtmp_stream() {
     );
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
-    stage(&dir, &media);
+    dir.copy_in("in", &media);
     let config = dir.write(
         "pipeline.yaml",
         pipeline(&format!(
@@ -145,7 +138,7 @@ fn ten_fragments_become_one_playable_archive() {
     let media = fragments(TEN_SEED_FRAGMENTS);
     let (video_packets, _) = input_packets(&media);
     let dir = TestDir::new();
-    stage(&dir, &media);
+    dir.copy_in("in", &media);
     let config = dir.write(
         "pipeline.yaml",
         pipeline("      type: file\n      path: archive.mp4\n").replace(
@@ -173,7 +166,7 @@ fn without_the_timeline_the_seed_design_loses_content() {
     let media = fragments(THREE_SHORT_FRAGMENTS);
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
-    stage(&dir, &media);
+    dir.copy_in("in", &media);
     let config = dir.write(
         "pipeline.yaml",
         pipeline(&format!(
@@ -211,7 +204,7 @@ fn after_ffmpeg_dies_mid_fragment_the_new_session_starts_on_a_keyframe_and_conti
     let media = fragments(THREE_SHORT_FRAGMENTS);
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
-    stage(&dir, &media);
+    dir.copy_in("in", &media);
     // Real-time pace, so that ffmpeg is mid-fragment when it is killed.
     let config = dir.write(
         "pipeline.yaml",
@@ -281,7 +274,7 @@ fn non_fragmented_mp4_is_remuxed_when_asked_and_named_when_not() {
     ]);
     let (video_packets, duration) = input_packets(&media);
     let dir = TestDir::new();
-    stage(&dir, &media);
+    dir.copy_in("in", &media);
     let with_stage = |options: &str| {
         pipeline("      type: file\n      path: archive.mp4\n").replace(
             "    sink:",

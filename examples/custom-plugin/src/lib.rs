@@ -23,7 +23,8 @@ use streampub_core::{
 };
 use tokio::io::AsyncWriteExt;
 
-/// Forces this crate into the binary so `inventory` sees its plugins.
+/// Forces this crate into the binary so `inventory` sees its plugins. The registrations are in
+/// this module, so referring to this function is enough to keep them.
 pub fn link() {}
 
 inventory::submit! {

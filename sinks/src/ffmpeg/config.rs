@@ -64,6 +64,9 @@ pub struct FfmpegRtmpSinkConfig {
     /// the URL always comes last.
     #[serde(default)]
     pub output_args: Option<Vec<String>>,
+    // The options below are the `process` sink's (same defaults, same checks). They are
+    // repeated rather than flattened because serde's `flatten` cannot be combined with
+    // `deny_unknown_fields`.
     /// Restarts allowed after one failure before the pipeline fails; 0 means forever.
     #[serde(default = "default_max_reconnect_attempts")]
     pub max_reconnect_attempts: u32,
