@@ -413,6 +413,13 @@ fn video_only_audio_only_and_other_rates() {
         (vec![VIDEO], vec![vec![3003u32; 30]]), // 29.97 fps
         (
             vec![Track {
+                default_duration: 3600,
+                ..VIDEO
+            }],
+            vec![vec![3600; 25]],
+        ), // 25 fps
+        (
+            vec![Track {
                 timescale: 60_000,
                 default_duration: 1000,
                 ..VIDEO
