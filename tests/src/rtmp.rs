@@ -72,7 +72,7 @@ rtmp {{
             "{RTMP_MODULE} is missing; run scripts/test, which installs libnginx-mod-rtmp"
         );
         let root = self.dir.path();
-        let child = Command::new("nginx")
+        let child = Command::new(nginx_program())
             .arg("-p")
             .arg(root)
             .arg("-c")
@@ -155,6 +155,16 @@ impl Drop for RtmpServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// nginx from `PATH`, or where Debian installs it (`/usr/sbin` is not on every `PATH`).
+fn nginx_program() -> PathBuf {
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|directory| directory.join("nginx"))
+            .find(|candidate| candidate.is_file())
+    });
+    on_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/nginx"))
 }
 
 /// A loopback port that was free a moment ago.
