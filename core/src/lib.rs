@@ -46,7 +46,7 @@ pub use crate::reconnect::ReconnectPolicy;
 pub use crate::redact::Redactor;
 pub use crate::registry::{PluginKind, PluginRegistration, Registry};
 pub use crate::runtime::{PipelineReport, RunReport, Runtime};
-pub use crate::sink::{Sink, SinkConfig, SinkError};
+pub use crate::sink::{SessionReason, Sink, SinkConfig, SinkError};
 pub use crate::source::{Source, SourceConfig, SourceError};
 pub use crate::stage::{Stage, StageConfig, StageError, StageOutput};
 pub use crate::units::{ByteSize, HumanDuration};

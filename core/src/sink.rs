@@ -50,7 +50,13 @@ pub trait Sink: Send {
     }
 
     /// Starts a new session: reconnect, or restart the downstream process.
-    async fn start_session(&mut self) -> Result<(), SinkError> {
+    ///
+    /// After a failure (`SessionReason::Reconnect`) the runtime sends every unconfirmed
+    /// fragment again, so the old session may simply be dropped. When the stream changed
+    /// (`SessionReason::StreamChanged`) nothing is resent: the old session must finish what it
+    /// took, or fail with a retryable error so that the runtime resends its unconfirmed
+    /// fragments.
+    async fn start_session(&mut self, _reason: SessionReason) -> Result<(), SinkError> {
         Ok(())
     }
 
@@ -65,6 +71,15 @@ pub trait Sink: Send {
     }
 
     async fn close(&mut self) -> Result<(), SinkError>;
+}
+
+/// Why the runtime starts a new sink session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionReason {
+    /// The previous session failed.
+    Reconnect,
+    /// A stage found that the stream changed (a new codec configuration).
+    StreamChanged,
 }
 
 /// A sink failure, and whether starting a new session may cure it.

@@ -16,7 +16,7 @@ use super::stats::PipelineStats;
 use super::PipelineError;
 use crate::chunking::{BodyReader, ChunkEvent};
 use crate::fragment::{Fragment, FragmentInfo, FragmentOutcome};
-use crate::sink::{Sink, SinkError};
+use crate::sink::{SessionReason, Sink, SinkError};
 use crate::stage::StageItem;
 use crate::units::HumanDuration;
 
@@ -465,7 +465,7 @@ impl SinkDriver {
                 () = tokio::time::sleep(delay) => {}
                 _ = self.shutdown.cancelled() => return Ok(false),
             }
-            let started = match self.sink.start_session().await {
+            let started = match self.sink.start_session(SessionReason::Reconnect).await {
                 Ok(()) => self.replay_session_start().await,
                 Err(error) => Err(error),
             };
@@ -594,7 +594,9 @@ impl SinkDriver {
                 StageItem::Chunk(chunk) => self.sink.write_chunk(chunk).await?,
                 StageItem::NewSession => {
                     warn!(pipeline = %self.pipeline, "A stage requested a new sink session");
-                    self.sink.start_session().await?;
+                    self.sink
+                        .start_session(SessionReason::StreamChanged)
+                        .await?;
                 }
             }
         }
@@ -666,7 +668,7 @@ mod tests {
             self.ended_in_session += 1;
             Ok(())
         }
-        async fn start_session(&mut self) -> Result<(), SinkError> {
+        async fn start_session(&mut self, _: SessionReason) -> Result<(), SinkError> {
             self.sessions.lock().unwrap().push(Vec::new());
             self.ended_in_session = 0;
             Ok(())

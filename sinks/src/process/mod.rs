@@ -14,7 +14,9 @@ mod session;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use streampub_core::{async_trait, Bytes, FragmentInfo, ReconnectPolicy, Sink, SinkError};
+use streampub_core::{
+    async_trait, Bytes, FragmentInfo, ReconnectPolicy, SessionReason, Sink, SinkError,
+};
 use tracing::{info, Level};
 
 pub use self::config::ProcessSinkConfig;
@@ -73,11 +75,30 @@ impl Sink for ProcessSink {
         Ok(())
     }
 
-    async fn start_session(&mut self) -> Result<(), SinkError> {
+    async fn start_session(&mut self, reason: SessionReason) -> Result<(), SinkError> {
         if let Some(old) = self.session.take() {
-            old.kill().await;
+            match reason {
+                // The runtime resends every unconfirmed fragment: the old process can go.
+                SessionReason::Reconnect => old.kill().await,
+                // Nothing is resent: the old process must finish what it took.
+                SessionReason::StreamChanged => {
+                    let finished = old.finish(self.flush_timeout).await;
+                    if !matches!(&finished, Ok(status) if status.success())
+                        && !self.ended.is_empty()
+                    {
+                        let why = match finished {
+                            Ok(status) => describe_exit(status),
+                            Err(error) => error.message,
+                        };
+                        self.ended.clear();
+                        return Err(SinkError::retryable(format!(
+                            "{} did not finish cleanly before the new session ({why})",
+                            self.command.label
+                        )));
+                    }
+                }
+            }
         }
-        // The runtime sends every unconfirmed fragment again.
         self.ended.clear();
         self.session = Some(ProcessSession::spawn(&self.command)?);
         Ok(())

@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use streampub_core::{ComponentContext, Redactor, SinkConfig};
+use streampub_core::{ComponentContext, Redactor, SessionReason, SinkConfig};
 
 use super::*;
 use crate::process::ProcessSinkConfig;
@@ -89,7 +89,7 @@ async fn a_process_that_stops_reading_is_a_retryable_failure_with_its_last_words
     assert!(!error.message.contains("key-123"), "{}", error.message);
 
     // A new session starts a fresh process.
-    sink.start_session().await.unwrap();
+    sink.start_session(SessionReason::Reconnect).await.unwrap();
     sink.write_chunk(Bytes::from_static(b"0123456789"))
         .await
         .unwrap();
@@ -115,4 +115,46 @@ fn missing_programs_are_config_errors() {
         .unwrap_err();
     assert_eq!(error.field.as_deref(), Some("command"));
     assert!(error.message.contains("not found"), "{}", error.message);
+}
+
+#[tokio::test]
+async fn a_stream_change_lets_the_old_process_finish_what_it_took() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut clean = config(&["cat"], Some("out.bin"))
+        .build(&context(directory.path()))
+        .await
+        .unwrap();
+    clean.begin_fragment(&info("f")).await.unwrap();
+    clean
+        .write_chunk(Bytes::from_static(b"old stream"))
+        .await
+        .unwrap();
+    clean.end_fragment().await.unwrap();
+    clean
+        .start_session(SessionReason::StreamChanged)
+        .await
+        .unwrap();
+    assert_eq!(clean.unconfirmed(), 0, "a clean exit confirms what it took");
+    assert_eq!(
+        std::fs::read(directory.path().join("out.bin")).unwrap(),
+        b"old stream"
+    );
+
+    let mut failing = config(&["sh", "-c", "cat >/dev/null; exit 3"], None)
+        .build(&context(directory.path()))
+        .await
+        .unwrap();
+    failing.begin_fragment(&info("f")).await.unwrap();
+    failing
+        .write_chunk(Bytes::from_static(b"lost?"))
+        .await
+        .unwrap();
+    failing.end_fragment().await.unwrap();
+    let error = failing
+        .start_session(SessionReason::StreamChanged)
+        .await
+        .unwrap_err();
+    assert!(error.retryable, "so the runtime resends: {}", error.message);
+    assert!(error.message.contains("exit status 3"), "{}", error.message);
+    clean.close().await.unwrap();
 }
