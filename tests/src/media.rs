@@ -117,6 +117,14 @@ impl Packets {
     }
 }
 
+/// The summed durations of media files (recordings of one stream, or its input fragments).
+pub fn total_duration(paths: &[PathBuf]) -> f64 {
+    paths
+        .iter()
+        .map(|path| probe_packets(path).duration())
+        .sum()
+}
+
 /// Reads every packet of `path` with ffprobe.
 pub fn probe_packets(path: &std::path::Path) -> Packets {
     let output = Command::new("ffprobe")

@@ -1,9 +1,9 @@
 //! The `ffmpeg-rtmp` and `process` sinks against a real nginx-rtmp server and a real ffmpeg.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use streampub_tests::media::{fragments, probe_packets};
+use streampub_tests::media::{fragments, probe_packets, total_duration};
 use streampub_tests::rtmp::RtmpServer;
 use streampub_tests::{run_to_end, streampub_binary, Running, TestDir};
 
@@ -53,20 +53,6 @@ pipelines:
       input_format: {format}
 {extra}"
     )
-}
-
-fn total_duration(recordings: &[PathBuf]) -> f64 {
-    recordings
-        .iter()
-        .map(|path| probe_packets(path).duration())
-        .sum()
-}
-
-fn input_duration(files: &[PathBuf]) -> f64 {
-    files
-        .iter()
-        .map(|path| probe_packets(path).duration())
-        .sum()
 }
 
 #[test]
@@ -132,7 +118,7 @@ fn the_sink_retries_until_the_server_comes_up() {
     server.stop();
 
     let recorded = total_duration(&server.recordings());
-    let expected = input_duration(&media);
+    let expected = total_duration(&media);
     assert!(
         (recorded - expected).abs() < 0.5,
         "recorded {recorded:.2} s of {expected:.2} s"
@@ -185,18 +171,18 @@ fn a_server_crash_mid_run_loses_no_fragment() {
     );
     let recorded_before = probe_packets(&recordings[0]).duration();
     assert!(
-        recorded_before > 1.0 && recorded_before < input_duration(&media) - 1.0,
+        recorded_before > 1.0 && recorded_before < total_duration(&media) - 1.0,
         "the crash must land mid-run, but {recorded_before:.2} s were recorded before it"
     );
     let mut interrupted = 0;
     let mut start = 0.0;
     while interrupted + 1 < media.len()
-        && start + input_duration(&media[interrupted..=interrupted]) <= recorded_before
+        && start + total_duration(&media[interrupted..=interrupted]) <= recorded_before
     {
-        start += input_duration(&media[interrupted..=interrupted]);
+        start += total_duration(&media[interrupted..=interrupted]);
         interrupted += 1;
     }
-    let expected_after = input_duration(&media[interrupted..]);
+    let expected_after = total_duration(&media[interrupted..]);
     let recorded_after = total_duration(&recordings[1..]);
     assert!(
         recorded_after >= expected_after - 0.3,

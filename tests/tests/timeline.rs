@@ -44,13 +44,11 @@ fn pipeline(sink: &str) -> String {
     )
 }
 
+/// The video packets and the duration of the input, probing each file once.
 fn input_packets(files: &[PathBuf]) -> (usize, f64) {
-    files
-        .iter()
-        .map(|file| probe_packets(file))
-        .fold((0, 0.0), |(count, duration), packets| {
-            (count + packets.video.count(), duration + packets.duration())
-        })
+    let probed: Vec<Packets> = files.iter().map(|file| probe_packets(file)).collect();
+    let video = probed.iter().map(|packets| packets.video.count()).sum();
+    (video, probed.iter().map(Packets::duration).sum())
 }
 
 /// Asserts a recording or archive is the whole input as one continuous stream.

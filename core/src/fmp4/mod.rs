@@ -177,6 +177,7 @@ enum Parse {
     /// Buffering a whole `ftyp`, `moov` or `moof` (header included).
     Collect {
         kind: FourCc,
+        header_len: usize,
         data: Vec<u8>,
         size: usize,
     },
@@ -268,11 +269,9 @@ impl TimelineStage {
         &mut self,
         kind: FourCc,
         data: Vec<u8>,
+        header_len: usize,
         output: &mut StageOutput,
     ) -> Result<(), StageError> {
-        let header_len = BoxHeader::parse(&data)
-            .map(|header| header.header_len)
-            .unwrap_or(8);
         match kind {
             FourCc::FTYP => self.file().ftyp = Some(data),
             FourCc::MOOV => self.handle_moov(&data, header_len, output)?,
@@ -416,6 +415,7 @@ impl TimelineStage {
                 data.reserve(size - data.len());
                 Parse::Collect {
                     kind: header.kind,
+                    header_len: header.header_len,
                     data,
                     size,
                 }
@@ -525,7 +525,9 @@ impl Stage for TimelineStage {
                 "it ends inside a box header at offset {}",
                 file.box_start
             )),
-            Parse::Collect { kind, data, size } => Some(format!(
+            Parse::Collect {
+                kind, data, size, ..
+            } => Some(format!(
                 "it ends inside box {kind} at offset {}, after {} of its {size} bytes",
                 file.box_start,
                 data.len()
@@ -552,15 +554,12 @@ impl Stage for TimelineStage {
             }
             Parse::Pass { remaining: None } | Parse::Skip { .. } => None,
         };
-        let problem = problem.or_else(|| {
-            file.moof_awaits_mdat
-                .then(|| format!("the moof before offset {} has no mdat", file.position))
-        });
-        if file.emitted.is_empty() && problem.is_none() && !has_init {
-            let error = file.error("it has no moov");
-            self.advance_offset();
-            return Err(error);
-        }
+        let problem = problem
+            .or_else(|| {
+                file.moof_awaits_mdat
+                    .then(|| format!("the moof before offset {} has no mdat", file.position))
+            })
+            .or_else(|| (!has_init).then(|| "it has no moov".to_owned()));
         let error = problem.map(|problem| file.error(problem));
         self.advance_offset();
         match error {
@@ -613,8 +612,14 @@ impl TimelineStage {
         }
         let parse = std::mem::replace(&mut file.parse, Parse::Header(Vec::new()));
         self.end_box();
-        if let Parse::Collect { kind, data, .. } = parse {
-            self.handle_box(kind, data, output)?;
+        if let Parse::Collect {
+            kind,
+            header_len,
+            data,
+            ..
+        } = parse
+        {
+            self.handle_box(kind, data, header_len, output)?;
         }
         Ok(())
     }

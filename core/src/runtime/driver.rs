@@ -240,6 +240,10 @@ impl SinkDriver {
 
     /// Acknowledges, oldest first, the fragments the sink now confirms.
     fn acknowledge_confirmed(&mut self) {
+        // Called after every chunk: ask the sink only when something waits for it.
+        if self.unconfirmed.is_empty() {
+            return;
+        }
         let unconfirmed = self.sink.unconfirmed();
         while self.unconfirmed.len() > unconfirmed {
             let fragment = self.unconfirmed.pop_front().expect("longer than zero");

@@ -108,7 +108,8 @@ impl Sink for ProcessSink {
         let Some(session) = &self.session else {
             return self.ended.len();
         };
-        if !session.output_started() {
+        // Checking the pipe is a system call: only when a fragment waits for confirmation.
+        if self.ended.is_empty() || !session.output_started() {
             return self.ended.len();
         }
         let consumed = session.consumed();

@@ -149,7 +149,8 @@ impl Source for DirectorySource {
                             break;
                         }
                         Err(mpsc::error::TrySendError::Closed(())) => {
-                            return self.drain(deliveries, &mut state).await
+                            self.drain(deliveries, &mut state).await;
+                            return Ok(());
                         }
                     },
                 }
@@ -176,7 +177,8 @@ impl Source for DirectorySource {
             }
         }
         drop(output);
-        self.drain(deliveries, &mut state).await
+        self.drain(deliveries, &mut state).await;
+        Ok(())
     }
 }
 
@@ -303,18 +305,13 @@ impl DirectorySource {
     }
 
     /// Awaits every outstanding acknowledgement so the state saved is final.
-    async fn drain<F>(
-        &self,
-        mut deliveries: FuturesOrdered<F>,
-        state: &mut RunState,
-    ) -> Result<(), SourceError>
+    async fn drain<F>(&self, mut deliveries: FuturesOrdered<F>, state: &mut RunState)
     where
         F: std::future::Future<Output = (String, FragmentOutcome)>,
     {
         while let Some((name, outcome)) = deliveries.next().await {
             self.settle_outcome(state, name, outcome).await;
         }
-        Ok(())
     }
 
     /// Starts inotify on the directory. Without it the periodic rescan still finds new files.
