@@ -51,6 +51,7 @@ impl Chunk {
 pub struct ChunkingStage {
     chunk_size: usize,
     budget: Arc<Semaphore>,
+    max_in_flight: usize,
     /// Run on each fragment before its body is opened.
     preparers: Vec<Arc<dyn BodyPreparer>>,
 }
@@ -67,6 +68,7 @@ impl ChunkingStage {
         Self {
             chunk_size,
             budget: Arc::new(Semaphore::new(max_in_flight)),
+            max_in_flight,
             preparers: Vec::new(),
         }
     }
@@ -75,6 +77,11 @@ impl ChunkingStage {
     pub fn with_preparers(mut self, preparers: Vec<Arc<dyn BodyPreparer>>) -> Self {
         self.preparers = preparers;
         self
+    }
+
+    /// The byte budget and its size, for reporting how much of it is in use.
+    pub fn budget(&self) -> (Arc<Semaphore>, usize) {
+        (Arc::clone(&self.budget), self.max_in_flight)
     }
 
     /// The size of the pieces fragments are read in.

@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::channel::ChannelHub;
+use crate::config::DEFAULT_FRAGMENT_BUFFER_SIZE;
+use crate::http::HttpListeners;
 
 /// The environment of one plugin instance: its pipeline, where relative paths start and where
 /// state may be kept.
@@ -16,6 +18,10 @@ pub struct ComponentContext {
     pub state_dir: Option<PathBuf>,
     /// Named in-process channels that embedding programs push fragments into.
     pub channels: ChannelHub,
+    /// The process's HTTP listeners, shared by address.
+    pub http: HttpListeners,
+    /// The pipeline's `fragment_buffer_size`: fragments queued between source and sink.
+    pub fragment_buffer_size: usize,
 }
 
 impl ComponentContext {
@@ -27,6 +33,8 @@ impl ComponentContext {
             base_dir: base_dir.to_path_buf(),
             state_dir: None,
             channels: ChannelHub::default(),
+            http: HttpListeners::default(),
+            fragment_buffer_size: DEFAULT_FRAGMENT_BUFFER_SIZE,
         }
     }
 

@@ -13,6 +13,8 @@ pub mod component;
 pub mod config;
 pub mod fmp4;
 pub mod fragment;
+pub mod http;
+pub mod metrics;
 pub mod program;
 pub mod reconnect;
 pub mod redact;
@@ -45,7 +47,7 @@ pub use crate::fragment::{
 pub use crate::reconnect::ReconnectPolicy;
 pub use crate::redact::Redactor;
 pub use crate::registry::{PluginKind, PluginRegistration, Registry};
-pub use crate::runtime::{PipelineReport, RunReport, Runtime};
+pub use crate::runtime::{PipelineReport, PipelineState, PipelineStats, RunReport, Runtime};
 pub use crate::sink::{SessionReason, Sink, SinkConfig, SinkError};
 pub use crate::source::{Source, SourceConfig, SourceError};
 pub use crate::stage::{Stage, StageConfig, StageError, StageOutput};

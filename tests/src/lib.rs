@@ -2,6 +2,7 @@
 //! JSON logs, and watches their memory. Every process a test starts is killed when its handle is
 //! dropped, so a failing test leaves nothing behind.
 
+pub mod http;
 pub mod media;
 pub mod rtmp;
 

@@ -206,6 +206,7 @@ fn plugins_lists_every_builtin_with_its_options() {
         ("stage", "fmp4-timeline"),
         ("source", "directory"),
         ("source", "channel"),
+        ("source", "http"),
         ("sink", "file"),
         ("sink", "null"),
     ] {

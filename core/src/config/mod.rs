@@ -14,6 +14,7 @@ mod error;
 pub mod node;
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::de::IgnoredAny;
@@ -23,6 +24,7 @@ pub use self::error::{ConfigError, ConfigErrorDetails};
 use self::node::{ConfigNode, NodeValue, SourceLocation};
 use crate::channel::ChannelHub;
 use crate::component::{ComponentContext, ComponentError};
+use crate::http::HttpListeners;
 use crate::registry::{ParseFn, PluginFactory, PluginKind, Registry};
 use crate::sink::SinkConfig;
 use crate::source::SourceConfig;
@@ -46,8 +48,18 @@ struct FileOptions {
     state_dir: Option<PathBuf>,
     #[serde(default = "default_shutdown_timeout")]
     shutdown_timeout: HumanDuration,
+    #[serde(default)]
+    metrics: Option<MetricsOptions>,
     #[serde(rename = "pipelines")]
     _pipelines: IgnoredAny,
+}
+
+/// Top-level `metrics`: where `streampub run` serves `/metrics` and `/healthz`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsOptions {
+    /// `host:port` to listen on, e.g. `127.0.0.1:9090`.
+    pub listen: SocketAddr,
 }
 
 fn default_shutdown_timeout() -> HumanDuration {
@@ -94,6 +106,7 @@ pub struct LoadedConfig {
     pub base_dir: PathBuf,
     pub state_dir: Option<PathBuf>,
     pub shutdown_timeout: HumanDuration,
+    pub metrics: Option<MetricsOptions>,
     pub pipelines: Vec<PipelinePlan>,
 }
 
@@ -196,24 +209,33 @@ impl LoadedConfig {
             base_dir: base_dir.to_path_buf(),
             state_dir: file.state_dir.map(|dir| base_dir.join(dir)),
             shutdown_timeout: file.shutdown_timeout,
+            metrics: file.metrics,
             pipelines,
         })
     }
 
     /// The context a pipeline's components are validated and built with.
-    pub fn context(&self, pipeline: &PipelinePlan, channels: &ChannelHub) -> ComponentContext {
+    pub fn context(
+        &self,
+        pipeline: &PipelinePlan,
+        channels: &ChannelHub,
+        http: &HttpListeners,
+    ) -> ComponentContext {
         ComponentContext {
             pipeline: pipeline.name.clone(),
             base_dir: self.base_dir.clone(),
             state_dir: self.state_dir.clone(),
             channels: channels.clone(),
+            http: http.clone(),
+            fragment_buffer_size: pipeline.fragment_buffer_size,
         }
     }
 
     /// Asks every plugin to check its config and environment, without side effects.
     pub fn validate(&self, channels: &ChannelHub) -> Result<(), ConfigError> {
         for pipeline in &self.pipelines {
-            let context = self.context(pipeline, channels);
+            // Validation binds nothing: these listeners are never asked to listen.
+            let context = self.context(pipeline, channels, &HttpListeners::default());
             let source = &pipeline.source;
             self.check(pipeline, source, source.config.validate(&context))?;
             for stage in &pipeline.stages {

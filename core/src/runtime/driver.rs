@@ -280,7 +280,7 @@ impl SinkDriver {
                 transfer_time.as_millis(),
             );
         } else {
-            let total = self.stats.record_published(bytes);
+            let total = self.stats.record_published(bytes, transfer_time);
             info!(
                 pipeline = %self.pipeline,
                 fragment = %info.name,
@@ -717,7 +717,7 @@ mod tests {
             deliveries.push(delivery);
         }
         drop(fragment_tx);
-        let stats = Arc::new(PipelineStats::default());
+        let stats = Arc::new(PipelineStats::new("test"));
         let driver = SinkDriver {
             pipeline: "test".into(),
             sink: Box::new(sink),

@@ -18,10 +18,12 @@ use tracing::{error, info};
 
 use self::driver::SinkDriver;
 use self::stages::StageChain;
-pub use self::stats::{PipelineReport, PipelineStats};
+pub use self::stats::{PipelineReport, PipelineState, PipelineStats};
 use crate::channel::{ChannelHub, FragmentSender};
 use crate::chunking::ChunkingStage;
 use crate::config::{ConfigError, LoadedConfig, PipelinePlan};
+use crate::http::HttpListeners;
+use crate::metrics::StatusBoard;
 use crate::sink::{Sink, SinkError};
 use crate::source::{Source, SourceError};
 use crate::stage::Stage;
@@ -48,6 +50,7 @@ pub enum PipelineError {
 pub struct Runtime {
     channels: ChannelHub,
     shutdown: CancellationToken,
+    board: StatusBoard,
     pipelines: Vec<(Arc<PipelineStats>, JoinHandle<PipelineReport>)>,
 }
 
@@ -78,20 +81,30 @@ struct BuiltPipeline {
 }
 
 impl Runtime {
-    /// Validates and builds every pipeline, then starts them all. Nothing starts if any
-    /// component fails to validate or build.
+    /// Validates and builds every pipeline, then starts them all, and the metrics listener if
+    /// the config has one. Nothing starts if any component fails to validate or build.
     pub async fn start(config: &LoadedConfig) -> Result<Self, ConfigError> {
         let channels = ChannelHub::default();
         config.validate(&channels)?;
+        let shutdown = CancellationToken::new();
+        let board = StatusBoard::default();
+        let http = HttpListeners::new(board.clone(), shutdown.clone());
         let mut built = Vec::with_capacity(config.pipelines.len());
         for plan in &config.pipelines {
-            built.push(build(config, plan, &channels).await?);
+            built.push(build(config, plan, &channels, &http).await?);
         }
-        let shutdown = CancellationToken::new();
+        if let Some(metrics) = &config.metrics {
+            http.listen(metrics.listen).map_err(|error| {
+                ConfigError::new(
+                    &config.path,
+                    format!("metrics: cannot listen on {}: {error}", metrics.listen),
+                )
+            })?;
+        }
         let pipelines = built
             .into_iter()
             .map(|pipeline| {
-                let stats = Arc::new(PipelineStats::default());
+                let stats = board.add(&pipeline.name);
                 let task = tokio::spawn(run_pipeline(
                     pipeline,
                     Arc::clone(&stats),
@@ -104,6 +117,7 @@ impl Runtime {
         Ok(Self {
             channels,
             shutdown,
+            board,
             pipelines,
         })
     }
@@ -124,6 +138,11 @@ impl Runtime {
         self.pipelines.iter().map(|(stats, _)| stats.as_ref())
     }
 
+    /// Every pipeline's stats and health, as `/metrics` and `/healthz` report them.
+    pub fn status(&self) -> &StatusBoard {
+        &self.board
+    }
+
     /// Requests a graceful stop: sources stop, the fragment in flight finishes (bounded by
     /// `shutdown_timeout`), sinks close and sources save their state.
     pub fn shutdown(&self) {
@@ -141,11 +160,9 @@ impl Runtime {
         let mut reports = Vec::with_capacity(self.pipelines.len());
         for (stats, task) in self.pipelines {
             let report = task.await.unwrap_or_else(|panic| {
-                PipelineReport::new(
-                    "?",
-                    &stats,
-                    Some(format!("pipeline task panicked: {panic}")),
-                )
+                let error = format!("pipeline task panicked: {panic}");
+                stats.set_state(PipelineState::Failed(error.clone()));
+                PipelineReport::new(&stats, Some(error))
             });
             reports.push(report);
         }
@@ -157,8 +174,9 @@ async fn build(
     config: &LoadedConfig,
     plan: &PipelinePlan,
     channels: &ChannelHub,
+    http: &HttpListeners,
 ) -> Result<BuiltPipeline, ConfigError> {
-    let context = config.context(plan, channels);
+    let context = config.context(plan, channels, http);
     let source = config.check(plan, &plan.source, plan.source.config.build(&context).await)?;
     let mut stages = Vec::with_capacity(plan.stages.len());
     let mut stage_names: Vec<&str> = Vec::with_capacity(plan.stages.len());
@@ -208,6 +226,8 @@ async fn run_pipeline(
     let (fragment_tx, fragment_rx) = mpsc::channel(pipeline.fragment_buffer_size);
     let (event_tx, event_rx) = mpsc::channel(CHUNK_EVENT_QUEUE);
     let chunk_size = pipeline.chunking.chunk_size();
+    let (budget, budget_size) = pipeline.chunking.budget();
+    stats.attach_queues(&fragment_tx, budget, budget_size);
     let source_task = tokio::spawn(pipeline.source.run(fragment_tx, stop_source.clone()));
     let chunking_task = tokio::spawn(pipeline.chunking.run(fragment_rx, event_tx));
     let driver = SinkDriver {
@@ -232,7 +252,11 @@ async fn run_pipeline(
         ))),
     };
     let error = delivered.and(sourced).err().map(|error| error.to_string());
-    let report = PipelineReport::new(&pipeline.name, &stats, error);
+    stats.set_state(match &error {
+        None => PipelineState::Finished,
+        Some(message) => PipelineState::Failed(message.clone()),
+    });
+    let report = PipelineReport::new(&stats, error);
     match &report.error {
         None => info!(
             pipeline = %report.name,

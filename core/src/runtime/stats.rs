@@ -1,34 +1,91 @@
 //! Counters a pipeline keeps while it runs, and the report it leaves.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::fragment::Fragment;
+
+/// Upper bounds of the publish latency histogram, in seconds: 5 ms doubling up to about 82 s.
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.005, 2.0, 15)
+}
+
+/// Where a pipeline is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipelineState {
+    /// Built and running (also while its sink reconnects).
+    Running,
+    /// Its input ended and everything was delivered.
+    Finished,
+    /// It stopped on an error; the message says why.
+    Failed(String),
+}
+
+impl PipelineState {
+    /// `running`, `finished` or `failed`, as health reports show it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+/// The queues of a running pipeline, looked at when metrics are read.
+#[derive(Debug)]
+struct PipelineQueues {
+    fragments: mpsc::WeakSender<Fragment>,
+    budget: Arc<Semaphore>,
+    budget_size: usize,
+}
 
 /// Live counters of one pipeline, updated by its sink driver.
 #[derive(Debug)]
 pub struct PipelineStats {
+    name: String,
     started: Instant,
     fragments_published: AtomicU64,
     bytes_published: AtomicU64,
     fragments_failed: AtomicU64,
     sink_reconnects: AtomicU64,
+    /// Unix time of the last publish in milliseconds; 0 before the first.
+    last_publish_unix_ms: AtomicU64,
+    publish_latency: Histogram,
+    state: Mutex<PipelineState>,
+    queues: OnceLock<PipelineQueues>,
 }
 
-impl Default for PipelineStats {
-    fn default() -> Self {
+impl PipelineStats {
+    pub fn new(name: &str) -> Self {
         Self {
+            name: name.to_owned(),
             started: Instant::now(),
             fragments_published: AtomicU64::new(0),
             bytes_published: AtomicU64::new(0),
             fragments_failed: AtomicU64::new(0),
             sink_reconnects: AtomicU64::new(0),
+            last_publish_unix_ms: AtomicU64::new(0),
+            publish_latency: Histogram::new(latency_buckets()),
+            state: Mutex::new(PipelineState::Running),
+            queues: OnceLock::new(),
         }
     }
-}
 
-impl PipelineStats {
-    /// Records a delivered fragment and returns how many were delivered so far.
-    pub(crate) fn record_published(&self, bytes: u64) -> u64 {
+    /// Records a delivered fragment and how long its transfer took; returns how many were
+    /// delivered so far.
+    pub(crate) fn record_published(&self, bytes: u64, latency: Duration) -> u64 {
         self.bytes_published.fetch_add(bytes, Ordering::Relaxed);
+        self.publish_latency.observe(latency.as_secs_f64());
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.last_publish_unix_ms
+            .store(now.as_millis() as u64, Ordering::Relaxed);
         self.fragments_published.fetch_add(1, Ordering::Relaxed) + 1
     }
 
@@ -38,6 +95,39 @@ impl PipelineStats {
 
     pub(crate) fn record_reconnect(&self) {
         self.sink_reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_state(&self, state: PipelineState) {
+        *self
+            .state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = state;
+    }
+
+    /// Lets metrics look at the pipeline's fragment queue and chunk budget.
+    pub(crate) fn attach_queues(
+        &self,
+        fragments: &mpsc::Sender<Fragment>,
+        budget: Arc<Semaphore>,
+        budget_size: usize,
+    ) {
+        let _ = self.queues.set(PipelineQueues {
+            fragments: fragments.downgrade(),
+            budget,
+            budget_size,
+        });
+    }
+
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn state(&self) -> PipelineState {
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
     }
 
     /// New sink sessions started after failures.
@@ -55,6 +145,40 @@ impl PipelineStats {
 
     pub fn fragments_failed(&self) -> u64 {
         self.fragments_failed.load(Ordering::Relaxed)
+    }
+
+    /// Unix time of the last publish in seconds, if there was one.
+    pub fn last_publish_unix_seconds(&self) -> Option<f64> {
+        match self.last_publish_unix_ms.load(Ordering::Relaxed) {
+            0 => None,
+            millis => Some(millis as f64 / 1000.0),
+        }
+    }
+
+    /// Time from the first chunk handed to the sink to the sink accepting the last, per
+    /// fragment.
+    pub fn publish_latency(&self) -> &Histogram {
+        &self.publish_latency
+    }
+
+    /// Bytes read from fragments and not yet taken by the sink (the chunk budget in use).
+    pub fn bytes_in_flight(&self) -> u64 {
+        self.queues.get().map_or(0, |queues| {
+            queues
+                .budget_size
+                .saturating_sub(queues.budget.available_permits()) as u64
+        })
+    }
+
+    /// Fragments the source has queued that the chunking stage has not yet opened.
+    pub fn fragments_queued(&self) -> u64 {
+        let sender = self
+            .queues
+            .get()
+            .and_then(|queues| queues.fragments.upgrade());
+        sender.map_or(0, |sender| {
+            (sender.max_capacity() - sender.capacity()) as u64
+        })
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -76,9 +200,9 @@ pub struct PipelineReport {
 }
 
 impl PipelineReport {
-    pub(crate) fn new(name: &str, stats: &PipelineStats, error: Option<String>) -> Self {
+    pub(crate) fn new(stats: &PipelineStats, error: Option<String>) -> Self {
         Self {
-            name: name.to_owned(),
+            name: stats.name().to_owned(),
             fragments_published: stats.fragments_published(),
             fragments_failed: stats.fragments_failed(),
             bytes_published: stats.bytes_published(),

@@ -1,0 +1,341 @@
+//! The upload API of one pipeline: `PUT` and `GET /v1/pipelines/{pipeline}/fragments/{name}`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+use streampub_core::async_trait;
+use streampub_core::http::{
+    error_response, header, json_response, method_not_allowed, percent_decode, HttpRequest,
+    HttpResponse, Method, PipelineRoutes, StatusCode,
+};
+use tokio::io::AsyncWriteExt;
+use tracing::{info, warn};
+
+use super::spool::{Admission, Record, Spool, UploadSlot, UPLOAD_PREFIX};
+
+/// Names longer than this many bytes are refused (the common file name limit).
+const MAX_NAME_BYTES: usize = 255;
+/// How long the rest of a body refused mid-upload is read and dropped.
+const DISCARD_TIME: Duration = Duration::from_secs(10);
+/// What `503` answers tell clients to wait before retrying, in seconds.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+/// Serves one pipeline's uploads.
+pub(super) struct UploadApi {
+    pub(super) pipeline: String,
+    pub(super) spool: Arc<Spool>,
+    pub(super) token: Option<String>,
+    pub(super) max_fragment_size: u64,
+    pub(super) upload_timeout: Duration,
+}
+
+/// A received body, synced to its temporary file.
+struct Received {
+    file: tempfile::TempPath,
+    bytes: u64,
+    sha256: String,
+}
+
+/// Why a body was not received; what is on disk of it is removed.
+enum ReceiveError {
+    TooLarge,
+    Stalled,
+    /// The client went away or sent a malformed body.
+    Interrupted(String),
+    Storage(std::io::Error),
+}
+
+#[async_trait]
+impl PipelineRoutes for UploadApi {
+    async fn handle(&self, path: &str, request: HttpRequest) -> HttpResponse {
+        if !self.authorized(&request) {
+            let mut response = error_response(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong token; send `Authorization: Bearer <token>`",
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"streampub\""),
+            );
+            return response;
+        }
+        let Some(encoded_name) = path.strip_prefix("fragments/") else {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                format!("nothing at {}", request.uri().path()),
+            );
+        };
+        let name = match fragment_name(encoded_name) {
+            Ok(name) => name,
+            Err(message) => return error_response(StatusCode::BAD_REQUEST, message),
+        };
+        match *request.method() {
+            Method::PUT => self.put(name, request).await,
+            Method::GET => match self.spool.get(&name) {
+                Some(record) => json_response(StatusCode::OK, &self.describe(&record, true)),
+                None => error_response(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "no fragment named `{name}` was uploaded to pipeline {}",
+                        self.pipeline
+                    ),
+                ),
+            },
+            _ => method_not_allowed("GET, PUT"),
+        }
+    }
+}
+
+impl UploadApi {
+    fn authorized(&self, request: &HttpRequest) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "));
+        presented.is_some_and(|presented| constant_time_eq(presented, token.as_bytes()))
+    }
+
+    async fn put(&self, name: String, request: HttpRequest) -> HttpResponse {
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > self.max_fragment_size) {
+            return self.too_large();
+        }
+        let slot = match self.spool.admit(&name) {
+            Admission::Existing(record) => return self.compare(record, request).await,
+            Admission::InProgress => {
+                return error_response(
+                    StatusCode::CONFLICT,
+                    format!("an upload of `{name}` is in progress; retry once it finished"),
+                )
+            }
+            Admission::BacklogFull => {
+                let mut response = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "pipeline {} has too many fragments waiting to be published; retry later",
+                        self.pipeline
+                    ),
+                );
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
+                return response;
+            }
+            Admission::Admitted(slot) => slot,
+        };
+        match self.receive(request).await {
+            Ok(received) => self.commit(&name, slot, received).await,
+            Err(error) => self.refuse(&name, error),
+        }
+    }
+
+    /// An upload of a name that exists: `200` if it is the same bytes, `409` if not.
+    async fn compare(&self, existing: Record, request: HttpRequest) -> HttpResponse {
+        match self.receive(request).await {
+            Ok(received) if received.sha256 == existing.sha256 && received.bytes == existing.bytes => {
+                json_response(StatusCode::OK, &self.describe(&existing, false))
+            }
+            Ok(_) => error_response(
+                StatusCode::CONFLICT,
+                format!(
+                    "a different fragment named `{}` was already uploaded (sequence {}); upload under a new name",
+                    existing.name, existing.sequence
+                ),
+            ),
+            Err(error) => self.refuse(&existing.name, error),
+        }
+    }
+
+    async fn commit(&self, name: &str, slot: UploadSlot, received: Received) -> HttpResponse {
+        let spool = Arc::clone(&self.spool);
+        let committed = tokio::task::spawn_blocking(move || {
+            spool.commit(slot, received.file, received.bytes, received.sha256)
+        })
+        .await
+        .unwrap_or_else(|panic| Err(std::io::Error::other(panic.to_string())));
+        match committed {
+            Ok(record) => {
+                info!(
+                    pipeline = %self.pipeline,
+                    fragment = %record.name,
+                    "Accepted upload {} ({:.2} KB) as fragment {}",
+                    record.name,
+                    record.bytes as f64 / 1024.0,
+                    record.sequence
+                );
+                json_response(StatusCode::CREATED, &self.describe(&record, false))
+            }
+            Err(error) => self.refuse(name, ReceiveError::Storage(error)),
+        }
+    }
+
+    fn refuse(&self, name: &str, error: ReceiveError) -> HttpResponse {
+        let (status, message) = match error {
+            ReceiveError::TooLarge => return self.too_large(),
+            ReceiveError::Stalled => (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "no data for {:?}; the upload was dropped",
+                    self.upload_timeout
+                ),
+            ),
+            ReceiveError::Interrupted(message) => (
+                StatusCode::BAD_REQUEST,
+                format!("the upload was interrupted: {message}"),
+            ),
+            ReceiveError::Storage(error) if is_storage_full(&error) => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!(
+                    "the spool in {} is full: {error}",
+                    self.spool.directory().display()
+                ),
+            ),
+            ReceiveError::Storage(error) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "cannot write to the spool in {}: {error}",
+                    self.spool.directory().display()
+                ),
+            ),
+        };
+        warn!(pipeline = %self.pipeline, "Upload of {name} refused ({}): {message}", status.as_u16());
+        error_response(status, message)
+    }
+
+    fn too_large(&self) -> HttpResponse {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "fragments may be at most {} bytes (max_fragment_size)",
+                self.max_fragment_size
+            ),
+        )
+    }
+
+    /// Streams the body into a new file in the spool, hashing it, within `max_fragment_size`
+    /// and `upload_timeout`; syncs it. Memory stays at one body frame.
+    async fn receive(&self, request: HttpRequest) -> Result<Received, ReceiveError> {
+        let (file, path) = tempfile::Builder::new()
+            .prefix(UPLOAD_PREFIX)
+            .tempfile_in(self.spool.directory())
+            .map_err(ReceiveError::Storage)?
+            .into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let mut body = request.into_body();
+        let mut hasher = Sha256::new();
+        let mut bytes = 0u64;
+        loop {
+            let frame = match tokio::time::timeout(self.upload_timeout, body.frame()).await {
+                Err(_) => return Err(ReceiveError::Stalled),
+                Ok(None) => break,
+                Ok(Some(Err(error))) => return Err(ReceiveError::Interrupted(error.to_string())),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            bytes += data.len() as u64;
+            if bytes > self.max_fragment_size {
+                drop(path);
+                discard_rest(body).await;
+                return Err(ReceiveError::TooLarge);
+            }
+            hasher.update(&data);
+            file.write_all(&data).await.map_err(ReceiveError::Storage)?;
+        }
+        file.flush().await.map_err(ReceiveError::Storage)?;
+        file.sync_all().await.map_err(ReceiveError::Storage)?;
+        Ok(Received {
+            file: path,
+            bytes,
+            sha256: hex(&hasher.finalize()),
+        })
+    }
+
+    /// The JSON answer about a fragment; with its state for `GET`.
+    fn describe(&self, record: &Record, with_state: bool) -> serde_json::Value {
+        let mut answer = serde_json::json!({
+            "pipeline": self.pipeline,
+            "name": record.name,
+            "sequence": record.sequence,
+            "bytes": record.bytes,
+        });
+        if with_state {
+            answer["state"] = serde_json::to_value(record.state).expect("plain enum");
+            answer["sha256"] = record.sha256.as_str().into();
+            if let Some(error) = &record.error {
+                answer["error"] = error.as_str().into();
+            }
+        }
+        answer
+    }
+}
+
+/// Reads and drops what is left of a refused body (for at most [`DISCARD_TIME`]), so the
+/// client, still sending, gets to read the answer instead of a connection reset.
+async fn discard_rest(mut body: hyper::body::Incoming) {
+    let _ = tokio::time::timeout(DISCARD_TIME, async {
+        while let Some(Ok(_)) = body.frame().await {}
+    })
+    .await;
+}
+
+/// Decodes and checks a fragment name from the URL; the error says what is wrong with it.
+pub(super) fn fragment_name(encoded: &str) -> Result<String, String> {
+    let name = percent_decode(encoded)
+        .ok_or_else(|| "the fragment name is not valid percent-encoded UTF-8".to_owned())?;
+    let problem = if name.is_empty() {
+        Some("is empty")
+    } else if name.len() > MAX_NAME_BYTES {
+        Some("is longer than 255 bytes")
+    } else if name.contains('/') || name.contains('\\') {
+        Some("contains a slash or backslash")
+    } else if name.contains("..") {
+        Some("contains `..`")
+    } else if name.starts_with('.') {
+        Some("starts with a dot")
+    } else if name.chars().any(char::is_control) {
+        Some("contains control characters")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(format!(
+            "fragment name {problem}; use a plain file name such as batch-42.mp4"
+        )),
+        None => Ok(name),
+    }
+}
+
+/// Compares without stopping at the first difference, so the time taken does not tell how
+/// much of a guessed token was right.
+pub(super) fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
+    if left.len() != right.len() {
+        return false;
+    }
+    let difference = left
+        .iter()
+        .zip(right)
+        .fold(0u8, |difference, (a, b)| difference | (a ^ b));
+    std::hint::black_box(difference) == 0
+}
+
+fn is_storage_full(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}

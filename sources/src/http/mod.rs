@@ -1,0 +1,125 @@
+//! The `http` source: upstream pipelines upload fragments over HTTP.
+//!
+//! [`api`] receives uploads into the [`spool`] (durably, before answering); this module's
+//! source publishes spooled fragments in sequence order and records, for each, whether its
+//! sink took it. See the README's "HTTP source" section for the API.
+
+mod api;
+mod config;
+mod spool;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use futures::stream::{FuturesOrdered, StreamExt};
+use streampub_core::{
+    async_trait, CancellationToken, Fragment, FragmentBody, FragmentInfo, FragmentOutcome,
+    PluginRegistration, Source, SourceError,
+};
+use tokio::sync::mpsc;
+use tracing::{debug, error, info};
+
+pub use self::config::HttpSourceConfig;
+use self::spool::{Record, Spool};
+
+inventory::submit! {
+    PluginRegistration::source::<HttpSourceConfig>(
+        "http",
+        "Accepts fragments uploaded over HTTP, spools them durably and publishes them in order",
+    )
+}
+
+pub(crate) struct HttpSource {
+    pipeline: String,
+    spool: Arc<Spool>,
+    /// Spooled fragments in sequence order: those left from the last run first, then uploads.
+    queue: mpsc::UnboundedReceiver<Record>,
+}
+
+#[async_trait]
+impl Source for HttpSource {
+    async fn run(
+        mut self: Box<Self>,
+        output: mpsc::Sender<Fragment>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SourceError> {
+        if !self.queue.is_empty() {
+            info!(
+                pipeline = %self.pipeline,
+                "Publishing {} spooled fragments left from the last run",
+                self.queue.len()
+            );
+        }
+        let mut deliveries = FuturesOrdered::new();
+        let mut next: Option<Record> = None;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some((record, outcome)) = deliveries.next(), if !deliveries.is_empty() => {
+                    self.settle(record, outcome).await;
+                }
+                Some(record) = self.queue.recv(), if next.is_none() => next = Some(record),
+                permit = output.reserve(), if next.is_some() => {
+                    let Ok(permit) = permit else { break };
+                    let record = next.take().expect("reserved for it");
+                    let info = FragmentInfo {
+                        sequence: record.sequence,
+                        name: record.name.clone(),
+                        length: Some(record.bytes),
+                    };
+                    let body = FragmentBody::File(self.spool.fragment_path(record.sequence));
+                    let (fragment, delivery) = Fragment::new(info, body);
+                    self.spool.publishing(&record.name);
+                    deliveries.push_back(async move { (record, delivery.await) });
+                    permit.send(fragment);
+                }
+            }
+        }
+        drop(output);
+        while let Some((record, outcome)) = deliveries.next().await {
+            self.settle(record, outcome).await;
+        }
+        Ok(())
+    }
+}
+
+impl HttpSource {
+    async fn settle(&self, record: Record, outcome: FragmentOutcome) {
+        let spool = Arc::clone(&self.spool);
+        let name = record.name.clone();
+        let noted = match outcome {
+            FragmentOutcome::Delivered => {
+                tokio::task::spawn_blocking(move || spool.published(&record)).await
+            }
+            FragmentOutcome::Failed(message) => {
+                error!(
+                    pipeline = %self.pipeline,
+                    "Fragment {name} was not published: {message}; it stays spooled and is tried again on the next start"
+                );
+                tokio::task::spawn_blocking(move || spool.failed(&record, &message)).await
+            }
+            FragmentOutcome::Abandoned => {
+                debug!(pipeline = %self.pipeline, "Fragment {name} abandoned; it is published on the next start");
+                spool.abandoned(&name);
+                return;
+            }
+        };
+        match noted {
+            Ok(Ok(())) => {}
+            Ok(Err(io_error)) => error!(
+                pipeline = %self.pipeline,
+                "Cannot record the outcome of fragment {name} in the spool journal: {io_error}"
+            ),
+            Err(panic) => {
+                error!(pipeline = %self.pipeline, "Recording fragment {name} failed: {panic}")
+            }
+        }
+    }
+}
+
+/// Keeps this module (and its registration) in the binary; see the crate's `link`.
+#[inline(never)]
+pub fn link() {
+    std::hint::black_box(module_path!());
+}
