@@ -8,9 +8,11 @@
 //! }
 //! ```
 
+mod bench;
 mod logging;
 mod plugins;
 mod run;
+mod summary;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +55,9 @@ enum Command {
         /// The pipeline file (YAML).
         pipeline: PathBuf,
     },
+    /// Benchmarks a real pipeline (directory source → chunking stage → null or process sink)
+    /// over synthetic fragments written first (outside the timing), or over --dir.
+    Bench(bench::BenchArgs),
     /// Lists the registered sources, stages and sinks with their options.
     Plugins {
         /// Print JSON instead of text.
@@ -71,6 +76,7 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run { pipeline } => run::run(&pipeline),
         Command::Validate { pipeline } => run::validate(&pipeline),
+        Command::Bench(args) => bench::bench(&args),
         Command::Plugins { json } => plugins::list(json),
     };
     ExitCode::from(code)

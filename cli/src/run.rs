@@ -1,22 +1,30 @@
 //! `streampub run` and `streampub validate`.
 
+use std::future::Future;
 use std::path::Path;
+use std::time::Instant;
 
 use anyhow::Context;
-use streampub_core::{ChannelHub, LoadedConfig, Registry, Runtime};
+use streampub_core::{ChannelHub, LoadedConfig, Registry, RunReport, Runtime};
 use tracing::{info, warn};
 
+use crate::summary::BenchmarkSummary;
 use crate::{EXIT_CONFIG_ERROR, EXIT_RUNTIME_FAILURE, EXIT_SUCCESS};
 
 /// Exit code when a second signal cuts the graceful shutdown short (128 + SIGINT).
 const EXIT_INTERRUPTED: i32 = 130;
 
-/// Loads the file, or prints why not.
-fn load(path: &Path) -> Result<LoadedConfig, u8> {
-    let registry = Registry::from_inventory().map_err(|error| {
+/// The registered plugins, or prints why there are none.
+pub(crate) fn registry() -> Result<Registry, u8> {
+    Registry::from_inventory().map_err(|error| {
         eprintln!("error: {error}");
         EXIT_CONFIG_ERROR
-    })?;
+    })
+}
+
+/// Loads the file, or prints why not.
+fn load(path: &Path) -> Result<LoadedConfig, u8> {
+    let registry = registry()?;
     LoadedConfig::from_file(path, &registry).map_err(|error| {
         eprintln!("error: {error}");
         EXIT_CONFIG_ERROR
@@ -50,6 +58,11 @@ pub(crate) fn run(path: &Path) -> u8 {
         Ok(config) => config,
         Err(code) => return code,
     };
+    block_on(run_pipelines(config))
+}
+
+/// Runs `future` on a new multi-threaded runtime.
+pub(crate) fn block_on(future: impl Future<Output = u8>) -> u8 {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -61,17 +74,49 @@ pub(crate) fn run(path: &Path) -> u8 {
             return EXIT_RUNTIME_FAILURE;
         }
     };
-    runtime.block_on(run_pipelines(config))
+    runtime.block_on(future)
 }
 
+/// Runs every pipeline of `config`; prints the benchmark summary of each with a `null` sink.
 async fn run_pipelines(config: LoadedConfig) -> u8 {
-    let runtime = match Runtime::start(&config).await {
+    let started = Instant::now();
+    let runtime = match start(&config).await {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return EXIT_CONFIG_ERROR;
-        }
+        Err(code) => return code,
     };
+    let report = supervise(runtime, &config).await;
+    let wall_time = started.elapsed();
+    for (plan, pipeline) in config.pipelines.iter().zip(&report.pipelines) {
+        if plan.sink.type_name == "null" {
+            let summary = BenchmarkSummary::new(pipeline, wall_time, 0.0);
+            print!(
+                "{}",
+                summary.to_text(&format!("Pipeline {} (null sink):", pipeline.name))
+            );
+        }
+    }
+    exit_code(&report)
+}
+
+/// Starts the pipelines, or prints why they cannot start.
+pub(crate) async fn start(config: &LoadedConfig) -> Result<Runtime, u8> {
+    Runtime::start(config).await.map_err(|error| {
+        eprintln!("error: {error}");
+        EXIT_CONFIG_ERROR
+    })
+}
+
+pub(crate) fn exit_code(report: &RunReport) -> u8 {
+    if report.succeeded() {
+        EXIT_SUCCESS
+    } else {
+        EXIT_RUNTIME_FAILURE
+    }
+}
+
+/// Waits for the pipelines to end; the first SIGINT/SIGTERM stops them gracefully, a second
+/// one exits at once.
+pub(crate) async fn supervise(runtime: Runtime, config: &LoadedConfig) -> RunReport {
     let shutdown = runtime.shutdown_token();
     let timeout = config.shutdown_timeout;
     tokio::spawn(async move {
@@ -88,12 +133,7 @@ async fn run_pipelines(config: LoadedConfig) -> u8 {
             std::process::exit(EXIT_INTERRUPTED);
         }
     });
-    let report = runtime.wait().await;
-    if report.succeeded() {
-        EXIT_SUCCESS
-    } else {
-        EXIT_RUNTIME_FAILURE
-    }
+    runtime.wait().await
 }
 
 /// Waits for SIGINT or SIGTERM.

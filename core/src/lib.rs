@@ -47,7 +47,9 @@ pub use crate::fragment::{
 pub use crate::reconnect::ReconnectPolicy;
 pub use crate::redact::Redactor;
 pub use crate::registry::{PluginKind, PluginRegistration, Registry};
-pub use crate::runtime::{PipelineReport, PipelineState, PipelineStats, RunReport, Runtime};
+pub use crate::runtime::{
+    LatencySummary, PipelineReport, PipelineState, PipelineStats, RunReport, Runtime,
+};
 pub use crate::sink::{SessionReason, Sink, SinkConfig, SinkError};
 pub use crate::source::{Source, SourceConfig, SourceError};
 pub use crate::stage::{Stage, StageConfig, StageError, StageOutput};

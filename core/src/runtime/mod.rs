@@ -18,7 +18,7 @@ use tracing::{error, info};
 
 use self::driver::SinkDriver;
 use self::stages::StageChain;
-pub use self::stats::{PipelineReport, PipelineState, PipelineStats};
+pub use self::stats::{LatencySummary, PipelineReport, PipelineState, PipelineStats};
 use crate::channel::{ChannelHub, FragmentSender};
 use crate::chunking::ChunkingStage;
 use crate::config::{ConfigError, LoadedConfig, PipelinePlan};

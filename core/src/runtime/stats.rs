@@ -1,5 +1,6 @@
 //! Counters a pipeline keeps while it runs, and the report it leaves.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -13,6 +14,9 @@ use crate::fragment::Fragment;
 fn latency_buckets() -> impl Iterator<Item = f64> {
     exponential_buckets(0.005, 2.0, 15)
 }
+
+/// Per-fragment latencies kept for percentiles: the most recent this many.
+const RECENT_LATENCIES: usize = 10_000;
 
 /// Where a pipeline is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +60,8 @@ pub struct PipelineStats {
     /// Unix time of the last publish in milliseconds; 0 before the first.
     last_publish_unix_ms: AtomicU64,
     publish_latency: Histogram,
+    /// The latest [`RECENT_LATENCIES`] publish latencies, for exact percentiles.
+    recent_latencies: Mutex<VecDeque<Duration>>,
     state: Mutex<PipelineState>,
     queues: OnceLock<PipelineQueues>,
 }
@@ -71,6 +77,7 @@ impl PipelineStats {
             sink_reconnects: AtomicU64::new(0),
             last_publish_unix_ms: AtomicU64::new(0),
             publish_latency: Histogram::new(latency_buckets()),
+            recent_latencies: Mutex::new(VecDeque::new()),
             state: Mutex::new(PipelineState::Running),
             queues: OnceLock::new(),
         }
@@ -81,6 +88,15 @@ impl PipelineStats {
     pub(crate) fn record_published(&self, bytes: u64, latency: Duration) -> u64 {
         self.bytes_published.fetch_add(bytes, Ordering::Relaxed);
         self.publish_latency.observe(latency.as_secs_f64());
+        let mut recent = self
+            .recent_latencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT_LATENCIES {
+            recent.pop_front();
+        }
+        recent.push_back(latency);
+        drop(recent);
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
@@ -161,6 +177,27 @@ impl PipelineStats {
         &self.publish_latency
     }
 
+    /// Percentiles of the publish latency over the most recent fragments (up to 10,000).
+    pub fn latency_summary(&self) -> LatencySummary {
+        let recent = self
+            .recent_latencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut sorted: Vec<Duration> = recent.iter().copied().collect();
+        drop(recent);
+        sorted.sort_unstable();
+        // Nearest rank: the smallest latency at or above the given share of fragments.
+        let rank = |share: f64| {
+            let index = ((share * sorted.len() as f64).ceil() as usize).saturating_sub(1);
+            sorted.get(index).copied().unwrap_or_default()
+        };
+        LatencySummary {
+            p50: rank(0.50),
+            p99: rank(0.99),
+            max: sorted.last().copied().unwrap_or_default(),
+        }
+    }
+
     /// Bytes read from fragments and not yet taken by the sink (the chunk budget in use).
     pub fn bytes_in_flight(&self) -> u64 {
         self.queues.get().map_or(0, |queues| {
@@ -186,6 +223,14 @@ impl PipelineStats {
     }
 }
 
+/// Publish latency percentiles.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencySummary {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
 /// How one pipeline's run ended.
 #[derive(Debug, Clone)]
 pub struct PipelineReport {
@@ -195,6 +240,7 @@ pub struct PipelineReport {
     pub bytes_published: u64,
     pub sink_reconnects: u64,
     pub elapsed: Duration,
+    pub latency: LatencySummary,
     /// Why the pipeline failed, if it did.
     pub error: Option<String>,
 }
@@ -208,6 +254,7 @@ impl PipelineReport {
             bytes_published: stats.bytes_published(),
             sink_reconnects: stats.sink_reconnects(),
             elapsed: stats.elapsed(),
+            latency: stats.latency_summary(),
             error,
         }
     }
@@ -215,5 +262,23 @@ impl PipelineReport {
     /// Mean throughput in MiB/s over the whole run.
     pub fn throughput_mib_s(&self) -> f64 {
         self.bytes_published as f64 / (1024.0 * 1024.0) / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_percentiles_use_the_nearest_rank() {
+        let stats = PipelineStats::new("test");
+        assert_eq!(stats.latency_summary(), LatencySummary::default());
+        for millis in (1..=100).rev() {
+            stats.record_published(1, Duration::from_millis(millis));
+        }
+        let summary = stats.latency_summary();
+        assert_eq!(summary.p50, Duration::from_millis(50));
+        assert_eq!(summary.p99, Duration::from_millis(99));
+        assert_eq!(summary.max, Duration::from_millis(100));
     }
 }

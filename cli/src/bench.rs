@@ -1,0 +1,185 @@
+//! `streampub bench`: a real pipeline (directory source, chunking stage, the chosen sink) over
+//! synthetic or given fragments, and its numbers.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use streampub_core::{ByteSize, LoadedConfig};
+
+use crate::run::{exit_code, registry, start, supervise};
+use crate::summary::{cpu_seconds, BenchmarkSummary};
+use crate::EXIT_CONFIG_ERROR;
+
+/// The pipeline's name in logs.
+const PIPELINE: &str = "bench";
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// How many synthetic fragments to write (ignored with --dir).
+    #[arg(long, default_value_t = 10)]
+    fragments: usize,
+    /// Size of each synthetic fragment, e.g. 8.8MB or 1GiB (ignored with --dir).
+    #[arg(long, default_value = "8.8MB")]
+    fragment_size: ByteSize,
+    /// The pipeline's chunk_size: a size, or `auto`.
+    #[arg(long, default_value = "256KiB")]
+    chunk_size: String,
+    /// The pipeline's max_in_flight.
+    #[arg(long, default_value = "1MiB")]
+    max_in_flight: ByteSize,
+    /// Publish the files of this directory instead of synthetic ones.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// `null`, or `process:CMD` to pipe into `sh -c CMD` (e.g. `process:cat > /dev/null`).
+    #[arg(long, default_value = "null")]
+    sink: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn bench(args: &BenchArgs) -> u8 {
+    let scratch = match tempfile::Builder::new()
+        .prefix("streampub-bench-")
+        .tempdir()
+    {
+        Ok(scratch) => scratch,
+        Err(error) => {
+            eprintln!("error: cannot create a temporary directory: {error}");
+            return crate::EXIT_RUNTIME_FAILURE;
+        }
+    };
+    let directory = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let directory = scratch.path().join("fragments");
+            if let Err(error) =
+                write_fragments(&directory, args.fragments, args.fragment_size.bytes())
+            {
+                eprintln!(
+                    "error: cannot write synthetic fragments in {}: {error}",
+                    directory.display()
+                );
+                return crate::EXIT_RUNTIME_FAILURE;
+            }
+            directory
+        }
+    };
+    let sink = match sink_yaml(&args.sink) {
+        Ok(sink) => sink,
+        Err(message) => {
+            eprintln!("error: --sink {}: {message}", args.sink);
+            return EXIT_CONFIG_ERROR;
+        }
+    };
+    let yaml = format!(
+        "pipelines:\n  - name: {PIPELINE}\n    chunk_size: {}\n    max_in_flight: {}\n    source:\n      type: directory\n      path: {}\n      follow: false\n      settle: 0s\n    sink:\n{sink}",
+        quote(&args.chunk_size),
+        quote(&args.max_in_flight.to_string()),
+        quote(&directory.display().to_string()),
+    );
+    let config = match registry().and_then(|registry| {
+        LoadedConfig::from_yaml(
+            &yaml,
+            Path::new("<bench>"),
+            scratch.path(),
+            &Default::default(),
+            &registry,
+        )
+        .map_err(|error| {
+            eprintln!("error: {error}");
+            EXIT_CONFIG_ERROR
+        })
+    }) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    crate::run::block_on(run_bench(config, args.json))
+}
+
+async fn run_bench(config: LoadedConfig, json: bool) -> u8 {
+    let started = Instant::now();
+    let cpu_at_start = cpu_seconds();
+    let runtime = match start(&config).await {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let progress = (!json && std::io::stderr().is_terminal()).then(|| {
+        let stats = runtime.status().pipelines().remove(0);
+        tokio::spawn(async move {
+            let bar = indicatif::ProgressBar::new_spinner();
+            loop {
+                bar.set_message(format!(
+                    "{} fragments, {:.1} MiB published",
+                    stats.fragments_published(),
+                    stats.bytes_published() as f64 / (1024.0 * 1024.0)
+                ));
+                bar.tick();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    });
+    let report = supervise(runtime, &config).await;
+    let wall_time = started.elapsed();
+    if let Some(progress) = progress {
+        progress.abort();
+    }
+    let pipeline = &report.pipelines[0];
+    let summary = BenchmarkSummary::new(pipeline, wall_time, cpu_at_start);
+    let mut stdout = std::io::stdout().lock();
+    let _ = if json {
+        writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string(&summary).expect("plain data")
+        )
+    } else {
+        write!(stdout, "{}", summary.to_text("Benchmark:"))
+    };
+    exit_code(&report)
+}
+
+/// The sink mapping for `--sink`.
+fn sink_yaml(sink: &str) -> Result<String, String> {
+    match sink.split_once(':') {
+        None if sink == "null" => Ok("      type: null\n".to_owned()),
+        Some(("process", command)) if !command.trim().is_empty() => Ok(format!(
+            "      type: process\n      command: [sh, -c, {}]\n",
+            quote(command)
+        )),
+        _ => Err("expected `null` or `process:CMD`".to_owned()),
+    }
+}
+
+/// A YAML scalar holding exactly `text` (JSON strings are YAML).
+fn quote(text: &str) -> String {
+    serde_json::to_string(text).expect("strings serialize")
+}
+
+/// Writes `count` fragments of `size` pseudo-random bytes (so nothing is sparse or
+/// deduplicated), named in publishing order; they stay in the page cache for the run.
+fn write_fragments(directory: &Path, count: usize, size: u64) -> std::io::Result<()> {
+    std::fs::create_dir_all(directory)?;
+    let mut block = vec![0u8; 1 << 20];
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    for index in 0..count {
+        let file = std::fs::File::create(directory.join(format!("batch-{index:06}.bin")))?;
+        let mut writer = std::io::BufWriter::new(file);
+        let mut left = size;
+        while left > 0 {
+            for byte in block.iter_mut() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *byte = state as u8;
+            }
+            let take = left.min(block.len() as u64) as usize;
+            writer.write_all(&block[..take])?;
+            left -= take as u64;
+        }
+        writer.flush()?;
+    }
+    Ok(())
+}
