@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::chunking::FileRange;
 use crate::component::{ComponentContext, ComponentError};
 use crate::fragment::FragmentInfo;
 use crate::reconnect::ReconnectPolicy;
@@ -42,6 +43,23 @@ pub trait Sink: Send {
     async fn begin_fragment(&mut self, fragment: &FragmentInfo) -> Result<(), SinkError>;
 
     async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), SinkError>;
+
+    /// Whether the sink takes file-backed chunks as [`FileRange`]s, to move them without
+    /// reading them into memory (`splice`). The runtime sends ranges only when no stage sits
+    /// between the chunking stage and the sink.
+    fn accepts_file_ranges(&self) -> bool {
+        false
+    }
+
+    /// Writes a part of a file; called instead of `write_chunk` for file-backed chunks when
+    /// [`Sink::accepts_file_ranges`] is true. By default the range is read and written as bytes.
+    async fn write_file_range(&mut self, range: FileRange) -> Result<(), SinkError> {
+        let bytes = range
+            .read()
+            .await
+            .map_err(|error| SinkError::fatal(format!("reading a fragment failed: {error}")))?;
+        self.write_chunk(bytes).await
+    }
 
     async fn end_fragment(&mut self) -> Result<(), SinkError>;
 

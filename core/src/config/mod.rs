@@ -23,6 +23,7 @@ use serde::Deserialize;
 pub use self::error::{ConfigError, ConfigErrorDetails};
 use self::node::{ConfigNode, NodeValue, SourceLocation};
 use crate::channel::ChannelHub;
+use crate::chunking::{ChunkSize, AUTO_CHUNK_MIN};
 use crate::component::{ComponentContext, ComponentError};
 use crate::http::HttpListeners;
 use crate::registry::{ParseFn, PluginFactory, PluginKind, Registry};
@@ -72,7 +73,7 @@ fn default_shutdown_timeout() -> HumanDuration {
 struct PipelineOptions {
     name: String,
     #[serde(default = "default_chunk_size")]
-    chunk_size: ByteSize,
+    chunk_size: ChunkSize,
     #[serde(default = "default_max_in_flight")]
     max_in_flight: ByteSize,
     #[serde(default = "default_fragment_buffer_size")]
@@ -85,8 +86,8 @@ struct PipelineOptions {
     _sink: IgnoredAny,
 }
 
-fn default_chunk_size() -> ByteSize {
-    DEFAULT_CHUNK_SIZE
+fn default_chunk_size() -> ChunkSize {
+    ChunkSize::Fixed(DEFAULT_CHUNK_SIZE)
 }
 
 fn default_max_in_flight() -> ByteSize {
@@ -114,7 +115,7 @@ pub struct LoadedConfig {
 #[derive(Debug)]
 pub struct PipelinePlan {
     pub name: String,
-    pub chunk_size: ByteSize,
+    pub chunk_size: ChunkSize,
     pub max_in_flight: ByteSize,
     pub fragment_buffer_size: usize,
     pub source: PlannedComponent<dyn SourceConfig>,
@@ -306,15 +307,18 @@ fn plan_pipeline(
              directories, logs and the default stream)",
         ));
     }
-    if options.chunk_size.bytes() == 0 {
-        return Err(range_error("chunk_size", "must be at least 1 byte"));
-    }
-    if options.max_in_flight < options.chunk_size {
+    let smallest_budget = match options.chunk_size {
+        ChunkSize::Fixed(size) if size.bytes() == 0 => {
+            return Err(range_error("chunk_size", "must be at least 1 byte"));
+        }
+        ChunkSize::Fixed(size) => size,
+        ChunkSize::Auto => ByteSize(AUTO_CHUNK_MIN as u64),
+    };
+    if options.max_in_flight < smallest_budget {
         return Err(range_error(
             "max_in_flight",
             &format!(
-                "must be at least chunk_size ({}), or no chunk could ever be in flight",
-                options.chunk_size
+                "must be at least chunk_size ({smallest_budget}), or no chunk could ever be in flight"
             ),
         ));
     }

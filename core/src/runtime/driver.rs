@@ -6,7 +6,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -14,7 +13,7 @@ use tracing::{debug, info, warn};
 use super::stages::{StageCall, StageChain};
 use super::stats::PipelineStats;
 use super::PipelineError;
-use crate::chunking::{BodyReader, ChunkEvent};
+use crate::chunking::{BodyReader, BufferPool, ChunkData, ChunkEvent};
 use crate::fragment::{Fragment, FragmentInfo, FragmentOutcome};
 use crate::sink::{SessionReason, Sink, SinkError};
 use crate::stage::StageItem;
@@ -80,7 +79,7 @@ enum ChunkInput<'a> {
 /// One step of a fragment's input.
 enum InputItem {
     /// A chunk, with its share of the in-flight budget when it came through the chunking stage.
-    Chunk(Bytes, Option<OwnedSemaphorePermit>),
+    Chunk(ChunkData, Option<OwnedSemaphorePermit>),
     End,
     Failed(String),
 }
@@ -91,8 +90,8 @@ impl ChunkInput<'_> {
             Self::Chunker { events, finished } => {
                 let item = match events.recv().await {
                     Some(ChunkEvent::Chunk(chunk)) => {
-                        let (bytes, budget) = chunk.into_parts();
-                        InputItem::Chunk(bytes, Some(budget))
+                        let (data, budget) = chunk.into_parts();
+                        InputItem::Chunk(data, Some(budget))
                     }
                     Some(ChunkEvent::End) => InputItem::End,
                     Some(ChunkEvent::Failed(message)) => InputItem::Failed(message),
@@ -111,7 +110,7 @@ impl ChunkInput<'_> {
                 Ok(item)
             }
             Self::Reread { reader, chunk_size } => Ok(match reader.next_chunk(*chunk_size).await {
-                Ok(Some(bytes)) => InputItem::Chunk(bytes, None),
+                Ok(Some(bytes)) => InputItem::Chunk(ChunkData::Bytes(bytes), None),
                 Ok(None) => InputItem::End,
                 Err(error) => {
                     InputItem::Failed(format!("reading the fragment again failed: {error}"))
@@ -391,7 +390,7 @@ impl SinkDriver {
                     .acknowledge(FragmentOutcome::Failed(error.to_string().into()));
                 return Err(error);
             }
-            let reader = match BodyReader::open(&mut fragment.body).await {
+            let reader = match BodyReader::open(&mut fragment.body, &BufferPool::default()).await {
                 Ok(reader) => reader,
                 Err(error) => {
                     let message = format!(
@@ -518,12 +517,21 @@ impl SinkDriver {
                 InputItem::Chunk(data, budget) => {
                     chunks += 1;
                     bytes += data.len() as u64;
-                    let stage_call = StageCall::Chunk(data);
-                    if let Err(message) = self
-                        .run_stages(stage_call, &mut items, &mut started)
-                        .await?
-                    {
-                        return self.abort(input, message).await;
+                    match data {
+                        ChunkData::Bytes(data) => {
+                            let stage_call = StageCall::Chunk(data);
+                            if let Err(message) = self
+                                .run_stages(stage_call, &mut items, &mut started)
+                                .await?
+                            {
+                                return self.abort(input, message).await;
+                            }
+                        }
+                        // Only sent when there are no stages: straight to the sink.
+                        ChunkData::File(range) => {
+                            started.get_or_insert_with(Instant::now);
+                            self.sink.write_file_range(range).await?;
+                        }
                     }
                     drop(budget);
                     self.acknowledge_confirmed();
@@ -621,9 +629,11 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::chunking::ChunkingStage;
+    use crate::chunking::{ChunkSize, ChunkingStage};
     use crate::fragment::{FragmentBody, FragmentDelivery};
     use crate::reconnect::ReconnectPolicy;
+    use crate::units::ByteSize;
+    use bytes::Bytes;
 
     /// Records the bytes of each session; fails the writes listed in `fail_on` (counted over
     /// the sink's life) with a retryable error.
@@ -703,7 +713,9 @@ mod tests {
     ) {
         let (fragment_tx, fragment_rx) = mpsc::channel(8);
         let (event_tx, event_rx) = mpsc::channel(8);
-        tokio::spawn(ChunkingStage::new(4, 64).run(fragment_rx, event_tx));
+        tokio::spawn(
+            ChunkingStage::new(ChunkSize::Fixed(ByteSize(4)), 64).run(fragment_rx, event_tx),
+        );
         let mut deliveries: Vec<FragmentDelivery> = Vec::new();
         for (index, body) in bodies.into_iter().enumerate() {
             let info = FragmentInfo {

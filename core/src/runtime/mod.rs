@@ -201,7 +201,11 @@ async fn build(
         .iter()
         .filter_map(|stage| stage.config.body_preparer(&context))
         .collect();
-    let chunking = ChunkingStage::new(plan.chunk_size.bytes(), plan.max_in_flight.bytes())
+    // Nothing rewrites the bytes between chunking stage and sink: a splicing sink can take
+    // file ranges instead of bytes.
+    let file_ranges = stages.is_empty() && sink.accepts_file_ranges();
+    let chunking = ChunkingStage::new(plan.chunk_size, plan.max_in_flight.bytes())
+        .with_file_ranges(file_ranges)
         .with_preparers(preparers);
     Ok(BuiltPipeline {
         name: plan.name.clone(),

@@ -11,7 +11,7 @@ use streampub_core::{
 use super::{ffmpeg_args, ffmpeg_line_level, ffmpeg_read_ahead, stream_key};
 use crate::process::config::{
     default_flush_timeout, default_max_reconnect_attempts, default_max_reconnect_delay,
-    default_pipe_buffer, default_reconnect_delay, pipe_capacity, reconnect_policy,
+    default_pipe_buffer, default_reconnect_delay, default_splice, pipe_capacity, reconnect_policy,
 };
 use crate::process::{ProcessCommand, ProcessSink};
 use streampub_core::program::find_program;
@@ -83,6 +83,10 @@ pub struct FfmpegRtmpSinkConfig {
     /// `-re` it takes as long as the media it still holds, which is fine while it progresses).
     #[serde(default = "default_flush_timeout")]
     pub flush_timeout: HumanDuration,
+    /// Move file-backed fragments into the pipe with `splice` (zero-copy) when no stage
+    /// rewrites them; `false` reads and writes them through memory.
+    #[serde(default = "default_splice")]
+    pub splice: bool,
 }
 
 /// Whether the sink joins MP4 fragments into one timeline.
@@ -221,7 +225,7 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             self.reconnect_delay,
             self.max_reconnect_delay,
         )?;
-        let sink = ProcessSink::start(command, policy, self.flush_timeout.get())
+        let sink = ProcessSink::start(command, policy, self.flush_timeout.get(), self.splice)
             .map_err(|error| ComponentError::field("ffmpeg", error.message))?;
         Ok(Box::new(sink))
     }

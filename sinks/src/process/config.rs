@@ -51,6 +51,14 @@ pub struct ProcessSinkConfig {
     /// After its stdin is closed, the process is killed if it goes this long without finishing.
     #[serde(default = "default_flush_timeout")]
     pub flush_timeout: HumanDuration,
+    /// Move file-backed fragments into the pipe with `splice` (zero-copy) when no stage
+    /// rewrites them; `false` reads and writes them through memory.
+    #[serde(default = "default_splice")]
+    pub splice: bool,
+}
+
+pub(crate) fn default_splice() -> bool {
+    true
 }
 
 pub(crate) fn default_max_reconnect_attempts() -> u32 {
@@ -158,7 +166,7 @@ impl SinkConfig for ProcessSinkConfig {
             self.reconnect_delay,
             self.max_reconnect_delay,
         )?;
-        let sink = ProcessSink::start(command, policy, self.flush_timeout.get())
+        let sink = ProcessSink::start(command, policy, self.flush_timeout.get(), self.splice)
             .map_err(|error| ComponentError::field("command", error.message))?;
         Ok(Box::new(sink))
     }

@@ -14,6 +14,7 @@ mod session;
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use streampub_core::chunking::FileRange;
 use streampub_core::{
     async_trait, Bytes, FragmentInfo, ReconnectPolicy, SessionReason, Sink, SinkError,
 };
@@ -32,6 +33,8 @@ pub(crate) struct ProcessSink {
     session: Option<ProcessSession>,
     /// Where each fragment ended in this session's input, for those not yet confirmed.
     ended: VecDeque<u64>,
+    /// Move file-backed fragments with `splice` instead of reading and writing them.
+    splice: bool,
 }
 
 impl ProcessSink {
@@ -40,6 +43,7 @@ impl ProcessSink {
         command: ProcessCommand,
         policy: ReconnectPolicy,
         flush_timeout: Duration,
+        splice: bool,
     ) -> Result<Self, SinkError> {
         let session = ProcessSession::spawn(&command)?;
         Ok(Self {
@@ -48,6 +52,7 @@ impl ProcessSink {
             flush_timeout,
             session: Some(session),
             ended: VecDeque::new(),
+            splice,
         })
     }
 
@@ -67,6 +72,14 @@ impl Sink for ProcessSink {
 
     async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), SinkError> {
         self.session()?.write(&chunk).await
+    }
+
+    fn accepts_file_ranges(&self) -> bool {
+        self.splice
+    }
+
+    async fn write_file_range(&mut self, range: FileRange) -> Result<(), SinkError> {
+        self.session()?.splice(range).await
     }
 
     async fn end_fragment(&mut self) -> Result<(), SinkError> {

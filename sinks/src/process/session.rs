@@ -2,12 +2,13 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use streampub_core::chunking::FileRange;
 use streampub_core::{Redactor, SinkError};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
@@ -206,6 +207,29 @@ impl ProcessSession {
         }
     }
 
+    /// Moves a part of a file into the process's stdin inside the kernel (`splice`), without
+    /// reading it into memory; waits while the pipe is full.
+    pub(crate) async fn splice(&mut self, range: FileRange) -> Result<(), SinkError> {
+        let stdin = self.stdin.as_ref().expect("stdin is open until finish");
+        let spliced = match stdin.as_fd().try_clone_to_owned() {
+            // The duplicate keeps the pipe open for the blocking thread even if this future is
+            // dropped; it is closed when the thread is done.
+            Ok(pipe) => tokio::task::spawn_blocking(move || splice_all(&range, &pipe))
+                .await
+                .unwrap_or_else(|panic| Err(io::Error::other(panic.to_string()))),
+            Err(error) => Err(error),
+        };
+        match spliced {
+            Ok(moved) => {
+                self.written += moved as u64;
+                Ok(())
+            }
+            Err(error) => Err(self
+                .failure(&format!("splicing into its stdin failed ({error})"))
+                .await),
+        }
+    }
+
     /// Bytes the process has read from its stdin in this session.
     pub(crate) fn consumed(&self) -> u64 {
         let stdin = self.stdin.as_ref().expect("stdin is open until finish");
@@ -350,6 +374,62 @@ async fn read_stderr(
 }
 
 /// Bytes written into the pipe and not yet read by the process.
+/// Splices all of `range` into `pipe` (non-blocking, as Tokio set it up), polling while the
+/// pipe is full. Returns the bytes moved.
+fn splice_all(range: &FileRange, pipe: &OwnedFd) -> io::Result<usize> {
+    let mut offset = range.offset as libc::loff_t;
+    let mut left = range.length;
+    while left > 0 {
+        // SAFETY: both descriptors are open for the whole call; `offset` is a valid loff_t the
+        // kernel advances; a null output offset is required for a pipe.
+        let moved = unsafe {
+            libc::splice(
+                range.file.as_raw_fd(),
+                &mut offset,
+                pipe.as_raw_fd(),
+                std::ptr::null_mut(),
+                left,
+                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+            )
+        };
+        match moved {
+            -1 => {
+                let error = io::Error::last_os_error();
+                match error.kind() {
+                    io::ErrorKind::WouldBlock => wait_writable(pipe)?,
+                    io::ErrorKind::Interrupted => {}
+                    _ => return Err(error),
+                }
+            }
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the fragment's file is shorter than when it was opened",
+                ))
+            }
+            moved => left -= moved as usize,
+        }
+    }
+    Ok(range.length)
+}
+
+/// Blocks until the pipe has room (or its reader is gone, which the next splice reports).
+fn wait_writable(pipe: &OwnedFd) -> io::Result<()> {
+    let mut poll = libc::pollfd {
+        fd: pipe.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; -1 waits without a timeout.
+    if unsafe { libc::poll(&mut poll, 1, -1) } == -1 {
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
 fn unread_bytes(fd: std::os::fd::RawFd) -> io::Result<usize> {
     let mut unread: libc::c_int = 0;
     // SAFETY: FIONREAD writes one c_int through the valid pointer; on a pipe it counts the

@@ -19,6 +19,7 @@ fn config(command: &[&str], stdout: Option<&str>) -> ProcessSinkConfig {
         max_reconnect_delay: streampub_core::HumanDuration::from_millis(10),
         pipe_buffer: streampub_core::ByteSize::mib(1),
         flush_timeout: streampub_core::HumanDuration::from_secs(5),
+        splice: true,
     }
 }
 
@@ -53,6 +54,38 @@ async fn cat_receives_every_byte_in_order() {
 }
 
 #[tokio::test]
+async fn spliced_file_ranges_arrive_whole_and_mixed_with_bytes() {
+    let directory = tempfile::tempdir().unwrap();
+    let source = directory.path().join("in.bin");
+    // Larger than the pipe, so the splice has to wait for the reader.
+    let content: Vec<u8> = (0..5_000_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&source, &content).unwrap();
+    let file = std::sync::Arc::new(std::fs::File::open(&source).unwrap());
+    let config = config(&["sh", "-c", "sleep 0.2; exec cat"], Some("out.bin"));
+    let context = context(directory.path());
+    let mut sink = config.build(&context).await.unwrap();
+    assert!(sink.accepts_file_ranges());
+    sink.begin_fragment(&info("f")).await.unwrap();
+    sink.write_chunk(Bytes::from_static(b"head")).await.unwrap();
+    for offset in (0..content.len()).step_by(1_500_000) {
+        let range = streampub_core::chunking::FileRange {
+            file: std::sync::Arc::clone(&file),
+            offset: offset as u64,
+            length: 1_500_000.min(content.len() - offset),
+        };
+        sink.write_file_range(range).await.unwrap();
+    }
+    sink.end_fragment().await.unwrap();
+    sink.close().await.unwrap();
+    let written = std::fs::read(directory.path().join("out.bin")).unwrap();
+    assert_eq!(&written[..4], b"head");
+    assert!(
+        written[4..] == content[..],
+        "spliced output differs from the file"
+    );
+}
+
+#[tokio::test]
 async fn a_process_that_stops_reading_is_a_retryable_failure_with_its_last_words() {
     // Built by hand to give it a secret to redact.
     let script = "head -c 10 >/dev/null; echo 'giving up on key-123' >&2; exit 3";
@@ -68,8 +101,13 @@ async fn a_process_that_stops_reading_is_a_retryable_failure_with_its_last_words
         reports_progress: false,
         read_ahead: 0,
     };
-    let mut sink =
-        ProcessSink::start(command, ReconnectPolicy::NEVER, Duration::from_secs(5)).unwrap();
+    let mut sink = ProcessSink::start(
+        command,
+        ReconnectPolicy::NEVER,
+        Duration::from_secs(5),
+        true,
+    )
+    .unwrap();
     sink.begin_fragment(&info("f")).await.unwrap();
     let mut error = None;
     for _ in 0..100 {
