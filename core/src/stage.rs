@@ -91,7 +91,8 @@ impl StageOutput {
         self.items.push(StageItem::NewSession);
     }
 
-    pub(crate) fn drain(&mut self) -> std::vec::Drain<'_, StageItem> {
+    /// Takes what the stage produced so far, in order.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, StageItem> {
         self.items.drain(..)
     }
 }
