@@ -294,45 +294,166 @@ impl ChunkingStage {
                     continue;
                 }
             };
-            let failure_context = (fragment.info.name.clone(), fragment.body.describe());
+            let failure = format!(
+                "reading fragment {} from {} failed",
+                fragment.info.name,
+                fragment.body.describe()
+            );
             if events.send(ChunkEvent::Begin(fragment)).await.is_err() {
                 return;
             }
-            loop {
-                let size = self.sizer.current();
-                let permit = match Arc::clone(&self.budget).try_acquire_many_owned(size as u32) {
-                    Ok(permit) => {
-                        self.sizer.kept_up();
-                        permit
+            if self.stream(&mut reader, &events, &failure).await == Flow::Stopped {
+                return;
+            }
+        }
+    }
+
+    /// Sends one body's chunks and its end (or failure).
+    async fn stream(
+        &mut self,
+        reader: &mut BodyReader,
+        events: &mpsc::Sender<ChunkEvent>,
+        failure: &str,
+    ) -> Flow {
+        loop {
+            let permit = self.acquire().await;
+            if let BodyReader::File {
+                file,
+                offset,
+                buffers,
+                ..
+            } = reader
+            {
+                if !self.file_ranges {
+                    let batch = FileBatch {
+                        file: Arc::clone(file),
+                        offset: *offset,
+                        buffers: buffers.clone(),
+                        budget: Arc::clone(&self.budget),
+                        sizer: self.sizer.clone(),
+                        events: events.clone(),
+                        failure: failure.to_owned(),
+                    };
+                    let Ok(batch) = tokio::task::spawn_blocking(move || batch.run(permit)).await
+                    else {
+                        return Flow::Stopped;
+                    };
+                    (*offset, self.sizer) = (batch.offset, batch.sizer);
+                    match batch.flow {
+                        Flow::More => continue,
+                        flow => return flow,
                     }
-                    Err(_) => {
-                        let permit = Arc::clone(&self.budget)
-                            .acquire_many_owned(size as u32)
-                            .await
-                            .expect("the budget semaphore is never closed");
-                        self.sizer.waited();
-                        permit
-                    }
-                };
-                let event = match reader.next_data(size, self.file_ranges).await {
-                    Ok(Some(data)) => ChunkEvent::Chunk(Chunk {
-                        data,
-                        _budget: permit,
-                    }),
-                    Ok(None) => ChunkEvent::End,
-                    Err(error) => ChunkEvent::Failed(format!(
-                        "reading fragment {} from {} failed: {error}",
-                        failure_context.0, failure_context.1
-                    )),
-                };
-                let last = !matches!(event, ChunkEvent::Chunk(_));
-                if events.send(event).await.is_err() {
-                    return;
-                }
-                if last {
-                    break;
                 }
             }
+            let event = match reader
+                .next_data(permit.num_permits(), self.file_ranges)
+                .await
+            {
+                Ok(Some(data)) => ChunkEvent::Chunk(Chunk {
+                    data,
+                    _budget: permit,
+                }),
+                Ok(None) => ChunkEvent::End,
+                Err(error) => ChunkEvent::Failed(format!("{failure}: {error}")),
+            };
+            let last = !matches!(event, ChunkEvent::Chunk(_));
+            if events.send(event).await.is_err() {
+                return Flow::Stopped;
+            }
+            if last {
+                return Flow::Ended;
+            }
+        }
+    }
+
+    /// Budget for the next chunk (its size is the number of permits), waiting if the sink is
+    /// behind.
+    async fn acquire(&mut self) -> OwnedSemaphorePermit {
+        let size = self.sizer.current() as u32;
+        match Arc::clone(&self.budget).try_acquire_many_owned(size) {
+            Ok(permit) => {
+                self.sizer.kept_up();
+                permit
+            }
+            Err(_) => {
+                let permit = Arc::clone(&self.budget)
+                    .acquire_many_owned(size)
+                    .await
+                    .expect("the budget semaphore is never closed");
+                self.sizer.waited();
+                permit
+            }
+        }
+    }
+}
+
+/// How far a body's streaming got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// Stopped for lack of budget; go on once there is some.
+    More,
+    /// The body's end (or failure) was sent.
+    Ended,
+    /// The receiver is gone.
+    Stopped,
+}
+
+/// Reads file chunks on a blocking thread for as long as the budget has room without waiting,
+/// sending each as soon as it is read: one thread hand-over for a run of chunks instead of one
+/// per chunk, while the sink keeps up.
+struct FileBatch {
+    file: Arc<std::fs::File>,
+    offset: u64,
+    buffers: BufferPool,
+    budget: Arc<Semaphore>,
+    sizer: ChunkSizer,
+    events: mpsc::Sender<ChunkEvent>,
+    failure: String,
+}
+
+/// Where a [`FileBatch`] stopped.
+struct BatchEnd {
+    offset: u64,
+    sizer: ChunkSizer,
+    flow: Flow,
+}
+
+impl FileBatch {
+    fn run(mut self, mut permit: OwnedSemaphorePermit) -> BatchEnd {
+        let flow = loop {
+            let size = permit.num_permits();
+            let mut buffer = self.buffers.take(size);
+            let event = match self.file.read_at(&mut buffer[..size], self.offset) {
+                Ok(0) => ChunkEvent::End,
+                Ok(read) => {
+                    self.offset += read as u64;
+                    ChunkEvent::Chunk(Chunk {
+                        data: ChunkData::Bytes(self.buffers.chunk(buffer, read)),
+                        _budget: permit,
+                    })
+                }
+                Err(error) => ChunkEvent::Failed(format!("{}: {error}", self.failure)),
+            };
+            let last = !matches!(event, ChunkEvent::Chunk(_));
+            if self.events.blocking_send(event).is_err() {
+                break Flow::Stopped;
+            }
+            if last {
+                break Flow::Ended;
+            }
+            let size = self.sizer.current() as u32;
+            match Arc::clone(&self.budget).try_acquire_many_owned(size) {
+                Ok(next) => {
+                    self.sizer.kept_up();
+                    permit = next;
+                }
+                Err(_) => break Flow::More,
+            }
+        };
+        BatchEnd {
+            offset: self.offset,
+            sizer: self.sizer,
+            flow,
         }
     }
 }
