@@ -267,7 +267,13 @@ impl ChunkingStage {
         mut fragments: mpsc::Receiver<Fragment>,
         events: mpsc::Sender<ChunkEvent>,
     ) {
-        'fragments: while let Some(mut fragment) = fragments.recv().await {
+        'fragments: loop {
+            if fragments.is_empty() {
+                self.buffers.release();
+            }
+            let Some(mut fragment) = fragments.recv().await else {
+                return;
+            };
             for preparer in &self.preparers {
                 if let Err(message) = preparer.prepare(&mut fragment).await {
                     if events
@@ -471,20 +477,40 @@ const MAX_POOLED_BUFFERS: usize = 16;
 
 /// Read buffers that return to the pool when the last chunk made from them is dropped, so a
 /// steady stream reads into the same few buffers: no allocation, zeroing or page faults per
-/// chunk.
+/// chunk. An idle pipeline keeps none ([`BufferPool::release`]).
 #[derive(Debug, Clone, Default)]
-pub struct BufferPool(Arc<Mutex<Vec<Vec<u8>>>>);
+pub struct BufferPool(Arc<Mutex<PooledBuffers>>);
+
+#[derive(Debug, Default)]
+struct PooledBuffers {
+    free: Vec<Vec<u8>>,
+    /// Nothing to read for now: buffers coming back are freed instead of kept.
+    idle: bool,
+}
 
 impl BufferPool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PooledBuffers> {
+        self.0.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
     /// A buffer of at least `size` bytes.
     fn take(&self, size: usize) -> Vec<u8> {
-        let mut pool = self.0.lock().unwrap_or_else(|poison| poison.into_inner());
-        while let Some(buffer) = pool.pop() {
+        let mut pool = self.lock();
+        pool.idle = false;
+        while let Some(buffer) = pool.free.pop() {
             if buffer.len() >= size {
                 return buffer;
             }
         }
         vec![0; size]
+    }
+
+    /// Frees the pooled buffers, and those still in flight as they come back, until the next
+    /// [`BufferPool::take`]: a pipeline waiting for its next fragment holds no read buffers.
+    pub fn release(&self) {
+        let mut pool = self.lock();
+        pool.idle = true;
+        pool.free = Vec::new();
     }
 
     /// The first `length` bytes of `buffer` as a chunk; the buffer comes back when it is dropped.
@@ -510,13 +536,9 @@ impl AsRef<[u8]> for PooledBuffer {
 
 impl Drop for PooledBuffer {
     fn drop(&mut self) {
-        let mut pool = self
-            .pool
-            .0
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        if pool.len() < MAX_POOLED_BUFFERS {
-            pool.push(std::mem::take(&mut self.buffer));
+        let mut pool = self.pool.lock();
+        if !pool.idle && pool.free.len() < MAX_POOLED_BUFFERS {
+            pool.free.push(std::mem::take(&mut self.buffer));
         }
     }
 }

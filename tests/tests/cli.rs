@@ -249,3 +249,24 @@ fn plugins_lists_every_builtin_with_its_options() {
         text.stdout
     );
 }
+
+#[test]
+fn every_example_pipeline_is_valid() {
+    let examples = workspace_root().join("examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|extension| extension.to_str()) != Some("yaml") {
+            continue;
+        }
+        let run = streampub_tests::Running::start_with_env(
+            &streampub_binary(),
+            &["validate", path.to_str().unwrap()],
+            &[("STREAM_KEY", "example"), ("STREAMPUB_TOKEN", "example")],
+        )
+        .wait(TIMEOUT);
+        assert_eq!(run.code(), Some(0), "{}: {}", path.display(), run.stderr());
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} example pipelines found");
+}
