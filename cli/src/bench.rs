@@ -96,10 +96,22 @@ pub(crate) fn bench(args: &BenchArgs) -> u8 {
         Ok(config) => config,
         Err(code) => return code,
     };
-    crate::run::block_on(run_bench(config, args.json))
+    let total_bytes = directory_bytes(&directory);
+    crate::run::block_on(run_bench(config, args.json, total_bytes))
 }
 
-async fn run_bench(config: LoadedConfig, json: bool) -> u8 {
+/// The bytes of the files in `directory`, for the progress bar.
+fn directory_bytes(directory: &Path) -> u64 {
+    std::fs::read_dir(directory)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.metadata().ok())
+        .filter(|metadata| metadata.is_file())
+        .map(|metadata| metadata.len())
+        .sum()
+}
+
+async fn run_bench(config: LoadedConfig, json: bool, total_bytes: u64) -> u8 {
     let started = Instant::now();
     let cpu_at_start = cpu_seconds();
     let runtime = match start(&config).await {
@@ -109,14 +121,15 @@ async fn run_bench(config: LoadedConfig, json: bool) -> u8 {
     let progress = (!json && std::io::stderr().is_terminal()).then(|| {
         let stats = runtime.status().pipelines().remove(0);
         tokio::spawn(async move {
-            let bar = indicatif::ProgressBar::new_spinner();
+            let bar = indicatif::ProgressBar::new(total_bytes).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+                )
+                .expect("a valid template"),
+            );
             loop {
-                bar.set_message(format!(
-                    "{} fragments, {:.1} MiB published",
-                    stats.fragments_published(),
-                    stats.bytes_published() as f64 / (1024.0 * 1024.0)
-                ));
-                bar.tick();
+                bar.set_position(stats.bytes_published());
+                bar.set_message(format!("{} fragments", stats.fragments_published()));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
