@@ -58,23 +58,34 @@ impl CheckpointFile {
 
     /// Replaces the saved state atomically and durably.
     pub fn save<T: Serialize>(&self, state: &T) -> Result<(), CheckpointError> {
-        let write_error = |source| CheckpointError::Write {
-            path: self.path.clone(),
-            source,
-        };
-        let directory = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(directory).map_err(write_error)?;
         let json = serde_json::to_vec_pretty(state).expect("state is plain data");
-        let mut temporary = tempfile::NamedTempFile::new_in(directory).map_err(write_error)?;
-        temporary.write_all(&json).map_err(write_error)?;
-        temporary.as_file().sync_all().map_err(write_error)?;
-        temporary
-            .persist(&self.path)
-            .map_err(|error| write_error(error.error))?;
-        std::fs::File::open(directory)
-            .and_then(|directory| directory.sync_all())
-            .map_err(write_error)
+        replace_file(&self.path, |file| file.write_all(&json)).map_err(|source| {
+            CheckpointError::Write {
+                path: self.path.clone(),
+                source,
+            }
+        })
     }
+}
+
+/// Replaces `path` with what `write` writes, atomically and durably: written to a temporary
+/// file beside it, synced, renamed over it, and the directory synced. Creates the directory.
+pub fn replace_file(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> io::Result<()>,
+) -> io::Result<()> {
+    let directory = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(directory)?;
+    let mut temporary = tempfile::NamedTempFile::new_in(directory)?;
+    write(temporary.as_file_mut())?;
+    temporary.as_file().sync_all()?;
+    temporary.persist(path).map_err(|error| error.error)?;
+    sync_directory(directory)
+}
+
+/// Makes the entries of `directory` (a rename into it, a new file) durable.
+pub fn sync_directory(directory: &Path) -> io::Result<()> {
+    std::fs::File::open(directory)?.sync_all()
 }
 
 #[cfg(test)]

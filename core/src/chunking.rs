@@ -375,22 +375,26 @@ impl ChunkingStage {
     /// Budget for the next chunk (its size is the number of permits), waiting if the sink is
     /// behind.
     async fn acquire(&mut self) -> OwnedSemaphorePermit {
-        let size = self.sizer.current() as u32;
-        match Arc::clone(&self.budget).try_acquire_many_owned(size) {
-            Ok(permit) => {
-                self.sizer.kept_up();
-                permit
-            }
-            Err(_) => {
-                let permit = Arc::clone(&self.budget)
-                    .acquire_many_owned(size)
-                    .await
-                    .expect("the budget semaphore is never closed");
-                self.sizer.waited();
-                permit
-            }
+        if let Some(permit) = try_budget(&self.budget, &mut self.sizer) {
+            return permit;
         }
+        let permit = Arc::clone(&self.budget)
+            .acquire_many_owned(self.sizer.current() as u32)
+            .await
+            .expect("the budget semaphore is never closed");
+        self.sizer.waited();
+        permit
     }
+}
+
+/// Budget for a chunk of the sizer's current size if it is free right now (which the sizer
+/// counts as the sink keeping up).
+fn try_budget(budget: &Arc<Semaphore>, sizer: &mut ChunkSizer) -> Option<OwnedSemaphorePermit> {
+    let permit = Arc::clone(budget)
+        .try_acquire_many_owned(sizer.current() as u32)
+        .ok()?;
+    sizer.kept_up();
+    Some(permit)
 }
 
 /// How far a body's streaming got.
@@ -427,14 +431,15 @@ struct BatchEnd {
 impl FileBatch {
     fn run(mut self, mut permit: OwnedSemaphorePermit) -> BatchEnd {
         let flow = loop {
-            let size = permit.num_permits();
-            let mut buffer = self.buffers.take(size);
-            let event = match self.file.read_at(&mut buffer[..size], self.offset) {
-                Ok(0) => ChunkEvent::End,
-                Ok(read) => {
-                    self.offset += read as u64;
+            let read = self
+                .buffers
+                .read_at(&self.file, self.offset, permit.num_permits());
+            let event = match read {
+                Ok(None) => ChunkEvent::End,
+                Ok(Some(bytes)) => {
+                    self.offset += bytes.len() as u64;
                     ChunkEvent::Chunk(Chunk {
-                        data: ChunkData::Bytes(self.buffers.chunk(buffer, read)),
+                        data: ChunkData::Bytes(bytes),
                         _budget: permit,
                     })
                 }
@@ -447,13 +452,9 @@ impl FileBatch {
             if last {
                 break Flow::Ended;
             }
-            let size = self.sizer.current() as u32;
-            match Arc::clone(&self.budget).try_acquire_many_owned(size) {
-                Ok(next) => {
-                    self.sizer.kept_up();
-                    permit = next;
-                }
-                Err(_) => break Flow::More,
+            match try_budget(&self.budget, &mut self.sizer) {
+                Some(next) => permit = next,
+                None => break Flow::More,
             }
         };
         BatchEnd {
@@ -513,13 +514,20 @@ impl BufferPool {
         pool.free = Vec::new();
     }
 
-    /// The first `length` bytes of `buffer` as a chunk; the buffer comes back when it is dropped.
-    fn chunk(&self, buffer: Vec<u8>, length: usize) -> Bytes {
-        Bytes::from_owner(PooledBuffer {
+    /// Reads up to `size` bytes of `file` from `offset` into a pooled buffer (blocking; one
+    /// positioned read, no shared cursor); `None` at the end of the file. The buffer comes
+    /// back to the pool when the chunk is dropped.
+    fn read_at(&self, file: &std::fs::File, offset: u64, size: usize) -> io::Result<Option<Bytes>> {
+        let mut buffer = self.take(size);
+        let read = file.read_at(&mut buffer[..size], offset)?;
+        if read == 0 {
+            return Ok(None);
+        }
+        let chunk = Bytes::from_owner(PooledBuffer {
             buffer,
             pool: self.clone(),
-        })
-        .slice(..length)
+        });
+        Ok(Some(chunk.slice(..read)))
     }
 }
 
@@ -644,22 +652,14 @@ impl BodyReader {
                 buffers,
                 ..
             } => {
-                let file = Arc::clone(file);
-                let position = *offset;
-                let mut buffer = buffers.take(max);
-                // One positioned read per chunk on the blocking pool: no shared cursor, no
-                // intermediate buffer.
-                let (buffer, read) = tokio::task::spawn_blocking(move || {
-                    let read = file.read_at(&mut buffer[..max], position)?;
-                    Ok::<_, io::Error>((buffer, read))
-                })
-                .await
-                .map_err(io::Error::other)??;
-                if read == 0 {
-                    return Ok(None);
+                let (file, position, pool) = (Arc::clone(file), *offset, buffers.clone());
+                let chunk = tokio::task::spawn_blocking(move || pool.read_at(&file, position, max))
+                    .await
+                    .map_err(io::Error::other)??;
+                if let Some(chunk) = &chunk {
+                    *offset += chunk.len() as u64;
                 }
-                *offset += read as u64;
-                Ok(Some(buffers.chunk(buffer, read)))
+                Ok(chunk)
             }
             Self::Memory(bytes) => {
                 if bytes.is_empty() {

@@ -329,6 +329,15 @@ pub fn run_to_end(binary: &Path, args: &[&str], timeout: Duration) -> Finished {
     Running::start(binary, args).wait(timeout)
 }
 
+/// Runs `streampub run CONFIG` to completion (at most `timeout`).
+pub fn run_pipeline_file(config: &Path, timeout: Duration) -> Finished {
+    run_to_end(
+        &streampub_binary(),
+        &["run", config.to_str().expect("test paths are UTF-8")],
+        timeout,
+    )
+}
+
 /// The peak resident set size (VmHWM) of a live process, in KiB.
 fn read_vm_hwm_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use streampub_tests::{run_to_end, streampub_binary, test_bytes, TestDir};
+use streampub_tests::{run_pipeline_file, run_to_end, streampub_binary, test_bytes, TestDir};
 
 fn bench_json(args: &[&str]) -> Value {
     let mut all = vec!["bench", "--json"];
@@ -115,11 +115,7 @@ fn run_prints_the_benchmark_summary_for_null_sinks() {
         "pipeline.yaml",
         "pipelines:\n  - name: measured\n    source:\n      type: directory\n      path: in\n      follow: false\n      settle: 0s\n    sink:\n      type: null\n",
     );
-    let run = run_to_end(
-        &streampub_binary(),
-        &["run", config.to_str().unwrap()],
-        Duration::from_secs(60),
-    );
+    let run = run_pipeline_file(&config, Duration::from_secs(60));
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     for expected in [
         "Pipeline measured (null sink):",

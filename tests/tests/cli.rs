@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use streampub_tests::media::probe_packets;
-use streampub_tests::{run_to_end, streampub_binary, workspace_root, TestDir};
+use streampub_tests::{run_pipeline_file, run_to_end, streampub_binary, workspace_root, TestDir};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -30,11 +30,7 @@ fn quickstart_publishes_the_sample_fragments_into_one_continuous_archive() {
     }
 
     let config = dir.join("quickstart.yaml");
-    let run = run_to_end(
-        &streampub_binary(),
-        &["run", config.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let run = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(
         run.published(),
@@ -63,11 +59,7 @@ fn quickstart_publishes_the_sample_fragments_into_one_continuous_archive() {
     assert!(archive.video.monotonic(true));
 
     // A second run has nothing new to publish: the state directory remembers.
-    let again = run_to_end(
-        &streampub_binary(),
-        &["run", config.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let again = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(again.code(), Some(0), "{}", again.stderr());
     assert!(again.published().is_empty());
 }
@@ -79,11 +71,7 @@ fn malformed_yaml_exits_2_naming_the_line() {
         "bad.yaml",
         "pipelines:\n  - name: a\n    source: {type: directory, path: .\n    sink:\n      type: null\n",
     );
-    let run = run_to_end(
-        &streampub_binary(),
-        &["run", config.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let run = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(run.code(), Some(2), "{}", run.stderr());
     let message = run.stderr();
     assert!(

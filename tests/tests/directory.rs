@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use streampub_tests::{run_to_end, streampub_binary, test_bytes, Running, TestDir};
+use streampub_tests::{run_pipeline_file, streampub_binary, test_bytes, Running, TestDir};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -29,11 +29,7 @@ fn five_fragments_to_the_null_sink_are_published_in_numeric_order() {
             "      type: null\n",
         ),
     );
-    let run = run_to_end(
-        &streampub_binary(),
-        &["run", config.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let run = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(
         run.published(),
@@ -156,22 +152,14 @@ fn an_interrupted_run_resumes_without_duplicates_or_gaps() {
         "the fragment in flight may finish, nothing more: {first_published:?}"
     );
 
-    let second = run_to_end(
-        &streampub_binary(),
-        &["run", config.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let second = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(second.code(), Some(0), "{}", second.stderr());
     let mut all = first_published.clone();
     all.extend(second.published());
     assert_eq!(all, names, "every fragment exactly once, in order");
 
     // A third run has nothing left to publish.
-    let third = run_to_end(
-        &streampub_binary(),
-        &["run", config.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let third = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(third.code(), Some(0), "{}", third.stderr());
     assert!(third.published().is_empty(), "{:?}", third.published());
 }

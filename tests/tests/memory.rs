@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use streampub_tests::{run_to_end, streampub_binary, TestDir};
+use streampub_tests::{run_pipeline_file, TestDir};
 
 #[test]
 fn a_1_gib_fragment_through_the_null_sink_keeps_peak_rss_under_32_mib() {
@@ -16,11 +16,7 @@ fn a_1_gib_fragment_through_the_null_sink_keeps_peak_rss_under_32_mib() {
         "pipeline.yaml",
         "pipelines:\n  - name: huge\n    source:\n      type: directory\n      path: in\n      follow: false\n      settle: 0s\n    sink:\n      type: null\n",
     );
-    let run = run_to_end(
-        &streampub_binary(),
-        &["run", config.to_str().unwrap()],
-        Duration::from_secs(300),
-    );
+    let run = run_pipeline_file(&config, Duration::from_secs(300));
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.published(), ["huge.bin"]);
     assert!(

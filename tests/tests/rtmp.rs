@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use streampub_tests::media::{fragments, probe_packets, total_duration};
 use streampub_tests::rtmp::RtmpServer;
-use streampub_tests::{run_to_end, streampub_binary, Running, TestDir};
+use streampub_tests::{run_pipeline_file, run_to_end, streampub_binary, Running, TestDir};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -69,11 +69,7 @@ fn one_seed_size_fragment_is_published_whole() {
     let url = format!("{}/seed", server.server_url());
     let config = dir.write("pipeline.yaml", rtmp_pipeline(&url, "mp4", ""));
 
-    let run = run_to_end(
-        &streampub_binary(),
-        &["run", config.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let run = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.published(), ["batch-0.mp4"]);
     assert!(
@@ -202,11 +198,7 @@ fn a_server_that_never_comes_up_fails_the_run_within_the_backoff_budget() {
         rtmp_pipeline(&url, "mpegts", "      reconnect_delay: 200ms\n      max_reconnect_delay: 400ms\n      max_reconnect_attempts: 3\n"),
     );
     let started = Instant::now();
-    let run = run_to_end(
-        &streampub_binary(),
-        &["run", config.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let run = run_pipeline_file(&config, TIMEOUT);
     let elapsed = started.elapsed();
     assert_eq!(run.code(), Some(1), "{}", run.stderr());
     // Backoff budget: 0.24 + 0.36 + 0.48 s, plus four ffmpeg attempts that each fail at once.
@@ -228,11 +220,7 @@ fn a_server_that_never_comes_up_fails_the_run_within_the_backoff_budget() {
     // Not acknowledged: once the server is up, the next run publishes it.
     let mut server = server;
     server.restart();
-    let again = run_to_end(
-        &streampub_binary(),
-        &["run", config.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let again = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(again.code(), Some(0), "{}", again.stderr());
     assert_eq!(again.published(), ["batch-0.ts"]);
 }
@@ -287,11 +275,7 @@ fn the_process_sink_with_cat_writes_byte_identical_output() {
         "pipeline.yaml",
         "pipelines:\n  - name: copy\n    source:\n      type: directory\n      path: in\n      follow: false\n      settle: 0s\n    sink:\n      type: process\n      command: [cat]\n      stdout: out.ts\n",
     );
-    let run = run_to_end(
-        &streampub_binary(),
-        &["run", config.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let run = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     let expected: Vec<u8> = media
         .iter()

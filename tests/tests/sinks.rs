@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use streampub_tests::{run_to_end, streampub_binary, test_bytes, TestDir};
+use streampub_tests::{run_pipeline_file, test_bytes, TestDir};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -21,11 +21,7 @@ fn per_fragment_output_is_byte_identical_to_the_input() {
         "pipeline.yaml",
         "pipelines:\n  - name: copy\n    source:\n      type: directory\n      path: in\n      follow: false\n      settle: 0s\n    sink:\n      type: file\n      mode: per_fragment\n      path: out\n      fsync: true\n",
     );
-    let run = run_to_end(
-        &streampub_binary(),
-        &["run", config.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let run = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     for index in 0..sizes.len() {
         let name = format!("f-{index}.bin");
@@ -49,18 +45,10 @@ fn append_mode_continues_the_archive_across_runs() {
         "pipeline.yaml",
         "pipelines:\n  - name: archive\n    source:\n      type: directory\n      path: in\n      follow: false\n      settle: 0s\n      on_done: delete\n    sink:\n      type: file\n      path: out/archive.bin\n",
     );
-    let first = run_to_end(
-        &streampub_binary(),
-        &["run", config.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let first = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(first.code(), Some(0), "{}", first.stderr());
     dir.write("in/b.bin", b"second");
-    let second = run_to_end(
-        &streampub_binary(),
-        &["run", config.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let second = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(second.code(), Some(0), "{}", second.stderr());
     assert_eq!(
         std::fs::read(dir.join("out/archive.bin")).unwrap(),
@@ -81,21 +69,13 @@ fn a_full_disk_fails_the_run_and_keeps_the_fragment() {
     // A directory where the archive file should be is caught before anything starts.
     dir.mkdir("taken");
     let taken = dir.write("taken.yaml", pipeline("taken"));
-    let run = run_to_end(
-        &streampub_binary(),
-        &["run", taken.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let run = run_pipeline_file(&taken, TIMEOUT);
     assert_eq!(run.code(), Some(2), "{}", run.stderr());
     assert!(run.stderr().contains("is a directory"), "{}", run.stderr());
 
     // /dev/full fails every write with ENOSPC, like a full disk.
     let full = dir.write("full.yaml", pipeline("/dev/full"));
-    let run = run_to_end(
-        &streampub_binary(),
-        &["run", full.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let run = run_pipeline_file(&full, TIMEOUT);
     assert_eq!(run.code(), Some(1), "{}", run.stderr());
     assert!(
         run.stderr().contains("/dev/full") && run.stderr().contains("No space left on device"),
@@ -106,11 +86,7 @@ fn a_full_disk_fails_the_run_and_keeps_the_fragment() {
 
     // The fragment was not acknowledged: the next run, with room, publishes it.
     let good = dir.write("good.yaml", pipeline("out/archive.bin"));
-    let again = run_to_end(
-        &streampub_binary(),
-        &["run", good.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let again = run_pipeline_file(&good, TIMEOUT);
     assert_eq!(again.code(), Some(0), "{}", again.stderr());
     assert_eq!(again.published(), ["a.bin"]);
     assert_eq!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 use streampub_tests::media::{fragments, probe_packets, Packets};
 use streampub_tests::rtmp::RtmpServer;
-use streampub_tests::{run_to_end, streampub_binary, Finished, Running, TestDir};
+use streampub_tests::{run_pipeline_file, streampub_binary, Finished, Running, TestDir};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -107,11 +107,7 @@ fn ten_fragments_become_one_continuous_rtmp_stream() {
             server.server_url()
         )),
     );
-    let run = run_to_end(
-        &streampub_binary(),
-        &["run", config.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let run = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.published().len(), 10);
     assert!(
@@ -144,11 +140,7 @@ fn ten_fragments_become_one_playable_archive() {
             "    stages:\n      - type: fmp4-timeline\n    sink:",
         ),
     );
-    let run = run_to_end(
-        &streampub_binary(),
-        &["run", config.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let run = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_continuous(
         "archive",
@@ -172,11 +164,7 @@ fn without_the_timeline_the_seed_design_loses_content() {
             server.server_url()
         )),
     );
-    let run = run_to_end(
-        &streampub_binary(),
-        &["run", config.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let run = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     server.stop();
     let recorded = probe_packets(&server.recordings()[0]).duration();
@@ -281,11 +269,7 @@ fn non_fragmented_mp4_is_remuxed_when_asked_and_named_when_not() {
     };
 
     let refused = dir.write("refused.yaml", with_stage(""));
-    let run = run_to_end(
-        &streampub_binary(),
-        &["run", refused.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let run = run_pipeline_file(&refused, TIMEOUT);
     assert_eq!(
         run.code(),
         Some(0),
@@ -301,11 +285,7 @@ fn non_fragmented_mp4_is_remuxed_when_asked_and_named_when_not() {
     std::fs::remove_file(dir.join("archive.mp4")).ok();
 
     let remuxed = dir.write("remuxed.yaml", with_stage("        remux: ffmpeg\n"));
-    let run = run_to_end(
-        &streampub_binary(),
-        &["run", remuxed.to_str().unwrap()],
-        TIMEOUT,
-    );
+    let run = run_pipeline_file(&remuxed, TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.published().len(), 3, "{}", run.stderr());
     assert!(

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
+use streampub_core::checkpoint::{replace_file, sync_directory};
 use tokio::sync::mpsc;
 
 const JOURNAL: &str = "journal.jsonl";
@@ -324,10 +325,6 @@ fn append(journal: &mut File, record: &Record) -> io::Result<()> {
     journal.sync_data()
 }
 
-fn sync_directory(directory: &Path) -> io::Result<()> {
-    File::open(directory)?.sync_all()
-}
-
 /// Reads the journal; the last line for a name wins. A torn last line (a crash mid-append,
 /// before the upload was answered) is ignored.
 fn read_journal(path: &Path) -> Result<HashMap<String, Record>, SpoolError> {
@@ -417,18 +414,14 @@ fn remove_leftovers(
 fn compact_journal(directory: &Path, records: &HashMap<String, Record>) -> io::Result<File> {
     let mut ordered: Vec<&Record> = records.values().collect();
     ordered.sort_by_key(|record| record.sequence);
-    let mut compacted = tempfile::NamedTempFile::new_in(directory)?;
-    {
-        let mut writer = io::BufWriter::new(compacted.as_file_mut());
+    let path = directory.join(JOURNAL);
+    replace_file(&path, |file| {
+        let mut writer = io::BufWriter::new(file);
         for record in ordered {
             serde_json::to_writer(&mut writer, record).map_err(io::Error::other)?;
             writer.write_all(b"\n")?;
         }
-        writer.flush()?;
-    }
-    compacted.as_file().sync_all()?;
-    let path = directory.join(JOURNAL);
-    compacted.persist(&path).map_err(|error| error.error)?;
-    sync_directory(directory)?;
+        writer.flush()
+    })?;
     OpenOptions::new().append(true).open(path)
 }
