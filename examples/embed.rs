@@ -26,7 +26,7 @@ pipelines:
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Link the built-in plugins so `inventory` sees them.
-    streampub_core::link();
+    streampub_stages::link();
     streampub_sources::link();
     streampub_sinks::link();
 

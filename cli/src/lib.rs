@@ -68,7 +68,7 @@ enum Command {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
-    streampub_core::link();
+    streampub_stages::link();
     streampub_sources::link();
     streampub_sinks::link();
     let cli = Cli::parse();

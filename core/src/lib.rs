@@ -11,7 +11,6 @@ pub mod checkpoint;
 pub mod chunking;
 pub mod component;
 pub mod config;
-pub mod fmp4;
 pub mod fragment;
 pub mod http;
 pub mod metrics;
@@ -24,12 +23,6 @@ pub mod sink;
 pub mod source;
 pub mod stage;
 pub mod units;
-
-/// Forces the plugins of this crate into a binary: `inventory` only sees registrations in
-/// object files the linker keeps, and it keeps only those something refers to.
-pub fn link() {
-    fmp4::link();
-}
 
 pub use async_trait::async_trait;
 pub use bytes::Bytes;

@@ -2,7 +2,6 @@ use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use streampub_core::fmp4::{TimelineStage, TIMELINE_STAGE};
 use streampub_core::{
     async_trait, ByteSize, ComponentContext, ComponentError, HumanDuration, PluginRegistration,
     Redactor, Sink, SinkConfig, Stage,
@@ -15,6 +14,7 @@ use crate::process::config::{
 };
 use crate::process::{ProcessCommand, ProcessSink};
 use streampub_core::program::find_program;
+use streampub_stages::timeline::{TimelineStage, TIMELINE_STAGE};
 
 inventory::submit! {
     PluginRegistration::sink::<FfmpegRtmpSinkConfig>(

@@ -10,9 +10,10 @@ use std::time::Instant;
 use async_trait::async_trait;
 use tracing::info;
 
-use super::boxes::{BoxHeader, FourCc};
-use crate::fragment::{Fragment, FragmentBody};
-use crate::stage::BodyPreparer;
+use streampub_core::stage::BodyPreparer;
+use streampub_core::{Fragment, FragmentBody};
+
+use crate::mp4::{BoxHeader, FourCc};
 
 /// How ffmpeg writes the converted file: what the timeline stage reads best.
 const FRAGMENTED_MOVFLAGS: &str = "+frag_keyframe+empty_moov+default_base_moof";

@@ -2,9 +2,10 @@
 
 use bytes::Bytes;
 
-use super::boxes::{children, write_box, BoxHeader, Reader};
+use streampub_core::stage::StageItem;
+
 use super::*;
-use crate::stage::StageItem;
+use crate::mp4::boxes::{children, write_box, BoxHeader, Reader};
 
 // ---- building fragmented MP4 -------------------------------------------------------------
 

@@ -1,12 +1,12 @@
 //! The `fmp4-timeline` stage's throughput over in-memory fragmented MP4 (the quick start's
 //! sample fragments, fed again and again as one long stream), by chunk size:
-//! `cargo bench -p streampub-core --bench timeline`.
+//! `cargo bench -p streampub-stages --bench timeline`.
 
 use divan::counter::BytesCount;
 use divan::Bencher;
-use streampub_core::fmp4::TimelineStage;
 use streampub_core::stage::{Stage, StageOutput};
 use streampub_core::{Bytes, FragmentInfo};
+use streampub_stages::timeline::TimelineStage;
 
 const SAMPLES: [&[u8]; 3] = [
     include_bytes!("../../examples/fragments/batch-0.mp4"),

@@ -16,8 +16,6 @@
 //! It streams: only `ftyp`, `moov` and `moof` are buffered (small); `mdat` payloads pass
 //! through as slices of the incoming chunks.
 
-mod boxes;
-mod moof;
 mod remux;
 #[cfg(test)]
 mod tests;
@@ -32,13 +30,14 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use self::boxes::{describe_moov, BoxError};
-pub use self::boxes::{BoxHeader, FourCc, TrackDescription};
-use crate::component::{ComponentContext, ComponentError};
-use crate::fragment::FragmentInfo;
-use crate::program::find_program;
-use crate::registry::PluginRegistration;
-use crate::stage::{BodyPreparer, Stage, StageConfig, StageError, StageOutput};
+use crate::mp4::moof;
+use crate::mp4::{describe_moov, BoxError, BoxHeader, FourCc, TrackDescription};
+use streampub_core::program::find_program;
+use streampub_core::stage::BodyPreparer;
+use streampub_core::{
+    ComponentContext, ComponentError, FragmentInfo, PluginRegistration, Stage, StageConfig,
+    StageError, StageOutput,
+};
 
 /// The stage's `type`.
 pub const TIMELINE_STAGE: &str = "fmp4-timeline";
@@ -50,7 +49,7 @@ inventory::submit! {
     )
 }
 
-/// Keeps this module (and its registration) in the binary; see [`crate::link`].
+/// Keeps this module (and its registration) in the binary; see the crate's `link`.
 #[inline(never)]
 pub fn link() {
     std::hint::black_box(module_path!());
