@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use streampub_core::{FragmentOutcome, LoadedConfig, Registry, Runtime};
+use streampub_sources::channel::ChannelHub;
 
 const PIPELINE: &str = r#"
 pipelines:
@@ -45,7 +46,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let runtime = Runtime::start(&config).await?;
 
-    let ingest = runtime.channel("ingest").ok_or("no channel named ingest")?;
+    let channels = ChannelHub::shared(runtime.services());
+    let ingest = channels.sender("ingest").ok_or("no channel named ingest")?;
     let from_memory = ingest
         .send_bytes("from-memory.bin", b"fragment held in memory".to_vec())
         .await?;
@@ -75,7 +77,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::remove_file(&source_file)?;
 
     // No more fragments: close the channel, drop our sender, and let the pipeline finish.
-    runtime.close_channel("ingest");
+    channels.close("ingest");
     drop(ingest);
     let report = runtime.wait().await;
     if !report.succeeded() {

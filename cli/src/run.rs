@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use streampub_core::{ChannelHub, LoadedConfig, Registry, RunReport, Runtime};
+use streampub_core::{ConfigError, LoadedConfig, Registry, RunReport, Runtime, Services};
 use tracing::{info, warn};
 
 use crate::summary::BenchmarkSummary;
@@ -36,7 +36,7 @@ pub(crate) fn validate(path: &Path) -> u8 {
         Ok(config) => config,
         Err(code) => return code,
     };
-    match config.validate(&ChannelHub::default()) {
+    match config.validate() {
         Ok(()) => {
             let count = config.pipelines.len();
             println!(
@@ -98,11 +98,29 @@ async fn run_pipelines(config: LoadedConfig) -> u8 {
     exit_code(&report)
 }
 
-/// Starts the pipelines, or prints why they cannot start.
+/// Starts the pipelines and the `metrics` listener, or prints why they cannot start.
 pub(crate) async fn start(config: &LoadedConfig) -> Result<Runtime, u8> {
-    Runtime::start(config).await.map_err(|error| {
+    let services = Services::default();
+    let started = match serve_metrics(config, &services) {
+        Ok(()) => Runtime::start_with(config, services).await,
+        Err(error) => Err(error),
+    };
+    started.map_err(|error| {
         eprintln!("error: {error}");
         EXIT_CONFIG_ERROR
+    })
+}
+
+/// Binds the top-level `metrics.listen`, if set, before any pipeline starts.
+fn serve_metrics(config: &LoadedConfig, services: &Services) -> Result<(), ConfigError> {
+    let Some(metrics) = &config.metrics else {
+        return Ok(());
+    };
+    streampub_sources::http::serve_metrics(services, metrics.listen).map_err(|error| {
+        ConfigError::new(
+            &config.path,
+            format!("metrics: cannot listen on {}: {error}", metrics.listen),
+        )
     })
 }
 

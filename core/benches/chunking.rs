@@ -3,7 +3,8 @@
 
 use divan::counter::BytesCount;
 use divan::Bencher;
-use streampub_core::chunking::{ChunkEvent, ChunkSize, ChunkingStage};
+use streampub_core::runtime::chunking::{ChunkEvent, ChunkingStage};
+use streampub_core::ChunkSize;
 use streampub_core::{ByteSize, Bytes, Fragment, FragmentBody, FragmentInfo};
 use tokio::sync::mpsc;
 

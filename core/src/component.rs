@@ -2,9 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::channel::ChannelHub;
-use crate::config::DEFAULT_FRAGMENT_BUFFER_SIZE;
-use crate::http::HttpListeners;
+use crate::services::Services;
+
+/// Default `fragment_buffer_size`: fragments queued between a pipeline's source and its sink.
+pub const DEFAULT_FRAGMENT_BUFFER_SIZE: usize = 3;
 
 /// The environment of one plugin instance: its pipeline, where relative paths start and where
 /// state may be kept.
@@ -16,24 +17,22 @@ pub struct ComponentContext {
     pub base_dir: PathBuf,
     /// Top-level `state_dir`, resolved; `None` means nothing is remembered across runs.
     pub state_dir: Option<PathBuf>,
-    /// Named in-process channels that embedding programs push fragments into.
-    pub channels: ChannelHub,
-    /// The process's HTTP listeners, shared by address.
-    pub http: HttpListeners,
+    /// What the components of this runtime share (an HTTP listener hub, named channels), by
+    /// type. Validation gets a map of its own, so nothing made there outlives it.
+    pub services: Services,
     /// The pipeline's `fragment_buffer_size`: fragments queued between source and sink.
     pub fragment_buffer_size: usize,
 }
 
 impl ComponentContext {
     /// A context for `pipeline` with relative paths starting at `base_dir`, no state directory
-    /// and its own channels (what a plugin's own tests need).
+    /// and services of its own (what a plugin's own tests need).
     pub fn new(pipeline: &str, base_dir: &Path) -> Self {
         Self {
             pipeline: pipeline.to_owned(),
             base_dir: base_dir.to_path_buf(),
             state_dir: None,
-            channels: ChannelHub::default(),
-            http: HttpListeners::default(),
+            services: Services::default(),
             fragment_buffer_size: DEFAULT_FRAGMENT_BUFFER_SIZE,
         }
     }

@@ -17,7 +17,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::config::node::{ConfigNode, NodeError};
+use crate::node::{closest_name, ConfigNode, NodeError};
 use crate::sink::SinkConfig;
 use crate::source::SourceConfig;
 use crate::stage::StageConfig;
@@ -358,15 +358,6 @@ impl Registry {
     pub fn iter(&self) -> impl Iterator<Item = &'static PluginRegistration> + '_ {
         self.plugins.values().copied()
     }
-}
-
-/// The candidate closest to `input`, if one is close enough to be a likely typo.
-pub fn closest_name<'a>(input: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .map(|candidate| (strsim::jaro_winkler(input, candidate), candidate))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, candidate)| candidate)
 }
 
 #[cfg(test)]

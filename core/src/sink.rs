@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::chunking::FileRange;
+use crate::chunk::FileRange;
 use crate::component::{ComponentContext, ComponentError};
 use crate::fragment::FragmentInfo;
 use crate::reconnect::ReconnectPolicy;

@@ -2,17 +2,24 @@
 //!
 //! ```ignore
 //! let runtime = Runtime::start(&config).await?;
-//! let ingest = runtime.channel("ingest").expect("a pipeline has `source: {type: channel, name: ingest}`");
+//! let channels = ChannelHub::shared(runtime.services());
+//! let ingest = channels.sender("ingest").expect("a pipeline has `source: {type: channel, name: ingest}`");
 //! let delivery = ingest.send_bytes("batch-0.mp4", bytes).await?;
 //! assert_eq!(delivery.await, FragmentOutcome::Delivered);
 //! ```
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use streampub_core::{
-    async_trait, CancellationToken, ComponentContext, ComponentError, Fragment, PluginRegistration,
-    Source, SourceConfig, SourceError,
+    async_trait, Bytes, CancellationToken, ComponentContext, ComponentError, Fragment,
+    FragmentBody, FragmentDelivery, FragmentInfo, PluginRegistration, Services, Source,
+    SourceConfig, SourceError,
 };
+use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
 inventory::submit! {
@@ -23,8 +30,8 @@ inventory::submit! {
 }
 
 /// Receives fragments from the program that embeds streampub, through the channel `name`
-/// (`Runtime::channel(name)`). It finishes when the program has closed the channel
-/// (`Runtime::close_channel`) and dropped its senders.
+/// (`ChannelHub::shared(runtime.services()).sender(name)`). It finishes when the program has
+/// closed the channel (`ChannelHub::close`) and dropped its senders, or on shutdown.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSourceConfig {
@@ -42,7 +49,7 @@ impl SourceConfig for ChannelSourceConfig {
     }
 
     async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Source>, ComponentError> {
-        let incoming = context.channels.open(&self.name)?;
+        let incoming = ChannelHub::shared(&context.services).open(&self.name)?;
         Ok(Box::new(ChannelSource { incoming }))
     }
 }
@@ -75,6 +82,119 @@ impl Source for ChannelSource {
                 sent = output.send(fragment) => if sent.is_err() { return Ok(()) },
             }
         }
+    }
+}
+
+/// The named channels of one runtime, kept in its [`Services`].
+#[derive(Debug, Default)]
+pub struct ChannelHub {
+    senders: Mutex<HashMap<String, mpsc::Sender<Fragment>>>,
+}
+
+impl ChannelHub {
+    /// The channels of the runtime that `services` belongs to.
+    pub fn shared(services: &Services) -> Arc<Self> {
+        services.get_or_insert_with(ChannelHub::default)
+    }
+
+    /// Opens the channel `name` and returns its receiving end; the name must be unused.
+    pub fn open(&self, name: &str) -> Result<mpsc::Receiver<Fragment>, ComponentError> {
+        let mut senders = self.senders.lock().expect("channel hub lock poisoned");
+        if senders.contains_key(name) {
+            return Err(ComponentError::field(
+                "name",
+                format!("channel `{name}` is already used by another pipeline; channel names must be unique"),
+            ));
+        }
+        // One slot: the pipeline's fragment queue does the buffering.
+        let (sender, receiver) = mpsc::channel(1);
+        senders.insert(name.to_owned(), sender);
+        Ok(receiver)
+    }
+
+    /// A sender for the channel `name`, if a running pipeline has it open.
+    pub fn sender(&self, name: &str) -> Option<FragmentSender> {
+        let senders = self.senders.lock().expect("channel hub lock poisoned");
+        senders.get(name).cloned().map(FragmentSender)
+    }
+
+    /// Declares that no new senders for `name` are needed: once every sender handed out is
+    /// dropped, the channel source publishes what it has and finishes.
+    pub fn close(&self, name: &str) {
+        self.senders
+            .lock()
+            .expect("channel hub lock poisoned")
+            .remove(name);
+    }
+
+    /// Closes every channel (the runtime is finishing).
+    pub fn close_all(&self) {
+        self.senders
+            .lock()
+            .expect("channel hub lock poisoned")
+            .clear();
+    }
+}
+
+/// Pushes fragments into a channel source. Each send returns a [`FragmentDelivery`] that
+/// resolves once the pipeline's sink has taken the fragment (or it failed).
+#[derive(Debug, Clone)]
+pub struct FragmentSender(mpsc::Sender<Fragment>);
+
+/// The channel's pipeline has stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the channel's pipeline has stopped")]
+pub struct ChannelClosed;
+
+impl FragmentSender {
+    /// Sends a fragment held in memory. Waits while the pipeline's queue is full.
+    pub async fn send_bytes(
+        &self,
+        name: impl Into<String>,
+        bytes: impl Into<Bytes>,
+    ) -> Result<FragmentDelivery, ChannelClosed> {
+        let bytes = bytes.into();
+        let length = Some(bytes.len() as u64);
+        self.send(name.into(), length, FragmentBody::Memory(bytes))
+            .await
+    }
+
+    /// Sends a fragment read from `reader` as the sink takes it (it cannot be resent).
+    pub async fn send_reader(
+        &self,
+        name: impl Into<String>,
+        reader: impl AsyncRead + Send + Unpin + 'static,
+        length: Option<u64>,
+    ) -> Result<FragmentDelivery, ChannelClosed> {
+        self.send(name.into(), length, FragmentBody::Reader(Box::new(reader)))
+            .await
+    }
+
+    /// Sends a fragment stored in a file.
+    pub async fn send_file(
+        &self,
+        name: impl Into<String>,
+        path: impl Into<PathBuf>,
+    ) -> Result<FragmentDelivery, ChannelClosed> {
+        self.send(name.into(), None, FragmentBody::File(path.into()))
+            .await
+    }
+
+    async fn send(
+        &self,
+        name: String,
+        length: Option<u64>,
+        body: FragmentBody,
+    ) -> Result<FragmentDelivery, ChannelClosed> {
+        // The channel source assigns the sequence number.
+        let info = FragmentInfo {
+            sequence: 0,
+            name,
+            length,
+        };
+        let (fragment, delivery) = Fragment::new(info, body);
+        self.0.send(fragment).await.map_err(|_| ChannelClosed)?;
+        Ok(delivery)
     }
 }
 

@@ -13,7 +13,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use rustix::process::Signal;
 use serde_json::Value;
+
+/// Sends `signal` to the process `pid`; panics if it cannot.
+pub fn send_signal(pid: u32, signal: Signal) {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("a child's pid is positive");
+    rustix::process::kill_process(pid, signal).expect("kill failed");
+}
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -277,10 +287,8 @@ impl Running {
         published_fragments(&self.logs.lock().unwrap())
     }
 
-    pub fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-        let result = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        assert_eq!(result, 0, "kill failed");
+    pub fn signal(&self, signal: Signal) {
+        send_signal(self.child.id(), signal);
     }
 
     /// Waits for the process to exit; kills it and panics after `timeout`.

@@ -110,8 +110,7 @@ rtmp {{
     /// Stops the server gracefully, so its recordings are complete.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGQUIT) };
+            crate::send_signal(child.id(), crate::Signal::QUIT);
             let deadline = Instant::now() + Duration::from_secs(10);
             while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use streampub_tests::{run_pipeline_file, streampub_binary, test_bytes, Running, TestDir};
+use streampub_tests::{run_pipeline_file, streampub_binary, test_bytes, Running, Signal, TestDir};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -89,7 +89,7 @@ fn a_file_appended_slowly_is_published_once_and_complete() {
         finished_writing.elapsed()
     );
     std::thread::sleep(Duration::from_millis(1200));
-    running.signal(libc::SIGINT);
+    running.signal(Signal::INT);
     let run = running.wait(TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.published(), ["slow.mp4"], "published once");
@@ -119,7 +119,7 @@ fn a_file_renamed_into_place_is_published_without_waiting_for_settle() {
         line.contains("Published fragment")
     });
     assert!(renamed_at.elapsed() < Duration::from_secs(3));
-    running.signal(libc::SIGTERM);
+    running.signal(Signal::TERM);
     let run = running.wait(TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.published(), ["batch-0.mp4"]);
@@ -143,7 +143,7 @@ fn an_interrupted_run_resumes_without_duplicates_or_gaps() {
 
     let first = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
     first.wait_for_log(TIMEOUT, |line| line.contains("2 total)"));
-    first.signal(libc::SIGINT);
+    first.signal(Signal::INT);
     let first = first.wait(TIMEOUT);
     assert_eq!(first.code(), Some(0), "graceful stop: {}", first.stderr());
     let first_published = first.published();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use streampub_tests::http::{parse_prometheus_text, HttpClient};
 use streampub_tests::rtmp::free_port;
-use streampub_tests::{streampub_binary, test_bytes, Running, TestDir};
+use streampub_tests::{streampub_binary, test_bytes, Running, Signal, TestDir};
 
 const TOKEN: &str = "test-token-0123456789";
 
@@ -174,7 +174,7 @@ fn every_request_gets_the_documented_answer() {
     assert_eq!(health.status, 200, "{}", health.body);
     assert_eq!(health.json()["pipelines"]["live"]["state"], "running");
 
-    running.signal(libc::SIGTERM);
+    running.signal(Signal::TERM);
     let finished = running.wait(Duration::from_secs(30));
     assert_eq!(finished.code(), Some(0), "{}", finished.stderr());
     let archive = std::fs::read(dir.join("archive.bin")).unwrap();
@@ -244,7 +244,7 @@ fn interrupted_and_stalled_uploads_leave_nothing_while_others_are_served() {
         assert_eq!(client.fragment("live", name).status, 404, "{name} was kept");
     }
     assert!(spool_leftovers(&dir.join("state/live/spool")).is_empty());
-    running.signal(libc::SIGTERM);
+    running.signal(Signal::TERM);
     let finished = running.wait(Duration::from_secs(30));
     assert_eq!(finished.published(), ["meanwhile.mp4"]);
 }
@@ -292,7 +292,7 @@ fn parallel_uploads_are_published_once_in_the_order_they_were_acknowledged() {
         "20 fragments to be published",
         || running.published_so_far().len() >= 20,
     );
-    running.signal(libc::SIGTERM);
+    running.signal(Signal::TERM);
     let finished = running.wait(Duration::from_secs(30));
     let names: Vec<String> = accepted.iter().map(|(_, name, _)| name.clone()).collect();
     assert_eq!(
@@ -338,7 +338,7 @@ fn a_full_backlog_answers_503_and_spooled_fragments_survive_a_crash() {
     let full = client.upload("live", "batch-3.mp4", b"more");
     assert_eq!(full.status, 503, "{}", full.body);
     assert_eq!(full.header("retry-after"), Some("5"));
-    running.signal(libc::SIGKILL);
+    running.signal(Signal::KILL);
     let crashed = running.wait(Duration::from_secs(10));
     assert!(crashed.published().is_empty());
 
@@ -364,7 +364,7 @@ fn a_full_backlog_answers_503_and_spooled_fragments_survive_a_crash() {
         client.fragment("live", "batch-2.mp4").json()["state"],
         "published"
     );
-    running.signal(libc::SIGTERM);
+    running.signal(Signal::TERM);
     let finished = running.wait(Duration::from_secs(30));
     assert_eq!(
         finished.published(),
@@ -431,7 +431,7 @@ fn a_full_spool_disk_answers_507_and_keeps_nothing_half_written() {
     running.wait_for_log(Duration::from_secs(10), |line| {
         line.contains("Published fragment")
     });
-    running.signal(libc::SIGTERM);
+    running.signal(Signal::TERM);
     assert_eq!(
         running.wait(Duration::from_secs(30)).published(),
         ["small.mp4"]
@@ -456,7 +456,7 @@ fn a_256_mib_upload_to_the_null_sink_keeps_peak_rss_under_32_mib() {
     running.wait_for_log(Duration::from_secs(60), |line| {
         line.contains("Published fragment")
     });
-    running.signal(libc::SIGTERM);
+    running.signal(Signal::TERM);
     let finished = running.wait(Duration::from_secs(30));
     assert!(finished.peak_rss_kib > 0, "VmHWM was never sampled");
     assert!(
@@ -561,7 +561,7 @@ fn metrics_and_health_cover_every_pipeline_whatever_its_source() {
         (now - 60.0..=now + 1.0).contains(&last_publish),
         "{last_publish} vs {now}"
     );
-    running.signal(libc::SIGTERM);
+    running.signal(Signal::TERM);
     running.wait(Duration::from_secs(30));
 }
 
@@ -596,7 +596,7 @@ fn uploads_and_metrics_share_one_listener_across_pipelines() {
         samples[r#"streampub_bytes_published_total{pipeline="second"}"#],
         7.0
     );
-    running.signal(libc::SIGTERM);
+    running.signal(Signal::TERM);
     running.wait(Duration::from_secs(30));
 }
 

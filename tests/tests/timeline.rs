@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde_json::Value;
 use streampub_tests::media::{fragments, probe_packets, Packets};
 use streampub_tests::rtmp::RtmpServer;
-use streampub_tests::{run_pipeline_file, streampub_binary, Finished, Running, TestDir};
+use streampub_tests::{
+    run_pipeline_file, send_signal, streampub_binary, Finished, Running, Signal, TestDir,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -204,8 +206,7 @@ fn after_ffmpeg_dies_mid_fragment_the_new_session_starts_on_a_keyframe_and_conti
     std::thread::sleep(Duration::from_secs(6));
     let logs: Vec<String> = running.logs_so_far();
     let pid = ffmpeg_pid(&logs).expect("ffmpeg's pid is logged");
-    // SAFETY: kill(2) on the ffmpeg child of the process under test.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    send_signal(pid as u32, Signal::KILL);
     let run = running.wait(TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert!(

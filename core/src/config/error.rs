@@ -1,7 +1,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::node::{NodeError, SourceLocation};
+use crate::node::{NodeError, SourceLocation};
 
 /// A config problem, with everything a user needs to find it: file, line and column, pipeline,
 /// component and field. Boxed, so results that may carry one stay small.

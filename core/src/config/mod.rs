@@ -11,7 +11,6 @@
 //! without side effects.
 
 mod error;
-pub mod node;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -21,12 +20,12 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 pub use self::error::{ConfigError, ConfigErrorDetails};
-use self::node::{ConfigNode, NodeValue, SourceLocation};
-use crate::channel::ChannelHub;
-use crate::chunking::{ChunkSize, AUTO_CHUNK_MIN};
+use crate::chunk::{ChunkSize, AUTO_CHUNK_MIN};
+pub use crate::component::DEFAULT_FRAGMENT_BUFFER_SIZE;
 use crate::component::{ComponentContext, ComponentError};
-use crate::http::HttpListeners;
+use crate::node::{ConfigNode, NodeValue, SourceLocation};
 use crate::registry::{ParseFn, PluginFactory, PluginKind, Registry};
+use crate::services::Services;
 use crate::sink::SinkConfig;
 use crate::source::SourceConfig;
 use crate::stage::StageConfig;
@@ -36,8 +35,6 @@ use crate::units::{ByteSize, HumanDuration};
 pub const DEFAULT_CHUNK_SIZE: ByteSize = ByteSize::kib(256);
 /// Default `max_in_flight`: bytes buffered between source and sink.
 pub const DEFAULT_MAX_IN_FLIGHT: ByteSize = ByteSize::mib(1);
-/// Default `fragment_buffer_size`: the seed's `fragmentBufferSize`.
-pub const DEFAULT_FRAGMENT_BUFFER_SIZE: usize = 3;
 /// Default `shutdown_timeout`: how long the fragment in flight may take to finish on shutdown.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: HumanDuration = HumanDuration::from_secs(30);
 
@@ -216,27 +213,22 @@ impl LoadedConfig {
     }
 
     /// The context a pipeline's components are validated and built with.
-    pub fn context(
-        &self,
-        pipeline: &PipelinePlan,
-        channels: &ChannelHub,
-        http: &HttpListeners,
-    ) -> ComponentContext {
+    pub fn context(&self, pipeline: &PipelinePlan, services: &Services) -> ComponentContext {
         ComponentContext {
             pipeline: pipeline.name.clone(),
             base_dir: self.base_dir.clone(),
             state_dir: self.state_dir.clone(),
-            channels: channels.clone(),
-            http: http.clone(),
+            services: services.clone(),
             fragment_buffer_size: pipeline.fragment_buffer_size,
         }
     }
 
     /// Asks every plugin to check its config and environment, without side effects.
-    pub fn validate(&self, channels: &ChannelHub) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        // Services of its own: whatever a plugin makes while validating is dropped here.
+        let services = Services::default();
         for pipeline in &self.pipelines {
-            // Validation binds nothing: these listeners are never asked to listen.
-            let context = self.context(pipeline, channels, &HttpListeners::default());
+            let context = self.context(pipeline, &services);
             let source = &pipeline.source;
             self.check(pipeline, source, source.config.validate(&context))?;
             for stage in &pipeline.stages {

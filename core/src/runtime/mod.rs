@@ -4,9 +4,12 @@
 //! Each pipeline runs as its own tasks with its own bounded queues, so a slow or failed
 //! pipeline never stalls another.
 
+pub mod chunking;
 mod driver;
+mod latency;
 mod stages;
 mod stats;
+mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,14 +19,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use self::driver::SinkDriver;
+use self::chunking::ChunkingStage;
+use self::driver::{Confirmations, SinkDriver};
+pub use self::latency::{HistogramSnapshot, LatencyHistogram};
 use self::stages::StageChain;
 pub use self::stats::{LatencySummary, PipelineReport, PipelineState, PipelineStats};
-use crate::channel::{ChannelHub, FragmentSender};
-use crate::chunking::ChunkingStage;
+pub use self::status::{Health, StatusBoard};
 use crate::config::{ConfigError, LoadedConfig, PipelinePlan};
-use crate::http::HttpListeners;
-use crate::metrics::StatusBoard;
+use crate::services::Services;
 use crate::sink::{Sink, SinkError};
 use crate::source::{Source, SourceError};
 use crate::stage::Stage;
@@ -46,9 +49,14 @@ pub enum PipelineError {
     Internal(String),
 }
 
+/// Cancelled when the runtime is asked to stop: a [`Services`] entry for services that run
+/// tasks of their own (listeners) and must stop with the runtime.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeShutdown(pub CancellationToken);
+
 /// Running pipelines.
 pub struct Runtime {
-    channels: ChannelHub,
+    services: Services,
     shutdown: CancellationToken,
     board: StatusBoard,
     pipelines: Vec<(Arc<PipelineStats>, JoinHandle<PipelineReport>)>,
@@ -81,25 +89,28 @@ struct BuiltPipeline {
 }
 
 impl Runtime {
-    /// Validates and builds every pipeline, then starts them all, and the metrics listener if
-    /// the config has one. Nothing starts if any component fails to validate or build.
+    /// Validates and builds every pipeline, then starts them all. Nothing starts if any
+    /// component fails to validate or build.
     pub async fn start(config: &LoadedConfig) -> Result<Self, ConfigError> {
-        let channels = ChannelHub::default();
-        config.validate(&channels)?;
-        let shutdown = CancellationToken::new();
-        let board = StatusBoard::default();
-        let http = HttpListeners::new(board.clone(), shutdown.clone());
+        Self::start_with(config, Services::default()).await
+    }
+
+    /// Like [`Runtime::start`], with services the caller has prepared (a listener it bound
+    /// before, to fail early). The runtime adds its [`StatusBoard`] and [`RuntimeShutdown`]
+    /// unless they are there already.
+    pub async fn start_with(
+        config: &LoadedConfig,
+        services: Services,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let shutdown = services
+            .get_or_insert_with(RuntimeShutdown::default)
+            .0
+            .clone();
+        let board = StatusBoard::clone(&services.get_or_insert_with(StatusBoard::default));
         let mut built = Vec::with_capacity(config.pipelines.len());
         for plan in &config.pipelines {
-            built.push(build(config, plan, &channels, &http).await?);
-        }
-        if let Some(metrics) = &config.metrics {
-            http.listen(metrics.listen).map_err(|error| {
-                ConfigError::new(
-                    &config.path,
-                    format!("metrics: cannot listen on {}: {error}", metrics.listen),
-                )
-            })?;
+            built.push(build(config, plan, &services).await?);
         }
         let pipelines = built
             .into_iter()
@@ -115,22 +126,16 @@ impl Runtime {
             })
             .collect();
         Ok(Self {
-            channels,
+            services,
             shutdown,
             board,
             pipelines,
         })
     }
 
-    /// A sender into the `channel` source named `name`.
-    pub fn channel(&self, name: &str) -> Option<FragmentSender> {
-        self.channels.sender(name)
-    }
-
-    /// No more senders for channel `name` will be asked for: the channel source finishes once
-    /// every sender already handed out is dropped.
-    pub fn close_channel(&self, name: &str) {
-        self.channels.close(name);
+    /// The services the runtime's components share (e.g. the `channel` source's channels).
+    pub fn services(&self) -> &Services {
+        &self.services
     }
 
     /// Live counters of every pipeline, in config order.
@@ -147,7 +152,6 @@ impl Runtime {
     /// `shutdown_timeout`), sinks close and sources save their state.
     pub fn shutdown(&self) {
         self.shutdown.cancel();
-        self.channels.close_all();
     }
 
     /// A token that is cancelled once shutdown was requested.
@@ -173,10 +177,9 @@ impl Runtime {
 async fn build(
     config: &LoadedConfig,
     plan: &PipelinePlan,
-    channels: &ChannelHub,
-    http: &HttpListeners,
+    services: &Services,
 ) -> Result<BuiltPipeline, ConfigError> {
-    let context = config.context(plan, channels, http);
+    let context = config.context(plan, services);
     let source = config.check(plan, &plan.source, plan.source.config.build(&context).await)?;
     let mut stages = Vec::with_capacity(plan.stages.len());
     let mut stage_names: Vec<&str> = Vec::with_capacity(plan.stages.len());
@@ -224,7 +227,14 @@ async fn run_pipeline(
     shutdown: CancellationToken,
     shutdown_timeout: Duration,
 ) -> PipelineReport {
-    info!(pipeline = %pipeline.name, "Pipeline {} started: {}", pipeline.name, pipeline.shape);
+    info!(
+        event = "pipeline_started",
+        pipeline = %pipeline.name,
+        shape = %pipeline.shape,
+        "Pipeline {} started: {}",
+        pipeline.name,
+        pipeline.shape
+    );
     // Cancelled on shutdown, and also when this pipeline's sink fails, so its source stops.
     let stop_source = shutdown.child_token();
     let (fragment_tx, fragment_rx) = mpsc::channel(pipeline.fragment_buffer_size);
@@ -242,7 +252,7 @@ async fn run_pipeline(
         chunk_size,
         shutdown,
         shutdown_timeout,
-        unconfirmed: Default::default(),
+        confirmations: Confirmations::default(),
     };
     let delivered = driver.run(event_rx).await;
     if delivered.is_err() {
@@ -263,7 +273,12 @@ async fn run_pipeline(
     let report = PipelineReport::new(&stats, error);
     match &report.error {
         None => info!(
+            event = "pipeline_finished",
             pipeline = %report.name,
+            fragments_published = report.fragments_published,
+            fragments_failed = report.fragments_failed,
+            bytes_published = report.bytes_published,
+            elapsed_ms = report.elapsed.as_millis() as u64,
             "Pipeline {} finished: {} fragments published ({:.2} MiB in {:.2} s, {:.1} MiB/s), {} failed",
             report.name,
             report.fragments_published,
@@ -273,7 +288,11 @@ async fn run_pipeline(
             report.fragments_failed,
         ),
         Some(message) => error!(
+            event = "pipeline_failed",
             pipeline = %report.name,
+            fragments_published = report.fragments_published,
+            fragments_failed = report.fragments_failed,
+            error = %message,
             "Pipeline {} failed after {} fragments published, {} failed: {message}",
             report.name,
             report.fragments_published,

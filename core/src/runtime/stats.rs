@@ -5,15 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use tokio::sync::{mpsc, Semaphore};
 
+use super::latency::LatencyHistogram;
 use crate::fragment::Fragment;
-
-/// Upper bounds of the publish latency histogram, in seconds: 5 ms doubling up to about 82 s.
-fn latency_buckets() -> impl Iterator<Item = f64> {
-    exponential_buckets(0.005, 2.0, 15)
-}
 
 /// Per-fragment latencies kept for percentiles: the most recent this many.
 const RECENT_LATENCIES: usize = 10_000;
@@ -59,7 +54,7 @@ pub struct PipelineStats {
     sink_reconnects: AtomicU64,
     /// Unix time of the last publish in milliseconds; 0 before the first.
     last_publish_unix_ms: AtomicU64,
-    publish_latency: Histogram,
+    publish_latency: LatencyHistogram,
     /// The latest [`RECENT_LATENCIES`] publish latencies, for exact percentiles.
     recent_latencies: Mutex<VecDeque<Duration>>,
     state: Mutex<PipelineState>,
@@ -76,7 +71,7 @@ impl PipelineStats {
             fragments_failed: AtomicU64::new(0),
             sink_reconnects: AtomicU64::new(0),
             last_publish_unix_ms: AtomicU64::new(0),
-            publish_latency: Histogram::new(latency_buckets()),
+            publish_latency: LatencyHistogram::default(),
             recent_latencies: Mutex::new(VecDeque::new()),
             state: Mutex::new(PipelineState::Running),
             queues: OnceLock::new(),
@@ -85,9 +80,9 @@ impl PipelineStats {
 
     /// Records a delivered fragment and how long its transfer took; returns how many were
     /// delivered so far.
-    pub(crate) fn record_published(&self, bytes: u64, latency: Duration) -> u64 {
+    pub fn record_published(&self, bytes: u64, latency: Duration) -> u64 {
         self.bytes_published.fetch_add(bytes, Ordering::Relaxed);
-        self.publish_latency.observe(latency.as_secs_f64());
+        self.publish_latency.observe(latency);
         let mut recent = self
             .recent_latencies
             .lock()
@@ -105,15 +100,15 @@ impl PipelineStats {
         self.fragments_published.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    pub(crate) fn record_failed(&self) {
+    pub fn record_failed(&self) {
         self.fragments_failed.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn record_reconnect(&self) {
+    pub fn record_reconnect(&self) {
         self.sink_reconnects.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn set_state(&self, state: PipelineState) {
+    pub fn set_state(&self, state: PipelineState) {
         *self
             .state
             .lock()
@@ -173,7 +168,7 @@ impl PipelineStats {
 
     /// Time from the first chunk handed to the sink to the sink accepting the last, per
     /// fragment.
-    pub fn publish_latency(&self) -> &Histogram {
+    pub fn publish_latency(&self) -> &LatencyHistogram {
         &self.publish_latency
     }
 

@@ -14,7 +14,7 @@ mod session;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use streampub_core::chunking::FileRange;
+use streampub_core::FileRange;
 use streampub_core::{
     async_trait, Bytes, FragmentInfo, ReconnectPolicy, SessionReason, Sink, SinkError,
 };

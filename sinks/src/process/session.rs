@@ -2,14 +2,13 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use streampub_core::chunking::FileRange;
-use streampub_core::{Redactor, SinkError};
+use streampub_core::{FileRange, Redactor, SinkError};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::task::JoinHandle;
@@ -142,15 +141,16 @@ impl ProcessSession {
             // finishes the fragment in flight and closes stdin, instead of killing the child.
             .process_group(0)
             .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent. It makes the
-        // child die with the thread that spawned it (a runtime worker, alive as long as
-        // streampub), so a killed streampub leaves no orphan behind.
+        // SAFETY: the closure runs in the forked child before exec, where only
+        // async-signal-safe calls are allowed: prctl(PR_SET_PDEATHSIG) is one, and it touches
+        // no memory of the parent. It makes the child die with the thread that spawned it (a
+        // runtime worker, alive as long as streampub), so a killed streampub leaves no orphan.
         unsafe {
             process.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ))
+                .map_err(io::Error::from)
             });
         }
         let mut child = process.spawn().map_err(|error| {
@@ -234,7 +234,7 @@ impl ProcessSession {
     pub(crate) fn consumed(&self) -> u64 {
         let stdin = self.stdin.as_ref().expect("stdin is open until finish");
         // If the pipe cannot be inspected, count nothing as read: confirmation waits for close.
-        let unread = unread_bytes(stdin.as_raw_fd()).unwrap_or(usize::MAX);
+        let unread = unread_bytes(stdin).unwrap_or(usize::MAX);
         self.written.saturating_sub(unread as u64)
     }
 
@@ -373,41 +373,25 @@ async fn read_stderr(
     }
 }
 
-/// Bytes written into the pipe and not yet read by the process.
 /// Splices all of `range` into `pipe` (non-blocking, as Tokio set it up), polling while the
 /// pipe is full. Returns the bytes moved.
 fn splice_all(range: &FileRange, pipe: &OwnedFd) -> io::Result<usize> {
-    let mut offset = range.offset as libc::loff_t;
+    use rustix::pipe::{splice, SpliceFlags};
+    let mut offset = range.offset;
     let mut left = range.length;
     while left > 0 {
-        // SAFETY: both descriptors are open for the whole call; `offset` is a valid loff_t the
-        // kernel advances; a null output offset is required for a pipe.
-        let moved = unsafe {
-            libc::splice(
-                range.file.as_raw_fd(),
-                &mut offset,
-                pipe.as_raw_fd(),
-                std::ptr::null_mut(),
-                left,
-                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-            )
-        };
-        match moved {
-            -1 => {
-                let error = io::Error::last_os_error();
-                match error.kind() {
-                    io::ErrorKind::WouldBlock => wait_writable(pipe)?,
-                    io::ErrorKind::Interrupted => {}
-                    _ => return Err(error),
-                }
-            }
-            0 => {
+        let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
+        match splice(&*range.file, Some(&mut offset), pipe, None, left, flags) {
+            Ok(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "the fragment's file is shorter than when it was opened",
                 ))
             }
-            moved => left -= moved as usize,
+            Ok(moved) => left -= moved,
+            Err(rustix::io::Errno::AGAIN) => wait_writable(pipe)?,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(error) => return Err(error.into()),
         }
     }
     Ok(range.length)
@@ -415,43 +399,28 @@ fn splice_all(range: &FileRange, pipe: &OwnedFd) -> io::Result<usize> {
 
 /// Blocks until the pipe has room (or its reader is gone, which the next splice reports).
 fn wait_writable(pipe: &OwnedFd) -> io::Result<()> {
-    let mut poll = libc::pollfd {
-        fd: pipe.as_raw_fd(),
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd; -1 waits without a timeout.
-    if unsafe { libc::poll(&mut poll, 1, -1) } == -1 {
-        let error = io::Error::last_os_error();
-        if error.kind() != io::ErrorKind::Interrupted {
-            return Err(error);
-        }
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut fds = [PollFd::new(pipe, PollFlags::OUT)];
+    match poll(&mut fds, None) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(error) => Err(error.into()),
     }
-    Ok(())
 }
 
-fn unread_bytes(fd: std::os::fd::RawFd) -> io::Result<usize> {
-    let mut unread: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the valid pointer; on a pipe it counts the
-    // bytes buffered, from either end.
-    let result = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread as *mut libc::c_int) };
-    if result == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(unread.max(0) as usize)
+/// Bytes written into the pipe and not yet read by the process (FIONREAD counts what a pipe
+/// buffers, from either end).
+fn unread_bytes(pipe: impl AsFd) -> io::Result<usize> {
+    let unread = rustix::io::ioctl_fionread(pipe)?;
+    Ok(usize::try_from(unread).unwrap_or(usize::MAX))
 }
 
 /// Grows the stdin pipe so the process has a buffer to read from while we read the next chunk.
 fn set_pipe_size(stdin: &ChildStdin, size: usize, command: &ProcessCommand) {
-    let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
-    // SAFETY: F_SETPIPE_SZ only resizes the kernel buffer of this pipe.
-    let result = unsafe { libc::fcntl(stdin.as_raw_fd(), libc::F_SETPIPE_SZ, size) };
-    if result == -1 {
+    if let Err(error) = rustix::pipe::fcntl_setpipe_size(stdin, size) {
         tracing::warn!(
             pipeline = %command.pipeline,
-            "Cannot set the {} stdin pipe to {size} bytes ({}); see /proc/sys/fs/pipe-max-size",
+            "Cannot set the {} stdin pipe to {size} bytes ({error}); see /proc/sys/fs/pipe-max-size",
             command.label,
-            io::Error::last_os_error()
         );
     }
 }

@@ -68,7 +68,7 @@ async fn spliced_file_ranges_arrive_whole_and_mixed_with_bytes() {
     sink.begin_fragment(&info("f")).await.unwrap();
     sink.write_chunk(Bytes::from_static(b"head")).await.unwrap();
     for offset in (0..content.len()).step_by(1_500_000) {
-        let range = streampub_core::chunking::FileRange {
+        let range = streampub_core::FileRange {
             file: std::sync::Arc::clone(&file),
             offset: offset as u64,
             length: 1_500_000.min(content.len() - offset),

@@ -6,13 +6,13 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use streampub_core::async_trait;
-use streampub_core::http::{
-    error_response, header, json_response, method_not_allowed, percent_decode, HttpRequest,
-    HttpResponse, Method, PipelineRoutes, StatusCode,
-};
 use tokio::io::AsyncWriteExt;
 use tracing::{info, warn};
 
+use super::listeners::{
+    error_response, header, json_response, method_not_allowed, percent_decode, HttpRequest,
+    HttpResponse, Method, PipelineRoutes, StatusCode,
+};
 use super::spool::{Admission, Record, Spool, UploadSlot, UPLOAD_PREFIX};
 
 /// Names longer than this many bytes are refused (the common file name limit).

@@ -9,6 +9,7 @@ use streampub_core::{
 };
 
 use super::api::UploadApi;
+use super::listeners::HttpListeners;
 use super::spool::Spool;
 use super::HttpSource;
 
@@ -138,8 +139,7 @@ impl SourceConfig for HttpSourceConfig {
             max_fragment_size: self.max_fragment_size.bytes(),
             upload_timeout: self.upload_timeout.get(),
         };
-        context
-            .http
+        HttpListeners::shared(&context.services)
             .mount(self.listen, &context.pipeline, Arc::new(api))
             .map_err(|error| {
                 ComponentError::field(

@@ -3,24 +3,33 @@
 //! [`api`] receives uploads into the [`spool`] (durably, before answering); this module's
 //! source publishes spooled fragments in sequence order and records, for each, whether its
 //! sink took it. See the README's "HTTP source" section for the API.
+//!
+//! [`listeners`] is the runtime's shared HTTP server: `http` sources mount their API on it, and
+//! every listener answers `/healthz` and `/metrics` ([`metrics`]), also the one the top-level
+//! `metrics.listen` option asks for ([`serve_metrics`]).
 
 mod api;
 mod config;
+mod listeners;
+mod metrics;
 mod spool;
 #[cfg(test)]
 mod tests;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::stream::{FuturesOrdered, StreamExt};
 use streampub_core::{
     async_trait, CancellationToken, Fragment, FragmentBody, FragmentInfo, FragmentOutcome,
-    PluginRegistration, Source, SourceError,
+    PluginRegistration, Services, Source, SourceError,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, error, info};
 
 pub use self::config::HttpSourceConfig;
+pub use self::listeners::{HttpListeners, PipelineRoutes};
+pub use self::metrics::{render_metrics, METRICS_CONTENT_TYPE};
 use self::spool::{Record, Spool};
 
 inventory::submit! {
@@ -116,6 +125,14 @@ impl HttpSource {
             }
         }
     }
+}
+
+/// Serves `/healthz` and `/metrics` for every pipeline of the runtime that `services` belongs
+/// to on `address` (sharing the listener if an `http` source listens there too). Call it
+/// before [`Runtime::start_with`](streampub_core::Runtime::start_with) to fail before any
+/// pipeline starts; must be called within a Tokio runtime.
+pub fn serve_metrics(services: &Services, address: SocketAddr) -> std::io::Result<()> {
+    HttpListeners::shared(services).listen(address)
 }
 
 /// Keeps this module (and its registration) in the binary; see the crate's `link`.

@@ -1,7 +1,7 @@
-//! HTTP listeners shared by the components of a process.
+//! HTTP listeners shared by the components of a runtime.
 //!
-//! One [`HttpListeners`] hub per runtime: the first component that asks for an address binds
-//! it, later ones share it (several `http` sources on one `listen`, or the top-level `metrics`
+//! One [`HttpListeners`] hub per runtime, kept in its [`Services`]: the first component that
+//! asks for an address binds it, later ones share it (several `http` sources on one `listen`, or the top-level `metrics`
 //! listener on the same address). Every listener answers `GET /healthz` and `GET /metrics` for
 //! all pipelines, and hands `/v1/pipelines/{pipeline}/…` to the routes that pipeline mounted.
 
@@ -11,19 +11,21 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio_util::sync::CancellationToken;
+use streampub_core::async_trait;
+use streampub_core::Bytes;
+use streampub_core::CancellationToken;
 use tracing::{debug, info, warn};
 
 pub use hyper::{header, Method, StatusCode};
 
-use crate::metrics::{StatusBoard, METRICS_CONTENT_TYPE};
+use streampub_core::{PipelineState, RuntimeShutdown, Services, StatusBoard};
+
+use super::metrics::{render_metrics, METRICS_CONTENT_TYPE};
 
 /// A request as the routes receive it; its body is read as it arrives.
 pub type HttpRequest = hyper::Request<Incoming>;
@@ -71,6 +73,15 @@ impl HttpListeners {
             shutdown,
             listeners: Arc::default(),
         }
+    }
+
+    /// The runtime's hub: it reports on the runtime's [`StatusBoard`] and stops with it.
+    pub fn shared(services: &Services) -> Arc<Self> {
+        services.get_or_insert_with(|| {
+            let board = services.get_or_insert_with(StatusBoard::default);
+            let shutdown = services.get_or_insert_with(RuntimeShutdown::default);
+            Self::new(StatusBoard::clone(&board), shutdown.0.clone())
+        })
     }
 
     /// Serves health and metrics on `address`, binding it unless it is bound already. Must be
@@ -162,7 +173,7 @@ impl Listener {
                 text_response(
                     StatusCode::OK,
                     METRICS_CONTENT_TYPE,
-                    self.board.render_metrics(),
+                    render_metrics(&self.board),
                 )
             }),
             _ => {
@@ -197,7 +208,7 @@ impl Listener {
             .iter()
             .map(|(name, state)| {
                 let mut entry = serde_json::json!({ "state": state.label() });
-                if let crate::runtime::PipelineState::Failed(error) = state {
+                if let PipelineState::Failed(error) = state {
                     entry["error"] = error.as_str().into();
                 }
                 (name.clone(), entry)

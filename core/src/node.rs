@@ -248,7 +248,7 @@ impl de::Error for NodeError {
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
         let mut message = format!("unknown field `{field}`");
-        if let Some(suggestion) = crate::registry::closest_name(field, expected.iter().copied()) {
+        if let Some(suggestion) = closest_name(field, expected.iter().copied()) {
             message.push_str(&format!(" (did you mean `{suggestion}`?)"));
         }
         if !expected.is_empty() {
@@ -310,9 +310,7 @@ impl<'de> de::Deserializer<'de> for &'de ConfigNode {
             .deserialize_enum("", variants, visitor)
             .map_err(|error| {
                 let mut error = error.at(self.location);
-                if let Some(suggestion) =
-                    crate::registry::closest_name(variant, variants.iter().copied())
-                {
+                if let Some(suggestion) = closest_name(variant, variants.iter().copied()) {
                     error
                         .message
                         .push_str(&format!(" (did you mean `{suggestion}`?)"));
@@ -381,6 +379,15 @@ impl<'de> de::MapAccess<'de> for MappingAccess<'de> {
         seed.deserialize(value)
             .map_err(|error| error.within(&key.name).at(value.location))
     }
+}
+
+/// The candidate closest to `input`, if one is close enough to be a likely typo.
+pub fn closest_name<'a>(input: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|candidate| (strsim::jaro_winkler(input, candidate), candidate))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, candidate)| candidate)
 }
 
 #[cfg(test)]

@@ -1,85 +1,30 @@
-//! What a running process tells the outside about its pipelines: Prometheus metrics and health.
-//!
-//! Every pipeline's [`PipelineStats`] is on one [`StatusBoard`], whatever its source and sink.
-//! The board renders them in the OpenMetrics text format (which Prometheus scrapes natively),
-//! one metric family per counter with a `pipeline` label, and answers health checks.
-
-use std::sync::{Arc, RwLock};
+//! `/metrics`: every pipeline's stats in the OpenMetrics text format (which Prometheus scrapes
+//! natively), one metric family per counter with a `pipeline` label.
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use streampub_core::runtime::HistogramSnapshot;
+use streampub_core::{PipelineState, PipelineStats, StatusBoard};
 
-use crate::runtime::{PipelineState, PipelineStats};
-
-/// The content type of [`StatusBoard::render_metrics`].
+/// The content type of [`render_metrics`].
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The stats of every pipeline of a process.
-#[derive(Debug, Clone, Default)]
-pub struct StatusBoard {
-    pipelines: Arc<RwLock<Vec<Arc<PipelineStats>>>>,
+/// The metrics of every pipeline on `board`, in the OpenMetrics text format.
+pub fn render_metrics(board: &StatusBoard) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(BoardCollector(board.clone())));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)
+        .expect("writing to a String cannot fail");
+    text
 }
 
-/// What `/healthz` reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Health {
-    /// Every pipeline is running.
-    pub healthy: bool,
-    /// Each pipeline's name and state, in config order.
-    pub pipelines: Vec<(String, PipelineState)>,
-}
-
-impl StatusBoard {
-    /// Adds a pipeline and returns the stats its runtime updates.
-    pub fn add(&self, name: &str) -> Arc<PipelineStats> {
-        let stats = Arc::new(PipelineStats::new(name));
-        self.write().push(Arc::clone(&stats));
-        stats
-    }
-
-    /// Every pipeline's stats, in config order.
-    pub fn pipelines(&self) -> Vec<Arc<PipelineStats>> {
-        self.pipelines
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .clone()
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<PipelineStats>>> {
-        self.pipelines
-            .write()
-            .unwrap_or_else(|poison| poison.into_inner())
-    }
-
-    pub fn health(&self) -> Health {
-        let pipelines: Vec<(String, PipelineState)> = self
-            .pipelines()
-            .iter()
-            .map(|stats| (stats.name().to_owned(), stats.state()))
-            .collect();
-        Health {
-            healthy: pipelines
-                .iter()
-                .all(|(_, state)| *state == PipelineState::Running),
-            pipelines,
-        }
-    }
-
-    /// The metrics of every pipeline in the OpenMetrics text format ([`METRICS_CONTENT_TYPE`]).
-    pub fn render_metrics(&self) -> String {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(self.clone()));
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry)
-            .expect("writing to a String cannot fail");
-        text
-    }
-}
+#[derive(Debug)]
+struct BoardCollector(StatusBoard);
 
 /// One metric family: its name (without `_total`, which counters get when encoded), help and
 /// how to read it from a pipeline.
@@ -92,7 +37,7 @@ struct Family {
 enum Value {
     Counter(fn(&PipelineStats) -> u64),
     Gauge(fn(&PipelineStats) -> f64),
-    Histogram(fn(&PipelineStats) -> &Histogram),
+    Histogram(fn(&PipelineStats) -> HistogramSnapshot),
 }
 
 const FAMILIES: &[Family] = &[
@@ -119,7 +64,7 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "streampub_publish_latency_seconds",
         help: "Per fragment, from its first chunk handed to the sink to the sink taking the last.",
-        value: Value::Histogram(PipelineStats::publish_latency),
+        value: Value::Histogram(|stats| stats.publish_latency().snapshot()),
     },
     Family {
         name: "streampub_bytes_in_flight",
@@ -143,9 +88,9 @@ const FAMILIES: &[Family] = &[
     },
 ];
 
-impl Collector for StatusBoard {
+impl Collector for BoardCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let pipelines = self.pipelines();
+        let pipelines = self.0.pipelines();
         for family in FAMILIES {
             let metric_type = match family.value {
                 Value::Counter(_) => MetricType::Counter,
@@ -156,11 +101,19 @@ impl Collector for StatusBoard {
                 encoder.encode_descriptor(family.name, family.help, None, metric_type)?;
             for stats in &pipelines {
                 let labels = [("pipeline", stats.name())];
-                let sample = metric.encode_family(&labels)?;
+                let mut sample = metric.encode_family(&labels)?;
                 match family.value {
                     Value::Counter(read) => ConstCounter::new(read(stats)).encode(sample)?,
                     Value::Gauge(read) => ConstGauge::new(read(stats)).encode(sample)?,
-                    Value::Histogram(read) => read(stats).encode(sample)?,
+                    Value::Histogram(read) => {
+                        let snapshot = read(stats);
+                        sample.encode_histogram::<NoLabelSet>(
+                            snapshot.sum_seconds,
+                            snapshot.count,
+                            &snapshot.buckets,
+                            None,
+                        )?
+                    }
                 }
             }
         }
@@ -181,7 +134,7 @@ mod tests {
         board.add("second");
         first.record_published(1000, Duration::from_millis(20));
         first.record_published(500, Duration::from_millis(30));
-        let text = board.render_metrics();
+        let text = render_metrics(&board);
         assert!(
             text.contains("streampub_fragments_published_total{pipeline=\"first\"} 2\n"),
             "{text}"
@@ -207,23 +160,5 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
-    }
-
-    #[test]
-    fn health_names_pipelines_that_are_not_running() {
-        let board = StatusBoard::default();
-        board.add("ok");
-        let broken = board.add("broken");
-        assert!(board.health().healthy);
-        broken.set_state(PipelineState::Failed("sink failed".into()));
-        let health = board.health();
-        assert!(!health.healthy);
-        assert_eq!(
-            health.pipelines[1],
-            (
-                "broken".to_owned(),
-                PipelineState::Failed("sink failed".into())
-            )
-        );
     }
 }

@@ -1,0 +1,91 @@
+//! What a fragment is read in: the `chunk_size` option and file ranges that sinks may move
+//! without reading them.
+
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Deserializer};
+
+use crate::units::ByteSize;
+
+/// Smallest chunk `chunk_size: auto` shrinks to.
+pub const AUTO_CHUNK_MIN: usize = 64 * 1024;
+/// Largest chunk `chunk_size: auto` grows to (also at most half of `max_in_flight`).
+pub const AUTO_CHUNK_MAX: usize = 1024 * 1024;
+
+/// A pipeline's `chunk_size`: a fixed size, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkSize {
+    Fixed(ByteSize),
+    Auto,
+}
+
+impl<'de> Deserialize<'de> for ChunkSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Word(String),
+            Number(u64),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Word(word) if word == "auto" => Ok(Self::Auto),
+            Written::Word(word) => word
+                .parse()
+                .map(Self::Fixed)
+                .map_err(|error| serde::de::Error::custom(format!("{error}, or `auto`"))),
+            Written::Number(bytes) => Ok(Self::Fixed(ByteSize(bytes))),
+        }
+    }
+}
+
+impl std::fmt::Display for ChunkSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fixed(size) => size.fmt(f),
+            Self::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+/// `length` bytes of `file` from `offset`: a chunk a sink can move from the file into a pipe
+/// inside the kernel (`splice`) instead of reading it.
+#[derive(Debug, Clone)]
+pub struct FileRange {
+    pub file: Arc<std::fs::File>,
+    pub offset: u64,
+    pub length: usize,
+}
+
+impl FileRange {
+    /// Reads the range (for a sink or stage that needs the bytes after all).
+    pub async fn read(&self) -> io::Result<Bytes> {
+        let range = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut buffer = vec![0; range.length];
+            range.file.read_exact_at(&mut buffer, range.offset)?;
+            Ok(Bytes::from(buffer))
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_size_reads_a_size_or_auto() {
+        let parse = |yaml: &str| serde_json::from_str::<ChunkSize>(yaml).map_err(|e| e.to_string());
+        assert_eq!(parse("\"auto\""), Ok(ChunkSize::Auto));
+        assert_eq!(
+            parse("\"256KiB\""),
+            Ok(ChunkSize::Fixed(ByteSize::kib(256)))
+        );
+        assert_eq!(parse("4096"), Ok(ChunkSize::Fixed(ByteSize(4096))));
+        assert!(parse("\"big\"").unwrap_err().contains("or `auto`"));
+    }
+}

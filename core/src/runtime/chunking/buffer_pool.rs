@@ -1,0 +1,132 @@
+//! Pooled, page-aligned read buffers.
+//!
+//! Alignment matters for speed: copying from the page cache into a destination at page offset
+//! 16 (where malloc puts large `Vec`s) took 4 times as long per GiB as into a page-aligned one
+//! on an AMD EPYC host (see `benches/alignment.rs` and BENCHMARKS.md). So buffers are
+//! allocated page-aligned rather than left to malloc.
+
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
+
+use aligned_vec::{AVec, ConstAlign};
+use bytes::Bytes;
+
+/// The alignment of read buffers: a page.
+pub const BUFFER_ALIGNMENT: usize = 4096;
+
+/// A page-aligned byte buffer.
+pub type AlignedBuffer = AVec<u8, ConstAlign<BUFFER_ALIGNMENT>>;
+
+/// A zeroed page-aligned buffer of `size` bytes.
+pub fn aligned_buffer(size: usize) -> AlignedBuffer {
+    let mut buffer = AlignedBuffer::with_capacity(BUFFER_ALIGNMENT, size);
+    buffer.resize(size, 0);
+    buffer
+}
+
+/// Most read buffers a [`BufferPool`] keeps for reuse.
+const MAX_POOLED_BUFFERS: usize = 16;
+
+/// Read buffers that return to the pool when the last chunk made from them is dropped, so a
+/// steady stream reads into the same few buffers: no allocation, zeroing or page faults per
+/// chunk. An idle pipeline keeps none ([`BufferPool::release`]).
+#[derive(Debug, Clone, Default)]
+pub struct BufferPool(Arc<Mutex<PooledBuffers>>);
+
+#[derive(Debug, Default)]
+struct PooledBuffers {
+    free: Vec<AlignedBuffer>,
+    /// Nothing to read for now: buffers coming back are freed instead of kept.
+    idle: bool,
+}
+
+impl BufferPool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PooledBuffers> {
+        self.0.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// A buffer of at least `size` bytes.
+    fn take(&self, size: usize) -> AlignedBuffer {
+        let mut pool = self.lock();
+        pool.idle = false;
+        while let Some(buffer) = pool.free.pop() {
+            if buffer.len() >= size {
+                return buffer;
+            }
+        }
+        aligned_buffer(size)
+    }
+
+    /// Frees the pooled buffers, and those still in flight as they come back, until the next
+    /// [`BufferPool::take`]: a pipeline waiting for its next fragment holds no read buffers.
+    pub fn release(&self) {
+        let mut pool = self.lock();
+        pool.idle = true;
+        pool.free = Vec::new();
+    }
+
+    /// Reads up to `size` bytes of `file` from `offset` into a pooled buffer (blocking; one
+    /// positioned read, no shared cursor); `None` at the end of the file. The buffer comes
+    /// back to the pool when the chunk is dropped.
+    pub(super) fn read_at(
+        &self,
+        file: &std::fs::File,
+        offset: u64,
+        size: usize,
+    ) -> io::Result<Option<Bytes>> {
+        let mut buffer = self.take(size);
+        let read = file.read_at(&mut buffer[..size], offset)?;
+        if read == 0 {
+            return Ok(None);
+        }
+        let chunk = Bytes::from_owner(PooledBuffer {
+            buffer: Some(buffer),
+            pool: self.clone(),
+        });
+        Ok(Some(chunk.slice(..read)))
+    }
+}
+
+/// A buffer lent to a chunk; `None` only while it is handed back.
+struct PooledBuffer {
+    buffer: Option<AlignedBuffer>,
+    pool: BufferPool,
+}
+
+impl AsRef<[u8]> for PooledBuffer {
+    fn as_ref(&self) -> &[u8] {
+        self.buffer.as_deref().unwrap_or_default()
+    }
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        let mut pool = self.pool.lock();
+        if !pool.idle && pool.free.len() < MAX_POOLED_BUFFERS {
+            pool.free.extend(self.buffer.take());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooled_buffers_are_page_aligned_and_reused() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("file.bin");
+        std::fs::write(&path, vec![5u8; 10_000]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let pool = BufferPool::default();
+        let first = pool.read_at(&file, 0, 8192).unwrap().unwrap();
+        assert_eq!(first.as_ptr() as usize % BUFFER_ALIGNMENT, 0);
+        assert_eq!(first.len(), 8192);
+        let address = first.as_ptr();
+        drop(first);
+        let second = pool.read_at(&file, 8192, 8192).unwrap().unwrap();
+        assert_eq!(second.as_ptr(), address, "the returned buffer is reused");
+        assert_eq!(&second[..], &[5u8; 10_000 - 8192][..]);
+    }
+}

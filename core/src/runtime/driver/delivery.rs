@@ -1,0 +1,156 @@
+//! Sending one fragment through the stages into the sink, once.
+
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
+
+use super::input::{ChunkInput, InputItem};
+use super::SinkDriver;
+use crate::fragment::FragmentInfo;
+use crate::runtime::chunking::ChunkData;
+use crate::runtime::stages::StageCall;
+use crate::runtime::PipelineError;
+use crate::sink::{SessionReason, SinkError};
+use crate::stage::StageItem;
+
+/// Chunk progress is logged at DEBUG every this many chunks.
+const PROGRESS_EVERY_CHUNKS: u64 = 10;
+
+/// How one delivery of a fragment ended, short of a sink failure.
+pub(super) enum FragmentResult {
+    Delivered {
+        bytes: u64,
+        /// From the first chunk handed to the sink to the last one it accepted.
+        transfer_time: Duration,
+    },
+    /// Its input was bad (unreadable, rejected by a stage): it fails alone, the pipeline goes on.
+    InputFailed(String),
+}
+
+impl SinkDriver {
+    /// Sends one fragment's chunks through the stages into the sink, once.
+    pub(super) async fn deliver(
+        &mut self,
+        info: &FragmentInfo,
+        input: &mut ChunkInput<'_>,
+    ) -> Result<FragmentResult, PipelineError> {
+        let mut items = Vec::new();
+        self.sink.begin_fragment(info).await?;
+        let mut started = None;
+        let stage_call = StageCall::Begin(info);
+        if let Err(message) = self
+            .run_stages(stage_call, &mut items, &mut started)
+            .await?
+        {
+            return self.abort(input, message).await;
+        }
+
+        let (mut chunks, mut bytes) = (0u64, 0u64);
+        loop {
+            match input.next().await? {
+                InputItem::Chunk(data, budget) => {
+                    chunks += 1;
+                    bytes += data.len() as u64;
+                    match data {
+                        ChunkData::Bytes(data) => {
+                            let stage_call = StageCall::Chunk(data);
+                            if let Err(message) = self
+                                .run_stages(stage_call, &mut items, &mut started)
+                                .await?
+                            {
+                                return self.abort(input, message).await;
+                            }
+                        }
+                        // Only sent when there are no stages: straight to the sink.
+                        ChunkData::File(range) => {
+                            started.get_or_insert_with(Instant::now);
+                            self.sink.write_file_range(range).await?;
+                        }
+                    }
+                    drop(budget);
+                    self.acknowledge_confirmed();
+                    if chunks % PROGRESS_EVERY_CHUNKS == 0 {
+                        debug!(
+                            pipeline = %self.pipeline,
+                            "Streamed {chunks} chunks ({} KB) for fragment {}",
+                            bytes / 1024,
+                            info.sequence
+                        );
+                    }
+                }
+                InputItem::End => {
+                    let stage_call = StageCall::End;
+                    if let Err(message) = self
+                        .run_stages(stage_call, &mut items, &mut started)
+                        .await?
+                    {
+                        return self.abort(input, message).await;
+                    }
+                    let transfer_time =
+                        started.map(|started| started.elapsed()).unwrap_or_default();
+                    self.sink.end_fragment().await?;
+                    debug!(
+                        pipeline = %self.pipeline,
+                        "Completed streaming {chunks} chunks ({} KB) for fragment {}",
+                        bytes / 1024,
+                        info.sequence
+                    );
+                    return Ok(FragmentResult::Delivered {
+                        bytes,
+                        transfer_time,
+                    });
+                }
+                InputItem::Failed(message) => return self.abort(input, message).await,
+            }
+        }
+    }
+
+    /// Gives up on the current fragment: skips the rest of its chunks and lets the stages and
+    /// the sink undo what they can.
+    async fn abort(
+        &mut self,
+        input: &mut ChunkInput<'_>,
+        message: String,
+    ) -> Result<FragmentResult, PipelineError> {
+        input.skip_rest().await;
+        self.stages.abort_fragment();
+        self.sink.abort_fragment().await?;
+        Ok(FragmentResult::InputFailed(message))
+    }
+
+    /// Runs the stages and writes what they produced (also what a failing stage emitted before
+    /// its error), noting when the first chunk went to the sink. The inner error is the stage's.
+    async fn run_stages(
+        &mut self,
+        call: StageCall<'_>,
+        items: &mut Vec<StageItem>,
+        started: &mut Option<Instant>,
+    ) -> Result<Result<(), String>, SinkError> {
+        let staged = self.stages.apply(call, items);
+        if !items.is_empty() {
+            started.get_or_insert_with(Instant::now);
+        }
+        self.write(items).await?;
+        Ok(staged.map_err(|error| error.message))
+    }
+
+    pub(super) async fn write(&mut self, items: &mut Vec<StageItem>) -> Result<(), SinkError> {
+        for item in items.drain(..) {
+            match item {
+                StageItem::Chunk(chunk) => self.sink.write_chunk(chunk).await?,
+                StageItem::NewSession => {
+                    warn!(
+                        event = "session_started",
+                        pipeline = %self.pipeline,
+                        reason = "stream_changed",
+                        "A stage requested a new sink session"
+                    );
+                    self.sink
+                        .start_session(SessionReason::StreamChanged)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

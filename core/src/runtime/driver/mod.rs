@@ -1,0 +1,253 @@
+//! The sink driver: feeds chunks through the stages into the sink, one fragment at a time,
+//! acknowledges each fragment once the sink has fully taken it, and reconnects the sink when it
+//! fails with a retryable error, sending the fragment in flight again from its start.
+
+//!
+//! - [`input`]: where a fragment's chunks come from (the chunking stage, or a re-read);
+//! - [`delivery`]: one fragment through the stages into the sink;
+//! - [`confirmations`]: accepted fragments waiting for the sink's confirmation;
+//! - [`recovery`]: reconnecting and resending after a retryable failure.
+
+mod confirmations;
+mod delivery;
+mod input;
+mod recovery;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub(crate) use self::confirmations::Confirmations;
+use self::delivery::FragmentResult;
+use self::input::ChunkInput;
+use self::recovery::{Recovery, Resend};
+use super::chunking::ChunkEvent;
+use super::stages::StageChain;
+use super::stats::PipelineStats;
+use super::PipelineError;
+use crate::fragment::{Fragment, FragmentOutcome};
+use crate::sink::{Sink, SinkError};
+use crate::units::HumanDuration;
+
+/// How often an idle driver asks the sink whether it has confirmed more fragments.
+const CONFIRMATION_POLL: Duration = Duration::from_millis(100);
+
+pub(crate) struct SinkDriver {
+    pub(crate) pipeline: String,
+    pub(crate) sink: Box<dyn Sink>,
+    pub(crate) stages: StageChain,
+    pub(crate) stats: Arc<PipelineStats>,
+    /// For reading a fragment again after a reconnect.
+    pub(crate) chunk_size: usize,
+    /// Cancelled on shutdown: the fragment in flight may finish, no new one starts.
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) shutdown_timeout: Duration,
+    /// Fragments the sink has ended but not yet confirmed.
+    pub(crate) confirmations: Confirmations,
+}
+
+impl SinkDriver {
+    /// Runs until the events end, shutdown, or the sink fails; closes the sink in every case.
+    pub(crate) async fn run(
+        mut self,
+        mut events: mpsc::Receiver<ChunkEvent>,
+    ) -> Result<(), PipelineError> {
+        let delivered = self.deliver_all(&mut events).await;
+        // Release the chunking stage (and with it every fragment still queued) before closing.
+        drop(events);
+        // At the end of the input the sink takes as long as it needs; after a shutdown request,
+        // at most shutdown_timeout.
+        let shutdown = self.shutdown.clone();
+        let timeout = self.shutdown_timeout;
+        let closed = tokio::select! {
+            closed = self.close() => closed,
+            () = shutdown_deadline(&shutdown, timeout) => Err(PipelineError::Sink(SinkError::fatal(format!(
+                "closing the sink took longer than shutdown_timeout ({})",
+                HumanDuration(timeout)
+            )))),
+        };
+        delivered.and(closed)
+    }
+
+    async fn deliver_all(
+        &mut self,
+        events: &mut mpsc::Receiver<ChunkEvent>,
+    ) -> Result<(), PipelineError> {
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return Ok(()),
+                event = events.recv() => event,
+                // While idle, the sink may still confirm what it took last.
+                () = tokio::time::sleep(CONFIRMATION_POLL), if !self.confirmations.is_empty() => {
+                    self.acknowledge_confirmed();
+                    continue;
+                }
+            };
+            let fragment = match event {
+                None => return Ok(()),
+                Some(ChunkEvent::Unreadable(fragment, message)) => {
+                    self.fail(fragment, message);
+                    continue;
+                }
+                Some(ChunkEvent::Begin(fragment)) => fragment,
+                Some(other) => {
+                    return Err(PipelineError::Internal(format!(
+                        "chunk event {other:?} outside a fragment"
+                    )))
+                }
+            };
+            let shutdown = self.shutdown.clone();
+            let deadline = shutdown_deadline(&shutdown, self.shutdown_timeout);
+            let result = tokio::select! {
+                result = self.publish(fragment, events) => result,
+                () = deadline => Err(PipelineError::ShutdownTimeout(self.shutdown_timeout)),
+            };
+            match result? {
+                Recovery::Done => {}
+                Recovery::Interrupted => return Ok(()),
+            }
+        }
+    }
+
+    /// Closes the sink; fragments it took are acknowledged. A retryable failure with fragments
+    /// unconfirmed sends them to a new session and closes again.
+    async fn close(&mut self) -> Result<(), PipelineError> {
+        let mut attempt = 0;
+        loop {
+            match self.sink.close().await {
+                Ok(()) => {
+                    self.confirmations.confirm_all();
+                    return Ok(());
+                }
+                Err(error) if error.retryable && !self.confirmations.is_empty() => {
+                    let queue = self.take_unconfirmed();
+                    match self.recover(queue, error, &mut attempt).await? {
+                        Recovery::Done => {}
+                        Recovery::Interrupted => return Ok(()),
+                    }
+                }
+                Err(error) => {
+                    self.confirmations.fail_all(&error.message.clone().into());
+                    return Err(PipelineError::Sink(error));
+                }
+            }
+        }
+    }
+
+    fn fail(&self, fragment: Fragment, message: String) {
+        warn!(
+            event = "fragment_failed",
+            pipeline = %self.pipeline,
+            fragment = %fragment.info.name,
+            sequence = fragment.info.sequence,
+            error = %message,
+            "Fragment {} failed and was skipped: {message}",
+            fragment.info.sequence
+        );
+        self.stats.record_failed();
+        fragment.acknowledge(FragmentOutcome::Failed(message.into()));
+    }
+
+    /// Acknowledges, oldest first, the fragments the sink now confirms.
+    fn acknowledge_confirmed(&mut self) {
+        // Called after every chunk: ask the sink only when something waits for it.
+        if !self.confirmations.is_empty() {
+            self.confirmations.confirm_all_but(self.sink.unconfirmed());
+        }
+    }
+
+    /// Logs and counts a fragment the sink has accepted, and keeps it until confirmed.
+    fn accepted(
+        &mut self,
+        fragment: Fragment,
+        bytes: u64,
+        transfer_time: Duration,
+        published_before: bool,
+    ) {
+        let info = &fragment.info;
+        if published_before {
+            info!(
+                event = "fragment_resent",
+                pipeline = %self.pipeline,
+                fragment = %info.name,
+                sequence = info.sequence,
+                bytes,
+                transfer_ms = transfer_time.as_millis() as u64,
+                "Resent fragment {} ({:.2} KiB in {} ms) after reconnecting",
+                info.sequence,
+                bytes as f64 / 1024.0,
+                transfer_time.as_millis(),
+            );
+        } else {
+            let total = self.stats.record_published(bytes, transfer_time);
+            info!(
+                event = "fragment_published",
+                pipeline = %self.pipeline,
+                fragment = %info.name,
+                sequence = info.sequence,
+                bytes,
+                transfer_ms = transfer_time.as_millis() as u64,
+                published_total = total,
+                "Published fragment {} ({:.2} KiB in {} ms, {} total)",
+                info.sequence,
+                bytes as f64 / 1024.0,
+                transfer_time.as_millis(),
+                total,
+            );
+        }
+        self.confirmations.push(fragment);
+        self.acknowledge_confirmed();
+    }
+
+    /// Delivers one fragment from the chunking stage; on a retryable sink failure, reconnects
+    /// and resends it together with every fragment not yet confirmed.
+    async fn publish(
+        &mut self,
+        fragment: Fragment,
+        events: &mut mpsc::Receiver<ChunkEvent>,
+    ) -> Result<Recovery, PipelineError> {
+        let mut input = ChunkInput::Chunker {
+            events,
+            finished: false,
+        };
+        let error = match self.deliver(&fragment.info, &mut input).await {
+            Ok(FragmentResult::Delivered {
+                bytes,
+                transfer_time,
+            }) => {
+                self.accepted(fragment, bytes, transfer_time, false);
+                return Ok(Recovery::Done);
+            }
+            Ok(FragmentResult::InputFailed(message)) => {
+                self.fail(fragment, message);
+                return Ok(Recovery::Done);
+            }
+            Err(PipelineError::Sink(error)) if error.retryable => error,
+            Err(error) => {
+                self.stats.record_failed();
+                fragment.acknowledge(FragmentOutcome::Failed(error.to_string().into()));
+                return Err(error);
+            }
+        };
+        input.skip_rest().await;
+        let mut queue = self.take_unconfirmed();
+        queue.push_back(Resend {
+            fragment,
+            published_before: false,
+        });
+        let mut attempt = 0;
+        self.recover(queue, error, &mut attempt).await
+    }
+}
+
+/// Completes `timeout` after shutdown was requested; never before.
+async fn shutdown_deadline(shutdown: &CancellationToken, timeout: Duration) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(timeout).await;
+}

@@ -1,0 +1,212 @@
+//! After a retryable sink failure: reconnect with backoff, then send every unconfirmed
+//! fragment and the one in flight again, in order.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::delivery::FragmentResult;
+use super::input::ChunkInput;
+use super::SinkDriver;
+use crate::fragment::{Fragment, FragmentOutcome};
+use crate::runtime::chunking::{BodyReader, BufferPool};
+use crate::runtime::stages::StageCall;
+use crate::runtime::PipelineError;
+use crate::sink::{SessionReason, SinkError};
+
+/// How a delivery that may involve reconnects ended.
+pub(super) enum Recovery {
+    Done,
+    /// Shutdown came while the sink was reconnecting: what was not confirmed is left for the
+    /// next start.
+    Interrupted,
+}
+
+/// A fragment waiting to be sent again, and whether it was already counted as published.
+pub(super) struct Resend {
+    pub(super) fragment: Fragment,
+    pub(super) published_before: bool,
+}
+
+impl SinkDriver {
+    /// The fragments accepted and not yet confirmed, to be sent again.
+    pub(super) fn take_unconfirmed(&mut self) -> VecDeque<Resend> {
+        self.confirmations
+            .take_all()
+            .map(|fragment| Resend {
+                fragment,
+                published_before: true,
+            })
+            .collect()
+    }
+
+    /// Reconnects after `error` and sends `queue` again, in order, until it is all accepted.
+    /// `attempt` counts reconnects across the whole recovery.
+    pub(super) async fn recover(
+        &mut self,
+        mut queue: VecDeque<Resend>,
+        mut error: SinkError,
+        attempt: &mut u32,
+    ) -> Result<Recovery, PipelineError> {
+        loop {
+            self.stages.abort_fragment();
+            if let Some(first) = queue.front() {
+                self.stages.rewind(&first.fragment.info);
+            }
+            match self.reconnect(error, attempt).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(Recovery::Interrupted),
+                Err(fatal) => {
+                    let message: Arc<str> = fatal.to_string().into();
+                    for resend in queue {
+                        self.stats.record_failed();
+                        resend
+                            .fragment
+                            .acknowledge(FragmentOutcome::Failed(Arc::clone(&message)));
+                    }
+                    return Err(fatal);
+                }
+            }
+            error = match self.resend(&mut queue).await? {
+                None => return Ok(Recovery::Done),
+                Some(next) => next,
+            };
+            // Whatever the new session accepted before failing is unconfirmed again.
+            let mut retry = self.take_unconfirmed();
+            retry.extend(queue.drain(..));
+            queue = retry;
+        }
+    }
+
+    /// Sends `queue` in order; returns the retryable error that stopped it, leaving the
+    /// fragment it stopped at first in `queue`.
+    async fn resend(
+        &mut self,
+        queue: &mut VecDeque<Resend>,
+    ) -> Result<Option<SinkError>, PipelineError> {
+        while let Some(mut resend) = queue.pop_front() {
+            let fragment = &mut resend.fragment;
+            if !fragment.body.is_rereadable() {
+                let error = PipelineError::Sink(SinkError::fatal(format!(
+                    "fragment {} came from a one-shot reader and cannot be sent again after the reconnect",
+                    fragment.info.name
+                )));
+                resend
+                    .fragment
+                    .acknowledge(FragmentOutcome::Failed(error.to_string().into()));
+                return Err(error);
+            }
+            let reader = match BodyReader::open(&mut fragment.body, &BufferPool::default()).await {
+                Ok(reader) => reader,
+                Err(error) => {
+                    let message = format!(
+                        "cannot read {} again after the reconnect: {error}",
+                        fragment.body.describe()
+                    );
+                    self.fail(resend.fragment, message);
+                    continue;
+                }
+            };
+            let mut input = ChunkInput::Reread {
+                reader,
+                chunk_size: self.chunk_size,
+            };
+            match self.deliver(&resend.fragment.info, &mut input).await {
+                Ok(FragmentResult::Delivered {
+                    bytes,
+                    transfer_time,
+                }) => self.accepted(
+                    resend.fragment,
+                    bytes,
+                    transfer_time,
+                    resend.published_before,
+                ),
+                Ok(FragmentResult::InputFailed(message)) => self.fail(resend.fragment, message),
+                Err(PipelineError::Sink(error)) if error.retryable => {
+                    queue.push_front(resend);
+                    return Ok(Some(error));
+                }
+                Err(error) => {
+                    self.stats.record_failed();
+                    resend
+                        .fragment
+                        .acknowledge(FragmentOutcome::Failed(error.to_string().into()));
+                    return Err(error);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Starts a new sink session after `error`, waiting per the sink's reconnect policy between
+    /// attempts. Returns `false` if shutdown came first.
+    async fn reconnect(
+        &mut self,
+        mut error: SinkError,
+        attempt: &mut u32,
+    ) -> Result<bool, PipelineError> {
+        let policy = self.sink.reconnect_policy();
+        loop {
+            *attempt += 1;
+            if !policy.allows(*attempt) {
+                let tried = *attempt - 1;
+                return Err(PipelineError::Sink(SinkError::fatal(if tried == 0 {
+                    error.message
+                } else {
+                    format!(
+                        "{} (gave up after {tried} reconnect attempts)",
+                        error.message
+                    )
+                })));
+            }
+            let delay = policy.delay(*attempt);
+            let of = match policy.max_attempts {
+                0 => String::new(),
+                max => format!(" of {max}"),
+            };
+            warn!(
+                event = "sink_reconnecting",
+                pipeline = %self.pipeline,
+                attempt = *attempt,
+                delay_ms = delay.as_millis() as u64,
+                error = %error,
+                "Sink failed: {error}; reconnecting in {} ms (attempt {attempt}{of})",
+                delay.as_millis()
+            );
+            self.stats.record_reconnect();
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = self.shutdown.cancelled() => return Ok(false),
+            }
+            let started = match self.sink.start_session(SessionReason::Reconnect).await {
+                Ok(()) => self.replay_session_start().await,
+                Err(error) => Err(error),
+            };
+            match started {
+                Ok(()) => {
+                    info!(
+                        event = "sink_reconnected",
+                        pipeline = %self.pipeline,
+                        attempt = *attempt,
+                        "Sink reconnected (attempt {attempt})"
+                    );
+                    return Ok(true);
+                }
+                Err(next) if next.retryable => error = next,
+                Err(fatal) => return Err(PipelineError::Sink(fatal)),
+            }
+        }
+    }
+
+    /// Lets the stages emit what a new session needs first (an init segment).
+    async fn replay_session_start(&mut self) -> Result<(), SinkError> {
+        let mut items = Vec::new();
+        self.stages
+            .apply(StageCall::SessionStarted, &mut items)
+            .map_err(|error| {
+                SinkError::fatal(format!("a stage cannot start a new session: {error}"))
+            })?;
+        self.write(&mut items).await
+    }
+}

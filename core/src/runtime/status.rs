@@ -1,0 +1,85 @@
+//! What a running runtime knows about its pipelines: every pipeline's [`PipelineStats`] on one
+//! [`StatusBoard`], whatever its source and sink, and their health.
+//!
+//! The board is one of the runtime's [`Services`](crate::Services), so a plugin that reports
+//! (the HTTP listeners' `/metrics` and `/healthz`) finds it there; rendering a format is the
+//! plugin's business.
+
+use std::sync::{Arc, RwLock};
+
+use super::stats::{PipelineState, PipelineStats};
+
+/// The stats of every pipeline of a process.
+#[derive(Debug, Clone, Default)]
+pub struct StatusBoard {
+    pipelines: Arc<RwLock<Vec<Arc<PipelineStats>>>>,
+}
+
+/// What `/healthz` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Every pipeline is running.
+    pub healthy: bool,
+    /// Each pipeline's name and state, in config order.
+    pub pipelines: Vec<(String, PipelineState)>,
+}
+
+impl StatusBoard {
+    /// Adds a pipeline and returns the stats its runtime updates.
+    pub fn add(&self, name: &str) -> Arc<PipelineStats> {
+        let stats = Arc::new(PipelineStats::new(name));
+        self.write().push(Arc::clone(&stats));
+        stats
+    }
+
+    /// Every pipeline's stats, in config order.
+    pub fn pipelines(&self) -> Vec<Arc<PipelineStats>> {
+        self.pipelines
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<PipelineStats>>> {
+        self.pipelines
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    pub fn health(&self) -> Health {
+        let pipelines: Vec<(String, PipelineState)> = self
+            .pipelines()
+            .iter()
+            .map(|stats| (stats.name().to_owned(), stats.state()))
+            .collect();
+        Health {
+            healthy: pipelines
+                .iter()
+                .all(|(_, state)| *state == PipelineState::Running),
+            pipelines,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_names_pipelines_that_are_not_running() {
+        let board = StatusBoard::default();
+        board.add("ok");
+        let broken = board.add("broken");
+        assert!(board.health().healthy);
+        broken.set_state(PipelineState::Failed("sink failed".into()));
+        let health = board.health();
+        assert!(!health.healthy);
+        assert_eq!(
+            health.pipelines[1],
+            (
+                "broken".to_owned(),
+                PipelineState::Failed("sink failed".into())
+            )
+        );
+    }
+}
