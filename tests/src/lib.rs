@@ -125,6 +125,15 @@ impl TestDir {
         directory
     }
 
+    /// Writes `config` (a serde value) as the pipeline file `pipeline.yaml` and returns its
+    /// path. It is written as JSON, which is YAML too, so tests build pipelines from data.
+    pub fn pipeline_file(&self, config: &Value) -> PathBuf {
+        self.write(
+            "pipeline.yaml",
+            serde_json::to_string_pretty(config).expect("a serde value serializes"),
+        )
+    }
+
     pub fn mkdir(&self, relative: &str) -> PathBuf {
         let path = self.join(relative);
         std::fs::create_dir_all(&path).unwrap();
@@ -136,6 +145,15 @@ impl Default for TestDir {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// `base` with the entries of the mapping `extra` added or replaced (both must be mappings).
+pub fn merged(mut base: Value, extra: Value) -> Value {
+    let (Value::Object(base_entries), Value::Object(extra_entries)) = (&mut base, extra) else {
+        panic!("merged() takes two mappings");
+    };
+    base_entries.extend(extra_entries);
+    base
 }
 
 /// Deterministic pseudo-random bytes, different for each `seed`.
@@ -186,17 +204,42 @@ impl Finished {
     pub fn published(&self) -> Vec<String> {
         published_fragments(&self.logs)
     }
+
+    /// The JSON log events whose `event` field is `event`, in order.
+    pub fn events(&self, event: &str) -> Vec<Value> {
+        events(&self.logs, event)
+    }
+
+    /// The one `event` of `pipeline`; panics with the logs if there is not exactly one.
+    pub fn pipeline_event(&self, event: &str, pipeline: &str) -> Value {
+        let matching: Vec<Value> = self
+            .events(event)
+            .into_iter()
+            .filter(|found| found["pipeline"] == pipeline)
+            .collect();
+        match <[Value; 1]>::try_from(matching) {
+            Ok([found]) => found,
+            Err(matching) => panic!(
+                "expected one `{event}` event of pipeline {pipeline}, found {}; logs:\n{}",
+                matching.len(),
+                self.stderr()
+            ),
+        }
+    }
 }
 
-/// Names of fragments in `Published fragment …` log events.
-pub fn published_fragments(logs: &[String]) -> Vec<String> {
+/// The JSON log events in `logs` whose `event` field is `event`, in order.
+pub fn events(logs: &[String], event: &str) -> Vec<Value> {
     logs.iter()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|event| {
-            event["message"]
-                .as_str()
-                .is_some_and(|message| message.starts_with("Published fragment "))
-        })
+        .filter(|found| found["event"] == event)
+        .collect()
+}
+
+/// Names of the fragments in `fragment_published` log events, in order.
+pub fn published_fragments(logs: &[String]) -> Vec<String> {
+    events(logs, "fragment_published")
+        .iter()
         .filter_map(|event| event["fragment"].as_str().map(str::to_owned))
         .collect()
 }
@@ -275,6 +318,35 @@ impl Running {
             "no matching log line within {timeout:?}; logs:\n{}",
             self.logs.lock().unwrap().join("\n")
         );
+    }
+
+    /// Waits until a JSON log event named `event` satisfies `predicate`, and returns it; panics
+    /// with the logs after `timeout`.
+    pub fn wait_for_event(
+        &self,
+        timeout: Duration,
+        event: &str,
+        predicate: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let found = events(&self.logs.lock().unwrap(), event)
+                .into_iter()
+                .find(|found| predicate(found));
+            if let Some(found) = found {
+                return found;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "no `{event}` event as expected within {timeout:?}; logs:\n{}",
+            self.logs.lock().unwrap().join("\n")
+        );
+    }
+
+    /// The JSON log events named `event` so far.
+    pub fn events_so_far(&self, event: &str) -> Vec<Value> {
+        events(&self.logs.lock().unwrap(), event)
     }
 
     /// The log lines so far.

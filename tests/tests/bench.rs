@@ -111,10 +111,13 @@ fn bench_rejects_an_unknown_sink() {
 fn run_prints_the_benchmark_summary_for_null_sinks() {
     let dir = TestDir::new();
     dir.write("in/a.bin", test_bytes(1, 300_000));
-    let config = dir.write(
-        "pipeline.yaml",
-        "pipelines:\n  - name: measured\n    source:\n      type: directory\n      path: in\n      follow: false\n      settle: 0s\n    sink:\n      type: null\n",
-    );
+    let config = dir.pipeline_file(&serde_json::json!({
+        "pipelines": [{
+            "name": "measured",
+            "source": {"type": "directory", "path": "in", "follow": false, "settle": "0s"},
+            "sink": {"type": "null"},
+        }],
+    }));
     let run = run_pipeline_file(&config, Duration::from_secs(60));
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     for expected in [

@@ -36,11 +36,9 @@ fn quickstart_publishes_the_sample_fragments_into_one_continuous_archive() {
         run.published(),
         ["batch-0.mp4", "batch-1.mp4", "batch-2.mp4"]
     );
-    assert!(
-        run.stderr()
-            .contains("Pipeline quickstart finished: 3 fragments published"),
-        "{}",
-        run.stderr()
+    assert_eq!(
+        run.pipeline_event("pipeline_finished", "quickstart")["fragments_published"],
+        3
     );
     let archive = probe_packets(&dir.join("out/quickstart.mp4"));
     let expected: f64 = inputs.iter().map(|packets| packets.duration()).sum();

@@ -3,14 +3,26 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use streampub_tests::{run_pipeline_file, streampub_binary, test_bytes, Running, Signal, TestDir};
+use serde_json::{json, Value};
+use streampub_tests::{
+    merged, run_pipeline_file, streampub_binary, test_bytes, Running, Signal, TestDir,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn pipeline(source_options: &str, sink: &str) -> String {
-    format!(
-        "state_dir: state\npipelines:\n  - name: channel-1\n    source:\n      type: directory\n      path: in\n{source_options}    sink:\n{sink}"
-    )
+/// Pipeline `channel-1` reading the directory `in` with `source_options`, into `sink`, with
+/// `options` of its own.
+fn pipeline(source_options: Value, sink: Value, options: Value) -> Value {
+    let source = merged(json!({"type": "directory", "path": "in"}), source_options);
+    let pipeline = merged(
+        json!({"name": "channel-1", "source": source, "sink": sink}),
+        options,
+    );
+    json!({"state_dir": "state", "pipelines": [pipeline]})
+}
+
+fn is_started(event: &Value) -> bool {
+    event["pipeline"] == "channel-1"
 }
 
 #[test]
@@ -22,13 +34,11 @@ fn five_fragments_to_the_null_sink_are_published_in_numeric_order() {
     }
     dir.write("in/batch-11.mp4.part", b"being written");
     dir.write("in/.batch-12.mp4", b"hidden");
-    let config = dir.write(
-        "pipeline.yaml",
-        pipeline(
-            "      follow: false\n      settle: 0s\n",
-            "      type: null\n",
-        ),
-    );
+    let config = dir.pipeline_file(&pipeline(
+        json!({"follow": false, "settle": "0s"}),
+        json!({"type": "null"}),
+        json!({}),
+    ));
     let run = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(
@@ -41,17 +51,14 @@ fn five_fragments_to_the_null_sink_are_published_in_numeric_order() {
             "batch-10.mp4"
         ]
     );
-    assert!(
-        run.stderr().contains("Published fragment 5 ("),
-        "{}",
-        run.stderr()
-    );
-    assert!(run.stderr().contains("5 total)"), "{}", run.stderr());
-    assert!(
-        run.stderr()
-            .contains("Pipeline channel-1 finished: 5 fragments published"),
-        "{}",
-        run.stderr()
+    let published = run.events("fragment_published");
+    let sequences: Vec<&Value> = published.iter().map(|event| &event["sequence"]).collect();
+    assert_eq!(sequences, [1, 2, 3, 4, 5]);
+    assert_eq!(published[4]["published_total"], 5);
+    assert_eq!(published[4]["bytes"], 100_000);
+    assert_eq!(
+        run.pipeline_event("pipeline_finished", "channel-1")["fragments_published"],
+        5
     );
 }
 
@@ -59,15 +66,13 @@ fn five_fragments_to_the_null_sink_are_published_in_numeric_order() {
 fn a_file_appended_slowly_is_published_once_and_complete() {
     let dir = TestDir::new();
     dir.mkdir("in");
-    let config = dir.write(
-        "pipeline.yaml",
-        pipeline(
-            "      follow: true\n      settle: 500ms\n",
-            "      type: file\n      mode: per_fragment\n      path: out\n",
-        ),
-    );
+    let config = dir.pipeline_file(&pipeline(
+        json!({"follow": true, "settle": "500ms"}),
+        json!({"type": "file", "mode": "per_fragment", "path": "out"}),
+        json!({}),
+    ));
     let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
-    running.wait_for_log(TIMEOUT, |line| line.contains("Pipeline channel-1 started"));
+    running.wait_for_event(TIMEOUT, "pipeline_started", is_started);
 
     // 20 appends, 100 ms apart: never unchanged for 500 ms until the writer is done.
     let expected = test_bytes(7, 20 * 50_000);
@@ -81,7 +86,7 @@ fn a_file_appended_slowly_is_published_once_and_complete() {
     drop(file);
     let finished_writing = Instant::now();
 
-    running.wait_for_log(TIMEOUT, |line| line.contains("Published fragment"));
+    running.wait_for_event(TIMEOUT, "fragment_published", |_| true);
     // Picked up within settle + 200 ms, plus the scheduling slack of a shared machine.
     assert!(
         finished_writing.elapsed() < Duration::from_secs(3),
@@ -103,21 +108,17 @@ fn a_file_appended_slowly_is_published_once_and_complete() {
 fn a_file_renamed_into_place_is_published_without_waiting_for_settle() {
     let dir = TestDir::new();
     dir.mkdir("in");
-    let config = dir.write(
-        "pipeline.yaml",
-        pipeline(
-            "      follow: true\n      settle: 10s\n      poll_interval: 30s\n",
-            "      type: null\n",
-        ),
-    );
+    let config = dir.pipeline_file(&pipeline(
+        json!({"follow": true, "settle": "10s", "poll_interval": "30s"}),
+        json!({"type": "null"}),
+        json!({}),
+    ));
     let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
-    running.wait_for_log(TIMEOUT, |line| line.contains("Pipeline channel-1 started"));
+    running.wait_for_event(TIMEOUT, "pipeline_started", is_started);
     dir.write("in/batch-0.mp4.part", test_bytes(1, 10_000));
     let renamed_at = Instant::now();
     std::fs::rename(dir.join("in/batch-0.mp4.part"), dir.join("in/batch-0.mp4")).unwrap();
-    running.wait_for_log(Duration::from_secs(5), |line| {
-        line.contains("Published fragment")
-    });
+    running.wait_for_event(Duration::from_secs(5), "fragment_published", |_| true);
     assert!(renamed_at.elapsed() < Duration::from_secs(3));
     running.signal(Signal::TERM);
     let run = running.wait(TIMEOUT);
@@ -133,16 +134,16 @@ fn an_interrupted_run_resumes_without_duplicates_or_gaps() {
         dir.write(&format!("in/{name}"), test_bytes(index as u64, 1_000_000));
     }
     // About one second per fragment: a slow consumer.
-    let config = dir.write(
-        "pipeline.yaml",
-        pipeline(
-            "      follow: false\n      settle: 0s\n",
-            "      type: null\n      bytes_per_second: 1MB\n",
-        ),
-    );
+    let config = dir.pipeline_file(&pipeline(
+        json!({"follow": false, "settle": "0s"}),
+        json!({"type": "null", "bytes_per_second": "1MB"}),
+        json!({}),
+    ));
 
     let first = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
-    first.wait_for_log(TIMEOUT, |line| line.contains("2 total)"));
+    first.wait_for_event(TIMEOUT, "fragment_published", |event| {
+        event["published_total"] == 2
+    });
     first.signal(Signal::INT);
     let first = first.wait(TIMEOUT);
     assert_eq!(first.code(), Some(0), "graceful stop: {}", first.stderr());
@@ -175,13 +176,11 @@ fn on_done_move_moves_published_files_and_a_vanished_file_fails_alone() {
     }
     // One second per fragment, and the chunking stage at most one chunk ahead: batch-1 is
     // queued but not yet opened when it is deleted.
-    let config = dir.write(
-        "pipeline.yaml",
-        pipeline(
-            "      follow: false\n      settle: 0s\n      on_done: move\n      done_dir: done\n",
-            "      type: null\n      bytes_per_second: 2MB\n    chunk_size: 256KiB\n    max_in_flight: 256KiB\n",
-        ),
-    );
+    let config = dir.pipeline_file(&pipeline(
+        json!({"follow": false, "settle": "0s", "on_done": "move", "done_dir": "done"}),
+        json!({"type": "null", "bytes_per_second": "2MB"}),
+        json!({"chunk_size": "256KiB", "max_in_flight": "256KiB"}),
+    ));
     let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
     // batch-0 takes a second; batch-1 is opened only once batch-0 has been read.
     std::thread::sleep(Duration::from_millis(300));
@@ -195,13 +194,8 @@ fn on_done_move_moves_published_files_and_a_vanished_file_fails_alone() {
     assert_eq!(run.published(), ["batch-0.mp4", "batch-2.mp4"]);
     assert!(dir.join("done/batch-0.mp4").exists() && dir.join("done/batch-2.mp4").exists());
     assert!(!dir.join("in/batch-0.mp4").exists());
-    let failure = run
-        .logs
-        .iter()
-        .find(|line| line.contains("failed and was skipped"))
-        .unwrap_or_else(|| panic!("the failure is logged: {}", run.stderr()));
-    assert!(
-        failure.contains("batch-1.mp4") && failure.contains("No such file"),
-        "{failure}"
-    );
+    let failures = run.events("fragment_failed");
+    assert_eq!(failures.len(), 1, "{}", run.stderr());
+    assert_eq!(failures[0]["fragment"], "batch-1.mp4");
+    assert_eq!(failures[0]["sequence"], 2);
 }

@@ -13,10 +13,14 @@ fn a_plugin_from_another_crate_runs_from_yaml() {
     let dir = TestDir::new();
     dir.write("in/batch-0.mp4", test_bytes(0, 1000));
     dir.write("in/batch-1.mp4", test_bytes(1, 2000));
-    let config = dir.write(
-        "pipeline.yaml",
-        "pipelines:\n  - name: custom\n    source:\n      type: directory\n      path: in\n      follow: false\n      settle: 0s\n    stages:\n      - type: header\n        text: \"0123456789\"\n    sink:\n      type: manifest\n      path: manifest.txt\n",
-    );
+    let config = dir.pipeline_file(&serde_json::json!({
+        "pipelines": [{
+            "name": "custom",
+            "source": {"type": "directory", "path": "in", "follow": false, "settle": "0s"},
+            "stages": [{"type": "header", "text": "0123456789"}],
+            "sink": {"type": "manifest", "path": "manifest.txt"},
+        }],
+    }));
     let run = run_to_end(
         &example_plugin_binary(),
         &["run", config.to_str().unwrap()],

@@ -6,9 +6,10 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
 use streampub_tests::http::{parse_prometheus_text, HttpClient};
 use streampub_tests::rtmp::free_port;
-use streampub_tests::{streampub_binary, test_bytes, Running, Signal, TestDir};
+use streampub_tests::{merged, streampub_binary, test_bytes, Running, Signal, TestDir};
 
 const TOKEN: &str = "test-token-0123456789";
 
@@ -32,20 +33,28 @@ fn start(config: &Path, address: &str) -> Running {
     running
 }
 
-/// A pipeline file with one `http` source pipeline named `live`, its extra source options
-/// and its sink.
+/// A pipeline file with one `http` source pipeline named `live`, its extra source options,
+/// its sink and its own extra options.
 fn http_pipeline(
     dir: &TestDir,
     address: &str,
-    source_options: &str,
-    sink: &str,
+    source_options: Value,
+    sink: Value,
+    options: Value,
 ) -> std::path::PathBuf {
-    dir.write(
-        "pipeline.yaml",
-        format!(
-            "state_dir: state\nshutdown_timeout: 1s\npipelines:\n  - name: live\n    source:\n      type: http\n      listen: {address}\n      token_env: STREAMPUB_TOKEN\n{source_options}    sink:\n{sink}"
-        ),
-    )
+    let source = merged(
+        json!({"type": "http", "listen": address, "token_env": "STREAMPUB_TOKEN"}),
+        source_options,
+    );
+    let pipeline = merged(
+        json!({"name": "live", "source": source, "sink": sink}),
+        options,
+    );
+    dir.pipeline_file(&json!({
+        "state_dir": "state",
+        "shutdown_timeout": "1s",
+        "pipelines": [pipeline],
+    }))
 }
 
 fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
@@ -71,8 +80,9 @@ fn every_request_gets_the_documented_answer() {
     let config = http_pipeline(
         &dir,
         &address,
-        "      max_fragment_size: 1MiB\n",
-        "      type: file\n      path: archive.bin\n",
+        json!({"max_fragment_size": "1MiB"}),
+        json!({"type": "file", "path": "archive.bin"}),
+        json!({}),
     );
     let running = start(&config, &address);
     let client = HttpClient::new(&address).with_token(TOKEN);
@@ -194,8 +204,9 @@ fn interrupted_and_stalled_uploads_leave_nothing_while_others_are_served() {
     let config = http_pipeline(
         &dir,
         &address,
-        "      upload_timeout: 1s\n",
-        "      type: null\n",
+        json!({"upload_timeout": "1s"}),
+        json!({"type": "null"}),
+        json!({}),
     );
     let running = start(&config, &address);
     let client = HttpClient::new(&address).with_token(TOKEN);
@@ -227,18 +238,16 @@ fn interrupted_and_stalled_uploads_leave_nothing_while_others_are_served() {
         "stalled upload got: {answer}"
     );
 
-    running.wait_for_log(Duration::from_secs(10), |line| {
-        line.contains("Published fragment")
-    });
+    running.wait_for_event(Duration::from_secs(10), "fragment_published", |_| true);
     for name in ["killed.mp4", "stalled.mp4"] {
         wait_until(
             Duration::from_secs(10),
             "the partial upload to be refused",
             || {
                 running
-                    .logs_so_far()
+                    .events_so_far("upload_refused")
                     .iter()
-                    .any(|line| line.contains(&format!("Upload of {name} refused")))
+                    .any(|event| event["fragment"] == name)
             },
         );
         assert_eq!(client.fragment("live", name).status, 404, "{name} was kept");
@@ -256,8 +265,9 @@ fn parallel_uploads_are_published_once_in_the_order_they_were_acknowledged() {
     let config = http_pipeline(
         &dir,
         &address,
-        "",
-        "      type: file\n      path: archive.bin\n",
+        json!({}),
+        json!({"type": "file", "path": "archive.bin"}),
+        json!({}),
     );
     let running = start(&config, &address);
     let uploads: Vec<_> = (0..20u64)
@@ -318,14 +328,10 @@ fn a_full_backlog_answers_503_and_spooled_fragments_survive_a_crash() {
     let slow = http_pipeline(
         &dir,
         &address,
-        "      spool_limit: 2\n",
-        "      type: null\n      bytes_per_second: 1KB\n",
+        json!({"spool_limit": 2}),
+        json!({"type": "null", "bytes_per_second": "1KB"}),
+        json!({"fragment_buffer_size": 1}),
     );
-    let slow = std::fs::read_to_string(&slow).unwrap().replace(
-        "  - name: live\n",
-        "  - name: live\n    fragment_buffer_size: 1\n",
-    );
-    let slow = dir.write("slow.yaml", slow);
     let running = start(&slow, &address);
     let client = HttpClient::new(&address).with_token(TOKEN);
     let bodies: Vec<Vec<u8>> = (0..3)
@@ -345,8 +351,9 @@ fn a_full_backlog_answers_503_and_spooled_fragments_survive_a_crash() {
     let fast = http_pipeline(
         &dir,
         &address,
-        "",
-        "      type: file\n      path: archive.bin\n",
+        json!({}),
+        json!({"type": "file", "path": "archive.bin"}),
+        json!({}),
     );
     let running = start(&fast, &address);
     wait_until(
@@ -370,9 +377,10 @@ fn a_full_backlog_answers_503_and_spooled_fragments_survive_a_crash() {
         finished.published(),
         ["batch-0.mp4", "batch-1.mp4", "batch-2.mp4"]
     );
-    assert!(finished
-        .stderr()
-        .contains("Publishing 3 spooled fragments left from the last run"));
+    assert_eq!(
+        finished.pipeline_event("spool_recovered", "live")["fragments"],
+        3
+    );
     assert!(std::fs::read(dir.join("archive.bin")).unwrap() == bodies.concat());
 }
 
@@ -412,8 +420,9 @@ fn a_full_spool_disk_answers_507_and_keeps_nothing_half_written() {
     let config = http_pipeline(
         &dir,
         &address,
-        "      spool_dir: spool\n",
-        "      type: null\n",
+        json!({"spool_dir": "spool"}),
+        json!({"type": "null"}),
+        json!({}),
     );
     let running = start(&config, &address);
     let client = HttpClient::new(&address).with_token(TOKEN);
@@ -428,9 +437,7 @@ fn a_full_spool_disk_answers_507_and_keeps_nothing_half_written() {
         "the spool works again once there is room: {}",
         small.body
     );
-    running.wait_for_log(Duration::from_secs(10), |line| {
-        line.contains("Published fragment")
-    });
+    running.wait_for_event(Duration::from_secs(10), "fragment_published", |_| true);
     running.signal(Signal::TERM);
     assert_eq!(
         running.wait(Duration::from_secs(30)).published(),
@@ -445,17 +452,16 @@ fn a_256_mib_upload_to_the_null_sink_keeps_peak_rss_under_32_mib() {
     let config = http_pipeline(
         &dir,
         &address,
-        "      max_fragment_size: 300MiB\n",
-        "      type: null\n",
+        json!({"max_fragment_size": "300MiB"}),
+        json!({"type": "null"}),
+        json!({}),
     );
     let running = start(&config, &address);
     let client = HttpClient::new(&address).with_token(TOKEN);
     let answer = client.upload_stream("live", "huge.bin", std::io::repeat(42).take(256 << 20));
     assert_eq!(answer.status, 201, "{}", answer.body);
     assert_eq!(answer.json()["bytes"], 256u64 << 20);
-    running.wait_for_log(Duration::from_secs(60), |line| {
-        line.contains("Published fragment")
-    });
+    running.wait_for_event(Duration::from_secs(60), "fragment_published", |_| true);
     running.signal(Signal::TERM);
     let finished = running.wait(Duration::from_secs(30));
     assert!(finished.peak_rss_kib > 0, "VmHWM was never sampled");
@@ -484,12 +490,21 @@ fn metrics_and_health_cover_every_pipeline_whatever_its_source() {
         );
     }
     let metrics_address = format!("127.0.0.1:{}", free_port());
-    let config = dir.write(
-        "pipeline.yaml",
-        format!(
-            "metrics:\n  listen: {metrics_address}\npipelines:\n  - name: files\n    source:\n      type: directory\n      path: in\n    sink:\n      type: null\n  - name: broken\n    source:\n      type: directory\n      path: broken\n    sink:\n      type: file\n      path: /dev/full\n"
-        ),
-    );
+    let config = dir.pipeline_file(&json!({
+        "metrics": {"listen": metrics_address},
+        "pipelines": [
+            {
+                "name": "files",
+                "source": {"type": "directory", "path": "in"},
+                "sink": {"type": "null"},
+            },
+            {
+                "name": "broken",
+                "source": {"type": "directory", "path": "broken"},
+                "sink": {"type": "file", "path": "/dev/full"},
+            },
+        ],
+    }));
     let running = start(&config, &metrics_address);
     let client = HttpClient::new(&metrics_address);
     wait_until(
@@ -569,17 +584,17 @@ fn metrics_and_health_cover_every_pipeline_whatever_its_source() {
 fn uploads_and_metrics_share_one_listener_across_pipelines() {
     let dir = TestDir::new();
     let address = format!("127.0.0.1:{}", free_port());
-    let source = |name: &str| {
-        format!("  - name: {name}\n    source:\n      type: http\n      listen: {address}\n      token_env: STREAMPUB_TOKEN\n    sink:\n      type: null\n")
+    let pipeline = |name: &str| {
+        json!({
+            "name": name,
+            "source": {"type": "http", "listen": address, "token_env": "STREAMPUB_TOKEN"},
+            "sink": {"type": "null"},
+        })
     };
-    let config = dir.write(
-        "pipeline.yaml",
-        format!(
-            "state_dir: state\npipelines:\n{}{}",
-            source("first"),
-            source("second")
-        ),
-    );
+    let config = dir.pipeline_file(&json!({
+        "state_dir": "state",
+        "pipelines": [pipeline("first"), pipeline("second")],
+    }));
     let running = start(&config, &address);
     let client = HttpClient::new(&address).with_token(TOKEN);
     assert_eq!(client.upload("first", "a.mp4", b"first").status, 201);

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use serde_json::json;
 use streampub_tests::{test_bytes, Running, TestDir};
 
 #[test]
@@ -15,32 +16,42 @@ fn a_failed_or_slow_pipeline_does_not_stall_the_others() {
             );
         }
     }
-    let source = |path: &str| {
-        format!("    source:\n      type: directory\n      path: {path}\n      follow: false\n      settle: 0s\n")
-    };
-    let config = dir.write(
-        "pipeline.yaml",
-        format!(
-            "pipelines:\n  - name: slow\n{}    sink:\n      type: null\n      bytes_per_second: 300KB\n  - name: broken\n{}    sink:\n      type: file\n      path: /dev/full\n  - name: fast\n{}    sink:\n      type: file\n      mode: per_fragment\n      path: out\n",
-            source("slow"),
-            source("broken"),
-            source("fast")
-        ),
-    );
+    let source =
+        |path: &str| json!({"type": "directory", "path": path, "follow": false, "settle": "0s"});
+    let config = dir.pipeline_file(&json!({
+        "pipelines": [
+            {
+                "name": "slow",
+                "source": source("slow"),
+                "sink": {"type": "null", "bytes_per_second": "300KB"},
+            },
+            {
+                "name": "broken",
+                "source": source("broken"),
+                "sink": {"type": "file", "path": "/dev/full"},
+            },
+            {
+                "name": "fast",
+                "source": source("fast"),
+                "sink": {"type": "file", "mode": "per_fragment", "path": "out"},
+            },
+        ],
+    }));
     let running = Running::start(
         &streampub_tests::streampub_binary(),
         &["run", config.to_str().unwrap()],
     );
     // The fast pipeline finishes while the slow one (5 s of data) is still at it, and although
     // the broken one failed.
-    running.wait_for_log(Duration::from_secs(4), |line| {
-        line.contains("Pipeline fast finished: 3 fragments published")
+    let fast = running.wait_for_event(Duration::from_secs(4), "pipeline_finished", |event| {
+        event["pipeline"] == "fast"
     });
+    assert_eq!(fast["fragments_published"], 3);
     assert!(
         !running
-            .logs_so_far()
+            .events_so_far("pipeline_finished")
             .iter()
-            .any(|line| line.contains("Pipeline slow finished")),
+            .any(|event| event["pipeline"] == "slow"),
         "the slow pipeline cannot be done yet"
     );
     let run = running.wait(Duration::from_secs(60));
@@ -50,16 +61,10 @@ fn a_failed_or_slow_pipeline_does_not_stall_the_others() {
         "one pipeline failed, so the run failed: {}",
         run.stderr()
     );
-    assert!(
-        run.stderr().contains("Pipeline broken failed"),
-        "{}",
-        run.stderr()
-    );
-    assert!(
-        run.stderr()
-            .contains("Pipeline slow finished: 3 fragments published"),
-        "{}",
-        run.stderr()
+    run.pipeline_event("pipeline_failed", "broken");
+    assert_eq!(
+        run.pipeline_event("pipeline_finished", "slow")["fragments_published"],
+        3
     );
     for index in 0..3 {
         assert!(dir.join(&format!("out/batch-{index}.bin")).exists());

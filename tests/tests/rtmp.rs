@@ -3,9 +3,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
 use streampub_tests::media::{fragments, probe_packets, total_duration};
 use streampub_tests::rtmp::RtmpServer;
-use streampub_tests::{run_pipeline_file, run_to_end, streampub_binary, Running, TestDir};
+use streampub_tests::{
+    merged, run_pipeline_file, run_to_end, streampub_binary, workspace_root, Running, TestDir,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -37,22 +40,27 @@ const SHORT_TS_FRAGMENTS: &[&str] = &[
     "mpegts",
 ];
 
-fn rtmp_pipeline(url: &str, format: &str, extra: &str) -> String {
-    format!(
-        "state_dir: state
-pipelines:
-  - name: channel-1
-    source:
-      type: directory
-      path: in
-      follow: false
-      settle: 0s
-    sink:
-      type: ffmpeg-rtmp
-      url: {url}
-      input_format: {format}
-{extra}"
-    )
+/// Pipeline `channel-1` publishing the directory `in` to `url`, with `sink_options`.
+fn rtmp_pipeline(url: &str, format: &str, sink_options: Value) -> Value {
+    let sink = merged(
+        json!({"type": "ffmpeg-rtmp", "url": url, "input_format": format}),
+        sink_options,
+    );
+    json!({
+        "state_dir": "state",
+        "pipelines": [{
+            "name": "channel-1",
+            "source": {"type": "directory", "path": "in", "follow": false, "settle": "0s"},
+            "sink": sink,
+        }],
+    })
+}
+
+/// Whether `run` logged a clean exit of `program`.
+fn exited_cleanly(run: &streampub_tests::Finished, program: &str) -> bool {
+    run.events("process_exited")
+        .iter()
+        .any(|event| event["program"] == program && event["exit_code"] == 0)
 }
 
 #[test]
@@ -67,16 +75,12 @@ fn one_seed_size_fragment_is_published_whole() {
     let dir = TestDir::new();
     dir.copy_in("in", &media);
     let url = format!("{}/seed", server.server_url());
-    let config = dir.write("pipeline.yaml", rtmp_pipeline(&url, "mp4", ""));
+    let config = dir.pipeline_file(&rtmp_pipeline(&url, "mp4", json!({})));
 
     let run = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.published(), ["batch-0.mp4"]);
-    assert!(
-        run.stderr().contains("ffmpeg finished (exit status 0)"),
-        "{}",
-        run.stderr()
-    );
+    assert!(exited_cleanly(&run, "ffmpeg"), "{}", run.stderr());
     server.stop();
 
     let recordings = server.recordings();
@@ -95,10 +99,11 @@ fn the_sink_retries_until_the_server_comes_up() {
     let dir = TestDir::new();
     dir.copy_in("in", &media);
     let url = format!("{}/late", server.server_url());
-    let config = dir.write(
-        "pipeline.yaml",
-        rtmp_pipeline(&url, "mpegts", "      reconnect_delay: 1s\n      max_reconnect_delay: 2s\n      max_reconnect_attempts: 10\n"),
-    );
+    let config = dir.pipeline_file(&rtmp_pipeline(
+        &url,
+        "mpegts",
+        json!({"reconnect_delay": "1s", "max_reconnect_delay": "2s", "max_reconnect_attempts": 10}),
+    ));
 
     let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
     std::thread::sleep(Duration::from_secs(3));
@@ -107,7 +112,7 @@ fn the_sink_retries_until_the_server_comes_up() {
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.published().len(), 5, "{}", run.stderr());
     assert!(
-        run.stderr().contains("reconnecting in"),
+        !run.events("sink_reconnecting").is_empty(),
         "it had to retry: {}",
         run.stderr()
     );
@@ -129,17 +134,21 @@ fn a_server_crash_mid_run_loses_no_fragment() {
     dir.copy_in("in", &media);
     let url = format!("{}/crash", server.server_url());
     // Real-time pace (-re): the five 3 s fragments take 15 s, so the crash lands mid-run.
-    let config = dir.write(
-        "pipeline.yaml",
-        rtmp_pipeline(
-            &url,
-            "mpegts",
-            "      use_rate_limit: true\n      reconnect_delay: 1s\n      max_reconnect_delay: 2s\n      max_reconnect_attempts: 10\n",
-        ),
-    );
+    let config = dir.pipeline_file(&rtmp_pipeline(
+        &url,
+        "mpegts",
+        json!({
+            "use_rate_limit": true,
+            "reconnect_delay": "1s",
+            "max_reconnect_delay": "2s",
+            "max_reconnect_attempts": 10,
+        }),
+    ));
 
     let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
-    running.wait_for_log(TIMEOUT, |line| line.contains("Published fragment 1 "));
+    running.wait_for_event(TIMEOUT, "fragment_published", |event| {
+        event["sequence"] == 1
+    });
     std::thread::sleep(Duration::from_millis(2500));
     server.kill();
     std::thread::sleep(Duration::from_secs(2));
@@ -147,7 +156,7 @@ fn a_server_crash_mid_run_loses_no_fragment() {
     let run = running.wait(TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert!(
-        run.stderr().contains("Sink reconnected"),
+        !run.events("sink_reconnected").is_empty(),
         "{}",
         run.stderr()
     );
@@ -193,29 +202,32 @@ fn a_server_that_never_comes_up_fails_the_run_within_the_backoff_budget() {
     let dir = TestDir::new();
     dir.copy_in("in", &media[..1]);
     let url = format!("{}/never", server.server_url());
-    let config = dir.write(
-        "pipeline.yaml",
-        rtmp_pipeline(&url, "mpegts", "      reconnect_delay: 200ms\n      max_reconnect_delay: 400ms\n      max_reconnect_attempts: 3\n"),
-    );
+    let config = dir.pipeline_file(&rtmp_pipeline(
+        &url,
+        "mpegts",
+        json!({"reconnect_delay": "200ms", "max_reconnect_delay": "400ms", "max_reconnect_attempts": 3}),
+    ));
     let started = Instant::now();
     let run = run_pipeline_file(&config, TIMEOUT);
     let elapsed = started.elapsed();
     assert_eq!(run.code(), Some(1), "{}", run.stderr());
     // Backoff budget: 0.24 + 0.36 + 0.48 s, plus four ffmpeg attempts that each fail at once.
     assert!(elapsed < Duration::from_secs(15), "took {elapsed:?}");
-    let stderr = run.stderr();
+    assert_eq!(run.events("sink_reconnecting").len(), 3, "{}", run.stderr());
+    run.pipeline_event("pipeline_failed", "channel-1");
     assert!(
-        stderr.contains("gave up after 3 reconnect attempts"),
-        "{stderr}"
+        run.events("process_stderr")
+            .iter()
+            .any(|event| event["program"] == "ffmpeg"
+                && event["line"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("Connection refused")),
+        "ffmpeg's reason is logged: {}",
+        run.stderr()
     );
-    assert!(
-        stderr.contains("Connection refused"),
-        "the last ffmpeg lines are named: {stderr}"
-    );
-    assert!(
-        stderr.contains("Fragment batch-0.ts was not published"),
-        "{stderr}"
-    );
+    let not_published = run.pipeline_event("fragment_not_published", "channel-1");
+    assert_eq!(not_published["fragment"], "batch-0.ts");
 
     // Not acknowledged: once the server is up, the next run publishes it.
     let mut server = server;
@@ -229,10 +241,11 @@ fn a_server_that_never_comes_up_fails_the_run_within_the_backoff_budget() {
 fn validate_explains_a_missing_ffmpeg_and_a_bad_url() {
     let dir = TestDir::new();
     dir.mkdir("in");
-    let config = dir.write(
-        "pipeline.yaml",
-        rtmp_pipeline("rtmp://127.0.0.1:1/live/x", "mp4", ""),
-    );
+    let config = dir.pipeline_file(&rtmp_pipeline(
+        "rtmp://127.0.0.1:1/live/x",
+        "mp4",
+        json!({}),
+    ));
     let empty_path = dir.mkdir("empty-path");
     let run = Running::start_with_env(
         &streampub_binary(),
@@ -248,10 +261,11 @@ fn validate_explains_a_missing_ffmpeg_and_a_bad_url() {
         run.stderr()
     );
 
-    let http = dir.write(
-        "http.yaml",
-        rtmp_pipeline("http://127.0.0.1/live/secret-key", "mp4", ""),
-    );
+    let http = dir.pipeline_file(&rtmp_pipeline(
+        "http://127.0.0.1/live/secret-key",
+        "mp4",
+        json!({}),
+    ));
     let run = run_to_end(
         &streampub_binary(),
         &["validate", http.to_str().unwrap()],
@@ -271,10 +285,13 @@ fn the_process_sink_with_cat_writes_byte_identical_output() {
     let media = fragments(SHORT_TS_FRAGMENTS);
     let dir = TestDir::new();
     dir.copy_in("in", &media);
-    let config = dir.write(
-        "pipeline.yaml",
-        "pipelines:\n  - name: copy\n    source:\n      type: directory\n      path: in\n      follow: false\n      settle: 0s\n    sink:\n      type: process\n      command: [cat]\n      stdout: out.ts\n",
-    );
+    let config = dir.pipeline_file(&json!({
+        "pipelines": [{
+            "name": "copy",
+            "source": {"type": "directory", "path": "in", "follow": false, "settle": "0s"},
+            "sink": {"type": "process", "command": ["cat"], "stdout": "out.ts"},
+        }],
+    }));
     let run = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     let expected: Vec<u8> = media
@@ -286,11 +303,7 @@ fn the_process_sink_with_cat_writes_byte_identical_output() {
         written == expected,
         "cat's output differs from the fragments"
     );
-    assert!(
-        run.stderr().contains("cat finished (exit status 0)"),
-        "{}",
-        run.stderr()
-    );
+    assert!(exited_cleanly(&run, "cat"), "{}", run.stderr());
 }
 
 #[test]
@@ -300,21 +313,19 @@ fn the_stream_key_appears_in_no_log_line() {
     let mut server = RtmpServer::reserve();
     let dir = TestDir::new();
     dir.copy_in("in", &media[..2]);
-    let url = format!("{}/${{STREAM_KEY}}", server.server_url());
-    let config = dir.write(
-        "pipeline.yaml",
-        rtmp_pipeline(
-            &url,
-            "mpegts",
-            "      reconnect_delay: 1s\n      max_reconnect_attempts: 10\n",
-        ),
-    );
+    let config = dir.join("pipeline.yaml");
+    std::fs::copy(
+        workspace_root().join("tests/fixtures/stream-key.yaml"),
+        &config,
+    )
+    .unwrap();
+    let server_url = server.server_url();
     // The server comes up late, so ffmpeg fails first and its errors (which name the URL) are
     // logged too.
     let running = Running::start_with_env(
         &streampub_binary(),
         &["-vv", "run", config.to_str().unwrap()],
-        &[("STREAM_KEY", KEY)],
+        &[("STREAM_KEY", KEY), ("SERVER_URL", &server_url)],
     );
     std::thread::sleep(Duration::from_millis(1500));
     server.restart();

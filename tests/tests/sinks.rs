@@ -2,7 +2,19 @@
 
 use std::time::Duration;
 
+use serde_json::{json, Value};
 use streampub_tests::{run_pipeline_file, test_bytes, TestDir};
+
+/// One pipeline named `name` reading the directory `in` once, into `sink`.
+fn pipeline(name: &str, sink: Value) -> Value {
+    json!({
+        "pipelines": [{
+            "name": name,
+            "source": {"type": "directory", "path": "in", "follow": false, "settle": "0s"},
+            "sink": sink,
+        }],
+    })
+}
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -17,10 +29,10 @@ fn per_fragment_output_is_byte_identical_to_the_input() {
             test_bytes(index as u64, *size),
         );
     }
-    let config = dir.write(
-        "pipeline.yaml",
-        "pipelines:\n  - name: copy\n    source:\n      type: directory\n      path: in\n      follow: false\n      settle: 0s\n    sink:\n      type: file\n      mode: per_fragment\n      path: out\n      fsync: true\n",
-    );
+    let config = dir.pipeline_file(&pipeline(
+        "copy",
+        json!({"type": "file", "mode": "per_fragment", "path": "out", "fsync": true}),
+    ));
     let run = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     for index in 0..sizes.len() {
@@ -41,10 +53,12 @@ fn per_fragment_output_is_byte_identical_to_the_input() {
 fn append_mode_continues_the_archive_across_runs() {
     let dir = TestDir::new();
     dir.write("in/a.bin", b"first-");
-    let config = dir.write(
-        "pipeline.yaml",
-        "pipelines:\n  - name: archive\n    source:\n      type: directory\n      path: in\n      follow: false\n      settle: 0s\n      on_done: delete\n    sink:\n      type: file\n      path: out/archive.bin\n",
+    let mut config = pipeline(
+        "archive",
+        json!({"type": "file", "path": "out/archive.bin"}),
     );
+    config["pipelines"][0]["source"]["on_done"] = json!("delete");
+    let config = dir.pipeline_file(&config);
     let first = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(first.code(), Some(0), "{}", first.stderr());
     dir.write("in/b.bin", b"second");
@@ -60,32 +74,30 @@ fn append_mode_continues_the_archive_across_runs() {
 fn a_full_disk_fails_the_run_and_keeps_the_fragment() {
     let dir = TestDir::new();
     dir.write("in/a.bin", b"payload");
-    let pipeline = |sink_path: &str| {
-        format!(
-            "state_dir: state\npipelines:\n  - name: archive\n    source:\n      type: directory\n      path: in\n      follow: false\n      settle: 0s\n    sink:\n      type: file\n      path: {sink_path}\n"
-        )
+    let with_archive = |file: &str, sink_path: &str| {
+        let mut config = pipeline("archive", json!({"type": "file", "path": sink_path}));
+        config["state_dir"] = json!("state");
+        dir.write(file, config.to_string())
     };
 
     // A directory where the archive file should be is caught before anything starts.
     dir.mkdir("taken");
-    let taken = dir.write("taken.yaml", pipeline("taken"));
+    let taken = with_archive("taken.yaml", "taken");
     let run = run_pipeline_file(&taken, TIMEOUT);
     assert_eq!(run.code(), Some(2), "{}", run.stderr());
     assert!(run.stderr().contains("is a directory"), "{}", run.stderr());
 
     // /dev/full fails every write with ENOSPC, like a full disk.
-    let full = dir.write("full.yaml", pipeline("/dev/full"));
+    let full = with_archive("full.yaml", "/dev/full");
     let run = run_pipeline_file(&full, TIMEOUT);
     assert_eq!(run.code(), Some(1), "{}", run.stderr());
-    assert!(
-        run.stderr().contains("/dev/full") && run.stderr().contains("No space left on device"),
-        "{}",
-        run.stderr()
-    );
+    let failed = run.pipeline_event("pipeline_failed", "archive");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(error.contains("/dev/full"), "names the file: {error}");
     assert!(run.published().is_empty());
 
     // The fragment was not acknowledged: the next run, with room, publishes it.
-    let good = dir.write("good.yaml", pipeline("out/archive.bin"));
+    let good = with_archive("good.yaml", "out/archive.bin");
     let again = run_pipeline_file(&good, TIMEOUT);
     assert_eq!(again.code(), Some(0), "{}", again.stderr());
     assert_eq!(again.published(), ["a.bin"]);

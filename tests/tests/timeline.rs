@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use streampub_tests::media::{fragments, probe_packets, Packets};
 use streampub_tests::rtmp::RtmpServer;
 use streampub_tests::{
@@ -40,10 +40,16 @@ const THREE_SHORT_FRAGMENTS: &[&str] = &[
 const BROKEN_TIMELINE_WARNINGS: &[&str] =
     &["Non-monotonous DTS", "duplicated MOOV", "discontinuity"];
 
-fn pipeline(sink: &str) -> String {
-    format!(
-        "pipelines:\n  - name: channel-1\n    source:\n      type: directory\n      path: in\n      follow: false\n      settle: 0s\n    sink:\n{sink}"
-    )
+/// Pipeline `channel-1` from the directory `in` through `stages` into `sink`.
+fn pipeline(stages: Value, sink: Value) -> Value {
+    json!({
+        "pipelines": [{
+            "name": "channel-1",
+            "source": {"type": "directory", "path": "in", "follow": false, "settle": "0s"},
+            "stages": stages,
+            "sink": sink,
+        }],
+    })
 }
 
 /// The video packets and the duration of the input, probing each file once.
@@ -81,11 +87,11 @@ fn assert_continuous(
 }
 
 fn assert_no_timeline_warnings(run: &Finished) {
+    let ffmpeg_lines = run.events("process_stderr");
     for warning in BROKEN_TIMELINE_WARNINGS {
-        let found: Vec<&String> = run
-            .logs
+        let found: Vec<&Value> = ffmpeg_lines
             .iter()
-            .filter(|line| line.contains(warning))
+            .filter(|event| event["line"].as_str().unwrap_or_default().contains(warning))
             .collect();
         assert!(found.is_empty(), "ffmpeg said {warning}: {found:?}");
     }
@@ -102,19 +108,20 @@ fn ten_fragments_become_one_continuous_rtmp_stream() {
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
     dir.copy_in("in", &media);
-    let config = dir.write(
-        "pipeline.yaml",
-        pipeline(&format!(
-            "      type: ffmpeg-rtmp\n      url: {}/continuous\n      input_format: mp4\n",
-            server.server_url()
-        )),
-    );
+    let config = dir.pipeline_file(&pipeline(
+        json!([]),
+        json!({
+            "type": "ffmpeg-rtmp",
+            "url": format!("{}/continuous", server.server_url()),
+            "input_format": "mp4",
+        }),
+    ));
     let run = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.published().len(), 10);
-    assert!(
-        run.stderr()
-            .contains("directory → fmp4-timeline → ffmpeg-rtmp"),
+    assert_eq!(
+        run.pipeline_event("pipeline_started", "channel-1")["shape"],
+        "directory → fmp4-timeline → ffmpeg-rtmp",
         "continuity: auto adds the stage"
     );
     assert_no_timeline_warnings(&run);
@@ -135,13 +142,10 @@ fn ten_fragments_become_one_playable_archive() {
     let (video_packets, _) = input_packets(&media);
     let dir = TestDir::new();
     dir.copy_in("in", &media);
-    let config = dir.write(
-        "pipeline.yaml",
-        pipeline("      type: file\n      path: archive.mp4\n").replace(
-            "    sink:",
-            "    stages:\n      - type: fmp4-timeline\n    sink:",
-        ),
-    );
+    let config = dir.pipeline_file(&pipeline(
+        json!([{"type": "fmp4-timeline"}]),
+        json!({"type": "file", "path": "archive.mp4"}),
+    ));
     let run = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_continuous(
@@ -159,13 +163,15 @@ fn without_the_timeline_the_seed_design_loses_content() {
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
     dir.copy_in("in", &media);
-    let config = dir.write(
-        "pipeline.yaml",
-        pipeline(&format!(
-            "      type: ffmpeg-rtmp\n      url: {}/seed\n      input_format: mp4\n      continuity: off\n",
-            server.server_url()
-        )),
-    );
+    let config = dir.pipeline_file(&pipeline(
+        json!([]),
+        json!({
+            "type": "ffmpeg-rtmp",
+            "url": format!("{}/seed", server.server_url()),
+            "input_format": "mp4",
+            "continuity": "off",
+        }),
+    ));
     let run = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     server.stop();
@@ -177,16 +183,6 @@ fn without_the_timeline_the_seed_design_loses_content() {
     );
 }
 
-/// The pid in the last `Started ffmpeg (pid N)` log line.
-fn ffmpeg_pid(logs: &[String]) -> Option<i32> {
-    logs.iter().rev().find_map(|line| {
-        let event: Value = serde_json::from_str(line).ok()?;
-        let message = event["message"].as_str()?;
-        let rest = message.strip_prefix("Started ffmpeg (pid ")?;
-        rest.split(')').next()?.parse().ok()
-    })
-}
-
 #[test]
 fn after_ffmpeg_dies_mid_fragment_the_new_session_starts_on_a_keyframe_and_continues() {
     let media = fragments(THREE_SHORT_FRAGMENTS);
@@ -194,23 +190,27 @@ fn after_ffmpeg_dies_mid_fragment_the_new_session_starts_on_a_keyframe_and_conti
     let dir = TestDir::new();
     dir.copy_in("in", &media);
     // Real-time pace, so that ffmpeg is mid-fragment when it is killed.
-    let config = dir.write(
-        "pipeline.yaml",
-        pipeline(&format!(
-            "      type: ffmpeg-rtmp\n      url: {}/reconnect\n      input_format: mp4\n      use_rate_limit: true\n      reconnect_delay: 500ms\n",
-            server.server_url()
-        )),
-    );
+    let config = dir.pipeline_file(&pipeline(
+        json!([]),
+        json!({
+            "type": "ffmpeg-rtmp",
+            "url": format!("{}/reconnect", server.server_url()),
+            "input_format": "mp4",
+            "use_rate_limit": true,
+            "reconnect_delay": "500ms",
+        }),
+    ));
     let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
-    running.wait_for_log(TIMEOUT, |line| line.contains("Started ffmpeg (pid"));
+    let started = running.wait_for_event(TIMEOUT, "process_started", |event| {
+        event["program"] == "ffmpeg"
+    });
     std::thread::sleep(Duration::from_secs(6));
-    let logs: Vec<String> = running.logs_so_far();
-    let pid = ffmpeg_pid(&logs).expect("ffmpeg's pid is logged");
+    let pid = started["pid"].as_u64().expect("ffmpeg's pid is logged");
     send_signal(pid as u32, Signal::KILL);
     let run = running.wait(TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert!(
-        run.stderr().contains("Sink reconnected"),
+        !run.events("sink_reconnected").is_empty(),
         "{}",
         run.stderr()
     );
@@ -262,14 +262,14 @@ fn non_fragmented_mp4_is_remuxed_when_asked_and_named_when_not() {
     let (video_packets, duration) = input_packets(&media);
     let dir = TestDir::new();
     dir.copy_in("in", &media);
-    let with_stage = |options: &str| {
-        pipeline("      type: file\n      path: archive.mp4\n").replace(
-            "    sink:",
-            &format!("    stages:\n      - type: fmp4-timeline\n{options}    sink:"),
+    let with_stage = |stage: Value| {
+        pipeline(
+            json!([stage]),
+            json!({"type": "file", "path": "archive.mp4"}),
         )
     };
 
-    let refused = dir.write("refused.yaml", with_stage(""));
+    let refused = dir.pipeline_file(&with_stage(json!({"type": "fmp4-timeline"})));
     let run = run_pipeline_file(&refused, TIMEOUT);
     assert_eq!(
         run.code(),
@@ -278,23 +278,26 @@ fn non_fragmented_mp4_is_remuxed_when_asked_and_named_when_not() {
         run.stderr()
     );
     assert!(run.published().is_empty());
-    assert!(
-        run.stderr().contains("not fragmented") && run.stderr().contains("remux: ffmpeg"),
-        "{}",
-        run.stderr()
-    );
+    let failures = run.events("fragment_failed");
+    assert_eq!(failures.len(), 3, "{}", run.stderr());
+    for failure in &failures {
+        let error = failure["error"].as_str().unwrap_or_default();
+        assert!(error.contains("remux: ffmpeg"), "names the option: {error}");
+    }
     std::fs::remove_file(dir.join("archive.mp4")).ok();
 
-    let remuxed = dir.write("remuxed.yaml", with_stage("        remux: ffmpeg\n"));
+    let remuxed = dir.pipeline_file(&with_stage(
+        json!({"type": "fmp4-timeline", "remux": "ffmpeg"}),
+    ));
     let run = run_pipeline_file(&remuxed, TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.published().len(), 3, "{}", run.stderr());
-    assert!(
-        run.stderr()
-            .contains("Remuxed batch-0.mp4 into fragmented MP4"),
-        "{}",
-        run.stderr()
-    );
+    let remuxed: Vec<Value> = run
+        .events("fragment_remuxed")
+        .iter()
+        .map(|event| event["fragment"].clone())
+        .collect();
+    assert_eq!(remuxed, ["batch-0.mp4", "batch-1.mp4", "batch-2.mp4"]);
     assert_continuous(
         "remuxed archive",
         &probe_packets(&dir.join("archive.mp4")),

@@ -143,7 +143,14 @@ impl Sink for ProcessSink {
         let label = session.label().to_owned();
         let status = session.finish(self.flush_timeout).await?;
         if status.success() {
-            info!(pipeline = %self.command.pipeline, "{label} finished ({})", describe_exit(status));
+            info!(
+                event = "process_exited",
+                pipeline = %self.command.pipeline,
+                program = %label,
+                exit_code = status.code(),
+                "{label} finished ({})",
+                describe_exit(status)
+            );
             self.ended.clear();
             Ok(())
         } else {

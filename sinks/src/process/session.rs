@@ -176,7 +176,10 @@ impl ProcessSession {
             Arc::clone(&progress),
         ));
         info!(
+            event = "process_started",
             pipeline = %command.pipeline,
+            program = %command.label,
+            pid = child.id(),
             "Started {} (pid {}): {}",
             command.label,
             child.id().unwrap_or_default(),
@@ -359,11 +362,17 @@ async fn read_stderr(
         let level = (command.stderr_level)(&line);
         let pipeline = command.pipeline.as_str();
         let label = command.label.as_str();
+        // `event`, `program` and `line` let log readers pick the process's own words.
+        macro_rules! log_line {
+            ($log:ident) => {
+                tracing::$log!(event = "process_stderr", pipeline, program = label, line = %line, "{label}: {line}")
+            };
+        }
         match level {
-            Level::ERROR => tracing::error!(pipeline, "{label}: {line}"),
-            Level::WARN => tracing::warn!(pipeline, "{label}: {line}"),
-            Level::INFO => tracing::info!(pipeline, "{label}: {line}"),
-            _ => tracing::debug!(pipeline, "{label}: {line}"),
+            Level::ERROR => log_line!(error),
+            Level::WARN => log_line!(warn),
+            Level::INFO => log_line!(info),
+            _ => log_line!(debug),
         }
         let mut tail = tail.lock().expect("stderr tail lock");
         if tail.len() == STDERR_TAIL_LINES {

@@ -271,7 +271,10 @@ impl DirectorySource {
             }
             FragmentOutcome::Failed(message) => {
                 error!(
+                    event = "fragment_not_published",
                     pipeline = %self.pipeline,
+                    fragment = %name,
+                    error = %message,
                     "Fragment {name} was not published: {message}; it stays in {} and is tried again on the next start",
                     self.directory.display()
                 );

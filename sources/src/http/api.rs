@@ -165,9 +165,12 @@ impl UploadApi {
         match committed {
             Ok(record) => {
                 info!(
+                    event = "upload_accepted",
                     pipeline = %self.pipeline,
                     fragment = %record.name,
-                    "Accepted upload {} ({:.2} KB) as fragment {}",
+                    sequence = record.sequence,
+                    bytes = record.bytes,
+                    "Accepted upload {} ({:.2} KiB) as fragment {}",
                     record.name,
                     record.bytes as f64 / 1024.0,
                     record.sequence
@@ -207,7 +210,15 @@ impl UploadApi {
                 ),
             ),
         };
-        warn!(pipeline = %self.pipeline, "Upload of {name} refused ({}): {message}", status.as_u16());
+        warn!(
+            event = "upload_refused",
+            pipeline = %self.pipeline,
+            fragment = %name,
+            status = status.as_u16(),
+            error = %message,
+            "Upload of {name} refused ({}): {message}",
+            status.as_u16()
+        );
         error_response(status, message)
     }
 

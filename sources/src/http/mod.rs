@@ -55,7 +55,9 @@ impl Source for HttpSource {
     ) -> Result<(), SourceError> {
         if !self.queue.is_empty() {
             info!(
+                event = "spool_recovered",
                 pipeline = %self.pipeline,
+                fragments = self.queue.len(),
                 "Publishing {} spooled fragments left from the last run",
                 self.queue.len()
             );
@@ -103,7 +105,10 @@ impl HttpSource {
             }
             FragmentOutcome::Failed(message) => {
                 error!(
+                    event = "fragment_not_published",
                     pipeline = %self.pipeline,
+                    fragment = %name,
+                    error = %message,
                     "Fragment {name} was not published: {message}; it stays spooled and is tried again on the next start"
                 );
                 tokio::task::spawn_blocking(move || spool.failed(&record, &message)).await

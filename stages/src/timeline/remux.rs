@@ -76,7 +76,9 @@ impl BodyPreparer for FfmpegRemux {
             ));
         }
         info!(
+            event = "fragment_remuxed",
             fragment = %fragment.info.name,
+            elapsed_ms = started.elapsed().as_millis() as u64,
             "Remuxed {} into fragmented MP4 in {} ms",
             fragment.info.name,
             started.elapsed().as_millis()
