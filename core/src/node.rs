@@ -247,14 +247,38 @@ impl de::Error for NodeError {
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        let mut message = format!("unknown field `{field}`");
-        if let Some(suggestion) = closest_name(field, expected.iter().copied()) {
-            message.push_str(&format!(" (did you mean `{suggestion}`?)"));
+        Self::custom(unknown_field_message(field, expected))
+    }
+}
+
+/// `unknown field `x` (did you mean `y`?); valid fields: …`.
+pub(crate) fn unknown_field_message(field: &str, expected: &[&str]) -> String {
+    let mut message = format!("unknown field `{field}`");
+    if let Some(suggestion) = closest_name(field, expected.iter().copied()) {
+        message.push_str(&format!(" (did you mean `{suggestion}`?)"));
+    }
+    if !expected.is_empty() {
+        message.push_str(&format!("; valid fields: {}", expected.join(", ")));
+    }
+    message
+}
+
+impl NodeError {
+    /// Completes serde's bare "unknown field `x`", which a config with flattened option groups
+    /// gets instead of [`de::Error::unknown_field`], with the location of `x` in `node`, a
+    /// suggestion and the valid fields.
+    pub(crate) fn explain_unknown_field(mut self, node: &ConfigNode, expected: &[&str]) -> Self {
+        let field = self
+            .message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.strip_suffix('`'));
+        if let Some(field) = field {
+            let field = field.to_owned();
+            self.message = unknown_field_message(&field, expected);
+            self.location = node.location_of(&field);
+            self.field_path = vec![field];
         }
-        if !expected.is_empty() {
-            message.push_str(&format!("; valid fields: {}", expected.join(", ")));
-        }
-        Self::custom(message)
+        self
     }
 }
 

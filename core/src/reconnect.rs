@@ -4,9 +4,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::units::HumanDuration;
 
-/// Default `max_reconnect_attempts`, as the seed's `maxReconnectAttempts`.
+/// Default `max_reconnect_attempts`.
 pub const DEFAULT_MAX_RECONNECT_ATTEMPTS: u32 = 5;
-/// Default `reconnect_delay`, as the seed's `reconnectDelayMs`.
+/// Default `reconnect_delay`.
 pub const DEFAULT_RECONNECT_DELAY: HumanDuration = HumanDuration::from_secs(2);
 /// Default `max_reconnect_delay`.
 pub const DEFAULT_MAX_RECONNECT_DELAY: HumanDuration = HumanDuration::from_secs(30);

@@ -150,6 +150,50 @@ fn config_errors_name_pipeline_component_and_field() {
 }
 
 #[test]
+fn both_process_sinks_read_the_shared_options_and_refuse_unknown_ones() {
+    let dir = TestDir::new();
+    dir.mkdir("in");
+    let validate = |sink: &str| {
+        let yaml = format!(
+            "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n    sink:\n{sink}"
+        );
+        let config = dir.write("pipeline.yaml", yaml);
+        run_to_end(
+            &streampub_binary(),
+            &["validate", config.to_str().unwrap()],
+            TIMEOUT,
+        )
+    };
+    for sink in [
+        "      type: process\n      command: [cat]\n",
+        "      type: ffmpeg-rtmp\n      url: rtmp://127.0.0.1/live/key\n",
+    ] {
+        let shared = validate(&format!(
+            "{sink}      pipe_buffer: 2MiB\n      splice: false\n"
+        ));
+        assert_eq!(shared.code(), Some(0), "{}", shared.stderr());
+        let typo = validate(&format!("{sink}      pipe_bufer: 2MiB\n"));
+        assert_eq!(typo.code(), Some(2));
+        let message = typo.stderr();
+        assert!(message.contains("pipeline.yaml:"), "{message}");
+        assert!(message.contains("unknown field `pipe_bufer`"), "{message}");
+        assert!(message.contains("did you mean `pipe_buffer`"), "{message}");
+        let small = validate(&format!("{sink}      pipe_buffer: 1KiB\n"));
+        assert_eq!(small.code(), Some(2));
+        assert!(
+            small.stderr().contains("field `pipe_buffer`"),
+            "{}",
+            small.stderr()
+        );
+        assert!(
+            small.stderr().contains("at least 4KiB"),
+            "{}",
+            small.stderr()
+        );
+    }
+}
+
+#[test]
 fn variables_are_substituted_from_the_environment() {
     let dir = TestDir::new();
     dir.write("in/one.bin", b"payload");

@@ -36,7 +36,7 @@ const THREE_SHORT_FRAGMENTS: &[&str] = &[
     "600k",
 ];
 
-/// What ffmpeg says when fragments are joined the seed's way.
+/// What ffmpeg says when whole MP4 files are joined one after another.
 const BROKEN_TIMELINE_WARNINGS: &[&str] =
     &["Non-monotonous DTS", "duplicated MOOV", "discontinuity"];
 

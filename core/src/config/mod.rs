@@ -31,7 +31,7 @@ use crate::source::SourceConfig;
 use crate::stage::StageConfig;
 use crate::units::{ByteSize, HumanDuration};
 
-/// Default `chunk_size`: the seed's 256KB chunks.
+/// Default `chunk_size`: 256 KiB.
 pub const DEFAULT_CHUNK_SIZE: ByteSize = ByteSize::kib(256);
 /// Default `max_in_flight`: bytes buffered between source and sink.
 pub const DEFAULT_MAX_IN_FLIGHT: ByteSize = ByteSize::mib(1);
@@ -414,6 +414,9 @@ fn plan_component<T: ?Sized>(
     let parse = parser(registration.factory).expect("registry lookups are by kind");
     let component = format!("{role} `{type_name}`");
     let config = parse(&node.without("type")).map_err(|node_error| {
+        let options = registration.options();
+        let names: Vec<&str> = options.iter().map(|option| option.name.as_str()).collect();
+        let node_error = node_error.explain_unknown_field(node, &names);
         ConfigError::from_node(path, node_error)
             .in_pipeline(pipeline)
             .in_component(component)

@@ -3,16 +3,12 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use streampub_core::{
-    async_trait, ByteSize, ComponentContext, ComponentError, HumanDuration, PluginRegistration,
-    Redactor, Sink, SinkConfig, Stage,
+    async_trait, ComponentContext, ComponentError, PluginRegistration, Redactor, Sink, SinkConfig,
+    Stage,
 };
 
 use super::{ffmpeg_args, ffmpeg_line_level, ffmpeg_read_ahead, stream_key};
-use crate::process::config::{
-    default_flush_timeout, default_max_reconnect_attempts, default_max_reconnect_delay,
-    default_pipe_buffer, default_reconnect_delay, default_splice, pipe_capacity, reconnect_policy,
-};
-use crate::process::{ProcessCommand, ProcessSink};
+use crate::process::{ProcessCommand, ProcessOptions};
 use streampub_core::program::find_program;
 use streampub_stages::timeline::{TimelineStage, TIMELINE_STAGE};
 
@@ -36,11 +32,11 @@ pub struct FfmpegRtmpSinkConfig {
     /// `server_url` (and optionally `stream_name`).
     #[serde(default)]
     pub url: Option<String>,
-    /// The server and application, e.g. `rtmp://127.0.0.1/live` (the seed's `srsRtmpUrl`);
-    /// the stream name is appended.
+    /// The server and application, e.g. `rtmp://127.0.0.1/live` ;
+    /// the stream name (`stream_name`) is appended.
     #[serde(default)]
     pub server_url: Option<String>,
-    /// The stream name after `server_url` (the seed's `streamId`); default: the pipeline name.
+    /// The stream name after `server_url`; default: the pipeline name.
     #[serde(default)]
     pub stream_name: Option<String>,
     /// The ffmpeg program; looked up on `PATH` unless it contains a `/`.
@@ -51,10 +47,10 @@ pub struct FfmpegRtmpSinkConfig {
     pub input_format: InputFormat,
     /// With `input_format: mp4`, `auto` puts the `fmp4-timeline` stage in front of ffmpeg (unless
     /// the pipeline lists it already), so the fragments become one continuous stream; `off`
-    /// writes the files as they are (the seed's behaviour: timestamps restart in every file).
+    /// writes the files as they are (timestamps then restart in every file, which players and servers handle badly).
     #[serde(default)]
     pub continuity: Continuity,
-    /// Add `-re`: ffmpeg reads the input at its native frame rate (the seed's `useRateLimit`).
+    /// Add `-re`: ffmpeg reads the input at its native frame rate.
     #[serde(default)]
     pub use_rate_limit: bool,
     /// Extra ffmpeg arguments placed before `-i pipe:0`.
@@ -64,29 +60,9 @@ pub struct FfmpegRtmpSinkConfig {
     /// the URL always comes last.
     #[serde(default)]
     pub output_args: Option<Vec<String>>,
-    // The options below are the `process` sink's (same defaults, same checks). They are
-    // repeated rather than flattened because serde's `flatten` cannot be combined with
-    // `deny_unknown_fields`.
-    /// Restarts allowed after one failure before the pipeline fails; 0 means forever.
-    #[serde(default = "default_max_reconnect_attempts")]
-    pub max_reconnect_attempts: u32,
-    /// Wait before the first restart; each next wait is 1.5 times longer, with jitter.
-    #[serde(default = "default_reconnect_delay")]
-    pub reconnect_delay: HumanDuration,
-    /// Longest wait between restarts.
-    #[serde(default = "default_max_reconnect_delay")]
-    pub max_reconnect_delay: HumanDuration,
-    /// Capacity of ffmpeg's stdin pipe (`F_SETPIPE_SZ`): the seed's "1MB stdin buffer".
-    #[serde(default = "default_pipe_buffer")]
-    pub pipe_buffer: ByteSize,
-    /// After its input ends, ffmpeg is killed if it goes this long without progress (with
-    /// `-re` it takes as long as the media it still holds, which is fine while it progresses).
-    #[serde(default = "default_flush_timeout")]
-    pub flush_timeout: HumanDuration,
-    /// Move file-backed fragments into the pipe with `splice` (zero-copy) when no stage
-    /// rewrites them; `false` reads and writes them through memory.
-    #[serde(default = "default_splice")]
-    pub splice: bool,
+    /// Restarts, the stdin pipe and shutdown, as for the `process` sink.
+    #[serde(flatten)]
+    pub process: ProcessOptions,
 }
 
 /// Whether the sink joins MP4 fragments into one timeline.
@@ -190,13 +166,7 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             };
             return Err(ComponentError::field("ffmpeg", message));
         }
-        reconnect_policy(
-            self.max_reconnect_attempts,
-            self.reconnect_delay,
-            self.max_reconnect_delay,
-        )?;
-        pipe_capacity(self.pipe_buffer)?;
-        Ok(())
+        self.process.validate()
     }
 
     async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Sink>, ComponentError> {
@@ -214,20 +184,13 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             label: "ffmpeg".into(),
             pipeline: context.pipeline.clone(),
             redactor: Redactor::new(stream_key(&url).map(str::to_owned)),
-            pipe_buffer: Some(pipe_capacity(self.pipe_buffer)?),
+            pipe_buffer: None,
             stdout: None,
             stderr_level: ffmpeg_line_level,
             reports_progress: true,
             read_ahead: ffmpeg_read_ahead(&self.input_args),
         };
-        let policy = reconnect_policy(
-            self.max_reconnect_attempts,
-            self.reconnect_delay,
-            self.max_reconnect_delay,
-        )?;
-        let sink = ProcessSink::start(command, policy, self.flush_timeout.get(), self.splice)
-            .map_err(|error| ComponentError::field("ffmpeg", error.message))?;
-        Ok(Box::new(sink))
+        Ok(Box::new(self.process.start(command, "ffmpeg")?))
     }
 
     fn implied_stages(&self) -> Vec<(&'static str, Box<dyn Stage>)> {

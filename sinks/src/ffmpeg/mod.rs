@@ -8,7 +8,7 @@ use tracing::Level;
 
 pub use self::config::{Continuity, FfmpegRtmpSinkConfig, InputFormat};
 
-/// The seed's output: copy the streams into FLV, timestamps starting at zero.
+/// The default output: copy the streams into FLV, timestamps starting at zero.
 pub const DEFAULT_OUTPUT_ARGS: &[&str] =
     &["-c", "copy", "-avoid_negative_ts", "make_zero", "-f", "flv"];
 
@@ -119,7 +119,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_command_is_the_seeds() {
+    fn the_default_command_copies_into_flv() {
         let args = ffmpeg_args(InputFormat::Mp4, true, &[], None, "rtmp://h/live/k");
         assert_eq!(
             args.join(" "),

@@ -2,16 +2,13 @@ use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use streampub_core::reconnect::{
-    DEFAULT_MAX_RECONNECT_ATTEMPTS, DEFAULT_MAX_RECONNECT_DELAY, DEFAULT_RECONNECT_DELAY,
-};
+use streampub_core::program::find_program;
 use streampub_core::{
-    async_trait, ByteSize, ComponentContext, ComponentError, HumanDuration, PluginRegistration,
-    ReconnectPolicy, Redactor, Sink, SinkConfig,
+    async_trait, ComponentContext, ComponentError, PluginRegistration, Redactor, Sink, SinkConfig,
 };
 
-use super::{stderr_as_warning, ProcessCommand, ProcessSink};
-use streampub_core::program::find_program;
+use super::options::ProcessOptions;
+use super::{stderr_as_warning, ProcessCommand};
 
 inventory::submit! {
     PluginRegistration::sink::<ProcessSinkConfig>(
@@ -19,11 +16,6 @@ inventory::submit! {
         "Pipes fragments into a long-lived command's stdin, restarting it on failure",
     )
 }
-
-/// Default `pipe_buffer`: the seed's "1MB stdin buffer".
-pub const DEFAULT_PIPE_BUFFER: ByteSize = ByteSize::mib(1);
-/// Default `flush_timeout`.
-pub const DEFAULT_FLUSH_TIMEOUT: HumanDuration = HumanDuration::from_secs(10);
 
 /// Writes every fragment's bytes, in order, into one long-lived process's stdin.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -36,79 +28,9 @@ pub struct ProcessSinkConfig {
     /// directory); discarded when unset.
     #[serde(default)]
     pub stdout: Option<PathBuf>,
-    /// Restarts allowed after one failure before the pipeline fails; 0 means forever.
-    #[serde(default = "default_max_reconnect_attempts")]
-    pub max_reconnect_attempts: u32,
-    /// Wait before the first restart; each next wait is 1.5 times longer, with jitter.
-    #[serde(default = "default_reconnect_delay")]
-    pub reconnect_delay: HumanDuration,
-    /// Longest wait between restarts.
-    #[serde(default = "default_max_reconnect_delay")]
-    pub max_reconnect_delay: HumanDuration,
-    /// Capacity of the stdin pipe (`F_SETPIPE_SZ`).
-    #[serde(default = "default_pipe_buffer")]
-    pub pipe_buffer: ByteSize,
-    /// After its stdin is closed, the process is killed if it goes this long without finishing.
-    #[serde(default = "default_flush_timeout")]
-    pub flush_timeout: HumanDuration,
-    /// Move file-backed fragments into the pipe with `splice` (zero-copy) when no stage
-    /// rewrites them; `false` reads and writes them through memory.
-    #[serde(default = "default_splice")]
-    pub splice: bool,
-}
-
-pub(crate) fn default_splice() -> bool {
-    true
-}
-
-pub(crate) fn default_max_reconnect_attempts() -> u32 {
-    DEFAULT_MAX_RECONNECT_ATTEMPTS
-}
-
-pub(crate) fn default_reconnect_delay() -> HumanDuration {
-    DEFAULT_RECONNECT_DELAY
-}
-
-pub(crate) fn default_max_reconnect_delay() -> HumanDuration {
-    DEFAULT_MAX_RECONNECT_DELAY
-}
-
-pub(crate) fn default_pipe_buffer() -> ByteSize {
-    DEFAULT_PIPE_BUFFER
-}
-
-pub(crate) fn default_flush_timeout() -> HumanDuration {
-    DEFAULT_FLUSH_TIMEOUT
-}
-
-/// Checks the reconnect options shared by the process-based sinks.
-pub(crate) fn reconnect_policy(
-    max_attempts: u32,
-    delay: HumanDuration,
-    max_delay: HumanDuration,
-) -> Result<ReconnectPolicy, ComponentError> {
-    if max_delay < delay {
-        return Err(ComponentError::field(
-            "max_reconnect_delay",
-            format!("must be at least reconnect_delay ({delay})"),
-        ));
-    }
-    Ok(ReconnectPolicy {
-        max_attempts,
-        initial_delay: delay.get(),
-        max_delay: max_delay.get(),
-    })
-}
-
-/// Checks a pipe capacity: the kernel takes at least one page.
-pub(crate) fn pipe_capacity(pipe_buffer: ByteSize) -> Result<usize, ComponentError> {
-    match usize::try_from(pipe_buffer.bytes()) {
-        Ok(bytes) if bytes >= 4096 => Ok(bytes),
-        _ => Err(ComponentError::field(
-            "pipe_buffer",
-            "must be at least 4KiB",
-        )),
-    }
+    /// Restarts, the stdin pipe and shutdown: see [`ProcessOptions`].
+    #[serde(flatten)]
+    pub process: ProcessOptions,
 }
 
 #[async_trait]
@@ -126,12 +48,7 @@ impl SinkConfig for ProcessSinkConfig {
                 format!("program `{program}` not found (looked on PATH); install it or give its full path"),
             ));
         }
-        reconnect_policy(
-            self.max_reconnect_attempts,
-            self.reconnect_delay,
-            self.max_reconnect_delay,
-        )?;
-        pipe_capacity(self.pipe_buffer)?;
+        self.process.validate()?;
         if let Some(stdout) = &self.stdout {
             let stdout = context.resolve_path(stdout);
             if !stdout.parent().is_some_and(Path::is_dir) {
@@ -155,20 +72,13 @@ impl SinkConfig for ProcessSinkConfig {
             args: self.command[1..].to_vec(),
             pipeline: context.pipeline.clone(),
             redactor: Redactor::default(),
-            pipe_buffer: Some(pipe_capacity(self.pipe_buffer)?),
+            pipe_buffer: None,
             stdout: self.stdout.as_ref().map(|path| context.resolve_path(path)),
             stderr_level: stderr_as_warning,
             reports_progress: false,
             read_ahead: 0,
         };
-        let policy = reconnect_policy(
-            self.max_reconnect_attempts,
-            self.reconnect_delay,
-            self.max_reconnect_delay,
-        )?;
-        let sink = ProcessSink::start(command, policy, self.flush_timeout.get(), self.splice)
-            .map_err(|error| ComponentError::field("command", error.message))?;
-        Ok(Box::new(sink))
+        Ok(Box::new(self.process.start(command, "command")?))
     }
 }
 

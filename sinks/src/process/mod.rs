@@ -8,7 +8,8 @@
 //! yet confirmed is sent again, from its start, to a fresh process. A clean exit at close
 //! confirms everything.
 
-pub(crate) mod config;
+mod config;
+mod options;
 mod session;
 
 use std::collections::VecDeque;
@@ -21,6 +22,7 @@ use streampub_core::{
 use tracing::{info, Level};
 
 pub use self::config::ProcessSinkConfig;
+pub use self::options::ProcessOptions;
 pub(crate) use self::session::ProcessCommand;
 use self::session::{describe_exit, ProcessSession};
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 use streampub_core::{ComponentContext, Redactor, SessionReason, SinkConfig};
 
 use super::*;
-use crate::process::ProcessSinkConfig;
+use crate::process::{ProcessOptions, ProcessSinkConfig};
 
 fn context(directory: &Path) -> ComponentContext {
     ComponentContext::new("test", directory)
@@ -14,12 +14,13 @@ fn config(command: &[&str], stdout: Option<&str>) -> ProcessSinkConfig {
     ProcessSinkConfig {
         command: command.iter().map(|part| part.to_string()).collect(),
         stdout: stdout.map(Into::into),
-        max_reconnect_attempts: 2,
-        reconnect_delay: streampub_core::HumanDuration::from_millis(10),
-        max_reconnect_delay: streampub_core::HumanDuration::from_millis(10),
-        pipe_buffer: streampub_core::ByteSize::mib(1),
-        flush_timeout: streampub_core::HumanDuration::from_secs(5),
-        splice: true,
+        process: ProcessOptions {
+            max_reconnect_attempts: 2,
+            reconnect_delay: streampub_core::HumanDuration::from_millis(10),
+            max_reconnect_delay: streampub_core::HumanDuration::from_millis(10),
+            flush_timeout: streampub_core::HumanDuration::from_secs(5),
+            ..ProcessOptions::default()
+        },
     }
 }
 

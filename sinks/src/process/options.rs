@@ -1,0 +1,161 @@
+//! The options of every sink that runs a long-lived process and writes fragments into its
+//! stdin: `process` and `ffmpeg-rtmp` share them (one definition, one set of docs, one check).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use streampub_core::reconnect::{
+    DEFAULT_MAX_RECONNECT_ATTEMPTS, DEFAULT_MAX_RECONNECT_DELAY, DEFAULT_RECONNECT_DELAY,
+};
+use streampub_core::{ByteSize, ComponentError, HumanDuration, ReconnectPolicy};
+
+use super::{ProcessCommand, ProcessSink};
+
+/// Default `pipe_buffer`: a 1 MiB stdin buffer.
+pub const DEFAULT_PIPE_BUFFER: ByteSize = ByteSize::mib(1);
+/// Default `flush_timeout`.
+pub const DEFAULT_FLUSH_TIMEOUT: HumanDuration = HumanDuration::from_secs(10);
+/// The smallest pipe the kernel makes: one page.
+const MIN_PIPE_BUFFER: usize = 4096;
+
+/// Restarts, the stdin pipe and the shutdown of the process. Written beside the sink's own
+/// options (serde `flatten`; the sink's config still refuses unknown fields).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub struct ProcessOptions {
+    /// Restarts allowed after one failure before the pipeline fails; 0 means forever.
+    #[serde(default = "default_max_reconnect_attempts")]
+    pub max_reconnect_attempts: u32,
+    /// Wait before the first restart; each next wait is 1.5 times longer, with jitter.
+    #[serde(default = "default_reconnect_delay")]
+    pub reconnect_delay: HumanDuration,
+    /// Longest wait between restarts.
+    #[serde(default = "default_max_reconnect_delay")]
+    pub max_reconnect_delay: HumanDuration,
+    /// Capacity of the process's stdin pipe (`F_SETPIPE_SZ`), at least 4KiB.
+    #[serde(default = "default_pipe_buffer")]
+    pub pipe_buffer: ByteSize,
+    /// After its input ends, the process is killed if it goes this long without finishing; a
+    /// process that reports progress (ffmpeg) only if it goes this long without progress, since
+    /// with `-re` it takes as long as the media it still holds.
+    #[serde(default = "default_flush_timeout")]
+    pub flush_timeout: HumanDuration,
+    /// Move file-backed fragments into the pipe with `splice` (zero-copy) when no stage
+    /// rewrites them; `false` reads and writes them through memory.
+    #[serde(default = "default_splice")]
+    pub splice: bool,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        Self {
+            max_reconnect_attempts: default_max_reconnect_attempts(),
+            reconnect_delay: default_reconnect_delay(),
+            max_reconnect_delay: default_max_reconnect_delay(),
+            pipe_buffer: default_pipe_buffer(),
+            flush_timeout: default_flush_timeout(),
+            splice: default_splice(),
+        }
+    }
+}
+
+fn default_splice() -> bool {
+    true
+}
+
+fn default_max_reconnect_attempts() -> u32 {
+    DEFAULT_MAX_RECONNECT_ATTEMPTS
+}
+
+fn default_reconnect_delay() -> HumanDuration {
+    DEFAULT_RECONNECT_DELAY
+}
+
+fn default_max_reconnect_delay() -> HumanDuration {
+    DEFAULT_MAX_RECONNECT_DELAY
+}
+
+fn default_pipe_buffer() -> ByteSize {
+    DEFAULT_PIPE_BUFFER
+}
+
+fn default_flush_timeout() -> HumanDuration {
+    DEFAULT_FLUSH_TIMEOUT
+}
+
+impl ProcessOptions {
+    /// Checks the options without side effects.
+    pub fn validate(&self) -> Result<(), ComponentError> {
+        self.reconnect_policy()?;
+        self.pipe_capacity()?;
+        Ok(())
+    }
+
+    /// Starts the process of `command` with these options; `field` names the option that
+    /// gave the command, for the error if it cannot start.
+    pub(crate) fn start(
+        &self,
+        mut command: ProcessCommand,
+        field: &str,
+    ) -> Result<ProcessSink, ComponentError> {
+        command.pipe_buffer = Some(self.pipe_capacity()?);
+        let policy = self.reconnect_policy()?;
+        ProcessSink::start(command, policy, self.flush_timeout.get(), self.splice)
+            .map_err(|error| ComponentError::field(field, error.message))
+    }
+
+    fn reconnect_policy(&self) -> Result<ReconnectPolicy, ComponentError> {
+        if self.max_reconnect_delay < self.reconnect_delay {
+            return Err(ComponentError::field(
+                "max_reconnect_delay",
+                format!(
+                    "must be at least reconnect_delay ({})",
+                    self.reconnect_delay
+                ),
+            ));
+        }
+        Ok(ReconnectPolicy {
+            max_attempts: self.max_reconnect_attempts,
+            initial_delay: self.reconnect_delay.get(),
+            max_delay: self.max_reconnect_delay.get(),
+        })
+    }
+
+    fn pipe_capacity(&self) -> Result<usize, ComponentError> {
+        match usize::try_from(self.pipe_buffer.bytes()) {
+            Ok(bytes) if bytes >= MIN_PIPE_BUFFER => Ok(bytes),
+            _ => Err(ComponentError::field(
+                "pipe_buffer",
+                "must be at least 4KiB",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_checks() {
+        let options = ProcessOptions::default();
+        assert_eq!(options.pipe_buffer, ByteSize::mib(1));
+        assert!(options.splice);
+        options.validate().unwrap();
+        let small = ProcessOptions {
+            pipe_buffer: ByteSize(100),
+            ..ProcessOptions::default()
+        };
+        assert_eq!(
+            small.validate().unwrap_err().field.as_deref(),
+            Some("pipe_buffer")
+        );
+        let inverted = ProcessOptions {
+            reconnect_delay: HumanDuration::from_secs(10),
+            max_reconnect_delay: HumanDuration::from_secs(1),
+            ..ProcessOptions::default()
+        };
+        assert_eq!(
+            inverted.validate().unwrap_err().field.as_deref(),
+            Some("max_reconnect_delay")
+        );
+    }
+}
