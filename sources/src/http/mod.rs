@@ -1,11 +1,11 @@
 //! The `http` source: upstream pipelines upload fragments over HTTP.
 //!
-//! [`api`] receives uploads into the [`spool`] (durably, before answering); this module's
+//! `api` receives uploads into the `spool` (durably, before answering); this module's
 //! source publishes spooled fragments in sequence order and records, for each, whether its
 //! sink took it. See the README's "HTTP source" section for the API.
 //!
-//! [`listeners`] is the runtime's shared HTTP server: `http` sources mount their API on it, and
-//! every listener answers `/healthz` and `/metrics` ([`metrics`]), also the one the top-level
+//! `listeners` is the runtime's shared HTTP server: `http` sources mount their API on it, and
+//! every listener answers `/healthz` and `/metrics` (`metrics`), also the one the top-level
 //! `metrics.listen` option asks for ([`serve_metrics`]).
 
 mod api;

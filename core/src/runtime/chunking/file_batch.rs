@@ -8,9 +8,15 @@ use super::buffer_pool::BufferPool;
 use super::sizer::ChunkSizer;
 use super::{try_budget, Chunk, ChunkData, ChunkEvent, Flow};
 
-/// Reads file chunks on a blocking thread for as long as the budget has room without waiting,
-/// sending each as soon as it is read: one thread hand-over for a run of chunks instead of one
-/// per chunk, while the sink keeps up.
+/// Reads file chunks on a blocking thread for as long as the budget has room without waiting:
+/// one thread hand-over for a run of chunks instead of one per chunk, while the sink keeps up.
+///
+/// Chunks are handed to the sink in groups of up to `group_bytes` (half the budget), sent back
+/// to back: a sink faster than the reader sleeps between chunks, and each hand-over to a
+/// sleeping sink costs a wake-up (an eventfd write and two context switches); in groups it
+/// wakes once per group. On a page-cached file that was a quarter of the CPU time with one
+/// wake-up per 256 KiB chunk (BENCHMARKS.md). A group is sent before the reader waits for
+/// budget, so the sink always holds what it needs to free some.
 pub(super) struct FileBatch {
     pub(super) file: Arc<std::fs::File>,
     pub(super) offset: u64,
@@ -19,6 +25,9 @@ pub(super) struct FileBatch {
     pub(super) sizer: ChunkSizer,
     pub(super) events: mpsc::Sender<ChunkEvent>,
     pub(super) failure: String,
+    /// Chunks are sent once this many bytes are read (or the body ends, or the budget is
+    /// used up).
+    pub(super) group_bytes: usize,
 }
 
 /// Where a [`FileBatch`] stopped.
@@ -30,6 +39,8 @@ pub(super) struct BatchEnd {
 
 impl FileBatch {
     pub(super) fn run(mut self, mut permit: OwnedSemaphorePermit) -> BatchEnd {
+        let mut group = Vec::new();
+        let mut group_bytes = 0;
         let flow = loop {
             let read = self
                 .buffers
@@ -38,19 +49,27 @@ impl FileBatch {
                 Ok(None) => ChunkEvent::End,
                 Ok(Some(bytes)) => {
                     self.offset += bytes.len() as u64;
+                    group_bytes += bytes.len();
                     ChunkEvent::Chunk(Chunk::new(ChunkData::Bytes(bytes), permit))
                 }
                 Err(error) => ChunkEvent::Failed(format!("{}: {error}", self.failure)),
             };
             let last = !matches!(event, ChunkEvent::Chunk(_));
-            if self.events.blocking_send(event).is_err() {
-                break Flow::Stopped;
+            group.push(event);
+            let next = if last {
+                None
+            } else {
+                try_budget(&self.budget, &mut self.sizer)
+            };
+            if next.is_none() || group_bytes >= self.group_bytes {
+                if self.send(&mut group).is_err() {
+                    break Flow::Stopped;
+                }
+                group_bytes = 0;
             }
-            if last {
-                break Flow::Ended;
-            }
-            match try_budget(&self.budget, &mut self.sizer) {
+            match next {
                 Some(next) => permit = next,
+                None if last => break Flow::Ended,
                 None => break Flow::More,
             }
         };
@@ -59,5 +78,13 @@ impl FileBatch {
             sizer: self.sizer,
             flow,
         }
+    }
+
+    /// Sends the events of a group, in order; `Err` once the receiver is gone.
+    fn send(&self, group: &mut Vec<ChunkEvent>) -> Result<(), ()> {
+        for event in group.drain(..) {
+            self.events.blocking_send(event).map_err(drop)?;
+        }
+        Ok(())
     }
 }

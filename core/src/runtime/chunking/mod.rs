@@ -222,6 +222,7 @@ impl ChunkingStage {
                         sizer: self.sizer.clone(),
                         events: events.clone(),
                         failure: failure.to_owned(),
+                        group_bytes: self.max_in_flight / 2,
                     };
                     let Ok(batch) = tokio::task::spawn_blocking(move || batch.run(permit)).await
                     else {
