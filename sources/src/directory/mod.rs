@@ -104,8 +104,14 @@ impl Source for DirectorySource {
             settle: SettleTracker::new(self.settle),
         };
         let (watch_tx, mut watch_rx) = mpsc::unbounded_channel();
-        // Held for the whole run; dropping it stops the notifications.
-        let _watcher = self.watch(watch_tx);
+        // Held for the whole run; dropping it stops the notifications. A run that does not
+        // follow the directory needs none (its rescans find files still being written), and
+        // an inotify instance costs the kernel several milliseconds to tear down at exit.
+        let _watcher = if self.follow {
+            self.watch(watch_tx)
+        } else {
+            None
+        };
         let mut deliveries = FuturesOrdered::new();
         let mut candidates = Vec::new();
         let mut rescan = true;
