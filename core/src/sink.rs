@@ -88,7 +88,38 @@ pub trait Sink: Send {
         ReconnectPolicy::NEVER
     }
 
+    /// Called once before the first fragment with what the pipeline remembers of the sink's
+    /// output (see [`ResumeFrom`]). Returns whether the output continues the stream of the
+    /// earlier run: then the stages get their saved state back, so the stream goes on where it
+    /// stopped (an archive's timeline continues without a second init segment). `false` starts
+    /// a new stream (a new RTMP session does). An output that contradicts the saved state (an
+    /// archive shorter than recorded, or replaced) must fail with a fatal error naming the
+    /// remedy; it must never be silently continued.
+    async fn resume(&mut self, _from: ResumeFrom) -> Result<bool, SinkError> {
+        Ok(false)
+    }
+
+    /// The sink's own state after the fragment it ended last (an archive's length), saved with
+    /// the pipeline's checkpoint once that fragment is confirmed and handed back to
+    /// [`Sink::resume`] on the next start; `None` if it keeps none. Called only with a
+    /// `state_dir`.
+    fn checkpoint(&self) -> Option<serde_json::Value> {
+        None
+    }
+
     async fn close(&mut self) -> Result<(), SinkError>;
+}
+
+/// What the pipeline remembers of a sink's output when it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResumeFrom {
+    /// No `state_dir`: nothing is remembered across runs.
+    Nothing,
+    /// A `state_dir`, but no fragment has been acknowledged there yet: a new stream begins.
+    Start,
+    /// What [`Sink::checkpoint`] returned after the last fragment acknowledged in an earlier
+    /// run.
+    Saved(serde_json::Value),
 }
 
 /// Why the runtime starts a new sink session.

@@ -63,6 +63,19 @@ pub trait Stage: Send {
     /// reconnect: put the state back to what it was just before `fragment` began. Stages with
     /// state across fragments keep enough history for the fragments not yet acknowledged.
     fn rewind(&mut self, _fragment: &FragmentInfo) {}
+
+    /// The state this stage carries from one fragment to the next, as it stands after the
+    /// fragment that just ended, for the pipeline's checkpoint (see [`crate::Sink::resume`]);
+    /// `None` for a stage without such state. Called only with a `state_dir`.
+    fn checkpoint(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Puts back a state that [`Stage::checkpoint`] returned in an earlier run, before the
+    /// first fragment, when the sink continues the output of that run.
+    fn restore(&mut self, _state: serde_json::Value) -> Result<(), StageError> {
+        Ok(())
+    }
 }
 
 /// What a stage produces for the next stage or the sink.

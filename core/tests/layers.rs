@@ -29,7 +29,15 @@ const MODULES: &[&str] = &[
 ];
 
 /// The runtime's own modules, lowest first.
-const RUNTIME_MODULES: &[&str] = &["latency", "stats", "status", "stages", "chunking", "driver"];
+const RUNTIME_MODULES: &[&str] = &[
+    "latency",
+    "stats",
+    "status",
+    "pipeline_checkpoint",
+    "stages",
+    "chunking",
+    "driver",
+];
 
 fn source_files(directory: &Path, files: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(directory).unwrap() {

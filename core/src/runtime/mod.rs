@@ -7,10 +7,12 @@
 pub mod chunking;
 mod driver;
 mod latency;
+mod pipeline_checkpoint;
 mod stages;
 mod stats;
 mod status;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,12 +24,13 @@ use tracing::{error, info};
 use self::chunking::ChunkingStage;
 use self::driver::{Confirmations, SinkDriver};
 pub use self::latency::{HistogramSnapshot, LatencyHistogram};
+use self::pipeline_checkpoint::PipelineCheckpoint;
 use self::stages::StageChain;
 pub use self::stats::{LatencySummary, PipelineReport, PipelineState, PipelineStats};
 pub use self::status::{Health, StatusBoard};
 use crate::config::{ConfigError, LoadedConfig, PipelinePlan};
 use crate::services::Services;
-use crate::sink::{Sink, SinkError};
+use crate::sink::{ResumeFrom, Sink, SinkError};
 use crate::source::{Source, SourceError};
 use crate::stage::Stage;
 use crate::units::HumanDuration;
@@ -45,6 +48,8 @@ pub enum PipelineError {
     Source(#[from] SourceError),
     #[error("the fragment in flight did not finish within shutdown_timeout ({})", HumanDuration(*.0))]
     ShutdownTimeout(Duration),
+    #[error("cannot save the pipeline state: {0}")]
+    State(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -85,7 +90,11 @@ struct BuiltPipeline {
     fragment_buffer_size: usize,
     source: Box<dyn Source>,
     stages: Vec<Box<dyn Stage>>,
+    /// The stages' types, in order (implied ones included).
+    stage_types: Vec<String>,
     sink: Box<dyn Sink>,
+    /// `<state_dir>/<pipeline>/pipeline.json`, with a `state_dir`.
+    checkpoint_file: Option<PathBuf>,
 }
 
 impl Runtime {
@@ -164,9 +173,8 @@ impl Runtime {
         let mut reports = Vec::with_capacity(self.pipelines.len());
         for (stats, task) in self.pipelines {
             let report = task.await.unwrap_or_else(|panic| {
-                let error = format!("pipeline task panicked: {panic}");
-                stats.set_state(PipelineState::Failed(error.clone()));
-                PipelineReport::new(&stats, Some(error))
+                let error = format!("the pipeline panicked: {panic}");
+                ended(&stats, Err(PipelineError::Internal(error)))
             });
             reports.push(report);
         }
@@ -217,7 +225,9 @@ async fn build(
         fragment_buffer_size: plan.fragment_buffer_size,
         source,
         stages,
+        stage_types: stage_names.iter().map(|name| name.to_string()).collect(),
         sink,
+        checkpoint_file: context.state_file("pipeline"),
     })
 }
 
@@ -235,6 +245,26 @@ async fn run_pipeline(
         pipeline.name,
         pipeline.shape
     );
+    let result = run_to_end(pipeline, &stats, shutdown, shutdown_timeout).await;
+    ended(&stats, result)
+}
+
+/// Runs a pipeline until its input ends, shutdown, or it fails.
+async fn run_to_end(
+    pipeline: BuiltPipeline,
+    stats: &Arc<PipelineStats>,
+    shutdown: CancellationToken,
+    shutdown_timeout: Duration,
+) -> Result<(), PipelineError> {
+    let mut sink = pipeline.sink;
+    let mut stages = StageChain::new(pipeline.stages);
+    let checkpoint = resume(
+        &mut sink,
+        &mut stages,
+        pipeline.checkpoint_file,
+        pipeline.stage_types,
+    )
+    .await?;
     // Cancelled on shutdown, and also when this pipeline's sink fails, so its source stops.
     let stop_source = shutdown.child_token();
     let (fragment_tx, fragment_rx) = mpsc::channel(pipeline.fragment_buffer_size);
@@ -246,13 +276,13 @@ async fn run_pipeline(
     let chunking_task = tokio::spawn(pipeline.chunking.run(fragment_rx, event_tx));
     let driver = SinkDriver {
         pipeline: pipeline.name.clone(),
-        sink: pipeline.sink,
-        stages: StageChain::new(pipeline.stages),
-        stats: Arc::clone(&stats),
+        sink,
+        stages,
+        stats: Arc::clone(stats),
         chunk_size,
         shutdown,
         shutdown_timeout,
-        confirmations: Confirmations::default(),
+        confirmations: Confirmations::new(checkpoint),
     };
     let delivered = driver.run(event_rx).await;
     if delivered.is_err() {
@@ -265,18 +295,50 @@ async fn run_pipeline(
             "source task panicked: {panic}"
         ))),
     };
-    let error = delivered.and(sourced).err().map(|error| error.to_string());
+    delivered.and(sourced)
+}
+
+/// Loads the pipeline's checkpoint (with a `state_dir`) and lets the sink resume from it; when
+/// the sink continues its earlier output, the stages get their saved state back.
+async fn resume(
+    sink: &mut Box<dyn Sink>,
+    stages: &mut StageChain,
+    checkpoint_file: Option<PathBuf>,
+    stage_types: Vec<String>,
+) -> Result<Option<PipelineCheckpoint>, PipelineError> {
+    let Some(path) = checkpoint_file else {
+        sink.resume(ResumeFrom::Nothing).await?;
+        return Ok(None);
+    };
+    let loaded =
+        tokio::task::spawn_blocking(move || PipelineCheckpoint::load(path, stage_types)).await;
+    let checkpoint = loaded
+        .map_err(|panic| PipelineError::Internal(panic.to_string()))?
+        .map_err(|error| PipelineError::State(error.to_string()))?;
+    if sink.resume(checkpoint.resume_from()).await? {
+        let states = checkpoint.stage_states().map_err(PipelineError::State)?;
+        stages
+            .restore(states)
+            .map_err(|error| PipelineError::State(format!("a stage cannot resume: {error}")))?;
+    }
+    Ok(Some(checkpoint))
+}
+
+/// Records and logs how a pipeline ended, and makes its report.
+fn ended(stats: &PipelineStats, result: Result<(), PipelineError>) -> PipelineReport {
+    let error = result.err().map(|error| error.to_string());
     stats.set_state(match &error {
         None => PipelineState::Finished,
         Some(message) => PipelineState::Failed(message.clone()),
     });
-    let report = PipelineReport::new(&stats, error);
+    let report = PipelineReport::new(stats, error);
     match &report.error {
         None => info!(
             event = "pipeline_finished",
             pipeline = %report.name,
             fragments_published = report.fragments_published,
             fragments_failed = report.fragments_failed,
+            fragments_skipped = report.fragments_skipped,
             bytes_published = report.bytes_published,
             elapsed_ms = report.elapsed.as_millis() as u64,
             "Pipeline {} finished: {} fragments published ({:.2} MiB in {:.2} s, {:.1} MiB/s), {} failed",

@@ -48,6 +48,24 @@ impl StageChain {
         }
     }
 
+    /// Every stage's state for the checkpoint, in order.
+    pub(crate) fn checkpoint(&self) -> Vec<Option<serde_json::Value>> {
+        self.stages.iter().map(|stage| stage.checkpoint()).collect()
+    }
+
+    /// Gives every stage back the state saved in an earlier run (`None`: it saved none).
+    pub(crate) fn restore(
+        &mut self,
+        states: Vec<Option<serde_json::Value>>,
+    ) -> Result<(), StageError> {
+        for (stage, state) in self.stages.iter_mut().zip(states) {
+            if let Some(state) = state {
+                stage.restore(state)?;
+            }
+        }
+        Ok(())
+    }
+
     fn apply_from(
         &mut self,
         index: usize,

@@ -51,6 +51,7 @@ pub struct PipelineStats {
     fragments_published: AtomicU64,
     bytes_published: AtomicU64,
     fragments_failed: AtomicU64,
+    fragments_skipped: AtomicU64,
     sink_reconnects: AtomicU64,
     /// Unix time of the last publish in milliseconds; 0 before the first.
     last_publish_unix_ms: AtomicU64,
@@ -69,6 +70,7 @@ impl PipelineStats {
             fragments_published: AtomicU64::new(0),
             bytes_published: AtomicU64::new(0),
             fragments_failed: AtomicU64::new(0),
+            fragments_skipped: AtomicU64::new(0),
             sink_reconnects: AtomicU64::new(0),
             last_publish_unix_ms: AtomicU64::new(0),
             publish_latency: LatencyHistogram::default(),
@@ -102,6 +104,11 @@ impl PipelineStats {
 
     pub fn record_failed(&self) {
         self.fragments_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A fragment an earlier run had published was offered again and acknowledged unsent.
+    pub fn record_skipped(&self) {
+        self.fragments_skipped.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_reconnect(&self) {
@@ -156,6 +163,11 @@ impl PipelineStats {
 
     pub fn fragments_failed(&self) -> u64 {
         self.fragments_failed.load(Ordering::Relaxed)
+    }
+
+    /// Fragments offered again after a stop although they had been published before it.
+    pub fn fragments_skipped(&self) -> u64 {
+        self.fragments_skipped.load(Ordering::Relaxed)
     }
 
     /// Unix time of the last publish in seconds, if there was one.
@@ -232,6 +244,8 @@ pub struct PipelineReport {
     pub name: String,
     pub fragments_published: u64,
     pub fragments_failed: u64,
+    /// Offered again after a stop although published before it; not sent twice.
+    pub fragments_skipped: u64,
     pub bytes_published: u64,
     pub sink_reconnects: u64,
     pub elapsed: Duration,
@@ -246,6 +260,7 @@ impl PipelineReport {
             name: stats.name().to_owned(),
             fragments_published: stats.fragments_published(),
             fragments_failed: stats.fragments_failed(),
+            fragments_skipped: stats.fragments_skipped(),
             bytes_published: stats.bytes_published(),
             sink_reconnects: stats.sink_reconnects(),
             elapsed: stats.elapsed(),

@@ -17,6 +17,7 @@
 //! through as slices of the incoming chunks.
 
 mod remux;
+mod saved;
 #[cfg(test)]
 mod tests;
 
@@ -30,6 +31,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
+use self::saved::SavedTimeline;
 use crate::mp4::moof;
 use crate::mp4::{describe_moov, BoxError, BoxHeader, FourCc, TrackDescription};
 use streampub_core::program::find_program;
@@ -577,6 +579,17 @@ impl Stage for TimelineStage {
     fn abort_fragment(&mut self) {
         // What was emitted of the file stays on the timeline.
         self.advance_offset();
+    }
+
+    fn checkpoint(&self) -> Option<serde_json::Value> {
+        Some(serde_json::to_value(SavedTimeline::of(self)).expect("plain data"))
+    }
+
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), StageError> {
+        let saved: SavedTimeline = serde_json::from_value(state).map_err(|error| {
+            StageError::new(format!("the saved timeline state is unreadable: {error}"))
+        })?;
+        saved.restore_into(self)
     }
 
     fn rewind(&mut self, fragment: &FragmentInfo) {

@@ -349,6 +349,45 @@ fn files_join_into_one_timeline() {
 }
 
 #[test]
+fn a_restored_timeline_continues_without_a_second_init_segment() {
+    let mut first = TimelineStage::default();
+    let mut stream = Vec::new();
+    let (items, result) = run_file(&mut first, 1, &upstream_file(1), &[usize::MAX]);
+    result.unwrap();
+    stream.extend(joined(&items));
+    // As the pipeline's checkpoint does: through JSON.
+    let saved = serde_json::to_string(&first.checkpoint().unwrap()).unwrap();
+
+    let mut restarted = TimelineStage::default();
+    restarted
+        .restore(serde_json::from_str(&saved).unwrap())
+        .unwrap();
+    for marker in 2..=3u8 {
+        let (items, result) = run_file(
+            &mut restarted,
+            u64::from(marker),
+            &upstream_file(marker),
+            &[usize::MAX],
+        );
+        result.unwrap();
+        stream.extend(joined(&items));
+    }
+    let (kinds, trafs) = read_output(&stream);
+    assert_eq!(kinds.iter().filter(|kind| *kind == "moov").count(), 1);
+    let video: Vec<u64> = trafs
+        .iter()
+        .filter(|traf| traf.track == 1)
+        .map(|traf| traf.tfdt)
+        .collect();
+    assert_eq!(video, [0, 9000, 19200, 28200, 38400, 47400]);
+    let sequences: Vec<u32> = trafs.iter().map(|traf| traf.sequence).step_by(2).collect();
+    assert_eq!(sequences, [1, 2, 3, 4, 5, 6]);
+
+    let unreadable = TimelineStage::default().restore(serde_json::json!({"init": "0102"}));
+    assert!(unreadable.is_err());
+}
+
+#[test]
 fn output_is_identical_whatever_the_chunk_boundaries() {
     let files: Vec<Vec<u8>> = (1..=3).map(upstream_file).collect();
     let reference: Vec<u8> = {

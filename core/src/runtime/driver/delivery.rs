@@ -68,7 +68,7 @@ impl SinkDriver {
                         }
                     }
                     drop(budget);
-                    self.acknowledge_confirmed();
+                    self.acknowledge_confirmed().await?;
                     if chunks % PROGRESS_EVERY_CHUNKS == 0 {
                         debug!(
                             pipeline = %self.pipeline,

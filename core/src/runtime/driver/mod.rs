@@ -27,6 +27,7 @@ use self::delivery::FragmentResult;
 use self::input::ChunkInput;
 use self::recovery::{Recovery, Resend};
 use super::chunking::ChunkEvent;
+use super::pipeline_checkpoint::Snapshot;
 use super::stages::StageChain;
 use super::stats::PipelineStats;
 use super::PipelineError;
@@ -85,7 +86,7 @@ impl SinkDriver {
                 event = events.recv() => event,
                 // While idle, the sink may still confirm what it took last.
                 () = tokio::time::sleep(CONFIRMATION_POLL), if !self.confirmations.is_empty() => {
-                    self.acknowledge_confirmed();
+                    self.acknowledge_confirmed().await?;
                     continue;
                 }
             };
@@ -93,6 +94,12 @@ impl SinkDriver {
                 None => return Ok(()),
                 Some(ChunkEvent::Unreadable(fragment, message)) => {
                     self.fail(fragment, message);
+                    continue;
+                }
+                Some(ChunkEvent::Begin(fragment))
+                    if self.confirmations.already_published(&fragment.info) =>
+                {
+                    self.skip_published(fragment, events).await;
                     continue;
                 }
                 Some(ChunkEvent::Begin(fragment)) => fragment,
@@ -121,10 +128,7 @@ impl SinkDriver {
         let mut attempt = 0;
         loop {
             match self.sink.close().await {
-                Ok(()) => {
-                    self.confirmations.confirm_all();
-                    return Ok(());
-                }
+                Ok(()) => return self.confirmations.confirm_all().await,
                 Err(error) if error.retryable && !self.confirmations.is_empty() => {
                     let queue = self.take_unconfirmed();
                     match self.recover(queue, error, &mut attempt).await? {
@@ -155,21 +159,49 @@ impl SinkDriver {
     }
 
     /// Acknowledges, oldest first, the fragments the sink now confirms.
-    fn acknowledge_confirmed(&mut self) {
+    async fn acknowledge_confirmed(&mut self) -> Result<(), PipelineError> {
         // Called after every chunk: ask the sink only when something waits for it.
-        if !self.confirmations.is_empty() {
-            self.confirmations.confirm_all_but(self.sink.unconfirmed());
+        if self.confirmations.is_empty() {
+            return Ok(());
         }
+        let unconfirmed = self.sink.unconfirmed();
+        self.confirmations.confirm_all_but(unconfirmed).await
     }
 
-    /// Logs and counts a fragment the sink has accepted, and keeps it until confirmed.
-    fn accepted(
+    /// Acknowledges a fragment that an earlier run published although its source offers it
+    /// again, without sending it.
+    async fn skip_published(
+        &mut self,
+        fragment: Fragment,
+        events: &mut mpsc::Receiver<ChunkEvent>,
+    ) {
+        ChunkInput::Chunker {
+            events,
+            finished: false,
+        }
+        .skip_rest()
+        .await;
+        info!(
+            event = "fragment_skipped",
+            pipeline = %self.pipeline,
+            fragment = %fragment.info.name,
+            reason = "already_published",
+            "Fragment {} was published before the last stop; acknowledged without sending it again",
+            fragment.info.name
+        );
+        self.stats.record_skipped();
+        fragment.acknowledge(FragmentOutcome::Delivered);
+    }
+
+    /// Logs and counts a fragment the sink has accepted, and keeps it, with the sink's and the
+    /// stages' state after it, until confirmed.
+    async fn accepted(
         &mut self,
         fragment: Fragment,
         bytes: u64,
         transfer_time: Duration,
         published_before: bool,
-    ) {
+    ) -> Result<(), PipelineError> {
         let info = &fragment.info;
         if published_before {
             info!(
@@ -201,8 +233,16 @@ impl SinkDriver {
                 total,
             );
         }
-        self.confirmations.push(fragment);
-        self.acknowledge_confirmed();
+        let after = if self.confirmations.records_state() {
+            Snapshot {
+                sink: self.sink.checkpoint(),
+                stages: self.stages.checkpoint(),
+            }
+        } else {
+            Snapshot::default()
+        };
+        self.confirmations.push(fragment, after);
+        self.acknowledge_confirmed().await
     }
 
     /// Delivers one fragment from the chunking stage; on a retryable sink failure, reconnects
@@ -221,7 +261,7 @@ impl SinkDriver {
                 bytes,
                 transfer_time,
             }) => {
-                self.accepted(fragment, bytes, transfer_time, false);
+                self.accepted(fragment, bytes, transfer_time, false).await?;
                 return Ok(Recovery::Done);
             }
             Ok(FragmentResult::InputFailed(message)) => {

@@ -116,12 +116,15 @@ impl SinkDriver {
                 Ok(FragmentResult::Delivered {
                     bytes,
                     transfer_time,
-                }) => self.accepted(
-                    resend.fragment,
-                    bytes,
-                    transfer_time,
-                    resend.published_before,
-                ),
+                }) => {
+                    self.accepted(
+                        resend.fragment,
+                        bytes,
+                        transfer_time,
+                        resend.published_before,
+                    )
+                    .await?
+                }
                 Ok(FragmentResult::InputFailed(message)) => self.fail(resend.fragment, message),
                 Err(PipelineError::Sink(error)) if error.retryable => {
                     queue.push_front(resend);

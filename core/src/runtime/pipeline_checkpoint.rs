@@ -1,0 +1,205 @@
+//! What a pipeline remembers across runs besides its source's own state: the sink's and the
+//! stages' state after the last acknowledged fragment, and the fragments acknowledged most
+//! recently. Kept in `<state_dir>/<pipeline>/pipeline.json`.
+//!
+//! The order that makes a crash at any moment safe, for every fragment the sink confirms:
+//! 1. the sink's data is durable (its `end_fragment` returned: written, and synced where the
+//!    sink syncs);
+//! 2. this file is replaced atomically with the sink's and the stages' state after the fragment,
+//!    and the fragment's name and length join the recent list;
+//! 3. the fragment is acknowledged to its source, which then saves its own state and moves,
+//!    deletes or answers.
+//!
+//! A crash before 2 leaves the sink's output longer than recorded: on the next start the sink
+//! cuts it back to the recorded state and the source offers the fragment again. A crash between
+//! 2 and 3 leaves the source unaware of the acknowledgement: it offers the fragment again, the
+//! runtime finds it among the recent ones and acknowledges it without sending it twice. So the
+//! source's state and this file together are as good as one atomic write.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::checkpoint::{CheckpointError, CheckpointFile};
+use crate::fragment::FragmentInfo;
+use crate::sink::ResumeFrom;
+
+/// How many acknowledged fragments are remembered for recognising ones offered again.
+const RECENT_FRAGMENTS: usize = 256;
+
+/// The file's contents.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct SavedState {
+    /// The sink's state after the last acknowledged fragment.
+    sink: Option<Value>,
+    /// The stages' types, in pipeline order, when the state was saved.
+    stage_types: Vec<String>,
+    /// Each stage's state after the last acknowledged fragment, in pipeline order.
+    stages: Vec<Option<Value>>,
+    /// The fragments acknowledged most recently, oldest first.
+    recent: VecDeque<FragmentIdentity>,
+}
+
+/// What recognises a fragment offered again after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct FragmentIdentity {
+    name: String,
+    length: Option<u64>,
+}
+
+impl From<&FragmentInfo> for FragmentIdentity {
+    fn from(info: &FragmentInfo) -> Self {
+        Self {
+            name: info.name.clone(),
+            length: info.length,
+        }
+    }
+}
+
+/// The sink's and the stages' state right after a fragment ended, kept with the fragment until
+/// the sink confirms it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Snapshot {
+    pub(crate) sink: Option<Value>,
+    pub(crate) stages: Vec<Option<Value>>,
+}
+
+/// The pipeline's state file, loaded at start and rewritten as fragments are confirmed.
+#[derive(Debug)]
+pub(crate) struct PipelineCheckpoint {
+    file: CheckpointFile,
+    stage_types: Vec<String>,
+    saved: Option<SavedState>,
+    recent: VecDeque<FragmentIdentity>,
+    /// Still at the start of the run, where the source may offer fragments it was not told
+    /// about: ends with the first fragment that is not a recent one.
+    catching_up: bool,
+}
+
+impl PipelineCheckpoint {
+    /// Loads the state of the pipeline whose stages have the types `stage_types` (blocking).
+    pub(crate) fn load(path: PathBuf, stage_types: Vec<String>) -> Result<Self, CheckpointError> {
+        let file = CheckpointFile::new(path);
+        let saved: Option<SavedState> = file.load()?;
+        let recent = saved
+            .as_ref()
+            .map(|saved| saved.recent.clone())
+            .unwrap_or_default();
+        Ok(Self {
+            file,
+            stage_types,
+            saved,
+            catching_up: !recent.is_empty(),
+            recent,
+        })
+    }
+
+    /// What the sink resumes from.
+    pub(crate) fn resume_from(&self) -> ResumeFrom {
+        match self.saved.as_ref().and_then(|saved| saved.sink.clone()) {
+            Some(state) => ResumeFrom::Saved(state),
+            None => ResumeFrom::Start,
+        }
+    }
+
+    /// The stages' saved states, for a sink that continues its output; an error if the
+    /// pipeline's stages are not the ones the states were saved with.
+    pub(crate) fn stage_states(&self) -> Result<Vec<Option<Value>>, String> {
+        let Some(saved) = &self.saved else {
+            return Ok(Vec::new());
+        };
+        if saved.stage_types != self.stage_types {
+            return Err(format!(
+                "the pipeline's stages changed since its output was written (then: [{}], now: \
+                 [{}]), so the saved state no longer describes it; move the output and {} away \
+                 to start anew, or restore the stages",
+                saved.stage_types.join(", "),
+                self.stage_types.join(", "),
+                self.file.path().display()
+            ));
+        }
+        Ok(saved.stages.clone())
+    }
+
+    /// Whether `fragment` was acknowledged in an earlier run although its source offers it
+    /// again (the run stopped between this file's update and the source's own).
+    pub(crate) fn already_published(&mut self, fragment: &FragmentInfo) -> bool {
+        if !self.catching_up {
+            return false;
+        }
+        let known = self.recent.contains(&FragmentIdentity::from(fragment));
+        self.catching_up = known;
+        known
+    }
+
+    /// Records `fragments` as confirmed, with the state after the last of them (blocking:
+    /// an atomic, synced replacement of the file).
+    pub(crate) fn record<'a>(
+        &mut self,
+        fragments: impl IntoIterator<Item = &'a FragmentInfo>,
+        after: Snapshot,
+    ) -> Result<(), CheckpointError> {
+        for fragment in fragments {
+            if self.recent.len() == RECENT_FRAGMENTS {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(FragmentIdentity::from(fragment));
+        }
+        let saved = SavedState {
+            sink: after.sink,
+            stage_types: self.stage_types.clone(),
+            stages: after.stages,
+            recent: self.recent.clone(),
+        };
+        self.file.save(&saved)?;
+        self.saved = Some(saved);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn info(name: &str) -> FragmentInfo {
+        FragmentInfo {
+            sequence: 1,
+            name: name.into(),
+            length: Some(10),
+        }
+    }
+
+    #[test]
+    fn state_survives_a_restart_and_recognises_fragments_offered_again() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("pipeline.json");
+        let types = vec!["fmp4-timeline".to_owned()];
+        let mut state = PipelineCheckpoint::load(path.clone(), types.clone()).unwrap();
+        assert_eq!(state.resume_from(), ResumeFrom::Start);
+        let snapshot = Snapshot {
+            sink: Some(json!({"length": 20})),
+            stages: vec![Some(json!({"offset": 2}))],
+        };
+        state.record([&info("a"), &info("b")], snapshot).unwrap();
+
+        let mut again = PipelineCheckpoint::load(path.clone(), types).unwrap();
+        assert_eq!(
+            again.resume_from(),
+            ResumeFrom::Saved(json!({"length": 20}))
+        );
+        assert_eq!(again.stage_states().unwrap(), [Some(json!({"offset": 2}))]);
+        assert!(again.already_published(&info("a")));
+        assert!(again.already_published(&info("b")));
+        assert!(!again.already_published(&info("c")));
+        // Past the first new fragment, a recent name is a new fragment of that name.
+        assert!(!again.already_published(&info("a")));
+
+        let changed = PipelineCheckpoint::load(path, Vec::new()).unwrap();
+        let error = changed.stage_states().unwrap_err();
+        assert!(error.contains("stages changed"), "{error}");
+    }
+}

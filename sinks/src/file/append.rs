@@ -1,0 +1,350 @@
+//! `mode: append`: every fragment onto the end of one file, the archive of a stream.
+//!
+//! The sink owns the file's tail. After each fragment it reports, for the pipeline's
+//! checkpoint, the length the archive has and the bytes just before that length. On start it
+//! compares the file with what was saved: anything beyond the saved length (a fragment cut short
+//! by a crash, or one written but never acknowledged) is cut off, and a file that is shorter,
+//! missing or different at the recorded tail was changed outside streampub and is refused.
+//! If a fragment fails half-way (unreadable input, a stage rejected it, the disk filled up), the
+//! file is cut back to where that fragment began, so the archive never holds half a fragment.
+
+use std::io::SeekFrom;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use streampub_core::{async_trait, Bytes, FragmentInfo, ResumeFrom, Sink, SinkError};
+use tokio::fs::{File, OpenOptions};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tracing::warn;
+
+use super::{create_parent, io_error};
+
+/// How many bytes before the recorded length are kept to recognise the file on the next start.
+const TAIL_BYTES: usize = 64;
+
+/// What the pipeline's checkpoint keeps of the archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ArchiveState {
+    /// The archive's length after the last acknowledged fragment.
+    length: u64,
+    /// The bytes just before `length` (at most [`TAIL_BYTES`]), in hexadecimal.
+    #[serde(with = "hex")]
+    tail: Vec<u8>,
+}
+
+pub(super) struct AppendFileSink {
+    path: PathBuf,
+    fsync: bool,
+    /// Opened at the first fragment, so a path problem fails that fragment (unacknowledged).
+    file: Option<File>,
+    /// The archive's length and last bytes now, and when the current fragment began (where to
+    /// cut back to on failure).
+    now: ArchiveState,
+    fragment_start: ArchiveState,
+}
+
+impl AppendFileSink {
+    pub(super) fn new(path: PathBuf, fsync: bool) -> Self {
+        let empty = ArchiveState {
+            length: 0,
+            tail: Vec::new(),
+        };
+        Self {
+            path,
+            fsync,
+            file: None,
+            now: empty.clone(),
+            fragment_start: empty,
+        }
+    }
+
+    fn file(&mut self) -> &mut File {
+        self.file.as_mut().expect("begin_fragment opens the file")
+    }
+
+    /// Cuts the file back to where the current fragment began.
+    async fn roll_back(&mut self) -> Result<(), SinkError> {
+        let start = self.fragment_start.clone();
+        let file = self.file();
+        let _ = file.flush().await;
+        let truncated = file.set_len(start.length).await;
+        self.now = start;
+        truncated
+            .map_err(|error| io_error("cannot remove a partial fragment from", &self.path, error))
+    }
+
+    /// The archive's length, or `None` if there is no file.
+    async fn length_on_disk(&self) -> Result<Option<u64>, SinkError> {
+        match tokio::fs::metadata(&self.path).await {
+            Ok(metadata) => Ok(Some(metadata.len())),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(io_error("cannot stat", &self.path, error)),
+        }
+    }
+
+    /// Reads the bytes of the file that end at `end` (at most [`TAIL_BYTES`]).
+    async fn read_tail(&self, end: u64) -> Result<Vec<u8>, SinkError> {
+        let start = end.saturating_sub(TAIL_BYTES as u64);
+        let mut file = File::open(&self.path)
+            .await
+            .map_err(|error| io_error("cannot open", &self.path, error))?;
+        let mut tail = vec![0; (end - start) as usize];
+        file.seek(SeekFrom::Start(start))
+            .await
+            .map_err(|error| io_error("cannot read", &self.path, error))?;
+        file.read_exact(&mut tail)
+            .await
+            .map_err(|error| io_error("cannot read", &self.path, error))?;
+        Ok(tail)
+    }
+
+    /// Makes the file what `saved` describes: cuts off what lies beyond it, refuses a file
+    /// that does not match it.
+    async fn restore(&mut self, saved: ArchiveState) -> Result<(), SinkError> {
+        let refuse = |problem: String| {
+            SinkError::fatal(format!(
+                "the archive {} {problem}, so it was changed outside streampub and appending \
+                 could corrupt it; put the original back, or move it away and remove the \
+                 pipeline's state file (<state_dir>/<pipeline>/pipeline.json) to start a new \
+                 archive",
+                self.path.display()
+            ))
+        };
+        let length = match self.length_on_disk().await? {
+            None => {
+                return Err(refuse(format!(
+                    "is missing, but the pipeline's state records {} bytes published into it",
+                    saved.length
+                )))
+            }
+            Some(length) if length < saved.length => {
+                return Err(refuse(format!(
+                    "has {length} bytes, fewer than the {} the pipeline's state records",
+                    saved.length
+                )))
+            }
+            Some(length) => length,
+        };
+        if self.read_tail(saved.length).await? != saved.tail {
+            return Err(refuse(format!(
+                "does not end, at byte {}, with the bytes the pipeline's state records",
+                saved.length
+            )));
+        }
+        if length > saved.length {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .await
+                .map_err(|error| io_error("cannot open", &self.path, error))?;
+            file.set_len(saved.length)
+                .await
+                .map_err(|error| io_error("cannot truncate", &self.path, error))?;
+            file.sync_all()
+                .await
+                .map_err(|error| io_error("cannot truncate", &self.path, error))?;
+            warn!(
+                event = "archive_truncated",
+                path = %self.path.display(),
+                dropped_bytes = length - saved.length,
+                length = saved.length,
+                "Cut {} bytes off the end of {}: a fragment written after the last acknowledged \
+                 one (it is published again)",
+                length - saved.length,
+                self.path.display()
+            );
+        }
+        self.now = saved;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for AppendFileSink {
+    async fn resume(&mut self, from: ResumeFrom) -> Result<bool, SinkError> {
+        match from {
+            // Nothing is remembered: appends to whatever the file holds.
+            ResumeFrom::Nothing => Ok(false),
+            ResumeFrom::Start => match self.length_on_disk().await? {
+                Some(length) if length > 0 => Err(SinkError::fatal(format!(
+                    "the archive {} already holds {length} bytes, but the pipeline has no state \
+                     for it, so a restart cannot tell what it holds; move it away to start a \
+                     new archive, or restore the pipeline's state directory",
+                    self.path.display()
+                ))),
+                _ => Ok(false),
+            },
+            ResumeFrom::Saved(state) => {
+                let saved: ArchiveState = serde_json::from_value(state).map_err(|error| {
+                    SinkError::fatal(format!(
+                        "the pipeline's saved state for {} is not an archive state ({error})",
+                        self.path.display()
+                    ))
+                })?;
+                self.restore(saved).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    fn checkpoint(&self) -> Option<serde_json::Value> {
+        Some(serde_json::to_value(&self.now).expect("plain data"))
+    }
+
+    async fn begin_fragment(&mut self, _fragment: &FragmentInfo) -> Result<(), SinkError> {
+        if self.file.is_none() {
+            create_parent(&self.path).await?;
+            let opened = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .await;
+            let file = opened.map_err(|error| io_error("cannot open", &self.path, error))?;
+            let length = file.metadata().await.map(|metadata| metadata.len());
+            let length = length.map_err(|error| io_error("cannot stat", &self.path, error))?;
+            if length != self.now.length {
+                // Without saved state (no `state_dir`) the archive is appended to as it is.
+                self.now = ArchiveState {
+                    length,
+                    tail: self.read_tail(length).await?,
+                };
+            }
+            self.file = Some(file);
+        }
+        self.fragment_start = self.now.clone();
+        Ok(())
+    }
+
+    async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), SinkError> {
+        if let Err(error) = self.file().write_all(&chunk).await {
+            let _ = self.roll_back().await;
+            return Err(io_error("cannot write", &self.path, error));
+        }
+        self.now.length += chunk.len() as u64;
+        let tail = &mut self.now.tail;
+        tail.extend_from_slice(&chunk[chunk.len().saturating_sub(TAIL_BYTES)..]);
+        let excess = tail.len().saturating_sub(TAIL_BYTES);
+        tail.drain(..excess);
+        Ok(())
+    }
+
+    async fn end_fragment(&mut self) -> Result<(), SinkError> {
+        let fsync = self.fsync;
+        let file = self.file();
+        let mut result = file.flush().await;
+        if fsync && result.is_ok() {
+            result = file.sync_data().await;
+        }
+        if let Err(error) = result {
+            let _ = self.roll_back().await;
+            return Err(io_error("cannot write", &self.path, error));
+        }
+        Ok(())
+    }
+
+    async fn abort_fragment(&mut self) -> Result<(), SinkError> {
+        self.roll_back().await
+    }
+
+    async fn close(&mut self) -> Result<(), SinkError> {
+        if let Some(file) = &mut self.file {
+            let flushed = file.flush().await;
+            flushed.map_err(|error| io_error("cannot write", &self.path, error))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn write_fragment(sink: &mut AppendFileSink, chunks: &[&'static [u8]]) {
+        let info = FragmentInfo {
+            sequence: 1,
+            name: "f".into(),
+            length: None,
+        };
+        sink.begin_fragment(&info).await.unwrap();
+        for chunk in chunks {
+            sink.write_chunk(Bytes::from_static(chunk)).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn appends_across_restarts_and_rolls_back_aborted_fragments() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("out/archive.bin");
+        let mut sink = AppendFileSink::new(path.clone(), true);
+        assert!(!sink.resume(ResumeFrom::Nothing).await.unwrap());
+        write_fragment(&mut sink, &[b"one", b"two"]).await;
+        sink.end_fragment().await.unwrap();
+        write_fragment(&mut sink, &[b"half"]).await;
+        sink.abort_fragment().await.unwrap();
+        sink.close().await.unwrap();
+
+        let mut restarted = AppendFileSink::new(path.clone(), true);
+        restarted.resume(ResumeFrom::Nothing).await.unwrap();
+        write_fragment(&mut restarted, &[b"three"]).await;
+        restarted.end_fragment().await.unwrap();
+        restarted.close().await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"onetwothree");
+    }
+
+    #[tokio::test]
+    async fn a_restart_cuts_off_what_follows_the_saved_state_and_continues() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("archive.bin");
+        let mut sink = AppendFileSink::new(path.clone(), true);
+        assert!(!sink.resume(ResumeFrom::Start).await.unwrap());
+        write_fragment(&mut sink, &[b"acknowledged"]).await;
+        sink.end_fragment().await.unwrap();
+        let saved = sink.checkpoint().unwrap();
+        // A crash in the middle of the next fragment.
+        write_fragment(&mut sink, &[b"cut sho"]).await;
+        drop(sink);
+
+        let mut restarted = AppendFileSink::new(path.clone(), true);
+        assert!(restarted.resume(ResumeFrom::Saved(saved)).await.unwrap());
+        write_fragment(&mut restarted, &[b"+next"]).await;
+        restarted.end_fragment().await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"acknowledged+next");
+        assert_eq!(
+            restarted.checkpoint().unwrap(),
+            serde_json::json!({"length": 17, "tail": hex::encode(b"acknowledged+next")})
+        );
+    }
+
+    #[tokio::test]
+    async fn an_archive_that_does_not_match_its_state_is_refused() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("archive.bin");
+        let saved = serde_json::json!({"length": 6, "tail": hex::encode(b"abcdef")});
+        let mut sink = AppendFileSink::new(path.clone(), true);
+        let missing = sink
+            .resume(ResumeFrom::Saved(saved.clone()))
+            .await
+            .unwrap_err();
+        assert!(missing.message.contains("is missing"), "{missing}");
+        assert!(!missing.retryable);
+
+        std::fs::write(&path, b"abc").unwrap();
+        let shorter = sink
+            .resume(ResumeFrom::Saved(saved.clone()))
+            .await
+            .unwrap_err();
+        assert!(shorter.message.contains("fewer than the 6"), "{shorter}");
+
+        std::fs::write(&path, b"abcxyz").unwrap();
+        let edited = sink.resume(ResumeFrom::Saved(saved)).await.unwrap_err();
+        assert!(edited.message.contains("does not end"), "{edited}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"abcxyz", "never touched");
+
+        // No state although the archive holds something: it cannot be continued blindly.
+        let no_state = sink.resume(ResumeFrom::Start).await.unwrap_err();
+        assert!(
+            no_state.message.contains("already holds 6 bytes"),
+            "{no_state}"
+        );
+    }
+}
