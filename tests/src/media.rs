@@ -165,3 +165,23 @@ pub fn probe_packets(path: &std::path::Path) -> Packets {
     }
     packets
 }
+
+/// The duration of `path` as its container states it (ffprobe's `format=duration`), in seconds.
+pub fn container_duration(path: &std::path::Path) -> f64 {
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe not found; run scripts/test, which installs ffmpeg");
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("ffprobe gives {} no duration", path.display()))
+}
