@@ -52,7 +52,14 @@ pub(crate) fn bench(args: &BenchArgs) -> u8 {
         }
     };
     let directory = match &args.dir {
-        Some(dir) => dir.clone(),
+        // Relative to the working directory, not to the generated pipeline file's.
+        Some(dir) => match std::path::absolute(dir) {
+            Ok(dir) => dir,
+            Err(error) => {
+                eprintln!("error: --dir {}: {error}", dir.display());
+                return EXIT_CONFIG_ERROR;
+            }
+        },
         None => {
             let directory = scratch.path().join("fragments");
             if let Err(error) =

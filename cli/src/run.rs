@@ -132,8 +132,9 @@ pub(crate) fn exit_code(report: &RunReport) -> u8 {
     }
 }
 
-/// Waits for the pipelines to end; the first SIGINT/SIGTERM stops them gracefully, a second
-/// one exits at once.
+/// Waits for the pipelines to end; the first SIGINT, SIGTERM or SIGHUP stops them gracefully, a
+/// second one exits at once. (SIGHUP, which would otherwise kill the process, means "reload" to
+/// daemons; until streampub reloads, it stops gracefully instead of dropping every stream.)
 pub(crate) async fn supervise(runtime: Runtime, config: &LoadedConfig) -> RunReport {
     let shutdown = runtime.shutdown_token();
     let timeout = config.shutdown_timeout;
@@ -154,14 +155,16 @@ pub(crate) async fn supervise(runtime: Runtime, config: &LoadedConfig) -> RunRep
     runtime.wait().await
 }
 
-/// Waits for SIGINT or SIGTERM.
+/// Waits for SIGINT, SIGTERM or SIGHUP.
 async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     tokio::select! {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
+        _ = hangup.recv() => {}
     }
     Ok(())
 }

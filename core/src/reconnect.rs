@@ -21,8 +21,8 @@ const JITTER: f64 = 0.2;
 /// the previous, capped at `max_delay`, each spread by ±20 %.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReconnectPolicy {
-    /// Reconnects allowed for one failure; 0 means forever.
-    pub max_attempts: u32,
+    /// Reconnects allowed for one failure; `None`: forever (`max_reconnect_attempts: 0`).
+    pub max_attempts: Option<u32>,
     pub initial_delay: Duration,
     pub max_delay: Duration,
 }
@@ -30,14 +30,27 @@ pub struct ReconnectPolicy {
 impl ReconnectPolicy {
     /// No reconnects: the first retryable error fails the pipeline.
     pub const NEVER: ReconnectPolicy = ReconnectPolicy {
-        max_attempts: 1,
+        max_attempts: Some(0),
         initial_delay: Duration::ZERO,
         max_delay: Duration::ZERO,
     };
 
+    /// The policy of the `max_reconnect_attempts` option, where 0 means forever.
+    pub fn from_option(
+        max_reconnect_attempts: u32,
+        initial_delay: Duration,
+        max_delay: Duration,
+    ) -> Self {
+        Self {
+            max_attempts: (max_reconnect_attempts > 0).then_some(max_reconnect_attempts),
+            initial_delay,
+            max_delay,
+        }
+    }
+
     /// Whether reconnect number `attempt` (1-based) may be made.
     pub fn allows(&self, attempt: u32) -> bool {
-        self != &Self::NEVER && (self.max_attempts == 0 || attempt <= self.max_attempts)
+        self.max_attempts.is_none_or(|max| attempt <= max)
     }
 
     /// The wait before reconnect number `attempt` (1-based), without jitter.
@@ -56,8 +69,8 @@ impl ReconnectPolicy {
 
     /// The longest all attempts can wait in total (for messages and tests).
     pub fn budget(&self) -> Option<Duration> {
-        (self.max_attempts > 0).then(|| {
-            (1..=self.max_attempts)
+        self.max_attempts.map(|max| {
+            (1..=max)
                 .map(|attempt| {
                     self.base_delay(attempt)
                         .mul_f64(1.0 + JITTER)
@@ -91,11 +104,11 @@ mod tests {
     use super::*;
 
     fn policy(max_attempts: u32) -> ReconnectPolicy {
-        ReconnectPolicy {
+        ReconnectPolicy::from_option(
             max_attempts,
-            initial_delay: Duration::from_secs(2),
-            max_delay: Duration::from_secs(30),
-        }
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+        )
     }
 
     #[test]
@@ -122,6 +135,8 @@ mod tests {
         assert!(!policy(2).allows(3));
         assert!(policy(0).allows(1_000_000));
         assert!(!ReconnectPolicy::NEVER.allows(1));
+        // One attempt with no delays is one attempt, not "never".
+        assert!(ReconnectPolicy::from_option(1, Duration::ZERO, Duration::ZERO).allows(1));
         assert!(policy(0).budget().is_none());
         assert_eq!(
             policy(2).budget(),

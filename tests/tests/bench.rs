@@ -93,6 +93,29 @@ fn bench_pipes_into_a_process_and_reads_a_given_directory() {
 }
 
 #[test]
+fn bench_reads_a_relative_directory_from_the_working_directory() {
+    let dir = TestDir::new();
+    for index in 0..2 {
+        dir.write(
+            &format!("frags/batch-{index}.bin"),
+            test_bytes(index, 100_000),
+        );
+    }
+    let output = std::process::Command::new(streampub_binary())
+        .args(["bench", "--json", "--dir", "frags"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_sane(&summary, 200_000, 2);
+}
+
+#[test]
 fn bench_rejects_an_unknown_sink() {
     let run = run_to_end(
         &streampub_binary(),

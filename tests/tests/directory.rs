@@ -127,6 +127,23 @@ fn a_file_renamed_into_place_is_published_without_waiting_for_settle() {
 }
 
 #[test]
+fn sighup_stops_gracefully_instead_of_killing() {
+    let dir = TestDir::new();
+    dir.write("in/batch-0.mp4", test_bytes(0, 10_000));
+    let config = dir.pipeline_file(&pipeline(
+        json!({"follow": true, "settle": "0s"}),
+        json!({"type": "null"}),
+        json!({}),
+    ));
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    running.wait_for_event(TIMEOUT, "fragment_published", |_| true);
+    running.signal(Signal::HUP);
+    let run = running.wait(TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    run.pipeline_event("pipeline_finished", "channel-1");
+}
+
+#[test]
 fn an_interrupted_run_resumes_without_duplicates_or_gaps() {
     let dir = TestDir::new();
     let names: Vec<String> = (0..5).map(|index| format!("batch-{index}.mp4")).collect();

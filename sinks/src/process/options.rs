@@ -112,11 +112,11 @@ impl ProcessOptions {
                 ),
             ));
         }
-        Ok(ReconnectPolicy {
-            max_attempts: self.max_reconnect_attempts,
-            initial_delay: self.reconnect_delay.get(),
-            max_delay: self.max_reconnect_delay.get(),
-        })
+        Ok(ReconnectPolicy::from_option(
+            self.max_reconnect_attempts,
+            self.reconnect_delay.get(),
+            self.max_reconnect_delay.get(),
+        ))
     }
 
     fn pipe_capacity(&self) -> Result<usize, ComponentError> {

@@ -165,8 +165,8 @@ impl SinkDriver {
             }
             let delay = policy.delay(*attempt);
             let of = match policy.max_attempts {
-                0 => String::new(),
-                max => format!(" of {max}"),
+                None => String::new(),
+                Some(max) => format!(" of {max}"),
             };
             warn!(
                 event = "sink_reconnecting",

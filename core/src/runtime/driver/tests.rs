@@ -73,7 +73,7 @@ impl Sink for FlakySink {
     }
     fn reconnect_policy(&self) -> ReconnectPolicy {
         ReconnectPolicy {
-            max_attempts: 3,
+            max_attempts: Some(3),
             initial_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(20),
         }
