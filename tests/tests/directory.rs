@@ -127,6 +127,62 @@ fn a_file_renamed_into_place_is_published_without_waiting_for_settle() {
 }
 
 #[test]
+fn an_empty_file_waits_for_content_and_a_dangling_link_is_reported_once() {
+    let dir = TestDir::new();
+    dir.write("in/batch-0.mp4", b"");
+    std::os::unix::fs::symlink(dir.join("missing.mp4"), dir.join("in/batch-9.mp4")).unwrap();
+    let config = dir.pipeline_file(&pipeline(
+        json!({"follow": true, "settle": "300ms", "poll_interval": "100ms"}),
+        json!({"type": "file", "mode": "per_fragment", "path": "out"}),
+        json!({}),
+    ));
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    running.wait_for_event(TIMEOUT, "entry_unusable", |event| {
+        event["fragment"] == "batch-9.mp4"
+    });
+    // Several rescans later: still nothing published, and the link reported once.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        running.published_so_far().is_empty(),
+        "an empty file is not complete"
+    );
+    let content = test_bytes(3, 50_000);
+    std::fs::write(dir.join("in/batch-0.mp4"), &content).unwrap();
+    running.wait_for_event(TIMEOUT, "fragment_published", |_| true);
+    running.signal(Signal::TERM);
+    let run = running.wait(TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.published(), ["batch-0.mp4"]);
+    assert!(std::fs::read(dir.join("out/batch-0.mp4")).unwrap() == content);
+    assert_eq!(run.events("entry_unusable").len(), 1, "{}", run.stderr());
+}
+
+#[test]
+fn a_one_shot_run_leaves_an_empty_file_and_those_after_it_for_later() {
+    let dir = TestDir::new();
+    dir.write("in/batch-0.mp4", b"");
+    dir.write("in/batch-1.mp4", test_bytes(1, 1000));
+    let config = dir.pipeline_file(&pipeline(
+        json!({"follow": false, "settle": "0s"}),
+        json!({"type": "file", "mode": "per_fragment", "path": "out"}),
+        json!({}),
+    ));
+    let first = run_pipeline_file(&config, TIMEOUT);
+    assert_eq!(first.code(), Some(0), "{}", first.stderr());
+    assert!(
+        first.published().is_empty(),
+        "order is kept: batch-1 waits for batch-0"
+    );
+    assert_eq!(
+        first.pipeline_event("fragment_waiting", "channel-1")["fragment"],
+        "batch-0.mp4"
+    );
+    dir.write("in/batch-0.mp4", test_bytes(0, 1000));
+    let second = run_pipeline_file(&config, TIMEOUT);
+    assert_eq!(second.published(), ["batch-0.mp4", "batch-1.mp4"]);
+}
+
+#[test]
 fn sighup_stops_gracefully_instead_of_killing() {
     let dir = TestDir::new();
     dir.write("in/batch-0.mp4", test_bytes(0, 10_000));

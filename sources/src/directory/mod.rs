@@ -78,6 +78,8 @@ struct RunState {
     in_flight: HashSet<String>,
     /// Failed in this run; retried on the next start.
     failed: HashSet<String>,
+    /// Entries already reported as unusable (reported once each).
+    reported: HashSet<String>,
     settle: SettleTracker,
 }
 
@@ -101,6 +103,7 @@ impl Source for DirectorySource {
             saved,
             in_flight: HashSet::new(),
             failed: HashSet::new(),
+            reported: HashSet::new(),
             settle: SettleTracker::new(self.settle),
         };
         let (watch_tx, mut watch_rx) = mpsc::unbounded_channel();
@@ -117,7 +120,9 @@ impl Source for DirectorySource {
         let mut rescan = true;
         loop {
             if rescan {
-                candidates = self.scan().await?;
+                let listing = self.scan().await?;
+                self.report_unusable(&mut state, listing.unusable);
+                candidates = listing.candidates;
                 self.finish_completed(&mut state, &candidates).await;
                 rescan = false;
             }
@@ -135,10 +140,16 @@ impl Source for DirectorySource {
             let now = Instant::now();
             let mut wait = self.poll_interval;
             let mut queue_full = false;
+            let mut waits_for_empty = None;
             for candidate in open {
                 match state.settle.check(candidate, now) {
                     Readiness::WaitFor(delay) => {
                         wait = wait.min(delay);
+                        break;
+                    }
+                    // Its writer has not written it yet; files after it wait, to keep the order.
+                    Readiness::Empty => {
+                        waits_for_empty = Some(candidate.name.clone());
                         break;
                     }
                     Readiness::Ready => match output.try_reserve() {
@@ -160,6 +171,18 @@ impl Source for DirectorySource {
                         }
                     },
                 }
+            }
+            if let (Some(name), false) = (&waits_for_empty, self.follow) {
+                warn!(
+                    event = "fragment_waiting",
+                    pipeline = %self.pipeline,
+                    fragment = %name,
+                    reason = "empty",
+                    "{name} in {} is empty: it and the files after it are left for a run that \
+                     finds it written",
+                    self.directory.display()
+                );
+                break;
             }
 
             tokio::select! {
@@ -221,7 +244,23 @@ impl DirectorySource {
         }
     }
 
-    async fn scan(&self) -> Result<Vec<Candidate>, SourceError> {
+    /// Logs each unusable entry once.
+    fn report_unusable(&self, state: &mut RunState, unusable: Vec<(String, String)>) {
+        for (name, problem) in unusable {
+            if state.reported.insert(name.clone()) {
+                error!(
+                    event = "entry_unusable",
+                    pipeline = %self.pipeline,
+                    fragment = %name,
+                    error = %problem,
+                    "{name} in {} cannot be published: {problem}",
+                    self.directory.display()
+                );
+            }
+        }
+    }
+
+    async fn scan(&self) -> Result<scan::Listing, SourceError> {
         let directory = self.directory.clone();
         let pattern = self.pattern.clone();
         tokio::task::spawn_blocking(move || scan::scan(&directory, &pattern))

@@ -15,10 +15,20 @@ pub(crate) struct Candidate {
     pub(crate) modified: SystemTime,
 }
 
+/// What a scan found.
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    /// Regular files, in numeric-aware name order.
+    pub(crate) candidates: Vec<Candidate>,
+    /// Entries matching the pattern that cannot be published (a dangling symlink, one that
+    /// cannot be examined), with why.
+    pub(crate) unusable: Vec<(String, String)>,
+}
+
 /// Regular files matching `pattern`, minus dotfiles and `*.tmp`/`*.part`, in numeric-aware
-/// name order.
-pub(crate) fn scan(directory: &Path, pattern: &glob::Pattern) -> io::Result<Vec<Candidate>> {
-    let mut candidates = Vec::new();
+/// name order, and the matching entries that cannot be used.
+pub(crate) fn scan(directory: &Path, pattern: &glob::Pattern) -> io::Result<Listing> {
+    let mut listing = Listing::default();
     for entry in std::fs::read_dir(directory)? {
         let entry = entry?;
         let Ok(name) = entry.file_name().into_string() else {
@@ -27,23 +37,39 @@ pub(crate) fn scan(directory: &Path, pattern: &glob::Pattern) -> io::Result<Vec<
         if is_ignored(&name) || !pattern.matches(&name) {
             continue;
         }
-        // Symlinks are followed; a file that vanished between listing and stat (or a dangling
-        // link) is simply not a candidate.
-        let Ok(metadata) = std::fs::metadata(entry.path()) else {
-            continue;
+        // Symlinks are followed. A file that vanished between listing and stat is simply not
+        // a candidate; a link whose target is missing, or an entry that cannot be examined,
+        // is reported.
+        let metadata = match std::fs::metadata(entry.path()) {
+            Ok(metadata) => metadata,
+            Err(error) => {
+                match std::fs::symlink_metadata(entry.path()) {
+                    Err(vanished) if vanished.kind() == io::ErrorKind::NotFound => {}
+                    Ok(link) if link.file_type().is_symlink() => listing.unusable.push((
+                        name,
+                        format!("it is a symbolic link whose target cannot be read ({error})"),
+                    )),
+                    _ => listing
+                        .unusable
+                        .push((name, format!("it cannot be examined ({error})"))),
+                }
+                continue;
+            }
         };
         if !metadata.is_file() {
             continue;
         }
-        candidates.push(Candidate {
+        listing.candidates.push(Candidate {
             path: entry.path(),
             name,
             length: metadata.len(),
             modified: metadata.modified()?,
         });
     }
-    candidates.sort_by(|a, b| natural_order(&a.name, &b.name));
-    Ok(candidates)
+    listing
+        .candidates
+        .sort_by(|a, b| natural_order(&a.name, &b.name));
+    Ok(listing)
 }
 
 /// Files that are being written under a temporary name.
@@ -97,6 +123,9 @@ fn split_run(text: &str, digits: bool) -> (&str, &str) {
 pub(crate) enum Readiness {
     Ready,
     WaitFor(Duration),
+    /// The file has no content yet: whoever created it has not written it (a file counts as
+    /// complete only with content).
+    Empty,
 }
 
 /// Tracks how long each file has stayed unchanged.
@@ -126,6 +155,9 @@ impl SettleTracker {
     /// changed for `settle` (measured by us, or by its mtime for files that were already old
     /// when first seen).
     pub(crate) fn check(&mut self, candidate: &Candidate, now: Instant) -> Readiness {
+        if candidate.length == 0 {
+            return Readiness::Empty;
+        }
         if self.renamed_in.contains(&candidate.name) {
             return Readiness::Ready;
         }
