@@ -235,6 +235,7 @@ mod tests {
         let pattern = glob::Pattern::new("*.mp4").unwrap();
         let names: Vec<String> = scan(directory.path(), &pattern)
             .unwrap()
+            .candidates
             .into_iter()
             .map(|candidate| candidate.name)
             .collect();

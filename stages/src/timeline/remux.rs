@@ -105,10 +105,14 @@ fn is_fragmented(path: &Path) -> io::Result<Option<bool>> {
 }
 
 /// The payload range of the first box of type `kind` among the boxes in `start..end`, reading
-/// only headers.
+/// only headers. Sizes come from the file, so every step is checked: a size that would run
+/// past `end` or overflow ends the walk.
 fn find_box(file: &mut File, start: u64, end: u64, kind: FourCc) -> io::Result<Option<(u64, u64)>> {
     let mut position = start;
-    while position + 8 <= end {
+    while position
+        .checked_add(8)
+        .is_some_and(|header_end| header_end <= end)
+    {
         file.seek(SeekFrom::Start(position))?;
         let mut header = [0u8; 16];
         let available = (end - position).min(16) as usize;
@@ -120,13 +124,62 @@ fn find_box(file: &mut File, start: u64, end: u64, kind: FourCc) -> io::Result<O
             return Ok(None);
         };
         let size = parsed.size.unwrap_or(end - position);
+        let Some(box_end) = position.checked_add(size).filter(|box_end| *box_end <= end) else {
+            return Ok(None);
+        };
         if parsed.kind == kind {
-            return Ok(Some((
-                position + parsed.header_len as u64,
-                (position + size).min(end),
-            )));
+            return Ok(Some((position + parsed.header_len as u64, box_end)));
         }
-        position += size;
+        position = box_end;
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    const SAMPLE: &[u8] = include_bytes!("../../../examples/fragments/batch-0.mp4");
+
+    fn inspect(bytes: &[u8]) -> io::Result<Option<bool>> {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(bytes).unwrap();
+        is_fragmented(file.path())
+    }
+
+    #[test]
+    fn sizes_that_overflow_or_run_past_the_file_end_the_walk() {
+        // A box claiming 2^64 - 8 bytes (64-bit size) before the moov.
+        let mut huge = vec![0, 0, 0, 1];
+        huge.extend_from_slice(b"free");
+        huge.extend_from_slice(&(u64::MAX - 7).to_be_bytes());
+        huge.extend_from_slice(SAMPLE);
+        assert_eq!(inspect(&huge).unwrap(), None);
+        assert_eq!(inspect(SAMPLE).unwrap(), Some(true));
+    }
+
+    #[test]
+    fn random_and_damaged_files_never_hang_or_panic() {
+        let mut state = 0x5eed_u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        for _ in 0..300 {
+            let mut bytes = SAMPLE.to_vec();
+            // Overwrite a few bytes (often inside box headers) and cut the file somewhere.
+            for _ in 0..1 + next() % 8 {
+                let at = (next() as usize) % bytes.len();
+                bytes[at] = next() as u8;
+            }
+            bytes.truncate((next() as usize) % (bytes.len() + 1));
+            let _ = inspect(&bytes);
+            let noise: Vec<u8> = (0..next() % 4096).map(|_| next() as u8).collect();
+            let _ = inspect(&noise);
+        }
+    }
 }
