@@ -130,6 +130,14 @@ fn config_errors_name_pipeline_component_and_field() {
             "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n      settle: soon\n    sink:\n      type: null\n",
             vec![":6:", "field `settle`", "invalid duration"],
         ),
+        (
+            "pipelines:\n  - name: a\n    fragment_buffer_size: 18446744073709551615\n    source:\n      type: directory\n      path: in\n    sink:\n      type: null\n",
+            vec![":3:", "field `fragment_buffer_size`", "from 1 to 4096"],
+        ),
+        (
+            "pipelines:\n  - name: a\n    max_in_flight: 8GiB\n    source:\n      type: directory\n      path: in\n    sink:\n      type: null\n",
+            vec![":3:", "field `max_in_flight`", "at most 1GiB"],
+        ),
     ];
     for (yaml, expected) in cases {
         let config = dir.write("pipeline.yaml", yaml);

@@ -35,6 +35,11 @@ use crate::units::{ByteSize, HumanDuration};
 pub const DEFAULT_CHUNK_SIZE: ByteSize = ByteSize::kib(256);
 /// Default `max_in_flight`: bytes buffered between source and sink.
 pub const DEFAULT_MAX_IN_FLIGHT: ByteSize = ByteSize::mib(1);
+/// Largest `max_in_flight`: the byte budget is one semaphore permit per byte, taken a chunk at
+/// a time in `u32` steps, and it is memory a pipeline may hold.
+pub const MAX_MAX_IN_FLIGHT: ByteSize = ByteSize::gib(1);
+/// Largest `fragment_buffer_size`.
+pub const MAX_FRAGMENT_BUFFER_SIZE: usize = 4096;
 /// Default `shutdown_timeout`: how long the fragment in flight may take to finish on shutdown.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: HumanDuration = HumanDuration::from_secs(30);
 
@@ -314,8 +319,17 @@ fn plan_pipeline(
             ),
         ));
     }
-    if options.fragment_buffer_size == 0 {
-        return Err(range_error("fragment_buffer_size", "must be at least 1"));
+    if options.max_in_flight > MAX_MAX_IN_FLIGHT {
+        return Err(range_error(
+            "max_in_flight",
+            &format!("must be at most {MAX_MAX_IN_FLIGHT}"),
+        ));
+    }
+    if !(1..=MAX_FRAGMENT_BUFFER_SIZE).contains(&options.fragment_buffer_size) {
+        return Err(range_error(
+            "fragment_buffer_size",
+            &format!("must be from 1 to {MAX_FRAGMENT_BUFFER_SIZE}"),
+        ));
     }
 
     let pipeline = options.name.as_str();
