@@ -146,9 +146,7 @@ fn a_server_crash_mid_run_loses_no_fragment() {
     ));
 
     let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
-    running.wait_for_event(TIMEOUT, "fragment_published", |event| {
-        event["sequence"] == 1
-    });
+    running.wait_for_event(TIMEOUT, "fragment_sent", |event| event["sequence"] == 1);
     std::thread::sleep(Duration::from_millis(2500));
     server.kill();
     std::thread::sleep(Duration::from_secs(2));
@@ -214,7 +212,11 @@ fn a_server_that_never_comes_up_fails_the_run_within_the_backoff_budget() {
     // Backoff budget: 0.24 + 0.36 + 0.48 s, plus four ffmpeg attempts that each fail at once.
     assert!(elapsed < Duration::from_secs(15), "took {elapsed:?}");
     assert_eq!(run.events("sink_reconnecting").len(), 3, "{}", run.stderr());
-    run.pipeline_event("pipeline_failed", "channel-1");
+    let failed = run.pipeline_event("pipeline_failed", "channel-1");
+    // Sent into ffmpeg but never confirmed: not published, and counted once, as failed.
+    assert!(run.published().is_empty(), "{}", run.stderr());
+    assert_eq!(failed["fragments_published"], 0);
+    assert_eq!(failed["fragments_failed"], 1);
     assert!(
         run.events("process_stderr")
             .iter()
@@ -235,6 +237,24 @@ fn a_server_that_never_comes_up_fails_the_run_within_the_backoff_budget() {
     let again = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(again.code(), Some(0), "{}", again.stderr());
     assert_eq!(again.published(), ["batch-0.ts"]);
+}
+
+#[test]
+fn a_run_with_nothing_to_publish_exits_0() {
+    let dir = TestDir::new();
+    dir.mkdir("in");
+    // Nothing is sent, so ffmpeg never connects (it exits on its empty input).
+    let config = dir.pipeline_file(&rtmp_pipeline(
+        "rtmp://127.0.0.1:1/live/x",
+        "mp4",
+        json!({}),
+    ));
+    let run = run_pipeline_file(&config, TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(
+        run.pipeline_event("pipeline_finished", "channel-1")["fragments_published"],
+        0
+    );
 }
 
 #[test]

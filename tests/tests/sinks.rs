@@ -21,8 +21,9 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 #[test]
 fn per_fragment_output_is_byte_identical_to_the_input() {
     let dir = TestDir::new();
-    // Sizes around the chunk size, and an empty fragment.
-    let sizes = [0, 1, 262_143, 262_144, 262_145, 3_000_001];
+    // Sizes around the chunk size (an empty file is not a complete fragment: see the directory
+    // source's tests).
+    let sizes = [1, 262_143, 262_144, 262_145, 3_000_001];
     for (index, size) in sizes.iter().enumerate() {
         dir.write(
             &format!("in/f-{index}.bin"),

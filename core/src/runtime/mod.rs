@@ -282,7 +282,7 @@ async fn run_to_end(
         chunk_size,
         shutdown,
         shutdown_timeout,
-        confirmations: Confirmations::new(checkpoint),
+        confirmations: Confirmations::new(&pipeline.name, Arc::clone(stats), checkpoint),
     };
     let delivered = driver.run(event_rx).await;
     if delivered.is_err() {

@@ -9,23 +9,52 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::info;
 
 use crate::fragment::{Fragment, FragmentInfo, FragmentOutcome};
 use crate::runtime::pipeline_checkpoint::{PipelineCheckpoint, Snapshot};
+use crate::runtime::stats::PipelineStats;
 use crate::runtime::PipelineError;
 
-/// Accepted fragments waiting for the sink's confirmation, oldest first, each with the state
-/// of the sink and stages right after it.
-#[derive(Debug, Default)]
+/// How the sending of a fragment went, for the line and the counters when it is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sent {
+    pub(crate) bytes: u64,
+    /// From the first chunk handed to the sink to the last one it accepted.
+    pub(crate) transfer_time: Duration,
+}
+
+/// A fragment the sink accepted, how it was sent, and the state of the sink and stages right
+/// after it.
+#[derive(Debug)]
+struct Waiting {
+    fragment: Fragment,
+    sent: Sent,
+    after: Snapshot,
+}
+
+/// Accepted fragments waiting for the sink's confirmation, oldest first. A fragment counts as
+/// published (logged `Published fragment …`, counted) only when confirmed.
+#[derive(Debug)]
 pub(crate) struct Confirmations {
-    waiting: VecDeque<(Fragment, Snapshot)>,
+    pipeline: String,
+    stats: Arc<PipelineStats>,
+    waiting: VecDeque<Waiting>,
     /// Saved before confirmed fragments are acknowledged; `None` without a `state_dir`.
     state: Option<PipelineCheckpoint>,
 }
 
 impl Confirmations {
-    pub(crate) fn new(state: Option<PipelineCheckpoint>) -> Self {
+    pub(crate) fn new(
+        pipeline: &str,
+        stats: Arc<PipelineStats>,
+        state: Option<PipelineCheckpoint>,
+    ) -> Self {
         Self {
+            pipeline: pipeline.to_owned(),
+            stats,
             waiting: VecDeque::new(),
             state,
         }
@@ -49,15 +78,26 @@ impl Confirmations {
             .is_some_and(|state| state.already_published(fragment))
     }
 
+    /// Whether the fragment with this sequence number waits for the sink's confirmation.
+    pub(crate) fn is_waiting(&self, sequence: u64) -> bool {
+        self.waiting
+            .iter()
+            .any(|waiting| waiting.fragment.info.sequence == sequence)
+    }
+
     /// Keeps a fragment the sink has accepted until it confirms it.
-    pub(crate) fn push(&mut self, fragment: Fragment, after: Snapshot) {
-        self.waiting.push_back((fragment, after));
+    pub(crate) fn push(&mut self, fragment: Fragment, sent: Sent, after: Snapshot) {
+        self.waiting.push_back(Waiting {
+            fragment,
+            sent,
+            after,
+        });
     }
 
     /// Every waiting fragment but the `still_unconfirmed` newest is confirmed: saves the
-    /// pipeline state after the last of them, then acknowledges them as delivered, oldest
-    /// first. If the state cannot be saved, they are not acknowledged (they are published
-    /// again on the next start) and the pipeline fails.
+    /// pipeline state after the last of them, then publishes them (logs, counts and
+    /// acknowledges them as delivered), oldest first. If the state cannot be saved, they are not
+    /// acknowledged (they are published again on the next start) and the pipeline fails.
     pub(crate) async fn confirm_all_but(
         &mut self,
         still_unconfirmed: usize,
@@ -66,13 +106,13 @@ impl Confirmations {
         if count == 0 {
             return Ok(());
         }
-        let confirmed: Vec<(Fragment, Snapshot)> = self.waiting.drain(..count).collect();
+        let confirmed: Vec<Waiting> = self.waiting.drain(..count).collect();
         if let Some(mut state) = self.state.take() {
             let infos: Vec<FragmentInfo> = confirmed
                 .iter()
-                .map(|(fragment, _)| fragment.info.clone())
+                .map(|waiting| waiting.fragment.info.clone())
                 .collect();
-            let after = confirmed.last().map(|(_, after)| after.clone());
+            let after = confirmed.last().map(|waiting| waiting.after.clone());
             let recorded = tokio::task::spawn_blocking(move || {
                 let result = state.record(&infos, after.unwrap_or_default());
                 (state, result)
@@ -83,10 +123,30 @@ impl Confirmations {
             self.state = Some(state);
             result.map_err(|error| PipelineError::State(error.to_string()))?;
         }
-        for (fragment, _) in confirmed {
-            fragment.acknowledge(FragmentOutcome::Delivered);
+        for Waiting { fragment, sent, .. } in confirmed {
+            self.published(fragment, sent);
         }
         Ok(())
+    }
+
+    fn published(&self, fragment: Fragment, sent: Sent) {
+        let total = self.stats.record_published(sent.bytes, sent.transfer_time);
+        let info = &fragment.info;
+        info!(
+            event = "fragment_published",
+            pipeline = %self.pipeline,
+            fragment = %info.name,
+            sequence = info.sequence,
+            bytes = sent.bytes,
+            transfer_ms = sent.transfer_time.as_millis() as u64,
+            published_total = total,
+            "Published fragment {} ({:.2} KiB in {} ms, {} total)",
+            info.sequence,
+            sent.bytes as f64 / 1024.0,
+            sent.transfer_time.as_millis(),
+            total,
+        );
+        fragment.acknowledge(FragmentOutcome::Delivered);
     }
 
     /// The sink closed cleanly: everything it accepted is delivered.
@@ -96,14 +156,17 @@ impl Confirmations {
 
     /// The sink failed for good: nothing waiting will be confirmed.
     pub(crate) fn fail_all(&mut self, message: &Arc<str>) {
-        for (fragment, _) in self.waiting.drain(..) {
-            fragment.acknowledge(FragmentOutcome::Failed(Arc::clone(message)));
+        for waiting in self.waiting.drain(..) {
+            self.stats.record_failed();
+            waiting
+                .fragment
+                .acknowledge(FragmentOutcome::Failed(Arc::clone(message)));
         }
     }
 
     /// Takes every waiting fragment, oldest first, to be sent again in a new session.
     pub(crate) fn take_all(&mut self) -> impl Iterator<Item = Fragment> + '_ {
-        self.waiting.drain(..).map(|(fragment, _)| fragment)
+        self.waiting.drain(..).map(|waiting| waiting.fragment)
     }
 }
 
@@ -123,9 +186,18 @@ mod tests {
         Fragment::new(info, FragmentBody::Memory(Bytes::new()))
     }
 
+    fn waiting_for(state: Option<PipelineCheckpoint>) -> Confirmations {
+        Confirmations::new("test", Arc::new(PipelineStats::new("test")), state)
+    }
+
+    const SENT: Sent = Sent {
+        bytes: 3,
+        transfer_time: Duration::from_millis(1),
+    };
+
     #[tokio::test]
     async fn the_oldest_are_confirmed_first_and_the_rest_can_be_taken_back() {
-        let mut confirmations = Confirmations::default();
+        let mut confirmations = waiting_for(None);
         let (deliveries, fragments): (Vec<_>, Vec<_>) = (1..=3)
             .map(|sequence| {
                 let (fragment, delivery) = fragment(sequence);
@@ -133,7 +205,7 @@ mod tests {
             })
             .unzip();
         for fragment in fragments {
-            confirmations.push(fragment, Snapshot::default());
+            confirmations.push(fragment, SENT, Snapshot::default());
         }
         confirmations.confirm_all_but(2).await.unwrap();
         let resent: Vec<u64> = confirmations
@@ -151,13 +223,13 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("pipeline.json");
         let state = PipelineCheckpoint::load(path.clone(), Vec::new()).unwrap();
-        let mut confirmations = Confirmations::new(Some(state));
+        let mut confirmations = waiting_for(Some(state));
         let (first, delivery) = fragment(1);
         let after = Snapshot {
             sink: Some(serde_json::json!({"length": 5})),
             stages: Vec::new(),
         };
-        confirmations.push(first, after);
+        confirmations.push(first, SENT, after);
         confirmations.confirm_all().await.unwrap();
         assert_eq!(delivery.await, FragmentOutcome::Delivered);
         let saved: serde_json::Value =
@@ -169,9 +241,9 @@ mod tests {
         let blocked = directory.path().join("not-a-directory");
         let state = PipelineCheckpoint::load(blocked.join("pipeline.json"), Vec::new()).unwrap();
         std::fs::write(&blocked, b"").unwrap();
-        let mut confirmations = Confirmations::new(Some(state));
+        let mut confirmations = waiting_for(Some(state));
         let (second, delivery) = fragment(2);
-        confirmations.push(second, Snapshot::default());
+        confirmations.push(second, SENT, Snapshot::default());
         assert!(confirmations.confirm_all().await.is_err());
         drop(confirmations);
         assert_eq!(delivery.await, FragmentOutcome::Abandoned);

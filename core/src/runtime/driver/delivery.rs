@@ -1,9 +1,10 @@
 //! Sending one fragment through the stages into the sink, once.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tracing::{debug, warn};
 
+use super::confirmations::Sent;
 use super::input::{ChunkInput, InputItem};
 use super::SinkDriver;
 use crate::fragment::FragmentInfo;
@@ -18,11 +19,8 @@ const PROGRESS_EVERY_CHUNKS: u64 = 10;
 
 /// How one delivery of a fragment ended, short of a sink failure.
 pub(super) enum FragmentResult {
-    Delivered {
-        bytes: u64,
-        /// From the first chunk handed to the sink to the last one it accepted.
-        transfer_time: Duration,
-    },
+    /// The sink accepted every byte.
+    Delivered(Sent),
     /// Its input was bad (unreadable, rejected by a stage): it fails alone, the pipeline goes on.
     InputFailed(String),
 }
@@ -95,10 +93,10 @@ impl SinkDriver {
                         bytes / 1024,
                         info.sequence
                     );
-                    return Ok(FragmentResult::Delivered {
+                    return Ok(FragmentResult::Delivered(Sent {
                         bytes,
                         transfer_time,
-                    });
+                    }));
                 }
                 InputItem::Failed(message) => return self.abort(input, message).await,
             }

@@ -22,10 +22,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-pub(crate) use self::confirmations::Confirmations;
+pub(crate) use self::confirmations::{Confirmations, Sent};
 use self::delivery::FragmentResult;
 use self::input::ChunkInput;
-use self::recovery::{Recovery, Resend};
+use self::recovery::Recovery;
 use super::chunking::ChunkEvent;
 use super::pipeline_checkpoint::Snapshot;
 use super::stages::StageChain;
@@ -193,46 +193,16 @@ impl SinkDriver {
         fragment.acknowledge(FragmentOutcome::Delivered);
     }
 
-    /// Logs and counts a fragment the sink has accepted, and keeps it, with the sink's and the
-    /// stages' state after it, until confirmed.
+    /// Keeps a fragment the sink has accepted ("sent"), with the sink's and the stages' state
+    /// after it, until the sink confirms it ("published"). A fragment the sink does not confirm
+    /// at once (a process still reading ahead) is logged as sent.
     async fn accepted(
         &mut self,
         fragment: Fragment,
-        bytes: u64,
-        transfer_time: Duration,
-        published_before: bool,
+        sent: Sent,
+        resent: bool,
     ) -> Result<(), PipelineError> {
-        let info = &fragment.info;
-        if published_before {
-            info!(
-                event = "fragment_resent",
-                pipeline = %self.pipeline,
-                fragment = %info.name,
-                sequence = info.sequence,
-                bytes,
-                transfer_ms = transfer_time.as_millis() as u64,
-                "Resent fragment {} ({:.2} KiB in {} ms) after reconnecting",
-                info.sequence,
-                bytes as f64 / 1024.0,
-                transfer_time.as_millis(),
-            );
-        } else {
-            let total = self.stats.record_published(bytes, transfer_time);
-            info!(
-                event = "fragment_published",
-                pipeline = %self.pipeline,
-                fragment = %info.name,
-                sequence = info.sequence,
-                bytes,
-                transfer_ms = transfer_time.as_millis() as u64,
-                published_total = total,
-                "Published fragment {} ({:.2} KiB in {} ms, {} total)",
-                info.sequence,
-                bytes as f64 / 1024.0,
-                transfer_time.as_millis(),
-                total,
-            );
-        }
+        let info = fragment.info.clone();
         let after = if self.confirmations.records_state() {
             Snapshot {
                 sink: self.sink.checkpoint(),
@@ -241,8 +211,32 @@ impl SinkDriver {
         } else {
             Snapshot::default()
         };
-        self.confirmations.push(fragment, after);
-        self.acknowledge_confirmed().await
+        self.confirmations.push(fragment, sent, after);
+        self.acknowledge_confirmed().await?;
+        let waiting = self.confirmations.is_waiting(info.sequence);
+        let (event, what) = match (resent, waiting) {
+            (true, _) => ("fragment_resent", "Resent fragment"),
+            (false, true) => ("fragment_sent", "Sent fragment"),
+            (false, false) => return Ok(()),
+        };
+        info!(
+            event,
+            pipeline = %self.pipeline,
+            fragment = %info.name,
+            sequence = info.sequence,
+            bytes = sent.bytes,
+            transfer_ms = sent.transfer_time.as_millis() as u64,
+            "{what} {} ({:.2} KiB in {} ms){}",
+            info.sequence,
+            sent.bytes as f64 / 1024.0,
+            sent.transfer_time.as_millis(),
+            if waiting {
+                "; published once the sink confirms it"
+            } else {
+                ""
+            },
+        );
+        Ok(())
     }
 
     /// Delivers one fragment from the chunking stage; on a retryable sink failure, reconnects
@@ -257,11 +251,8 @@ impl SinkDriver {
             finished: false,
         };
         let error = match self.deliver(&fragment.info, &mut input).await {
-            Ok(FragmentResult::Delivered {
-                bytes,
-                transfer_time,
-            }) => {
-                self.accepted(fragment, bytes, transfer_time, false).await?;
+            Ok(FragmentResult::Delivered(sent)) => {
+                self.accepted(fragment, sent, false).await?;
                 return Ok(Recovery::Done);
             }
             Ok(FragmentResult::InputFailed(message)) => {
@@ -277,10 +268,7 @@ impl SinkDriver {
         };
         input.skip_rest().await;
         let mut queue = self.take_unconfirmed();
-        queue.push_back(Resend {
-            fragment,
-            published_before: false,
-        });
+        queue.push_back(fragment);
         let mut attempt = 0;
         self.recover(queue, error, &mut attempt).await
     }

@@ -23,47 +23,33 @@ pub(super) enum Recovery {
     Interrupted,
 }
 
-/// A fragment waiting to be sent again, and whether it was already counted as published.
-pub(super) struct Resend {
-    pub(super) fragment: Fragment,
-    pub(super) published_before: bool,
-}
-
 impl SinkDriver {
     /// The fragments accepted and not yet confirmed, to be sent again.
-    pub(super) fn take_unconfirmed(&mut self) -> VecDeque<Resend> {
-        self.confirmations
-            .take_all()
-            .map(|fragment| Resend {
-                fragment,
-                published_before: true,
-            })
-            .collect()
+    pub(super) fn take_unconfirmed(&mut self) -> VecDeque<Fragment> {
+        self.confirmations.take_all().collect()
     }
 
     /// Reconnects after `error` and sends `queue` again, in order, until it is all accepted.
     /// `attempt` counts reconnects across the whole recovery.
     pub(super) async fn recover(
         &mut self,
-        mut queue: VecDeque<Resend>,
+        mut queue: VecDeque<Fragment>,
         mut error: SinkError,
         attempt: &mut u32,
     ) -> Result<Recovery, PipelineError> {
         loop {
             self.stages.abort_fragment();
             if let Some(first) = queue.front() {
-                self.stages.rewind(&first.fragment.info);
+                self.stages.rewind(&first.info);
             }
             match self.reconnect(error, attempt).await {
                 Ok(true) => {}
                 Ok(false) => return Ok(Recovery::Interrupted),
                 Err(fatal) => {
                     let message: Arc<str> = fatal.to_string().into();
-                    for resend in queue {
+                    for fragment in queue {
                         self.stats.record_failed();
-                        resend
-                            .fragment
-                            .acknowledge(FragmentOutcome::Failed(Arc::clone(&message)));
+                        fragment.acknowledge(FragmentOutcome::Failed(Arc::clone(&message)));
                     }
                     return Err(fatal);
                 }
@@ -83,18 +69,15 @@ impl SinkDriver {
     /// fragment it stopped at first in `queue`.
     async fn resend(
         &mut self,
-        queue: &mut VecDeque<Resend>,
+        queue: &mut VecDeque<Fragment>,
     ) -> Result<Option<SinkError>, PipelineError> {
-        while let Some(mut resend) = queue.pop_front() {
-            let fragment = &mut resend.fragment;
+        while let Some(mut fragment) = queue.pop_front() {
             if !fragment.body.is_rereadable() {
                 let error = PipelineError::Sink(SinkError::fatal(format!(
                     "fragment {} came from a one-shot reader and cannot be sent again after the reconnect",
                     fragment.info.name
                 )));
-                resend
-                    .fragment
-                    .acknowledge(FragmentOutcome::Failed(error.to_string().into()));
+                fragment.acknowledge(FragmentOutcome::Failed(error.to_string().into()));
                 return Err(error);
             }
             let reader = match BodyReader::open(&mut fragment.body, &BufferPool::default()).await {
@@ -104,7 +87,7 @@ impl SinkDriver {
                         "cannot read {} again after the reconnect: {error}",
                         fragment.body.describe()
                     );
-                    self.fail(resend.fragment, message);
+                    self.fail(fragment, message);
                     continue;
                 }
             };
@@ -112,29 +95,16 @@ impl SinkDriver {
                 reader,
                 chunk_size: self.chunk_size,
             };
-            match self.deliver(&resend.fragment.info, &mut input).await {
-                Ok(FragmentResult::Delivered {
-                    bytes,
-                    transfer_time,
-                }) => {
-                    self.accepted(
-                        resend.fragment,
-                        bytes,
-                        transfer_time,
-                        resend.published_before,
-                    )
-                    .await?
-                }
-                Ok(FragmentResult::InputFailed(message)) => self.fail(resend.fragment, message),
+            match self.deliver(&fragment.info, &mut input).await {
+                Ok(FragmentResult::Delivered(sent)) => self.accepted(fragment, sent, true).await?,
+                Ok(FragmentResult::InputFailed(message)) => self.fail(fragment, message),
                 Err(PipelineError::Sink(error)) if error.retryable => {
-                    queue.push_front(resend);
+                    queue.push_front(fragment);
                     return Ok(Some(error));
                 }
                 Err(error) => {
                     self.stats.record_failed();
-                    resend
-                        .fragment
-                        .acknowledge(FragmentOutcome::Failed(error.to_string().into()));
+                    fragment.acknowledge(FragmentOutcome::Failed(error.to_string().into()));
                     return Err(error);
                 }
             }

@@ -114,7 +114,7 @@ async fn drive(
         chunk_size: 4,
         shutdown: CancellationToken::new(),
         shutdown_timeout: Duration::from_secs(5),
-        confirmations: Confirmations::default(),
+        confirmations: Confirmations::new("test", Arc::clone(&stats), None),
     };
     let result = driver.run(event_rx).await;
     let mut outcomes = Vec::new();
