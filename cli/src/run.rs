@@ -2,17 +2,22 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use streampub_core::{ConfigError, LoadedConfig, Registry, RunReport, Runtime, Services};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::summary::BenchmarkSummary;
 use crate::{EXIT_CONFIG_ERROR, EXIT_RUNTIME_FAILURE, EXIT_SUCCESS};
 
 /// Exit code when a second signal cuts the graceful shutdown short (128 + SIGINT).
 const EXIT_INTERRUPTED: i32 = 130;
+/// Exit code when a graceful stop did not finish within `shutdown_timeout` plus
+/// [`SHUTDOWN_GRACE`] (something blocked, such as a read from a hung file system).
+pub(crate) const EXIT_SHUTDOWN_STUCK: i32 = 124;
+/// How long past `shutdown_timeout` a graceful stop may take before the process exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The registered plugins, or prints why there are none.
 pub(crate) fn registry() -> Result<Registry, u8> {
@@ -74,7 +79,10 @@ pub(crate) fn block_on(future: impl Future<Output = u8>) -> u8 {
             return EXIT_RUNTIME_FAILURE;
         }
     };
-    runtime.block_on(future)
+    let code = runtime.block_on(future);
+    // Blocking threads still stuck (a read from a hung file system) must not keep the process.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    code
 }
 
 /// Runs every pipeline of `config`; prints the benchmark summary of each with a `null` sink.
@@ -145,6 +153,7 @@ pub(crate) async fn supervise(runtime: Runtime, config: &LoadedConfig) -> RunRep
         }
         info!("Shutting down: finishing the fragment in flight (at most {timeout}); signal again to stop at once");
         shutdown.cancel();
+        exit_if_stuck(timeout.get() + SHUTDOWN_GRACE);
         if wait_for_signal().await.is_ok() {
             warn!(
                 "Second signal: stopping now; unfinished fragments are published on the next start"
@@ -153,6 +162,22 @@ pub(crate) async fn supervise(runtime: Runtime, config: &LoadedConfig) -> RunRep
         }
     });
     runtime.wait().await
+}
+
+/// Ends the process after `limit` unless it ended by itself: a last resort for a stop that
+/// cannot finish (a thread blocked in the kernel cannot be cancelled). On its own thread, so it
+/// fires even if the async runtime is stuck.
+fn exit_if_stuck(limit: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        error!(
+            event = "shutdown_stuck",
+            limit_ms = limit.as_millis() as u64,
+            "The graceful stop did not finish within shutdown_timeout + {} s; exiting now (unfinished fragments are published on the next start)",
+            SHUTDOWN_GRACE.as_secs()
+        );
+        std::process::exit(EXIT_SHUTDOWN_STUCK);
+    });
 }
 
 /// Waits for SIGINT, SIGTERM or SIGHUP.

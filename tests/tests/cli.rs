@@ -60,6 +60,10 @@ fn quickstart_publishes_the_sample_fragments_into_one_continuous_archive() {
     let again = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(again.code(), Some(0), "{}", again.stderr());
     assert!(again.published().is_empty());
+    assert_eq!(
+        again.pipeline_event("source_resumed", "quickstart")["already_published"],
+        3
+    );
 }
 
 #[test]

@@ -305,3 +305,50 @@ fn non_fragmented_mp4_is_remuxed_when_asked_and_named_when_not() {
         duration,
     );
 }
+
+#[test]
+fn a_stop_is_not_held_up_by_a_remux_that_hangs() {
+    let media = fragments(&[
+        "--count",
+        "1",
+        "--seconds",
+        "2",
+        "--size",
+        "160x90",
+        "--bitrate",
+        "100k",
+        "--movflags",
+        "+default_base_moof",
+    ]);
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    // An "ffmpeg" that never finishes (bounded, so nothing outlives the test).
+    let bin = dir.mkdir("bin");
+    let fake = bin.join("ffmpeg");
+    std::fs::write(&fake, "#!/bin/sh\nexec sleep 30\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut config = pipeline(
+        json!([{"type": "fmp4-timeline", "remux": "ffmpeg"}]),
+        json!({"type": "file", "path": "archive.mp4"}),
+    );
+    config["shutdown_timeout"] = json!("1s");
+    let config = dir.pipeline_file(&config);
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let running = Running::start_with_env(
+        &streampub_binary(),
+        &["run", config.to_str().unwrap()],
+        &[("PATH", &path)],
+    );
+    running.wait_for_event(TIMEOUT, "pipeline_started", |_| true);
+    std::thread::sleep(Duration::from_millis(500));
+    running.signal(Signal::TERM);
+    let started = std::time::Instant::now();
+    let run = running.wait(Duration::from_secs(20));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the stop took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert!(run.published().is_empty());
+}

@@ -288,6 +288,10 @@ async fn run_to_end(
     if delivered.is_err() {
         stop_source.cancel();
     }
+    // Nothing consumes chunks any more. The chunking task ends by itself once it tries to send,
+    // but one stuck preparing a body (a remux that hangs) would never try: stop it, which also
+    // kills a child process it waits for.
+    chunking_task.abort();
     let _ = chunking_task.await;
     let sourced = match source_task.await {
         Ok(result) => result.map_err(PipelineError::from),

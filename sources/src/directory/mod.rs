@@ -118,12 +118,23 @@ impl Source for DirectorySource {
         let mut deliveries = FuturesOrdered::new();
         let mut candidates = Vec::new();
         let mut rescan = true;
+        let mut first_scan = true;
         loop {
             if rescan {
                 let listing = self.scan().await?;
                 self.report_unusable(&mut state, listing.unusable);
                 candidates = listing.candidates;
                 self.finish_completed(&mut state, &candidates).await;
+                if std::mem::take(&mut first_scan) && !state.saved.completed.is_empty() {
+                    info!(
+                        event = "source_resumed",
+                        pipeline = %self.pipeline,
+                        already_published = state.saved.completed.len(),
+                        "{} files in {} were published by an earlier run; they are not published again",
+                        state.saved.completed.len(),
+                        self.directory.display()
+                    );
+                }
                 rescan = false;
             }
             let open: Vec<&Candidate> = candidates
