@@ -282,6 +282,25 @@ impl NodeError {
     }
 }
 
+/// Deserializer methods that read a string node holding a number or boolean as that value, and
+/// everything else as `deserialize_any` would.
+macro_rules! scalar_from_string {
+    ($($method:ident => $visit:ident: $type:ty,)*) => {
+        $(
+            fn $method<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, NodeError> {
+                if let NodeValue::String(text) = &self.value {
+                    if let Ok(value) = text.parse::<$type>() {
+                        return visitor
+                            .$visit(value)
+                            .map_err(|error: NodeError| error.at(self.location));
+                    }
+                }
+                de::Deserializer::deserialize_any(self, visitor)
+            }
+        )*
+    };
+}
+
 impl<'de> de::Deserializer<'de> for &'de ConfigNode {
     type Error = NodeError;
 
@@ -343,8 +362,24 @@ impl<'de> de::Deserializer<'de> for &'de ConfigNode {
             })
     }
 
+    // A number or boolean may come as a string: `${PORT}` in a pipeline file is replaced after
+    // parsing, so its value is a string whatever it looks like.
+    scalar_from_string! {
+        deserialize_bool => visit_bool: bool,
+        deserialize_i8 => visit_i8: i8,
+        deserialize_i16 => visit_i16: i16,
+        deserialize_i32 => visit_i32: i32,
+        deserialize_i64 => visit_i64: i64,
+        deserialize_u8 => visit_u8: u8,
+        deserialize_u16 => visit_u16: u16,
+        deserialize_u32 => visit_u32: u32,
+        deserialize_u64 => visit_u64: u64,
+        deserialize_f32 => visit_f32: f32,
+        deserialize_f64 => visit_f64: f64,
+    }
+
     serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        i128 u128 char str string
         bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
     }
 }

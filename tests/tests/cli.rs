@@ -206,22 +206,23 @@ fn both_process_sinks_read_the_shared_options_and_refuse_unknown_ones() {
 }
 
 #[test]
-fn variables_are_substituted_from_the_environment() {
+fn variables_are_substituted_in_every_string_style() {
     let dir = TestDir::new();
     dir.write("in/one.bin", b"payload");
+    // Plain, double- and single-quoted, inside a flow mapping, a number, and an escape.
     let config = dir.write(
         "pipeline.yaml",
-        "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n      follow: false\n    sink:\n      type: file\n      path: out/${ARCHIVE_NAME}\n",
+        "pipelines:\n  - name: a\n    fragment_buffer_size: ${BUFFER}\n    source: {type: directory, path: \"${INPUT}\", follow: false}\n    sink:\n      type: file\n      mode: per_fragment\n      path: 'out/${ARCHIVE}-$${LITERAL}'\n",
     );
     let run = streampub_tests::Running::start_with_env(
         &streampub_binary(),
         &["run", config.to_str().unwrap()],
-        &[("ARCHIVE_NAME", "from-env.bin")],
+        &[("INPUT", "in"), ("ARCHIVE", "from-env"), ("BUFFER", "2")],
     )
     .wait(TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(
-        std::fs::read(dir.join("out/from-env.bin")).unwrap(),
+        std::fs::read(dir.join("out/from-env-${LITERAL}/one.bin")).unwrap(),
         b"payload"
     );
 }

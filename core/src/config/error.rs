@@ -38,19 +38,12 @@ impl ConfigError {
 
     pub(crate) fn from_yaml(file: &Path, error: &serde_saphyr::Error) -> Self {
         let location = error.location().and_then(SourceLocation::from_saphyr);
-        let message = match error.without_snippet() {
-            serde_saphyr::Error::UnresolvedProperty { name, .. } => format!(
-                "environment variable `{name}` is not set; export it, or write the value instead of `${{{name}}}`"
-            ),
-            other => {
-                // The library's rendering ends with the location, which this error prints first.
-                let rendered = other.to_string();
-                let first_line = rendered.lines().next().unwrap_or("invalid YAML");
-                match first_line.rfind(" at line ") {
-                    Some(end) => first_line[..end].to_owned(),
-                    None => first_line.to_owned(),
-                }
-            }
+        // The library's rendering ends with the location, which this error prints first.
+        let rendered = error.without_snippet().to_string();
+        let first_line = rendered.lines().next().unwrap_or("invalid YAML");
+        let message = match first_line.rfind(" at line ") {
+            Some(end) => first_line[..end].to_owned(),
+            None => first_line.to_owned(),
         };
         Self::new(file, message).at(location)
     }

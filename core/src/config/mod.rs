@@ -11,6 +11,7 @@
 //! without side effects.
 
 mod error;
+mod variables;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -170,11 +171,12 @@ impl LoadedConfig {
         registry: &Registry,
     ) -> Result<Self, ConfigError> {
         // YAML 1.2 booleans: only `true` and `false`, so that `continuity: off` is the word.
-        let mut options =
-            serde_saphyr::options::Options::default().with_properties(variables.clone());
+        let mut options = serde_saphyr::options::Options::default();
         options.strict_booleans = true;
-        let root: ConfigNode = serde_saphyr::from_str_with_options(text, options)
+        let mut root: ConfigNode = serde_saphyr::from_str_with_options(text, options)
             .map_err(|error| ConfigError::from_yaml(path, &error))?;
+        variables::substitute(&mut root, variables)
+            .map_err(|error| ConfigError::new(path, error.message).at(error.location))?;
         let file: FileOptions = root
             .deserialize_into()
             .map_err(|error| ConfigError::from_node(path, error))?;
