@@ -3,6 +3,29 @@
 use std::path::{Path, PathBuf};
 
 use crate::services::Services;
+use crate::units::HumanDuration;
+
+/// The longest duration any option takes: a day. Longer ones are mistakes, and they would
+/// overflow timer and backoff arithmetic.
+pub const MAX_DURATION: HumanDuration = HumanDuration::from_secs(24 * 60 * 60);
+
+/// Checks a duration option: at most [`MAX_DURATION`], and more than zero unless `zero_allowed`.
+pub fn check_duration(
+    field: &str,
+    value: HumanDuration,
+    zero_allowed: bool,
+) -> Result<(), ComponentError> {
+    if value > MAX_DURATION {
+        return Err(ComponentError::field(
+            field,
+            format!("must be at most {MAX_DURATION}"),
+        ));
+    }
+    if !zero_allowed && value.get().is_zero() {
+        return Err(ComponentError::field(field, "must be longer than 0s"));
+    }
+    Ok(())
+}
 
 /// Default `fragment_buffer_size`: fragments queued between a pipeline's source and its sink.
 pub const DEFAULT_FRAGMENT_BUFFER_SIZE: usize = 3;

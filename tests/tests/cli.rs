@@ -142,6 +142,14 @@ fn config_errors_name_pipeline_component_and_field() {
             "pipelines:\n  - name: a\n    max_in_flight: 8GiB\n    source:\n      type: directory\n      path: in\n    sink:\n      type: null\n",
             vec![":3:", "field `max_in_flight`", "at most 1GiB"],
         ),
+        (
+            "shutdown_timeout: 2d\npipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n    sink:\n      type: null\n",
+            vec![":1:", "field `shutdown_timeout`", "at most 1day"],
+        ),
+        (
+            "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n    sink:\n      type: process\n      command: [cat]\n      max_reconnect_delay: 2d\n",
+            vec![":9:", "field `max_reconnect_delay`", "at most 1day"],
+        ),
     ];
     for (yaml, expected) in cases {
         let config = dir.write("pipeline.yaml", yaml);

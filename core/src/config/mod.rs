@@ -23,7 +23,7 @@ use serde::Deserialize;
 pub use self::error::{ConfigError, ConfigErrorDetails};
 use crate::chunk::{ChunkSize, AUTO_CHUNK_MIN};
 pub use crate::component::DEFAULT_FRAGMENT_BUFFER_SIZE;
-use crate::component::{ComponentContext, ComponentError};
+use crate::component::{check_duration, ComponentContext, ComponentError};
 use crate::node::{ConfigNode, NodeValue, SourceLocation};
 use crate::registry::{ParseFn, PluginFactory, PluginKind, Registry};
 use crate::services::Services;
@@ -180,6 +180,11 @@ impl LoadedConfig {
         let file: FileOptions = root
             .deserialize_into()
             .map_err(|error| ConfigError::from_node(path, error))?;
+        check_duration("shutdown_timeout", file.shutdown_timeout, true).map_err(|error| {
+            ConfigError::new(path, error.message)
+                .at(root.location_of("shutdown_timeout"))
+                .field("shutdown_timeout")
+        })?;
 
         let Some(NodeValue::Sequence(pipeline_nodes)) = root.get("pipelines").map(|n| &n.value)
         else {

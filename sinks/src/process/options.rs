@@ -3,6 +3,7 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use streampub_core::component::check_duration;
 use streampub_core::reconnect::{
     DEFAULT_MAX_RECONNECT_ATTEMPTS, DEFAULT_MAX_RECONNECT_DELAY, DEFAULT_RECONNECT_DELAY,
 };
@@ -16,6 +17,8 @@ pub const DEFAULT_PIPE_BUFFER: ByteSize = ByteSize::mib(1);
 pub const DEFAULT_FLUSH_TIMEOUT: HumanDuration = HumanDuration::from_secs(10);
 /// The smallest pipe the kernel makes: one page.
 const MIN_PIPE_BUFFER: usize = 4096;
+/// The largest pipe asked for.
+const MAX_PIPE_BUFFER: usize = 1 << 30;
 
 /// Restarts, the stdin pipe and the shutdown of the process. Written beside the sink's own
 /// options (serde `flatten`; the sink's config still refuses unknown fields).
@@ -24,13 +27,14 @@ pub struct ProcessOptions {
     /// Restarts allowed after one failure before the pipeline fails; 0 means forever.
     #[serde(default = "default_max_reconnect_attempts")]
     pub max_reconnect_attempts: u32,
-    /// Wait before the first restart; each next wait is 1.5 times longer, with jitter.
+    /// Wait before the first restart; each next wait is 1.5 times longer, with jitter. At most
+    /// a day, like every duration.
     #[serde(default = "default_reconnect_delay")]
     pub reconnect_delay: HumanDuration,
     /// Longest wait between restarts.
     #[serde(default = "default_max_reconnect_delay")]
     pub max_reconnect_delay: HumanDuration,
-    /// Capacity of the process's stdin pipe (`F_SETPIPE_SZ`), at least 4KiB.
+    /// Capacity of the process's stdin pipe (`F_SETPIPE_SZ`), from 4KiB to 1GiB.
     #[serde(default = "default_pipe_buffer")]
     pub pipe_buffer: ByteSize,
     /// After its input ends, the process is killed if it goes this long without finishing; a
@@ -84,6 +88,9 @@ fn default_flush_timeout() -> HumanDuration {
 impl ProcessOptions {
     /// Checks the options without side effects.
     pub fn validate(&self) -> Result<(), ComponentError> {
+        check_duration("reconnect_delay", self.reconnect_delay, true)?;
+        check_duration("max_reconnect_delay", self.max_reconnect_delay, true)?;
+        check_duration("flush_timeout", self.flush_timeout, false)?;
         self.reconnect_policy()?;
         self.pipe_capacity()?;
         Ok(())
@@ -121,10 +128,10 @@ impl ProcessOptions {
 
     fn pipe_capacity(&self) -> Result<usize, ComponentError> {
         match usize::try_from(self.pipe_buffer.bytes()) {
-            Ok(bytes) if bytes >= MIN_PIPE_BUFFER => Ok(bytes),
+            Ok(bytes) if (MIN_PIPE_BUFFER..=MAX_PIPE_BUFFER).contains(&bytes) => Ok(bytes),
             _ => Err(ComponentError::field(
                 "pipe_buffer",
-                "must be at least 4KiB",
+                "must be from 4KiB to 1GiB",
             )),
         }
     }

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use streampub_core::component::check_duration;
 use streampub_core::{
     async_trait, ComponentContext, ComponentError, HumanDuration, Source, SourceConfig,
 };
@@ -106,13 +107,8 @@ impl SourceConfig for DirectorySourceConfig {
             )),
             _ => Ok(()),
         }?;
-        if self.poll_interval.get().is_zero() {
-            return Err(ComponentError::field(
-                "poll_interval",
-                "must be longer than 0s",
-            ));
-        }
-        Ok(())
+        check_duration("settle", self.settle, true)?;
+        check_duration("poll_interval", self.poll_interval, false)
     }
 
     async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Source>, ComponentError> {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use streampub_core::component::check_duration;
 use streampub_core::{
     async_trait, ByteSize, ComponentContext, ComponentError, HumanDuration, Source, SourceConfig,
 };
@@ -50,10 +51,13 @@ pub struct HttpSourceConfig {
     #[serde(default = "default_upload_timeout")]
     pub upload_timeout: HumanDuration,
     /// Uploads that may wait in the spool beyond the pipeline's `fragment_buffer_size`; more
-    /// are refused with `503` and `Retry-After`.
+    /// are refused with `503` and `Retry-After`. At most 100000.
     #[serde(default = "default_spool_limit")]
     pub spool_limit: usize,
 }
+
+/// Largest `spool_limit`.
+const MAX_SPOOL_LIMIT: usize = 100_000;
 
 fn default_max_fragment_size() -> ByteSize {
     DEFAULT_MAX_FRAGMENT_SIZE
@@ -118,10 +122,11 @@ impl SourceConfig for HttpSourceConfig {
                 "must be more than 0 bytes",
             ));
         }
-        if self.upload_timeout.get().is_zero() {
+        check_duration("upload_timeout", self.upload_timeout, false)?;
+        if self.spool_limit > MAX_SPOOL_LIMIT {
             return Err(ComponentError::field(
-                "upload_timeout",
-                "must be longer than 0s",
+                "spool_limit",
+                format!("must be at most {MAX_SPOOL_LIMIT}"),
             ));
         }
         self.spool_dir(context).map(drop)
