@@ -225,6 +225,11 @@ fn an_interrupted_run_resumes_without_duplicates_or_gaps() {
         (2..=3).contains(&first_published.len()),
         "the fragment in flight may finish, nothing more: {first_published:?}"
     );
+    // Every fragment counted once, in its final state.
+    let summary = first.pipeline_event("pipeline_finished", "channel-1");
+    assert_eq!(summary["fragments_published"], first_published.len());
+    assert_eq!(summary["fragments_left"], 5 - first_published.len());
+    assert_eq!(summary["fragments_failed"], 0);
 
     let second = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(second.code(), Some(0), "{}", second.stderr());

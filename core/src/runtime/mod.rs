@@ -35,6 +35,9 @@ use crate::source::{Source, SourceError};
 use crate::stage::Stage;
 use crate::units::HumanDuration;
 
+/// How long the chunking stage may take to notice that the sink driver is done.
+const CHUNKING_STOP_GRACE: Duration = Duration::from_secs(1);
+
 /// Chunk events queued between the chunking stage and the sink driver. Bytes are bounded by
 /// `max_in_flight`; this only bounds the count of small events (begin, end).
 const CHUNK_EVENT_QUEUE: usize = 64;
@@ -273,7 +276,7 @@ async fn run_to_end(
     let (budget, budget_size) = pipeline.chunking.budget();
     stats.attach_queues(&fragment_tx, budget, budget_size);
     let source_task = tokio::spawn(pipeline.source.run(fragment_tx, stop_source.clone()));
-    let chunking_task = tokio::spawn(pipeline.chunking.run(fragment_rx, event_tx));
+    let mut chunking_task = tokio::spawn(pipeline.chunking.run(fragment_rx, event_tx));
     let driver = SinkDriver {
         pipeline: pipeline.name.clone(),
         sink,
@@ -289,10 +292,17 @@ async fn run_to_end(
         stop_source.cancel();
     }
     // Nothing consumes chunks any more. The chunking task ends by itself once it tries to send,
-    // but one stuck preparing a body (a remux that hangs) would never try: stop it, which also
-    // kills a child process it waits for.
-    chunking_task.abort();
-    let _ = chunking_task.await;
+    // but one stuck preparing a body (a remux that hangs) would never try: after a moment it is
+    // stopped, which also kills a child process it waits for. A stopped task reports nothing,
+    // which only understates what is left for the next start.
+    let offered = match tokio::time::timeout(CHUNKING_STOP_GRACE, &mut chunking_task).await {
+        Ok(offered) => offered.unwrap_or(0),
+        Err(_) => {
+            chunking_task.abort();
+            0
+        }
+    };
+    stats.record_offered(offered);
     let sourced = match source_task.await {
         Ok(result) => result.map_err(PipelineError::from),
         Err(panic) => Err(PipelineError::Internal(format!(
@@ -343,26 +353,30 @@ fn ended(stats: &PipelineStats, result: Result<(), PipelineError>) -> PipelineRe
             fragments_published = report.fragments_published,
             fragments_failed = report.fragments_failed,
             fragments_skipped = report.fragments_skipped,
+            fragments_left = report.fragments_left,
             bytes_published = report.bytes_published,
             elapsed_ms = report.elapsed.as_millis() as u64,
-            "Pipeline {} finished: {} fragments published ({:.2} MiB in {:.2} s, {:.1} MiB/s), {} failed",
+            "Pipeline {} finished: {} fragments published ({:.2} MiB in {:.2} s, {:.1} MiB/s), {} failed, {} left for the next start",
             report.name,
             report.fragments_published,
             report.bytes_published as f64 / (1024.0 * 1024.0),
             report.elapsed.as_secs_f64(),
             report.throughput_mib_s(),
             report.fragments_failed,
+            report.fragments_left,
         ),
         Some(message) => error!(
             event = "pipeline_failed",
             pipeline = %report.name,
             fragments_published = report.fragments_published,
             fragments_failed = report.fragments_failed,
+            fragments_left = report.fragments_left,
             error = %message,
-            "Pipeline {} failed after {} fragments published, {} failed: {message}",
+            "Pipeline {} failed after {} fragments published, {} failed, {} left for the next start: {message}",
             report.name,
             report.fragments_published,
             report.fragments_failed,
+            report.fragments_left,
         ),
     }
     report

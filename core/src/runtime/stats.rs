@@ -52,6 +52,8 @@ pub struct PipelineStats {
     bytes_published: AtomicU64,
     fragments_failed: AtomicU64,
     fragments_skipped: AtomicU64,
+    /// Fragments the source offered (taken by the chunking stage or still queued at the end).
+    fragments_offered: AtomicU64,
     sink_reconnects: AtomicU64,
     /// Unix time of the last publish in milliseconds; 0 before the first.
     last_publish_unix_ms: AtomicU64,
@@ -71,6 +73,7 @@ impl PipelineStats {
             bytes_published: AtomicU64::new(0),
             fragments_failed: AtomicU64::new(0),
             fragments_skipped: AtomicU64::new(0),
+            fragments_offered: AtomicU64::new(0),
             sink_reconnects: AtomicU64::new(0),
             last_publish_unix_ms: AtomicU64::new(0),
             publish_latency: LatencyHistogram::default(),
@@ -109,6 +112,11 @@ impl PipelineStats {
     /// A fragment an earlier run had published was offered again and acknowledged unsent.
     pub fn record_skipped(&self) {
         self.fragments_skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The source offered `count` fragments in this run.
+    pub fn record_offered(&self, count: u64) {
+        self.fragments_offered.fetch_add(count, Ordering::Relaxed);
     }
 
     pub fn record_reconnect(&self) {
@@ -168,6 +176,16 @@ impl PipelineStats {
     /// Fragments offered again after a stop although they had been published before it.
     pub fn fragments_skipped(&self) -> u64 {
         self.fragments_skipped.load(Ordering::Relaxed)
+    }
+
+    /// Fragments offered in this run that are neither published, failed nor skipped: their
+    /// sources publish them on the next start (known once the pipeline has ended).
+    pub fn fragments_left(&self) -> u64 {
+        self.fragments_offered
+            .load(Ordering::Relaxed)
+            .saturating_sub(
+                self.fragments_published() + self.fragments_failed() + self.fragments_skipped(),
+            )
     }
 
     /// Unix time of the last publish in seconds, if there was one.
@@ -246,6 +264,8 @@ pub struct PipelineReport {
     pub fragments_failed: u64,
     /// Offered again after a stop although published before it; not sent twice.
     pub fragments_skipped: u64,
+    /// Neither published nor failed: left for the next start (a stop, or a failure).
+    pub fragments_left: u64,
     pub bytes_published: u64,
     pub sink_reconnects: u64,
     pub elapsed: Duration,
@@ -261,6 +281,7 @@ impl PipelineReport {
             fragments_published: stats.fragments_published(),
             fragments_failed: stats.fragments_failed(),
             fragments_skipped: stats.fragments_skipped(),
+            fragments_left: stats.fragments_left(),
             bytes_published: stats.bytes_published(),
             sink_reconnects: stats.sink_reconnects(),
             elapsed: stats.elapsed(),

@@ -144,11 +144,23 @@ impl ChunkingStage {
 
     /// Reads every fragment from `fragments` into `events` until the input ends or the
     /// receiver of `events` is dropped (fragments still held are then dropped, which tells
-    /// their sources they were abandoned).
+    /// their sources they were abandoned). Returns how many fragments the source offered:
+    /// those it took and those still queued when it stopped.
     pub async fn run(
         mut self,
         mut fragments: mpsc::Receiver<Fragment>,
         events: mpsc::Sender<ChunkEvent>,
+    ) -> u64 {
+        let mut taken = 0;
+        self.read_all(&mut fragments, &events, &mut taken).await;
+        taken + fragments.len() as u64
+    }
+
+    async fn read_all(
+        &mut self,
+        fragments: &mut mpsc::Receiver<Fragment>,
+        events: &mpsc::Sender<ChunkEvent>,
+        taken: &mut u64,
     ) {
         'fragments: loop {
             if fragments.is_empty() {
@@ -157,6 +169,7 @@ impl ChunkingStage {
             let Some(mut fragment) = fragments.recv().await else {
                 return;
             };
+            *taken += 1;
             for preparer in &self.preparers {
                 if let Err(message) = preparer.prepare(&mut fragment).await {
                     if events
@@ -191,7 +204,7 @@ impl ChunkingStage {
             if events.send(ChunkEvent::Begin(fragment)).await.is_err() {
                 return;
             }
-            if self.stream(&mut reader, &events, &failure).await == Flow::Stopped {
+            if self.stream(&mut reader, events, &failure).await == Flow::Stopped {
                 return;
             }
         }
