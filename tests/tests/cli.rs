@@ -206,7 +206,7 @@ fn both_process_sinks_read_the_shared_options_and_refuse_unknown_ones() {
             small.stderr()
         );
         assert!(
-            small.stderr().contains("at least 4KiB"),
+            small.stderr().contains("from 4KiB to 1GiB"),
             "{}",
             small.stderr()
         );

@@ -109,8 +109,9 @@ impl Random {
     }
 }
 
-#[test]
-fn a_clean_restart_continues_the_archive_without_a_second_init_segment() {
+/// The test media, and a test directory whose archive pipeline (with its input directory) has
+/// published the first fragment.
+fn after_a_first_run() -> (Vec<PathBuf>, TestDir, PathBuf, PathBuf) {
     let media = fragments(ONE_SECOND_FRAGMENTS);
     let dir = TestDir::new();
     let input = dir.mkdir("in");
@@ -118,6 +119,12 @@ fn a_clean_restart_continues_the_archive_without_a_second_init_segment() {
     deliver(&media[0], &input);
     let first = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(first.code(), Some(0), "{}", first.stderr());
+    (media, dir, input, config)
+}
+
+#[test]
+fn a_clean_restart_continues_the_archive_without_a_second_init_segment() {
+    let (media, dir, input, config) = after_a_first_run();
     for file in &media[1..3] {
         deliver(file, &input);
     }
@@ -133,13 +140,7 @@ fn a_clean_restart_continues_the_archive_without_a_second_init_segment() {
 
 #[test]
 fn an_archive_changed_outside_streampub_is_refused_not_appended_to() {
-    let media = fragments(ONE_SECOND_FRAGMENTS);
-    let dir = TestDir::new();
-    let input = dir.mkdir("in");
-    let config = archive_pipeline(&dir);
-    deliver(&media[0], &input);
-    let first = run_pipeline_file(&config, TIMEOUT);
-    assert_eq!(first.code(), Some(0), "{}", first.stderr());
+    let (media, dir, input, config) = after_a_first_run();
     let archive = dir.join("archive.mp4");
     let length = std::fs::metadata(&archive).unwrap().len();
     std::fs::OpenOptions::new()
