@@ -1,7 +1,6 @@
 //! The sink driver: feeds chunks through the stages into the sink, one fragment at a time,
 //! acknowledges each fragment once the sink has fully taken it, and reconnects the sink when it
 //! fails with a retryable error, sending the fragment in flight again from its start.
-
 //!
 //! - [`input`]: where a fragment's chunks come from (the chunking stage, or a re-read);
 //! - [`delivery`]: one fragment through the stages into the sink;
