@@ -366,6 +366,37 @@ fn the_stream_key_appears_in_no_log_line() {
         .any(|path| file_name(path).starts_with(KEY)));
 }
 
+#[test]
+fn only_the_url_password_and_a_one_letter_key_are_redacted() {
+    let media = fragments(SHORT_TS_FRAGMENTS);
+    let server = RtmpServer::reserve();
+    let dir = TestDir::new();
+    dir.copy_in("in", &media[..1]);
+    // Nothing listens: ffmpeg's errors name the URL.
+    let url = server
+        .server_url()
+        .replace("rtmp://", "rtmp://user:s3cret@")
+        + "/k";
+    let config = dir.pipeline_file(&rtmp_pipeline(
+        &url,
+        "mpegts",
+        json!({"reconnect_delay": "100ms", "max_reconnect_delay": "100ms", "max_reconnect_attempts": 1}),
+    ));
+    let run = run_pipeline_file(&config, TIMEOUT);
+    assert_eq!(run.code(), Some(1), "{}", run.stderr());
+    let stderr = run.stderr();
+    assert!(!stderr.contains("s3cret"), "the password leaked: {stderr}");
+    assert!(stderr.contains("user:<redacted>@"), "{stderr}");
+    // Every replacement stands where the password or the key stood in a URL.
+    let replaced = stderr.matches("<redacted>").count();
+    let in_place =
+        stderr.matches("user:<redacted>@").count() + stderr.matches("/live/<redacted>").count();
+    assert_eq!(
+        replaced, in_place,
+        "text outside a URL was touched: {stderr}"
+    );
+}
+
 fn file_name(path: &Path) -> String {
     path.file_name().unwrap().to_string_lossy().into_owned()
 }

@@ -99,6 +99,11 @@ impl InputFormat {
     }
 }
 
+/// Hides the password and the stream key of RTMP URLs.
+fn rtmp_redactor() -> Redactor {
+    Redactor::with_secret_paths(["rtmp", "rtmps"])
+}
+
 fn default_ffmpeg() -> PathBuf {
     PathBuf::from("ffmpeg")
 }
@@ -137,7 +142,9 @@ impl FfmpegRtmpSinkConfig {
         } else {
             "server_url"
         };
-        let redacted = Redactor::new(stream_key(&url).map(str::to_owned)).redact(&url);
+        // Whatever its scheme, the URL given for the stream may hold its key.
+        let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+        let redacted = Redactor::with_secret_paths(["rtmp", "rtmps", scheme]).redact(&url);
         if !(url.starts_with("rtmp://") || url.starts_with("rtmps://")) {
             return Err(ComponentError::field(
                 field,
@@ -183,7 +190,7 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             args,
             label: "ffmpeg".into(),
             pipeline: context.pipeline.clone(),
-            redactor: Redactor::new(stream_key(&url).map(str::to_owned)),
+            redactor: rtmp_redactor(),
             pipe_buffer: None,
             stdout: None,
             stderr_level: ffmpeg_line_level,

@@ -89,13 +89,13 @@ async fn spliced_file_ranges_arrive_whole_and_mixed_with_bytes() {
 #[tokio::test]
 async fn a_process_that_stops_reading_is_a_retryable_failure_with_its_last_words() {
     // Built by hand to give it a secret to redact.
-    let script = "head -c 10 >/dev/null; echo 'giving up on key-123' >&2; exit 3";
+    let script = "head -c 10 >/dev/null; echo 'giving up on rtmp://h/live/key-123' >&2; exit 3";
     let command = ProcessCommand {
         program: "sh".into(),
         args: vec!["-c".into(), script.into()],
         label: "sh".into(),
         pipeline: "test".into(),
-        redactor: Redactor::new(["key-123".to_owned()]),
+        redactor: Redactor::with_secret_paths(["rtmp"]),
         pipe_buffer: None,
         stdout: None,
         stderr_level: stderr_as_warning,
@@ -121,7 +121,9 @@ async fn a_process_that_stops_reading_is_a_retryable_failure_with_its_last_words
     assert!(error.retryable);
     assert!(error.message.contains("exit status 3"), "{}", error.message);
     assert!(
-        error.message.contains("giving up on <redacted>"),
+        error
+            .message
+            .contains("giving up on rtmp://h/live/<redacted>"),
         "{}",
         error.message
     );
