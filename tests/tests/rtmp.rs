@@ -217,6 +217,11 @@ fn a_server_that_never_comes_up_fails_the_run_within_the_backoff_budget() {
     assert!(run.published().is_empty(), "{}", run.stderr());
     assert_eq!(failed["fragments_published"], 0);
     assert_eq!(failed["fragments_failed"], 1);
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("Connection refused"),
+        "the final error quotes ffmpeg's cause: {error}"
+    );
     assert!(
         run.events("process_stderr")
             .iter()

@@ -98,11 +98,13 @@ impl Sink for ProcessSink {
                 // Nothing is resent: the old process must finish what it took.
                 SessionReason::StreamChanged => {
                     let finished = old.finish(self.flush_timeout).await;
-                    if !matches!(&finished, Ok(status) if status.success())
+                    if !matches!(&finished, Ok((status, _)) if status.success())
                         && !self.ended.is_empty()
                     {
                         let why = match finished {
-                            Ok(status) => describe_exit(status),
+                            Ok((status, last_lines)) => {
+                                format!("{}{last_lines}", describe_exit(status))
+                            }
                             Err(error) => error.message,
                         };
                         self.ended.clear();
@@ -146,7 +148,7 @@ impl Sink for ProcessSink {
         // A session that was given nothing has nothing to lose: how it exits (ffmpeg fails on
         // an empty input) is no failure of the run.
         let given_nothing = session.written() == 0;
-        let status = session.finish(self.flush_timeout).await?;
+        let (status, last_lines) = session.finish(self.flush_timeout).await?;
         if status.success() || given_nothing {
             info!(
                 event = "process_exited",
@@ -161,7 +163,7 @@ impl Sink for ProcessSink {
         } else {
             // What it had not confirmed may be lost: a new session can publish it again.
             Err(SinkError::retryable(format!(
-                "{label} ended with {} after its input was closed",
+                "{label} ended with {} after its input was closed{last_lines}",
                 describe_exit(status)
             )))
         }

@@ -252,10 +252,14 @@ impl ProcessSession {
         !self.command.reports_progress || self.progress.output_started()
     }
 
-    /// Closes stdin and waits for the process to finish. It is killed once it has gone
+    /// Closes stdin and waits for the process to finish; returns how it exited and its last
+    /// stderr lines (for an error message, redacted). It is killed once it has gone
     /// `quiet_limit` without finishing or, when it reports progress, without progress (with
     /// `-re`, ffmpeg rightly takes as long as the media it still holds).
-    pub(crate) async fn finish(mut self, quiet_limit: Duration) -> Result<ExitStatus, SinkError> {
+    pub(crate) async fn finish(
+        mut self,
+        quiet_limit: Duration,
+    ) -> Result<(ExitStatus, String), SinkError> {
         drop(self.stdin.take());
         let progress = Arc::clone(&self.progress);
         let status = loop {
@@ -278,7 +282,7 @@ impl ProcessSession {
             }
         };
         self.wait_for_stderr(EXIT_GRACE).await;
-        Ok(status)
+        Ok((status, self.command.redactor.redact(&self.last_lines())))
     }
 
     /// Kills the process (after a failure, before a new session).
