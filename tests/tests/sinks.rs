@@ -107,3 +107,37 @@ fn a_full_disk_fails_the_run_and_keeps_the_fragment() {
         b"payload"
     );
 }
+
+#[test]
+fn a_process_that_stops_reading_is_restarted_after_stall_timeout_then_fails() {
+    for splice in [true, false] {
+        let dir = TestDir::new();
+        // More than the 1 MiB pipe holds, for a process that never reads.
+        dir.write("in/batch-0.bin", test_bytes(0, 3_000_000));
+        let config = dir.pipeline_file(&pipeline(
+            "stalled",
+            json!({
+                "type": "process",
+                "command": ["sleep", "30"],
+                "splice": splice,
+                "stall_timeout": "1s",
+                "reconnect_delay": "100ms",
+                "max_reconnect_delay": "100ms",
+                "max_reconnect_attempts": 1,
+            }),
+        ));
+        let started = std::time::Instant::now();
+        let run = run_pipeline_file(&config, TIMEOUT);
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "splice {splice}: took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(run.code(), Some(1), "splice {splice}: {}", run.stderr());
+        let reconnects = run.events("sink_reconnecting");
+        assert_eq!(reconnects.len(), 1, "splice {splice}: {}", run.stderr());
+        let error = reconnects[0]["error"].as_str().unwrap_or_default();
+        assert!(error.contains("stall_timeout"), "splice {splice}: {error}");
+        assert!(run.published().is_empty());
+    }
+}

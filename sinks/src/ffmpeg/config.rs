@@ -192,6 +192,7 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             pipeline: context.pipeline.clone(),
             redactor: rtmp_redactor(),
             pipe_buffer: None,
+            stall_timeout: None,
             stdout: None,
             stderr_level: ffmpeg_line_level,
             reports_progress: true,

@@ -73,6 +73,7 @@ impl SinkConfig for ProcessSinkConfig {
             pipeline: context.pipeline.clone(),
             redactor: Redactor::default(),
             pipe_buffer: None,
+            stall_timeout: None,
             stdout: self.stdout.as_ref().map(|path| context.resolve_path(path)),
             stderr_level: stderr_as_warning,
             reports_progress: false,

@@ -13,6 +13,8 @@ use super::{ProcessCommand, ProcessSink};
 
 /// Default `pipe_buffer`: a 1 MiB stdin buffer.
 pub const DEFAULT_PIPE_BUFFER: ByteSize = ByteSize::mib(1);
+/// Default `stall_timeout`.
+pub const DEFAULT_STALL_TIMEOUT: HumanDuration = HumanDuration::from_secs(20);
 /// Default `flush_timeout`.
 pub const DEFAULT_FLUSH_TIMEOUT: HumanDuration = HumanDuration::from_secs(10);
 /// The smallest pipe the kernel makes: one page.
@@ -46,6 +48,11 @@ pub struct ProcessOptions {
     /// rewrites them; `false` reads and writes them through memory.
     #[serde(default = "default_splice")]
     pub splice: bool,
+    /// A process that takes no input for this long while streampub has input for it (it hung,
+    /// or was stopped) fails the session, which is restarted like after any failure. More
+    /// than 0s.
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout: HumanDuration,
 }
 
 impl Default for ProcessOptions {
@@ -57,8 +64,13 @@ impl Default for ProcessOptions {
             pipe_buffer: default_pipe_buffer(),
             flush_timeout: default_flush_timeout(),
             splice: default_splice(),
+            stall_timeout: default_stall_timeout(),
         }
     }
+}
+
+fn default_stall_timeout() -> HumanDuration {
+    DEFAULT_STALL_TIMEOUT
 }
 
 fn default_splice() -> bool {
@@ -91,6 +103,7 @@ impl ProcessOptions {
         check_duration("reconnect_delay", self.reconnect_delay, true)?;
         check_duration("max_reconnect_delay", self.max_reconnect_delay, true)?;
         check_duration("flush_timeout", self.flush_timeout, false)?;
+        check_duration("stall_timeout", self.stall_timeout, false)?;
         self.reconnect_policy()?;
         self.pipe_capacity()?;
         Ok(())
@@ -104,6 +117,7 @@ impl ProcessOptions {
         field: &str,
     ) -> Result<ProcessSink, ComponentError> {
         command.pipe_buffer = Some(self.pipe_capacity()?);
+        command.stall_timeout = Some(self.stall_timeout.get());
         let policy = self.reconnect_policy()?;
         ProcessSink::start(command, policy, self.flush_timeout.get(), self.splice)
             .map_err(|error| ComponentError::field(field, error.message))

@@ -31,6 +31,9 @@ pub(crate) struct ProcessCommand {
     pub(crate) redactor: Redactor,
     /// Capacity to set on the stdin pipe (`F_SETPIPE_SZ`).
     pub(crate) pipe_buffer: Option<usize>,
+    /// A write into stdin that makes no progress for this long fails the session; `None`
+    /// waits for ever.
+    pub(crate) stall_timeout: Option<Duration>,
     /// A file the process's stdout is appended to; discarded when `None`.
     pub(crate) stdout: Option<PathBuf>,
     /// The level each stderr line is logged at.
@@ -196,18 +199,36 @@ impl ProcessSession {
         })
     }
 
-    /// Writes into the process's stdin, waiting while the pipe is full.
-    pub(crate) async fn write(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+    /// Writes into the process's stdin, waiting while the pipe is full, but not longer than
+    /// `stall_timeout` without any byte going in (a process that stopped reading).
+    pub(crate) async fn write(&mut self, mut bytes: &[u8]) -> Result<(), SinkError> {
+        let stall_timeout = self.command.stall_timeout;
         let stdin = self.stdin.as_mut().expect("stdin is open until finish");
-        match stdin.write_all(bytes).await {
-            Ok(()) => {
-                self.written += bytes.len() as u64;
-                Ok(())
+        while !bytes.is_empty() {
+            let written = match stall_timeout {
+                Some(limit) => match tokio::time::timeout(limit, stdin.write(bytes)).await {
+                    Ok(written) => written,
+                    Err(_) => Err(stalled(limit)),
+                },
+                None => stdin.write(bytes).await,
+            };
+            match written {
+                Ok(0) => {
+                    let error = io::Error::from(io::ErrorKind::WriteZero);
+                    let what = format!("writing to its stdin failed ({error})");
+                    return Err(self.failure(&what, &error).await);
+                }
+                Ok(written) => {
+                    self.written += written as u64;
+                    bytes = &bytes[written..];
+                }
+                Err(error) => {
+                    let what = format!("writing to its stdin failed ({error})");
+                    return Err(self.failure(&what, &error).await);
+                }
             }
-            Err(error) => Err(self
-                .failure(&format!("writing to its stdin failed ({error})"))
-                .await),
         }
+        Ok(())
     }
 
     /// Moves a part of a file into the process's stdin inside the kernel (`splice`), without
@@ -217,9 +238,12 @@ impl ProcessSession {
         let spliced = match stdin.as_fd().try_clone_to_owned() {
             // The duplicate keeps the pipe open for the blocking thread even if this future is
             // dropped; it is closed when the thread is done.
-            Ok(pipe) => tokio::task::spawn_blocking(move || splice_all(&range, &pipe))
-                .await
-                .unwrap_or_else(|panic| Err(io::Error::other(panic.to_string()))),
+            Ok(pipe) => {
+                let stall_timeout = self.command.stall_timeout;
+                tokio::task::spawn_blocking(move || splice_all(&range, &pipe, stall_timeout))
+            }
+            .await
+            .unwrap_or_else(|panic| Err(io::Error::other(panic.to_string()))),
             Err(error) => Err(error),
         };
         match spliced {
@@ -227,9 +251,10 @@ impl ProcessSession {
                 self.written += moved as u64;
                 Ok(())
             }
-            Err(error) => Err(self
-                .failure(&format!("splicing into its stdin failed ({error})"))
-                .await),
+            Err(error) => {
+                let what = format!("splicing into its stdin failed ({error})");
+                Err(self.failure(&what, &error).await)
+            }
         }
     }
 
@@ -306,8 +331,12 @@ impl ProcessSession {
     }
 
     /// Describes why the process stopped taking input: its exit status if it has one (waiting
-    /// briefly for it), and its last stderr lines.
-    async fn failure(&mut self, what: &str) -> SinkError {
+    /// briefly for it), and its last stderr lines. A process that stalled is alive: it is
+    /// killed first, so that nothing waits for it.
+    async fn failure(&mut self, what: &str, error: &io::Error) -> SinkError {
+        if error.kind() == io::ErrorKind::TimedOut {
+            let _ = self.child.start_kill();
+        }
         let status = tokio::time::timeout(EXIT_GRACE, self.child.wait()).await;
         let exit = match status {
             Ok(Ok(status)) => {
@@ -386,9 +415,24 @@ async fn read_stderr(
     }
 }
 
+/// The error of a write that made no progress for `limit`.
+fn stalled(limit: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "the process took no input for {} (stall_timeout): it stopped reading",
+            streampub_core::HumanDuration(limit)
+        ),
+    )
+}
+
 /// Splices all of `range` into `pipe` (non-blocking, as Tokio set it up), polling while the
-/// pipe is full. Returns the bytes moved.
-fn splice_all(range: &FileRange, pipe: &OwnedFd) -> io::Result<usize> {
+/// pipe is full, but not longer than `stall_timeout` at a time. Returns the bytes moved.
+fn splice_all(
+    range: &FileRange,
+    pipe: &OwnedFd,
+    stall_timeout: Option<Duration>,
+) -> io::Result<usize> {
     use rustix::pipe::{splice, SpliceFlags};
     let mut offset = range.offset;
     let mut left = range.length;
@@ -402,7 +446,7 @@ fn splice_all(range: &FileRange, pipe: &OwnedFd) -> io::Result<usize> {
                 ))
             }
             Ok(moved) => left -= moved,
-            Err(rustix::io::Errno::AGAIN) => wait_writable(pipe)?,
+            Err(rustix::io::Errno::AGAIN) => wait_writable(pipe, stall_timeout)?,
             Err(rustix::io::Errno::INTR) => {}
             Err(error) => return Err(error.into()),
         }
@@ -410,11 +454,17 @@ fn splice_all(range: &FileRange, pipe: &OwnedFd) -> io::Result<usize> {
     Ok(range.length)
 }
 
-/// Blocks until the pipe has room (or its reader is gone, which the next splice reports).
-fn wait_writable(pipe: &OwnedFd) -> io::Result<()> {
-    use rustix::event::{poll, PollFd, PollFlags};
+/// Blocks until the pipe has room (or its reader is gone, which the next splice reports), at
+/// most `stall_timeout`.
+fn wait_writable(pipe: &OwnedFd, stall_timeout: Option<Duration>) -> io::Result<()> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
     let mut fds = [PollFd::new(pipe, PollFlags::OUT)];
-    match poll(&mut fds, None) {
+    let timeout = stall_timeout.map(|limit| Timespec {
+        tv_sec: limit.as_secs().try_into().unwrap_or(i64::MAX),
+        tv_nsec: limit.subsec_nanos().into(),
+    });
+    match poll(&mut fds, timeout.as_ref()) {
+        Ok(0) => Err(stalled(stall_timeout.unwrap_or_default())),
         Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
         Err(error) => Err(error.into()),
     }

@@ -97,6 +97,7 @@ async fn a_process_that_stops_reading_is_a_retryable_failure_with_its_last_words
         pipeline: "test".into(),
         redactor: Redactor::with_secret_paths(["rtmp"]),
         pipe_buffer: None,
+        stall_timeout: None,
         stdout: None,
         stderr_level: stderr_as_warning,
         reports_progress: false,
