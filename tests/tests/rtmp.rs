@@ -194,6 +194,58 @@ fn a_server_crash_mid_run_loses_no_fragment() {
 }
 
 #[test]
+fn a_stopped_ffmpeg_is_detected_within_stall_timeout_and_replaced() {
+    let media = fragments(SHORT_TS_FRAGMENTS);
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    // Real-time pace and a small pipe, so that streampub always has input waiting for ffmpeg.
+    let url = format!("{}/stall", server.server_url());
+    let config = dir.pipeline_file(&rtmp_pipeline(
+        &url,
+        "mpegts",
+        json!({
+            "use_rate_limit": true,
+            "pipe_buffer": "64KiB",
+            "stall_timeout": "2s",
+            "reconnect_delay": "200ms",
+            "max_reconnect_attempts": 3,
+        }),
+    ));
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    running.wait_for_event(TIMEOUT, "fragment_sent", |event| event["sequence"] == 1);
+    std::thread::sleep(Duration::from_secs(2));
+    let started = running.events_so_far("process_started");
+    let pid = started
+        .last()
+        .and_then(|event| event["pid"].as_u64())
+        .expect("ffmpeg's pid") as u32;
+    streampub_tests::send_signal(pid, streampub_tests::Signal::STOP);
+    let stopped_at = std::time::Instant::now();
+    let reconnecting = running.wait_for_event(TIMEOUT, "sink_reconnecting", |_| true);
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(6),
+        "a stall of 2 s was detected after {:?}",
+        stopped_at.elapsed()
+    );
+    let error = reconnecting["error"].as_str().unwrap_or_default();
+    assert!(error.contains("stall_timeout"), "{error}");
+    let run = running.wait(TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.published().len(), media.len(), "{}", run.stderr());
+    // Only the stop was a stall: playing out what it buffered under -re, ffmpeg takes no input
+    // for seconds, but its output goes on.
+    assert_eq!(run.events("sink_reconnecting").len(), 1, "{}", run.stderr());
+    server.stop();
+    let recorded = total_duration(&server.recordings());
+    let expected = total_duration(&media);
+    assert!(
+        recorded >= expected - 0.5,
+        "recorded {recorded:.2} s of {expected:.2} s"
+    );
+}
+
+#[test]
 fn a_server_that_never_comes_up_fails_the_run_within_the_backoff_budget() {
     let media = fragments(SHORT_TS_FRAGMENTS);
     let server = RtmpServer::reserve();

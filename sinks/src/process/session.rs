@@ -116,7 +116,12 @@ impl OutputProgress {
     }
 
     fn output_started(&self) -> bool {
-        self.total_size.load(std::sync::atomic::Ordering::Relaxed) > 0
+        self.output_bytes() > 0
+    }
+
+    /// Bytes of output the process last reported.
+    fn output_bytes(&self) -> u64 {
+        self.total_size.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -200,16 +205,16 @@ impl ProcessSession {
     }
 
     /// Writes into the process's stdin, waiting while the pipe is full, but not longer than
-    /// `stall_timeout` without any byte going in (a process that stopped reading).
+    /// `stall_timeout` without the process taking input or reporting more output (a process
+    /// that stopped: ffmpeg with `-re` may rightly take no input for seconds while it plays out
+    /// what it buffered, but its output goes on).
     pub(crate) async fn write(&mut self, mut bytes: &[u8]) -> Result<(), SinkError> {
         let stall_timeout = self.command.stall_timeout;
+        let progress = Arc::clone(&self.progress);
         let stdin = self.stdin.as_mut().expect("stdin is open until finish");
         while !bytes.is_empty() {
             let written = match stall_timeout {
-                Some(limit) => match tokio::time::timeout(limit, stdin.write(bytes)).await {
-                    Ok(written) => written,
-                    Err(_) => Err(stalled(limit)),
-                },
+                Some(limit) => write_unless_stalled(stdin, bytes, limit, &progress).await,
                 None => stdin.write(bytes).await,
             };
             match written {
@@ -239,8 +244,11 @@ impl ProcessSession {
             // The duplicate keeps the pipe open for the blocking thread even if this future is
             // dropped; it is closed when the thread is done.
             Ok(pipe) => {
-                let stall_timeout = self.command.stall_timeout;
-                tokio::task::spawn_blocking(move || splice_all(&range, &pipe, stall_timeout))
+                let stall = self
+                    .command
+                    .stall_timeout
+                    .map(|limit| (limit, Arc::clone(&self.progress)));
+                tokio::task::spawn_blocking(move || splice_all(&range, &pipe, stall))
             }
             .await
             .unwrap_or_else(|panic| Err(io::Error::other(panic.to_string()))),
@@ -426,12 +434,38 @@ fn stalled(limit: Duration) -> io::Error {
     )
 }
 
+/// Writes some of `bytes`; fails once the process has for `limit` neither taken input nor
+/// reported more output.
+async fn write_unless_stalled(
+    stdin: &mut ChildStdin,
+    bytes: &[u8],
+    limit: Duration,
+    progress: &OutputProgress,
+) -> io::Result<usize> {
+    let mut output = progress.output_bytes();
+    let mut deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let report = progress.report.notified();
+        tokio::select! {
+            written = stdin.write(bytes) => return written,
+            () = report => {
+                if progress.output_bytes() > output {
+                    output = progress.output_bytes();
+                    deadline = tokio::time::Instant::now() + limit;
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => return Err(stalled(limit)),
+        }
+    }
+}
+
 /// Splices all of `range` into `pipe` (non-blocking, as Tokio set it up), polling while the
-/// pipe is full, but not longer than `stall_timeout` at a time. Returns the bytes moved.
+/// pipe is full; with `stall`, not longer than its limit without the process taking input or
+/// reporting more output. Returns the bytes moved.
 fn splice_all(
     range: &FileRange,
     pipe: &OwnedFd,
-    stall_timeout: Option<Duration>,
+    stall: Option<(Duration, Arc<OutputProgress>)>,
 ) -> io::Result<usize> {
     use rustix::pipe::{splice, SpliceFlags};
     let mut offset = range.offset;
@@ -446,7 +480,7 @@ fn splice_all(
                 ))
             }
             Ok(moved) => left -= moved,
-            Err(rustix::io::Errno::AGAIN) => wait_writable(pipe, stall_timeout)?,
+            Err(rustix::io::Errno::AGAIN) => wait_writable(pipe, stall.as_ref())?,
             Err(rustix::io::Errno::INTR) => {}
             Err(error) => return Err(error.into()),
         }
@@ -454,19 +488,41 @@ fn splice_all(
     Ok(range.length)
 }
 
-/// Blocks until the pipe has room (or its reader is gone, which the next splice reports), at
-/// most `stall_timeout`.
-fn wait_writable(pipe: &OwnedFd, stall_timeout: Option<Duration>) -> io::Result<()> {
+/// Blocks until the pipe has room (or its reader is gone, which the next splice reports); with
+/// `stall`, fails once the process has for its limit neither made room nor reported more
+/// output.
+fn wait_writable(
+    pipe: &OwnedFd,
+    stall: Option<&(Duration, Arc<OutputProgress>)>,
+) -> io::Result<()> {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let mut fds = [PollFd::new(pipe, PollFlags::OUT)];
-    let timeout = stall_timeout.map(|limit| Timespec {
-        tv_sec: limit.as_secs().try_into().unwrap_or(i64::MAX),
-        tv_nsec: limit.subsec_nanos().into(),
-    });
-    match poll(&mut fds, timeout.as_ref()) {
-        Ok(0) => Err(stalled(stall_timeout.unwrap_or_default())),
-        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
-        Err(error) => Err(error.into()),
+    // Without a limit, one wait; with one, short waits between which output progress is read.
+    const LOOK_EVERY: Timespec = Timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
+    let Some((limit, progress)) = stall else {
+        let mut fds = [PollFd::new(pipe, PollFlags::OUT)];
+        return match poll(&mut fds, None) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+            Err(error) => Err(error.into()),
+        };
+    };
+    let mut output = progress.output_bytes();
+    let mut deadline = std::time::Instant::now() + *limit;
+    loop {
+        let mut fds = [PollFd::new(pipe, PollFlags::OUT)];
+        match poll(&mut fds, Some(&LOOK_EVERY)) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => {}
+            Ok(_) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        }
+        if progress.output_bytes() > output {
+            output = progress.output_bytes();
+            deadline = std::time::Instant::now() + *limit;
+        } else if std::time::Instant::now() >= deadline {
+            return Err(stalled(*limit));
+        }
     }
 }
 
