@@ -71,8 +71,8 @@ pub(crate) struct Snapshot {
 pub(crate) struct PipelineCheckpoint {
     file: CheckpointFile,
     stage_types: Vec<String>,
+    /// What the file holds; `None` before the first fragment was recorded.
     saved: Option<SavedState>,
-    recent: VecDeque<FragmentIdentity>,
     /// Still at the start of the run, where the source may offer fragments it was not told
     /// about: ends with the first fragment that is not a recent one.
     catching_up: bool,
@@ -83,16 +83,11 @@ impl PipelineCheckpoint {
     pub(crate) fn load(path: PathBuf, stage_types: Vec<String>) -> Result<Self, CheckpointError> {
         let file = CheckpointFile::new(path);
         let saved: Option<SavedState> = file.load()?;
-        let recent = saved
-            .as_ref()
-            .map(|saved| saved.recent.clone())
-            .unwrap_or_default();
         Ok(Self {
             file,
             stage_types,
+            catching_up: saved.as_ref().is_some_and(|saved| !saved.recent.is_empty()),
             saved,
-            catching_up: !recent.is_empty(),
-            recent,
         })
     }
 
@@ -129,7 +124,11 @@ impl PipelineCheckpoint {
         if !self.catching_up {
             return false;
         }
-        let known = self.recent.contains(&FragmentIdentity::from(fragment));
+        let identity = FragmentIdentity::from(fragment);
+        let known = self
+            .saved
+            .as_ref()
+            .is_some_and(|saved| saved.recent.contains(&identity));
         self.catching_up = known;
         known
     }
@@ -141,21 +140,17 @@ impl PipelineCheckpoint {
         fragments: impl IntoIterator<Item = &'a FragmentInfo>,
         after: Snapshot,
     ) -> Result<(), CheckpointError> {
+        let saved = self.saved.get_or_insert_with(SavedState::default);
         for fragment in fragments {
-            if self.recent.len() == RECENT_FRAGMENTS {
-                self.recent.pop_front();
+            if saved.recent.len() == RECENT_FRAGMENTS {
+                saved.recent.pop_front();
             }
-            self.recent.push_back(FragmentIdentity::from(fragment));
+            saved.recent.push_back(FragmentIdentity::from(fragment));
         }
-        let saved = SavedState {
-            sink: after.sink,
-            stage_types: self.stage_types.clone(),
-            stages: after.stages,
-            recent: self.recent.clone(),
-        };
-        self.file.save(&saved)?;
-        self.saved = Some(saved);
-        Ok(())
+        saved.sink = after.sink;
+        saved.stage_types.clone_from(&self.stage_types);
+        saved.stages = after.stages;
+        self.file.save(saved)
     }
 }
 
