@@ -27,6 +27,15 @@ pub struct FragmentInfo {
     pub length: Option<u64>,
 }
 
+/// Where a fragment lies on the timeline of the stream a stage produces: the media time at
+/// which it starts and ends. A stage that rewrites timestamps (the MP4 timeline) knows it; a
+/// sink that can tell how far its output has got in media time confirms fragments by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaSpan {
+    pub start: std::time::Duration,
+    pub end: std::time::Duration,
+}
+
 /// Where a fragment's bytes come from.
 pub enum FragmentBody {
     /// A file, read in chunks; it can be read again, so a sink can resend it after a reconnect.

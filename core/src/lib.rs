@@ -42,7 +42,7 @@ pub use crate::chunk::{ChunkSize, FileRange};
 pub use crate::component::{ComponentContext, ComponentError};
 pub use crate::config::{ConfigError, LoadedConfig};
 pub use crate::fragment::{
-    Fragment, FragmentBody, FragmentDelivery, FragmentInfo, FragmentOutcome,
+    Fragment, FragmentBody, FragmentDelivery, FragmentInfo, FragmentOutcome, MediaSpan,
 };
 pub use crate::reconnect::ReconnectPolicy;
 pub use crate::redact::Redactor;

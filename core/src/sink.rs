@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use crate::chunk::FileRange;
 use crate::component::{ComponentContext, ComponentError};
-use crate::fragment::FragmentInfo;
+use crate::fragment::{FragmentInfo, MediaSpan};
 use crate::reconnect::ReconnectPolicy;
 use crate::stage::Stage;
 
@@ -61,6 +61,11 @@ pub trait Sink: Send {
         self.write_chunk(bytes).await
     }
 
+    /// Where the current fragment lies on the stream's timeline, when a stage knows it (see
+    /// [`MediaSpan`]); called between `begin_fragment` and `end_fragment`. A sink that can
+    /// tell how far its output has got in media time confirms fragments by it.
+    fn media_span(&mut self, _span: MediaSpan) {}
+
     async fn end_fragment(&mut self) -> Result<(), SinkError>;
 
     async fn abort_fragment(&mut self) -> Result<(), SinkError> {
@@ -81,6 +86,12 @@ pub trait Sink: Send {
     /// How many of the fragments ended most recently are not yet really taken (see above).
     fn unconfirmed(&mut self) -> usize {
         0
+    }
+
+    /// Whether the current session's output is live (an RTMP publisher has started sending
+    /// media). The runtime logs a reconnect as done only once it is; by default at once.
+    fn output_live(&mut self) -> bool {
+        true
     }
 
     /// How the runtime retries this sink after a retryable error; by default it does not.

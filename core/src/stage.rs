@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::component::{ComponentContext, ComponentError};
-use crate::fragment::{Fragment, FragmentInfo};
+use crate::fragment::{Fragment, FragmentInfo, MediaSpan};
 
 /// A stage's parsed config.
 #[async_trait]
@@ -85,6 +85,9 @@ pub enum StageItem {
     /// The stream cannot go on in the current session (for example the codec changed): the sink
     /// must start a new one before the chunks that follow.
     NewSession,
+    /// Where the current fragment lies on the stream's timeline; emitted by the stage that
+    /// makes the timeline, before the fragment ends, and passed unchanged through later stages.
+    MediaSpan(MediaSpan),
 }
 
 /// The collector a stage writes its items into.
@@ -102,6 +105,11 @@ impl StageOutput {
 
     pub fn request_new_session(&mut self) {
         self.items.push(StageItem::NewSession);
+    }
+
+    /// Tells the sink where the current fragment lies on the stream's timeline.
+    pub fn mark_media_span(&mut self, span: MediaSpan) {
+        self.items.push(StageItem::MediaSpan(span));
     }
 
     /// Takes what the stage produced so far, in order.

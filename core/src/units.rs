@@ -168,6 +168,11 @@ impl HumanDuration {
     pub const fn get(self) -> Duration {
         self.0
     }
+
+    /// `duration` to the millisecond, for messages: `12s 345ms` rather than nanoseconds.
+    pub fn millis(duration: Duration) -> Self {
+        Self(Duration::from_millis(duration.as_millis() as u64))
+    }
 }
 
 impl FromStr for HumanDuration {

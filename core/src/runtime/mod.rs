@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use self::chunking::ChunkingStage;
-use self::driver::{Confirmations, SinkDriver};
+use self::driver::{Confirmations, Outages, SinkDriver};
 pub use self::latency::{HistogramSnapshot, LatencyHistogram};
 use self::pipeline_checkpoint::PipelineCheckpoint;
 use self::stages::StageChain;
@@ -286,6 +286,7 @@ async fn run_to_end(
         shutdown,
         shutdown_timeout,
         confirmations: Confirmations::new(&pipeline.name, Arc::clone(stats), checkpoint),
+        outages: Outages::new(stats.fragments_published()),
     };
     let delivered = driver.run(event_rx).await;
     if delivered.is_err() {

@@ -125,6 +125,7 @@ impl StageChain {
                     output.push(StageItem::NewSession);
                     self.apply_from(index + 1, StageCall::SessionStarted, output)?;
                 }
+                StageItem::MediaSpan(span) => output.push(StageItem::MediaSpan(span)),
             }
         }
         Ok(())
@@ -133,10 +134,14 @@ impl StageChain {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::fragment::MediaSpan;
 
     /// Wraps every fragment in brackets and emits a header on each new session; stage "a"
-    /// requests a new session when it sees the chunk "switch".
+    /// requests a new session when it sees the chunk "switch" and marks every fragment as
+    /// spanning 1 s to 2 s.
     struct Bracket(&'static str);
 
     impl Stage for Bracket {
@@ -161,6 +166,12 @@ mod tests {
         }
         fn end_fragment(&mut self, output: &mut StageOutput) -> Result<(), StageError> {
             output.push_chunk(Bytes::from(format!("]{}", self.0)));
+            if self.0 == "a" {
+                output.mark_media_span(MediaSpan {
+                    start: Duration::from_secs(1),
+                    end: Duration::from_secs(2),
+                });
+            }
             Ok(())
         }
         fn start_session(&mut self, output: &mut StageOutput) -> Result<(), StageError> {
@@ -175,6 +186,9 @@ mod tests {
             .map(|item| match item {
                 StageItem::Chunk(chunk) => String::from_utf8_lossy(chunk).into_owned(),
                 StageItem::NewSession => "|".to_owned(),
+                StageItem::MediaSpan(span) => {
+                    format!("({}-{})", span.start.as_secs(), span.end.as_secs())
+                }
             })
             .collect()
     }
@@ -193,7 +207,8 @@ mod tests {
             .apply(StageCall::Chunk(Bytes::from("x")), &mut output)
             .unwrap();
         chain.apply(StageCall::End, &mut output).unwrap();
-        assert_eq!(render(&output), "b[a[x]a]b");
+        // The span stage "a" marks passes the later stage unchanged.
+        assert_eq!(render(&output), "b[a[x]a(1-2)]b");
     }
 
     #[test]

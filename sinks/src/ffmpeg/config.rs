@@ -2,13 +2,16 @@ use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use streampub_core::component::check_duration;
 use streampub_core::{
-    async_trait, ComponentContext, ComponentError, PluginRegistration, Redactor, Sink, SinkConfig,
-    Stage,
+    async_trait, ComponentContext, ComponentError, HumanDuration, PluginRegistration, Redactor,
+    Sink, SinkConfig, Stage,
 };
 
-use super::{ffmpeg_args, ffmpeg_line_level, ffmpeg_read_ahead, stream_key};
-use crate::process::{ProcessCommand, ProcessOptions};
+use super::{
+    ffmpeg_args, ffmpeg_line_level, ffmpeg_permanent_failure, ffmpeg_read_ahead, stream_key,
+};
+use crate::process::{ProcessCommand, ProcessOptions, ProgressConfirmation};
 use streampub_core::program::find_program;
 use streampub_stages::timeline::{TimelineStage, TIMELINE_STAGE};
 
@@ -60,6 +63,14 @@ pub struct FfmpegRtmpSinkConfig {
     /// the URL always comes last.
     #[serde(default)]
     pub output_args: Option<Vec<String>>,
+    /// A fragment counts as published once ffmpeg's output has passed its end by this much
+    /// media time (ffmpeg reports how far its output has got; what it has output may still sit
+    /// in socket buffers). Raise it on links that buffer more. Applies when the
+    /// `fmp4-timeline` stage tells where each fragment ends (`input_format: mp4`); other
+    /// inputs are confirmed once ffmpeg has read its probe size beyond a fragment, which is
+    /// coarser. At most a day.
+    #[serde(default = "default_confirm_margin")]
+    pub confirm_margin: HumanDuration,
     /// Restarts, the stdin pipe and shutdown, as for the `process` sink.
     #[serde(flatten)]
     pub process: ProcessOptions,
@@ -102,6 +113,14 @@ impl InputFormat {
 /// Hides the password and the stream key of RTMP URLs.
 fn rtmp_redactor() -> Redactor {
     Redactor::with_secret_paths(["rtmp", "rtmps"])
+}
+
+/// Default `confirm_margin`: on loopback and ordinary links, far more than sits in socket
+/// buffers; a repeat after an outage is this much longer.
+pub const DEFAULT_CONFIRM_MARGIN: HumanDuration = HumanDuration::from_secs(1);
+
+fn default_confirm_margin() -> HumanDuration {
+    DEFAULT_CONFIRM_MARGIN
 }
 
 fn default_ffmpeg() -> PathBuf {
@@ -173,6 +192,7 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             };
             return Err(ComponentError::field("ffmpeg", message));
         }
+        check_duration("confirm_margin", self.confirm_margin, true)?;
         self.process.validate()
     }
 
@@ -195,10 +215,13 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             stall_timeout: None,
             stdout: None,
             stderr_level: ffmpeg_line_level,
-            reports_progress: true,
-            read_ahead: ffmpeg_read_ahead(&self.input_args),
+            permanent_failure: ffmpeg_permanent_failure,
+            progress: Some(ProgressConfirmation {
+                confirm_margin: self.confirm_margin.get(),
+                read_ahead: ffmpeg_read_ahead(&self.input_args),
+            }),
         };
-        Ok(Box::new(self.process.start(command, "ffmpeg")?))
+        Ok(Box::new(self.process.start(command, "ffmpeg").await?))
     }
 
     fn implied_stages(&self) -> Vec<(&'static str, Box<dyn Stage>)> {

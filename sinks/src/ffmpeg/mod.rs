@@ -70,10 +70,63 @@ const INPUT_BUFFER: u64 = 1 << 20;
 pub(crate) fn ffmpeg_read_ahead(input_args: &[String]) -> u64 {
     let probe_size = input_args
         .windows(2)
-        .find(|pair| pair[0] == "-probesize")
-        .and_then(|pair| pair[1].parse().ok())
+        .rfind(|pair| pair[0] == "-probesize")
+        .and_then(|pair| ffmpeg_number(&pair[1]))
         .unwrap_or(DEFAULT_PROBE_SIZE);
-    probe_size + INPUT_BUFFER
+    probe_size.saturating_add(INPUT_BUFFER)
+}
+
+/// A number as ffmpeg reads option values (`av_strtod`): digits with an optional fraction, then
+/// an optional SI prefix (`k`/`K`, `M`, `G`, `T`: powers of 1000, or of 1024 with `i` after
+/// it), then an optional `B`, which multiplies by 8 (ffmpeg counts it as bytes to bits).
+fn ffmpeg_number(text: &str) -> Option<u64> {
+    let digits = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, mut suffix) = text.split_at(digits);
+    let mut value: f64 = number.parse().ok()?;
+    if let Some(prefix) = suffix.chars().next() {
+        let power = match prefix {
+            'k' | 'K' => Some(1),
+            'M' => Some(2),
+            'G' => Some(3),
+            'T' => Some(4),
+            _ => None,
+        };
+        if let Some(power) = power {
+            suffix = &suffix[1..];
+            let base: f64 = match suffix.strip_prefix('i') {
+                Some(rest) => {
+                    suffix = rest;
+                    1024.0
+                }
+                None => 1000.0,
+            };
+            value *= base.powi(power);
+        }
+    }
+    if let Some(rest) = suffix.strip_prefix('B') {
+        suffix = rest;
+        value *= 8.0;
+    }
+    // Like ffmpeg, an integer option keeps the whole part.
+    (suffix.is_empty() && value.is_finite()).then_some(value as u64)
+}
+
+/// The way out when ffmpeg's output cannot carry a codec.
+const FLV_CODEC_REMEDY: &str = "Transcode upstream to H.264 video and AAC audio, or use an \
+     ffmpeg build with enhanced-RTMP support (ffmpeg 6.1 or newer for HEVC and AV1, 7.1 or \
+     newer for Opus) and a server that accepts it";
+
+/// A line that shows a failure no new ffmpeg can cure (FLV cannot carry a codec or its sample
+/// rate, whatever the server); returns the way out. A refused or dropped connection, or a
+/// server error, may be cured by a later attempt and is not one.
+pub(crate) fn ffmpeg_permanent_failure(line: &str) -> Option<&'static str> {
+    let lower = line.to_ascii_lowercase();
+    let flv_cannot_carry = lower.contains("not compatible with flv")
+        || lower.contains("flv does not support")
+        || lower.contains("is not compatible with flv");
+    flv_cannot_carry.then_some(FLV_CODEC_REMEDY)
 }
 
 /// The stream key of an RTMP URL: what follows the application in its path (`KEY` in
@@ -136,6 +189,38 @@ mod tests {
             custom.join(" "),
             "-nostats -progress pipe:2 -stats_period 0.1 -hide_banner -loglevel warning -fflags +genpts+igndts -f mpegts -thread_queue_size 512 -i pipe:0 -c:v copy -f flv rtmp://h/live/k"
         );
+    }
+
+    #[test]
+    fn the_read_ahead_follows_ffmpegs_probesize_as_ffmpeg_reads_it() {
+        let args = |value: &str| vec!["-probesize".to_owned(), value.to_owned()];
+        assert_eq!(ffmpeg_read_ahead(&[]), 5_000_000 + INPUT_BUFFER);
+        assert_eq!(ffmpeg_read_ahead(&args("10M")), 10_000_000 + INPUT_BUFFER);
+        assert_eq!(ffmpeg_read_ahead(&args("32")), 32 + INPUT_BUFFER);
+        assert_eq!(ffmpeg_read_ahead(&args("2Mi")), (2 << 20) + INPUT_BUFFER);
+        assert_eq!(ffmpeg_read_ahead(&args("1.5k")), 1500 + INPUT_BUFFER);
+        assert_eq!(ffmpeg_read_ahead(&args("1KiB")), 8 * 1024 + INPUT_BUFFER);
+        // What ffmpeg would refuse leaves the default.
+        assert_eq!(ffmpeg_read_ahead(&args("lots")), 5_000_000 + INPUT_BUFFER);
+        assert_eq!(ffmpeg_read_ahead(&args("10Mx")), 5_000_000 + INPUT_BUFFER);
+    }
+
+    #[test]
+    fn only_codecs_flv_cannot_carry_are_permanent() {
+        for line in [
+            "[flv @ 0x55] Video codec hevc not compatible with flv",
+            "[flv @ 0x55] Audio codec opus not compatible with flv",
+            "[flv @ 0x55] FLV does not support sample rate 48000, choose from (44100, 22050, 11025)",
+        ] {
+            assert!(ffmpeg_permanent_failure(line).is_some(), "{line}");
+        }
+        for line in [
+            "rtmp://127.0.0.1:1935/live/<redacted>: Connection refused",
+            "rtmp://127.0.0.1:1935/nosuchapp/<redacted>: Input/output error",
+            "[rtmp @ 0x55] Server error: Already publishing",
+        ] {
+            assert!(ffmpeg_permanent_failure(line).is_none(), "{line}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use streampub_core::{
 };
 
 use super::options::ProcessOptions;
-use super::{stderr_as_warning, ProcessCommand};
+use super::{no_permanent_failure, stderr_as_warning, ProcessCommand};
 
 inventory::submit! {
     PluginRegistration::sink::<ProcessSinkConfig>(
@@ -76,10 +76,10 @@ impl SinkConfig for ProcessSinkConfig {
             stall_timeout: None,
             stdout: self.stdout.as_ref().map(|path| context.resolve_path(path)),
             stderr_level: stderr_as_warning,
-            reports_progress: false,
-            read_ahead: 0,
+            permanent_failure: no_permanent_failure,
+            progress: None,
         };
-        Ok(Box::new(self.process.start(command, "command")?))
+        Ok(Box::new(self.process.start(command, "command").await?))
     }
 }
 

@@ -1,28 +1,38 @@
 //! The `process` sink: pipes fragments into a long-lived child process's stdin, restarting it
 //! on failure. The `ffmpeg-rtmp` sink is this sink with an ffmpeg command line.
 //!
-//! A fragment counts as taken (and is acknowledged to its source) only once the process has read
-//! all of it out of the pipe, plus `read_ahead` bytes beyond it for a process that buffers input
-//! before publishing it (ffmpeg), and, for a process that reports progress, once its output has
-//! started. Until then the runtime keeps the fragment; if the process dies, every fragment not
-//! yet confirmed is sent again, from its start, to a fresh process. A clean exit at close
-//! confirms everything.
+//! When a fragment counts as taken (and is acknowledged to its source):
+//! - for a process that reports its output progress (ffmpeg's `-progress`), and a fragment
+//!   whose place on the output timeline a stage told ([`MediaSpan`]): once the reported output
+//!   time has passed the fragment's end by `confirm_margin`;
+//! - for such a process and a fragment without a known place (raw MPEG-TS or FLV): once its
+//!   output has started and it has read `read_ahead` bytes beyond the fragment's end (coarser:
+//!   ffmpeg reads seconds of media ahead of what it sends);
+//! - for any other process: once it has read the fragment out of the pipe.
+//!
+//! Until then the runtime keeps the fragment; if the process dies, every fragment not yet
+//! confirmed is sent again, from its start, to a fresh process. A clean exit at close confirms
+//! everything.
 
 mod config;
 mod options;
+mod pipe;
+mod progress;
 mod session;
+mod spawner;
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use streampub_core::FileRange;
 use streampub_core::{
-    async_trait, Bytes, FragmentInfo, ReconnectPolicy, SessionReason, Sink, SinkError,
+    async_trait, Bytes, FragmentInfo, MediaSpan, ReconnectPolicy, SessionReason, Sink, SinkError,
 };
 use tracing::{info, Level};
 
 pub use self::config::ProcessSinkConfig;
 pub use self::options::ProcessOptions;
+pub(crate) use self::progress::ProgressConfirmation;
 pub(crate) use self::session::ProcessCommand;
 use self::session::{describe_exit, ProcessSession};
 
@@ -33,47 +43,92 @@ pub(crate) struct ProcessSink {
     /// How long the process may take to finish once its stdin is closed.
     flush_timeout: Duration,
     session: Option<ProcessSession>,
-    /// Where each fragment ended in this session's input, for those not yet confirmed.
-    ended: VecDeque<u64>,
+    /// The fragments ended in this session and not yet confirmed, oldest first.
+    ended: VecDeque<Ended>,
+    /// Where the fragment being written lies on the stream's timeline, if a stage said.
+    span: Option<MediaSpan>,
+    /// Where this session's output timeline begins on the stream's: the start of the first
+    /// fragment with a known place (the process counts its output time from there).
+    session_origin: Option<Duration>,
     /// Move file-backed fragments with `splice` instead of reading and writing them.
     splice: bool,
 }
 
+/// A fragment ended in the current session, and what confirms it.
+#[derive(Debug, Clone, Copy)]
+struct Ended {
+    /// Where it ended in the session's input, in bytes.
+    input_end: u64,
+    /// Where it ended on the session's output timeline, if known.
+    output_end: Option<Duration>,
+}
+
 impl ProcessSink {
     /// Starts the process right away, so the first fragment does not wait for it.
-    pub(crate) fn start(
+    pub(crate) async fn start(
         command: ProcessCommand,
         policy: ReconnectPolicy,
         flush_timeout: Duration,
         splice: bool,
     ) -> Result<Self, SinkError> {
-        let session = ProcessSession::spawn(&command)?;
+        let session = ProcessSession::spawn(&command).await?;
         Ok(Self {
             command,
             policy,
             flush_timeout,
             session: Some(session),
             ended: VecDeque::new(),
+            span: None,
+            session_origin: None,
             splice,
         })
     }
 
-    fn session(&mut self) -> Result<&mut ProcessSession, SinkError> {
+    async fn session(&mut self) -> Result<&mut ProcessSession, SinkError> {
         if self.session.is_none() {
-            self.session = Some(ProcessSession::spawn(&self.command)?);
+            self.new_session().await?;
         }
         Ok(self.session.as_mut().expect("just started"))
+    }
+
+    async fn new_session(&mut self) -> Result<(), SinkError> {
+        self.ended.clear();
+        self.session_origin = None;
+        self.session = Some(ProcessSession::spawn(&self.command).await?);
+        Ok(())
+    }
+
+    /// Whether the process has really taken `ended`: by output time when both are known, else
+    /// by the bytes it read.
+    fn is_confirmed(
+        &self,
+        ended: &Ended,
+        session: &ProcessSession,
+        consumed: &mut Option<u64>,
+    ) -> bool {
+        let Some(rule) = self.command.progress else {
+            return ended.input_end <= *consumed.get_or_insert_with(|| session.consumed());
+        };
+        if let Some(end) = ended.output_end {
+            return session
+                .output_time()
+                .is_some_and(|time| time >= end + rule.confirm_margin);
+        }
+        session.output_started()
+            && ended.input_end.saturating_add(rule.read_ahead)
+                <= *consumed.get_or_insert_with(|| session.consumed())
     }
 }
 
 #[async_trait]
 impl Sink for ProcessSink {
     async fn begin_fragment(&mut self, _fragment: &FragmentInfo) -> Result<(), SinkError> {
-        self.session().map(|_| ())
+        self.span = None;
+        self.session().await.map(|_| ())
     }
 
     async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), SinkError> {
-        self.session()?.write(&chunk).await
+        self.session().await?.write(&chunk).await
     }
 
     fn accepts_file_ranges(&self) -> bool {
@@ -81,12 +136,24 @@ impl Sink for ProcessSink {
     }
 
     async fn write_file_range(&mut self, range: FileRange) -> Result<(), SinkError> {
-        self.session()?.splice(range).await
+        self.session().await?.splice(range).await
+    }
+
+    fn media_span(&mut self, span: MediaSpan) {
+        self.session_origin.get_or_insert(span.start);
+        self.span = Some(span);
     }
 
     async fn end_fragment(&mut self) -> Result<(), SinkError> {
-        let end = self.session()?.written();
-        self.ended.push_back(end);
+        let input_end = self.session().await?.written();
+        let output_end = match (self.span.take(), self.session_origin) {
+            (Some(span), Some(origin)) => Some(span.end.saturating_sub(origin)),
+            _ => None,
+        };
+        self.ended.push_back(Ended {
+            input_end,
+            output_end,
+        });
         Ok(())
     }
 
@@ -98,46 +165,48 @@ impl Sink for ProcessSink {
                 // Nothing is resent: the old process must finish what it took.
                 SessionReason::StreamChanged => {
                     let finished = old.finish(self.flush_timeout).await;
-                    if !matches!(&finished, Ok((status, _)) if status.success())
+                    if !matches!(&finished, Ok(exit) if exit.status.success())
                         && !self.ended.is_empty()
                     {
-                        let why = match finished {
-                            Ok((status, last_lines)) => {
-                                format!("{}{last_lines}", describe_exit(status))
-                            }
-                            Err(error) => error.message,
-                        };
                         self.ended.clear();
-                        return Err(SinkError::retryable(format!(
-                            "{} did not finish cleanly before the new session ({why})",
-                            self.command.label
-                        )));
+                        return Err(match finished {
+                            Ok(exit) => {
+                                let message = format!(
+                                    "{} did not finish cleanly before the new session ({}{})",
+                                    self.command.label,
+                                    describe_exit(exit.status),
+                                    exit.last_lines
+                                );
+                                exit.error(&self.command.label, message)
+                            }
+                            Err(error) => error,
+                        });
                     }
                 }
             }
         }
-        self.ended.clear();
-        self.session = Some(ProcessSession::spawn(&self.command)?);
-        Ok(())
+        self.new_session().await
     }
 
     fn unconfirmed(&mut self) -> usize {
         let Some(session) = &self.session else {
             return self.ended.len();
         };
-        // Checking the pipe is a system call: only when a fragment waits for confirmation.
-        if self.ended.is_empty() || !session.output_started() {
-            return self.ended.len();
-        }
-        let consumed = session.consumed();
-        while self
+        // Reading the pipe's fill is a system call: at most once, and only if needed.
+        let mut consumed = None;
+        let confirmed = self
             .ended
-            .front()
-            .is_some_and(|end| end.saturating_add(self.command.read_ahead) <= consumed)
-        {
-            self.ended.pop_front();
-        }
+            .iter()
+            .take_while(|ended| self.is_confirmed(ended, session, &mut consumed))
+            .count();
+        self.ended.drain(..confirmed);
         self.ended.len()
+    }
+
+    fn output_live(&mut self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(ProcessSession::output_live)
     }
 
     async fn close(&mut self) -> Result<(), SinkError> {
@@ -148,30 +217,38 @@ impl Sink for ProcessSink {
         // A session that was given nothing has nothing to lose: how it exits (ffmpeg fails on
         // an empty input) is no failure of the run.
         let given_nothing = session.written() == 0;
-        let (status, last_lines) = session.finish(self.flush_timeout).await?;
-        if status.success() || given_nothing {
+        let exit = session.finish(self.flush_timeout).await?;
+        if exit.status.success() || given_nothing {
             info!(
                 event = "process_exited",
                 pipeline = %self.command.pipeline,
                 program = %label,
-                exit_code = status.code(),
+                exit_code = exit.status.code(),
                 "{label} finished ({})",
-                describe_exit(status)
+                describe_exit(exit.status)
             );
             self.ended.clear();
             Ok(())
         } else {
-            // What it had not confirmed may be lost: a new session can publish it again.
-            Err(SinkError::retryable(format!(
-                "{label} ended with {} after its input was closed{last_lines}",
-                describe_exit(status)
-            )))
+            // What it had not confirmed may be lost: a new session can publish it again,
+            // unless the process said that it would fail the same way.
+            let message = format!(
+                "{label} ended with {} after its input was closed{}",
+                describe_exit(exit.status),
+                exit.last_lines
+            );
+            Err(exit.error(&label, message))
         }
     }
 
     fn reconnect_policy(&self) -> ReconnectPolicy {
         self.policy
     }
+}
+
+/// A generic process's words are not understood: every failure may be cured by a new session.
+pub(crate) fn no_permanent_failure(_line: &str) -> Option<&'static str> {
+    None
 }
 
 /// Stderr of a generic process is diagnostics: log it as warnings.

@@ -111,7 +111,7 @@ impl ProcessOptions {
 
     /// Starts the process of `command` with these options; `field` names the option that
     /// gave the command, for the error if it cannot start.
-    pub(crate) fn start(
+    pub(crate) async fn start(
         &self,
         mut command: ProcessCommand,
         field: &str,
@@ -120,6 +120,7 @@ impl ProcessOptions {
         command.stall_timeout = Some(self.stall_timeout.get());
         let policy = self.reconnect_policy()?;
         ProcessSink::start(command, policy, self.flush_timeout.get(), self.splice)
+            .await
             .map_err(|error| ComponentError::field(field, error.message))
     }
 

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -13,6 +13,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::task::JoinHandle;
 use tracing::{info, Level};
+
+use super::pipe::{splice_all, unread_bytes, write_unless_stalled};
+use super::progress::{OutputProgress, ProgressConfirmation};
+use super::spawner;
 
 /// How many of the process's last stderr lines are kept for error messages.
 const STDERR_TAIL_LINES: usize = 12;
@@ -38,13 +42,12 @@ pub(crate) struct ProcessCommand {
     pub(crate) stdout: Option<PathBuf>,
     /// The level each stderr line is logged at.
     pub(crate) stderr_level: fn(&str) -> Level,
-    /// The process reports its output progress on stderr (ffmpeg's `-progress pipe:2`): a
-    /// fragment then counts as taken only once the session has started writing output, not
-    /// merely once the process has read it (ffmpeg reads ahead while it probes and connects).
-    pub(crate) reports_progress: bool,
-    /// How far the process may read ahead of what it has really output: a fragment is
-    /// confirmed once the process has read this many bytes beyond its end.
-    pub(crate) read_ahead: u64,
+    /// Recognises a stderr line that shows a failure no new session can cure (a codec the
+    /// output cannot carry); returns the way out, for the error.
+    pub(crate) permanent_failure: fn(&str) -> Option<&'static str>,
+    /// The process reports its output progress on stderr (ffmpeg's `-progress pipe:2`), and
+    /// fragments are confirmed by it; `None`: once the process has read them.
+    pub(crate) progress: Option<ProgressConfirmation>,
 }
 
 impl ProcessCommand {
@@ -63,7 +66,7 @@ pub(crate) struct ProcessSession {
     command: ProcessCommand,
     child: Child,
     stdin: Option<ChildStdin>,
-    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    stderr: Arc<Mutex<StderrRecord>>,
     /// Reads stderr until the process closes it; `None` once it has finished.
     stderr_reader: Option<JoinHandle<()>>,
     /// Output progress, when the process reports it.
@@ -72,62 +75,49 @@ pub(crate) struct ProcessSession {
     written: u64,
 }
 
-/// What the process reported of its output: bytes written so far, and a signal per report.
+/// What the process said on stderr that errors need: its last lines, and the first line that
+/// showed a failure no new session can cure, with the way out.
 #[derive(Debug, Default)]
-pub(crate) struct OutputProgress {
-    total_size: std::sync::atomic::AtomicU64,
-    report: tokio::sync::Notify,
+struct StderrRecord {
+    tail: VecDeque<String>,
+    permanent: Option<(String, &'static str)>,
 }
 
-/// The keys of ffmpeg's `-progress` blocks; such lines are progress, not log lines.
-const PROGRESS_KEYS: &[&str] = &[
-    "frame",
-    "fps",
-    "bitrate",
-    "total_size",
-    "out_time_us",
-    "out_time_ms",
-    "out_time",
-    "dup_frames",
-    "drop_frames",
-    "speed",
-    "progress",
-];
+/// How a session ended after its input was closed.
+pub(crate) struct Exit {
+    pub(crate) status: ExitStatus,
+    /// Its last stderr lines, redacted, ready to append to a message.
+    pub(crate) last_lines: String,
+    /// The line that showed that a new session would fail the same way, and the way out (see
+    /// [`ProcessCommand::permanent_failure`]).
+    permanent: Option<(String, &'static str)>,
+}
 
-impl OutputProgress {
-    /// Takes a stderr line; returns whether it was a progress line.
-    fn observe(&self, line: &str) -> bool {
-        let Some((key, value)) = line.split_once('=') else {
-            return false;
-        };
-        if !(PROGRESS_KEYS.contains(&key) || key.starts_with("stream_")) {
-            return false;
-        }
-        if key == "total_size" {
-            if let Ok(size) = value.trim().parse::<u64>() {
-                self.total_size
-                    .store(size, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        if key == "progress" {
-            self.report.notify_waiters();
-        }
-        true
+impl Exit {
+    /// The error for this exit, described by `message`: fatal if a new session would fail the
+    /// same way.
+    pub(crate) fn error(&self, label: &str, message: String) -> SinkError {
+        failure_error(label, self.permanent.as_ref(), message)
     }
+}
 
-    fn output_started(&self) -> bool {
-        self.output_bytes() > 0
-    }
-
-    /// Bytes of output the process last reported.
-    fn output_bytes(&self) -> u64 {
-        self.total_size.load(std::sync::atomic::Ordering::Relaxed)
+/// A retryable error, or a fatal one with the line that shows why and the way out.
+fn failure_error(
+    label: &str,
+    permanent: Option<&(String, &'static str)>,
+    message: String,
+) -> SinkError {
+    match permanent {
+        Some((line, remedy)) => SinkError::fatal(format!(
+            "{label} cannot publish this stream: {line}. {remedy}. ({message})"
+        )),
+        None => SinkError::retryable(message),
     }
 }
 
 impl ProcessSession {
     /// Starts the process with stdin piped, stdout to its file (or discarded) and stderr logged.
-    pub(crate) fn spawn(command: &ProcessCommand) -> Result<Self, SinkError> {
+    pub(crate) async fn spawn(command: &ProcessCommand) -> Result<Self, SinkError> {
         let stdout = match &command.stdout {
             Some(path) => std::fs::OpenOptions::new()
                 .create(true)
@@ -149,19 +139,8 @@ impl ProcessSession {
             // finishes the fragment in flight and closes stdin, instead of killing the child.
             .process_group(0)
             .kill_on_drop(true);
-        // SAFETY: the closure runs in the forked child before exec, where only
-        // async-signal-safe calls are allowed: prctl(PR_SET_PDEATHSIG) is one, and it touches
-        // no memory of the parent. It makes the child die with the thread that spawned it (a
-        // runtime worker, alive as long as streampub), so a killed streampub leaves no orphan.
-        unsafe {
-            process.pre_exec(|| {
-                rustix::process::set_parent_process_death_signal(Some(
-                    rustix::process::Signal::KILL,
-                ))
-                .map_err(io::Error::from)
-            });
-        }
-        let mut child = process.spawn().map_err(|error| {
+        // Started so that a killed streampub leaves no orphan (see `spawner`).
+        let mut child = spawner::spawn(process).await.map_err(|error| {
             let message = format!("cannot start {}: {error}", command.describe());
             match error.kind() {
                 io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => {
@@ -174,13 +153,12 @@ impl ProcessSession {
         if let Some(size) = command.pipe_buffer {
             set_pipe_size(&stdin, size, command);
         }
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_LINES)));
+        let stderr = Arc::new(Mutex::new(StderrRecord::default()));
         let progress = Arc::new(OutputProgress::default());
         let stderr_reader = tokio::spawn(read_stderr(
-            stderr,
+            child.stderr.take().expect("stderr is piped"),
             command.clone(),
-            Arc::clone(&stderr_tail),
+            Arc::clone(&stderr),
             Arc::clone(&progress),
         ));
         info!(
@@ -197,7 +175,7 @@ impl ProcessSession {
             command: command.clone(),
             child,
             stdin: Some(stdin),
-            stderr_tail,
+            stderr,
             stderr_reader: Some(stderr_reader),
             progress,
             written: 0,
@@ -282,17 +260,24 @@ impl ProcessSession {
     /// Whether the process has started writing output (always, for one that does not report
     /// progress).
     pub(crate) fn output_started(&self) -> bool {
-        !self.command.reports_progress || self.progress.output_started()
+        self.command.progress.is_none() || self.progress.output_bytes() > 0
     }
 
-    /// Closes stdin and waits for the process to finish; returns how it exited and its last
-    /// stderr lines (for an error message, redacted). It is killed once it has gone
-    /// `quiet_limit` without finishing or, when it reports progress, without progress (with
-    /// `-re`, ffmpeg rightly takes as long as the media it still holds).
-    pub(crate) async fn finish(
-        mut self,
-        quiet_limit: Duration,
-    ) -> Result<(ExitStatus, String), SinkError> {
+    /// Whether media is going out: the reported output time has advanced (at once, for a
+    /// process that does not report progress).
+    pub(crate) fn output_live(&self) -> bool {
+        self.command.progress.is_none() || self.progress.is_live()
+    }
+
+    /// How far the output has got in media time since the session began, as last reported.
+    pub(crate) fn output_time(&self) -> Option<Duration> {
+        self.progress.output_time()
+    }
+
+    /// Closes stdin and waits for the process to finish; returns how it exited. It is killed
+    /// once it has gone `quiet_limit` without finishing or, when it reports progress, without
+    /// progress (with `-re`, ffmpeg rightly takes as long as the media it still holds).
+    pub(crate) async fn finish(mut self, quiet_limit: Duration) -> Result<Exit, SinkError> {
         drop(self.stdin.take());
         let progress = Arc::clone(&self.progress);
         let status = loop {
@@ -305,17 +290,21 @@ impl ProcessSession {
                 () = tokio::time::sleep(quiet_limit) => {
                     let _ = self.child.kill().await;
                     self.wait_for_stderr(EXIT_GRACE).await;
-                    return Err(SinkError::retryable(format!(
-                        "{} made no progress for {:?} after its input ended and was killed{}",
+                    return Err(self.error(format!(
+                        "{} made no progress for {} after its input ended and was killed{}",
                         self.command.label,
-                        quiet_limit,
+                        streampub_core::HumanDuration(quiet_limit),
                         self.last_lines()
                     )));
                 }
             }
         };
         self.wait_for_stderr(EXIT_GRACE).await;
-        Ok((status, self.command.redactor.redact(&self.last_lines())))
+        Ok(Exit {
+            status,
+            last_lines: self.command.redactor.redact(&self.last_lines()),
+            permanent: self.permanent_failure(),
+        })
     }
 
     /// Kills the process (after a failure, before a new session).
@@ -359,17 +348,33 @@ impl ProcessSession {
             self.command.label,
             self.last_lines()
         );
-        SinkError::retryable(self.command.redactor.redact(&message))
+        self.error(message)
+    }
+
+    /// The error for a failure described by `message`: fatal, with the way out, if the process
+    /// said why no new session can succeed; else retryable. Redacted.
+    fn error(&self, message: String) -> SinkError {
+        let message = self.command.redactor.redact(&message);
+        failure_error(
+            &self.command.label,
+            self.permanent_failure().as_ref(),
+            message,
+        )
+    }
+
+    /// The first stderr line that showed a failure no new session can cure, and the way out.
+    fn permanent_failure(&self) -> Option<(String, &'static str)> {
+        self.stderr.lock().expect("stderr lock").permanent.clone()
     }
 
     fn last_lines(&self) -> String {
-        let tail = self.stderr_tail.lock().expect("stderr tail lock");
-        if tail.is_empty() {
+        let stderr = self.stderr.lock().expect("stderr lock");
+        if stderr.tail.is_empty() {
             return String::new();
         }
         format!(
             "; its last lines: {}",
-            tail.iter().cloned().collect::<Vec<_>>().join(" | ")
+            stderr.tail.iter().cloned().collect::<Vec<_>>().join(" | ")
         )
     }
 }
@@ -384,16 +389,17 @@ pub(crate) fn describe_exit(status: ExitStatus) -> String {
     }
 }
 
-/// Logs each stderr line, redacted, and keeps the last ones.
+/// Logs each stderr line, redacted, and keeps the last ones and the first that shows a
+/// permanent failure; progress lines update `progress` instead.
 async fn read_stderr(
     stderr: tokio::process::ChildStderr,
     command: ProcessCommand,
-    tail: Arc<Mutex<VecDeque<String>>>,
+    record: Arc<Mutex<StderrRecord>>,
     progress: Arc<OutputProgress>,
 ) {
     let mut lines = BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if command.reports_progress && progress.observe(line.trim()) {
+        if command.progress.is_some() && progress.observe(line.trim()) {
             continue;
         }
         let line = command.redactor.redact(line.trim_end());
@@ -415,122 +421,17 @@ async fn read_stderr(
             Level::INFO => log_line!(info),
             _ => log_line!(debug),
         }
-        let mut tail = tail.lock().expect("stderr tail lock");
-        if tail.len() == STDERR_TAIL_LINES {
-            tail.pop_front();
-        }
-        tail.push_back(line);
-    }
-}
-
-/// The error of a write that made no progress for `limit`.
-fn stalled(limit: Duration) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::TimedOut,
-        format!(
-            "the process took no input for {} (stall_timeout): it stopped reading",
-            streampub_core::HumanDuration(limit)
-        ),
-    )
-}
-
-/// Writes some of `bytes`; fails once the process has for `limit` neither taken input nor
-/// reported more output.
-async fn write_unless_stalled(
-    stdin: &mut ChildStdin,
-    bytes: &[u8],
-    limit: Duration,
-    progress: &OutputProgress,
-) -> io::Result<usize> {
-    let mut output = progress.output_bytes();
-    let mut deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let report = progress.report.notified();
-        tokio::select! {
-            written = stdin.write(bytes) => return written,
-            () = report => {
-                if progress.output_bytes() > output {
-                    output = progress.output_bytes();
-                    deadline = tokio::time::Instant::now() + limit;
-                }
+        let mut record = record.lock().expect("stderr lock");
+        if record.permanent.is_none() {
+            if let Some(remedy) = (command.permanent_failure)(&line) {
+                record.permanent = Some((line.clone(), remedy));
             }
-            () = tokio::time::sleep_until(deadline) => return Err(stalled(limit)),
         }
+        if record.tail.len() == STDERR_TAIL_LINES {
+            record.tail.pop_front();
+        }
+        record.tail.push_back(line);
     }
-}
-
-/// Splices all of `range` into `pipe` (non-blocking, as Tokio set it up), polling while the
-/// pipe is full; with `stall`, not longer than its limit without the process taking input or
-/// reporting more output. Returns the bytes moved.
-fn splice_all(
-    range: &FileRange,
-    pipe: &OwnedFd,
-    stall: Option<(Duration, Arc<OutputProgress>)>,
-) -> io::Result<usize> {
-    use rustix::pipe::{splice, SpliceFlags};
-    let mut offset = range.offset;
-    let mut left = range.length;
-    while left > 0 {
-        let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
-        match splice(&*range.file, Some(&mut offset), pipe, None, left, flags) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the fragment's file is shorter than when it was opened",
-                ))
-            }
-            Ok(moved) => left -= moved,
-            Err(rustix::io::Errno::AGAIN) => wait_writable(pipe, stall.as_ref())?,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Ok(range.length)
-}
-
-/// Blocks until the pipe has room (or its reader is gone, which the next splice reports); with
-/// `stall`, fails once the process has for its limit neither made room nor reported more
-/// output.
-fn wait_writable(
-    pipe: &OwnedFd,
-    stall: Option<&(Duration, Arc<OutputProgress>)>,
-) -> io::Result<()> {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    // Without a limit, one wait; with one, short waits between which output progress is read.
-    const LOOK_EVERY: Timespec = Timespec {
-        tv_sec: 0,
-        tv_nsec: 100_000_000,
-    };
-    let Some((limit, progress)) = stall else {
-        let mut fds = [PollFd::new(pipe, PollFlags::OUT)];
-        return match poll(&mut fds, None) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
-            Err(error) => Err(error.into()),
-        };
-    };
-    let mut output = progress.output_bytes();
-    let mut deadline = std::time::Instant::now() + *limit;
-    loop {
-        let mut fds = [PollFd::new(pipe, PollFlags::OUT)];
-        match poll(&mut fds, Some(&LOOK_EVERY)) {
-            Ok(0) | Err(rustix::io::Errno::INTR) => {}
-            Ok(_) => return Ok(()),
-            Err(error) => return Err(error.into()),
-        }
-        if progress.output_bytes() > output {
-            output = progress.output_bytes();
-            deadline = std::time::Instant::now() + *limit;
-        } else if std::time::Instant::now() >= deadline {
-            return Err(stalled(*limit));
-        }
-    }
-}
-
-/// Bytes written into the pipe and not yet read by the process (FIONREAD counts what a pipe
-/// buffers, from either end).
-fn unread_bytes(pipe: impl AsFd) -> io::Result<usize> {
-    let unread = rustix::io::ioctl_fionread(pipe)?;
-    Ok(usize::try_from(unread).unwrap_or(usize::MAX))
 }
 
 /// Grows the stdin pipe so the process has a buffer to read from while we read the next chunk.

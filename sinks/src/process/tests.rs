@@ -100,8 +100,8 @@ async fn a_process_that_stops_reading_is_a_retryable_failure_with_its_last_words
         stall_timeout: None,
         stdout: None,
         stderr_level: stderr_as_warning,
-        reports_progress: false,
-        read_ahead: 0,
+        permanent_failure: no_permanent_failure,
+        progress: None,
     };
     let mut sink = ProcessSink::start(
         command,
@@ -109,6 +109,7 @@ async fn a_process_that_stops_reading_is_a_retryable_failure_with_its_last_words
         Duration::from_secs(5),
         true,
     )
+    .await
     .unwrap();
     sink.begin_fragment(&info("f")).await.unwrap();
     let mut error = None;

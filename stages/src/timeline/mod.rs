@@ -37,8 +37,8 @@ use crate::mp4::{describe_moov, BoxError, BoxHeader, FourCc, TrackDescription};
 use streampub_core::program::find_program;
 use streampub_core::stage::BodyPreparer;
 use streampub_core::{
-    ComponentContext, ComponentError, FragmentInfo, PluginRegistration, Stage, StageConfig,
-    StageError, StageOutput,
+    ComponentContext, ComponentError, FragmentInfo, MediaSpan, PluginRegistration, Stage,
+    StageConfig, StageError, StageOutput,
 };
 
 /// The stage's `type`.
@@ -138,6 +138,12 @@ impl Seconds {
             numerator: numerator / divisor,
             denominator: denominator / divisor,
         }
+    }
+
+    /// As a duration, rounded down to the nanosecond.
+    fn as_duration(self) -> std::time::Duration {
+        let nanos = self.numerator * 1_000_000_000 / self.denominator;
+        std::time::Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
     /// In a track's timescale, rounded to the nearest tick.
@@ -562,10 +568,17 @@ impl Stage for TimelineStage {
             })
             .or_else(|| (!has_init).then(|| "it has no moov".to_owned()));
         let error = problem.map(|problem| file.error(problem));
+        let start = self.offset;
         self.advance_offset();
         match error {
             Some(error) => Err(error),
-            None => Ok(()),
+            None => {
+                output.mark_media_span(MediaSpan {
+                    start: start.as_duration(),
+                    end: self.offset.as_duration(),
+                });
+                Ok(())
+            }
         }
     }
 

@@ -226,7 +226,7 @@ fn joined(items: &[StageItem]) -> Vec<u8> {
         .iter()
         .filter_map(|item| match item {
             StageItem::Chunk(chunk) => Some(chunk.to_vec()),
-            StageItem::NewSession => None,
+            StageItem::NewSession | StageItem::MediaSpan(_) => None,
         })
         .collect::<Vec<_>>()
         .concat()
@@ -307,6 +307,7 @@ fn read_output(stream: &[u8]) -> (Vec<String>, Vec<OutTraf>) {
 fn files_join_into_one_timeline() {
     let mut stage = TimelineStage::default();
     let mut stream = Vec::new();
+    let mut spans = Vec::new();
     for marker in 1..=3u8 {
         let (items, result) = run_file(
             &mut stage,
@@ -316,8 +317,27 @@ fn files_join_into_one_timeline() {
         );
         result.unwrap();
         assert!(!items.contains(&StageItem::NewSession));
+        // The span is the fragment's last item: the sink learns it before the fragment ends.
+        match items.last() {
+            Some(StageItem::MediaSpan(span)) => spans.push((span.start, span.end)),
+            other => panic!("no media span at the end of the fragment: {other:?}"),
+        }
         stream.extend(joined(&items));
     }
+    // Each file lasts as long as its longest track, 10 × 1024 / 48000 s of audio: the spans
+    // are exact fractions, rounded down to the nanosecond.
+    let nanos: Vec<(u128, u128)> = spans
+        .iter()
+        .map(|(start, end)| (start.as_nanos(), end.as_nanos()))
+        .collect();
+    assert_eq!(
+        nanos,
+        [
+            (0, 213_333_333),
+            (213_333_333, 426_666_666),
+            (426_666_666, 640_000_000)
+        ]
+    );
     let (kinds, trafs) = read_output(&stream);
     assert_eq!(
         kinds.iter().filter(|kind| *kind == "moov").count(),

@@ -136,6 +136,7 @@ impl SinkDriver {
         for item in items.drain(..) {
             match item {
                 StageItem::Chunk(chunk) => self.sink.write_chunk(chunk).await?,
+                StageItem::MediaSpan(span) => self.sink.media_span(span),
                 StageItem::NewSession => {
                     warn!(
                         event = "session_started",

@@ -5,11 +5,13 @@
 //! - [`input`]: where a fragment's chunks come from (the chunking stage, or a re-read);
 //! - [`delivery`]: one fragment through the stages into the sink;
 //! - [`confirmations`]: accepted fragments waiting for the sink's confirmation;
-//! - [`recovery`]: reconnecting and resending after a retryable failure.
+//! - [`recovery`]: reconnecting and resending after a retryable failure;
+//! - [`outages`]: failures counted per outage, and when a reconnect is done.
 
 mod confirmations;
 mod delivery;
 mod input;
+mod outages;
 mod recovery;
 #[cfg(test)]
 mod tests;
@@ -24,6 +26,7 @@ use tracing::{info, warn};
 pub(crate) use self::confirmations::{Confirmations, Sent};
 use self::delivery::FragmentResult;
 use self::input::ChunkInput;
+pub(crate) use self::outages::Outages;
 use self::recovery::Recovery;
 use super::chunking::ChunkEvent;
 use super::pipeline_checkpoint::Snapshot;
@@ -49,6 +52,8 @@ pub(crate) struct SinkDriver {
     pub(crate) shutdown_timeout: Duration,
     /// Fragments the sink has ended but not yet confirmed.
     pub(crate) confirmations: Confirmations,
+    /// Failures since the last session that did its job.
+    pub(crate) outages: Outages,
 }
 
 impl SinkDriver {
@@ -83,8 +88,8 @@ impl SinkDriver {
                 biased;
                 _ = self.shutdown.cancelled() => return Ok(()),
                 event = events.recv() => event,
-                // While idle, the sink may still confirm what it took last.
-                () = tokio::time::sleep(CONFIRMATION_POLL), if !self.confirmations.is_empty() => {
+                // While idle, the sink may still confirm what it took last, or go live.
+                () = tokio::time::sleep(CONFIRMATION_POLL), if !self.confirmations.is_empty() || self.outages.awaiting_live() => {
                     self.acknowledge_confirmed().await?;
                     continue;
                 }
@@ -124,13 +129,12 @@ impl SinkDriver {
     /// Closes the sink; fragments it took are acknowledged. A retryable failure with fragments
     /// unconfirmed sends them to a new session and closes again.
     async fn close(&mut self) -> Result<(), PipelineError> {
-        let mut attempt = 0;
         loop {
             match self.sink.close().await {
                 Ok(()) => return self.confirmations.confirm_all().await,
                 Err(error) if error.retryable && !self.confirmations.is_empty() => {
                     let queue = self.take_unconfirmed();
-                    match self.recover(queue, error, &mut attempt).await? {
+                    match self.recover(queue, error).await? {
                         Recovery::Done => {}
                         Recovery::Interrupted => return Ok(()),
                     }
@@ -157,8 +161,12 @@ impl SinkDriver {
         fragment.acknowledge(FragmentOutcome::Failed(message.into()));
     }
 
-    /// Acknowledges, oldest first, the fragments the sink now confirms.
+    /// Acknowledges, oldest first, the fragments the sink now confirms; logs a reconnect as
+    /// done once the new session's output is live.
     async fn acknowledge_confirmed(&mut self) -> Result<(), PipelineError> {
+        if self.outages.awaiting_live() && self.sink.output_live() {
+            self.reconnected();
+        }
         // Called after every chunk: ask the sink only when something waits for it.
         if self.confirmations.is_empty() {
             return Ok(());
@@ -268,8 +276,7 @@ impl SinkDriver {
         input.skip_rest().await;
         let mut queue = self.take_unconfirmed();
         queue.push_back(fragment);
-        let mut attempt = 0;
-        self.recover(queue, error, &mut attempt).await
+        self.recover(queue, error).await
     }
 }
 

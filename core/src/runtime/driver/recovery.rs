@@ -14,6 +14,7 @@ use crate::runtime::chunking::{BodyReader, BufferPool};
 use crate::runtime::stages::StageCall;
 use crate::runtime::PipelineError;
 use crate::sink::{SessionReason, SinkError};
+use crate::units::HumanDuration;
 
 /// How a delivery that may involve reconnects ended.
 pub(super) enum Recovery {
@@ -30,19 +31,17 @@ impl SinkDriver {
     }
 
     /// Reconnects after `error` and sends `queue` again, in order, until it is all accepted.
-    /// `attempt` counts reconnects across the whole recovery.
     pub(super) async fn recover(
         &mut self,
         mut queue: VecDeque<Fragment>,
         mut error: SinkError,
-        attempt: &mut u32,
     ) -> Result<Recovery, PipelineError> {
         loop {
             self.stages.abort_fragment();
             if let Some(first) = queue.front() {
                 self.stages.rewind(&first.info);
             }
-            match self.reconnect(error, attempt).await {
+            match self.reconnect(error).await {
                 Ok(true) => {}
                 Ok(false) => return Ok(Recovery::Interrupted),
                 Err(fatal) => {
@@ -112,28 +111,28 @@ impl SinkDriver {
         Ok(None)
     }
 
-    /// Starts a new sink session after `error`, waiting per the sink's reconnect policy between
-    /// attempts. Returns `false` if shutdown came first.
-    async fn reconnect(
-        &mut self,
-        mut error: SinkError,
-        attempt: &mut u32,
-    ) -> Result<bool, PipelineError> {
+    /// Starts a new sink session after the current one failed with `error`, waiting per the
+    /// sink's reconnect policy between attempts; the attempts count per outage (see
+    /// [`super::outages`]). Returns `false` if shutdown came first.
+    async fn reconnect(&mut self, mut error: SinkError) -> Result<bool, PipelineError> {
         let policy = self.sink.reconnect_policy();
+        self.outages
+            .session_failed(self.stats.fragments_published(), &policy);
         loop {
-            *attempt += 1;
-            if !policy.allows(*attempt) {
-                let tried = *attempt - 1;
+            let attempt = self.outages.next_attempt();
+            if !policy.allows(attempt) {
+                let tried = attempt - 1;
                 return Err(PipelineError::Sink(SinkError::fatal(if tried == 0 {
                     error.message
                 } else {
                     format!(
-                        "{} (gave up after {tried} reconnect attempts)",
-                        error.message
+                        "{} (gave up after {tried} reconnect attempts in {})",
+                        error.message,
+                        HumanDuration::millis(self.outages.outage_duration())
                     )
                 })));
             }
-            let delay = policy.delay(*attempt);
+            let delay = policy.delay(attempt);
             let of = match policy.max_attempts {
                 None => String::new(),
                 Some(max) => format!(" of {max}"),
@@ -141,7 +140,7 @@ impl SinkDriver {
             warn!(
                 event = "sink_reconnecting",
                 pipeline = %self.pipeline,
-                attempt = *attempt,
+                attempt,
                 delay_ms = delay.as_millis() as u64,
                 error = %error,
                 "Sink failed: {error}; reconnecting in {} ms (attempt {attempt}{of})",
@@ -158,18 +157,31 @@ impl SinkDriver {
             };
             match started {
                 Ok(()) => {
-                    info!(
-                        event = "sink_reconnected",
-                        pipeline = %self.pipeline,
-                        attempt = *attempt,
-                        "Sink reconnected (attempt {attempt})"
-                    );
+                    self.outages
+                        .session_started(self.stats.fragments_published());
                     return Ok(true);
                 }
                 Err(next) if next.retryable => error = next,
                 Err(fatal) => return Err(PipelineError::Sink(fatal)),
             }
         }
+    }
+
+    /// The reconnected session's output is live: logs the reconnect with how long the outage
+    /// lasted.
+    pub(super) fn reconnected(&mut self) {
+        let Some(recovered) = self.outages.live() else {
+            return;
+        };
+        let outage = HumanDuration::millis(recovered.outage);
+        info!(
+            event = "sink_reconnected",
+            pipeline = %self.pipeline,
+            attempt = recovered.attempts,
+            outage_ms = recovered.outage.as_millis() as u64,
+            "Sink reconnected: output live again after an outage of {outage} ({} attempts)",
+            recovered.attempts
+        );
     }
 
     /// Lets the stages emit what a new session needs first (an init segment).
