@@ -88,10 +88,11 @@ pub trait Sink: Send {
         0
     }
 
-    /// Whether the current session's output is live (an RTMP publisher has started sending
-    /// media). The runtime logs a reconnect as done only once it is; by default at once.
-    fn output_live(&mut self) -> bool {
-        true
+    /// Since when the current session's output is live (an RTMP publisher has been sending
+    /// media), or `None` while it is not. The runtime logs a reconnect as done only once it
+    /// is; by default, at once.
+    fn output_live_since(&mut self) -> Option<std::time::Instant> {
+        Some(std::time::Instant::now())
     }
 
     /// How the runtime retries this sink after a retryable error; by default it does not.

@@ -156,6 +156,21 @@ pub fn merged(mut base: Value, extra: Value) -> Value {
     base
 }
 
+/// A small deterministic generator, so that a failing run of a test with random moments can
+/// be run again the same way.
+pub struct Random(pub u64);
+
+impl Random {
+    /// A number in `0..bound`.
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % bound
+    }
+}
+
 /// Deterministic pseudo-random bytes, different for each `seed`.
 pub fn test_bytes(seed: u64, length: usize) -> Vec<u8> {
     let mut state = seed

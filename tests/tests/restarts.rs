@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use streampub_tests::media::{container_duration, fragments, probe_packets, Packets};
-use streampub_tests::{run_pipeline_file, streampub_binary, Running, Signal, TestDir};
+use streampub_tests::{run_pipeline_file, streampub_binary, Random, Running, Signal, TestDir};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -122,19 +122,6 @@ fn assert_acknowledged_part_plays(dir: &TestDir, context: &str) {
         probe_packets(&acknowledged).video.monotonic(true),
         "{context}: video DTS"
     );
-}
-
-/// A small deterministic generator, so a failing trial can be run again.
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % bound
-    }
 }
 
 /// The test media, and a test directory whose archive pipeline (with its input directory) has

@@ -22,7 +22,8 @@ mod session;
 mod spawner;
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use streampub_core::FileRange;
 use streampub_core::{
@@ -32,6 +33,7 @@ use tracing::{info, Level};
 
 pub use self::config::ProcessSinkConfig;
 pub use self::options::ProcessOptions;
+use self::progress::OutputProgress;
 pub(crate) use self::progress::ProgressConfirmation;
 pub(crate) use self::session::ProcessCommand;
 use self::session::{describe_exit, ProcessSession};
@@ -43,6 +45,8 @@ pub(crate) struct ProcessSink {
     /// How long the process may take to finish once its stdin is closed.
     flush_timeout: Duration,
     session: Option<ProcessSession>,
+    /// What the current (or last) session's process reported of its output.
+    progress: Arc<OutputProgress>,
     /// The fragments ended in this session and not yet confirmed, oldest first.
     ended: VecDeque<Ended>,
     /// Where the fragment being written lies on the stream's timeline, if a stage said.
@@ -76,6 +80,7 @@ impl ProcessSink {
             command,
             policy,
             flush_timeout,
+            progress: session.progress(),
             session: Some(session),
             ended: VecDeque::new(),
             span: None,
@@ -94,8 +99,28 @@ impl ProcessSink {
     async fn new_session(&mut self) -> Result<(), SinkError> {
         self.ended.clear();
         self.session_origin = None;
-        self.session = Some(ProcessSession::spawn(&self.command).await?);
+        let session = ProcessSession::spawn(&self.command).await?;
+        self.progress = session.progress();
+        self.session = Some(session);
         Ok(())
+    }
+
+    /// Drops the fragments that the last reported output time confirms (see
+    /// [`Self::is_confirmed`]), for a session that has ended.
+    fn confirm_by_output_time(&mut self) {
+        let (Some(rule), Some(time)) = (self.command.progress, self.progress.output_time()) else {
+            return;
+        };
+        let confirmed = self
+            .ended
+            .iter()
+            .take_while(|ended| {
+                ended
+                    .output_end
+                    .is_some_and(|end| time >= end + rule.confirm_margin)
+            })
+            .count();
+        self.ended.drain(..confirmed);
     }
 
     /// Whether the process has really taken `ended`: by output time when both are known, else
@@ -110,7 +135,8 @@ impl ProcessSink {
             return ended.input_end <= *consumed.get_or_insert_with(|| session.consumed());
         };
         if let Some(end) = ended.output_end {
-            return session
+            return self
+                .progress
                 .output_time()
                 .is_some_and(|time| time >= end + rule.confirm_margin);
         }
@@ -165,10 +191,11 @@ impl Sink for ProcessSink {
                 // Nothing is resent: the old process must finish what it took.
                 SessionReason::StreamChanged => {
                     let finished = old.finish(self.flush_timeout).await;
+                    self.confirm_by_output_time();
+                    // What is left in `ended` stays unconfirmed and is sent again.
                     if !matches!(&finished, Ok(exit) if exit.status.success())
                         && !self.ended.is_empty()
                     {
-                        self.ended.clear();
                         return Err(match finished {
                             Ok(exit) => {
                                 let message = format!(
@@ -203,10 +230,11 @@ impl Sink for ProcessSink {
         self.ended.len()
     }
 
-    fn output_live(&mut self) -> bool {
-        self.session
-            .as_ref()
-            .is_some_and(ProcessSession::output_live)
+    fn output_live_since(&mut self) -> Option<Instant> {
+        match self.command.progress {
+            Some(_) => self.progress.live_since(),
+            None => self.session.is_some().then(Instant::now),
+        }
     }
 
     async fn close(&mut self) -> Result<(), SinkError> {
@@ -217,7 +245,10 @@ impl Sink for ProcessSink {
         // A session that was given nothing has nothing to lose: how it exits (ffmpeg fails on
         // an empty input) is no failure of the run.
         let given_nothing = session.written() == 0;
-        let exit = session.finish(self.flush_timeout).await?;
+        let finished = session.finish(self.flush_timeout).await;
+        // Whatever happened, what the output passed before it ended was taken.
+        self.confirm_by_output_time();
+        let exit = finished?;
         if exit.status.success() || given_nothing {
             info!(
                 event = "process_exited",

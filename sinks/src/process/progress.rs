@@ -1,8 +1,9 @@
 //! What a process reports of its output (ffmpeg's `-progress pipe:2` blocks), and how the sink
 //! confirms fragments by it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -44,8 +45,8 @@ pub(crate) struct OutputProgress {
     out_time_us: AtomicU64,
     /// `out_time_us` of the first report that had one, or [`NO_TIME`].
     first_out_time_us: AtomicU64,
-    /// The output time has advanced past the first one reported: media is going out.
-    live: AtomicBool,
+    /// When the output time first advanced past the first one reported: media was going out.
+    live_since: OnceLock<Instant>,
     pub(crate) report: Notify,
 }
 
@@ -55,7 +56,7 @@ impl Default for OutputProgress {
             total_size: AtomicU64::new(0),
             out_time_us: AtomicU64::new(NO_TIME),
             first_out_time_us: AtomicU64::new(NO_TIME),
-            live: AtomicBool::new(false),
+            live_since: OnceLock::new(),
             report: Notify::new(),
         }
     }
@@ -93,7 +94,7 @@ impl OutputProgress {
             Err(first) => first,
         };
         if time > first {
-            self.live.store(true, Ordering::Relaxed);
+            self.live_since.get_or_init(Instant::now);
         }
     }
 
@@ -111,9 +112,9 @@ impl OutputProgress {
         }
     }
 
-    /// Whether the output time has advanced since the first report: media is going out.
-    pub(crate) fn is_live(&self) -> bool {
-        self.live.load(Ordering::Relaxed)
+    /// Since when media is going out: the output time has advanced since the first report.
+    pub(crate) fn live_since(&self) -> Option<Instant> {
+        self.live_since.get().copied()
     }
 }
 
@@ -133,9 +134,12 @@ mod tests {
         assert!(progress.observe("total_size=1234"));
         assert_eq!(progress.output_time(), Some(Duration::from_millis(40)));
         assert_eq!(progress.output_bytes(), 1234);
-        assert!(!progress.is_live(), "one report is no progress yet");
+        assert!(
+            progress.live_since().is_none(),
+            "one report is no progress yet"
+        );
         progress.observe("out_time_us=140000");
-        assert!(progress.is_live());
+        assert!(progress.live_since().is_some());
         assert_eq!(progress.output_time(), Some(Duration::from_millis(140)));
     }
 }

@@ -263,15 +263,9 @@ impl ProcessSession {
         self.command.progress.is_none() || self.progress.output_bytes() > 0
     }
 
-    /// Whether media is going out: the reported output time has advanced (at once, for a
-    /// process that does not report progress).
-    pub(crate) fn output_live(&self) -> bool {
-        self.command.progress.is_none() || self.progress.is_live()
-    }
-
-    /// How far the output has got in media time since the session began, as last reported.
-    pub(crate) fn output_time(&self) -> Option<Duration> {
-        self.progress.output_time()
+    /// What the process reports of its output, also after the session is gone.
+    pub(crate) fn progress(&self) -> Arc<OutputProgress> {
+        Arc::clone(&self.progress)
     }
 
     /// Closes stdin and waits for the process to finish; returns how it exited. It is killed

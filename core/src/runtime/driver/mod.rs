@@ -17,7 +17,7 @@ mod recovery;
 mod tests;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -131,9 +131,15 @@ impl SinkDriver {
     async fn close(&mut self) -> Result<(), PipelineError> {
         loop {
             match self.sink.close().await {
-                Ok(()) => return self.confirmations.confirm_all().await,
+                Ok(()) => {
+                    // A session that finished cleanly was live, even if closing came first.
+                    if self.outages.awaiting_live() {
+                        self.reconnected(Instant::now());
+                    }
+                    return self.confirmations.confirm_all().await;
+                }
                 Err(error) if error.retryable && !self.confirmations.is_empty() => {
-                    let queue = self.take_unconfirmed();
+                    let queue = self.take_unconfirmed().await?;
                     match self.recover(queue, error).await? {
                         Recovery::Done => {}
                         Recovery::Interrupted => return Ok(()),
@@ -164,8 +170,10 @@ impl SinkDriver {
     /// Acknowledges, oldest first, the fragments the sink now confirms; logs a reconnect as
     /// done once the new session's output is live.
     async fn acknowledge_confirmed(&mut self) -> Result<(), PipelineError> {
-        if self.outages.awaiting_live() && self.sink.output_live() {
-            self.reconnected();
+        if self.outages.awaiting_live() {
+            if let Some(since) = self.sink.output_live_since() {
+                self.reconnected(since);
+            }
         }
         // Called after every chunk: ask the sink only when something waits for it.
         if self.confirmations.is_empty() {
@@ -274,7 +282,7 @@ impl SinkDriver {
             }
         };
         input.skip_rest().await;
-        let mut queue = self.take_unconfirmed();
+        let mut queue = self.take_unconfirmed().await?;
         queue.push_back(fragment);
         self.recover(queue, error).await
     }

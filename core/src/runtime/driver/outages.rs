@@ -87,14 +87,14 @@ impl Outages {
         self.awaiting_live
     }
 
-    /// The output of the reconnected session is live: what to log, once.
-    pub(crate) fn live(&mut self) -> Option<Recovered> {
+    /// The output of the reconnected session is live since `since`: what to log, once.
+    pub(crate) fn live(&mut self, since: Instant) -> Option<Recovered> {
         if !std::mem::take(&mut self.awaiting_live) {
             return None;
         }
         self.current.map(|outage| Recovered {
             attempts: outage.attempts,
-            outage: outage.started.elapsed(),
+            outage: since.saturating_duration_since(outage.started),
         })
     }
 }
@@ -120,8 +120,12 @@ mod tests {
         assert_eq!(outages.next_attempt(), 3);
         outages.session_started(0);
         assert!(outages.awaiting_live());
-        assert_eq!(outages.live().map(|recovered| recovered.attempts), Some(3));
-        assert_eq!(outages.live(), None, "logged once");
+        let now = Instant::now();
+        assert_eq!(
+            outages.live(now).map(|recovered| recovered.attempts),
+            Some(3)
+        );
+        assert_eq!(outages.live(now), None, "logged once");
         // This session published a fragment: the next failure begins a new outage.
         outages.session_failed(1, &policy);
         assert_eq!(outages.next_attempt(), 1);

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tracing::{info, warn};
 
@@ -25,9 +26,12 @@ pub(super) enum Recovery {
 }
 
 impl SinkDriver {
-    /// The fragments accepted and not yet confirmed, to be sent again.
-    pub(super) fn take_unconfirmed(&mut self) -> VecDeque<Fragment> {
-        self.confirmations.take_all().collect()
+    /// After the sink failed: acknowledges what it confirmed up to its failure (ffmpeg's last
+    /// progress report may confirm more), and takes the fragments it did not, to be sent
+    /// again.
+    pub(super) async fn take_unconfirmed(&mut self) -> Result<VecDeque<Fragment>, PipelineError> {
+        self.acknowledge_confirmed().await?;
+        Ok(self.confirmations.take_all().collect())
     }
 
     /// Reconnects after `error` and sends `queue` again, in order, until it is all accepted.
@@ -58,7 +62,7 @@ impl SinkDriver {
                 Some(next) => next,
             };
             // Whatever the new session accepted before failing is unconfirmed again.
-            let mut retry = self.take_unconfirmed();
+            let mut retry = self.take_unconfirmed().await?;
             retry.extend(queue.drain(..));
             queue = retry;
         }
@@ -167,10 +171,10 @@ impl SinkDriver {
         }
     }
 
-    /// The reconnected session's output is live: logs the reconnect with how long the outage
-    /// lasted.
-    pub(super) fn reconnected(&mut self) {
-        let Some(recovered) = self.outages.live() else {
+    /// The reconnected session's output is live since `since`: logs the reconnect with how
+    /// long the outage lasted.
+    pub(super) fn reconnected(&mut self, since: Instant) {
+        let Some(recovered) = self.outages.live(since) else {
             return;
         };
         let outage = HumanDuration::millis(recovered.outage);

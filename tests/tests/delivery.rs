@@ -1,0 +1,291 @@
+//! What the `ffmpeg-rtmp` sink resends after an outage, and when it gives up, against a real
+//! nginx-rtmp: a paced stream of MP4 fragments (1 s GOP) through the timeline stage, with the
+//! server killed and ffmpeg killed at seeded moments. The recordings tell what reached the
+//! server; the logs tell which fragment each session began with.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use streampub_tests::media::{fragments, probe_packets};
+use streampub_tests::rtmp::RtmpServer;
+use streampub_tests::{
+    run_pipeline_file, send_signal, streampub_binary, Finished, Random, Running, Signal, TestDir,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(240);
+const SEED: u64 = 20261125;
+
+/// 2 s fragments of 1 s GOPs: 20 make a 40 s stream.
+const PACED_FRAGMENTS: &[&str] = &[
+    "--count",
+    "20",
+    "--seconds",
+    "2",
+    "--size",
+    "320x180",
+    "--bitrate",
+    "500k",
+    "--fps",
+    "25",
+    "--audio-bitrate",
+    "64k",
+];
+
+/// How far apart two recorded stretches of content may be and still count as touching
+/// (timestamps are rounded to milliseconds in FLV; frames last 40 ms).
+const TOLERANCE: f64 = 0.1;
+
+/// Pipeline `channel-1` publishing the directory `in`, paced, to `url`, with `sink_options`.
+fn paced_pipeline(url: &str, sink_options: Value) -> Value {
+    let sink = streampub_tests::merged(
+        json!({"type": "ffmpeg-rtmp", "url": url, "use_rate_limit": true}),
+        sink_options,
+    );
+    json!({
+        "pipelines": [{
+            "name": "channel-1",
+            "source": {"type": "directory", "path": "in", "follow": false, "settle": "0s"},
+            "sink": sink,
+        }],
+    })
+}
+
+/// The sequence number of the fragment each session that reached the server began with: the
+/// first session, and each one after a `sink_reconnected` (logged once a session is live).
+fn live_sessions_first_fragments(run: &Finished) -> Vec<u64> {
+    let mut first_of_session = None;
+    let mut live = Vec::new();
+    let mut first_session_seen = false;
+    for line in &run.logs {
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        match event["event"].as_str().unwrap_or_default() {
+            "process_started" => first_of_session = None,
+            "fragment_sent" | "fragment_resent" if first_of_session.is_none() => {
+                first_of_session = event["sequence"].as_u64();
+                if !first_session_seen {
+                    first_session_seen = true;
+                    live.extend(first_of_session);
+                }
+            }
+            "sink_reconnected" => live.extend(first_of_session),
+            _ => {}
+        }
+    }
+    live
+}
+
+/// Checks that the recordings hold every fragment, and returns what each disruption
+/// repeated, in seconds. Recording `i` holds the content from the start of the fragment its
+/// session began with, for as long as it lasts.
+fn repeats_per_disruption(
+    server: &RtmpServer,
+    media_durations: &[f64],
+    run: &Finished,
+) -> Vec<f64> {
+    let recordings = server.recordings();
+    let firsts = live_sessions_first_fragments(run);
+    assert_eq!(
+        recordings.len(),
+        firsts.len(),
+        "one recording per session that went live: {recordings:?}, sessions began with {firsts:?}\n{}",
+        run.stderr()
+    );
+    let content_start =
+        |sequence: u64| -> f64 { media_durations[..(sequence - 1) as usize].iter().sum() };
+    let total: f64 = media_durations.iter().sum();
+    let stretches: Vec<(f64, f64)> = recordings
+        .iter()
+        .zip(&firsts)
+        .map(|(recording, first)| {
+            let start = content_start(*first);
+            (start, start + probe_packets(recording).duration())
+        })
+        .collect();
+    println!("content {total:.2} s; recorded stretches {stretches:.2?}");
+    assert!(
+        stretches[0].0 == 0.0,
+        "the first session begins at the start"
+    );
+    let mut repeats = Vec::new();
+    for pair in stretches.windows(2) {
+        let (earlier, later) = (pair[0], pair[1]);
+        assert!(
+            later.0 <= earlier.1 + TOLERANCE,
+            "content from {:.2} s to {:.2} s reached the server in no session: {stretches:.2?}",
+            earlier.1,
+            later.0
+        );
+        repeats.push((earlier.1 - later.0).max(0.0));
+    }
+    let end = stretches.last().unwrap().1;
+    assert!(
+        end >= total - TOLERANCE,
+        "the recordings end at {end:.2} s of {total:.2} s"
+    );
+    repeats
+}
+
+fn media_durations(media: &[std::path::PathBuf]) -> Vec<f64> {
+    media
+        .iter()
+        .map(|path| probe_packets(path).duration())
+        .collect()
+}
+
+fn assert_every_fragment_published_once(run: &Finished, media: &[std::path::PathBuf]) {
+    let names: Vec<String> = media
+        .iter()
+        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(run.published(), names, "every fragment once, in order");
+}
+
+#[test]
+fn three_server_crashes_lose_nothing_and_repeat_little() {
+    let media = fragments(PACED_FRAGMENTS);
+    let durations = media_durations(&media);
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    let url = format!("{}/crashes", server.server_url());
+    let config = dir.pipeline_file(&paced_pipeline(
+        &url,
+        json!({"reconnect_delay": "500ms", "max_reconnect_delay": "2s"}),
+    ));
+    let mut random = Random(SEED);
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    running.wait_for_event(TIMEOUT, "fragment_published", |_| true);
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(3000 + random.below(3000)));
+        server.kill();
+        std::thread::sleep(Duration::from_millis(1000));
+        server.restart();
+        // The next crash comes once the stream is live again.
+        let reconnects = running.events_so_far("sink_reconnected").len();
+        running.wait_for_event(TIMEOUT, "sink_reconnected", |_| true);
+        while running.events_so_far("sink_reconnected").len() == reconnects {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let run = running.wait(TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_every_fragment_published_once(&run, &media);
+    server.stop();
+
+    let repeats = repeats_per_disruption(&server, &durations, &run);
+    let total: f64 = repeats.iter().sum();
+    println!(
+        "seed {SEED}: repeated per server crash {repeats:.2?} s, {total:.2} s in all ({:.2} s per disruption)",
+        total / repeats.len() as f64
+    );
+    assert_eq!(repeats.len(), 3);
+    for repeat in &repeats {
+        assert!(
+            *repeat <= 3.0 + TOLERANCE,
+            "seed {SEED}: a crash repeated {repeat:.2} s: {repeats:.2?}"
+        );
+    }
+}
+
+#[test]
+fn disruptions_every_12_seconds_still_reach_the_end() {
+    let media = fragments(PACED_FRAGMENTS);
+    let durations = media_durations(&media);
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    let url = format!("{}/disrupted", server.server_url());
+    // Each outage takes one or two attempts; three outages share no budget of three.
+    let config = dir.pipeline_file(&paced_pipeline(
+        &url,
+        json!({
+            "reconnect_delay": "1s",
+            "max_reconnect_delay": "2s",
+            "max_reconnect_attempts": 3,
+        }),
+    ));
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    running.wait_for_event(TIMEOUT, "pipeline_started", |_| true);
+    let started = Instant::now();
+    let mut disruptions = 0;
+    // Alternately the server crashes and ffmpeg is killed, every 12 s, until the run ends.
+    while started.elapsed() < TIMEOUT {
+        std::thread::sleep(Duration::from_secs(12));
+        if !running.events_so_far("pipeline_finished").is_empty()
+            || !running.events_so_far("pipeline_failed").is_empty()
+        {
+            break;
+        }
+        if disruptions % 2 == 0 {
+            server.kill();
+            std::thread::sleep(Duration::from_millis(1000));
+            server.restart();
+        } else {
+            let ffmpeg = running
+                .events_so_far("process_started")
+                .last()
+                .and_then(|event| event["pid"].as_u64())
+                .expect("ffmpeg's pid") as u32;
+            send_signal(ffmpeg, Signal::KILL);
+        }
+        disruptions += 1;
+    }
+    let run = running.wait(TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert!(
+        disruptions >= 3,
+        "only {disruptions} disruptions: the run was too short"
+    );
+    assert_every_fragment_published_once(&run, &media);
+    server.stop();
+    let repeats = repeats_per_disruption(&server, &durations, &run);
+    let total: f64 = repeats.iter().sum();
+    println!("{disruptions} disruptions 12 s apart: repeated {repeats:.2?} s, {total:.2} s in all");
+    let attempts: Vec<u64> = run
+        .events("sink_reconnecting")
+        .iter()
+        .filter_map(|event| event["attempt"].as_u64())
+        .collect();
+    assert!(
+        attempts.iter().all(|attempt| *attempt <= 3),
+        "attempts count per outage: {attempts:?}"
+    );
+}
+
+#[test]
+fn a_codec_flv_cannot_carry_fails_at_once_naming_it() {
+    let media = fragments(&[
+        "--count",
+        "2",
+        "--seconds",
+        "2",
+        "--size",
+        "320x180",
+        "--bitrate",
+        "300k",
+        "--video-codec",
+        "hevc",
+    ]);
+    let server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    let url = format!("{}/hevc", server.server_url());
+    let config = dir.pipeline_file(&paced_pipeline(&url, json!({"reconnect_delay": "200ms"})));
+    let run = run_pipeline_file(&config, TIMEOUT);
+    assert_eq!(run.code(), Some(1), "{}", run.stderr());
+    assert!(
+        run.events("sink_reconnecting").is_empty(),
+        "no new ffmpeg can carry HEVC in FLV: {}",
+        run.stderr()
+    );
+    assert_eq!(run.events("process_started").len(), 1, "{}", run.stderr());
+    let failed = run.pipeline_event("pipeline_failed", "channel-1");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("hevc") && error.contains("H.264") && error.contains("enhanced-RTMP"),
+        "the error names the codec and the way out: {error}"
+    );
+    assert!(run.published().is_empty());
+}
