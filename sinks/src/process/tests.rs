@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use streampub_core::{ComponentContext, Redactor, SessionReason, SinkConfig};
+use streampub_core::{ComponentContext, MediaSpan, Redactor, SessionReason, SinkConfig};
 
 use super::*;
 use crate::process::{ProcessOptions, ProcessSinkConfig};
@@ -200,4 +200,85 @@ async fn a_stream_change_lets_the_old_process_finish_what_it_took() {
     assert!(error.retryable, "so the runtime resends: {}", error.message);
     assert!(error.message.contains("exit status 3"), "{}", error.message);
     clean.close().await.unwrap();
+}
+
+/// Starts a stand-in for ffmpeg: a shell `script` that reports output progress on stderr the
+/// way `-progress` does, confirmed with a margin of 1 s; a line saying "cannot carry" is a
+/// permanent failure.
+async fn start_reporting_process(script: &str) -> ProcessSink {
+    let command = ProcessCommand {
+        program: "sh".into(),
+        args: vec!["-c".into(), script.into()],
+        label: "reporter".into(),
+        pipeline: "test".into(),
+        redactor: Redactor::default(),
+        pipe_buffer: None,
+        stall_timeout: None,
+        stdout: None,
+        stderr_level: stderr_as_warning,
+        permanent_failure: |line| line.contains("cannot carry").then_some("do something else"),
+        progress: Some(ProgressConfirmation {
+            confirm_margin: Duration::from_secs(1),
+            read_ahead: 0,
+        }),
+    };
+    ProcessSink::start(
+        command,
+        ReconnectPolicy::NEVER,
+        Duration::from_secs(5),
+        true,
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn fragments_are_confirmed_once_the_output_time_passes_their_end_by_the_margin() {
+    let script = "(printf 'out_time_us=N/A\\nprogress=continue\\n' >&2; sleep 0.2; \
+                  printf 'out_time_us=1000\\nprogress=continue\\nout_time_us=3000000\\nprogress=continue\\n' >&2) & \
+                  cat >/dev/null; wait";
+    let mut sink = start_reporting_process(script).await;
+    // The session's output starts with its first fragment, at 10 s on the stream's timeline:
+    // the first ends 2 s into the output, the second 4 s.
+    for (start, end) in [(10, 12), (12, 14)] {
+        sink.begin_fragment(&info("f")).await.unwrap();
+        sink.write_chunk(Bytes::from_static(b"media"))
+            .await
+            .unwrap();
+        sink.media_span(MediaSpan {
+            start: Duration::from_secs(start),
+            end: Duration::from_secs(end),
+        });
+        sink.end_fragment().await.unwrap();
+    }
+    assert_eq!(sink.unconfirmed(), 2, "nothing output yet");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sink.unconfirmed() == 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // 3 s passes the first end (2 s) by the 1 s margin, not the second (4 s).
+    assert_eq!(sink.unconfirmed(), 1);
+    assert!(
+        sink.output_live_since().is_some(),
+        "the output time advanced"
+    );
+    sink.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failure_the_process_calls_permanent_is_fatal_with_the_way_out() {
+    let script = "echo 'codec x: the output cannot carry it' >&2; exit 1";
+    let mut sink = start_reporting_process(script).await;
+    sink.begin_fragment(&info("f")).await.unwrap();
+    let _ = sink.write_chunk(Bytes::from_static(b"media")).await;
+    let error = match sink.end_fragment().await {
+        Ok(()) => sink.close().await.unwrap_err(),
+        Err(error) => error,
+    };
+    assert!(!error.retryable, "{}", error.message);
+    assert!(
+        error.message.contains("cannot carry it") && error.message.contains("do something else"),
+        "{}",
+        error.message
+    );
 }

@@ -22,6 +22,8 @@ struct FlakySink {
     /// How many of the fragments ended in this session stay unconfirmed.
     confirmation_lag: usize,
     ended_in_session: usize,
+    /// How long each write takes.
+    write_delay: Duration,
 }
 
 fn flaky(
@@ -35,6 +37,7 @@ fn flaky(
         fail_on,
         confirmation_lag,
         ended_in_session: 0,
+        write_delay: Duration::ZERO,
     }
 }
 
@@ -45,6 +48,7 @@ impl Sink for FlakySink {
     }
     async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), SinkError> {
         self.writes += 1;
+        tokio::time::sleep(self.write_delay).await;
         if self.fail_on.contains(&self.writes) {
             return Err(SinkError::retryable("connection reset"));
         }
@@ -181,4 +185,21 @@ async fn unconfirmed_fragments_are_resent_with_the_one_in_flight() {
     let sessions = sessions.lock().unwrap();
     assert_eq!(sessions[0], b"firstsecondthir");
     assert_eq!(sessions[1], b"secondthird");
+}
+
+#[tokio::test]
+async fn attempts_count_per_outage_and_a_session_that_stayed_up_ends_one() {
+    let sessions = Arc::new(Mutex::new(vec![Vec::new()]));
+    // Nothing is confirmed before each failure (two fragments of lag), but every session stays
+    // up longer than max_delay (20 ms): four failures in a row are four outages of one attempt,
+    // not one outage of four attempts (the policy allows three).
+    let mut sink = flaky(&sessions, vec![3, 6, 9, 12], 2);
+    sink.write_delay = Duration::from_millis(25);
+    let bodies: Vec<&'static [u8]> = vec![b"aaaa", b"bbbb", b"cccc", b"dddd", b"eeee"];
+    let (outcomes, result, stats) = drive(sink, bodies).await;
+    result.unwrap();
+    assert!(outcomes
+        .iter()
+        .all(|outcome| *outcome == FragmentOutcome::Delivered));
+    assert_eq!(stats.sink_reconnects(), 4);
 }
