@@ -230,10 +230,16 @@ impl Sink for ProcessSink {
         self.ended.len()
     }
 
+    /// Live once media is going out (for a process that reports progress), else once the
+    /// process has taken input: one that never reads is never live.
     fn output_live_since(&mut self) -> Option<Instant> {
         match self.command.progress {
             Some(_) => self.progress.live_since(),
-            None => self.session.is_some().then(Instant::now),
+            None => self
+                .session
+                .as_ref()
+                .is_some_and(|session| session.consumed() > 0)
+                .then(Instant::now),
         }
     }
 

@@ -89,7 +89,7 @@ impl SinkDriver {
                 _ = self.shutdown.cancelled() => return Ok(()),
                 event = events.recv() => event,
                 // While idle, the sink may still confirm what it took last, or go live.
-                () = tokio::time::sleep(CONFIRMATION_POLL), if !self.confirmations.is_empty() || self.outages.awaiting_live() => {
+                () = tokio::time::sleep(CONFIRMATION_POLL), if !self.confirmations.is_empty() || self.outages.watching_live() => {
                     self.acknowledge_confirmed().await?;
                     continue;
                 }
@@ -133,8 +133,8 @@ impl SinkDriver {
             match self.sink.close().await {
                 Ok(()) => {
                     // A session that finished cleanly was live, even if closing came first.
-                    if self.outages.awaiting_live() {
-                        self.reconnected(Instant::now());
+                    if self.outages.watching_live() {
+                        self.went_live(Instant::now());
                     }
                     return self.confirmations.confirm_all().await;
                 }
@@ -170,9 +170,9 @@ impl SinkDriver {
     /// Acknowledges, oldest first, the fragments the sink now confirms; logs a reconnect as
     /// done once the new session's output is live.
     async fn acknowledge_confirmed(&mut self) -> Result<(), PipelineError> {
-        if self.outages.awaiting_live() {
+        if self.outages.watching_live() {
             if let Some(since) = self.sink.output_live_since() {
-                self.reconnected(since);
+                self.went_live(since);
             }
         }
         // Called after every chunk: ask the sink only when something waits for it.

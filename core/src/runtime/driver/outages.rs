@@ -1,21 +1,22 @@
 //! Sink failures counted per outage, as OBS counts them: the reconnect budget
 //! (`max_reconnect_attempts`) applies to consecutive failures, and a session that did its job
-//! (it confirmed a fragment, or stayed up for `max_reconnect_delay`) ends the outage, so a
-//! stream that fails now and then over weeks never runs out of attempts.
+//! (it confirmed a fragment, or its output stayed live for `max_reconnect_delay`) ends the
+//! outage, so a stream that fails now and then over weeks never runs out of attempts.
 
 use std::time::{Duration, Instant};
 
 use crate::reconnect::ReconnectPolicy;
 
-/// The current outage, if any, and the session the sink runs now.
+/// The current outage, if any, and what the current session has done.
 #[derive(Debug)]
 pub(crate) struct Outages {
     current: Option<Outage>,
-    session_started: Instant,
     /// Fragments published (confirmed) when the current session started.
     published_before_session: u64,
-    /// A reconnect is done but not yet logged: that waits until the output is live.
-    awaiting_live: bool,
+    /// Since when the current session's output is live; `None` while it is not (yet).
+    live_since: Option<Instant>,
+    /// The current session is a reconnect, to be logged once its output is live.
+    reconnect_unlogged: bool,
 }
 
 /// Consecutive failures with no good session between them.
@@ -38,9 +39,9 @@ impl Outages {
     pub(crate) fn new(published: u64) -> Self {
         Self {
             current: None,
-            session_started: Instant::now(),
             published_before_session: published,
-            awaiting_live: false,
+            live_since: None,
+            reconnect_unlogged: false,
         }
     }
 
@@ -48,14 +49,17 @@ impl Outages {
     /// Unless it failed without doing its job, a new outage begins.
     pub(crate) fn session_failed(&mut self, published: u64, policy: &ReconnectPolicy) {
         let did_its_job = published > self.published_before_session
-            || self.session_started.elapsed() >= policy.max_delay;
+            || self
+                .live_since
+                .is_some_and(|since| since.elapsed() >= policy.max_delay);
         if did_its_job || self.current.is_none() {
             self.current = Some(Outage {
                 started: Instant::now(),
                 attempts: 0,
             });
         }
-        self.awaiting_live = false;
+        self.live_since = None;
+        self.reconnect_unlogged = false;
     }
 
     /// Counts a reconnect attempt of the current outage; returns its number (from 1).
@@ -77,19 +81,21 @@ impl Outages {
 
     /// A new session started after a failure, `published` fragments having been published.
     pub(crate) fn session_started(&mut self, published: u64) {
-        self.session_started = Instant::now();
         self.published_before_session = published;
-        self.awaiting_live = true;
+        self.live_since = None;
+        self.reconnect_unlogged = true;
     }
 
-    /// Whether a reconnect waits for the output to go live before it is logged.
-    pub(crate) fn awaiting_live(&self) -> bool {
-        self.awaiting_live
+    /// Whether the runtime should ask the sink whether its output is live yet.
+    pub(crate) fn watching_live(&self) -> bool {
+        self.live_since.is_none()
     }
 
-    /// The output of the reconnected session is live since `since`: what to log, once.
-    pub(crate) fn live(&mut self, since: Instant) -> Option<Recovered> {
-        if !std::mem::take(&mut self.awaiting_live) {
+    /// The current session's output is live since `since`; returns what to log if the session
+    /// is a reconnect not yet logged.
+    pub(crate) fn went_live(&mut self, since: Instant) -> Option<Recovered> {
+        self.live_since.get_or_insert(since);
+        if !std::mem::take(&mut self.reconnect_unlogged) {
             return None;
         }
         self.current.map(|outage| Recovered {
@@ -119,26 +125,36 @@ mod tests {
         assert_eq!(outages.next_attempt(), 2);
         assert_eq!(outages.next_attempt(), 3);
         outages.session_started(0);
-        assert!(outages.awaiting_live());
+        assert!(outages.watching_live());
         let now = Instant::now();
         assert_eq!(
-            outages.live(now).map(|recovered| recovered.attempts),
+            outages.went_live(now).map(|recovered| recovered.attempts),
             Some(3)
         );
-        assert_eq!(outages.live(now), None, "logged once");
+        assert!(!outages.watching_live());
+        assert_eq!(outages.went_live(now), None, "logged once");
         // This session published a fragment: the next failure begins a new outage.
         outages.session_failed(1, &policy);
         assert_eq!(outages.next_attempt(), 1);
     }
 
     #[test]
-    fn a_session_that_stayed_up_long_enough_ends_the_outage() {
+    fn only_a_session_whose_output_stayed_live_long_enough_ends_the_outage() {
         let policy = policy(Duration::ZERO);
         let mut outages = Outages::new(0);
         outages.session_failed(0, &policy);
         assert_eq!(outages.next_attempt(), 1);
         outages.session_started(0);
+        // Up, but never live (a process that never took input): the same outage.
+        outages.session_failed(0, &policy);
+        assert_eq!(outages.next_attempt(), 2);
+        outages.session_started(0);
+        outages.went_live(Instant::now());
         outages.session_failed(0, &policy);
         assert_eq!(outages.next_attempt(), 1);
+        // The first session is watched too, but not logged as a reconnect.
+        let mut first = Outages::new(0);
+        assert!(first.watching_live());
+        assert_eq!(first.went_live(Instant::now()), None);
     }
 }

@@ -171,10 +171,10 @@ impl SinkDriver {
         }
     }
 
-    /// The reconnected session's output is live since `since`: logs the reconnect with how
+    /// The session's output is live since `since`: if it is a reconnect, logs it with how
     /// long the outage lasted.
-    pub(super) fn reconnected(&mut self, since: Instant) {
-        let Some(recovered) = self.outages.live(since) else {
+    pub(super) fn went_live(&mut self, since: Instant) {
+        let Some(recovered) = self.outages.went_live(since) else {
             return;
         };
         let outage = HumanDuration::millis(recovered.outage);
