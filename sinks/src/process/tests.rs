@@ -234,7 +234,7 @@ async fn start_reporting_process(script: &str) -> ProcessSink {
 
 #[tokio::test]
 async fn fragments_are_confirmed_once_the_output_time_passes_their_end_by_the_margin() {
-    let script = "(printf 'out_time_us=N/A\\nprogress=continue\\n' >&2; sleep 0.2; \
+    let script = "(printf 'out_time_us=N/A\\nprogress=continue\\n' >&2; sleep 1; \
                   printf 'out_time_us=1000\\nprogress=continue\\nout_time_us=3000000\\nprogress=continue\\n' >&2) & \
                   cat >/dev/null; wait";
     let mut sink = start_reporting_process(script).await;
@@ -267,14 +267,13 @@ async fn fragments_are_confirmed_once_the_output_time_passes_their_end_by_the_ma
 
 #[tokio::test]
 async fn a_failure_the_process_calls_permanent_is_fatal_with_the_way_out() {
-    let script = "echo 'codec x: the output cannot carry it' >&2; exit 1";
+    // It reads the fragment first, so the write succeeds and the failure shows at close.
+    let script = "head -c 5 >/dev/null; echo 'codec x: the output cannot carry it' >&2; exit 1";
     let mut sink = start_reporting_process(script).await;
     sink.begin_fragment(&info("f")).await.unwrap();
-    let _ = sink.write_chunk(Bytes::from_static(b"media")).await;
-    let error = match sink.end_fragment().await {
-        Ok(()) => sink.close().await.unwrap_err(),
-        Err(error) => error,
-    };
+    sink.write_chunk(Bytes::from_static(b"media")).await.unwrap();
+    sink.end_fragment().await.unwrap();
+    let error = sink.close().await.unwrap_err();
     assert!(!error.retryable, "{}", error.message);
     assert!(
         error.message.contains("cannot carry it") && error.message.contains("do something else"),
