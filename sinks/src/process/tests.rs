@@ -271,7 +271,9 @@ async fn a_failure_the_process_calls_permanent_is_fatal_with_the_way_out() {
     let script = "head -c 5 >/dev/null; echo 'codec x: the output cannot carry it' >&2; exit 1";
     let mut sink = start_reporting_process(script).await;
     sink.begin_fragment(&info("f")).await.unwrap();
-    sink.write_chunk(Bytes::from_static(b"media")).await.unwrap();
+    sink.write_chunk(Bytes::from_static(b"media"))
+        .await
+        .unwrap();
     sink.end_fragment().await.unwrap();
     let error = sink.close().await.unwrap_err();
     assert!(!error.retryable, "{}", error.message);

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::sample_entry::{sample_entries, SampleEntry};
+
 /// A four-character box type.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FourCc(pub [u8; 4]);
@@ -162,7 +164,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn take(&mut self, length: usize) -> Result<&'a [u8], BoxError> {
+    pub(crate) fn take(&mut self, length: usize) -> Result<&'a [u8], BoxError> {
         let end = self
             .position
             .checked_add(length)
@@ -177,6 +179,10 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn u8(&mut self) -> Result<u8, BoxError> {
         Ok(self.take(1)?[0])
+    }
+
+    pub(crate) fn u16(&mut self) -> Result<u16, BoxError> {
+        Ok(u16::from_be_bytes(self.take(2)?.try_into().unwrap()))
     }
 
     pub(crate) fn u24(&mut self) -> Result<u32, BoxError> {
@@ -194,6 +200,13 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn skip(&mut self, length: usize) -> Result<(), BoxError> {
         self.take(length).map(|_| ())
+    }
+
+    /// What has not been read yet.
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
+        let rest = &self.bytes[self.position..];
+        self.position = self.bytes.len();
+        rest
     }
 
     /// Version and flags of a full box.
@@ -216,16 +229,59 @@ pub(crate) fn write_box(output: &mut Vec<u8>, kind: &[u8; 4], payload: &[u8]) {
     output.extend_from_slice(payload);
 }
 
-/// What defines one track of a stream; two init segments with equal descriptions can be spliced.
+/// What defines one track of a stream; two init segments with equal descriptions can be spliced
+/// (metadata such as `udta`, `meta`, `edts` and bitrates is not part of it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackDescription {
     pub track_id: u32,
     pub handler: FourCc,
     pub timescale: u32,
-    /// The whole `stsd` payload: codec and its configuration.
-    pub sample_description: Vec<u8>,
-    /// `trex` defaults: sample description index, duration, size, flags.
+    /// The codec and what its decoder needs (see [`SampleEntry`]).
+    pub sample_entries: Vec<SampleEntry>,
+    /// `trex` defaults: sample description index, duration, size, flags. The media segments
+    /// that follow rely on them.
     pub defaults: [u32; 4],
+}
+
+impl fmt::Display for TrackDescription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "track {} (", self.track_id)?;
+        for (index, entry) in self.sample_entries.iter().enumerate() {
+            if index > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{entry}")?;
+        }
+        write!(f, ", timescale {})", self.timescale)
+    }
+}
+
+/// What differs between the tracks of two init segments, for messages: `track 1 (avc1
+/// 640x360, timescale 15360) → track 1 (avc1 1280x720, timescale 15360)`.
+pub fn describe_change(before: &[TrackDescription], after: &[TrackDescription]) -> String {
+    let list = |tracks: &[&TrackDescription]| {
+        tracks
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let removed: Vec<&TrackDescription> = before
+        .iter()
+        .filter(|track| !after.contains(track))
+        .collect();
+    let added: Vec<&TrackDescription> = after
+        .iter()
+        .filter(|track| !before.contains(track))
+        .collect();
+    if removed
+        .iter()
+        .map(ToString::to_string)
+        .eq(added.iter().map(ToString::to_string))
+    {
+        return format!("{}: decoder configuration or sample defaults", list(&added));
+    }
+    format!("{} → {}", list(&removed), list(&added))
 }
 
 /// Reads the tracks of a `moov` payload. `Ok(None)` means it is not fragmented (no `mvex`).
@@ -285,7 +341,7 @@ pub fn describe_moov(moov: &[u8]) -> Result<Option<Vec<TrackDescription>>, BoxEr
             track_id,
             handler,
             timescale,
-            sample_description: stsd.to_vec(),
+            sample_entries: sample_entries(stsd, handler)?,
             defaults,
         });
     }

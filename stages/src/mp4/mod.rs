@@ -1,7 +1,10 @@
 //! ISO base media (MP4) format code shared by the stages: box headers and walking, `moov`
-//! track descriptions, `moof` timing and rewriting. No plugin lives here.
+//! track descriptions (reduced to what a decoder needs), `moof` timing and rewriting. No plugin lives here.
 
 pub mod boxes;
 pub mod moof;
+pub mod sample_entry;
 
-pub use self::boxes::{describe_moov, BoxError, BoxHeader, FourCc, TrackDescription};
+pub use self::boxes::{
+    describe_change, describe_moov, BoxError, BoxHeader, FourCc, TrackDescription,
+};

@@ -33,7 +33,7 @@ use tracing::warn;
 
 use self::saved::SavedTimeline;
 use crate::mp4::moof;
-use crate::mp4::{describe_moov, BoxError, BoxHeader, FourCc, TrackDescription};
+use crate::mp4::{describe_change, describe_moov, BoxError, BoxHeader, FourCc, TrackDescription};
 use streampub_core::program::find_program;
 use streampub_core::stage::BodyPreparer;
 use streampub_core::{
@@ -314,10 +314,13 @@ impl TimelineStage {
         };
         match &self.init {
             Some(current) if current.tracks == init.tracks => {}
-            Some(_) => {
+            Some(current) => {
+                let change = describe_change(&current.tracks, &init.tracks);
                 warn!(
+                    event = "stream_changed",
                     fragment = %file.name,
-                    "Fragment {} describes a different stream (codec, track or timescale changed): starting a new session",
+                    change = %change,
+                    "Fragment {} describes a different stream ({change}): starting a new session",
                     file.name
                 );
                 output.request_new_session();

@@ -55,6 +55,39 @@ fn be(values: &[u32]) -> Vec<u8> {
         .collect()
 }
 
+/// A sample entry with `track.codec` as its decoder configuration: `avc1` 640x360 with an
+/// `avcC`, or `Opus` stereo 48 kHz with a `dOps`, each with a `btrt` that differs every time
+/// (bitrates are not the stream).
+fn sample_entry(track: &Track) -> Vec<u8> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static BITRATE: AtomicU32 = AtomicU32::new(100_000);
+    let bitrate = BITRATE.fetch_add(1, Ordering::Relaxed);
+    let (kind, mut entry, configuration) = match track.handler {
+        b"vide" => {
+            let mut entry = vec![0; 6];
+            entry.extend_from_slice(&[0, 1]);
+            entry.extend_from_slice(&[0; 16]);
+            entry.extend_from_slice(&be(&[(640 << 16) | 360, 0x0048_0000, 0x0048_0000, 0]));
+            entry.extend_from_slice(&[0, 1]);
+            entry.extend_from_slice(&[0; 32]);
+            entry.extend_from_slice(&[0, 24, 0xff, 0xff]);
+            (b"avc1", entry, b"avcC")
+        }
+        _ => {
+            let mut entry = vec![0; 6];
+            entry.extend_from_slice(&[0, 1]);
+            entry.extend_from_slice(&[0; 8]);
+            entry.extend_from_slice(&be(&[(2 << 16) | 16, 0, 48_000 << 16]));
+            (b"Opus", entry, b"dOps")
+        }
+    };
+    write_box(&mut entry, configuration, track.codec);
+    write_box(&mut entry, b"btrt", &be(&[0, bitrate, bitrate]));
+    let mut output = Vec::new();
+    write_box(&mut output, kind, &entry);
+    output
+}
+
 /// `ftyp` + `moov`; with `fragmented: false` the `mvex` is left out.
 fn init_segment(tracks: &[Track], fragmented: bool) -> Vec<u8> {
     let mut ftyp = Vec::new();
@@ -69,7 +102,7 @@ fn init_segment(tracks: &[Track], fragmented: bool) -> Vec<u8> {
         hdlr.extend_from_slice(track.handler);
         hdlr.extend_from_slice(&[0; 13]);
         let mut stsd = be(&[1]);
-        stsd.extend_from_slice(track.codec);
+        stsd.extend_from_slice(&sample_entry(track));
         let stbl = container(b"stbl", &[full_box(b"stsd", 0, 0, &stsd)]);
         let minf = container(b"minf", &[stbl]);
         let mdia = container(
