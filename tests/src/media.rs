@@ -185,3 +185,75 @@ pub fn container_duration(path: &std::path::Path) -> f64 {
         .parse()
         .unwrap_or_else(|_| panic!("ffprobe gives {} no duration", path.display()))
 }
+
+/// The duration of the MP4 file `path` as its tracks hold it: the longest track's summed sample
+/// durations (ffprobe's `stream=duration` with edit lists ignored), in seconds. Unlike packet
+/// spans, it does not guess the duration of a last audio packet shorter than the others; and
+/// like the timeline stage, it counts the samples an edit list hides (an AAC encoder's
+/// priming), which stay in a joined stream.
+pub fn track_duration(path: &std::path::Path) -> f64 {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-ignore_editlist", "1"])
+        .args(["-show_entries", "stream=duration", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe not found; run scripts/test, which installs ffmpeg");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.trim().parse::<f64>().ok())
+        .fold(0.0, f64::max)
+}
+
+/// The fragments of `fragments(args)` remuxed by GStreamer's `mp4mux` (1 s fragments, written
+/// as it streams them: to a pipe, so with no index rewritten at the end), cached like them.
+/// Needs `gst-launch-1.0` and `gstreamer1.0-plugins-good` (scripts/test installs them).
+pub fn gstreamer_fragments(args: &[&str]) -> Vec<PathBuf> {
+    let sources = fragments(args);
+    let cache = sources[0].parent().unwrap().with_extension("mp4mux");
+    if !cache.join(".complete").exists() {
+        let staging = cache.with_extension(format!("mp4mux.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).unwrap();
+        for source in &sources {
+            let target = staging.join(source.file_name().unwrap());
+            let pipeline = format!(
+                "gst-launch-1.0 -q filesrc location='{}' ! qtdemux name=demux \
+                 demux.video_0 ! queue ! mux.video_0 demux.audio_0 ! queue ! mux.audio_0 \
+                 mp4mux name=mux fragment-duration=1000 streamable=true ! fdsink fd=1 > '{}'",
+                source.display(),
+                target.display()
+            );
+            let status = Command::new("sh")
+                .args(["-c", &pipeline])
+                .status()
+                .expect("sh");
+            assert!(
+                status.success(),
+                "gst-launch-1.0 failed on {}; run scripts/test, which installs gstreamer1.0-tools and gstreamer1.0-plugins-good",
+                source.display()
+            );
+        }
+        std::fs::write(staging.join(".complete"), b"").unwrap();
+        if std::fs::rename(&staging, &cache).is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+    }
+    sources
+        .iter()
+        .map(|source| cache.join(source.file_name().unwrap()))
+        .collect()
+}
+
+/// How many errors ffmpeg reports when it decodes every frame of `path`.
+pub fn decoder_errors(path: &std::path::Path) -> usize {
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg not found; run scripts/test, which installs ffmpeg");
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .count()
+}

@@ -1,0 +1,127 @@
+//! Fragments made by other muxers than ffmpeg's `mov` join into one stream: published to
+//! nginx-rtmp and to an append archive, each must give one session and one continuous, fully
+//! decodable stream as long as the fragments together.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use streampub_tests::media::{
+    decoder_errors, fragments, gstreamer_fragments, probe_packets, track_duration,
+};
+use streampub_tests::rtmp::RtmpServer;
+use streampub_tests::{run_pipeline_file, Finished, TestDir};
+
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Five 4 s fragments at 25 frames per second, each starting at 0.
+const FIVE_FRAGMENTS: &[&str] = &[
+    "--count",
+    "5",
+    "--seconds",
+    "4",
+    "--size",
+    "320x180",
+    "--bitrate",
+    "400k",
+    "--fps",
+    "25",
+];
+/// One frame at 25 frames per second, the tolerance on durations.
+const ONE_FRAME: f64 = 1.0 / 25.0;
+
+/// Pipeline `channel-1` from the directory `in` through `stages` into `sink`.
+fn pipeline(stages: Value, sink: Value) -> Value {
+    json!({
+        "pipelines": [{
+            "name": "channel-1",
+            "source": {"type": "directory", "path": "in", "follow": false, "settle": "0s"},
+            "stages": stages,
+            "sink": sink,
+        }],
+    })
+}
+
+/// Asserts that `output` holds all of `media` as one stream: within one frame of their summed
+/// duration (each file's longest track), every video packet, video DTS strictly increasing,
+/// audio DTS never decreasing, and no decoder error.
+fn assert_one_stream(what: &str, output: &Path, media: &[PathBuf]) {
+    let duration: f64 = media.iter().map(|path| track_duration(path)).sum();
+    let video: usize = media
+        .iter()
+        .map(|path| probe_packets(path).video.count())
+        .sum();
+    let packets = probe_packets(output);
+    assert!(
+        (packets.duration() - duration).abs() <= ONE_FRAME + 0.001,
+        "{what}: {:.3} s, not within one frame of {duration:.3} s",
+        packets.duration()
+    );
+    assert_eq!(packets.video.count(), video, "{what}: video packets");
+    assert!(
+        packets.video.monotonic(true),
+        "{what}: video DTS must increase"
+    );
+    assert!(
+        packets.audio.count() > 0 && packets.audio.monotonic(false),
+        "{what}: audio DTS must not decrease"
+    );
+    assert_eq!(decoder_errors(output), 0, "{what}: decoder errors");
+}
+
+/// Publishes `media` to a fresh nginx-rtmp and to an append archive, each through `stages`;
+/// asserts both runs succeed with every fragment published, and returns the (stopped) server
+/// with its recordings, and the archive in its test directory.
+fn publish_everywhere(media: &[PathBuf], stages: Value) -> (RtmpServer, PathBuf, TestDir) {
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", media);
+    let rtmp = dir.pipeline_file(&pipeline(
+        stages.clone(),
+        json!({"type": "ffmpeg-rtmp", "url": format!("{}/muxers", server.server_url())}),
+    ));
+    let run = run_pipeline_file(&rtmp, TIMEOUT);
+    assert_all_published(&run, media);
+    server.stop();
+
+    // The directory source moved nothing: the same files again, into an archive.
+    let archive = dir.join("archive.mp4");
+    let to_file = dir.pipeline_file(&pipeline(
+        stages,
+        json!({"type": "file", "path": archive, "mode": "append"}),
+    ));
+    let run = run_pipeline_file(&to_file, TIMEOUT);
+    assert_all_published(&run, media);
+    (server, archive, dir)
+}
+
+fn assert_all_published(run: &Finished, media: &[PathBuf]) {
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.published().len(), media.len(), "{}", run.stderr());
+    assert!(
+        run.events("session_started").is_empty() && run.events("stream_changed").is_empty(),
+        "one stream, one session: {}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn gstreamer_mp4mux_fragments_make_one_stream() {
+    let media = gstreamer_fragments(FIVE_FRAGMENTS);
+    let (server, archive, _dir) = publish_everywhere(&media, json!([{"type": "fmp4-timeline"}]));
+    let recordings = server.recordings();
+    assert_eq!(recordings.len(), 1, "one RTMP session: {recordings:?}");
+    assert_one_stream("recording", &recordings[0], &media);
+    assert_one_stream("archive", &archive, &media);
+}
+
+#[test]
+fn remuxed_non_fragmented_files_make_one_stream() {
+    let media = fragments(&[FIVE_FRAGMENTS, &["--movflags", "+faststart"]].concat());
+    let stages = json!([{"type": "fmp4-timeline", "remux": "ffmpeg"}]);
+    let (server, archive, _dir) = publish_everywhere(&media, stages);
+    let recordings = server.recordings();
+    assert_eq!(recordings.len(), 1, "one RTMP session: {recordings:?}");
+    assert_one_stream("recording", &recordings[0], &media);
+    assert_one_stream("archive", &archive, &media);
+}
