@@ -49,10 +49,7 @@ pub fn read_timing(
                     let (_, flags) = reader.version_flags()?;
                     let id = reader.u32()?;
                     if flags & BASE_DATA_OFFSET_PRESENT != 0 {
-                        return Err(BoxError::new(
-                            "tfhd has an absolute base_data_offset, which breaks when fragments are \
-                             joined; produce the fragments with -movflags +default_base_moof",
-                        ));
+                        reader.u64()?;
                     }
                     if flags & SAMPLE_DESCRIPTION_INDEX_PRESENT != 0 {
                         reader.u32()?;
@@ -137,7 +134,17 @@ fn run_duration(trun: &[u8], default_duration: u32) -> Result<u64, BoxError> {
 /// Writes `moof` (its payload) again with `sequence` in `mfhd` and `decode_times[i]` in the
 /// `tfdt` of the i-th `traf` (added where missing, widened to version 1 where it does not fit in
 /// 32 bits), and every `trun` data offset that counts from the `moof` moved by the growth.
-pub fn rewrite(moof: &[u8], sequence: u32, decode_times: &[u64]) -> Result<Vec<u8>, BoxError> {
+///
+/// An absolute `base_data_offset` in a `tfhd` (ffmpeg writes one without `default_base_moof`)
+/// points into the file the moof came from, which began `moof_position` bytes before the
+/// moof; it would be wrong in the joined stream. Such a `traf` is rewritten to count from its
+/// moof instead (`default-base-is-moof`), with its data offsets moved to match.
+pub fn rewrite(
+    moof: &[u8],
+    moof_position: u64,
+    sequence: u32,
+    decode_times: &[u64],
+) -> Result<Vec<u8>, BoxError> {
     let mut payload = Vec::with_capacity(moof.len() + 8 * decode_times.len());
     // Where data offsets that count from the start of the moof sit in `payload`.
     let mut moof_relative_offsets = Vec::new();
@@ -155,7 +162,8 @@ pub fn rewrite(moof: &[u8], sequence: u32, decode_times: &[u64]) -> Result<Vec<u
                     .get(traf_index)
                     .ok_or_else(|| BoxError::new("more traf boxes than decode times"))?;
                 let traf_start = payload.len() + 8;
-                let (traf, offsets) = rewrite_traf(child, decode_time, traf_index == 0)?;
+                let (traf, offsets) =
+                    rewrite_traf(child, decode_time, traf_index == 0, moof_position)?;
                 moof_relative_offsets.extend(offsets.into_iter().map(|offset| traf_start + offset));
                 write_box(&mut payload, b"traf", &traf);
                 traf_index += 1;
@@ -181,11 +189,15 @@ fn rewrite_traf(
     traf: &[u8],
     decode_time: u64,
     first_traf: bool,
+    moof_position: u64,
 ) -> Result<(Vec<u8>, Vec<usize>), BoxError> {
     let mut output = Vec::with_capacity(traf.len() + 20);
     let mut offsets = Vec::new();
     let mut moof_relative = first_traf;
     let mut wrote_tfdt = false;
+    // With an absolute base: where it points, counted from the moof.
+    let mut base_from_moof: Option<i64> = None;
+    let mut first_run = true;
     let write_tfdt = |output: &mut Vec<u8>| {
         let mut tfdt = Vec::with_capacity(12);
         match u32::try_from(decode_time) {
@@ -205,9 +217,25 @@ fn rewrite_traf(
         match &kind.0 {
             b"tfhd" => {
                 let mut reader = Reader::new(child, "tfhd");
-                let (_, flags) = reader.version_flags()?;
+                let (version, flags) = reader.version_flags()?;
                 moof_relative |= flags & DEFAULT_BASE_IS_MOOF != 0;
-                write_box(&mut output, b"tfhd", child);
+                if flags & BASE_DATA_OFFSET_PRESENT != 0 {
+                    let track_id = reader.u32()?;
+                    let base = reader.u64()?;
+                    let relative = i128::from(base) - i128::from(moof_position);
+                    base_from_moof = Some(i64::try_from(relative).map_err(|_| {
+                        BoxError::new("tfhd base_data_offset lies outside the file")
+                    })?);
+                    moof_relative = true;
+                    let mut tfhd = vec![version];
+                    let flags = (flags & !BASE_DATA_OFFSET_PRESENT) | DEFAULT_BASE_IS_MOOF;
+                    tfhd.extend_from_slice(&flags.to_be_bytes()[1..]);
+                    tfhd.extend_from_slice(&track_id.to_be_bytes());
+                    tfhd.extend_from_slice(reader.rest());
+                    write_box(&mut output, b"tfhd", &tfhd);
+                } else {
+                    write_box(&mut output, b"tfhd", child);
+                }
                 // A traf without tfdt gets one right after its tfhd.
                 if !children(traf).any(|entry| matches!(entry, Ok((kind, _)) if &kind.0 == b"tfdt"))
                 {
@@ -223,16 +251,61 @@ fn rewrite_traf(
             }
             b"trun" => {
                 let mut reader = Reader::new(child, "trun");
-                let (_, flags) = reader.version_flags()?;
+                let (version, flags) = reader.version_flags()?;
                 let start = output.len() + 8;
-                write_box(&mut output, b"trun", child);
-                if flags & DATA_OFFSET_PRESENT != 0 && moof_relative {
-                    // version/flags (4) and sample_count (4) come first.
-                    offsets.push(start + 8);
+                match base_from_moof {
+                    Some(base) => {
+                        let run = rebase_run(&mut reader, version, flags, base, first_run)?;
+                        if run.1 {
+                            offsets.push(start + 8);
+                        }
+                        write_box(&mut output, b"trun", &run.0);
+                    }
+                    None => {
+                        write_box(&mut output, b"trun", child);
+                        if flags & DATA_OFFSET_PRESENT != 0 && moof_relative {
+                            // version/flags (4) and sample_count (4) come first.
+                            offsets.push(start + 8);
+                        }
+                    }
                 }
+                first_run = false;
             }
             other => write_box(&mut output, other, child),
         }
     }
     Ok((output, offsets))
+}
+
+/// A `trun` of a `traf` whose absolute base lies `base` bytes after its moof, rewritten to
+/// count from the moof: its data offset plus `base` (the first run without one gets one, as
+/// its data starts at the base; a later run without one continues after the previous run, as
+/// before). Returns the payload and whether it holds a data offset.
+fn rebase_run(
+    reader: &mut Reader<'_>,
+    version: u8,
+    flags: u32,
+    base: i64,
+    first_run: bool,
+) -> Result<(Vec<u8>, bool), BoxError> {
+    let count = reader.u32()?;
+    let offset = if flags & DATA_OFFSET_PRESENT != 0 {
+        Some(i64::from(reader.u32()? as i32))
+    } else {
+        first_run.then_some(0)
+    };
+    let mut run = vec![version];
+    let flags = match offset {
+        Some(_) => flags | DATA_OFFSET_PRESENT,
+        None => flags,
+    };
+    run.extend_from_slice(&flags.to_be_bytes()[1..]);
+    run.extend_from_slice(&count.to_be_bytes());
+    if let Some(offset) = offset {
+        let moved = i32::try_from(offset + base)
+            .map_err(|_| BoxError::new("a trun data offset overflows after the rewrite"))?;
+        run.extend_from_slice(&moved.to_be_bytes());
+    }
+    run.extend_from_slice(reader.rest());
+    Ok((run, offset.is_some()))
 }

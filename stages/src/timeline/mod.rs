@@ -379,7 +379,8 @@ impl TimelineStage {
             file.emitted
                 .insert(timing.track_id, position.saturating_add(timing.duration));
         }
-        let rewritten = match moof::rewrite(&moof[header_len..], sequence, &decode_times) {
+        let rewritten = match moof::rewrite(&moof[header_len..], box_start, sequence, &decode_times)
+        {
             Ok(rewritten) => rewritten,
             Err(error) => return Err(file.error(located(error))),
         };
@@ -639,17 +640,18 @@ impl TimelineStage {
             return Ok(());
         }
         let parse = std::mem::replace(&mut file.parse, Parse::Header(Vec::new()));
+        // Handled before the box ends, while `box_start` is still where it began.
+        let handled = match parse {
+            Parse::Collect {
+                kind,
+                header_len,
+                data,
+                ..
+            } => self.handle_box(kind, data, header_len, output),
+            _ => Ok(()),
+        };
         self.end_box();
-        if let Parse::Collect {
-            kind,
-            header_len,
-            data,
-            ..
-        } = parse
-        {
-            self.handle_box(kind, data, header_len, output)?;
-        }
-        Ok(())
+        handled
     }
 }
 

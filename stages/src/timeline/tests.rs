@@ -217,6 +217,59 @@ fn upstream_file(marker: u8) -> Vec<u8> {
     .concat()
 }
 
+/// `file` as ffmpeg writes it without `default_base_moof`: every `tfhd` holds an absolute
+/// `base_data_offset` (here 16 bytes past its moof's position in the file) and the `trun` data
+/// offsets count from there.
+fn with_absolute_base(file: &[u8]) -> Vec<u8> {
+    const PAST_MOOF: u64 = 16;
+    let mut output = Vec::new();
+    for entry in children(file) {
+        let (kind, payload) = entry.unwrap();
+        if kind != FourCc::MOOF {
+            write_box(&mut output, &kind.0, payload);
+            continue;
+        }
+        let trafs = children(payload)
+            .filter(|entry| matches!(entry, Ok((kind, _)) if &kind.0 == b"traf"))
+            .count() as i64;
+        // Each tfhd grows by the 8-byte field.
+        let shift = 8 * trafs - PAST_MOOF as i64;
+        let base = output.len() as u64 + PAST_MOOF;
+        let mut moof = Vec::new();
+        for entry in children(payload) {
+            let (kind, child) = entry.unwrap();
+            if &kind.0 != b"traf" {
+                write_box(&mut moof, &kind.0, child);
+                continue;
+            }
+            let mut traf = Vec::new();
+            for entry in children(child) {
+                let (kind, body) = entry.unwrap();
+                match &kind.0 {
+                    b"tfhd" => {
+                        let mut tfhd = vec![0, 0, 0, 1];
+                        tfhd.extend_from_slice(&body[4..8]);
+                        tfhd.extend_from_slice(&base.to_be_bytes());
+                        tfhd.extend_from_slice(&body[8..]);
+                        write_box(&mut traf, b"tfhd", &tfhd);
+                    }
+                    b"trun" => {
+                        let mut trun = body.to_vec();
+                        let offset = i32::from_be_bytes(trun[8..12].try_into().unwrap());
+                        let moved = (i64::from(offset) + shift) as i32;
+                        trun[8..12].copy_from_slice(&moved.to_be_bytes());
+                        write_box(&mut traf, b"trun", &trun);
+                    }
+                    other => write_box(&mut traf, other, body),
+                }
+            }
+            write_box(&mut moof, b"traf", &traf);
+        }
+        write_box(&mut output, b"moof", &moof);
+    }
+    output
+}
+
 // ---- running the stage and reading its output --------------------------------------------
 
 fn info(sequence: u64) -> FragmentInfo {
@@ -398,6 +451,29 @@ fn files_join_into_one_timeline() {
     for (index, traf) in trafs.iter().enumerate() {
         let marker = (index / 4) as u8 + 1;
         assert_eq!(traf.first_samples, [[marker, traf.track as u8, 0, 0]]);
+    }
+}
+
+#[test]
+fn absolute_base_data_offsets_are_made_relative_to_their_moof() {
+    let mut stage = TimelineStage::default();
+    let mut stream = Vec::new();
+    for marker in 1..=2u8 {
+        let file = with_absolute_base(&upstream_file(marker));
+        let (items, result) = run_file(&mut stage, u64::from(marker), &file, &[7]);
+        result.unwrap();
+        stream.extend(joined(&items));
+    }
+    let (_, trafs) = read_output(&stream);
+    assert_eq!(trafs.len(), 8);
+    // Every run's data offset, counted from its moof in the joined stream, finds its samples.
+    for (index, traf) in trafs.iter().enumerate() {
+        let marker = (index / 4) as u8 + 1;
+        assert_eq!(
+            traf.first_samples,
+            [[marker, traf.track as u8, 0, 0]],
+            "traf {index}"
+        );
     }
 }
 
@@ -705,7 +781,7 @@ fn corrupt_files_fail_naming_box_and_offset_and_the_next_file_goes_on() {
     let good = upstream_file(1);
     let init_len = init_segment(&[VIDEO, AUDIO], true).len();
     let mut absolute_offset = good.clone();
-    // Set tfhd flags to "base data offset present" in the first traf.
+    // Set tfhd flags to "base data offset present" in the first traf, without the field.
     let tfhd = absolute_offset
         .windows(4)
         .position(|window| window == b"tfhd")
@@ -727,7 +803,11 @@ fn corrupt_files_fail_naming_box_and_offset_and_the_next_file_goes_on() {
             good[..init_len + 20].to_vec(),
             "inside box moof at offset",
         ),
-        ("absolute offset", absolute_offset, "+default_base_moof"),
+        (
+            "tfhd cut short",
+            absolute_offset,
+            "moof at offset 818: tfhd is cut short",
+        ),
         ("garbage", garbage, "not a box"),
         ("moof without mdat", moof_without_mdat, "has no mdat"),
         (
