@@ -135,12 +135,12 @@ pub enum ResumeFrom {
 }
 
 /// Why the runtime starts a new sink session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionReason {
     /// The previous session failed.
     Reconnect,
-    /// A stage found that the stream changed (a new codec configuration).
-    StreamChanged,
+    /// A stage found that the stream changed (a new codec configuration); `change` says how.
+    StreamChanged { change: String },
 }
 
 /// A sink failure, and whether starting a new session may cure it.

@@ -83,8 +83,10 @@ pub trait Stage: Send {
 pub enum StageItem {
     Chunk(Bytes),
     /// The stream cannot go on in the current session (for example the codec changed): the sink
-    /// must start a new one before the chunks that follow.
-    NewSession,
+    /// must start a new one before the chunks that follow. `change` says what changed.
+    NewSession {
+        change: String,
+    },
     /// Where the current fragment lies on the stream's timeline; emitted by the stage that
     /// makes the timeline, before the fragment ends, and passed unchanged through later stages.
     MediaSpan(MediaSpan),
@@ -103,8 +105,12 @@ impl StageOutput {
         }
     }
 
-    pub fn request_new_session(&mut self) {
-        self.items.push(StageItem::NewSession);
+    /// Asks for a new sink session before what follows; `change` says what changed, for the
+    /// logs and for sinks that name what they start (an archive's next file).
+    pub fn request_new_session(&mut self, change: impl Into<String>) {
+        self.items.push(StageItem::NewSession {
+            change: change.into(),
+        });
     }
 
     /// Tells the sink where the current fragment lies on the stream's timeline.

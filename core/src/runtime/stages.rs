@@ -121,8 +121,8 @@ impl StageChain {
                 StageItem::Chunk(chunk) => {
                     self.apply_from(index + 1, StageCall::Chunk(chunk), output)?
                 }
-                StageItem::NewSession => {
-                    output.push(StageItem::NewSession);
+                StageItem::NewSession { change } => {
+                    output.push(StageItem::NewSession { change });
                     self.apply_from(index + 1, StageCall::SessionStarted, output)?;
                 }
                 StageItem::MediaSpan(span) => output.push(StageItem::MediaSpan(span)),
@@ -159,7 +159,7 @@ mod tests {
             output: &mut StageOutput,
         ) -> Result<(), StageError> {
             if self.0 == "a" && chunk.as_ref() == b"switch" {
-                output.request_new_session();
+                output.request_new_session("switch");
             }
             output.push_chunk(chunk);
             Ok(())
@@ -185,7 +185,7 @@ mod tests {
             .iter()
             .map(|item| match item {
                 StageItem::Chunk(chunk) => String::from_utf8_lossy(chunk).into_owned(),
-                StageItem::NewSession => "|".to_owned(),
+                StageItem::NewSession { .. } => "|".to_owned(),
                 StageItem::MediaSpan(span) => {
                     format!("({}-{})", span.start.as_secs(), span.end.as_secs())
                 }

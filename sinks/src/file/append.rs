@@ -7,15 +7,21 @@
 //! missing or different at the recorded tail was changed outside streampub and is refused.
 //! If a fragment fails half-way (unreadable input, a stage rejected it, the disk filled up), the
 //! file is cut back to where that fragment began, so the archive never holds half a fragment.
+//!
+//! When the stream changes (a stage found a new codec configuration or picture size), the
+//! archive continues in a new file, so that each file is one playable stream: `archive.mp4`,
+//! then `archive.1.mp4`, `archive.2.mp4`, … (the number goes before the extension).
 
 use std::io::SeekFrom;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use streampub_core::{async_trait, Bytes, FragmentInfo, ResumeFrom, Sink, SinkError};
+use streampub_core::{
+    async_trait, Bytes, FragmentInfo, ResumeFrom, SessionReason, Sink, SinkError,
+};
 use tokio::fs::{File, OpenOptions};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::{create_parent, io_error};
 
@@ -25,6 +31,10 @@ const TAIL_BYTES: usize = 64;
 /// What the pipeline's checkpoint keeps of the archive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct ArchiveState {
+    /// Which file of the archive is being written: 0 for the configured path, `n` for the
+    /// `n`-th continuation after a stream change.
+    #[serde(default)]
+    part: u32,
     /// The archive's length after the last acknowledged fragment.
     length: u64,
     /// The bytes just before `length` (at most [`TAIL_BYTES`]), in hexadecimal.
@@ -33,6 +43,9 @@ struct ArchiveState {
 }
 
 pub(super) struct AppendFileSink {
+    /// The configured path: the archive's first file.
+    base_path: PathBuf,
+    /// The file being written: `base_path`, or a continuation of it.
     path: PathBuf,
     fsync: bool,
     /// Opened at the first fragment, so a path problem fails that fragment (unacknowledged).
@@ -46,10 +59,12 @@ pub(super) struct AppendFileSink {
 impl AppendFileSink {
     pub(super) fn new(path: PathBuf, fsync: bool) -> Self {
         let empty = ArchiveState {
+            part: 0,
             length: 0,
             tail: Vec::new(),
         };
         Self {
+            base_path: path.clone(),
             path,
             fsync,
             file: None,
@@ -101,6 +116,7 @@ impl AppendFileSink {
     /// Makes the file what `saved` describes: cuts off what lies beyond it, refuses a file
     /// that does not match it.
     async fn restore(&mut self, saved: ArchiveState) -> Result<(), SinkError> {
+        self.path = part_path(&self.base_path, saved.part);
         let refuse = |problem: String| {
             SinkError::fatal(format!(
                 "the archive {} {problem}, so it was changed outside streampub and appending \
@@ -205,6 +221,7 @@ impl Sink for AppendFileSink {
             if length != self.now.length {
                 // Without saved state (no `state_dir`) the archive is appended to as it is.
                 self.now = ArchiveState {
+                    part: self.now.part,
                     length,
                     tail: self.read_tail(length).await?,
                 };
@@ -246,6 +263,55 @@ impl Sink for AppendFileSink {
         self.roll_back().await
     }
 
+    /// A changed stream continues in the archive's next file (nothing is resent, and what was
+    /// written is already flushed fragment by fragment).
+    async fn start_session(&mut self, reason: SessionReason) -> Result<(), SinkError> {
+        let SessionReason::StreamChanged { change } = reason else {
+            return Ok(());
+        };
+        if let Some(file) = self.file.take() {
+            let mut file = file;
+            let mut closed = file.flush().await;
+            if self.fsync && closed.is_ok() {
+                closed = file.sync_data().await;
+            }
+            closed.map_err(|error| io_error("cannot write", &self.path, error))?;
+        }
+        let previous = std::mem::replace(
+            &mut self.path,
+            part_path(&self.base_path, self.now.part + 1),
+        );
+        // Whatever the next file holds was never acknowledged (a run that stopped after
+        // switching): it starts empty.
+        match tokio::fs::remove_file(&self.path).await {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_error("cannot replace", &self.path, error))
+            }
+            _ => {}
+        }
+        let opened = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .await;
+        self.file = Some(opened.map_err(|error| io_error("cannot open", &self.path, error))?);
+        self.now = ArchiveState {
+            part: self.now.part + 1,
+            length: 0,
+            tail: Vec::new(),
+        };
+        self.fragment_start = self.now.clone();
+        info!(
+            event = "archive_continued",
+            path = %self.path.display(),
+            previous = %previous.display(),
+            change = %change,
+            "The stream changed ({change}): the archive continues in {}",
+            self.path.display()
+        );
+        Ok(())
+    }
+
     async fn close(&mut self) -> Result<(), SinkError> {
         if let Some(file) = &mut self.file {
             let flushed = file.flush().await;
@@ -253,6 +319,20 @@ impl Sink for AppendFileSink {
         }
         Ok(())
     }
+}
+
+/// The archive's file number `part`: the configured path for 0, else the number before the
+/// extension (`archive.mp4` → `archive.2.mp4`; `archive` → `archive.2`).
+fn part_path(base: &Path, part: u32) -> PathBuf {
+    if part == 0 {
+        return base.to_path_buf();
+    }
+    let stem = base.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match base.extension() {
+        Some(extension) => format!("{stem}.{part}.{}", extension.to_string_lossy()),
+        None => format!("{stem}.{part}"),
+    };
+    base.with_file_name(name)
 }
 
 #[cfg(test)]
@@ -311,7 +391,7 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"acknowledged+next");
         assert_eq!(
             restarted.checkpoint().unwrap(),
-            serde_json::json!({"length": 17, "tail": hex::encode(b"acknowledged+next")})
+            serde_json::json!({"part": 0, "length": 17, "tail": hex::encode(b"acknowledged+next")})
         );
     }
 
@@ -345,6 +425,54 @@ mod tests {
         assert!(
             no_state.message.contains("already holds 6 bytes"),
             "{no_state}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_changed_stream_continues_in_the_next_file_also_after_a_restart() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("archive.mp4");
+        let mut sink = AppendFileSink::new(path.clone(), true);
+        sink.resume(ResumeFrom::Start).await.unwrap();
+        write_fragment(&mut sink, &[b"first stream"]).await;
+        sink.end_fragment().await.unwrap();
+        write_fragment(&mut sink, &[]).await;
+        let change = SessionReason::StreamChanged {
+            change: "track 1 (avc1 640x360) → track 1 (avc1 1280x720)".into(),
+        };
+        sink.start_session(change.clone()).await.unwrap();
+        sink.write_chunk(Bytes::from_static(b"second"))
+            .await
+            .unwrap();
+        sink.end_fragment().await.unwrap();
+        let saved = sink.checkpoint().unwrap();
+        assert_eq!(saved["part"], 1);
+        // A crash half-way through the next fragment, then a restart from the saved state.
+        write_fragment(&mut sink, &[b" cut"]).await;
+        drop(sink);
+
+        let mut restarted = AppendFileSink::new(path.clone(), true);
+        assert!(restarted.resume(ResumeFrom::Saved(saved)).await.unwrap());
+        write_fragment(&mut restarted, &[b" stream"]).await;
+        restarted.end_fragment().await.unwrap();
+        // And a third stream, in a file that a stopped run may have left behind.
+        std::fs::write(directory.path().join("archive.2.mp4"), b"stale").unwrap();
+        write_fragment(&mut restarted, &[]).await;
+        restarted.start_session(change).await.unwrap();
+        restarted
+            .write_chunk(Bytes::from_static(b"third"))
+            .await
+            .unwrap();
+        restarted.end_fragment().await.unwrap();
+        restarted.close().await.unwrap();
+
+        let read = |name: &str| std::fs::read(directory.path().join(name)).unwrap();
+        assert_eq!(read("archive.mp4"), b"first stream");
+        assert_eq!(read("archive.1.mp4"), b"second stream");
+        assert_eq!(read("archive.2.mp4"), b"third");
+        assert_eq!(
+            part_path(Path::new("/a/archive"), 3),
+            Path::new("/a/archive.3")
         );
     }
 }

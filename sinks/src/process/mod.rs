@@ -189,7 +189,7 @@ impl Sink for ProcessSink {
                 // The runtime resends every unconfirmed fragment: the old process can go.
                 SessionReason::Reconnect => old.kill().await,
                 // Nothing is resent: the old process must finish what it took.
-                SessionReason::StreamChanged => {
+                SessionReason::StreamChanged { .. } => {
                     let finished = old.finish(self.flush_timeout).await;
                     self.confirm_by_output_time();
                     // What is left in `ended` stays unconfirmed and is sent again.

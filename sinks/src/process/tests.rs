@@ -174,7 +174,9 @@ async fn a_stream_change_lets_the_old_process_finish_what_it_took() {
         .unwrap();
     clean.end_fragment().await.unwrap();
     clean
-        .start_session(SessionReason::StreamChanged)
+        .start_session(SessionReason::StreamChanged {
+            change: "codec".into(),
+        })
         .await
         .unwrap();
     assert_eq!(clean.unconfirmed(), 0, "a clean exit confirms what it took");
@@ -194,7 +196,9 @@ async fn a_stream_change_lets_the_old_process_finish_what_it_took() {
         .unwrap();
     failing.end_fragment().await.unwrap();
     let error = failing
-        .start_session(SessionReason::StreamChanged)
+        .start_session(SessionReason::StreamChanged {
+            change: "codec".into(),
+        })
         .await
         .unwrap_err();
     assert!(error.retryable, "so the runtime resends: {}", error.message);

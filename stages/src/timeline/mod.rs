@@ -29,7 +29,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tracing::warn;
 
 use self::saved::SavedTimeline;
 use crate::mp4::moof;
@@ -316,14 +315,7 @@ impl TimelineStage {
             Some(current) if current.tracks == init.tracks => {}
             Some(current) => {
                 let change = describe_change(&current.tracks, &init.tracks);
-                warn!(
-                    event = "stream_changed",
-                    fragment = %file.name,
-                    change = %change,
-                    "Fragment {} describes a different stream ({change}): starting a new session",
-                    file.name
-                );
-                output.request_new_session();
+                output.request_new_session(format!("fragment {}: {change}", file.name));
                 output.push_chunk(init.bytes.clone());
                 self.init = Some(init);
             }

@@ -137,15 +137,16 @@ impl SinkDriver {
             match item {
                 StageItem::Chunk(chunk) => self.sink.write_chunk(chunk).await?,
                 StageItem::MediaSpan(span) => self.sink.media_span(span),
-                StageItem::NewSession => {
+                StageItem::NewSession { change } => {
                     warn!(
                         event = "session_started",
                         pipeline = %self.pipeline,
                         reason = "stream_changed",
-                        "A stage requested a new sink session"
+                        change = %change,
+                        "The stream changed ({change}): starting a new sink session"
                     );
                     self.sink
-                        .start_session(SessionReason::StreamChanged)
+                        .start_session(SessionReason::StreamChanged { change })
                         .await?;
                 }
             }
