@@ -27,6 +27,9 @@ pub const EXIT_SUCCESS: u8 = 0;
 pub const EXIT_RUNTIME_FAILURE: u8 = 1;
 /// Exit code for a config error (also clap's code for bad arguments).
 pub const EXIT_CONFIG_ERROR: u8 = 2;
+/// Exit code when every pipeline ran to its end but some fragments failed (bad input refused
+/// alone; see the `fragment_failed` lines).
+pub const EXIT_FRAGMENTS_FAILED: u8 = 3;
 
 /// Publishes a sequence of media fragments as one continuous live stream.
 #[derive(Debug, Parser)]

@@ -9,7 +9,7 @@ use streampub_core::{ConfigError, LoadedConfig, Registry, RunReport, Runtime, Se
 use tracing::{error, info, warn};
 
 use crate::summary::BenchmarkSummary;
-use crate::{EXIT_CONFIG_ERROR, EXIT_RUNTIME_FAILURE, EXIT_SUCCESS};
+use crate::{EXIT_CONFIG_ERROR, EXIT_FRAGMENTS_FAILED, EXIT_RUNTIME_FAILURE, EXIT_SUCCESS};
 
 /// Exit code when a second signal cuts the graceful shutdown short (128 + SIGINT).
 const EXIT_INTERRUPTED: i32 = 130;
@@ -133,10 +133,14 @@ fn serve_metrics(config: &LoadedConfig, services: &Services) -> Result<(), Confi
 }
 
 pub(crate) fn exit_code(report: &RunReport) -> u8 {
-    if report.succeeded() {
-        EXIT_SUCCESS
-    } else {
-        EXIT_RUNTIME_FAILURE
+    let failed_fragments = report
+        .pipelines
+        .iter()
+        .any(|pipeline| pipeline.fragments_failed > 0);
+    match (report.succeeded(), failed_fragments) {
+        (false, _) => EXIT_RUNTIME_FAILURE,
+        (true, true) => EXIT_FRAGMENTS_FAILED,
+        (true, false) => EXIT_SUCCESS,
     }
 }
 

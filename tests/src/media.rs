@@ -257,3 +257,66 @@ pub fn decoder_errors(path: &std::path::Path) -> usize {
         .filter(|line| !line.trim().is_empty())
         .count()
 }
+
+/// How `segment_set` cuts a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packager {
+    /// ffmpeg's `hls` muxer with fMP4 segments: `init.mp4`, `seg0.m4s`, `seg1.m4s`, …, and
+    /// `stream.m3u8`.
+    HlsFmp4,
+    /// ffmpeg's `dash` muxer, video only (it puts each stream in its own representation):
+    /// `init-stream0.m4s`, `chunk-stream0-00001.m4s`, …, and `manifest.mpd`.
+    Dash,
+}
+
+/// `source` cut into 4 s segments by `packager`, cached under `target/test-media`; returns the
+/// directory holding the segments, their init segment and the playlist, as the packager
+/// names them.
+pub fn segment_set(source: &std::path::Path, packager: Packager) -> PathBuf {
+    let cache = source.with_extension(match packager {
+        Packager::HlsFmp4 => "hls",
+        Packager::Dash => "dash",
+    });
+    if cache.join(".complete").exists() {
+        return cache;
+    }
+    let staging = cache.with_extension(format!("staging.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).unwrap();
+    let mut command = Command::new("ffmpeg");
+    command.args(["-v", "error", "-nostdin", "-i"]).arg(source);
+    match packager {
+        Packager::HlsFmp4 => command
+            .args(["-map", "0", "-c", "copy", "-f", "hls", "-hls_time", "4"])
+            .args(["-hls_playlist_type", "vod", "-hls_segment_type", "fmp4"])
+            .arg("-hls_segment_filename")
+            .arg(staging.join("seg%d.m4s"))
+            .arg(staging.join("stream.m3u8")),
+        Packager::Dash => command
+            .args([
+                "-map",
+                "0:v",
+                "-c",
+                "copy",
+                "-f",
+                "dash",
+                "-seg_duration",
+                "4",
+            ])
+            .args(["-use_template", "1", "-use_timeline", "0"])
+            .arg(staging.join("manifest.mpd")),
+    };
+    let status = command
+        .status()
+        .expect("ffmpeg not found; run scripts/test");
+    assert!(
+        status.success(),
+        "ffmpeg could not cut {}",
+        source.display()
+    );
+    std::fs::write(staging.join(".complete"), b"").unwrap();
+    if std::fs::rename(&staging, &cache).is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    cache
+}

@@ -268,7 +268,7 @@ fn on_done_move_moves_published_files_and_a_vanished_file_fails_alone() {
     );
     std::fs::remove_file(dir.join("in/batch-1.mp4")).unwrap();
     let run = running.wait(TIMEOUT);
-    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.code(), Some(3), "a fragment failed: {}", run.stderr());
     assert_eq!(run.published(), ["batch-0.mp4", "batch-2.mp4"]);
     assert!(dir.join("done/batch-0.mp4").exists() && dir.join("done/batch-2.mp4").exists());
     assert!(!dir.join("in/batch-0.mp4").exists());

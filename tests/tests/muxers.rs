@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use streampub_tests::media::{
-    decoder_errors, fragments, gstreamer_fragments, probe_packets, track_duration,
+    decoder_errors, fragments, gstreamer_fragments, probe_packets, segment_set, track_duration,
+    Packager,
 };
 use streampub_tests::rtmp::RtmpServer;
 use streampub_tests::{run_pipeline_file, Finished, TestDir};
@@ -85,7 +86,7 @@ fn publish_everywhere(media: &[PathBuf], stages: Value) -> (RtmpServer, PathBuf,
         json!({"type": "ffmpeg-rtmp", "url": format!("{}/muxers", server.server_url())}),
     ));
     let run = run_pipeline_file(&rtmp, TIMEOUT);
-    assert_all_published(&run, media);
+    assert_all_published(&run, media.len());
     server.stop();
 
     // The directory source moved nothing: the same files again, into an archive.
@@ -95,13 +96,13 @@ fn publish_everywhere(media: &[PathBuf], stages: Value) -> (RtmpServer, PathBuf,
         json!({"type": "file", "path": archive, "mode": "append"}),
     ));
     let run = run_pipeline_file(&to_file, TIMEOUT);
-    assert_all_published(&run, media);
+    assert_all_published(&run, media.len());
     (server, archive, dir)
 }
 
-fn assert_all_published(run: &Finished, media: &[PathBuf]) {
+fn assert_all_published(run: &Finished, count: usize) {
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
-    assert_eq!(run.published().len(), media.len(), "{}", run.stderr());
+    assert_eq!(run.published().len(), count, "{}", run.stderr());
     assert!(
         run.events("session_started").is_empty(),
         "one stream, one session: {}",
@@ -221,4 +222,130 @@ fn a_resolution_change_starts_a_second_session_and_a_second_archive_file() {
     assert_eq!(continued[0]["path"], next.display().to_string());
     assert_one_stream("first archive file", &archive, &small);
     assert_one_stream("second archive file", &next, &large);
+}
+
+/// A 20 s stream cut by `packager`, published from a directory that holds the packager's own
+/// names (and its playlist, which `pattern` leaves out); the init segment goes first.
+fn publish_segment_set(source_args: &[&str], packager: Packager, pattern: Value) {
+    let source = fragments(source_args);
+    let segments = segment_set(&source[0], packager);
+    let files: Vec<PathBuf> = std::fs::read_dir(&segments)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| !path.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    let dir = TestDir::new();
+    dir.copy_in("in", &files);
+    let mut server = RtmpServer::start();
+    let source_options = json!({
+        "type": "directory", "path": "in", "follow": false, "settle": "0s",
+        "pattern": pattern, "init_pattern": "init*",
+    });
+    let with_sink = |sink: Value| {
+        json!({"pipelines": [{
+            "name": "channel-1",
+            "source": source_options,
+            "stages": [{"type": "fmp4-timeline"}],
+            "sink": sink,
+        }]})
+    };
+    let segment_count = files.len() - 1; // the playlist is not published
+    let rtmp = dir.pipeline_file(&with_sink(
+        json!({"type": "ffmpeg-rtmp", "url": format!("{}/segments", server.server_url())}),
+    ));
+    let run = run_pipeline_file(&rtmp, TIMEOUT);
+    assert_all_published(&run, segment_count);
+    assert!(
+        run.published()[0].starts_with("init"),
+        "{:?}",
+        run.published()
+    );
+    server.stop();
+    let recordings = server.recordings();
+    assert_eq!(recordings.len(), 1, "one RTMP session: {recordings:?}");
+    assert_one_stream("recording", &recordings[0], &source);
+
+    let archive = dir.join("archive.mp4");
+    let to_file = dir.pipeline_file(&with_sink(
+        json!({"type": "file", "path": archive, "mode": "append"}),
+    ));
+    let run = run_pipeline_file(&to_file, TIMEOUT);
+    assert_all_published(&run, segment_count);
+    assert_one_stream("archive", &archive, &source);
+}
+
+#[test]
+fn an_hls_fmp4_segment_set_makes_one_stream() {
+    publish_segment_set(
+        &[
+            "--count",
+            "1",
+            "--seconds",
+            "20",
+            "--size",
+            "320x180",
+            "--fps",
+            "25",
+        ],
+        Packager::HlsFmp4,
+        json!(["*.m4s", "init.mp4"]),
+    );
+}
+
+#[test]
+fn a_dash_segment_set_makes_one_stream_though_its_init_sorts_last() {
+    publish_segment_set(
+        &[
+            "--count",
+            "1",
+            "--seconds",
+            "20",
+            "--size",
+            "320x180",
+            "--fps",
+            "25",
+            "--audio",
+            "no",
+        ],
+        Packager::Dash,
+        json!("*.m4s"),
+    );
+}
+
+#[test]
+fn media_segments_without_an_init_segment_fail_and_the_exit_code_says_so() {
+    let source = fragments(&[
+        "--count",
+        "1",
+        "--seconds",
+        "20",
+        "--size",
+        "320x180",
+        "--fps",
+        "25",
+        "--audio",
+        "no",
+    ]);
+    let segments = segment_set(&source[0], Packager::Dash);
+    let dir = TestDir::new();
+    let chunks: Vec<PathBuf> = (1..=2)
+        .map(|number| segments.join(format!("chunk-stream0-0000{number}.m4s")))
+        .collect();
+    dir.copy_in("in", &chunks);
+    let config = dir.pipeline_file(&pipeline(
+        json!([{"type": "fmp4-timeline"}]),
+        json!({"type": "file", "path": "archive.mp4"}),
+    ));
+    let run = run_pipeline_file(&config, TIMEOUT);
+    assert_eq!(run.code(), Some(3), "{}", run.stderr());
+    assert!(run.published().is_empty());
+    let failures = run.events("fragment_failed");
+    assert_eq!(failures.len(), 2, "{}", run.stderr());
+    for failure in failures {
+        let error = failure["error"].as_str().unwrap_or_default();
+        assert!(error.contains("before any moov"), "{error}");
+    }
+    let summary = run.pipeline_event("pipeline_finished", "channel-1");
+    assert_eq!(summary["fragments_failed"], 2);
+    assert_eq!(summary["fragments_published"], 0);
 }

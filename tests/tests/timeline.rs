@@ -273,8 +273,8 @@ fn non_fragmented_mp4_is_remuxed_when_asked_and_named_when_not() {
     let run = run_pipeline_file(&refused, TIMEOUT);
     assert_eq!(
         run.code(),
-        Some(0),
-        "bad fragments fail alone: {}",
+        Some(3),
+        "bad fragments fail alone, and the exit code says so: {}",
         run.stderr()
     );
     assert!(run.published().is_empty());

@@ -7,6 +7,7 @@ use streampub_core::{
     async_trait, ComponentContext, ComponentError, HumanDuration, Source, SourceConfig,
 };
 
+use super::scan::NamePatterns;
 use super::DirectorySource;
 
 /// Default `pattern`: every file.
@@ -27,9 +28,16 @@ pub const DEFAULT_POLL_INTERVAL: HumanDuration = HumanDuration::from_secs(1);
 pub struct DirectorySourceConfig {
     /// The directory to read (relative paths start at the pipeline file's directory).
     pub path: PathBuf,
-    /// Glob on file names, e.g. `batch-*.mp4`.
+    /// Glob on file names, e.g. `batch-*.mp4`, or a list of globs (a file matches if any
+    /// does), e.g. `["*.m4s", "init.mp4"]`.
     #[serde(default = "default_pattern")]
-    pub pattern: String,
+    pub pattern: Globs,
+    /// Glob on the names of files to publish before all others found with them, whatever
+    /// their names sort as: the init segments of packagers that write them apart, e.g.
+    /// `init*` for ffmpeg's `dash` (`init-stream0.m4s` sorts after `chunk-stream0-00001.m4s`)
+    /// and `hls` (`init.mp4`) muxers. Unset: name order only.
+    #[serde(default)]
+    pub init_pattern: Option<Globs>,
     /// Keep watching for new files (`true`), or publish what is there and finish (`false`).
     #[serde(default = "default_follow")]
     pub follow: bool,
@@ -48,6 +56,36 @@ pub struct DirectorySourceConfig {
     pub poll_interval: HumanDuration,
 }
 
+/// One glob on file names, or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Globs {
+    One(String),
+    Any(Vec<String>),
+}
+
+impl Globs {
+    /// The compiled globs, or an error naming `field` and the bad glob.
+    fn compile(&self, field: &str) -> Result<NamePatterns, ComponentError> {
+        let globs = match self {
+            Self::One(glob) => std::slice::from_ref(glob),
+            Self::Any(globs) => globs.as_slice(),
+        };
+        if globs.is_empty() {
+            return Err(ComponentError::field(field, "give at least one glob"));
+        }
+        globs
+            .iter()
+            .map(|glob| {
+                glob::Pattern::new(glob).map_err(|error| {
+                    ComponentError::field(field, format!("invalid glob `{glob}`: {error}"))
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map(NamePatterns)
+    }
+}
+
 /// What happens to a published file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -61,8 +99,8 @@ pub enum OnDone {
     Move,
 }
 
-fn default_pattern() -> String {
-    DEFAULT_PATTERN.to_owned()
+fn default_pattern() -> Globs {
+    Globs::One(DEFAULT_PATTERN.to_owned())
 }
 
 fn default_follow() -> bool {
@@ -90,12 +128,10 @@ impl SourceConfig for DirectorySourceConfig {
                 ),
             ));
         }
-        glob::Pattern::new(&self.pattern).map_err(|error| {
-            ComponentError::field(
-                "pattern",
-                format!("invalid glob `{}`: {error}", self.pattern),
-            )
-        })?;
+        self.pattern.compile("pattern")?;
+        if let Some(init_pattern) = &self.init_pattern {
+            init_pattern.compile("init_pattern")?;
+        }
         match (self.on_done, &self.done_dir) {
             (OnDone::Move, None) => Err(ComponentError::field(
                 "on_done",
@@ -124,7 +160,12 @@ impl SourceConfig for DirectorySourceConfig {
         Ok(Box::new(DirectorySource {
             pipeline: context.pipeline.clone(),
             directory: context.resolve_path(&self.path),
-            pattern: glob::Pattern::new(&self.pattern).expect("checked by validate"),
+            pattern: self.pattern.compile("pattern")?,
+            init_pattern: self
+                .init_pattern
+                .as_ref()
+                .map(|globs| globs.compile("init_pattern"))
+                .transpose()?,
             follow: self.follow,
             settle: self.settle.get(),
             on_done: self.on_done,

@@ -23,8 +23,8 @@ use streampub_core::{
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-pub use self::config::{DirectorySourceConfig, OnDone};
-use self::scan::{Candidate, Readiness, SettleTracker};
+pub use self::config::{DirectorySourceConfig, Globs, OnDone};
+use self::scan::{Candidate, NamePatterns, Readiness, SettleTracker};
 
 inventory::submit! {
     PluginRegistration::source::<DirectorySourceConfig>(
@@ -36,7 +36,9 @@ inventory::submit! {
 pub(crate) struct DirectorySource {
     pub(crate) pipeline: String,
     pub(crate) directory: PathBuf,
-    pub(crate) pattern: glob::Pattern,
+    pub(crate) pattern: NamePatterns,
+    /// Files published before all others found in the same scan (init segments).
+    pub(crate) init_pattern: Option<NamePatterns>,
     pub(crate) follow: bool,
     pub(crate) settle: Duration,
     pub(crate) on_done: OnDone,
@@ -274,7 +276,8 @@ impl DirectorySource {
     async fn scan(&self) -> Result<scan::Listing, SourceError> {
         let directory = self.directory.clone();
         let pattern = self.pattern.clone();
-        tokio::task::spawn_blocking(move || scan::scan(&directory, &pattern))
+        let init_pattern = self.init_pattern.clone();
+        tokio::task::spawn_blocking(move || scan::scan(&directory, &pattern, init_pattern.as_ref()))
             .await
             .map_err(|error| SourceError::new(error.to_string()))?
             .map_err(|error| {

@@ -6,6 +6,16 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+/// Globs on file names: a name matches if any of them matches.
+#[derive(Debug, Clone)]
+pub(crate) struct NamePatterns(pub(crate) Vec<glob::Pattern>);
+
+impl NamePatterns {
+    pub(crate) fn matches(&self, name: &str) -> bool {
+        self.0.iter().any(|pattern| pattern.matches(name))
+    }
+}
+
 /// A file that may be published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Candidate {
@@ -26,8 +36,13 @@ pub(crate) struct Listing {
 }
 
 /// Regular files matching `pattern`, minus dotfiles and `*.tmp`/`*.part`, in numeric-aware
-/// name order, and the matching entries that cannot be used.
-pub(crate) fn scan(directory: &Path, pattern: &glob::Pattern) -> io::Result<Listing> {
+/// name order except that those matching `first` come before all others, and the matching
+/// entries that cannot be used.
+pub(crate) fn scan(
+    directory: &Path,
+    pattern: &NamePatterns,
+    first: Option<&NamePatterns>,
+) -> io::Result<Listing> {
     let mut listing = Listing::default();
     for entry in std::fs::read_dir(directory)? {
         let entry = entry?;
@@ -66,9 +81,12 @@ pub(crate) fn scan(directory: &Path, pattern: &glob::Pattern) -> io::Result<List
             modified: metadata.modified()?,
         });
     }
-    listing
-        .candidates
-        .sort_by(|a, b| natural_order(&a.name, &b.name));
+    listing.candidates.sort_by(|a, b| {
+        let comes_later = |name: &str| !first.is_some_and(|first| first.matches(name));
+        comes_later(&a.name)
+            .cmp(&comes_later(&b.name))
+            .then_with(|| natural_order(&a.name, &b.name))
+    });
     Ok(listing)
 }
 
@@ -232,14 +250,55 @@ mod tests {
             std::fs::write(directory.path().join(name), b"x").unwrap();
         }
         std::fs::create_dir(directory.path().join("sub.mp4")).unwrap();
-        let pattern = glob::Pattern::new("*.mp4").unwrap();
-        let names: Vec<String> = scan(directory.path(), &pattern)
+        let pattern = NamePatterns(vec![glob::Pattern::new("*.mp4").unwrap()]);
+        let names: Vec<String> = scan(directory.path(), &pattern, None)
             .unwrap()
             .candidates
             .into_iter()
             .map(|candidate| candidate.name)
             .collect();
         assert_eq!(names, vec!["b-2.mp4", "b-10.mp4"]);
+    }
+
+    #[test]
+    fn init_files_come_first_whatever_their_names_sort_as() {
+        let directory = tempfile::tempdir().unwrap();
+        // ffmpeg's dash muxer: the init segment sorts after the chunks by name.
+        for name in [
+            "chunk-stream0-00002.m4s",
+            "init-stream0.m4s",
+            "chunk-stream0-00001.m4s",
+            "manifest.mpd",
+        ] {
+            std::fs::write(directory.path().join(name), b"x").unwrap();
+        }
+        // ffmpeg's hls muxer writes `init.mp4` beside `*.m4s` segments: two globs.
+        std::fs::write(directory.path().join("init.mp4"), b"x").unwrap();
+        let globs = |globs: &[&str]| {
+            NamePatterns(
+                globs
+                    .iter()
+                    .map(|glob| glob::Pattern::new(glob).unwrap())
+                    .collect(),
+            )
+        };
+        let pattern = globs(&["*.m4s", "init.mp4"]);
+        let first = globs(&["init*"]);
+        let names: Vec<String> = scan(directory.path(), &pattern, Some(&first))
+            .unwrap()
+            .candidates
+            .into_iter()
+            .map(|candidate| candidate.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "init-stream0.m4s",
+                "init.mp4",
+                "chunk-stream0-00001.m4s",
+                "chunk-stream0-00002.m4s"
+            ]
+        );
     }
 
     #[test]
