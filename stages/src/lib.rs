@@ -3,15 +3,22 @@
 //! - [`mp4`]: ISO base media box code (reading and rewriting `moov`, `moof`, `tfdt`, …).
 //! - [`timeline`]: the `fmp4-timeline` stage, which joins fragmented MP4 files into one
 //!   continuous stream (and optionally converts non-fragmented MP4 with ffmpeg first).
+//! - [`flv`]: FLV file and tag headers.
+//! - [`flv_timeline`]: the `flv-timeline` stage, which joins FLV files into one continuous
+//!   FLV stream.
 //!
 //! Sinks that imply a stage (`ffmpeg-rtmp` fed MP4 implies `fmp4-timeline`) depend on this
 //! crate; `streampub-core` knows no media format.
 
+pub mod flv;
+pub mod flv_timeline;
 pub mod mp4;
+mod padding;
 pub mod timeline;
 
 /// Forces the plugins of this crate into a binary: `inventory` only sees registrations in
 /// object files the linker keeps, and it keeps only those something refers to.
 pub fn link() {
     timeline::link();
+    flv_timeline::link();
 }

@@ -186,8 +186,9 @@ pub fn container_duration(path: &std::path::Path) -> f64 {
         .unwrap_or_else(|_| panic!("ffprobe gives {} no duration", path.display()))
 }
 
-/// The duration of the MP4 file `path` as its tracks hold it: the longest track's summed sample
-/// durations (ffprobe's `stream=duration` with edit lists ignored), in seconds. Unlike packet
+/// The duration of the media file `path` as its tracks hold it: for MP4 the longest track's
+/// summed sample durations (ffprobe's `stream=duration` with edit lists ignored), for
+/// containers without track durations the packets' span, in seconds. Unlike packet
 /// spans, it does not guess the duration of a last audio packet shorter than the others; and
 /// like the timeline stage, it counts the samples an edit list hides (an AAC encoder's
 /// priming), which stay in a joined stream.
@@ -198,10 +199,16 @@ pub fn track_duration(path: &std::path::Path) -> f64 {
         .arg(path)
         .output()
         .expect("ffprobe not found; run scripts/test, which installs ffmpeg");
-    String::from_utf8_lossy(&output.stdout)
+    let longest = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| line.trim().parse::<f64>().ok())
-        .fold(0.0, f64::max)
+        .fold(0.0, f64::max);
+    // Containers that state no track durations (FLV, MPEG-TS): the packets' span.
+    if longest > 0.0 {
+        longest
+    } else {
+        probe_packets(path).duration()
+    }
 }
 
 /// The fragments of `fragments(args)` remuxed by GStreamer's `mp4mux` (1 s fragments, written

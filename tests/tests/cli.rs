@@ -255,6 +255,7 @@ fn plugins_lists_every_builtin_with_its_options() {
         ("sink", "ffmpeg-rtmp"),
         ("sink", "process"),
         ("stage", "fmp4-timeline"),
+        ("stage", "flv-timeline"),
         ("source", "directory"),
         ("source", "channel"),
         ("source", "http"),
@@ -283,6 +284,7 @@ fn plugins_lists_every_builtin_with_its_options() {
         [
             "path",
             "pattern",
+            "init_pattern",
             "follow",
             "settle",
             "on_done",

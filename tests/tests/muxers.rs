@@ -349,3 +349,35 @@ fn media_segments_without_an_init_segment_fail_and_the_exit_code_says_so() {
     assert_eq!(summary["fragments_failed"], 2);
     assert_eq!(summary["fragments_published"], 0);
 }
+
+#[test]
+fn flv_batches_make_one_stream() {
+    let media = fragments(&[FIVE_FRAGMENTS, &["--format", "flv"]].concat());
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    // ffmpeg-rtmp puts the flv-timeline stage in front of itself for FLV input.
+    let rtmp = dir.pipeline_file(&pipeline(
+        json!([]),
+        json!({
+            "type": "ffmpeg-rtmp",
+            "url": format!("{}/flv", server.server_url()),
+            "input_format": "flv",
+        }),
+    ));
+    let run = run_pipeline_file(&rtmp, TIMEOUT);
+    assert_all_published(&run, media.len());
+    server.stop();
+    let recordings = server.recordings();
+    assert_eq!(recordings.len(), 1, "one RTMP session: {recordings:?}");
+    assert_one_stream("recording", &recordings[0], &media);
+
+    let archive = dir.join("archive.flv");
+    let to_file = dir.pipeline_file(&pipeline(
+        json!([{"type": "flv-timeline"}]),
+        json!({"type": "file", "path": archive, "mode": "append"}),
+    ));
+    let run = run_pipeline_file(&to_file, TIMEOUT);
+    assert_all_published(&run, media.len());
+    assert_one_stream("archive", &archive, &media);
+}

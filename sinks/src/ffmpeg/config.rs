@@ -13,6 +13,7 @@ use super::{
 };
 use crate::process::{ProcessCommand, ProcessOptions, ProgressConfirmation};
 use streampub_core::program::find_program;
+use streampub_stages::flv_timeline::{FlvTimelineStage, FLV_TIMELINE_STAGE};
 use streampub_stages::timeline::{TimelineStage, TIMELINE_STAGE};
 
 inventory::submit! {
@@ -48,9 +49,10 @@ pub struct FfmpegRtmpSinkConfig {
     /// The container of the fragments.
     #[serde(default)]
     pub input_format: InputFormat,
-    /// With `input_format: mp4`, `auto` puts the `fmp4-timeline` stage in front of ffmpeg (unless
-    /// the pipeline lists it already), so the fragments become one continuous stream; `off`
-    /// writes the files as they are (timestamps then restart in every file, which players and servers handle badly).
+    /// `auto` puts the timeline stage of `input_format` in front of ffmpeg (`fmp4-timeline` for
+    /// `mp4`, `flv-timeline` for `flv`; none yet for `mpegts`) unless the pipeline lists it
+    /// already, so the fragments become one continuous stream; `off` writes the files as they
+    /// are (timestamps then restart in every file, which players and servers handle badly).
     #[serde(default)]
     pub continuity: Continuity,
     /// Add `-re`: ffmpeg reads the input at its native frame rate.
@@ -80,7 +82,7 @@ pub struct FfmpegRtmpSinkConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Continuity {
-    /// Apply `fmp4-timeline` when `input_format` is `mp4`.
+    /// Apply the timeline stage of `input_format`.
     #[default]
     Auto,
     /// Pass the fragments through unchanged.
@@ -228,6 +230,9 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
         match (self.input_format, self.continuity) {
             (InputFormat::Mp4, Continuity::Auto) => {
                 vec![(TIMELINE_STAGE, Box::new(TimelineStage::default()))]
+            }
+            (InputFormat::Flv, Continuity::Auto) => {
+                vec![(FLV_TIMELINE_STAGE, Box::new(FlvTimelineStage::default()))]
             }
             _ => Vec::new(),
         }

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use self::saved::SavedTimeline;
 use crate::mp4::moof;
 use crate::mp4::{describe_change, describe_moov, BoxError, BoxHeader, FourCc, TrackDescription};
+use crate::padding::push_zeros;
 use streampub_core::program::find_program;
 use streampub_core::stage::BodyPreparer;
 use streampub_core::{
@@ -543,7 +544,7 @@ impl Stage for TimelineStage {
                 if padding {
                     // The box header promised more: complete it with zeros so that what comes
                     // next is still read as boxes downstream.
-                    pad(left, output);
+                    push_zeros(left, output);
                 }
                 Some(format!(
                     "it ends {left} bytes before the end of the box at offset {}{}",
@@ -644,15 +645,5 @@ impl TimelineStage {
         };
         self.end_box();
         handled
-    }
-}
-
-/// Writes `length` zero bytes without allocating them all.
-fn pad(mut length: u64, output: &mut StageOutput) {
-    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
-    while length > 0 {
-        let piece = length.min(ZEROS.len() as u64) as usize;
-        output.push_chunk(Bytes::from_static(&ZEROS[..piece]));
-        length -= piece as u64;
     }
 }

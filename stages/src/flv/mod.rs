@@ -1,0 +1,170 @@
+//! FLV format code shared by the stages: the file header, tag headers, and what a tag's first
+//! bytes say about it. No plugin lives here.
+
+use std::fmt;
+
+/// The 9-byte FLV file header of version 1 with an audio and a video stream, as the joined
+/// stream's header (`FLV`, version 1, flags, data offset 9).
+pub const FILE_HEADER: [u8; 9] = [b'F', b'L', b'V', 1, 0b101, 0, 0, 0, 9];
+/// Bytes of a tag header: type, data size (24 bits), timestamp (24 + 8 bits), stream id.
+pub const TAG_HEADER_LEN: usize = 11;
+/// Bytes of the `PreviousTagSize` field after the file header and after each tag.
+pub const PREVIOUS_TAG_SIZE_LEN: usize = 4;
+
+/// A tag's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagKind {
+    Audio,
+    Video,
+    /// `onMetaData` and other AMF script data.
+    Script,
+}
+
+/// A malformed FLV structure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlvError(pub String);
+
+impl fmt::Display for FlvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Reads an FLV file header; returns the data offset (where the first `PreviousTagSize`
+/// begins) and whether the header says it has audio and video.
+pub fn read_file_header(header: &[u8; 9]) -> Result<u32, FlvError> {
+    if &header[..3] != b"FLV" {
+        return Err(FlvError(format!(
+            "it does not begin with an FLV header (it begins with {:02x?})",
+            &header[..3]
+        )));
+    }
+    let offset = u32::from_be_bytes(header[5..9].try_into().unwrap());
+    if offset < 9 {
+        return Err(FlvError(format!(
+            "its FLV header gives data offset {offset}"
+        )));
+    }
+    Ok(offset)
+}
+
+/// An FLV tag header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagHeader {
+    pub kind: TagKind,
+    pub data_size: u32,
+    /// Milliseconds, the extended byte included.
+    pub timestamp: u32,
+}
+
+impl TagHeader {
+    pub fn parse(bytes: &[u8; TAG_HEADER_LEN]) -> Result<Self, FlvError> {
+        let kind = match bytes[0] & 0x1f {
+            8 => TagKind::Audio,
+            9 => TagKind::Video,
+            18 => TagKind::Script,
+            other => {
+                return Err(FlvError(format!(
+                    "tag type {other} is not audio, video or script"
+                )))
+            }
+        };
+        if bytes[0] & 0x20 != 0 {
+            return Err(FlvError("an encrypted tag (filter bit set)".into()));
+        }
+        let data_size = u32::from_be_bytes([0, bytes[1], bytes[2], bytes[3]]);
+        let timestamp = u32::from_be_bytes([bytes[7], bytes[4], bytes[5], bytes[6]]);
+        Ok(Self {
+            kind,
+            data_size,
+            timestamp,
+        })
+    }
+
+    /// The header with `timestamp` instead.
+    pub fn with_timestamp(bytes: &[u8; TAG_HEADER_LEN], timestamp: u32) -> [u8; TAG_HEADER_LEN] {
+        let mut header = *bytes;
+        let [extended, high, middle, low] = timestamp.to_be_bytes();
+        header[4..8].copy_from_slice(&[high, middle, low, extended]);
+        header
+    }
+}
+
+/// What the first bytes of an audio or video tag's data say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// A decoder configuration (AVC/HEVC sequence header, AAC AudioSpecificConfig, or an
+    /// enhanced-FLV sequence start).
+    SequenceHeader,
+    /// The end of a sequence (AVC end of sequence, enhanced sequence end).
+    SequenceEnd,
+    /// Media: a frame or audio packet.
+    Media,
+}
+
+/// How many bytes of a tag's data [`classify`] needs.
+pub const CLASSIFY_LEN: usize = 2;
+
+/// Classifies an audio or video tag by its first [`CLASSIFY_LEN`] data bytes (fewer if the
+/// tag is that short).
+pub fn classify(kind: TagKind, data: &[u8]) -> Payload {
+    let (Some(&first), second) = (data.first(), data.get(1).copied()) else {
+        return Payload::Media;
+    };
+    match kind {
+        TagKind::Video if first & 0x80 != 0 => match first & 0x0f {
+            // Enhanced FLV: the packet type is in the low bits.
+            0 => Payload::SequenceHeader,
+            2 => Payload::SequenceEnd,
+            _ => Payload::Media,
+        },
+        // AVC (7) and the pre-standard HEVC id (12) carry an AVCPacketType.
+        TagKind::Video if matches!(first & 0x0f, 7 | 12) => match second {
+            Some(0) => Payload::SequenceHeader,
+            Some(2) => Payload::SequenceEnd,
+            _ => Payload::Media,
+        },
+        // AAC (10) carries an AACPacketType.
+        TagKind::Audio if first >> 4 == 10 && second == Some(0) => Payload::SequenceHeader,
+        _ => Payload::Media,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_headers_read_and_write_the_extended_timestamp() {
+        let bytes = [9, 0, 1, 0, 0x12, 0x34, 0x56, 0x01, 0, 0, 0];
+        let header = TagHeader::parse(&bytes).unwrap();
+        assert_eq!(header.kind, TagKind::Video);
+        assert_eq!(header.data_size, 256);
+        assert_eq!(header.timestamp, 0x0112_3456);
+        let moved = TagHeader::with_timestamp(&bytes, 0x0200_0001);
+        assert_eq!(TagHeader::parse(&moved).unwrap().timestamp, 0x0200_0001);
+        assert!(TagHeader::parse(&[7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn sequence_headers_are_recognised() {
+        assert_eq!(
+            classify(TagKind::Video, &[0x17, 0]),
+            Payload::SequenceHeader
+        );
+        assert_eq!(classify(TagKind::Video, &[0x17, 1]), Payload::Media);
+        assert_eq!(classify(TagKind::Video, &[0x17, 2]), Payload::SequenceEnd);
+        assert_eq!(
+            classify(TagKind::Video, &[0x90, 0]),
+            Payload::SequenceHeader
+        );
+        assert_eq!(
+            classify(TagKind::Audio, &[0xaf, 0]),
+            Payload::SequenceHeader
+        );
+        assert_eq!(classify(TagKind::Audio, &[0xaf, 1]), Payload::Media);
+        assert_eq!(classify(TagKind::Audio, &[0x2f, 0]), Payload::Media);
+        assert!(read_file_header(b"FLV\x01\x05\0\0\0\x09").is_ok());
+        assert!(read_file_header(b"\0\0\0\x18ftyp\0").is_err());
+    }
+}

@@ -1,0 +1,562 @@
+//! The `flv-timeline` stage: joins FLV files into one continuous FLV stream.
+//!
+//! Each upstream file is a complete FLV file (header, `onMetaData`, sequence headers, then
+//! audio and video tags) whose timestamps start at zero. Written one after another into one
+//! ffmpeg, the second file header is read as garbage ("Unable to seek to the next packet") and
+//! everything after it is lost. This stage writes one file header per session, drops every
+//! script tag (`onMetaData` describes one file, not the stream), forwards each decoder
+//! configuration (sequence header) once and drops repeats of it, drops end-of-sequence tags,
+//! and moves every tag's timestamp onto one timeline:
+//!
+//! `new = old − (first timestamp of this file) + offset`
+//!
+//! where `offset` is where the previous file ended: its last tag of each stream plus that
+//! stream's last interval between tags, the later of the two. FLV counts milliseconds, so
+//! each join is exact to the millisecond; timestamps wrap after 2³² ms (49.7 days), as RTMP's
+//! do. A different decoder configuration starts a new session (a new file header and the new
+//! configuration follow). It streams: tag data passes through as slices of the incoming
+//! chunks; only sequence headers and script tags are buffered.
+
+mod saved;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use streampub_core::{
+    ComponentContext, ComponentError, FragmentInfo, MediaSpan, PluginRegistration, Stage,
+    StageConfig, StageError, StageOutput,
+};
+
+use self::saved::SavedFlvTimeline;
+use crate::flv::{
+    classify, read_file_header, Payload, TagHeader, TagKind, CLASSIFY_LEN, FILE_HEADER,
+    PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN,
+};
+use crate::padding::push_zeros;
+
+/// The stage's `type`.
+pub const FLV_TIMELINE_STAGE: &str = "flv-timeline";
+
+inventory::submit! {
+    PluginRegistration::stage::<FlvTimelineConfig>(
+        FLV_TIMELINE_STAGE,
+        "Joins FLV files into one continuous FLV stream: one header, continuous timestamps",
+    )
+}
+
+/// Keeps this module (and its registration) in the binary; see the crate's `link`.
+#[inline(never)]
+pub fn link() {
+    std::hint::black_box(module_path!());
+}
+
+/// The largest sequence header or script tag buffered; larger ones are rejected as corrupt.
+const MAX_BUFFERED_TAG: u32 = 1 << 20;
+/// The most zero bytes written to complete a tag cut short.
+const MAX_PADDING: u64 = 64 << 20;
+/// Fragments whose starting state is kept, for sending them again after a reconnect.
+const HISTORY: usize = 1024;
+
+/// Joins FLV files into one continuous FLV stream. It has no options.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlvTimelineConfig {}
+
+#[async_trait]
+impl StageConfig for FlvTimelineConfig {
+    fn validate(&self, _context: &ComponentContext) -> Result<(), ComponentError> {
+        Ok(())
+    }
+
+    async fn build(&self, _context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError> {
+        Ok(Box::new(FlvTimelineStage::default()))
+    }
+}
+
+/// The decoder configurations of the stream: the data of its sequence header tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Configurations {
+    video: Option<Bytes>,
+    audio: Option<Bytes>,
+}
+
+impl Configurations {
+    fn get_mut(&mut self, kind: TagKind) -> &mut Option<Bytes> {
+        match kind {
+            TagKind::Video => &mut self.video,
+            _ => &mut self.audio,
+        }
+    }
+}
+
+/// The state at the start of a fragment, for a rewind.
+#[derive(Debug, Clone)]
+struct Snapshot {
+    fragment: u64,
+    offset: u64,
+    configurations: Configurations,
+    header: Option<[u8; 9]>,
+}
+
+/// Where the reading of the current file is.
+#[derive(Debug)]
+enum Parse {
+    /// Collecting the 9-byte file header.
+    FileHeader(Vec<u8>),
+    /// Dropping the rest of the header (a data offset beyond 9) and `PreviousTagSize0`.
+    SkipHeader(u64),
+    /// Collecting an 11-byte tag header.
+    TagHeader(Vec<u8>),
+    /// Collecting the first bytes of an audio or video tag's data, to classify it.
+    Classify {
+        header: [u8; TAG_HEADER_LEN],
+        tag: TagHeader,
+        data: Vec<u8>,
+    },
+    /// Collecting a whole sequence header tag's data and its `PreviousTagSize`.
+    Collect { tag: TagHeader, data: Vec<u8> },
+    /// Passing the rest of an emitted tag's data and its `PreviousTagSize`.
+    Pass(u64),
+    /// Dropping the rest of a dropped tag's data and its `PreviousTagSize`.
+    Drop(u64),
+}
+
+/// The last tag of one stream in the current file, to tell how long the file lasts.
+#[derive(Debug, Clone, Copy, Default)]
+struct LastTag {
+    timestamp: u32,
+    interval: u32,
+    seen: bool,
+}
+
+impl LastTag {
+    fn observe(&mut self, timestamp: u32) {
+        if self.seen {
+            self.interval = timestamp.wrapping_sub(self.timestamp);
+        }
+        self.timestamp = timestamp;
+        self.seen = true;
+    }
+
+    /// Where this stream ends in the file, relative to `first`.
+    fn end(&self, first: u32) -> u64 {
+        if !self.seen {
+            return 0;
+        }
+        u64::from(self.timestamp.wrapping_sub(first)) + u64::from(self.interval)
+    }
+}
+
+/// The state of the file being read.
+#[derive(Debug)]
+struct FileState {
+    name: String,
+    parse: Parse,
+    /// Bytes of the file read so far, and where the current tag began, for error messages.
+    position: u64,
+    tag_start: u64,
+    first_timestamp: Option<u32>,
+    video: LastTag,
+    audio: LastTag,
+}
+
+impl FileState {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            parse: Parse::FileHeader(Vec::with_capacity(9)),
+            position: 0,
+            tag_start: 0,
+            first_timestamp: None,
+            video: LastTag::default(),
+            audio: LastTag::default(),
+        }
+    }
+
+    fn error(&self, message: impl std::fmt::Display) -> StageError {
+        StageError::new(format!(
+            "fragment {} is not usable FLV: {message}",
+            self.name
+        ))
+    }
+
+    /// How long the file lasts, in milliseconds.
+    fn duration(&self) -> u64 {
+        let Some(first) = self.first_timestamp else {
+            return 0;
+        };
+        self.video.end(first).max(self.audio.end(first))
+    }
+}
+
+/// The running stage.
+#[derive(Debug, Default)]
+pub struct FlvTimelineStage {
+    /// The file header of the stream (from its first file, data offset 9).
+    header: Option<[u8; 9]>,
+    /// Whether the current session has had its file header.
+    header_written: bool,
+    configurations: Configurations,
+    /// Where the next file starts, in milliseconds.
+    offset: u64,
+    history: VecDeque<Snapshot>,
+    file: Option<FileState>,
+}
+
+impl FlvTimelineStage {
+    fn file(&mut self) -> &mut FileState {
+        self.file.get_or_insert_with(|| FileState::new("?"))
+    }
+
+    /// Writes the file header and the known decoder configurations: what a session needs
+    /// first. The configurations carry the current offset as their timestamp.
+    fn write_session_start(&mut self, output: &mut StageOutput) {
+        let Some(header) = self.header else {
+            return;
+        };
+        output.push_chunk(Bytes::copy_from_slice(&header));
+        output.push_chunk(Bytes::from_static(&[0; PREVIOUS_TAG_SIZE_LEN]));
+        let timestamp = self.offset as u32;
+        let configurations = self.configurations.clone();
+        for (kind, data) in [
+            (TagKind::Video, &configurations.video),
+            (TagKind::Audio, &configurations.audio),
+        ] {
+            if let Some(data) = data {
+                push_tag(kind, timestamp, data, output);
+            }
+        }
+        self.header_written = true;
+    }
+
+    /// The timestamp a tag of this file gets on the stream's timeline.
+    fn move_timestamp(&mut self, timestamp: u32) -> u32 {
+        let offset = self.offset;
+        let file = self.file();
+        let first = *file.first_timestamp.get_or_insert(timestamp);
+        (u64::from(timestamp.wrapping_sub(first)) + offset) as u32
+    }
+
+    /// Handles a complete tag header.
+    fn start_tag(&mut self, header: [u8; TAG_HEADER_LEN]) -> Result<(), StageError> {
+        let file = self.file();
+        let tag = TagHeader::parse(&header)
+            .map_err(|error| file.error(format!("tag at offset {}: {error}", file.tag_start)))?;
+        let rest = u64::from(tag.data_size) + PREVIOUS_TAG_SIZE_LEN as u64;
+        file.parse = match tag.kind {
+            TagKind::Script => Parse::Drop(rest),
+            _ if tag.data_size == 0 => Parse::Drop(rest),
+            _ => Parse::Classify {
+                header,
+                tag,
+                data: Vec::with_capacity(CLASSIFY_LEN),
+            },
+        };
+        Ok(())
+    }
+
+    /// Handles an audio or video tag whose first data bytes are known.
+    fn classified(
+        &mut self,
+        header: [u8; TAG_HEADER_LEN],
+        tag: TagHeader,
+        data: Vec<u8>,
+        output: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        let rest = u64::from(tag.data_size) - data.len() as u64 + PREVIOUS_TAG_SIZE_LEN as u64;
+        let parse = match classify(tag.kind, &data) {
+            Payload::SequenceEnd => Parse::Drop(rest),
+            Payload::SequenceHeader if tag.data_size > MAX_BUFFERED_TAG => {
+                let file = self.file();
+                return Err(file.error(format!(
+                    "the sequence header at offset {} claims {} bytes",
+                    file.tag_start, tag.data_size
+                )));
+            }
+            Payload::SequenceHeader => Parse::Collect { tag, data },
+            Payload::Media => {
+                let timestamp = self.move_timestamp(tag.timestamp);
+                let file = self.file();
+                match tag.kind {
+                    TagKind::Video => file.video.observe(tag.timestamp),
+                    _ => file.audio.observe(tag.timestamp),
+                }
+                if !self.header_written {
+                    self.write_session_start(output);
+                }
+                output.push_chunk(Bytes::copy_from_slice(&TagHeader::with_timestamp(
+                    &header, timestamp,
+                )));
+                output.push_chunk(Bytes::from(data));
+                Parse::Pass(rest)
+            }
+        };
+        self.file().parse = parse;
+        Ok(())
+    }
+
+    /// Handles a complete sequence header tag: forwarded if new, dropped if known, a new
+    /// session if it differs from the one in use.
+    fn sequence_header(&mut self, tag: TagHeader, data: Bytes, output: &mut StageOutput) {
+        // A sequence header marks the file's start on its stream's clock, like any tag.
+        let timestamp = self.move_timestamp(tag.timestamp);
+        let known = self.configurations.get_mut(tag.kind).clone();
+        match known {
+            Some(known) if known == data => {}
+            Some(_) => {
+                let stream = match tag.kind {
+                    TagKind::Video => "video",
+                    _ => "audio",
+                };
+                let name = self.file().name.clone();
+                output.request_new_session(format!(
+                    "fragment {name}: the {stream} decoder configuration changed"
+                ));
+                *self.configurations.get_mut(tag.kind) = Some(data);
+                self.header_written = false;
+                self.write_session_start(output);
+            }
+            None => {
+                *self.configurations.get_mut(tag.kind) = Some(data.clone());
+                if self.header_written {
+                    push_tag(tag.kind, timestamp, &data, output);
+                } else {
+                    self.write_session_start(output);
+                }
+            }
+        }
+    }
+}
+
+/// Emits one tag: header, data, `PreviousTagSize`.
+fn push_tag(kind: TagKind, timestamp: u32, data: &Bytes, output: &mut StageOutput) {
+    let type_byte = match kind {
+        TagKind::Audio => 8,
+        TagKind::Video => 9,
+        TagKind::Script => 18,
+    };
+    let size = data.len() as u32;
+    let [_, s1, s2, s3] = size.to_be_bytes();
+    let mut header = [type_byte, s1, s2, s3, 0, 0, 0, 0, 0, 0, 0];
+    header = TagHeader::with_timestamp(&header, timestamp);
+    output.push_chunk(Bytes::copy_from_slice(&header));
+    output.push_chunk(data.clone());
+    output.push_chunk(Bytes::copy_from_slice(
+        &(size + TAG_HEADER_LEN as u32).to_be_bytes(),
+    ));
+}
+
+impl Stage for FlvTimelineStage {
+    fn begin_fragment(
+        &mut self,
+        fragment: &FragmentInfo,
+        _output: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        self.history.push_back(Snapshot {
+            fragment: fragment.sequence,
+            offset: self.offset,
+            configurations: self.configurations.clone(),
+            header: self.header,
+        });
+        if self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+        self.file = Some(FileState::new(&fragment.name));
+        Ok(())
+    }
+
+    fn process_chunk(&mut self, chunk: Bytes, output: &mut StageOutput) -> Result<(), StageError> {
+        let mut at = 0;
+        while at < chunk.len() {
+            let available = &chunk[at..];
+            let file = self.file();
+            let used = match &mut file.parse {
+                Parse::FileHeader(bytes) => {
+                    let used = (9 - bytes.len()).min(available.len());
+                    bytes.extend_from_slice(&available[..used]);
+                    if bytes.len() == 9 {
+                        let header: [u8; 9] = bytes.as_slice().try_into().unwrap();
+                        let offset =
+                            read_file_header(&header).map_err(|error| file.error(error))?;
+                        file.parse =
+                            Parse::SkipHeader(u64::from(offset) - 9 + PREVIOUS_TAG_SIZE_LEN as u64);
+                        if self.header.is_none() {
+                            let mut stream_header = FILE_HEADER;
+                            stream_header[..5].copy_from_slice(&header[..5]);
+                            self.header = Some(stream_header);
+                        }
+                    }
+                    used
+                }
+                Parse::SkipHeader(left) | Parse::Drop(left) | Parse::Pass(left) => {
+                    let used = (*left).min(available.len() as u64) as usize;
+                    *left -= used as u64;
+                    if matches!(file.parse, Parse::Pass(_)) {
+                        output.push_chunk(chunk.slice(at..at + used));
+                    }
+                    if matches!(
+                        file.parse,
+                        Parse::SkipHeader(0) | Parse::Drop(0) | Parse::Pass(0)
+                    ) {
+                        file.parse = Parse::TagHeader(Vec::with_capacity(TAG_HEADER_LEN));
+                        file.tag_start = file.position + used as u64;
+                    }
+                    used
+                }
+                Parse::TagHeader(bytes) => {
+                    let used = (TAG_HEADER_LEN - bytes.len()).min(available.len());
+                    bytes.extend_from_slice(&available[..used]);
+                    if bytes.len() == TAG_HEADER_LEN {
+                        let header: [u8; TAG_HEADER_LEN] = bytes.as_slice().try_into().unwrap();
+                        file.position += used as u64;
+                        at += used;
+                        self.start_tag(header)?;
+                        continue;
+                    }
+                    used
+                }
+                Parse::Classify { tag, data, .. } => {
+                    let wanted = (CLASSIFY_LEN as u32).min(tag.data_size) as usize;
+                    let used = (wanted - data.len()).min(available.len());
+                    data.extend_from_slice(&available[..used]);
+                    if data.len() == wanted {
+                        let Parse::Classify { header, tag, data } =
+                            std::mem::replace(&mut file.parse, Parse::Drop(0))
+                        else {
+                            unreachable!("matched above");
+                        };
+                        file.position += used as u64;
+                        at += used;
+                        self.classified(header, tag, data, output)?;
+                        continue;
+                    }
+                    used
+                }
+                Parse::Collect { tag, data, .. } => {
+                    let wanted = tag.data_size as usize + PREVIOUS_TAG_SIZE_LEN;
+                    let used = (wanted - data.len()).min(available.len());
+                    data.extend_from_slice(&available[..used]);
+                    if data.len() == wanted {
+                        let Parse::Collect { tag, mut data, .. } = std::mem::replace(
+                            &mut file.parse,
+                            Parse::TagHeader(Vec::with_capacity(TAG_HEADER_LEN)),
+                        ) else {
+                            unreachable!("matched above");
+                        };
+                        file.position += used as u64;
+                        file.tag_start = file.position;
+                        at += used;
+                        data.truncate(tag.data_size as usize);
+                        self.sequence_header(tag, Bytes::from(data), output);
+                        continue;
+                    }
+                    used
+                }
+            };
+            self.file().position += used as u64;
+            at += used;
+        }
+        Ok(())
+    }
+
+    fn end_fragment(&mut self, output: &mut StageOutput) -> Result<(), StageError> {
+        let start = self.offset;
+        let file = self.file();
+        let problem = match &file.parse {
+            Parse::TagHeader(bytes) if bytes.is_empty() => None,
+            Parse::FileHeader(_) | Parse::SkipHeader(_) => {
+                Some("it ends inside its file header".to_owned())
+            }
+            Parse::TagHeader(_)
+            | Parse::Classify { .. }
+            | Parse::Collect { .. }
+            | Parse::Drop(_) => Some(format!(
+                "it ends inside the tag at offset {}",
+                file.tag_start
+            )),
+            Parse::Pass(left) => {
+                let left = *left;
+                let padding = left <= MAX_PADDING;
+                if padding {
+                    // The tag header promised more: complete it so what follows is read as tags.
+                    push_zeros(left, output);
+                }
+                Some(format!(
+                    "it ends {left} bytes before the end of the tag at offset {}{}",
+                    file.tag_start,
+                    if padding {
+                        " (completed with zeros to keep the stream in sync)"
+                    } else {
+                        ""
+                    }
+                ))
+            }
+        };
+        let problem = problem.or_else(|| {
+            file.first_timestamp
+                .is_none()
+                .then(|| "it has no audio or video tag".to_owned())
+        });
+        let error = problem.map(|problem| file.error(problem));
+        self.offset += file.duration();
+        self.file = None;
+        match error {
+            Some(error) => Err(error),
+            None => {
+                output.mark_media_span(MediaSpan {
+                    start: Duration::from_millis(start),
+                    end: Duration::from_millis(self.offset),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    fn start_session(&mut self, output: &mut StageOutput) -> Result<(), StageError> {
+        self.header_written = false;
+        self.write_session_start(output);
+        Ok(())
+    }
+
+    fn abort_fragment(&mut self) {
+        // What was emitted of the file stays on the timeline.
+        if let Some(file) = self.file.take() {
+            self.offset += file.duration();
+        }
+    }
+
+    fn rewind(&mut self, fragment: &FragmentInfo) {
+        let Some(index) = self
+            .history
+            .iter()
+            .position(|snapshot| snapshot.fragment == fragment.sequence)
+        else {
+            return;
+        };
+        let snapshot = self.history[index].clone();
+        self.history.truncate(index);
+        self.offset = snapshot.offset;
+        self.configurations = snapshot.configurations;
+        self.header = snapshot.header;
+        self.file = None;
+    }
+
+    fn checkpoint(&self) -> Option<serde_json::Value> {
+        Some(serde_json::to_value(SavedFlvTimeline::of(self)).expect("plain data"))
+    }
+
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), StageError> {
+        let saved: SavedFlvTimeline = serde_json::from_value(state).map_err(|error| {
+            StageError::new(format!(
+                "the saved FLV timeline state is unreadable: {error}"
+            ))
+        })?;
+        saved.restore_into(self)
+    }
+}

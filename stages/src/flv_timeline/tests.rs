@@ -1,0 +1,356 @@
+//! Tests of the FLV timeline stage on synthetic FLV files built here, so every field is known.
+
+use bytes::Bytes;
+use streampub_core::stage::StageItem;
+
+use super::*;
+
+// ---- building FLV ----------------------------------------------------------------------
+
+fn tag(kind: u8, timestamp: u32, data: &[u8]) -> Vec<u8> {
+    let size = data.len() as u32;
+    let [_, s1, s2, s3] = size.to_be_bytes();
+    let header = TagHeader::with_timestamp(&[kind, s1, s2, s3, 0, 0, 0, 0, 0, 0, 0], timestamp);
+    let mut bytes = header.to_vec();
+    bytes.extend_from_slice(data);
+    bytes.extend_from_slice(&(size + 11).to_be_bytes());
+    bytes
+}
+
+/// An upstream file: header, onMetaData, AVC and AAC sequence headers (`avc`, `aac`), then
+/// five video frames 40 ms apart and ten audio packets 21 ms apart, interleaved by time,
+/// their first data byte after the codec bytes being `marker`.
+fn upstream_file(marker: u8, avc: &[u8], aac: &[u8]) -> Vec<u8> {
+    let mut file = FILE_HEADER.to_vec();
+    file.extend_from_slice(&[0, 0, 0, 0]);
+    file.extend(tag(18, 0, b"\x02\x00\x0aonMetaData-duration-4"));
+    file.extend(tag(9, 0, &[&[0x17, 0, 0, 0, 0][..], avc].concat()));
+    file.extend(tag(8, 0, &[&[0xaf, 0][..], aac].concat()));
+    let mut media: Vec<(u32, Vec<u8>)> = Vec::new();
+    for frame in 0..5u32 {
+        let key = if frame == 0 { 0x17 } else { 0x27 };
+        media.push((
+            frame * 40,
+            tag(9, frame * 40, &[key, 1, 0, 0, 0, marker, frame as u8]),
+        ));
+    }
+    for packet in 0..10u32 {
+        media.push((
+            packet * 21,
+            tag(8, packet * 21, &[0xaf, 1, marker, packet as u8]),
+        ));
+    }
+    media.sort_by_key(|(timestamp, _)| *timestamp);
+    for (_, bytes) in media {
+        file.extend(bytes);
+    }
+    file
+}
+
+fn info(sequence: u64) -> FragmentInfo {
+    FragmentInfo {
+        sequence,
+        name: format!("batch-{sequence}.flv"),
+        length: None,
+    }
+}
+
+/// Runs `file` through the stage as fragment `sequence`, in chunks of the given sizes
+/// (cycled); returns the items and the result of the fragment.
+fn run_file(
+    stage: &mut FlvTimelineStage,
+    sequence: u64,
+    file: &[u8],
+    splits: &[usize],
+) -> (Vec<StageItem>, Result<(), StageError>) {
+    let mut output = StageOutput::default();
+    let result = (|| {
+        stage.begin_fragment(&info(sequence), &mut output)?;
+        let bytes = Bytes::copy_from_slice(file);
+        let mut at = 0;
+        let mut split = splits.iter().cycle();
+        while at < bytes.len() {
+            let size = (*split.next().unwrap()).max(1).min(bytes.len() - at);
+            stage.process_chunk(bytes.slice(at..at + size), &mut output)?;
+            at += size;
+        }
+        stage.end_fragment(&mut output)
+    })();
+    if result.is_err() {
+        stage.abort_fragment();
+    }
+    (output.drain().collect(), result)
+}
+
+fn joined(items: &[StageItem]) -> Vec<u8> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            StageItem::Chunk(chunk) => Some(chunk.to_vec()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .concat()
+}
+
+/// One tag of the output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OutTag {
+    kind: u8,
+    timestamp: u32,
+    data: Vec<u8>,
+}
+
+/// Reads an FLV stream: how many file headers it has, and its tags; checks every
+/// `PreviousTagSize`.
+fn read_stream(stream: &[u8]) -> (usize, Vec<OutTag>) {
+    let (mut headers, mut tags, mut at) = (0, Vec::new(), 0);
+    while at < stream.len() {
+        if stream[at..].starts_with(b"FLV") {
+            headers += 1;
+            at += 9 + 4;
+            continue;
+        }
+        let header: [u8; 11] = stream[at..at + 11].try_into().unwrap();
+        let parsed = TagHeader::parse(&header).unwrap();
+        let size = parsed.data_size as usize;
+        let previous =
+            u32::from_be_bytes(stream[at + 11 + size..at + 15 + size].try_into().unwrap());
+        assert_eq!(
+            previous as usize,
+            size + 11,
+            "PreviousTagSize of the tag at {at}"
+        );
+        tags.push(OutTag {
+            kind: header[0],
+            timestamp: parsed.timestamp,
+            data: stream[at + 11..at + 11 + size].to_vec(),
+        });
+        at += 15 + size;
+    }
+    (headers, tags)
+}
+
+fn media_timestamps(tags: &[OutTag], kind: u8) -> Vec<u32> {
+    tags.iter()
+        .filter(|tag| tag.kind == kind && tag.data.get(1) == Some(&1))
+        .map(|tag| tag.timestamp)
+        .collect()
+}
+
+// ---- the tests --------------------------------------------------------------------------
+
+#[test]
+fn files_join_into_one_stream_with_one_header_and_continuous_timestamps() {
+    let mut stage = FlvTimelineStage::default();
+    let mut stream = Vec::new();
+    let mut spans = Vec::new();
+    for marker in 1..=3u8 {
+        let (items, result) = run_file(
+            &mut stage,
+            u64::from(marker),
+            &upstream_file(marker, b"sps", b"asc"),
+            &[usize::MAX],
+        );
+        result.unwrap();
+        assert!(!items
+            .iter()
+            .any(|item| matches!(item, StageItem::NewSession { .. })));
+        match items.last() {
+            Some(StageItem::MediaSpan(span)) => {
+                spans.push((span.start.as_millis(), span.end.as_millis()))
+            }
+            other => panic!("no media span at the end: {other:?}"),
+        }
+        stream.extend(joined(&items));
+    }
+    let (headers, tags) = read_stream(&stream);
+    assert_eq!(headers, 1);
+    assert!(
+        tags.iter().all(|tag| tag.kind != 18),
+        "script tags are dropped"
+    );
+    let sequence_headers = tags
+        .iter()
+        .filter(|tag| tag.data.get(1) == Some(&0))
+        .count();
+    assert_eq!(sequence_headers, 2, "one AVC and one AAC sequence header");
+    // Video ends at 160 + 40 ms, audio at 189 + 21 ms: each file lasts 210 ms.
+    assert_eq!(spans, [(0, 210), (210, 420), (420, 630)]);
+    let video = media_timestamps(&tags, 9);
+    assert_eq!(video[..6], [0, 40, 80, 120, 160, 210]);
+    assert!(video.windows(2).all(|pair| pair[0] < pair[1]));
+    let audio = media_timestamps(&tags, 8);
+    assert_eq!(audio.len(), 30);
+    assert_eq!(audio[9..11], [189, 210]);
+    assert!(audio.windows(2).all(|pair| pair[0] < pair[1]));
+}
+
+#[test]
+fn output_is_identical_whatever_the_chunk_boundaries() {
+    let outputs: Vec<Vec<u8>> = [vec![usize::MAX], vec![1], vec![7, 3, 11], vec![2, 64]]
+        .iter()
+        .map(|splits| {
+            let mut stage = FlvTimelineStage::default();
+            (1..=2u8)
+                .flat_map(|marker| {
+                    let (items, result) = run_file(
+                        &mut stage,
+                        u64::from(marker),
+                        &upstream_file(marker, b"sps", b"asc"),
+                        splits,
+                    );
+                    result.unwrap();
+                    joined(&items)
+                })
+                .collect()
+        })
+        .collect();
+    assert!(outputs.windows(2).all(|pair| pair[0] == pair[1]));
+}
+
+#[test]
+fn a_changed_decoder_configuration_starts_a_new_session_with_its_own_header() {
+    let mut stage = FlvTimelineStage::default();
+    let (first, result) = run_file(&mut stage, 1, &upstream_file(1, b"sps-640", b"asc"), &[5]);
+    result.unwrap();
+    let (second, result) = run_file(&mut stage, 2, &upstream_file(2, b"sps-1280", b"asc"), &[5]);
+    result.unwrap();
+    let change = second
+        .iter()
+        .find_map(|item| match item {
+            StageItem::NewSession { change } => Some(change.clone()),
+            _ => None,
+        })
+        .expect("a new session");
+    assert!(
+        change.contains("batch-2.flv") && change.contains("video"),
+        "{change}"
+    );
+    let (headers, tags) = read_stream(&joined(&second));
+    assert_eq!(headers, 1, "the new session starts with a file header");
+    assert!(tags[0].data.ends_with(b"sps-1280"));
+    assert!(
+        tags.iter().any(|tag| tag.data.ends_with(b"asc")),
+        "and the audio configuration"
+    );
+    assert_eq!(read_stream(&joined(&first)).0, 1);
+}
+
+#[test]
+fn a_new_session_after_a_rewind_gets_the_header_and_configurations_again() {
+    let mut stage = FlvTimelineStage::default();
+    for marker in 1..=2u8 {
+        run_file(
+            &mut stage,
+            u64::from(marker),
+            &upstream_file(marker, b"sps", b"asc"),
+            &[64],
+        )
+        .1
+        .unwrap();
+    }
+    stage.rewind(&info(2));
+    let mut output = StageOutput::default();
+    stage.start_session(&mut output).unwrap();
+    let (items, result) = run_file(&mut stage, 2, &upstream_file(2, b"sps", b"asc"), &[64]);
+    result.unwrap();
+    let mut stream = joined(&output.drain().collect::<Vec<_>>());
+    stream.extend(joined(&items));
+    let (headers, tags) = read_stream(&stream);
+    assert_eq!(headers, 1);
+    assert_eq!(
+        tags.iter()
+            .filter(|tag| tag.data.get(1) == Some(&0))
+            .count(),
+        2
+    );
+    // The resent file starts where it started the first time.
+    assert_eq!(media_timestamps(&tags, 9)[0], 210);
+}
+
+#[test]
+fn a_restored_timeline_continues_without_a_second_header() {
+    let mut stage = FlvTimelineStage::default();
+    run_file(&mut stage, 1, &upstream_file(1, b"sps", b"asc"), &[64])
+        .1
+        .unwrap();
+    let saved = stage.checkpoint().unwrap();
+    let mut restored = FlvTimelineStage::default();
+    restored.restore(saved).unwrap();
+    let (items, result) = run_file(&mut restored, 2, &upstream_file(2, b"sps", b"asc"), &[64]);
+    result.unwrap();
+    let (headers, tags) = read_stream(&joined(&items));
+    assert_eq!(headers, 0);
+    assert_eq!(media_timestamps(&tags, 9)[0], 210);
+}
+
+#[test]
+fn bad_files_fail_alone_with_what_is_wrong() {
+    let good = upstream_file(1, b"sps", b"asc");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "not flv",
+            b"\0\0\0\x18ftypisom-not-an-flv-file".to_vec(),
+            "does not begin with an FLV header",
+        ),
+        (
+            "cut in a tag",
+            good[..good.len() - 6].to_vec(),
+            "bytes before the end of the tag at offset",
+        ),
+        (
+            "cut in a header",
+            good[..20].to_vec(),
+            "ends inside the tag at offset",
+        ),
+        ("no media", good[..13].to_vec(), "no audio or video tag"),
+        (
+            "bad tag type",
+            [&good[..13], &[7u8; 15][..]].concat(),
+            "tag type 7",
+        ),
+    ];
+    for (what, file, expected) in cases {
+        let mut stage = FlvTimelineStage::default();
+        let (_, result) = run_file(&mut stage, 1, &file, &[5]);
+        let error = result.expect_err(what);
+        assert!(
+            error.message.contains(expected),
+            "{what}: {}",
+            error.message
+        );
+        assert!(
+            error.message.contains("batch-1.flv"),
+            "{what}: {}",
+            error.message
+        );
+        // The next file still goes on.
+        let (_, next) = run_file(&mut stage, 2, &good, &[5]);
+        next.unwrap();
+    }
+}
+
+#[test]
+fn random_and_damaged_input_never_panics() {
+    let good = upstream_file(1, b"sps", b"asc");
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..2000 {
+        let mut file = good.clone();
+        for _ in 0..(next() % 6) {
+            let at = (next() % file.len() as u64) as usize;
+            file[at] = next() as u8;
+        }
+        file.truncate((next() % (file.len() as u64 + 1)) as usize);
+        let mut stage = FlvTimelineStage::default();
+        let split = (next() % 40) as usize + 1;
+        let _ = run_file(&mut stage, 1, &file, &[split]);
+        let _ = run_file(&mut stage, 2, &good, &[split]);
+    }
+}
