@@ -6,6 +6,8 @@
 //! - [`flv`]: FLV file and tag headers.
 //! - [`flv_timeline`]: the `flv-timeline` stage, which joins FLV files into one continuous
 //!   FLV stream.
+//! - [`mpegts`]: MPEG transport stream packets, PES timestamps, PCR and program tables.
+//! - [`ts_timeline`]: the `mpegts-timeline` stage, which joins MPEG-TS files onto one clock.
 //!
 //! Sinks that imply a stage (`ffmpeg-rtmp` fed MP4 implies `fmp4-timeline`) depend on this
 //! crate; `streampub-core` knows no media format.
@@ -13,12 +15,15 @@
 pub mod flv;
 pub mod flv_timeline;
 pub mod mp4;
+pub mod mpegts;
 mod padding;
 pub mod timeline;
+pub mod ts_timeline;
 
 /// Forces the plugins of this crate into a binary: `inventory` only sees registrations in
 /// object files the linker keeps, and it keeps only those something refers to.
 pub fn link() {
     timeline::link();
     flv_timeline::link();
+    ts_timeline::link();
 }

@@ -48,7 +48,9 @@ pub fn fragments(args: &[&str]) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(&cache)
         .unwrap()
         .map(|entry| entry.unwrap().path())
-        .filter(|path| !path.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .filter(|path| {
+            path.is_file() && !path.file_name().unwrap().to_string_lossy().starts_with('.')
+        })
         .collect();
     files.sort_by_key(|path| {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
@@ -186,29 +188,31 @@ pub fn container_duration(path: &std::path::Path) -> f64 {
         .unwrap_or_else(|_| panic!("ffprobe gives {} no duration", path.display()))
 }
 
-/// The duration of the media file `path` as its tracks hold it: for MP4 the longest track's
-/// summed sample durations (ffprobe's `stream=duration` with edit lists ignored), for
-/// containers without track durations the packets' span, in seconds. Unlike packet
-/// spans, it does not guess the duration of a last audio packet shorter than the others; and
-/// like the timeline stage, it counts the samples an edit list hides (an AAC encoder's
-/// priming), which stay in a joined stream.
+/// The duration of the media file `path` as its tracks hold it, in seconds: for MP4 the
+/// longest track's summed sample durations (ffprobe's `stream=duration` with edit lists
+/// ignored), which unlike packet spans does not guess the duration of a last audio packet
+/// shorter than the others, and like the timeline stage counts the samples an edit list hides
+/// (an AAC encoder's priming); for other containers (FLV, MPEG-TS), whose stream durations
+/// ffprobe only estimates, the packets' span.
 pub fn track_duration(path: &std::path::Path) -> f64 {
     let output = Command::new("ffprobe")
         .args(["-v", "error", "-ignore_editlist", "1"])
-        .args(["-show_entries", "stream=duration", "-of", "csv=p=0"])
+        .args([
+            "-show_entries",
+            "stream=duration:format=format_name",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe not found; run scripts/test, which installs ffmpeg");
-    let longest = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| line.trim().parse::<f64>().ok())
-        .fold(0.0, f64::max);
-    // Containers that state no track durations (FLV, MPEG-TS): the packets' span.
-    if longest > 0.0 {
-        longest
-    } else {
-        probe_packets(path).duration()
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !text.contains("mp4") {
+        return probe_packets(path).duration();
     }
+    text.lines()
+        .filter_map(|line| line.trim().parse::<f64>().ok())
+        .fold(0.0, f64::max)
 }
 
 /// The fragments of `fragments(args)` remuxed by GStreamer's `mp4mux` (1 s fragments, written
@@ -280,7 +284,9 @@ pub enum Packager {
 /// directory holding the segments, their init segment and the playlist, as the packager
 /// names them.
 pub fn segment_set(source: &std::path::Path, packager: Packager) -> PathBuf {
-    let cache = source.with_extension(match packager {
+    // Beside the source's set, not in it: that set lists its directory.
+    let set = source.parent().expect("a cached set");
+    let cache = set.with_extension(match packager {
         Packager::HlsFmp4 => "hls",
         Packager::Dash => "dash",
     });

@@ -381,3 +381,41 @@ fn flv_batches_make_one_stream() {
     assert_all_published(&run, media.len());
     assert_one_stream("archive", &archive, &media);
 }
+
+#[test]
+fn mpegts_batches_that_each_restart_their_clock_make_one_stream() {
+    let media = fragments(
+        &[
+            FIVE_FRAGMENTS,
+            &["--format", "mpegts", "--clock", "restart"],
+        ]
+        .concat(),
+    );
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    // ffmpeg-rtmp puts the mpegts-timeline stage in front of itself for MPEG-TS input.
+    let rtmp = dir.pipeline_file(&pipeline(
+        json!([]),
+        json!({
+            "type": "ffmpeg-rtmp",
+            "url": format!("{}/ts", server.server_url()),
+            "input_format": "mpegts",
+        }),
+    ));
+    let run = run_pipeline_file(&rtmp, TIMEOUT);
+    assert_all_published(&run, media.len());
+    server.stop();
+    let recordings = server.recordings();
+    assert_eq!(recordings.len(), 1, "one RTMP session: {recordings:?}");
+    assert_one_stream("recording", &recordings[0], &media);
+
+    let archive = dir.join("archive.ts");
+    let to_file = dir.pipeline_file(&pipeline(
+        json!([{"type": "mpegts-timeline"}]),
+        json!({"type": "file", "path": archive, "mode": "append"}),
+    ));
+    let run = run_pipeline_file(&to_file, TIMEOUT);
+    assert_all_published(&run, media.len());
+    assert_one_stream("archive", &archive, &media);
+}

@@ -15,6 +15,7 @@ use crate::process::{ProcessCommand, ProcessOptions, ProgressConfirmation};
 use streampub_core::program::find_program;
 use streampub_stages::flv_timeline::{FlvTimelineStage, FLV_TIMELINE_STAGE};
 use streampub_stages::timeline::{TimelineStage, TIMELINE_STAGE};
+use streampub_stages::ts_timeline::{TsTimelineStage, TS_TIMELINE_STAGE};
 
 inventory::submit! {
     PluginRegistration::sink::<FfmpegRtmpSinkConfig>(
@@ -50,7 +51,7 @@ pub struct FfmpegRtmpSinkConfig {
     #[serde(default)]
     pub input_format: InputFormat,
     /// `auto` puts the timeline stage of `input_format` in front of ffmpeg (`fmp4-timeline` for
-    /// `mp4`, `flv-timeline` for `flv`; none yet for `mpegts`) unless the pipeline lists it
+    /// `mp4`, `flv-timeline` for `flv`, `mpegts-timeline` for `mpegts`) unless the pipeline lists it
     /// already, so the fragments become one continuous stream; `off` writes the files as they
     /// are (timestamps then restart in every file, which players and servers handle badly).
     #[serde(default)]
@@ -233,6 +234,9 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             }
             (InputFormat::Flv, Continuity::Auto) => {
                 vec![(FLV_TIMELINE_STAGE, Box::new(FlvTimelineStage::default()))]
+            }
+            (InputFormat::Mpegts, Continuity::Auto) => {
+                vec![(TS_TIMELINE_STAGE, Box::new(TsTimelineStage::default()))]
             }
             _ => Vec::new(),
         }

@@ -1,0 +1,519 @@
+//! The `mpegts-timeline` stage: joins MPEG-TS files into one continuous transport stream.
+//!
+//! Each upstream file is a complete transport stream whose clock starts anew. Written one after
+//! another, the timestamps jump back at every file: an archive plays only its last file, and
+//! ffmpeg guesses its way through ("Packet corrupt", "DTS out of order"). This stage moves every
+//! PES timestamp (PTS, DTS) and every PCR onto one clock:
+//!
+//! `new = old − (first PES timestamp of this file) + offset`   (modulo 2³³)
+//!
+//! where the file's first timestamp is the earliest of its streams' first ones, and `offset`
+//! is where the previous file ended: the later of its streams' last timestamp plus that
+//! stream's last interval. The first file starts at 1.4 s, as ffmpeg's own muxer does, so
+//! that a PCR ahead of its first frame stays positive. It keeps the continuity
+//! counters of each PID continuous across files, keeps every PAT and PMT, and starts a new
+//! session when a PMT describes other streams (other PIDs or stream types). The 33-bit wrap
+//! (every 26.5 hours) is handled by modular arithmetic, like any decoder does. It streams:
+//! packets are rewritten one at a time; only the packets before a file's first timestamp are
+//! held (its PAT, PMT, first PCR and the packets until every stream has shown its first
+//! timestamp).
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use streampub_core::{
+    ComponentContext, ComponentError, FragmentInfo, MediaSpan, PluginRegistration, Stage,
+    StageConfig, StageError, StageOutput,
+};
+
+use crate::mpegts::adts::AdtsFrames;
+use crate::mpegts::{
+    pat_programs, pcr_position, pes_data_offset, pes_timestamp_positions, pmt_program,
+    read_pcr_base, read_timestamp, section, set_continuity, write_pcr_base, write_timestamp,
+    PacketHeader, Program, PACKET_LEN, PAT_PID, STREAM_TYPE_ADTS_AAC, SYNC_BYTE, TICKS_PER_SECOND,
+    TIMESTAMP_MODULUS,
+};
+
+/// The stage's `type`.
+pub const TS_TIMELINE_STAGE: &str = "mpegts-timeline";
+
+inventory::submit! {
+    PluginRegistration::stage::<TsTimelineConfig>(
+        TS_TIMELINE_STAGE,
+        "Joins MPEG-TS files into one continuous transport stream: one clock, continuous counters",
+    )
+}
+
+/// Keeps this module (and its registration) in the binary; see the crate's `link`.
+#[inline(never)]
+pub fn link() {
+    std::hint::black_box(module_path!());
+}
+
+/// Where the joined stream's clock starts: 1.4 s, ffmpeg's own start, so that a PCR up to
+/// that far ahead of the first frame stays positive.
+const START: u64 = 126_000;
+/// Packets held before a file's first timestamp; a file without one that soon is refused.
+const MAX_HELD_PACKETS: usize = 4096;
+/// Fragments whose starting state is kept, for sending them again after a reconnect.
+const HISTORY: usize = 1024;
+
+/// Joins MPEG-TS files into one continuous transport stream. It has no options.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TsTimelineConfig {}
+
+#[async_trait]
+impl StageConfig for TsTimelineConfig {
+    fn validate(&self, _context: &ComponentContext) -> Result<(), ComponentError> {
+        Ok(())
+    }
+
+    async fn build(&self, _context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError> {
+        Ok(Box::new(TsTimelineStage::default()))
+    }
+}
+
+/// The last timestamp of one PID in the current file, to tell how long the file lasts.
+#[derive(Debug, Clone, Copy)]
+struct LastTimestamp {
+    value: u64,
+    interval: u64,
+}
+
+impl LastTimestamp {
+    /// Where the stream ends, from `base`: its last PES plus how long that PES lasts if it is
+    /// known (`frames`: its counted audio frames), else the interval before it.
+    fn end(&self, base: u64, frames: Option<&AdtsFrames>) -> u64 {
+        let last = frames
+            .and_then(AdtsFrames::duration_ticks)
+            .unwrap_or(self.interval);
+        ticks_between(base, self.value) + last
+    }
+}
+
+/// The state of the file being read.
+#[derive(Debug)]
+struct FileState {
+    name: String,
+    /// The bytes of a packet split across chunks.
+    partial: Vec<u8>,
+    /// Bytes of the file read so far, for error messages.
+    position: u64,
+    /// The file's first PES timestamp: its clock's zero.
+    base: Option<u64>,
+    /// Packets before `base` was known.
+    held: Vec<[u8; PACKET_LEN]>,
+    /// The PMT PIDs its PAT names.
+    pmt_pids: Vec<u16>,
+    /// The elementary stream PIDs its first PMT names, and the first timestamp of each, while
+    /// the file's clock zero is being found.
+    streams: Vec<u16>,
+    starts: HashMap<u16, u64>,
+    last: HashMap<u16, LastTimestamp>,
+    /// The AAC frames of the PES packet being read, per ADTS stream.
+    frames: HashMap<u16, AdtsFrames>,
+}
+
+impl FileState {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            partial: Vec::with_capacity(PACKET_LEN),
+            position: 0,
+            base: None,
+            held: Vec::new(),
+            pmt_pids: Vec::new(),
+            streams: Vec::new(),
+            starts: HashMap::new(),
+            last: HashMap::new(),
+            frames: HashMap::new(),
+        }
+    }
+
+    fn error(&self, message: impl std::fmt::Display) -> StageError {
+        StageError::new(format!(
+            "fragment {} is not usable MPEG-TS: {message}",
+            self.name
+        ))
+    }
+
+    /// Notes what a packet held before the clock zero says: the PMT PIDs (PAT), the streams
+    /// (PMT), a stream's first timestamp (PES).
+    fn observe_start(&mut self, packet: &[u8; PACKET_LEN]) {
+        let header = PacketHeader::parse(packet);
+        let Some(payload) = header
+            .payload_offset(packet)
+            .filter(|_| header.payload_start)
+        else {
+            return;
+        };
+        if header.pid == PAT_PID {
+            if let Some(section) = section(packet, payload) {
+                self.pmt_pids = pat_programs(section);
+            }
+        } else if self.pmt_pids.contains(&header.pid) {
+            if let Some(program) = section(packet, payload).and_then(pmt_program) {
+                self.streams = program.streams.iter().map(|(_, pid)| *pid).collect();
+            }
+        } else if let Some((pts, dts)) = pes_timestamp_positions(packet, payload) {
+            if let Some(at) = dts.or(pts) {
+                self.starts
+                    .entry(header.pid)
+                    .or_insert_with(|| read_timestamp(packet, at));
+            }
+        }
+    }
+
+    /// Whether every stream of the program has shown its first timestamp.
+    fn knows_every_start(&self) -> bool {
+        !self.streams.is_empty() && self.streams.iter().all(|pid| self.starts.contains_key(pid))
+    }
+
+    /// The earliest first timestamp of the streams (on the 33-bit clock, the one the others
+    /// follow), the file's clock zero: no stream of the file then starts before the previous
+    /// file ends.
+    fn earliest_start(&self) -> Option<u64> {
+        let reference = *self.starts.values().next()?;
+        let behind = self
+            .starts
+            .values()
+            .map(|start| ticks_between(*start, reference))
+            .filter(|behind| *behind < TIMESTAMP_MODULUS / 2)
+            .max()
+            .unwrap_or(0);
+        Some((reference + TIMESTAMP_MODULUS - behind) % TIMESTAMP_MODULUS)
+    }
+
+    /// How long the file lasts, in 90 kHz ticks: where its last stream ends, each stream's
+    /// end being its last PES timestamp plus how long that PES lasts: for AAC (ADTS) its
+    /// counted frames (ffmpeg bundles several in one PES), else the interval before it.
+    fn duration(&self) -> u64 {
+        let Some(base) = self.base else {
+            return 0;
+        };
+        self.last
+            .iter()
+            .map(|(pid, last)| last.end(base, self.frames.get(pid)))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// Ticks from `from` to `to` on the 33-bit clock.
+fn ticks_between(from: u64, to: u64) -> u64 {
+    (to + TIMESTAMP_MODULUS - from) % TIMESTAMP_MODULUS
+}
+
+/// The state at the start of a fragment, for a rewind.
+#[derive(Debug, Clone)]
+struct Snapshot {
+    fragment: u64,
+    offset: u64,
+    continuity: HashMap<u16, u8>,
+    program: Option<Program>,
+}
+
+/// The running stage.
+#[derive(Debug)]
+pub struct TsTimelineStage {
+    /// Where the next file starts, in 90 kHz ticks.
+    offset: u64,
+    /// The last continuity counter written per PID.
+    continuity: HashMap<u16, u8>,
+    /// The streams of the program (from the first PMT), to tell a changed stream.
+    program: Option<Program>,
+    history: VecDeque<Snapshot>,
+    file: Option<FileState>,
+}
+
+impl Default for TsTimelineStage {
+    fn default() -> Self {
+        Self {
+            offset: START,
+            continuity: HashMap::new(),
+            program: None,
+            history: VecDeque::new(),
+            file: None,
+        }
+    }
+}
+
+impl TsTimelineStage {
+    fn file(&mut self) -> &mut FileState {
+        self.file.get_or_insert_with(|| FileState::new("?"))
+    }
+
+    /// Takes one packet of the file: holds it until the file's first timestamp is known, then
+    /// rewrites it into `buffer`.
+    fn take_packet(
+        &mut self,
+        packet: [u8; PACKET_LEN],
+        buffer: &mut Vec<u8>,
+        output: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        let file = self.file();
+        if packet[0] != SYNC_BYTE {
+            return Err(file.error(format!(
+                "the packet at offset {} does not begin with the sync byte 0x47",
+                file.position
+            )));
+        }
+        if file.base.is_none() {
+            file.held.push(packet);
+            file.observe_start(&packet);
+            let waited_enough = file.held.len() >= MAX_HELD_PACKETS;
+            if !(file.knows_every_start() || waited_enough) {
+                return Ok(());
+            }
+            let Some(base) = file.earliest_start() else {
+                return Err(file.error(format!(
+                    "its first {MAX_HELD_PACKETS} packets carry no PES timestamp"
+                )));
+            };
+            file.base = Some(base);
+            for held in std::mem::take(&mut file.held) {
+                self.rewrite(held, buffer, output);
+            }
+            return Ok(());
+        }
+        self.rewrite(packet, buffer, output);
+        Ok(())
+    }
+
+    /// Moves a packet's timestamps onto the stream's clock, continues its PID's continuity
+    /// counter, notes its program tables, and appends it to `buffer`.
+    fn rewrite(
+        &mut self,
+        mut packet: [u8; PACKET_LEN],
+        buffer: &mut Vec<u8>,
+        output: &mut StageOutput,
+    ) {
+        let offset = self.offset;
+        let file = self.file.as_mut().expect("a file is being read");
+        let base = file
+            .base
+            .expect("packets are rewritten once the base is known");
+        let move_timestamp =
+            |value: u64| (value + TIMESTAMP_MODULUS - base + offset) % TIMESTAMP_MODULUS;
+        let header = PacketHeader::parse(&packet);
+        let payload = header.payload_offset(&packet);
+        let mut changed_program = None;
+        let is_aac = self.program.as_ref().is_some_and(|program| {
+            program
+                .streams
+                .contains(&(STREAM_TYPE_ADTS_AAC, header.pid))
+        });
+        if let (true, Some(payload)) = (is_aac, payload) {
+            let frames = file.frames.entry(header.pid).or_default();
+            let data = if header.payload_start {
+                frames.start();
+                pes_data_offset(&packet, payload)
+            } else {
+                Some(payload)
+            };
+            if let Some(data) = data {
+                frames.feed(&packet[data..]);
+            }
+        }
+        if let (true, Some(payload)) = (header.payload_start, payload) {
+            if header.pid == PAT_PID {
+                if let Some(section) = section(&packet, payload) {
+                    file.pmt_pids = pat_programs(section);
+                }
+            } else if file.pmt_pids.contains(&header.pid) {
+                changed_program = section(&packet, payload).and_then(pmt_program);
+            } else if let Some((pts, dts)) = pes_timestamp_positions(&packet, payload) {
+                if let Some(at) = dts.or(pts) {
+                    let value = read_timestamp(&packet, at);
+                    let last = file
+                        .last
+                        .entry(header.pid)
+                        .or_insert(LastTimestamp { value, interval: 0 });
+                    let interval = ticks_between(last.value, value);
+                    // A step back (or a wrap) is no interval.
+                    if interval > 0 && interval < TICKS_PER_SECOND * 10 {
+                        last.interval = interval;
+                    }
+                    last.value = value;
+                }
+                for at in [pts, dts].into_iter().flatten() {
+                    let value = read_timestamp(&packet, at);
+                    write_timestamp(&mut packet, at, move_timestamp(value));
+                }
+            }
+        }
+        if let Some(at) = pcr_position(&header, &packet) {
+            let value = read_pcr_base(&packet, at);
+            write_pcr_base(&mut packet, at, move_timestamp(value));
+        }
+        if let Some(program) = changed_program {
+            self.note_program(program, buffer, output);
+        }
+        if header.has_payload {
+            let counter = self
+                .continuity
+                .entry(header.pid)
+                .and_modify(|counter| *counter = (*counter + 1) & 0x0f)
+                .or_insert(packet[3] & 0x0f);
+            set_continuity(&mut packet, *counter);
+        }
+        buffer.extend_from_slice(&packet);
+    }
+
+    /// A PMT: the first one defines the stream; one that describes other streams starts a new
+    /// session before the packets that follow.
+    fn note_program(&mut self, program: Program, buffer: &mut Vec<u8>, output: &mut StageOutput) {
+        match &self.program {
+            None => self.program = Some(program),
+            Some(current) if *current == program => {}
+            Some(current) => {
+                let name = self.file.as_ref().map_or("?", |file| file.name.as_str());
+                let change = format!(
+                    "fragment {name}: the program's streams (stream type, PID) changed from {:?} to {:?}",
+                    current.streams, program.streams
+                );
+                output.push_chunk(Bytes::from(std::mem::take(buffer)));
+                output.request_new_session(change);
+                self.program = Some(program);
+            }
+        }
+    }
+}
+
+impl Stage for TsTimelineStage {
+    fn begin_fragment(
+        &mut self,
+        fragment: &FragmentInfo,
+        _output: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        self.history.push_back(Snapshot {
+            fragment: fragment.sequence,
+            offset: self.offset,
+            continuity: self.continuity.clone(),
+            program: self.program.clone(),
+        });
+        if self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+        self.file = Some(FileState::new(&fragment.name));
+        Ok(())
+    }
+
+    fn process_chunk(&mut self, chunk: Bytes, output: &mut StageOutput) -> Result<(), StageError> {
+        let mut buffer = Vec::with_capacity(chunk.len() + PACKET_LEN);
+        let mut rest = &chunk[..];
+        let result = (|| {
+            while !rest.is_empty() {
+                let file = self.file();
+                let used = (PACKET_LEN - file.partial.len()).min(rest.len());
+                file.partial.extend_from_slice(&rest[..used]);
+                rest = &rest[used..];
+                if file.partial.len() < PACKET_LEN {
+                    break;
+                }
+                let packet: [u8; PACKET_LEN] = file.partial.as_slice().try_into().unwrap();
+                file.partial.clear();
+                self.take_packet(packet, &mut buffer, output)?;
+                self.file().position += PACKET_LEN as u64;
+            }
+            Ok(())
+        })();
+        // What was rewritten before an error still goes out: whole packets only.
+        output.push_chunk(Bytes::from(buffer));
+        result
+    }
+
+    fn end_fragment(&mut self, output: &mut StageOutput) -> Result<(), StageError> {
+        let start = self.offset;
+        let file = self.file();
+        let problem = if !file.partial.is_empty() {
+            Some(format!(
+                "it ends {} bytes into the packet at offset {} (a file holds whole 188-byte packets)",
+                file.partial.len(),
+                file.position
+            ))
+        } else if file.base.is_none() {
+            Some("it has no PES timestamp".to_owned())
+        } else {
+            None
+        };
+        let error = problem.map(|problem| file.error(problem));
+        let duration = file.duration();
+        self.offset = (self.offset + duration) % TIMESTAMP_MODULUS;
+        self.file = None;
+        match error {
+            Some(error) => Err(error),
+            None => {
+                let ticks =
+                    |value: u64| Duration::from_nanos(value * 1_000_000_000 / TICKS_PER_SECOND);
+                output.mark_media_span(MediaSpan {
+                    start: ticks(start),
+                    end: ticks(start + duration),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    fn abort_fragment(&mut self) {
+        // What was emitted of the file stays on the timeline.
+        if let Some(file) = self.file.take() {
+            self.offset = (self.offset + file.duration()) % TIMESTAMP_MODULUS;
+        }
+    }
+
+    fn rewind(&mut self, fragment: &FragmentInfo) {
+        let Some(index) = self
+            .history
+            .iter()
+            .position(|snapshot| snapshot.fragment == fragment.sequence)
+        else {
+            return;
+        };
+        let snapshot = self.history[index].clone();
+        self.history.truncate(index);
+        self.offset = snapshot.offset;
+        self.continuity = snapshot.continuity;
+        self.program = snapshot.program;
+        self.file = None;
+    }
+
+    fn checkpoint(&self) -> Option<serde_json::Value> {
+        let saved = SavedTsTimeline {
+            offset_ticks: self.offset,
+            continuity: self
+                .continuity
+                .iter()
+                .map(|(pid, counter)| (*pid, *counter))
+                .collect(),
+        };
+        Some(serde_json::to_value(saved).expect("plain data"))
+    }
+
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), StageError> {
+        let saved: SavedTsTimeline = serde_json::from_value(state).map_err(|error| {
+            StageError::new(format!(
+                "the saved MPEG-TS timeline state is unreadable: {error}"
+            ))
+        })?;
+        self.offset = saved.offset_ticks % TIMESTAMP_MODULUS;
+        self.continuity = saved.continuity.into_iter().collect();
+        Ok(())
+    }
+}
+
+/// The state the pipeline's checkpoint keeps, for an archive that continues after a restart:
+/// where the next file starts and the last continuity counter of each PID.
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedTsTimeline {
+    offset_ticks: u64,
+    continuity: std::collections::BTreeMap<u16, u8>,
+}

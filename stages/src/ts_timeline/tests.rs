@@ -1,0 +1,364 @@
+//! Tests of the MPEG-TS timeline stage on synthetic transport streams built here.
+
+use bytes::Bytes;
+use streampub_core::stage::StageItem;
+
+use super::*;
+
+const PMT: u16 = 0x1000;
+const VIDEO: u16 = 0x100;
+const AUDIO: u16 = 0x101;
+
+/// A packet: header, an adaptation field (with a PCR if given) when needed, the payload, and
+/// stuffing.
+fn packet(pid: u16, start: bool, pcr: Option<u64>, payload: &[u8]) -> [u8; PACKET_LEN] {
+    let mut bytes = vec![
+        SYNC_BYTE,
+        ((pid >> 8) as u8) | if start { 0x40 } else { 0 },
+        pid as u8,
+    ];
+    let room = PACKET_LEN - 4 - payload.len();
+    if pcr.is_some() || room > 0 {
+        bytes.push(0x30);
+        let length = room - 1;
+        bytes.push(length as u8);
+        if length > 0 {
+            let mut field = vec![0xffu8; length];
+            field[0] = 0;
+            if let Some(pcr) = pcr {
+                field[0] = 0x10;
+                let mut base = [0u8; 6];
+                write_pcr_base(&mut base, 0, pcr);
+                base[4] |= 0x7e;
+                field[1..7].copy_from_slice(&base);
+            }
+            bytes.extend(field);
+        }
+    } else {
+        bytes.push(0x10);
+    }
+    bytes.extend_from_slice(payload);
+    bytes.try_into().unwrap()
+}
+
+fn section(table: &[u8]) -> Vec<u8> {
+    // Pointer field, then the table with a fake CRC.
+    [&[0u8][..], table, &[0, 0, 0, 0]].concat()
+}
+
+fn pat() -> [u8; PACKET_LEN] {
+    let table = [
+        0x00,
+        0xb0,
+        13,
+        0,
+        1,
+        0xc1,
+        0,
+        0,
+        0,
+        1,
+        0xe0 | (PMT >> 8) as u8,
+        PMT as u8,
+    ];
+    packet(PAT_PID, true, None, &section(&table))
+}
+
+fn pmt(audio_type: u8) -> [u8; PACKET_LEN] {
+    let table = [
+        0x02,
+        0xb0,
+        23,
+        0,
+        1,
+        0xc1,
+        0,
+        0,
+        0xe1,
+        VIDEO as u8,
+        0xf0,
+        0, //
+        0x1b,
+        0xe1,
+        VIDEO as u8,
+        0xf0,
+        0, //
+        audio_type,
+        0xe1,
+        AUDIO as u8,
+        0xf0,
+        0,
+    ];
+    packet(PMT, true, None, &section(&table))
+}
+
+/// A PES start with a PTS.
+fn pes(pid: u16, pts: u64, marker: u8) -> [u8; PACKET_LEN] {
+    let mut header = vec![
+        0,
+        0,
+        1,
+        if pid == VIDEO { 0xe0 } else { 0xc0 },
+        0,
+        0,
+        0x80,
+        0x80,
+        5,
+    ];
+    let mut timestamp = [0x21, 0, 0, 0, 0];
+    write_timestamp(&mut timestamp, 0, pts);
+    header.extend(timestamp);
+    header.extend([marker; 20]);
+    packet(pid, true, None, &header)
+}
+
+/// A file as ffmpeg's muxer writes one: PAT, PMT, a PCR 0.7 s ahead of the first frame, then
+/// five video frames 3600 ticks apart and audio packets 1920 ticks apart, from PTS `first`.
+fn upstream_file(first: u64, marker: u8, audio_type: u8) -> Vec<u8> {
+    let mut packets = vec![
+        pat(),
+        pmt(audio_type),
+        packet(VIDEO, false, Some(first - 63_000), &[]),
+    ];
+    for frame in 0..5u64 {
+        packets.push(pes(VIDEO, first + frame * 3600, marker));
+        packets.push(pes(AUDIO, first + frame * 3840, marker));
+        packets.push(pes(AUDIO, first + frame * 3840 + 1920, marker));
+    }
+    packets.concat()
+}
+
+fn info(sequence: u64) -> FragmentInfo {
+    FragmentInfo {
+        sequence,
+        name: format!("batch-{sequence}.ts"),
+        length: None,
+    }
+}
+
+fn run_file(
+    stage: &mut TsTimelineStage,
+    sequence: u64,
+    file: &[u8],
+    split: usize,
+) -> (Vec<StageItem>, Result<(), StageError>) {
+    let mut output = StageOutput::default();
+    let result = (|| {
+        stage.begin_fragment(&info(sequence), &mut output)?;
+        for piece in file.chunks(split.max(1)) {
+            stage.process_chunk(Bytes::copy_from_slice(piece), &mut output)?;
+        }
+        stage.end_fragment(&mut output)
+    })();
+    if result.is_err() {
+        stage.abort_fragment();
+    }
+    (output.drain().collect(), result)
+}
+
+fn joined(items: &[StageItem]) -> Vec<u8> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            StageItem::Chunk(chunk) => Some(chunk.to_vec()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .concat()
+}
+
+/// Per PID of the output: PTS values, PCR values, and whether continuity counters run on.
+fn read_stream(stream: &[u8]) -> (HashMap<u16, Vec<u64>>, Vec<u64>, bool) {
+    let (mut pts, mut pcrs, mut counters) = (HashMap::new(), Vec::new(), HashMap::new());
+    let mut continuous = true;
+    for chunk in stream.chunks(PACKET_LEN) {
+        let packet: [u8; PACKET_LEN] = chunk.try_into().unwrap();
+        let header = PacketHeader::parse(&packet);
+        if header.has_payload {
+            let counter = packet[3] & 0x0f;
+            if let Some(previous) = counters.insert(header.pid, counter) {
+                continuous &= counter == (previous + 1) & 0x0f;
+            }
+        }
+        if let Some(at) = pcr_position(&header, &packet) {
+            pcrs.push(read_pcr_base(&packet, at));
+        }
+        let payload = header.payload_offset(&packet);
+        if let (true, Some(payload)) = (header.payload_start, payload) {
+            if let Some((Some(at), _)) = pes_timestamp_positions(&packet, payload) {
+                pts.entry(header.pid)
+                    .or_insert_with(Vec::new)
+                    .push(read_timestamp(&packet, at));
+            }
+        }
+    }
+    (pts, pcrs, continuous)
+}
+
+#[test]
+fn files_join_onto_one_clock_with_continuous_counters() {
+    let mut stage = TsTimelineStage::default();
+    let mut stream = Vec::new();
+    let mut spans = Vec::new();
+    // Each file's clock starts anew (ffmpeg starts at 1.4 s); the third near the 33-bit wrap.
+    for (sequence, first) in [(1, 126_000), (2, 126_000), (3, TIMESTAMP_MODULUS - 5000)] {
+        let (items, result) = run_file(
+            &mut stage,
+            sequence,
+            &upstream_file(first, sequence as u8, 0x0f),
+            100,
+        );
+        result.unwrap();
+        if let Some(StageItem::MediaSpan(span)) = items.last() {
+            spans.push((span.start, span.end));
+        }
+        stream.extend(joined(&items));
+    }
+    let (pts, pcrs, continuous) = read_stream(&stream);
+    assert!(continuous, "continuity counters run on across files");
+    // Each file lasts until its last audio packet plus one interval: 4 × 3840 + 1920 + 1920.
+    let file = 19_200;
+    let video = &pts[&VIDEO];
+    assert_eq!(
+        video[..6],
+        [126_000, 129_600, 133_200, 136_800, 140_400, 126_000 + file]
+    );
+    assert!(video.windows(2).all(|pair| pair[0] < pair[1]), "{video:?}");
+    assert!(pts[&AUDIO].windows(2).all(|pair| pair[0] < pair[1]));
+    assert!(pcrs.windows(2).all(|pair| pair[0] < pair[1]), "{pcrs:?}");
+    assert_eq!(pcrs[0], 126_000 - 63_000);
+    let ticks = |value: u64| Duration::from_nanos(value * 1_000_000_000 / 90_000);
+    assert_eq!(spans[1], (ticks(126_000 + file), ticks(126_000 + 2 * file)));
+}
+
+#[test]
+fn output_is_identical_whatever_the_chunk_boundaries() {
+    let outputs: Vec<Vec<u8>> = [1, 7, 188, 500, 100_000]
+        .iter()
+        .map(|split| {
+            let mut stage = TsTimelineStage::default();
+            (1..=2u8)
+                .flat_map(|marker| {
+                    let (items, result) = run_file(
+                        &mut stage,
+                        u64::from(marker),
+                        &upstream_file(126_000, marker, 0x0f),
+                        *split,
+                    );
+                    result.unwrap();
+                    joined(&items)
+                })
+                .collect()
+        })
+        .collect();
+    assert!(outputs.windows(2).all(|pair| pair[0] == pair[1]));
+}
+
+#[test]
+fn other_streams_start_a_new_session() {
+    let mut stage = TsTimelineStage::default();
+    run_file(&mut stage, 1, &upstream_file(126_000, 1, 0x0f), 188)
+        .1
+        .unwrap();
+    // AAC (0x0f) becomes AC-3 (0x81).
+    let (items, result) = run_file(&mut stage, 2, &upstream_file(126_000, 2, 0x81), 188);
+    result.unwrap();
+    let change = items
+        .iter()
+        .find_map(|item| match item {
+            StageItem::NewSession { change } => Some(change.clone()),
+            _ => None,
+        })
+        .expect("a new session");
+    assert!(change.contains("batch-2.ts"), "{change}");
+}
+
+#[test]
+fn bad_files_fail_alone_with_what_is_wrong() {
+    let good = upstream_file(126_000, 1, 0x0f);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "not ts",
+            vec![0u8; 376],
+            "does not begin with the sync byte",
+        ),
+        (
+            "cut",
+            good[..good.len() - 10].to_vec(),
+            "bytes into the packet at offset",
+        ),
+        (
+            "no timestamps",
+            [pat(), pmt(0x0f)].concat(),
+            "no PES timestamp",
+        ),
+    ];
+    for (what, file, expected) in cases {
+        let mut stage = TsTimelineStage::default();
+        let (_, result) = run_file(&mut stage, 1, &file, 100);
+        let error = result.expect_err(what);
+        assert!(
+            error.message.contains(expected),
+            "{what}: {}",
+            error.message
+        );
+        assert!(
+            error.message.contains("batch-1.ts"),
+            "{what}: {}",
+            error.message
+        );
+        run_file(&mut stage, 2, &good, 100).1.unwrap();
+    }
+}
+
+#[test]
+fn a_rewind_and_a_restore_continue_the_clock() {
+    let mut stage = TsTimelineStage::default();
+    for marker in 1..=2u8 {
+        run_file(
+            &mut stage,
+            u64::from(marker),
+            &upstream_file(126_000, marker, 0x0f),
+            188,
+        )
+        .1
+        .unwrap();
+    }
+    stage.rewind(&info(2));
+    let (items, result) = run_file(&mut stage, 2, &upstream_file(126_000, 2, 0x0f), 188);
+    result.unwrap();
+    assert_eq!(read_stream(&joined(&items)).0[&VIDEO][0], 126_000 + 19_200);
+
+    let mut restored = TsTimelineStage::default();
+    restored.restore(stage.checkpoint().unwrap()).unwrap();
+    let (items, result) = run_file(&mut restored, 3, &upstream_file(126_000, 3, 0x0f), 188);
+    result.unwrap();
+    assert_eq!(
+        read_stream(&joined(&items)).0[&VIDEO][0],
+        126_000 + 2 * 19_200
+    );
+}
+
+#[test]
+fn random_and_damaged_input_never_panics() {
+    let good = upstream_file(126_000, 1, 0x0f);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..1000 {
+        let mut file = good.clone();
+        for _ in 0..(next() % 8) {
+            let at = (next() % file.len() as u64) as usize;
+            file[at] = next() as u8;
+        }
+        file.truncate((next() % (file.len() as u64 + 1)) as usize);
+        let mut stage = TsTimelineStage::default();
+        let split = (next() % 400) as usize + 1;
+        let _ = run_file(&mut stage, 1, &file, split);
+        let _ = run_file(&mut stage, 2, &good, split);
+    }
+}
