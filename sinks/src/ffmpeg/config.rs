@@ -69,9 +69,9 @@ pub struct FfmpegRtmpSinkConfig {
     /// A fragment counts as published once ffmpeg's output has passed its end by this much
     /// media time (ffmpeg reports how far its output has got; what it has output may still sit
     /// in socket buffers). Raise it on links that buffer more. Applies when a timeline stage
-    /// tells where each fragment ends (`input_format: mp4` or `flv`); other inputs are
-    /// confirmed once ffmpeg has read its probe size beyond a fragment, which is coarser. At
-    /// most a day.
+    /// tells where each fragment ends (`continuity: auto`, every input format); with
+    /// `continuity: off` fragments are confirmed once ffmpeg has read its probe size beyond
+    /// them, which is coarser. At most a day.
     #[serde(default = "default_confirm_margin")]
     pub confirm_margin: HumanDuration,
     /// Restarts, the stdin pipe and shutdown, as for the `process` sink.
