@@ -129,7 +129,18 @@ pub fn total_duration(paths: &[PathBuf]) -> f64 {
 
 /// Reads every packet of `path` with ffprobe.
 pub fn probe_packets(path: &std::path::Path) -> Packets {
+    probe(path, &[])
+}
+
+/// Every packet of `path`, also those an MP4 edit list hides (an AAC encoder's priming), which
+/// a joined stream keeps.
+pub fn probe_all_packets(path: &std::path::Path) -> Packets {
+    probe(path, &["-ignore_editlist", "1"])
+}
+
+fn probe(path: &std::path::Path, options: &[&str]) -> Packets {
     let output = Command::new("ffprobe")
+        .args(options)
         .args([
             "-v",
             "error",
