@@ -14,9 +14,12 @@
 
 pub mod flv;
 pub mod flv_timeline;
+mod history;
 pub mod mp4;
 pub mod mpegts;
 mod padding;
+#[cfg(test)]
+mod stage_harness;
 pub mod timeline;
 pub mod ts_timeline;
 

@@ -80,30 +80,37 @@ fn assert_one_stream(what: &str, output: &Path, media: &[PathBuf]) {
     assert_eq!(decoder_errors(output), 0, "{what}: decoder errors");
 }
 
-/// Publishes `media` to a fresh nginx-rtmp and to an append archive, each through `stages`;
-/// asserts both runs succeed with every fragment published, and returns the (stopped) server
-/// with its recordings, and the archive in its test directory.
-fn publish_everywhere(media: &[PathBuf], stages: Value) -> (RtmpServer, PathBuf, TestDir) {
+/// Publishes `media` (of `input_format`) to a fresh nginx-rtmp and to an append archive named
+/// `archive`, each through `stages`, and asserts that each run published every fragment and
+/// that the recording and the archive are each one stream.
+fn publish_as_one_stream(media: &[PathBuf], stages: Value, input_format: &str, archive: &str) {
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
     dir.copy_in("in", media);
     let rtmp = dir.pipeline_file(&pipeline(
         stages.clone(),
-        json!({"type": "ffmpeg-rtmp", "url": format!("{}/muxers", server.server_url())}),
+        json!({
+            "type": "ffmpeg-rtmp",
+            "url": format!("{}/muxers", server.server_url()),
+            "input_format": input_format,
+        }),
     ));
     let run = run_pipeline_file(&rtmp, TIMEOUT);
     assert_all_published(&run, media.len());
     server.stop();
+    let recordings = server.recordings();
+    assert_eq!(recordings.len(), 1, "one RTMP session: {recordings:?}");
+    assert_one_stream("recording", &recordings[0], media);
 
     // The directory source moved nothing: the same files again, into an archive.
-    let archive = dir.join("archive.mp4");
+    let archive = dir.join(archive);
     let to_file = dir.pipeline_file(&pipeline(
         stages,
         json!({"type": "file", "path": archive, "mode": "append"}),
     ));
     let run = run_pipeline_file(&to_file, TIMEOUT);
     assert_all_published(&run, media.len());
-    (server, archive, dir)
+    assert_one_stream("archive", &archive, media);
 }
 
 fn assert_all_published(run: &Finished, count: usize) {
@@ -119,22 +126,19 @@ fn assert_all_published(run: &Finished, count: usize) {
 #[test]
 fn gstreamer_mp4mux_fragments_make_one_stream() {
     let media = gstreamer_fragments(FIVE_FRAGMENTS);
-    let (server, archive, _dir) = publish_everywhere(&media, json!([{"type": "fmp4-timeline"}]));
-    let recordings = server.recordings();
-    assert_eq!(recordings.len(), 1, "one RTMP session: {recordings:?}");
-    assert_one_stream("recording", &recordings[0], &media);
-    assert_one_stream("archive", &archive, &media);
+    publish_as_one_stream(
+        &media,
+        json!([{"type": "fmp4-timeline"}]),
+        "mp4",
+        "archive.mp4",
+    );
 }
 
 #[test]
 fn remuxed_non_fragmented_files_make_one_stream() {
     let media = fragments(&[FIVE_FRAGMENTS, &["--movflags", "+faststart"]].concat());
     let stages = json!([{"type": "fmp4-timeline", "remux": "ffmpeg"}]);
-    let (server, archive, _dir) = publish_everywhere(&media, stages);
-    let recordings = server.recordings();
-    assert_eq!(recordings.len(), 1, "one RTMP session: {recordings:?}");
-    assert_one_stream("recording", &recordings[0], &media);
-    assert_one_stream("archive", &archive, &media);
+    publish_as_one_stream(&media, stages, "mp4", "archive.mp4");
 }
 
 #[test]
@@ -150,11 +154,12 @@ fn fragments_with_absolute_data_offsets_make_one_stream() {
         ]
         .concat(),
     );
-    let (server, archive, _dir) = publish_everywhere(&media, json!([{"type": "fmp4-timeline"}]));
-    let recordings = server.recordings();
-    assert_eq!(recordings.len(), 1, "one RTMP session: {recordings:?}");
-    assert_one_stream("recording", &recordings[0], &media);
-    assert_one_stream("archive", &archive, &media);
+    publish_as_one_stream(
+        &media,
+        json!([{"type": "fmp4-timeline"}]),
+        "mp4",
+        "archive.mp4",
+    );
 }
 
 #[test]
@@ -359,33 +364,12 @@ fn media_segments_without_an_init_segment_fail_and_the_exit_code_says_so() {
 #[test]
 fn flv_batches_make_one_stream() {
     let media = fragments(&[FIVE_FRAGMENTS, &["--format", "flv"]].concat());
-    let mut server = RtmpServer::start();
-    let dir = TestDir::new();
-    dir.copy_in("in", &media);
-    // ffmpeg-rtmp puts the flv-timeline stage in front of itself for FLV input.
-    let rtmp = dir.pipeline_file(&pipeline(
-        json!([]),
-        json!({
-            "type": "ffmpeg-rtmp",
-            "url": format!("{}/flv", server.server_url()),
-            "input_format": "flv",
-        }),
-    ));
-    let run = run_pipeline_file(&rtmp, TIMEOUT);
-    assert_all_published(&run, media.len());
-    server.stop();
-    let recordings = server.recordings();
-    assert_eq!(recordings.len(), 1, "one RTMP session: {recordings:?}");
-    assert_one_stream("recording", &recordings[0], &media);
-
-    let archive = dir.join("archive.flv");
-    let to_file = dir.pipeline_file(&pipeline(
+    publish_as_one_stream(
+        &media,
         json!([{"type": "flv-timeline"}]),
-        json!({"type": "file", "path": archive, "mode": "append"}),
-    ));
-    let run = run_pipeline_file(&to_file, TIMEOUT);
-    assert_all_published(&run, media.len());
-    assert_one_stream("archive", &archive, &media);
+        "flv",
+        "archive.flv",
+    );
 }
 
 #[test]
@@ -397,31 +381,6 @@ fn mpegts_batches_that_each_restart_their_clock_make_one_stream() {
         ]
         .concat(),
     );
-    let mut server = RtmpServer::start();
-    let dir = TestDir::new();
-    dir.copy_in("in", &media);
-    // ffmpeg-rtmp puts the mpegts-timeline stage in front of itself for MPEG-TS input.
-    let rtmp = dir.pipeline_file(&pipeline(
-        json!([]),
-        json!({
-            "type": "ffmpeg-rtmp",
-            "url": format!("{}/ts", server.server_url()),
-            "input_format": "mpegts",
-        }),
-    ));
-    let run = run_pipeline_file(&rtmp, TIMEOUT);
-    assert_all_published(&run, media.len());
-    server.stop();
-    let recordings = server.recordings();
-    assert_eq!(recordings.len(), 1, "one RTMP session: {recordings:?}");
-    assert_one_stream("recording", &recordings[0], &media);
-
-    let archive = dir.join("archive.ts");
-    let to_file = dir.pipeline_file(&pipeline(
-        json!([{"type": "mpegts-timeline"}]),
-        json!({"type": "file", "path": archive, "mode": "append"}),
-    ));
-    let run = run_pipeline_file(&to_file, TIMEOUT);
-    assert_all_published(&run, media.len());
-    assert_one_stream("archive", &archive, &media);
+    let stages = json!([{"type": "mpegts-timeline"}]);
+    publish_as_one_stream(&media, stages, "mpegts", "archive.ts");
 }

@@ -21,7 +21,6 @@ mod saved;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,6 +37,7 @@ use crate::flv::{
     classify, read_file_header, Payload, TagHeader, TagKind, CLASSIFY_LEN, FILE_HEADER,
     PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN,
 };
+use crate::history::FragmentHistory;
 use crate::padding::push_zeros;
 
 /// The stage's `type`.
@@ -60,8 +60,6 @@ pub fn link() {
 const MAX_BUFFERED_TAG: u32 = 1 << 20;
 /// The most zero bytes written to complete a tag cut short.
 const MAX_PADDING: u64 = 64 << 20;
-/// Fragments whose starting state is kept, for sending them again after a reconnect.
-const HISTORY: usize = 1024;
 
 /// Joins FLV files into one continuous FLV stream. It has no options.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -98,7 +96,6 @@ impl Configurations {
 /// The state at the start of a fragment, for a rewind.
 #[derive(Debug, Clone)]
 struct Snapshot {
-    fragment: u64,
     offset: u64,
     configurations: Configurations,
     header: Option<[u8; 9]>,
@@ -205,7 +202,7 @@ pub struct FlvTimelineStage {
     configurations: Configurations,
     /// Where the next file starts, in milliseconds.
     offset: u64,
-    history: VecDeque<Snapshot>,
+    history: FragmentHistory<Snapshot>,
     file: Option<FileState>,
 }
 
@@ -358,15 +355,14 @@ impl Stage for FlvTimelineStage {
         fragment: &FragmentInfo,
         _output: &mut StageOutput,
     ) -> Result<(), StageError> {
-        self.history.push_back(Snapshot {
-            fragment: fragment.sequence,
-            offset: self.offset,
-            configurations: self.configurations.clone(),
-            header: self.header,
-        });
-        if self.history.len() > HISTORY {
-            self.history.pop_front();
-        }
+        self.history.record(
+            fragment.sequence,
+            Snapshot {
+                offset: self.offset,
+                configurations: self.configurations.clone(),
+                header: self.header,
+            },
+        );
         self.file = Some(FileState::new(&fragment.name));
         Ok(())
     }
@@ -532,15 +528,9 @@ impl Stage for FlvTimelineStage {
     }
 
     fn rewind(&mut self, fragment: &FragmentInfo) {
-        let Some(index) = self
-            .history
-            .iter()
-            .position(|snapshot| snapshot.fragment == fragment.sequence)
-        else {
+        let Some(snapshot) = self.history.rewind_to(fragment.sequence) else {
             return;
         };
-        let snapshot = self.history[index].clone();
-        self.history.truncate(index);
         self.offset = snapshot.offset;
         self.configurations = snapshot.configurations;
         self.header = snapshot.header;

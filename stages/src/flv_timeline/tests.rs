@@ -1,9 +1,9 @@
 //! Tests of the FLV timeline stage on synthetic FLV files built here, so every field is known.
 
-use bytes::Bytes;
 use streampub_core::stage::StageItem;
 
 use super::*;
+use crate::stage_harness::{self, joined};
 
 // ---- building FLV ----------------------------------------------------------------------
 
@@ -56,41 +56,14 @@ fn info(sequence: u64) -> FragmentInfo {
 }
 
 /// Runs `file` through the stage as fragment `sequence`, in chunks of the given sizes
-/// (cycled); returns the items and the result of the fragment.
+/// (cycled).
 fn run_file(
     stage: &mut FlvTimelineStage,
     sequence: u64,
     file: &[u8],
     splits: &[usize],
 ) -> (Vec<StageItem>, Result<(), StageError>) {
-    let mut output = StageOutput::default();
-    let result = (|| {
-        stage.begin_fragment(&info(sequence), &mut output)?;
-        let bytes = Bytes::copy_from_slice(file);
-        let mut at = 0;
-        let mut split = splits.iter().cycle();
-        while at < bytes.len() {
-            let size = (*split.next().unwrap()).max(1).min(bytes.len() - at);
-            stage.process_chunk(bytes.slice(at..at + size), &mut output)?;
-            at += size;
-        }
-        stage.end_fragment(&mut output)
-    })();
-    if result.is_err() {
-        stage.abort_fragment();
-    }
-    (output.drain().collect(), result)
-}
-
-fn joined(items: &[StageItem]) -> Vec<u8> {
-    items
-        .iter()
-        .filter_map(|item| match item {
-            StageItem::Chunk(chunk) => Some(chunk.to_vec()),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .concat()
+    stage_harness::run_file(stage, &info(sequence), file, splits)
 }
 
 /// One tag of the output.

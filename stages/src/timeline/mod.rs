@@ -21,7 +21,7 @@ mod saved;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -31,6 +31,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use self::saved::SavedTimeline;
+use crate::history::FragmentHistory;
 use crate::mp4::moof;
 use crate::mp4::{describe_change, describe_moov, BoxError, BoxHeader, FourCc, TrackDescription};
 use crate::padding::push_zeros;
@@ -61,8 +62,6 @@ pub fn link() {
 const MAX_BUFFERED_BOX: u64 = 32 << 20;
 /// The most zero bytes written to complete an `mdat` cut short, to keep the stream parseable.
 const MAX_PADDING: u64 = 256 << 20;
-/// Fragments whose starting state is kept, for sending them again after a reconnect.
-const HISTORY: usize = 1024;
 
 /// Rewrites fragmented MP4 files into one continuous stream.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -170,7 +169,6 @@ struct InitSegment {
 /// What the stream looks like when a fragment begins; restored to send it again.
 #[derive(Debug, Clone)]
 struct Snapshot {
-    fragment: u64,
     init: Option<InitSegment>,
     next_sequence: u32,
     offset: Seconds,
@@ -242,7 +240,7 @@ pub struct TimelineStage {
     next_sequence: u32,
     /// Where the next file starts on the output timeline.
     offset: Seconds,
-    history: VecDeque<Snapshot>,
+    history: FragmentHistory<Snapshot>,
     file: Option<FileState>,
 }
 
@@ -450,15 +448,14 @@ impl Stage for TimelineStage {
         fragment: &FragmentInfo,
         _output: &mut StageOutput,
     ) -> Result<(), StageError> {
-        self.history.push_back(Snapshot {
-            fragment: fragment.sequence,
-            init: self.init.clone(),
-            next_sequence: self.next_sequence,
-            offset: self.offset,
-        });
-        if self.history.len() > HISTORY {
-            self.history.pop_front();
-        }
+        self.history.record(
+            fragment.sequence,
+            Snapshot {
+                init: self.init.clone(),
+                next_sequence: self.next_sequence,
+                offset: self.offset,
+            },
+        );
         if self.next_sequence == 0 {
             self.next_sequence = 1;
         }
@@ -603,15 +600,9 @@ impl Stage for TimelineStage {
     }
 
     fn rewind(&mut self, fragment: &FragmentInfo) {
-        let Some(index) = self
-            .history
-            .iter()
-            .position(|snapshot| snapshot.fragment == fragment.sequence)
-        else {
+        let Some(snapshot) = self.history.rewind_to(fragment.sequence) else {
             return;
         };
-        let snapshot = self.history[index].clone();
-        self.history.truncate(index);
         self.init = snapshot.init;
         self.next_sequence = snapshot.next_sequence;
         self.offset = snapshot.offset;

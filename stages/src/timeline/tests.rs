@@ -6,6 +6,7 @@ use streampub_core::stage::StageItem;
 
 use super::*;
 use crate::mp4::boxes::{children, write_box, BoxHeader, Reader};
+use crate::stage_harness::{self, joined};
 
 // ---- building fragmented MP4 -------------------------------------------------------------
 
@@ -281,41 +282,14 @@ fn info(sequence: u64) -> FragmentInfo {
 }
 
 /// Runs `file` through the stage as fragment `sequence`, in chunks of the given sizes
-/// (cycled); returns the items and the result of the fragment.
+/// (cycled).
 fn run_file(
     stage: &mut TimelineStage,
     sequence: u64,
     file: &[u8],
     splits: &[usize],
 ) -> (Vec<StageItem>, Result<(), StageError>) {
-    let mut output = StageOutput::default();
-    let result = (|| {
-        stage.begin_fragment(&info(sequence), &mut output)?;
-        let bytes = Bytes::copy_from_slice(file);
-        let mut at = 0;
-        let mut split = splits.iter().cycle();
-        while at < bytes.len() {
-            let size = (*split.next().unwrap()).max(1).min(bytes.len() - at);
-            stage.process_chunk(bytes.slice(at..at + size), &mut output)?;
-            at += size;
-        }
-        stage.end_fragment(&mut output)
-    })();
-    if result.is_err() {
-        stage.abort_fragment();
-    }
-    (output.drain().collect(), result)
-}
-
-fn joined(items: &[StageItem]) -> Vec<u8> {
-    items
-        .iter()
-        .filter_map(|item| match item {
-            StageItem::Chunk(chunk) => Some(chunk.to_vec()),
-            StageItem::NewSession { .. } | StageItem::MediaSpan(_) => None,
-        })
-        .collect::<Vec<_>>()
-        .concat()
+    stage_harness::run_file(stage, &info(sequence), file, splits)
 }
 
 /// One `traf` as the output has it.

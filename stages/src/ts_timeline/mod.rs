@@ -21,7 +21,7 @@
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,6 +33,7 @@ use streampub_core::{
     StageConfig, StageError, StageOutput,
 };
 
+use crate::history::FragmentHistory;
 use crate::mpegts::adts::AdtsFrames;
 use crate::mpegts::{
     pat_programs, pcr_position, pes_data_offset, pes_timestamp_positions, pmt_program,
@@ -62,8 +63,6 @@ pub fn link() {
 const START: u64 = 126_000;
 /// Packets held before a file's first timestamp; a file without one that soon is refused.
 const MAX_HELD_PACKETS: usize = 4096;
-/// Fragments whose starting state is kept, for sending them again after a reconnect.
-const HISTORY: usize = 1024;
 
 /// Joins MPEG-TS files into one continuous transport stream. It has no options.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -215,7 +214,6 @@ fn ticks_between(from: u64, to: u64) -> u64 {
 /// The state at the start of a fragment, for a rewind.
 #[derive(Debug, Clone)]
 struct Snapshot {
-    fragment: u64,
     offset: u64,
     continuity: HashMap<u16, u8>,
     program: Option<Program>,
@@ -230,7 +228,7 @@ pub struct TsTimelineStage {
     continuity: HashMap<u16, u8>,
     /// The streams of the program (from the first PMT), to tell a changed stream.
     program: Option<Program>,
-    history: VecDeque<Snapshot>,
+    history: FragmentHistory<Snapshot>,
     file: Option<FileState>,
 }
 
@@ -240,7 +238,7 @@ impl Default for TsTimelineStage {
             offset: START,
             continuity: HashMap::new(),
             program: None,
-            history: VecDeque::new(),
+            history: FragmentHistory::default(),
             file: None,
         }
     }
@@ -394,15 +392,14 @@ impl Stage for TsTimelineStage {
         fragment: &FragmentInfo,
         _output: &mut StageOutput,
     ) -> Result<(), StageError> {
-        self.history.push_back(Snapshot {
-            fragment: fragment.sequence,
-            offset: self.offset,
-            continuity: self.continuity.clone(),
-            program: self.program.clone(),
-        });
-        if self.history.len() > HISTORY {
-            self.history.pop_front();
-        }
+        self.history.record(
+            fragment.sequence,
+            Snapshot {
+                offset: self.offset,
+                continuity: self.continuity.clone(),
+                program: self.program.clone(),
+            },
+        );
         self.file = Some(FileState::new(&fragment.name));
         Ok(())
     }
@@ -471,15 +468,9 @@ impl Stage for TsTimelineStage {
     }
 
     fn rewind(&mut self, fragment: &FragmentInfo) {
-        let Some(index) = self
-            .history
-            .iter()
-            .position(|snapshot| snapshot.fragment == fragment.sequence)
-        else {
+        let Some(snapshot) = self.history.rewind_to(fragment.sequence) else {
             return;
         };
-        let snapshot = self.history[index].clone();
-        self.history.truncate(index);
         self.offset = snapshot.offset;
         self.continuity = snapshot.continuity;
         self.program = snapshot.program;

@@ -1,9 +1,9 @@
 //! Tests of the MPEG-TS timeline stage on synthetic transport streams built here.
 
-use bytes::Bytes;
 use streampub_core::stage::StageItem;
 
 use super::*;
+use crate::stage_harness::{self, joined};
 
 const PMT: u16 = 0x1000;
 const VIDEO: u16 = 0x100;
@@ -136,35 +136,14 @@ fn info(sequence: u64) -> FragmentInfo {
     }
 }
 
+/// Runs `file` through the stage as fragment `sequence`, in chunks of `split` bytes.
 fn run_file(
     stage: &mut TsTimelineStage,
     sequence: u64,
     file: &[u8],
     split: usize,
 ) -> (Vec<StageItem>, Result<(), StageError>) {
-    let mut output = StageOutput::default();
-    let result = (|| {
-        stage.begin_fragment(&info(sequence), &mut output)?;
-        for piece in file.chunks(split.max(1)) {
-            stage.process_chunk(Bytes::copy_from_slice(piece), &mut output)?;
-        }
-        stage.end_fragment(&mut output)
-    })();
-    if result.is_err() {
-        stage.abort_fragment();
-    }
-    (output.drain().collect(), result)
-}
-
-fn joined(items: &[StageItem]) -> Vec<u8> {
-    items
-        .iter()
-        .filter_map(|item| match item {
-            StageItem::Chunk(chunk) => Some(chunk.to_vec()),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .concat()
+    stage_harness::run_file(stage, &info(sequence), file, &[split])
 }
 
 /// Per PID of the output: PTS values, PCR values, and whether continuity counters run on.
