@@ -43,3 +43,44 @@ pub(crate) fn joined(items: &[StageItem]) -> Vec<u8> {
         .collect::<Vec<_>>()
         .concat()
 }
+
+/// Feeds a new `S` `rounds` damaged versions of `good` (random bytes, `good` cut short,
+/// `good` with bytes changed, some after a piece of `good`), each followed by `good` itself,
+/// in chunks of random sizes. Whatever it makes of them, it must not panic.
+pub(crate) fn feed_damaged_copies<S: Stage + Default>(good: &[u8], rounds: usize) {
+    let mut random = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        random
+    };
+    let fragment = |sequence: u64| FragmentInfo {
+        sequence,
+        name: format!("damaged-{sequence}"),
+        length: None,
+    };
+    for round in 0..rounds {
+        let mut input = match round % 3 {
+            0 => (0..(next() % 400))
+                .map(|_| next() as u8)
+                .collect::<Vec<u8>>(),
+            1 => good[..(next() as usize % good.len())].to_vec(),
+            _ => {
+                let mut damaged = good.to_vec();
+                for _ in 0..=(next() % 6) {
+                    let at = next() as usize % damaged.len();
+                    damaged[at] = next() as u8;
+                }
+                damaged
+            }
+        };
+        if round % 5 == 0 {
+            input.splice(0..0, good[..good.len().min(200)].iter().copied());
+        }
+        let mut stage = S::default();
+        let splits = [(next() % 50) as usize + 1];
+        let _ = run_file(&mut stage, &fragment(1), &input, &splits);
+        let _ = run_file(&mut stage, &fragment(2), good, &splits);
+    }
+}

@@ -306,24 +306,5 @@ fn bad_files_fail_alone_with_what_is_wrong() {
 
 #[test]
 fn random_and_damaged_input_never_panics() {
-    let good = upstream_file(1, b"sps", b"asc");
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    for _ in 0..2000 {
-        let mut file = good.clone();
-        for _ in 0..(next() % 6) {
-            let at = (next() % file.len() as u64) as usize;
-            file[at] = next() as u8;
-        }
-        file.truncate((next() % (file.len() as u64 + 1)) as usize);
-        let mut stage = FlvTimelineStage::default();
-        let split = (next() % 40) as usize + 1;
-        let _ = run_file(&mut stage, 1, &file, &[split]);
-        let _ = run_file(&mut stage, 2, &good, &[split]);
-    }
+    stage_harness::feed_damaged_copies::<FlvTimelineStage>(&upstream_file(1, b"sps", b"asc"), 3000);
 }

@@ -833,37 +833,7 @@ fn a_cut_mdat_is_completed_with_zeros() {
 
 #[test]
 fn random_and_damaged_input_never_panics() {
-    let good = upstream_file(1);
-    let mut random = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        random ^= random << 13;
-        random ^= random >> 7;
-        random ^= random << 17;
-        random
-    };
-    for round in 0..3000 {
-        let mut input = match round % 3 {
-            0 => (0..(next() % 400))
-                .map(|_| next() as u8)
-                .collect::<Vec<u8>>(),
-            1 => good[..(next() as usize % good.len())].to_vec(),
-            _ => {
-                let mut damaged = good.clone();
-                for _ in 0..=(next() % 4) {
-                    let at = next() as usize % damaged.len();
-                    damaged[at] = next() as u8;
-                }
-                damaged
-            }
-        };
-        if round % 5 == 0 {
-            input.splice(0..0, good[..200].iter().copied());
-        }
-        let mut stage = TimelineStage::default();
-        let splits = [(next() % 50) as usize + 1];
-        let _ = run_file(&mut stage, 1, &input, &splits);
-        let _ = run_file(&mut stage, 2, &good, &splits);
-    }
+    stage_harness::feed_damaged_copies::<TimelineStage>(&upstream_file(1), 3000);
 }
 
 #[test]

@@ -320,24 +320,5 @@ fn a_rewind_and_a_restore_continue_the_clock() {
 
 #[test]
 fn random_and_damaged_input_never_panics() {
-    let good = upstream_file(126_000, 1, 0x0f);
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    for _ in 0..1000 {
-        let mut file = good.clone();
-        for _ in 0..(next() % 8) {
-            let at = (next() % file.len() as u64) as usize;
-            file[at] = next() as u8;
-        }
-        file.truncate((next() % (file.len() as u64 + 1)) as usize);
-        let mut stage = TsTimelineStage::default();
-        let split = (next() % 400) as usize + 1;
-        let _ = run_file(&mut stage, 1, &file, split);
-        let _ = run_file(&mut stage, 2, &good, split);
-    }
+    stage_harness::feed_damaged_copies::<TsTimelineStage>(&upstream_file(126_000, 1, 0x0f), 3000);
 }
