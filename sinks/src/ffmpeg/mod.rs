@@ -139,12 +139,12 @@ pub(crate) fn stream_key(url: &str) -> Option<&str> {
 }
 
 /// ffmpeg runs with `-loglevel warning`: what it prints is a warning, or an error when it says
-/// so.
+/// so; its known-harmless end-of-stream lines are debug.
 pub(crate) fn ffmpeg_line_level(line: &str) -> Level {
     let lower = line.to_ascii_lowercase();
-    // Normal for a live output that cannot seek back to its header.
+    // Normal at the end of a live output, which cannot seek back to its header: harmless.
     if lower.contains("failed to update header") {
-        return Level::WARN;
+        return Level::DEBUG;
     }
     let error_words = [
         "error",
@@ -189,6 +189,16 @@ mod tests {
             custom.join(" "),
             "-nostats -progress pipe:2 -stats_period 0.1 -hide_banner -loglevel warning -fflags +genpts+igndts -f mpegts -thread_queue_size 512 -i pipe:0 -c:v copy -f flv rtmp://h/live/k"
         );
+    }
+
+    #[test]
+    fn harmless_end_of_stream_lines_are_debug() {
+        assert_eq!(
+            ffmpeg_line_level("[flv @ 0x55] Failed to update header with correct duration."),
+            Level::DEBUG
+        );
+        assert_eq!(ffmpeg_line_level("Connection refused"), Level::ERROR);
+        assert_eq!(ffmpeg_line_level("Non-monotonous DTS"), Level::WARN);
     }
 
     #[test]

@@ -311,7 +311,16 @@ impl TimelineStage {
             tracks,
         };
         match &self.init {
-            Some(current) if current.tracks == init.tracks => {}
+            Some(current) if current.tracks == init.tracks => {
+                if current.bytes != init.bytes {
+                    tracing::debug!(
+                        fragment = %file.name,
+                        "Fragment {} repeats the stream's init segment with other metadata \
+                         (bitrates, names, edit lists); the first one stays",
+                        file.name
+                    );
+                }
+            }
             Some(current) => {
                 let change = describe_change(&current.tracks, &init.tracks);
                 output.request_new_session(format!("fragment {}: {change}", file.name));
