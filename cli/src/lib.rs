@@ -9,6 +9,7 @@
 //! ```
 
 mod bench;
+mod completions;
 mod logging;
 mod plugins;
 mod run;
@@ -48,7 +49,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs the pipelines of a file until their sources finish (forever with `follow: true`);
-    /// SIGINT/SIGTERM stop gracefully. Exit 0 success, 1 runtime failure, 2 config error.
+    /// SIGINT/SIGTERM stop gracefully. Exit 0 success, 1 runtime failure, 2 config error, 3
+    /// some fragments failed.
     Run {
         /// The pipeline file (YAML).
         pipeline: PathBuf,
@@ -67,6 +69,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prints a shell completion script, e.g. `streampub completions bash >
+    /// /etc/bash_completion.d/streampub`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Parses the command line and runs the command.
@@ -81,6 +89,7 @@ pub fn main() -> ExitCode {
         Command::Validate { pipeline } => run::validate(&pipeline),
         Command::Bench(args) => bench::bench(&args),
         Command::Plugins { json } => plugins::list(json),
+        Command::Completions { shell } => completions::print(shell),
     };
     ExitCode::from(code)
 }

@@ -323,3 +323,34 @@ fn every_example_pipeline_is_valid() {
     }
     assert!(checked >= 3, "only {checked} example pipelines found");
 }
+
+#[test]
+fn completions_are_printed_for_each_shell_and_bash_accepts_them() {
+    let dir = TestDir::new();
+    let bash = run_to_end(&streampub_binary(), &["completions", "bash"], TIMEOUT);
+    assert_eq!(bash.code(), Some(0), "{}", bash.stderr());
+    for subcommand in ["run", "validate", "bench", "plugins", "completions"] {
+        assert!(bash.stdout.contains(subcommand), "{subcommand} missing");
+    }
+    let script = dir.write("streampub.bash", &bash.stdout);
+    let checked = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(checked.success(), "bash -n rejects the script");
+    let zsh = run_to_end(&streampub_binary(), &["completions", "zsh"], TIMEOUT);
+    assert!(
+        zsh.stdout.starts_with("#compdef streampub"),
+        "{}",
+        zsh.stdout
+    );
+    let fish = run_to_end(&streampub_binary(), &["completions", "fish"], TIMEOUT);
+    assert!(
+        fish.stdout.contains("complete -c streampub"),
+        "{}",
+        fish.stdout
+    );
+    let unknown = run_to_end(&streampub_binary(), &["completions", "tcsh"], TIMEOUT);
+    assert_eq!(unknown.code(), Some(2));
+}
