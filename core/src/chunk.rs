@@ -24,20 +24,41 @@ pub enum ChunkSize {
 
 impl<'de> Deserialize<'de> for ChunkSize {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Written {
-            Word(String),
-            Number(u64),
+        /// Reads a size word, `auto`, or a number of bytes.
+        struct Written;
+
+        impl serde::de::Visitor<'_> for Written {
+            type Value = ChunkSize;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size like 1MiB or 65536, or `auto`")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<ChunkSize, E> {
+                if word == "auto" {
+                    return Ok(ChunkSize::Auto);
+                }
+                word.parse()
+                    .map(ChunkSize::Fixed)
+                    .map_err(|error| E::custom(format!("{error}, or `auto`")))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, bytes: u64) -> Result<ChunkSize, E> {
+                Ok(ChunkSize::Fixed(ByteSize(bytes)))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, bytes: i64) -> Result<ChunkSize, E> {
+                u64::try_from(bytes)
+                    .map(|bytes| ChunkSize::Fixed(ByteSize(bytes)))
+                    .map_err(|_| {
+                        E::custom(format!(
+                            "{bytes} is negative; write a size like 1MiB or 65536, or `auto`"
+                        ))
+                    })
+            }
         }
-        match Written::deserialize(deserializer)? {
-            Written::Word(word) if word == "auto" => Ok(Self::Auto),
-            Written::Word(word) => word
-                .parse()
-                .map(Self::Fixed)
-                .map_err(|error| serde::de::Error::custom(format!("{error}, or `auto`"))),
-            Written::Number(bytes) => Ok(Self::Fixed(ByteSize(bytes))),
-        }
+
+        deserializer.deserialize_any(Written)
     }
 }
 

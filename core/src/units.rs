@@ -181,10 +181,21 @@ impl FromStr for HumanDuration {
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         humantime::parse_duration(input.trim())
             .map(HumanDuration)
-            .map_err(|error| UnitParseError {
-                what: "duration",
-                input: input.to_owned(),
-                reason: format!("{error}; write it like 500ms, 2s or 1m"),
+            .map_err(|error| {
+                // humantime counts characters ("expected number at 0"); say it in words.
+                let problem = match error {
+                    humantime::DurationError::NumberExpected(_)
+                    | humantime::DurationError::InvalidCharacter(_) => {
+                        "it is not a number followed by a unit".to_owned()
+                    }
+                    humantime::DurationError::Empty => "it is empty".to_owned(),
+                    other => other.to_string(),
+                };
+                UnitParseError {
+                    what: "duration",
+                    input: input.to_owned(),
+                    reason: format!("{problem}; write it like 500ms, 2s or 1m"),
+                }
             })
     }
 }

@@ -150,6 +150,24 @@ fn config_errors_name_pipeline_component_and_field() {
             "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n    sink:\n      type: process\n      command: [cat]\n      max_reconnect_delay: 2d\n",
             vec![":9:", "field `max_reconnect_delay`", "at most 1day"],
         ),
+        // Each names the fix, never an internal type name.
+        ("", vec!["the file is empty", "pipelines:"]),
+        (
+            "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n      follow: no\n    sink:\n      type: null\n",
+            vec![":6:", "field `follow`", "write true or false"],
+        ),
+        (
+            "metrics:\n  listen: localhost:9090\npipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n    sink:\n      type: null\n",
+            vec![":2:", "field `metrics.listen`", "e.g. 127.0.0.1:9090"],
+        ),
+        (
+            "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n      settle: fast\n    sink:\n      type: null\n",
+            vec!["not a number followed by a unit", "500ms"],
+        ),
+        (
+            "pipelines:\n  - name: a\n    chunk_size: -5\n    source:\n      type: directory\n      path: in\n    sink:\n      type: null\n",
+            vec![":3:", "field `chunk_size`", "negative", "1MiB"],
+        ),
     ];
     for (yaml, expected) in cases {
         let config = dir.write("pipeline.yaml", yaml);
@@ -159,6 +177,9 @@ fn config_errors_name_pipeline_component_and_field() {
             TIMEOUT,
         );
         assert_eq!(run.code(), Some(2), "{yaml}\n{}", run.stderr());
+        for internal in ["FileOptions", "untagged enum", "expected number at"] {
+            assert!(!run.stderr().contains(internal), "{}", run.stderr());
+        }
         for fragment in expected {
             assert!(
                 run.stderr().contains(fragment),

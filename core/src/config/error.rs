@@ -50,7 +50,7 @@ impl ConfigError {
 
     pub(crate) fn from_node(file: &Path, error: NodeError) -> Self {
         let field = error.field();
-        let mut config_error = Self::new(file, error.message).at(error.location);
+        let mut config_error = Self::new(file, with_remedy(error.message)).at(error.location);
         config_error.0.field = field;
         config_error
     }
@@ -106,3 +106,27 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// A deserializer's message with what to write instead, where it names only what it expected
+/// (serde and the standard library word their errors for programmers, not for config files).
+fn with_remedy(message: String) -> String {
+    let remedies: [(&str, &str); 4] = [
+        (
+            "expected a boolean",
+            "write true or false (YAML's yes, no, on and off are words here)",
+        ),
+        (
+            "invalid socket address syntax",
+            "write an IP address and a port, e.g. 127.0.0.1:9090 (host names are not looked up)",
+        ),
+        ("invalid type: unit value", "it is empty; give it a value"),
+        (
+            "expected a map",
+            "write `key: value` lines under it, indented",
+        ),
+    ];
+    match remedies.iter().find(|(phrase, _)| message.contains(phrase)) {
+        Some((_, remedy)) => format!("{message}; {remedy}"),
+        None => message,
+    }
+}

@@ -177,6 +177,12 @@ impl LoadedConfig {
             .map_err(|error| ConfigError::from_yaml(path, &error))?;
         variables::substitute(&mut root, variables)
             .map_err(|error| ConfigError::new(path, error.message).at(error.location))?;
+        if matches!(root.value, NodeValue::Null) {
+            return Err(ConfigError::new(
+                path,
+                "the file is empty; it needs a `pipelines:` list (see examples/quickstart.yaml)",
+            ));
+        }
         let file: FileOptions = root
             .deserialize_into()
             .map_err(|error| ConfigError::from_node(path, error))?;
