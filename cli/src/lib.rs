@@ -13,6 +13,7 @@ mod completions;
 mod logging;
 mod plugins;
 mod run;
+mod status;
 mod summary;
 
 use std::path::PathBuf;
@@ -69,6 +70,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Shows what a running instance is doing, one row per pipeline, from its /healthz (the
+    /// pipeline file's `metrics.listen`). Exit 0 if every pipeline runs, 1 otherwise.
+    Status {
+        /// Where the instance serves /healthz.
+        #[arg(long, default_value = status::DEFAULT_URL)]
+        url: String,
+        /// Print the instance's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Prints a shell completion script, e.g. `streampub completions bash >
     /// /etc/bash_completion.d/streampub`.
     Completions {
@@ -89,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Validate { pipeline } => run::validate(&pipeline),
         Command::Bench(args) => bench::bench(&args),
         Command::Plugins { json } => plugins::list(json),
+        Command::Status { url, json } => status::print(&url, json),
         Command::Completions { shell } => completions::print(shell),
     };
     ExitCode::from(code)

@@ -57,6 +57,8 @@ pub struct PipelineStats {
     sink_reconnects: AtomicU64,
     /// Unix time of the last publish in milliseconds; 0 before the first.
     last_publish_unix_ms: AtomicU64,
+    /// The name of the fragment published last.
+    last_published: Mutex<Option<String>>,
     publish_latency: LatencyHistogram,
     /// The latest [`RECENT_LATENCIES`] publish latencies, for exact percentiles.
     recent_latencies: Mutex<VecDeque<Duration>>,
@@ -76,6 +78,7 @@ impl PipelineStats {
             fragments_offered: AtomicU64::new(0),
             sink_reconnects: AtomicU64::new(0),
             last_publish_unix_ms: AtomicU64::new(0),
+            last_published: Mutex::new(None),
             publish_latency: LatencyHistogram::default(),
             recent_latencies: Mutex::new(VecDeque::new()),
             state: Mutex::new(PipelineState::Running),
@@ -83,9 +86,13 @@ impl PipelineStats {
         }
     }
 
-    /// Records a delivered fragment and how long its transfer took; returns how many were
-    /// delivered so far.
-    pub fn record_published(&self, bytes: u64, latency: Duration) -> u64 {
+    /// Records a delivered fragment, its name and size and how long its transfer took;
+    /// returns how many were delivered so far.
+    pub fn record_published(&self, name: &str, bytes: u64, latency: Duration) -> u64 {
+        *self
+            .last_published
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(name.to_owned());
         self.bytes_published.fetch_add(bytes, Ordering::Relaxed);
         self.publish_latency.observe(latency);
         let mut recent = self
@@ -186,6 +193,14 @@ impl PipelineStats {
             .saturating_sub(
                 self.fragments_published() + self.fragments_failed() + self.fragments_skipped(),
             )
+    }
+
+    /// The name of the fragment published last, if there was one.
+    pub fn last_published(&self) -> Option<String> {
+        self.last_published
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Unix time of the last publish in seconds, if there was one.
@@ -305,7 +320,7 @@ mod tests {
         let stats = PipelineStats::new("test");
         assert_eq!(stats.latency_summary(), LatencySummary::default());
         for millis in (1..=100).rev() {
-            stats.record_published(1, Duration::from_millis(millis));
+            stats.record_published("f", 1, Duration::from_millis(millis));
         }
         let summary = stats.latency_summary();
         assert_eq!(summary.p50, Duration::from_millis(50));

@@ -201,17 +201,30 @@ impl Listener {
         }
     }
 
+    /// Each pipeline's state and the figures an operator looks at first (`streampub status`
+    /// prints them).
     fn health(&self) -> HttpResponse {
         let health = self.board.health();
-        let pipelines: serde_json::Map<String, serde_json::Value> = health
-            .pipelines
+        let pipelines: serde_json::Map<String, serde_json::Value> = self
+            .board
+            .pipelines()
             .iter()
-            .map(|(name, state)| {
-                let mut entry = serde_json::json!({ "state": state.label() });
-                if let PipelineState::Failed(error) = state {
+            .map(|stats| {
+                let state = stats.state();
+                let mut entry = serde_json::json!({
+                    "state": state.label(),
+                    "fragments_published": stats.fragments_published(),
+                    "fragments_failed": stats.fragments_failed(),
+                    "last_fragment": stats.last_published(),
+                    "last_publish_unix_seconds": stats.last_publish_unix_seconds(),
+                    "bytes_in_flight": stats.bytes_in_flight(),
+                    "fragments_queued": stats.fragments_queued(),
+                    "sink_reconnects": stats.sink_reconnects(),
+                });
+                if let PipelineState::Failed(error) = &state {
                     entry["error"] = error.as_str().into();
                 }
-                (name.clone(), entry)
+                (stats.name().to_owned(), entry)
             })
             .collect();
         let (status, word) = if health.healthy {

@@ -132,8 +132,8 @@ mod tests {
         let board = StatusBoard::default();
         let first = board.add("first");
         board.add("second");
-        first.record_published(1000, Duration::from_millis(20));
-        first.record_published(500, Duration::from_millis(30));
+        first.record_published("a", 1000, Duration::from_millis(20));
+        first.record_published("b", 500, Duration::from_millis(30));
         let text = render_metrics(&board);
         assert!(
             text.contains("streampub_fragments_published_total{pipeline=\"first\"} 2\n"),

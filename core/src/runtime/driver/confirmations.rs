@@ -130,8 +130,10 @@ impl Confirmations {
     }
 
     fn published(&self, fragment: Fragment, sent: Sent) {
-        let total = self.stats.record_published(sent.bytes, sent.transfer_time);
         let info = &fragment.info;
+        let total = self
+            .stats
+            .record_published(&info.name, sent.bytes, sent.transfer_time);
         info!(
             event = "fragment_published",
             pipeline = %self.pipeline,
