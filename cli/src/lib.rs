@@ -88,6 +88,21 @@ enum Command {
     },
 }
 
+/// Writes a command's output to stdout; a reader that stopped early (`| head`) is no error.
+/// (Rust ignores SIGPIPE, so `println!` would panic on a closed pipe.)
+pub(crate) fn write_stdout(output: &[u8]) -> u8 {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(output).and_then(|()| stdout.flush()) {
+        Ok(()) => EXIT_SUCCESS,
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => EXIT_SUCCESS,
+        Err(error) => {
+            eprintln!("error: cannot write to stdout: {error}");
+            EXIT_RUNTIME_FAILURE
+        }
+    }
+}
+
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     streampub_stages::link();

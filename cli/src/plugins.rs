@@ -1,9 +1,11 @@
 //! `streampub plugins`: what can be used as a `type` in a pipeline file.
 
 use serde_json::json;
+use streampub_core::config;
+use streampub_core::registry::OptionDoc;
 use streampub_core::{PluginKind, Registry};
 
-use crate::{EXIT_CONFIG_ERROR, EXIT_SUCCESS};
+use crate::{write_stdout, EXIT_CONFIG_ERROR};
 
 pub(crate) fn list(as_json: bool) -> u8 {
     let registry = match Registry::from_inventory() {
@@ -13,7 +15,29 @@ pub(crate) fn list(as_json: bool) -> u8 {
             return EXIT_CONFIG_ERROR;
         }
     };
+    let file_options = [
+        (
+            "Pipeline file (top level)",
+            "file",
+            config::top_level_options(),
+        ),
+        (
+            "Each pipeline (beside source, stages, sink)",
+            "pipeline",
+            config::pipeline_options(),
+        ),
+    ];
     if as_json {
+        // The pipeline file's own options, beside the plugins': kind `file` (type
+        // `top-level`) and kind `pipeline` (type `pipeline`).
+        let sections = file_options.iter().map(|(title, kind, options)| {
+            let name = if *kind == "file" {
+                "top-level"
+            } else {
+                "pipeline"
+            };
+            json!({"kind": kind, "type": name, "summary": title, "options": options})
+        });
         let plugins: Vec<_> = registry
             .iter()
             .map(|plugin| {
@@ -25,34 +49,43 @@ pub(crate) fn list(as_json: bool) -> u8 {
                     "schema": (plugin.options_schema)(),
                 })
             })
+            .chain(sections)
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&plugins).expect("plain data")
-        );
-        return EXIT_SUCCESS;
+        let text = serde_json::to_string_pretty(&plugins).expect("plain data") + "\n";
+        return write_stdout(text.as_bytes());
+    }
+    let mut text = String::new();
+    for (title, _, options) in &file_options {
+        text += &format!("{title}:\n");
+        describe_options(options, &mut text);
+        text.push('\n');
     }
     for (kind, title) in [
         (PluginKind::Source, "Sources"),
         (PluginKind::Stage, "Stages"),
         (PluginKind::Sink, "Sinks"),
     ] {
-        println!("{title}:");
+        text += &format!("{title}:\n");
         for plugin in registry.iter().filter(|plugin| plugin.kind() == kind) {
-            println!("  {:<14} {}", plugin.name, plugin.summary);
-            for option in plugin.options() {
-                let default = match &option.default {
-                    Some(default) => format!(", default {default}"),
-                    None if option.required => ", required".to_owned(),
-                    None => String::new(),
-                };
-                println!("      {} ({}{default})", option.name, option.value_type);
-                if !option.description.is_empty() {
-                    println!("          {}", option.description.replace('\n', " "));
-                }
-            }
+            text += &format!("  {:<14} {}\n", plugin.name, plugin.summary);
+            describe_options(&plugin.options(), &mut text);
         }
-        println!();
+        text.push('\n');
     }
-    EXIT_SUCCESS
+    write_stdout(text.as_bytes())
+}
+
+/// Each option with its type, default and description, indented under its heading.
+fn describe_options(options: &[OptionDoc], text: &mut String) {
+    for option in options {
+        let default = match &option.default {
+            Some(default) => format!(", default {default}"),
+            None if option.required => ", required".to_owned(),
+            None => String::new(),
+        };
+        *text += &format!("      {} ({}{default})\n", option.name, option.value_type);
+        if !option.description.is_empty() {
+            *text += &format!("          {}\n", option.description.replace('\n', " "));
+        }
+    }
 }

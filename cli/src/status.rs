@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use streampub_core::{ByteSize, HumanDuration};
 
-use crate::{EXIT_RUNTIME_FAILURE, EXIT_SUCCESS};
+use crate::{write_stdout, EXIT_RUNTIME_FAILURE, EXIT_SUCCESS};
 
 /// The default instance: `metrics.listen` as the README suggests it.
 pub(crate) const DEFAULT_URL: &str = "http://127.0.0.1:9090";
@@ -61,10 +61,14 @@ pub(crate) fn print(url: &str, json: bool) -> u8 {
             return EXIT_RUNTIME_FAILURE;
         }
     };
-    if json {
-        println!("{body}");
+    let output = if json {
+        format!("{body}\n")
     } else {
-        print!("{}", table(&health, SystemTime::now()));
+        table(&health, SystemTime::now())
+    };
+    let written = write_stdout(output.as_bytes());
+    if written != EXIT_SUCCESS {
+        return written;
     }
     if health.status == "ok" {
         EXIT_SUCCESS

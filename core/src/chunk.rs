@@ -62,6 +62,20 @@ impl<'de> Deserialize<'de> for ChunkSize {
     }
 }
 
+impl schemars::JsonSchema for ChunkSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ChunkSize".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["string", "integer"],
+            "description": "A size such as 1MiB or 65536, or `auto`",
+            "examples": ["1MiB", "auto"]
+        })
+    }
+}
+
 impl std::fmt::Display for ChunkSize {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -177,7 +177,7 @@ pub struct OptionDoc {
 }
 
 impl OptionDoc {
-    fn from_schema(schema: &Schema) -> Vec<OptionDoc> {
+    pub(crate) fn from_schema(schema: &Schema) -> Vec<OptionDoc> {
         let root = schema.as_value();
         let required: Vec<&str> = root["required"]
             .as_array()

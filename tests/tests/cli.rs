@@ -282,12 +282,44 @@ fn plugins_lists_every_builtin_with_its_options() {
         ("source", "http"),
         ("sink", "file"),
         ("sink", "null"),
+        ("file", "top-level"),
+        ("pipeline", "pipeline"),
     ] {
         assert!(
             names.contains(&(kind.to_owned(), name.to_owned())),
             "{kind} {name} missing from {names:?}"
         );
     }
+    let option_names = |type_name: &str| -> Vec<String> {
+        let entry = plugins
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|plugin| plugin["type"] == type_name)
+            .unwrap();
+        entry["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|option| option["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        option_names("top-level"),
+        ["state_dir", "shutdown_timeout", "metrics", "pipelines"]
+    );
+    assert_eq!(
+        option_names("pipeline"),
+        [
+            "name",
+            "chunk_size",
+            "max_in_flight",
+            "fragment_buffer_size",
+            "source",
+            "stages",
+            "sink"
+        ]
+    );
     let directory = plugins
         .as_array()
         .unwrap()

@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
@@ -25,7 +26,7 @@ use crate::chunk::{ChunkSize, AUTO_CHUNK_MIN};
 pub use crate::component::DEFAULT_FRAGMENT_BUFFER_SIZE;
 use crate::component::{check_duration, ComponentContext, ComponentError};
 use crate::node::{ConfigNode, NodeValue, SourceLocation};
-use crate::registry::{ParseFn, PluginFactory, PluginKind, Registry};
+use crate::registry::{OptionDoc, ParseFn, PluginFactory, PluginKind, Registry};
 use crate::services::Services;
 use crate::sink::SinkConfig;
 use crate::source::SourceConfig;
@@ -45,24 +46,31 @@ pub const MAX_FRAGMENT_BUFFER_SIZE: usize = 4096;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: HumanDuration = HumanDuration::from_secs(30);
 
 /// The top level of a pipeline file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct FileOptions {
+    /// Where sources and sinks keep what must survive a restart (checkpoints, the spool, the
+    /// pipeline state), one directory per pipeline; relative to the file's directory.
     #[serde(default)]
     state_dir: Option<PathBuf>,
+    /// How long the fragment in flight may take to finish after a stop signal.
     #[serde(default = "default_shutdown_timeout")]
     shutdown_timeout: HumanDuration,
+    /// Serve `/metrics` and `/healthz` for every pipeline: `{listen: 127.0.0.1:9090}`.
     #[serde(default)]
     metrics: Option<MetricsOptions>,
+    /// The pipelines: a list, each with `name`, `source`, optional `stages` and `sink`.
     #[serde(rename = "pipelines")]
+    #[schemars(with = "Vec<serde_json::Value>")]
     _pipelines: IgnoredAny,
 }
 
 /// Top-level `metrics`: where `streampub run` serves `/metrics` and `/healthz`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsOptions {
-    /// `host:port` to listen on, e.g. `127.0.0.1:9090`.
+    /// An IP address and port to listen on, e.g. `127.0.0.1:9090`.
+    #[schemars(with = "String")]
     pub listen: SocketAddr,
 }
 
@@ -71,22 +79,43 @@ fn default_shutdown_timeout() -> HumanDuration {
 }
 
 /// One pipeline's own options; its components are read separately.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PipelineOptions {
+    /// The pipeline's name: unique in the file, used in logs, metrics and state directories.
     name: String,
+    /// How much of a fragment is read at a time: a size, or `auto` (grows with the sink's
+    /// speed, within `max_in_flight`).
     #[serde(default = "default_chunk_size")]
     chunk_size: ChunkSize,
+    /// The most fragment bytes read and not yet taken by the sink (the pipeline's memory).
     #[serde(default = "default_max_in_flight")]
     max_in_flight: ByteSize,
+    /// How many fragments the source may queue ahead of the one being read (1 to 4096).
     #[serde(default = "default_fragment_buffer_size")]
     fragment_buffer_size: usize,
+    /// Where fragments come from: `{type: directory, …}`; see the sources.
     #[serde(rename = "source")]
+    #[schemars(with = "serde_json::Value")]
     _source: IgnoredAny,
+    /// Stages that rewrite the fragments on their way, in order: `[{type: …}]`.
     #[serde(rename = "stages", default)]
+    #[schemars(with = "Option<Vec<serde_json::Value>>")]
     _stages: Option<IgnoredAny>,
+    /// Where fragments go: `{type: ffmpeg-rtmp, …}`; see the sinks.
     #[serde(rename = "sink")]
+    #[schemars(with = "serde_json::Value")]
     _sink: IgnoredAny,
+}
+
+/// The options of a pipeline file's top level, for `streampub plugins`.
+pub fn top_level_options() -> Vec<OptionDoc> {
+    OptionDoc::from_schema(&schemars::schema_for!(FileOptions))
+}
+
+/// A pipeline's own options (beside its source, stages and sink), for `streampub plugins`.
+pub fn pipeline_options() -> Vec<OptionDoc> {
+    OptionDoc::from_schema(&schemars::schema_for!(PipelineOptions))
 }
 
 fn default_chunk_size() -> ChunkSize {
