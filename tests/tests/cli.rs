@@ -407,3 +407,45 @@ fn completions_are_printed_for_each_shell_and_bash_accepts_them() {
     let unknown = run_to_end(&streampub_binary(), &["completions", "tcsh"], TIMEOUT);
     assert_eq!(unknown.code(), Some(2));
 }
+
+#[test]
+fn validate_names_every_problem_of_a_file_in_one_run() {
+    let dir = TestDir::new();
+    dir.mkdir("in");
+    // Three option mistakes in two pipelines, then (once the options are right) two
+    // environment problems in two pipelines.
+    let options = dir.write(
+        "options.yaml",
+        "pipelines:\n  - name: a\n    source: {type: directory, path: in, follow: no}\n    sink: {type: file, path: x, fsyncc: true}\n  - name: b\n    source: {type: directory, path: in, settle: fast}\n    sink: {type: null}\n",
+    );
+    let run = run_to_end(
+        &streampub_binary(),
+        &["validate", options.to_str().unwrap()],
+        TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(2));
+    let errors: Vec<&String> = run
+        .logs
+        .iter()
+        .filter(|line| line.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 3, "{}", run.stderr());
+    for (error, expected) in errors.iter().zip(["`follow`", "`fsyncc`", "`settle`"]) {
+        assert!(error.contains(expected), "{error}");
+    }
+    let environment = dir.write(
+        "environment.yaml",
+        "pipelines:\n  - name: a\n    source: {type: directory, path: missing-a}\n    sink: {type: null}\n  - name: b\n    source: {type: directory, path: missing-b}\n    sink: {type: null}\n",
+    );
+    let run = run_to_end(
+        &streampub_binary(),
+        &["validate", environment.to_str().unwrap()],
+        TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(2));
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains("missing-a") && stderr.contains("missing-b"),
+        "{stderr}"
+    );
+}

@@ -18,6 +18,9 @@ pub struct ConfigErrorDetails {
     pub component: Option<String>,
     pub field: Option<String>,
     pub message: String,
+    /// More problems found in the same file (each pipeline and component is checked, so that
+    /// one run names them all).
+    pub others: Vec<ConfigError>,
 }
 
 impl ConfigError {
@@ -29,7 +32,25 @@ impl ConfigError {
             component: None,
             field: None,
             message: message.into(),
+            others: Vec::new(),
         }))
+    }
+
+    /// `Ok` if `errors` is empty, else the first of them carrying the others.
+    pub(crate) fn all(errors: Vec<ConfigError>) -> Result<(), ConfigError> {
+        let mut errors = errors.into_iter();
+        match errors.next() {
+            None => Ok(()),
+            Some(mut first) => {
+                first.0.others.extend(errors);
+                Err(first)
+            }
+        }
+    }
+
+    /// How many problems this error reports.
+    pub fn count(&self) -> usize {
+        1 + self.0.others.len()
     }
 
     pub fn details(&self) -> &ConfigErrorDetails {
@@ -101,7 +122,12 @@ impl fmt::Display for ConfigError {
         if !context.is_empty() {
             write!(f, "{}: ", context.join(", "))?;
         }
-        f.write_str(&details.message)
+        f.write_str(&details.message)?;
+        // One problem per line, each as the first is printed.
+        for other in &details.others {
+            write!(f, "\nerror: {other}")?;
+        }
+        Ok(())
     }
 }
 

@@ -234,21 +234,29 @@ impl LoadedConfig {
                     .at(root.location_of("pipelines")),
             );
         }
+        // Every pipeline is read, so that one run names every problem.
         let mut names = HashSet::new();
         let mut pipelines = Vec::with_capacity(pipeline_nodes.len());
+        let mut errors = Vec::new();
         for node in pipeline_nodes {
-            let pipeline = plan_pipeline(node, path, registry)?;
+            let pipeline = match plan_pipeline(node, path, registry) {
+                Ok(pipeline) => pipeline,
+                Err(error) => {
+                    errors.push(error);
+                    continue;
+                }
+            };
             if !names.insert(pipeline.name.clone()) {
-                return Err(ConfigError::new(
-                    path,
-                    "two pipelines have this name; names must be unique",
-                )
-                .at(node.location_of("name"))
-                .in_pipeline(&pipeline.name)
-                .field("name"));
+                errors.push(
+                    ConfigError::new(path, "two pipelines have this name; names must be unique")
+                        .at(node.location_of("name"))
+                        .in_pipeline(&pipeline.name)
+                        .field("name"),
+                );
             }
             pipelines.push(pipeline);
         }
+        ConfigError::all(errors)?;
         Ok(Self {
             path: path.to_path_buf(),
             base_dir: base_dir.to_path_buf(),
@@ -270,21 +278,30 @@ impl LoadedConfig {
         }
     }
 
-    /// Asks every plugin to check its config and environment, without side effects.
+    /// Asks every plugin to check its config and environment, without side effects; the
+    /// error names every problem found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         // Services of its own: whatever a plugin makes while validating is dropped here.
         let services = Services::default();
+        let mut errors = Vec::new();
         for pipeline in &self.pipelines {
             let context = self.context(pipeline, &services);
             let source = &pipeline.source;
-            self.check(pipeline, source, source.config.validate(&context))?;
-            for stage in &pipeline.stages {
-                self.check(pipeline, stage, stage.config.validate(&context))?;
-            }
-            let sink = &pipeline.sink;
-            self.check(pipeline, sink, sink.config.validate(&context))?;
+            let results =
+                std::iter::once(self.check(pipeline, source, source.config.validate(&context)))
+                    .chain(
+                        pipeline.stages.iter().map(|stage| {
+                            self.check(pipeline, stage, stage.config.validate(&context))
+                        }),
+                    )
+                    .chain(std::iter::once(self.check(
+                        pipeline,
+                        &pipeline.sink,
+                        pipeline.sink.config.validate(&context),
+                    )));
+            errors.extend(results.filter_map(Result::err));
         }
-        Ok(())
+        ConfigError::all(errors)
     }
 
     /// Turns a plugin's error into a config error that says where it is.
@@ -383,7 +400,7 @@ fn plan_pipeline(
         registry,
         pipeline,
         (PluginKind::Source, PluginFactory::source),
-    )?;
+    );
     let sink = node.get("sink").expect("required by PipelineOptions");
     let sink = plan_component(
         "sink",
@@ -392,7 +409,7 @@ fn plan_pipeline(
         registry,
         pipeline,
         (PluginKind::Sink, PluginFactory::sink),
-    )?;
+    );
     let stage_nodes = match node.get("stages").map(|stages| &stages.value) {
         Some(NodeValue::Sequence(stages)) => stages.as_slice(),
         Some(NodeValue::Null) | None => &[],
@@ -412,7 +429,22 @@ fn plan_pipeline(
                 (PluginKind::Stage, PluginFactory::stage),
             )
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Vec<_>>();
+    // Every component is read, so that one run names the problems of each.
+    fn keep<T>(result: Result<T, ConfigError>, errors: &mut Vec<ConfigError>) -> Option<T> {
+        result.map_err(|error| errors.push(error)).ok()
+    }
+    let mut errors = Vec::new();
+    let source = keep(source, &mut errors);
+    let sink = keep(sink, &mut errors);
+    let stages: Vec<_> = stages
+        .into_iter()
+        .filter_map(|stage| keep(stage, &mut errors))
+        .collect();
+    ConfigError::all(errors)?;
+    let (Some(source), Some(sink)) = (source, sink) else {
+        unreachable!("a component that was not read is an error");
+    };
 
     Ok(PipelinePlan {
         name: options.name,
