@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use streampub_core::{ByteSize, LoadedConfig};
 
-use crate::run::{exit_code, registry, start, supervise};
+use crate::run::{exit_code, registry, start};
 use crate::summary::{cpu_seconds, BenchmarkSummary};
+use crate::supervise::{supervise, Reloading};
 use crate::EXIT_CONFIG_ERROR;
 
 /// The pipeline's name in logs.
@@ -141,7 +142,7 @@ async fn run_bench(config: LoadedConfig, json: bool, total_bytes: u64) -> u8 {
             }
         })
     });
-    let report = supervise(runtime, &config).await;
+    let report = supervise(runtime, &config, Reloading::Never).await;
     let wall_time = started.elapsed();
     if let Some(progress) = progress {
         progress.abort();

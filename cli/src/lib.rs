@@ -15,6 +15,7 @@ mod plugins;
 mod run;
 mod status;
 mod summary;
+mod supervise;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,11 +51,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs the pipelines of a file until their sources finish (forever with `follow: true`);
-    /// SIGINT/SIGTERM stop gracefully. Exit 0 success, 1 runtime failure, 2 config error, 3
+    /// SIGINT/SIGTERM stop gracefully, SIGHUP reloads the file. Exit 0 success, 1 runtime failure, 2 config error, 3
     /// some fragments failed.
     Run {
         /// The pipeline file (YAML).
         pipeline: PathBuf,
+        /// Reload the file when it changes, as on SIGHUP: changed pipelines restart, the
+        /// others keep running.
+        #[arg(long)]
+        watch: bool,
     },
     /// Checks a pipeline file without publishing anything. Exit 0 valid, 2 invalid.
     Validate {
@@ -111,7 +116,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format, cli.verbose);
     let code = match cli.command {
-        Command::Run { pipeline } => run::run(&pipeline),
+        Command::Run { pipeline, watch } => run::run(&pipeline, watch),
         Command::Validate { pipeline } => run::validate(&pipeline),
         Command::Bench(args) => bench::bench(&args),
         Command::Plugins { json } => plugins::list(json),

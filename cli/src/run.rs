@@ -6,18 +6,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use streampub_core::{ConfigError, LoadedConfig, Registry, RunReport, Runtime, Services};
-use tracing::{error, info, warn};
 
 use crate::summary::BenchmarkSummary;
+use crate::supervise::{supervise, Reloading};
 use crate::{EXIT_CONFIG_ERROR, EXIT_FRAGMENTS_FAILED, EXIT_RUNTIME_FAILURE, EXIT_SUCCESS};
 
-/// Exit code when a second signal cuts the graceful shutdown short (128 + SIGINT).
-const EXIT_INTERRUPTED: i32 = 130;
-/// Exit code when a graceful stop did not finish within `shutdown_timeout` plus
-/// [`SHUTDOWN_GRACE`] (something blocked, such as a read from a hung file system).
-pub(crate) const EXIT_SHUTDOWN_STUCK: i32 = 124;
 /// How long past `shutdown_timeout` a graceful stop may take before the process exits anyway.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The registered plugins, or prints why there are none.
 pub(crate) fn registry() -> Result<Registry, u8> {
@@ -28,7 +23,7 @@ pub(crate) fn registry() -> Result<Registry, u8> {
 }
 
 /// Loads the file, or prints why not.
-fn load(path: &Path) -> Result<LoadedConfig, u8> {
+pub(crate) fn load(path: &Path) -> Result<LoadedConfig, u8> {
     let registry = registry()?;
     LoadedConfig::from_file(path, &registry).map_err(|error| {
         eprintln!("error: {error}");
@@ -58,12 +53,12 @@ pub(crate) fn validate(path: &Path) -> u8 {
     }
 }
 
-pub(crate) fn run(path: &Path) -> u8 {
+pub(crate) fn run(path: &Path, watch: bool) -> u8 {
     let config = match load(path) {
         Ok(config) => config,
         Err(code) => return code,
     };
-    block_on(run_pipelines(config))
+    block_on(run_pipelines(config, Reloading::From { path, watch }))
 }
 
 /// Runs `future` on a new multi-threaded runtime.
@@ -86,16 +81,20 @@ pub(crate) fn block_on(future: impl Future<Output = u8>) -> u8 {
 }
 
 /// Runs every pipeline of `config`; prints the benchmark summary of each with a `null` sink.
-async fn run_pipelines(config: LoadedConfig) -> u8 {
+async fn run_pipelines(config: LoadedConfig, reloading: Reloading<'_>) -> u8 {
     let started = Instant::now();
     let runtime = match start(&config).await {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    let report = supervise(runtime, &config).await;
+    let report = supervise(runtime, &config, reloading).await;
     let wall_time = started.elapsed();
-    for (plan, pipeline) in config.pipelines.iter().zip(&report.pipelines) {
-        if plan.sink.type_name == "null" {
+    for pipeline in &report.pipelines {
+        let plan = config
+            .pipelines
+            .iter()
+            .find(|plan| plan.name == pipeline.name);
+        if plan.is_some_and(|plan| plan.sink.type_name == "null") {
             let summary = BenchmarkSummary::new(pipeline, wall_time, 0.0);
             print!(
                 "{}",
@@ -142,58 +141,4 @@ pub(crate) fn exit_code(report: &RunReport) -> u8 {
         (true, true) => EXIT_FRAGMENTS_FAILED,
         (true, false) => EXIT_SUCCESS,
     }
-}
-
-/// Waits for the pipelines to end; the first SIGINT, SIGTERM or SIGHUP stops them gracefully, a
-/// second one exits at once. (SIGHUP, which would otherwise kill the process, means "reload" to
-/// daemons; until streampub reloads, it stops gracefully instead of dropping every stream.)
-pub(crate) async fn supervise(runtime: Runtime, config: &LoadedConfig) -> RunReport {
-    let shutdown = runtime.shutdown_token();
-    let timeout = config.shutdown_timeout;
-    tokio::spawn(async move {
-        if let Err(error) = wait_for_signal().await {
-            warn!("Cannot listen for signals: {error:#}");
-            return;
-        }
-        info!("Shutting down: finishing the fragment in flight (at most {timeout}); signal again to stop at once");
-        shutdown.cancel();
-        exit_if_stuck(timeout.get() + SHUTDOWN_GRACE);
-        if wait_for_signal().await.is_ok() {
-            warn!(
-                "Second signal: stopping now; unfinished fragments are published on the next start"
-            );
-            std::process::exit(EXIT_INTERRUPTED);
-        }
-    });
-    runtime.wait().await
-}
-
-/// Ends the process after `limit` unless it ended by itself: a last resort for a stop that
-/// cannot finish (a thread blocked in the kernel cannot be cancelled). On its own thread, so it
-/// fires even if the async runtime is stuck.
-fn exit_if_stuck(limit: Duration) {
-    std::thread::spawn(move || {
-        std::thread::sleep(limit);
-        error!(
-            event = "shutdown_stuck",
-            limit_ms = limit.as_millis() as u64,
-            "The graceful stop did not finish within shutdown_timeout + {} s; exiting now (unfinished fragments are published on the next start)",
-            SHUTDOWN_GRACE.as_secs()
-        );
-        std::process::exit(EXIT_SHUTDOWN_STUCK);
-    });
-}
-
-/// Waits for SIGINT, SIGTERM or SIGHUP.
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-        _ = hangup.recv() => {}
-    }
-    Ok(())
 }

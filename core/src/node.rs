@@ -59,6 +59,30 @@ pub struct ConfigKey {
 }
 
 impl ConfigNode {
+    /// The value written out without locations, keys in file order: two nodes that say the
+    /// same thing (wherever they stand in the file) give the same text.
+    pub fn canonical(&self) -> String {
+        match &self.value {
+            NodeValue::Null => "null".to_owned(),
+            NodeValue::Bool(value) => value.to_string(),
+            NodeValue::Integer(value) => value.to_string(),
+            NodeValue::Unsigned(value) => value.to_string(),
+            NodeValue::Float(value) => format!("{value:?}"),
+            NodeValue::String(value) => format!("{value:?}"),
+            NodeValue::Sequence(items) => {
+                let items: Vec<String> = items.iter().map(ConfigNode::canonical).collect();
+                format!("[{}]", items.join(","))
+            }
+            NodeValue::Mapping(entries) => {
+                let entries: Vec<String> = entries
+                    .iter()
+                    .map(|(key, value)| format!("{:?}:{}", key.name, value.canonical()))
+                    .collect();
+                format!("{{{}}}", entries.join(","))
+            }
+        }
+    }
+
     /// The value under `key` when this node is a mapping.
     pub fn get(&self, key: &str) -> Option<&ConfigNode> {
         self.entries()

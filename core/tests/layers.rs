@@ -37,6 +37,7 @@ const RUNTIME_MODULES: &[&str] = &[
     "stages",
     "chunking",
     "driver",
+    "reload",
 ];
 
 fn source_files(directory: &Path, files: &mut Vec<PathBuf>) {

@@ -183,7 +183,7 @@ fn a_one_shot_run_leaves_an_empty_file_and_those_after_it_for_later() {
 }
 
 #[test]
-fn sighup_stops_gracefully_instead_of_killing() {
+fn sighup_reloads_and_an_unchanged_file_changes_nothing() {
     let dir = TestDir::new();
     dir.write("in/batch-0.mp4", test_bytes(0, 10_000));
     let config = dir.pipeline_file(&pipeline(
@@ -194,6 +194,10 @@ fn sighup_stops_gracefully_instead_of_killing() {
     let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
     running.wait_for_event(TIMEOUT, "fragment_published", |_| true);
     running.signal(Signal::HUP);
+    let reloaded = running.wait_for_event(TIMEOUT, "config_reloaded", |_| true);
+    assert_eq!(reloaded["unchanged"], "channel-1");
+    assert!(running.events_so_far("pipeline_finished").is_empty());
+    running.signal(Signal::TERM);
     let run = running.wait(TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     run.pipeline_event("pipeline_finished", "channel-1");

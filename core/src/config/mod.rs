@@ -147,6 +147,10 @@ pub struct LoadedConfig {
 #[derive(Debug)]
 pub struct PipelinePlan {
     pub name: String,
+    /// What the file says of this pipeline, without locations (and with the file-level
+    /// options that shape every pipeline): equal fingerprints, equal pipelines. A reload
+    /// restarts only pipelines whose fingerprint changed.
+    pub fingerprint: String,
     pub chunk_size: ChunkSize,
     pub max_in_flight: ByteSize,
     pub fragment_buffer_size: usize,
@@ -257,10 +261,17 @@ impl LoadedConfig {
             pipelines.push(pipeline);
         }
         ConfigError::all(errors)?;
+        let state_dir = file.state_dir.map(|dir| base_dir.join(dir));
+        for pipeline in &mut pipelines {
+            pipeline.fingerprint += &format!(
+                "|state_dir={state_dir:?}|shutdown_timeout={}",
+                file.shutdown_timeout
+            );
+        }
         Ok(Self {
             path: path.to_path_buf(),
             base_dir: base_dir.to_path_buf(),
-            state_dir: file.state_dir.map(|dir| base_dir.join(dir)),
+            state_dir,
             shutdown_timeout: file.shutdown_timeout,
             metrics: file.metrics,
             pipelines,
@@ -447,6 +458,7 @@ fn plan_pipeline(
     };
 
     Ok(PipelinePlan {
+        fingerprint: node.canonical(),
         name: options.name,
         chunk_size: options.chunk_size,
         max_in_flight: options.max_in_flight,

@@ -8,6 +8,7 @@ pub mod chunking;
 mod driver;
 mod latency;
 mod pipeline_checkpoint;
+mod reload;
 mod stages;
 mod stats;
 mod status;
@@ -25,6 +26,7 @@ use self::chunking::ChunkingStage;
 use self::driver::{Confirmations, Outages, SinkDriver};
 pub use self::latency::{HistogramSnapshot, LatencyHistogram};
 use self::pipeline_checkpoint::PipelineCheckpoint;
+pub use self::reload::Reloaded;
 use self::stages::StageChain;
 pub use self::stats::{LatencySummary, PipelineReport, PipelineState, PipelineStats};
 pub use self::status::{Health, StatusBoard};
@@ -67,7 +69,36 @@ pub struct Runtime {
     services: Services,
     shutdown: CancellationToken,
     board: StatusBoard,
-    pipelines: Vec<(Arc<PipelineStats>, JoinHandle<PipelineReport>)>,
+    pipelines: Vec<RunningPipeline>,
+    /// How pipelines that a reload stopped ended, for the run's report.
+    stopped: Vec<PipelineReport>,
+}
+
+/// A pipeline's task and what it was started from.
+struct RunningPipeline {
+    name: String,
+    /// See [`PipelinePlan::fingerprint`].
+    fingerprint: String,
+    stats: Arc<PipelineStats>,
+    /// Stops this pipeline alone (a reload); cancelled with the runtime's shutdown too.
+    stop: CancellationToken,
+    task: JoinHandle<PipelineReport>,
+    /// How it ended, once it has.
+    report: Option<PipelineReport>,
+}
+
+impl RunningPipeline {
+    /// Waits until the pipeline has ended (cancel-safe: a wait cut short can be made again).
+    async fn finished(&mut self) -> &PipelineReport {
+        if self.report.is_none() {
+            let report = (&mut self.task).await.unwrap_or_else(|panic| {
+                let error = format!("the pipeline panicked: {panic}");
+                ended(&self.stats, Err(PipelineError::Internal(error)))
+            });
+            self.report = Some(report);
+        }
+        self.report.as_ref().expect("just set")
+    }
 }
 
 /// How a whole run ended.
@@ -122,27 +153,43 @@ impl Runtime {
         let board = StatusBoard::clone(&services.get_or_insert_with(StatusBoard::default));
         let mut built = Vec::with_capacity(config.pipelines.len());
         for plan in &config.pipelines {
-            built.push(build(config, plan, &services).await?);
+            built.push((
+                build(config, plan, &services).await?,
+                plan.fingerprint.clone(),
+            ));
         }
-        let pipelines = built
-            .into_iter()
-            .map(|pipeline| {
-                let stats = board.add(&pipeline.name);
-                let task = tokio::spawn(run_pipeline(
-                    pipeline,
-                    Arc::clone(&stats),
-                    shutdown.clone(),
-                    config.shutdown_timeout.get(),
-                ));
-                (stats, task)
-            })
-            .collect();
-        Ok(Self {
+        let mut runtime = Self {
             services,
             shutdown,
             board,
-            pipelines,
-        })
+            pipelines: Vec::with_capacity(built.len()),
+            stopped: Vec::new(),
+        };
+        for (pipeline, fingerprint) in built {
+            runtime.spawn(pipeline, fingerprint, config.shutdown_timeout.get());
+        }
+        Ok(runtime)
+    }
+
+    /// Starts a built pipeline.
+    fn spawn(&mut self, pipeline: BuiltPipeline, fingerprint: String, shutdown_timeout: Duration) {
+        let stats = self.board.add(&pipeline.name);
+        let stop = self.shutdown.child_token();
+        let name = pipeline.name.clone();
+        let task = tokio::spawn(run_pipeline(
+            pipeline,
+            Arc::clone(&stats),
+            stop.clone(),
+            shutdown_timeout,
+        ));
+        self.pipelines.push(RunningPipeline {
+            name,
+            fingerprint,
+            stats,
+            stop,
+            task,
+            report: None,
+        });
     }
 
     /// The services the runtime's components share (e.g. the `channel` source's channels).
@@ -152,7 +199,9 @@ impl Runtime {
 
     /// Live counters of every pipeline, in config order.
     pub fn stats(&self) -> impl Iterator<Item = &PipelineStats> {
-        self.pipelines.iter().map(|(stats, _)| stats.as_ref())
+        self.pipelines
+            .iter()
+            .map(|pipeline| pipeline.stats.as_ref())
     }
 
     /// Every pipeline's stats and health, as `/metrics` and `/healthz` report them.
@@ -171,16 +220,23 @@ impl Runtime {
         self.shutdown.clone()
     }
 
-    /// Waits until every pipeline has ended.
-    pub async fn wait(self) -> RunReport {
-        let mut reports = Vec::with_capacity(self.pipelines.len());
-        for (stats, task) in self.pipelines {
-            let report = task.await.unwrap_or_else(|panic| {
-                let error = format!("the pipeline panicked: {panic}");
-                ended(&stats, Err(PipelineError::Internal(error)))
-            });
-            reports.push(report);
+    /// Waits until every pipeline has ended. Cancel-safe: a supervisor can wait for this and
+    /// for signals at once, and reload in between.
+    pub async fn finished(&mut self) {
+        for pipeline in &mut self.pipelines {
+            pipeline.finished().await;
         }
+    }
+
+    /// Waits until every pipeline has ended; reports them all, those a reload stopped first.
+    pub async fn wait(mut self) -> RunReport {
+        self.finished().await;
+        let mut reports = self.stopped;
+        reports.extend(
+            self.pipelines
+                .into_iter()
+                .filter_map(|pipeline| pipeline.report),
+        );
         RunReport { pipelines: reports }
     }
 }

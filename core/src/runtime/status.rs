@@ -32,6 +32,11 @@ impl StatusBoard {
         stats
     }
 
+    /// Removes a pipeline that has stopped for good (a reload removed or replaced it).
+    pub fn remove(&self, name: &str) {
+        self.write().retain(|stats| stats.name() != name);
+    }
+
     /// Every pipeline's stats, in config order.
     pub fn pipelines(&self) -> Vec<Arc<PipelineStats>> {
         self.pipelines
