@@ -97,7 +97,7 @@ pub(crate) fn bench(args: &BenchArgs) -> u8 {
             &registry,
         )
         .map_err(|error| {
-            eprintln!("error: {error}");
+            crate::logging::report_config_error(&error);
             EXIT_CONFIG_ERROR
         })
     }) {
@@ -135,6 +135,7 @@ async fn run_bench(config: LoadedConfig, json: bool, total_bytes: u64) -> u8 {
                 )
                 .expect("a valid template"),
             );
+            crate::logging::set_progress_bar(Some(bar.clone()));
             loop {
                 bar.set_position(stats.bytes_published());
                 bar.set_message(format!("{} fragments", stats.fragments_published()));
@@ -146,6 +147,7 @@ async fn run_bench(config: LoadedConfig, json: bool, total_bytes: u64) -> u8 {
     let wall_time = started.elapsed();
     if let Some(progress) = progress {
         progress.abort();
+        crate::logging::set_progress_bar(None);
     }
     let pipeline = &report.pipelines[0];
     let summary = BenchmarkSummary::new(pipeline, wall_time, cpu_at_start);

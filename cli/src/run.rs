@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use streampub_core::{ConfigError, LoadedConfig, Registry, RunReport, Runtime, Services};
 
+use crate::logging::report_config_error;
 use crate::summary::BenchmarkSummary;
 use crate::supervise::{supervise, Reloading};
 use crate::{EXIT_CONFIG_ERROR, EXIT_FRAGMENTS_FAILED, EXIT_RUNTIME_FAILURE, EXIT_SUCCESS};
@@ -26,7 +27,7 @@ pub(crate) fn registry() -> Result<Registry, u8> {
 pub(crate) fn load(path: &Path) -> Result<LoadedConfig, u8> {
     let registry = registry()?;
     LoadedConfig::from_file(path, &registry).map_err(|error| {
-        eprintln!("error: {error}");
+        report_config_error(&error);
         EXIT_CONFIG_ERROR
     })
 }
@@ -47,7 +48,7 @@ pub(crate) fn validate(path: &Path) -> u8 {
             EXIT_SUCCESS
         }
         Err(error) => {
-            eprintln!("error: {error}");
+            report_config_error(&error);
             EXIT_CONFIG_ERROR
         }
     }
@@ -113,7 +114,7 @@ pub(crate) async fn start(config: &LoadedConfig) -> Result<Runtime, u8> {
         Err(error) => Err(error),
     };
     started.map_err(|error| {
-        eprintln!("error: {error}");
+        report_config_error(&error);
         EXIT_CONFIG_ERROR
     })
 }

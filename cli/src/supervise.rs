@@ -128,14 +128,16 @@ fn version_of(path: &Path) -> Option<(u64, SystemTime)> {
 async fn reload(runtime: &mut Runtime, path: &Path) {
     info!(event = "config_reloading", path = %path.display(), "Reloading {}", path.display());
     let loaded = match registry() {
-        Ok(registry) => LoadedConfig::from_file(path, &registry).map_err(|error| error.to_string()),
+        Ok(registry) => {
+            LoadedConfig::from_file(path, &registry).map_err(|error| error.describe_all())
+        }
         Err(_) => Err("the plugins could not be listed".to_owned()),
     };
     let result = match loaded {
         Ok(config) => runtime
             .reload(&config)
             .await
-            .map_err(|error| error.to_string()),
+            .map_err(|error| error.describe_all()),
         Err(error) => Err(error),
     };
     if let Err(error) = result {

@@ -424,15 +424,33 @@ fn validate_names_every_problem_of_a_file_in_one_run() {
         TIMEOUT,
     );
     assert_eq!(run.code(), Some(2));
-    let errors: Vec<&String> = run
-        .logs
-        .iter()
-        .filter(|line| line.starts_with("error: "))
-        .collect();
-    assert_eq!(errors.len(), 3, "{}", run.stderr());
-    for (error, expected) in errors.iter().zip(["`follow`", "`fsyncc`", "`settle`"]) {
-        assert!(error.contains(expected), "{error}");
+    // Each problem is a JSON event (the tests log JSON) with its fields; its message is what
+    // the plain `error: …` line says.
+    let events = run.events("config_error");
+    assert_eq!(events.len(), 3, "{}", run.stderr());
+    for (event, expected) in events.iter().zip(["`follow`", "`fsyncc`", "`settle`"]) {
+        let message = event["message"].as_str().unwrap_or_default();
+        assert!(message.contains(expected), "{message}");
+        assert!(message.contains("options.yaml:"), "{message}");
     }
+    // Without JSON logs: one `error: …` line per problem.
+    let plain = std::process::Command::new(streampub_binary())
+        .args(["validate", options.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&plain.stderr);
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|line| line.starts_with("error: "))
+            .count(),
+        3,
+        "{stderr}"
+    );
+    assert_eq!(events[0]["line"], 3);
+    assert_eq!(events[0]["pipeline"], "a");
+    assert_eq!(events[0]["field"], "follow");
+    assert_eq!(events[2]["field"], "settle");
     let environment = dir.write(
         "environment.yaml",
         "pipelines:\n  - name: a\n    source: {type: directory, path: missing-a}\n    sink: {type: null}\n  - name: b\n    source: {type: directory, path: missing-b}\n    sink: {type: null}\n",

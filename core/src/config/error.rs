@@ -48,9 +48,18 @@ impl ConfigError {
         }
     }
 
-    /// How many problems this error reports.
-    pub fn count(&self) -> usize {
-        1 + self.0.others.len()
+    /// Every problem this error reports: itself, then the others found in the same file.
+    /// (Displaying the error shows the first.)
+    pub fn problems(&self) -> impl Iterator<Item = &ConfigError> {
+        std::iter::once(self).chain(&self.0.others)
+    }
+
+    /// Every problem, one per line.
+    pub fn describe_all(&self) -> String {
+        self.problems()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     pub fn details(&self) -> &ConfigErrorDetails {
@@ -122,12 +131,7 @@ impl fmt::Display for ConfigError {
         if !context.is_empty() {
             write!(f, "{}: ", context.join(", "))?;
         }
-        f.write_str(&details.message)?;
-        // One problem per line, each as the first is printed.
-        for other in &details.others {
-            write!(f, "\nerror: {other}")?;
-        }
-        Ok(())
+        f.write_str(&details.message)
     }
 }
 

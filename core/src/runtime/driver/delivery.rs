@@ -70,7 +70,7 @@ impl SinkDriver {
                     if chunks % PROGRESS_EVERY_CHUNKS == 0 {
                         debug!(
                             pipeline = %self.pipeline,
-                            "Streamed {chunks} chunks ({} KB) for fragment {}",
+                            "Streamed {chunks} chunks ({} KiB) for fragment {}",
                             bytes / 1024,
                             info.sequence
                         );
@@ -89,7 +89,7 @@ impl SinkDriver {
                     self.sink.end_fragment().await?;
                     debug!(
                         pipeline = %self.pipeline,
-                        "Completed streaming {chunks} chunks ({} KB) for fragment {}",
+                        "Completed streaming {chunks} chunks ({} KiB) for fragment {}",
                         bytes / 1024,
                         info.sequence
                     );
