@@ -93,12 +93,19 @@ pub(crate) async fn supervise(
             asked = asked => match (asked, path) {
                 (Asked::Reload, Some(path)) if !stopping => reload(&mut runtime, path).await,
                 _ if stopping => {
-                    warn!("Second signal: stopping now; unfinished fragments are published on the next start");
+                    warn!(
+                        event = "shutdown_forced",
+                        "Second signal: stopping now; unfinished fragments are published on the next start"
+                    );
                     std::process::exit(EXIT_INTERRUPTED);
                 }
                 _ => {
                     let timeout = config.shutdown_timeout;
-                    info!("Shutting down: finishing the fragment in flight (at most {timeout}); signal again to stop at once");
+                    info!(
+                        event = "shutdown_requested",
+                        timeout_ms = timeout.get().as_millis() as u64,
+                        "Shutting down: finishing the fragment in flight (at most {timeout}); signal again to stop at once"
+                    );
                     runtime.shutdown();
                     exit_if_stuck(timeout.get() + SHUTDOWN_GRACE);
                     stopping = true;

@@ -250,10 +250,18 @@ impl DirectorySource {
         let saved = tokio::task::spawn_blocking(move || checkpoint.save(&snapshot)).await;
         match saved {
             Ok(Ok(())) => {}
-            Ok(Err(save_error)) => error!(pipeline = %self.pipeline, "{save_error}"),
-            Err(join_error) => {
-                error!(pipeline = %self.pipeline, "saving state failed: {join_error}")
-            }
+            Ok(Err(save_error)) => error!(
+                event = "state_save_failed",
+                pipeline = %self.pipeline,
+                error = %save_error,
+                "{save_error}"
+            ),
+            Err(join_error) => error!(
+                event = "state_save_failed",
+                pipeline = %self.pipeline,
+                error = %join_error,
+                "saving state failed: {join_error}"
+            ),
         }
     }
 
@@ -354,12 +362,20 @@ impl DirectorySource {
             (OnDone::Move, None) => unreachable!("validate requires done_dir for on_done: move"),
         };
         match result {
-            Ok(()) => {
-                info!(pipeline = %self.pipeline, "{} {name} after publishing", on_done_verb(self.on_done))
-            }
+            Ok(()) => info!(
+                event = "fragment_done",
+                pipeline = %self.pipeline,
+                fragment = %name,
+                action = %on_done_verb(self.on_done).to_lowercase(),
+                "{} {name} after publishing",
+                on_done_verb(self.on_done)
+            ),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => warn!(
+                event = "fragment_done_failed",
                 pipeline = %self.pipeline,
+                fragment = %name,
+                error = %error,
                 "Published {name} but could not apply on_done ({:?}): {error}",
                 self.on_done
             ),

@@ -121,7 +121,7 @@ impl HttpListeners {
             board: self.board.clone(),
             routes: RwLock::default(),
         });
-        info!("Listening for HTTP on {address}");
+        info!(event = "http_listening", address = %address, "Listening for HTTP on {address}");
         tokio::spawn(accept(socket, Arc::clone(&listener), self.shutdown.clone()));
         listeners.insert(address, Arc::clone(&listener));
         Ok(listener)
