@@ -178,3 +178,48 @@ fn run_watch_reloads_when_the_file_changes() {
     let run = running.wait(TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
 }
+
+#[test]
+fn a_restarted_upload_pipeline_takes_uploads_again() {
+    use streampub_tests::http::HttpClient;
+    use streampub_tests::rtmp::free_port;
+    let dir = TestDir::new();
+    let address = format!("127.0.0.1:{}", free_port());
+    let write = |sink: Value| {
+        dir.pipeline_file(&json!({
+            "state_dir": "state",
+            "pipelines": [{
+                "name": "live",
+                "source": {"type": "http", "listen": address, "token_env": "STREAMPUB_TOKEN"},
+                "sink": sink,
+            }],
+        }))
+    };
+    let config = write(json!({"type": "null"}));
+    let running = Running::start_with_env(
+        &streampub_binary(),
+        &["run", config.to_str().unwrap()],
+        &[("STREAMPUB_TOKEN", "secret")],
+    );
+    running.wait_for_event(TIMEOUT, "pipeline_started", |_| true);
+    let client = HttpClient::new(&address).with_token("secret");
+    assert_eq!(client.upload("live", "a.bin", b"first").status, 201);
+    running.wait_for_event(TIMEOUT, "fragment_published", |event| {
+        event["fragment"] == "a.bin"
+    });
+
+    // The sink changes: the pipeline restarts, its spool is let go and taken again.
+    write(json!({"type": "file", "path": "out", "mode": "per_fragment"}));
+    running.signal(Signal::HUP);
+    let reloaded = running.wait_for_event(TIMEOUT, "config_reloaded", |_| true);
+    assert_eq!(reloaded["restarted"], "live", "{reloaded}");
+    assert!(running.events_so_far("pipeline_not_started").is_empty());
+    assert_eq!(client.upload("live", "b.bin", b"second").status, 201);
+    running.wait_for_event(TIMEOUT, "fragment_published", |event| {
+        event["fragment"] == "b.bin"
+    });
+    assert_eq!(std::fs::read(dir.join("out/b.bin")).unwrap(), b"second");
+    running.signal(Signal::TERM);
+    let run = running.wait(TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+}

@@ -10,8 +10,8 @@ use tokio::io::AsyncWriteExt;
 use tracing::{info, warn};
 
 use super::listeners::{
-    error_response, header, json_response, method_not_allowed, percent_decode, HttpRequest,
-    HttpResponse, Method, PipelineRoutes, StatusCode,
+    error_response, header, json_response, method_not_allowed, percent_decode, retry_later,
+    HttpRequest, HttpResponse, Method, PipelineRoutes, StatusCode,
 };
 use super::spool::{Admission, Record, Spool, UploadSlot, UPLOAD_PREFIX};
 
@@ -19,8 +19,6 @@ use super::spool::{Admission, Record, Spool, UploadSlot, UPLOAD_PREFIX};
 const MAX_NAME_BYTES: usize = 255;
 /// How long the rest of a body refused mid-upload is read and dropped.
 const DISCARD_TIME: Duration = Duration::from_secs(10);
-/// What `503` answers tell clients to wait before retrying, in seconds.
-const RETRY_AFTER_SECONDS: &str = "5";
 
 /// Serves one pipeline's uploads.
 pub(super) struct UploadApi {
@@ -117,18 +115,10 @@ impl UploadApi {
                 )
             }
             Admission::BacklogFull => {
-                let mut response = error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "pipeline {} has too many fragments waiting to be published; retry later",
-                        self.pipeline
-                    ),
-                );
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
-                );
-                return response;
+                return retry_later(format!(
+                    "pipeline {} has too many fragments waiting to be published; retry later",
+                    self.pipeline
+                ))
             }
             Admission::Admitted(slot) => slot,
         };

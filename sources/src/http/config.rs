@@ -144,7 +144,8 @@ impl SourceConfig for HttpSourceConfig {
             max_fragment_size: self.max_fragment_size.bytes(),
             upload_timeout: self.upload_timeout.get(),
         };
-        HttpListeners::shared(&context.services)
+        let listeners = HttpListeners::shared(&context.services);
+        listeners
             .mount(self.listen, &context.pipeline, Arc::new(api))
             .map_err(|error| {
                 ComponentError::field(
@@ -156,6 +157,8 @@ impl SourceConfig for HttpSourceConfig {
             pipeline: context.pipeline.clone(),
             spool,
             queue,
+            listeners,
+            listen: self.listen,
         }))
     }
 }

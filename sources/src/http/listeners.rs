@@ -62,7 +62,16 @@ impl std::fmt::Debug for HttpListeners {
 /// One bound address and the pipelines mounted on it.
 struct Listener {
     board: StatusBoard,
-    routes: RwLock<HashMap<String, Arc<dyn PipelineRoutes>>>,
+    routes: RwLock<HashMap<String, Mounted>>,
+}
+
+/// What a pipeline name leads to on a listener.
+#[derive(Clone)]
+enum Mounted {
+    Serving(Arc<dyn PipelineRoutes>),
+    /// Its source has stopped (a graceful stop, or a reload restarting it): clients are asked
+    /// to retry.
+    Stopped,
 }
 
 impl HttpListeners {
@@ -102,8 +111,25 @@ impl HttpListeners {
             .routes
             .write()
             .unwrap_or_else(|poison| poison.into_inner())
-            .insert(pipeline.to_owned(), routes);
+            .insert(pipeline.to_owned(), Mounted::Serving(routes));
         Ok(())
+    }
+
+    /// Stops serving `pipeline`'s routes on `address` (its source has stopped: a graceful stop,
+    /// or a reload removing or replacing it), which lets go of what they hold (the spool);
+    /// its requests get `503` with `Retry-After` until it is mounted again.
+    pub fn unmount(&self, address: SocketAddr, pipeline: &str) {
+        let listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(listener) = listeners.get(&address) {
+            listener
+                .routes
+                .write()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .insert(pipeline.to_owned(), Mounted::Stopped);
+        }
     }
 
     fn listener(&self, address: SocketAddr) -> std::io::Result<Arc<Listener>> {
@@ -188,7 +214,10 @@ impl Listener {
                             .get(&pipeline)
                             .cloned();
                         match routes {
-                        Some(routes) => routes.handle(rest, request).await,
+                        Some(Mounted::Serving(routes)) => routes.handle(rest, request).await,
+                        Some(Mounted::Stopped) => retry_later(format!(
+                            "pipeline `{pipeline}` is stopped or restarting; retry later"
+                        )),
                         None => error_response(
                             StatusCode::NOT_FOUND,
                             format!("no pipeline named `{pipeline}` accepts uploads on this listener"),
@@ -264,6 +293,19 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpRespon
 /// `{"error": message}` with `status`.
 pub fn error_response(status: StatusCode, message: impl Into<String>) -> HttpResponse {
     json_response(status, &serde_json::json!({ "error": message.into() }))
+}
+
+/// Seconds a client is asked to wait before it retries (`Retry-After`).
+const RETRY_AFTER_SECONDS: &str = "5";
+
+/// `503 Service Unavailable` with `Retry-After`: the request may succeed a little later.
+pub(crate) fn retry_later(message: impl Into<String>) -> HttpResponse {
+    let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, message);
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+    );
+    response
 }
 
 fn text_response(status: StatusCode, content_type: &'static str, body: String) -> HttpResponse {

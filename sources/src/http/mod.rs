@@ -44,6 +44,10 @@ pub(crate) struct HttpSource {
     spool: Arc<Spool>,
     /// Spooled fragments in sequence order: those left from the last run first, then uploads.
     queue: mpsc::UnboundedReceiver<Record>,
+    /// Where its upload API is mounted; unmounted when it stops, which also lets go of the
+    /// spool (and its lock) for a new version of the pipeline.
+    listeners: Arc<HttpListeners>,
+    listen: std::net::SocketAddr,
 }
 
 #[async_trait]
@@ -88,6 +92,7 @@ impl Source for HttpSource {
             }
         }
         drop(output);
+        self.listeners.unmount(self.listen, &self.pipeline);
         while let Some((record, outcome)) = deliveries.next().await {
             self.settle(record, outcome).await;
         }
