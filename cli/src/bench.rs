@@ -131,14 +131,21 @@ async fn run_bench(config: LoadedConfig, json: bool, total_bytes: u64) -> u8 {
         tokio::spawn(async move {
             let bar = indicatif::ProgressBar::new(total_bytes).with_style(
                 indicatif::ProgressStyle::with_template(
-                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+                    "{bar:40} {binary_bytes}/{binary_total_bytes} {msg}",
                 )
                 .expect("a valid template"),
             );
             crate::logging::set_progress_bar(Some(bar.clone()));
             loop {
                 bar.set_position(stats.bytes_published());
-                bar.set_message(format!("{} fragments", stats.fragments_published()));
+                // MiB/s over the whole run, as the summary counts it.
+                let mib_per_second = stats.bytes_published() as f64
+                    / (1024.0 * 1024.0)
+                    / stats.elapsed().as_secs_f64().max(1e-3);
+                bar.set_message(format!(
+                    "{mib_per_second:.1} MiB/s, {} fragments",
+                    stats.fragments_published()
+                ));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })

@@ -165,6 +165,10 @@ fn config_errors_name_pipeline_component_and_field() {
             vec!["not a number followed by a unit", "500ms"],
         ),
         (
+            "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n      pattern: 5\n    sink:\n      type: null\n",
+            vec![":6:", "field `pattern`", "a glob like"],
+        ),
+        (
             "pipelines:\n  - name: a\n    chunk_size: -5\n    source:\n      type: directory\n      path: in\n    sink:\n      type: null\n",
             vec![":3:", "field `chunk_size`", "negative", "1MiB"],
         ),

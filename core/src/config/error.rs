@@ -140,6 +140,11 @@ impl std::error::Error for ConfigError {}
 /// A deserializer's message with what to write instead, where it names only what it expected
 /// (serde and the standard library word their errors for programmers, not for config files).
 fn with_remedy(message: String) -> String {
+    if message.contains("did not match any variant of untagged enum") {
+        // serde names the Rust type; the user needs the forms the option takes.
+        return "it is none of the forms this option takes; `streampub plugins` lists them"
+            .to_owned();
+    }
     let remedies: [(&str, &str); 4] = [
         (
             "expected a boolean",

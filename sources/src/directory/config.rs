@@ -57,11 +57,45 @@ pub struct DirectorySourceConfig {
 }
 
 /// One glob on file names, or a list of them.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Globs {
     One(String),
     Any(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for Globs {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// Reads a glob, or a list of globs.
+        struct Written;
+
+        impl<'de> serde::de::Visitor<'de> for Written {
+            type Value = Globs;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a glob like \"*.mp4\", or a list of globs like [\"*.m4s\", \"init.mp4\"]",
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, glob: &str) -> Result<Globs, E> {
+                Ok(Globs::One(glob.to_owned()))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut items: A,
+            ) -> Result<Globs, A::Error> {
+                let mut globs = Vec::new();
+                while let Some(glob) = items.next_element::<String>()? {
+                    globs.push(glob);
+                }
+                Ok(Globs::Any(globs))
+            }
+        }
+
+        deserializer.deserialize_any(Written)
+    }
 }
 
 impl Globs {
