@@ -28,6 +28,11 @@ const FIVE_FRAGMENTS: &[&str] = &[
     "--fps",
     "25",
 ];
+/// [`FIVE_FRAGMENTS`] made with more options of `scripts/make-fragments`.
+fn five_fragments(options: &[&str]) -> Vec<PathBuf> {
+    fragments(&[FIVE_FRAGMENTS, options].concat())
+}
+
 /// One frame at 25 frames per second, the tolerance on durations.
 const ONE_FRAME: f64 = 1.0 / 25.0;
 
@@ -136,7 +141,7 @@ fn gstreamer_mp4mux_fragments_make_one_stream() {
 
 #[test]
 fn remuxed_non_fragmented_files_make_one_stream() {
-    let media = fragments(&[FIVE_FRAGMENTS, &["--movflags", "+faststart"]].concat());
+    let media = five_fragments(&["--movflags", "+faststart"]);
     let stages = json!([{"type": "fmp4-timeline", "remux": "ffmpeg"}]);
     publish_as_one_stream(&media, stages, "mp4", "archive.mp4");
 }
@@ -147,13 +152,7 @@ fn fragments_with_absolute_data_offsets_make_one_stream() {
     // Video only: with frag_every_frame, ffmpeg ends the audio with two samples at one
     // timestamp that only the file's edit list hides, and the timeline does not apply edit
     // lists (see the README).
-    let media = fragments(
-        &[
-            FIVE_FRAGMENTS,
-            &["--movflags", "frag_every_frame+empty_moov", "--audio", "no"],
-        ]
-        .concat(),
-    );
+    let media = five_fragments(&["--movflags", "frag_every_frame+empty_moov", "--audio", "no"]);
     publish_as_one_stream(
         &media,
         json!([{"type": "fmp4-timeline"}]),
@@ -363,7 +362,7 @@ fn media_segments_without_an_init_segment_fail_and_the_exit_code_says_so() {
 
 #[test]
 fn flv_batches_make_one_stream() {
-    let media = fragments(&[FIVE_FRAGMENTS, &["--format", "flv"]].concat());
+    let media = five_fragments(&["--format", "flv"]);
     publish_as_one_stream(
         &media,
         json!([{"type": "flv-timeline"}]),
@@ -374,13 +373,7 @@ fn flv_batches_make_one_stream() {
 
 #[test]
 fn mpegts_batches_that_each_restart_their_clock_make_one_stream() {
-    let media = fragments(
-        &[
-            FIVE_FRAGMENTS,
-            &["--format", "mpegts", "--clock", "restart"],
-        ]
-        .concat(),
-    );
+    let media = five_fragments(&["--format", "mpegts", "--clock", "restart"]);
     let stages = json!([{"type": "mpegts-timeline"}]);
     publish_as_one_stream(&media, stages, "mpegts", "archive.ts");
 }
