@@ -13,6 +13,7 @@
 //! crate; `streampub-core` knows no media format.
 
 pub mod flv;
+pub mod flv_packetizer;
 pub mod flv_timeline;
 mod history;
 pub mod mp4;
@@ -28,5 +29,6 @@ pub mod ts_timeline;
 pub fn link() {
     timeline::link();
     flv_timeline::link();
+    flv_packetizer::link();
     ts_timeline::link();
 }

@@ -272,7 +272,34 @@ fn a_codec_flv_cannot_carry_fails_at_once_naming_it() {
     let dir = TestDir::new();
     dir.copy_in("in", &media);
     let url = format!("{}/hevc", server.server_url());
+    let names_codec_and_way_out = |error: &str| {
+        error.contains("hevc") && error.contains("H.264") && error.contains("enhanced-RTMP")
+    };
+
+    // By default ffmpeg reads FLV tags that the fmp4-to-flv stage makes: each HEVC fragment
+    // fails there, before ffmpeg, and the run says so (exit 3).
     let config = dir.pipeline_file(&paced_pipeline(&url, json!({"reconnect_delay": "200ms"})));
+    let run = run_pipeline_file(&config, TIMEOUT);
+    assert_eq!(run.code(), Some(3), "{}", run.stderr());
+    assert!(
+        run.events("sink_reconnecting").is_empty(),
+        "{}",
+        run.stderr()
+    );
+    let failures = run.events("fragment_failed");
+    assert_eq!(failures.len(), media.len(), "{}", run.stderr());
+    for failure in &failures {
+        let error = failure["error"].as_str().unwrap_or_default();
+        assert!(names_codec_and_way_out(error), "{error}");
+    }
+    assert!(run.published().is_empty());
+
+    // Reading the timeline's MP4 (for an ffmpeg with enhanced RTMP), ffmpeg refuses HEVC into
+    // FLV: fatal at the first attempt, with ffmpeg's words and the way out.
+    let config = dir.pipeline_file(&paced_pipeline(
+        &url,
+        json!({"reconnect_delay": "200ms", "ffmpeg_input": "mp4"}),
+    ));
     let run = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(run.code(), Some(1), "{}", run.stderr());
     assert!(
@@ -284,7 +311,7 @@ fn a_codec_flv_cannot_carry_fails_at_once_naming_it() {
     let failed = run.pipeline_event("pipeline_failed", "channel-1");
     let error = failed["error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("hevc") && error.contains("H.264") && error.contains("enhanced-RTMP"),
+        names_codec_and_way_out(error),
         "the error names the codec and the way out: {error}"
     );
     assert!(run.published().is_empty());

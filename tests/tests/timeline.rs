@@ -121,8 +121,8 @@ fn ten_fragments_become_one_continuous_rtmp_stream() {
     assert_eq!(run.published().len(), 10);
     assert_eq!(
         run.pipeline_event("pipeline_started", "channel-1")["shape"],
-        "directory → fmp4-timeline → ffmpeg-rtmp",
-        "continuity: auto adds the stage"
+        "directory → fmp4-timeline → fmp4-to-flv → ffmpeg-rtmp",
+        "continuity: auto adds the stages"
     );
     assert_no_timeline_warnings(&run);
     server.stop();

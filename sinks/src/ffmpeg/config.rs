@@ -13,6 +13,7 @@ use super::{
 };
 use crate::process::{ProcessCommand, ProcessOptions, ProgressConfirmation};
 use streampub_core::program::find_program;
+use streampub_stages::flv_packetizer::{FlvPacketizerStage, FLV_PACKETIZER_STAGE};
 use streampub_stages::flv_timeline::{FlvTimelineStage, FLV_TIMELINE_STAGE};
 use streampub_stages::timeline::{TimelineStage, TIMELINE_STAGE};
 use streampub_stages::ts_timeline::{TsTimelineStage, TS_TIMELINE_STAGE};
@@ -50,12 +51,19 @@ pub struct FfmpegRtmpSinkConfig {
     /// The container of the fragments.
     #[serde(default)]
     pub input_format: InputFormat,
-    /// `auto` puts the timeline stage of `input_format` in front of ffmpeg (`fmp4-timeline` for
-    /// `mp4`, `flv-timeline` for `flv`, `mpegts-timeline` for `mpegts`) unless the pipeline lists it
-    /// already, so the fragments become one continuous stream; `off` writes the files as they
+    /// `auto` puts the timeline stage of `input_format` in front of ffmpeg (`fmp4-timeline`
+    /// then `fmp4-to-flv` for `mp4`, so that ffmpeg reads FLV; `flv-timeline` for `flv`;
+    /// `mpegts-timeline` for `mpegts`) unless the pipeline lists it already, so the fragments become one continuous stream; `off` writes the files as they
     /// are (timestamps then restart in every file, which players and servers handle badly).
     #[serde(default)]
     pub continuity: Continuity,
+    /// What ffmpeg reads when MP4 fragments go through the timeline (`continuity: auto`):
+    /// `flv` (the `fmp4-to-flv` stage turns the samples into FLV tags: ffmpeg's memory stays
+    /// flat and each sample leaves at once; H.264 and AAC only), or `mp4` (the continuous fMP4
+    /// as it is: for codecs FLV carries only with enhanced RTMP, such as HEVC with ffmpeg 6.1
+    /// or newer; ffmpeg's MP4 reader grows about 2.5 KB per second of media).
+    #[serde(default)]
+    pub ffmpeg_input: FfmpegInput,
     /// Add `-re`: ffmpeg reads the input at its native frame rate.
     #[serde(default)]
     pub use_rate_limit: bool,
@@ -77,6 +85,17 @@ pub struct FfmpegRtmpSinkConfig {
     /// Restarts, the stdin pipe and shutdown, as for the `process` sink.
     #[serde(flatten)]
     pub process: ProcessOptions,
+}
+
+/// What ffmpeg reads for MP4 fragments with `continuity: auto`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FfmpegInput {
+    /// FLV tags made by the `fmp4-to-flv` stage.
+    #[default]
+    Flv,
+    /// The timeline's fragmented MP4.
+    Mp4,
 }
 
 /// Whether the sink joins MP4 fragments into one timeline.
@@ -131,6 +150,16 @@ fn default_ffmpeg() -> PathBuf {
 }
 
 impl FfmpegRtmpSinkConfig {
+    /// What ffmpeg reads from its stdin: FLV when MP4 goes through the timeline and the
+    /// `fmp4-to-flv` stage (ffmpeg's FLV demuxer keeps no index, so its memory stays flat, and
+    /// it passes each sample on at once); else the fragments' own format.
+    fn ffmpeg_reads(&self) -> InputFormat {
+        match (self.input_format, self.continuity, self.ffmpeg_input) {
+            (InputFormat::Mp4, Continuity::Auto, FfmpegInput::Flv) => InputFormat::Flv,
+            (format, _, _) => format,
+        }
+    }
+
     /// The URL to publish to, before redaction.
     fn publish_url(&self, pipeline: &str) -> Result<String, ComponentError> {
         let url =
@@ -202,7 +231,7 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
     async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Sink>, ComponentError> {
         let url = self.publish_url(&context.pipeline)?;
         let args = ffmpeg_args(
-            self.input_format,
+            self.ffmpeg_reads(),
             self.use_rate_limit,
             &self.input_args,
             self.output_args.as_deref(),
@@ -229,6 +258,13 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
 
     fn implied_stages(&self) -> Vec<(&'static str, Box<dyn Stage>)> {
         match (self.input_format, self.continuity) {
+            (InputFormat::Mp4, Continuity::Auto) if self.ffmpeg_input == FfmpegInput::Flv => vec![
+                (TIMELINE_STAGE, Box::new(TimelineStage::default())),
+                (
+                    FLV_PACKETIZER_STAGE,
+                    Box::new(FlvPacketizerStage::default()),
+                ),
+            ],
             (InputFormat::Mp4, Continuity::Auto) => {
                 vec![(TIMELINE_STAGE, Box::new(TimelineStage::default()))]
             }

@@ -4,6 +4,7 @@
 pub mod boxes;
 pub mod moof;
 pub mod sample_entry;
+pub mod samples;
 
 pub use self::boxes::{
     describe_change, describe_moov, BoxError, BoxHeader, FourCc, TrackDescription,

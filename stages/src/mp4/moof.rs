@@ -4,17 +4,17 @@
 use super::boxes::{children, write_box, BoxError, Reader, TrackDescription};
 
 /// `tfhd` flags.
-const BASE_DATA_OFFSET_PRESENT: u32 = 0x01;
-const SAMPLE_DESCRIPTION_INDEX_PRESENT: u32 = 0x02;
-const DEFAULT_SAMPLE_DURATION_PRESENT: u32 = 0x08;
-const DEFAULT_BASE_IS_MOOF: u32 = 0x02_0000;
+pub(super) const BASE_DATA_OFFSET_PRESENT: u32 = 0x01;
+pub(super) const SAMPLE_DESCRIPTION_INDEX_PRESENT: u32 = 0x02;
+pub(super) const DEFAULT_SAMPLE_DURATION_PRESENT: u32 = 0x08;
+pub(super) const DEFAULT_BASE_IS_MOOF: u32 = 0x02_0000;
 /// `trun` flags.
-const DATA_OFFSET_PRESENT: u32 = 0x01;
-const FIRST_SAMPLE_FLAGS_PRESENT: u32 = 0x04;
-const SAMPLE_DURATION_PRESENT: u32 = 0x100;
-const SAMPLE_SIZE_PRESENT: u32 = 0x200;
-const SAMPLE_FLAGS_PRESENT: u32 = 0x400;
-const SAMPLE_COMPOSITION_OFFSET_PRESENT: u32 = 0x800;
+pub(super) const DATA_OFFSET_PRESENT: u32 = 0x01;
+pub(super) const FIRST_SAMPLE_FLAGS_PRESENT: u32 = 0x04;
+pub(super) const SAMPLE_DURATION_PRESENT: u32 = 0x100;
+pub(super) const SAMPLE_SIZE_PRESENT: u32 = 0x200;
+pub(super) const SAMPLE_FLAGS_PRESENT: u32 = 0x400;
+pub(super) const SAMPLE_COMPOSITION_OFFSET_PRESENT: u32 = 0x800;
 
 /// The timing of one `traf`.
 #[derive(Debug, Clone, PartialEq, Eq)]

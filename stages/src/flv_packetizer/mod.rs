@@ -1,0 +1,495 @@
+//! The `fmp4-to-flv` stage: turns the continuous fragmented-MP4 stream of the `fmp4-timeline`
+//! stage into FLV tags, so that ffmpeg reads FLV (`-f flv`): its FLV demuxer keeps no index,
+//! so its memory stays flat over weeks (its MP4 demuxer grows about 2.5 KB per second of media),
+//! and each sample can leave as soon as it is written (the MP4 demuxer waits for the next box).
+//!
+//! Per session: one FLV file header, the AVC sequence header (the `avcC` box, as it is) and the
+//! AAC one (the AudioSpecificConfig from `esds`) before the first sample, then one tag per
+//! sample, audio and video interleaved by decode time. A tag's timestamp is the sample's decode
+//! time in milliseconds and its composition time the presentation time in milliseconds minus
+//! that, both rounded from the exact tick values (never summed from rounded durations, which
+//! would drift). Samples are AVCC / raw AAC already and pass unchanged. H.264 and AAC only: FLV
+//! without enhanced RTMP carries nothing else.
+//!
+//! A `moof`'s `mdat` is buffered whole (one fragment of the upstream file, bounded by
+//! [`MAX_MEDIA_DATA`]) to interleave its tracks.
+
+#[cfg(test)]
+mod tests;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use streampub_core::{
+    ComponentContext, ComponentError, FragmentInfo, PluginRegistration, Stage, StageConfig,
+    StageError, StageOutput,
+};
+
+use crate::flv::{TagHeader, FILE_HEADER, TAG_HEADER_LEN};
+use crate::mp4::samples::{read_samples, Sample};
+use crate::mp4::{describe_moov, BoxHeader, FourCc, TrackDescription};
+
+/// The stage's `type`.
+pub const FLV_PACKETIZER_STAGE: &str = "fmp4-to-flv";
+
+inventory::submit! {
+    PluginRegistration::stage::<FlvPacketizerConfig>(
+        FLV_PACKETIZER_STAGE,
+        "Turns the continuous fMP4 of fmp4-timeline into FLV tags (H.264 and AAC)",
+    )
+}
+
+/// Keeps this module (and its registration) in the binary; see the crate's `link`.
+#[inline(never)]
+pub fn link() {
+    std::hint::black_box(module_path!());
+}
+
+/// The largest `moov` or `moof` buffered.
+const MAX_BOX: u64 = 32 << 20;
+/// The largest `mdat` buffered: one fragment of an upstream file.
+pub const MAX_MEDIA_DATA: u64 = 256 << 20;
+
+/// Turns fMP4 into FLV. It has no options; put it after `fmp4-timeline`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlvPacketizerConfig {}
+
+#[async_trait]
+impl StageConfig for FlvPacketizerConfig {
+    fn validate(&self, _context: &ComponentContext) -> Result<(), ComponentError> {
+        Ok(())
+    }
+
+    async fn build(&self, _context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError> {
+        Ok(Box::new(FlvPacketizerStage::default()))
+    }
+}
+
+/// What the stream's tracks become in FLV.
+#[derive(Debug, Clone)]
+struct FlvTrack {
+    track_id: u32,
+    timescale: u32,
+    kind: Kind,
+    /// The sequence header's body: `avcC`, or the AudioSpecificConfig.
+    configuration: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Video,
+    Audio,
+}
+
+/// Where the parser is.
+#[derive(Debug, Default)]
+enum Parse {
+    /// At a box boundary.
+    #[default]
+    Header,
+    /// Collecting a box header split across chunks.
+    Partial(Vec<u8>),
+    /// Collecting a box (`moov`, `moof`, `mdat`), or skipping one (`keep` false: only its
+    /// header is in `data`).
+    Box {
+        kind: FourCc,
+        header_len: usize,
+        data: Vec<u8>,
+        size: usize,
+        /// Bytes of the box read so far.
+        filled: usize,
+        keep: bool,
+    },
+}
+
+/// The running stage.
+#[derive(Debug, Default)]
+pub struct FlvPacketizerStage {
+    /// The stream's tracks as its `moov` describes them, and what each becomes in FLV.
+    descriptions: Vec<TrackDescription>,
+    tracks: Vec<FlvTrack>,
+    /// The FLV file header flags (audio, video) of the stream.
+    header_flags: u8,
+    /// The session still needs its file header and sequence headers.
+    headers_due: bool,
+    parse: Parse,
+    /// The last `moof`: its samples and its size (their offsets count from its first byte).
+    moof: Option<(Vec<Sample>, u64)>,
+    /// The fragment being read, for messages.
+    name: String,
+    /// Why the stream's init segment cannot become FLV (a codec FLV cannot carry): every
+    /// fragment of that stream fails with it, until an init segment that can.
+    refused: Option<String>,
+}
+
+impl FlvPacketizerStage {
+    fn error(&self, message: impl std::fmt::Display) -> StageError {
+        StageError::new(format!(
+            "fragment {} cannot be turned into FLV: {message}",
+            self.name
+        ))
+    }
+
+    /// Handles a complete box.
+    fn handle(
+        &mut self,
+        kind: FourCc,
+        header_len: usize,
+        data: Vec<u8>,
+        output: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        match &kind.0 {
+            b"moov" => {
+                let descriptions = describe_moov(&data[header_len..])
+                    .map_err(|error| self.error(error.message))?
+                    .ok_or_else(|| self.error("its moov is not fragmented"))?;
+                let tracks = match descriptions
+                    .iter()
+                    .map(flv_track)
+                    .collect::<Result<Vec<_>, String>>()
+                {
+                    Ok(tracks) => tracks,
+                    Err(problem) => {
+                        self.refused = Some(problem.clone());
+                        return Err(self.error(problem));
+                    }
+                };
+                self.refused = None;
+                self.header_flags = tracks.iter().fold(0, |flags, track| {
+                    flags
+                        | match track.kind {
+                            Kind::Audio => 0x04,
+                            Kind::Video => 0x01,
+                        }
+                });
+                self.descriptions = descriptions;
+                self.tracks = tracks;
+                self.headers_due = true;
+            }
+            b"moof" => {
+                if let Some(problem) = &self.refused {
+                    return Err(self.error(problem));
+                }
+                if self.tracks.is_empty() {
+                    return Err(self.error("a moof before any moov"));
+                }
+                let samples = read_samples(&data[header_len..], header_len, &self.descriptions)
+                    .map_err(|error| self.error(error.message))?;
+                self.moof = Some((samples, data.len() as u64));
+            }
+            b"mdat" => {
+                let (samples, moof_size) = self
+                    .moof
+                    .take()
+                    .ok_or_else(|| self.error("an mdat without its moof"))?;
+                let data = Bytes::from(data);
+                // The mdat follows its moof: a sample's data lies this far into the mdat box.
+                let mut tags = Vec::with_capacity(samples.len());
+                for sample in &samples {
+                    let start = sample
+                        .offset
+                        .checked_sub(moof_size)
+                        .map(|start| start as usize)
+                        .filter(|start| *start >= header_len)
+                        .filter(|start| start + sample.size as usize <= data.len())
+                        .ok_or_else(|| {
+                            self.error(format!(
+                                "a sample of track {} lies outside its mdat",
+                                sample.track_id
+                            ))
+                        })?;
+                    let track = self
+                        .tracks
+                        .iter()
+                        .find(|track| track.track_id == sample.track_id)
+                        .expect("read_samples checks the track");
+                    tags.push(tag_of(
+                        track,
+                        sample,
+                        data.slice(start..start + sample.size as usize),
+                    ));
+                }
+                // Interleaved by decode time; a stable sort keeps each track's order.
+                tags.sort_by_key(|tag| tag.timestamp);
+                for tag in tags {
+                    if self.headers_due {
+                        self.write_headers(tag.timestamp, output);
+                    }
+                    tag.write(output);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The file header and each track's sequence header, at `timestamp`.
+    fn write_headers(&mut self, timestamp: u32, output: &mut StageOutput) {
+        let mut header = FILE_HEADER;
+        header[4] = self.header_flags;
+        output.push_chunk(Bytes::copy_from_slice(&header));
+        output.push_chunk(Bytes::from_static(&[0, 0, 0, 0]));
+        for track in &self.tracks {
+            let prefix: &[u8] = match track.kind {
+                Kind::Video => &[0x17, 0, 0, 0, 0],
+                Kind::Audio => &[0xaf, 0],
+            };
+            Tag {
+                type_byte: type_byte(track.kind),
+                timestamp,
+                prefix: prefix.to_vec(),
+                body: track.configuration.clone(),
+            }
+            .write(output);
+        }
+        self.headers_due = false;
+    }
+}
+
+/// One FLV tag to write: its header fields, the codec bytes and the sample.
+struct Tag {
+    type_byte: u8,
+    timestamp: u32,
+    prefix: Vec<u8>,
+    body: Bytes,
+}
+
+impl Tag {
+    fn write(self, output: &mut StageOutput) {
+        let size = (self.prefix.len() + self.body.len()) as u32;
+        let [_, s1, s2, s3] = size.to_be_bytes();
+        let header = TagHeader::with_timestamp(
+            &[self.type_byte, s1, s2, s3, 0, 0, 0, 0, 0, 0, 0],
+            self.timestamp,
+        );
+        let mut head = header.to_vec();
+        head.extend_from_slice(&self.prefix);
+        output.push_chunk(Bytes::from(head));
+        output.push_chunk(self.body);
+        output.push_chunk(Bytes::copy_from_slice(
+            &(size + TAG_HEADER_LEN as u32).to_be_bytes(),
+        ));
+    }
+}
+
+fn type_byte(kind: Kind) -> u8 {
+    match kind {
+        Kind::Audio => 8,
+        Kind::Video => 9,
+    }
+}
+
+/// Milliseconds of `ticks` at `timescale`, rounded.
+fn milliseconds(ticks: i128, timescale: u32) -> i128 {
+    let timescale = i128::from(timescale);
+    (ticks * 1000 + timescale / 2).div_euclid(timescale)
+}
+
+/// The tag of a sample: decode time and composition time in milliseconds, each rounded from
+/// exact ticks.
+fn tag_of(track: &FlvTrack, sample: &Sample, body: Bytes) -> Tag {
+    let decode = i128::from(sample.decode_time);
+    let decode_ms = milliseconds(decode, track.timescale);
+    let timestamp = decode_ms.rem_euclid(1 << 32) as u32;
+    let prefix = match track.kind {
+        Kind::Video => {
+            let presentation_ms = milliseconds(
+                decode + i128::from(sample.composition_offset),
+                track.timescale,
+            );
+            // A negative composition time would make ffmpeg doubt the decode times.
+            let composition = (presentation_ms - decode_ms).clamp(0, 0x7f_ffff) as u32;
+            let frame = if sample.sync { 0x17 } else { 0x27 };
+            let [_, c1, c2, c3] = composition.to_be_bytes();
+            vec![frame, 1, c1, c2, c3]
+        }
+        Kind::Audio => vec![0xaf, 1],
+    };
+    Tag {
+        type_byte: type_byte(track.kind),
+        timestamp,
+        prefix,
+        body,
+    }
+}
+
+fn flv_track(track: &TrackDescription) -> Result<FlvTrack, String> {
+    let entry = track
+        .sample_entries
+        .first()
+        .ok_or_else(|| format!("track {} has no sample entry", track.track_id))?;
+    let configuration = |kind: &[u8; 4]| {
+        entry
+            .configurations
+            .iter()
+            .find(|(box_kind, _)| &box_kind.0 == kind)
+            .map(|(_, payload)| payload.clone())
+    };
+    let (kind, configuration) = match &entry.format.0 {
+        b"avc1" | b"avc3" => (
+            Kind::Video,
+            configuration(b"avcC").ok_or_else(|| "its H.264 track has no avcC".to_owned())?,
+        ),
+        b"mp4a" => {
+            let setup =
+                configuration(b"esds").ok_or_else(|| "its AAC track has no esds".to_owned())?;
+            // Object type 0x40: MPEG-4 audio (AAC); then the stream type, then the config.
+            if setup.first() != Some(&0x40) || setup.len() < 3 {
+                return Err("its mp4a track is not AAC".to_owned());
+            }
+            (Kind::Audio, setup[2..].to_vec())
+        }
+        other => {
+            let codec = match other {
+                b"hvc1" | b"hev1" => "HEVC (hevc)".to_owned(),
+                b"av01" => "AV1".to_owned(),
+                b"vp09" => "VP9".to_owned(),
+                b"Opus" => "Opus".to_owned(),
+                _ => String::from_utf8_lossy(other).into_owned(),
+            };
+            return Err(format!(
+                "track {} is {codec}, which FLV carries only with enhanced RTMP; transcode \
+                 upstream to H.264 video and AAC audio, or set `ffmpeg_input: mp4` on the \
+                 ffmpeg-rtmp sink so that an ffmpeg with enhanced-RTMP support (6.1 or newer \
+                 for HEVC and AV1, 7.1 for Opus) publishes it",
+                track.track_id
+            ));
+        }
+    };
+    Ok(FlvTrack {
+        track_id: track.track_id,
+        timescale: track.timescale,
+        kind,
+        configuration: Bytes::from(configuration),
+    })
+}
+
+impl Stage for FlvPacketizerStage {
+    fn begin_fragment(
+        &mut self,
+        fragment: &FragmentInfo,
+        _output: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        self.name = fragment.name.clone();
+        self.parse = Parse::Header;
+        self.moof = None;
+        Ok(())
+    }
+
+    fn process_chunk(&mut self, chunk: Bytes, output: &mut StageOutput) -> Result<(), StageError> {
+        let mut rest = &chunk[..];
+        while !rest.is_empty() {
+            match &mut self.parse {
+                Parse::Header => self.parse = Parse::Partial(Vec::with_capacity(16)),
+                Parse::Partial(header) => {
+                    let wanted = if header.len() < 8 {
+                        8
+                    } else {
+                        BoxHeader::needed(header)
+                    };
+                    let used = (wanted - header.len()).min(rest.len());
+                    header.extend_from_slice(&rest[..used]);
+                    rest = &rest[used..];
+                    let complete = header.len() >= 8 && header.len() == BoxHeader::needed(header);
+                    if complete {
+                        let header = std::mem::take(header);
+                        self.start_box(header, output)?;
+                    }
+                }
+                Parse::Box {
+                    data,
+                    size,
+                    filled,
+                    keep,
+                    ..
+                } => {
+                    let used = (*size - *filled).min(rest.len());
+                    if *keep {
+                        data.extend_from_slice(&rest[..used]);
+                    }
+                    *filled += used;
+                    rest = &rest[used..];
+                    if *filled == *size {
+                        let Parse::Box {
+                            kind,
+                            header_len,
+                            data,
+                            keep,
+                            ..
+                        } = std::mem::take(&mut self.parse)
+                        else {
+                            unreachable!("matched above");
+                        };
+                        if keep {
+                            self.handle(kind, header_len, data, output)?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn end_fragment(&mut self, _output: &mut StageOutput) -> Result<(), StageError> {
+        match &self.parse {
+            Parse::Header => Ok(()),
+            Parse::Partial(header) if header.is_empty() => Ok(()),
+            _ => Err(self.error("it ends inside a box")),
+        }
+    }
+
+    fn start_session(&mut self, _output: &mut StageOutput) -> Result<(), StageError> {
+        // The new session gets the init segment again (the timeline stage sends it), then its
+        // own file header and sequence headers before its first sample.
+        self.headers_due = true;
+        Ok(())
+    }
+
+    fn abort_fragment(&mut self) {
+        self.parse = Parse::Header;
+        self.moof = None;
+    }
+}
+
+impl FlvPacketizerStage {
+    /// Starts a box from its complete header: collects `moov`, `moof` and `mdat`, skips others.
+    fn start_box(&mut self, header: Vec<u8>, output: &mut StageOutput) -> Result<(), StageError> {
+        let parsed = BoxHeader::parse(&header).map_err(|error| self.error(error.message))?;
+        let limit = if parsed.kind == FourCc::MDAT {
+            MAX_MEDIA_DATA
+        } else {
+            MAX_BOX
+        };
+        let size = match parsed.size {
+            Some(size) if size <= limit => size as usize,
+            _ => return Err(self.error(format!("box {} is too large or open-ended", parsed.kind))),
+        };
+        let keep = matches!(&parsed.kind.0, b"moov" | b"moof" | b"mdat");
+        let mut data = header;
+        data.reserve(if keep { size - data.len() } else { 0 });
+        self.parse = Parse::Box {
+            kind: parsed.kind,
+            header_len: parsed.header_len,
+            filled: data.len(),
+            data,
+            size,
+            keep,
+        };
+        // A box that is all header is complete at once.
+        if size == parsed.header_len {
+            if let Parse::Box {
+                kind,
+                header_len,
+                data,
+                keep: true,
+                ..
+            } = std::mem::take(&mut self.parse)
+            {
+                self.handle(kind, header_len, data, output)?;
+            }
+        }
+        Ok(())
+    }
+}
