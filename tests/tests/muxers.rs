@@ -377,3 +377,56 @@ fn mpegts_batches_that_each_restart_their_clock_make_one_stream() {
     let stages = json!([{"type": "mpegts-timeline"}]);
     publish_as_one_stream(&media, stages, "mpegts", "archive.ts");
 }
+
+#[test]
+fn b_frames_keep_their_presentation_order_through_flv_tags() {
+    // Decode order differs from presentation order: the tags carry composition times.
+    let media = five_fragments(&["--bframes", "2"]);
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    let archive = dir.join("archive.flv");
+    let config = dir.pipeline_file(&pipeline(
+        json!([{"type": "fmp4-timeline"}, {"type": "fmp4-to-flv"}]),
+        json!({"type": "file", "path": archive, "mode": "append"}),
+    ));
+    let run = run_pipeline_file(&config, TIMEOUT);
+    assert_all_published(&run, media.len());
+    assert_one_stream("FLV archive", &archive, &media);
+    // Presentation times, in decode order, as ffmpeg reads them back from the tags and from the
+    // input: the same steps.
+    let presentation = |path: &Path| -> Vec<f64> {
+        let output = std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "packet=pts_time",
+            ])
+            .args(["-of", "csv=p=0"])
+            .arg(path)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .collect()
+    };
+    let steps = |times: &[f64]| -> Vec<i64> {
+        times
+            .windows(2)
+            .map(|pair| ((pair[1] - pair[0]) * 1000.0).round() as i64)
+            .collect()
+    };
+    let output = presentation(&archive);
+    let first_input = presentation(&media[0]);
+    assert!(
+        steps(&first_input).iter().any(|step| *step < 0),
+        "the input has B-frames"
+    );
+    assert_eq!(
+        steps(&output)[..first_input.len() - 1],
+        steps(&first_input)[..]
+    );
+}
