@@ -59,15 +59,7 @@ pub fn read_timing(
                     }
                     track_id = Some(id);
                 }
-                b"tfdt" => {
-                    let mut reader = Reader::new(payload, "tfdt");
-                    let (version, _) = reader.version_flags()?;
-                    decode_time = Some(if version == 1 {
-                        reader.u64()?
-                    } else {
-                        u64::from(reader.u32()?)
-                    });
-                }
+                b"tfdt" => decode_time = Some(read_tfdt(payload)?),
                 b"trun" => {
                     let id = track_id.ok_or_else(|| BoxError::new("trun before tfhd"))?;
                     let fallback = match default_duration {
@@ -88,6 +80,17 @@ pub fn read_timing(
         });
     }
     Ok(timings)
+}
+
+/// The decode time a `tfdt` payload holds.
+pub(super) fn read_tfdt(tfdt: &[u8]) -> Result<u64, BoxError> {
+    let mut reader = Reader::new(tfdt, "tfdt");
+    let (version, _) = reader.version_flags()?;
+    if version == 1 {
+        reader.u64()
+    } else {
+        reader.u32().map(u64::from)
+    }
 }
 
 fn track(tracks: &[TrackDescription], track_id: u32) -> Result<&TrackDescription, BoxError> {

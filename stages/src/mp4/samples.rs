@@ -3,7 +3,7 @@
 
 use super::boxes::{children, BoxError, Reader, TrackDescription};
 use super::moof::{
-    BASE_DATA_OFFSET_PRESENT, DATA_OFFSET_PRESENT, DEFAULT_BASE_IS_MOOF,
+    read_tfdt, BASE_DATA_OFFSET_PRESENT, DATA_OFFSET_PRESENT, DEFAULT_BASE_IS_MOOF,
     DEFAULT_SAMPLE_DURATION_PRESENT, FIRST_SAMPLE_FLAGS_PRESENT, SAMPLE_COMPOSITION_OFFSET_PRESENT,
     SAMPLE_DESCRIPTION_INDEX_PRESENT, SAMPLE_DURATION_PRESENT, SAMPLE_FLAGS_PRESENT,
     SAMPLE_SIZE_PRESENT,
@@ -60,15 +60,7 @@ pub fn read_samples(
                     }
                     defaults = Some((track_id, fragment_defaults));
                 }
-                b"tfdt" => {
-                    let mut reader = Reader::new(payload, "tfdt");
-                    let (version, _) = reader.version_flags()?;
-                    decode_time = Some(if version == 1 {
-                        reader.u64()?
-                    } else {
-                        u64::from(reader.u32()?)
-                    });
-                }
+                b"tfdt" => decode_time = Some(read_tfdt(payload)?),
                 b"trun" => {
                     let (track_id, fragment_defaults) =
                         defaults.ok_or_else(|| BoxError::new("trun before tfhd"))?;
