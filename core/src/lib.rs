@@ -53,7 +53,7 @@ pub use crate::runtime::{
     RuntimeShutdown, StatusBoard,
 };
 pub use crate::services::Services;
-pub use crate::sink::{ResumeFrom, SessionReason, Sink, SinkConfig, SinkError};
+pub use crate::sink::{Pacing, ResumeFrom, SessionReason, Sink, SinkConfig, SinkError};
 pub use crate::source::{Source, SourceConfig, SourceError};
 pub use crate::stage::{Stage, StageConfig, StageError, StageOutput};
 pub use crate::units::{ByteSize, HumanDuration};

@@ -95,6 +95,12 @@ pub trait Sink: Send {
         Some(std::time::Instant::now())
     }
 
+    /// Whether the runtime paces what it writes into this sink by the wall clock (a live
+    /// output); by default it does not.
+    fn pacing(&self) -> Option<Pacing> {
+        None
+    }
+
     /// How the runtime retries this sink after a retryable error; by default it does not.
     fn reconnect_policy(&self) -> ReconnectPolicy {
         ReconnectPolicy::NEVER
@@ -120,6 +126,16 @@ pub trait Sink: Send {
     }
 
     async fn close(&mut self) -> Result<(), SinkError>;
+}
+
+/// Real-time pacing: media marked with a time (see [`crate::stage::StageItem::MediaTime`]) is
+/// written no earlier than the wall clock reaches it, at most `max_lead` ahead. The clock is
+/// anchored at the first media time and kept across fragments; media that falls further
+/// behind than `max_lead` (upstream was late) anchors it again, so the output follows the wall
+/// clock instead of bursting to catch up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    pub max_lead: std::time::Duration,
 }
 
 /// What the pipeline remembers of a sink's output when it starts.

@@ -90,6 +90,10 @@ pub enum StageItem {
     /// Where the current fragment lies on the stream's timeline; emitted by the stage that
     /// makes the timeline, before the fragment ends, and passed unchanged through later stages.
     MediaSpan(MediaSpan),
+    /// The bytes that follow are media of this time on the stream's timeline (a tag's decode
+    /// time): a paced sink receives them no earlier than that, by the wall clock. Passed
+    /// unchanged through later stages.
+    MediaTime(std::time::Duration),
 }
 
 /// The collector a stage writes its items into.
@@ -111,6 +115,11 @@ impl StageOutput {
         self.items.push(StageItem::NewSession {
             change: change.into(),
         });
+    }
+
+    /// Marks the media time of what follows, for pacing.
+    pub fn mark_media_time(&mut self, time: std::time::Duration) {
+        self.items.push(StageItem::MediaTime(time));
     }
 
     /// Tells the sink where the current fragment lies on the stream's timeline.

@@ -34,6 +34,7 @@ const RUNTIME_MODULES: &[&str] = &[
     "stats",
     "status",
     "pipeline_checkpoint",
+    "pacer",
     "stages",
     "chunking",
     "driver",

@@ -150,6 +150,14 @@ fn config_errors_name_pipeline_component_and_field() {
             "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n    sink:\n      type: process\n      command: [cat]\n      max_reconnect_delay: 2d\n",
             vec![":9:", "field `max_reconnect_delay`", "at most 1day"],
         ),
+        (
+            "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n    sink:\n      type: ffmpeg-rtmp\n      url: rtmp://127.0.0.1/live/a\n      pacing: realtime\n      use_rate_limit: true\n",
+            vec!["field `pacing`", "keep one"],
+        ),
+        (
+            "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n    sink:\n      type: ffmpeg-rtmp\n      url: rtmp://127.0.0.1/live/a\n      pacing: realtime\n      input_format: mpegts\n",
+            vec!["field `pacing`", "use_rate_limit"],
+        ),
         // Each names the fix, never an internal type name.
         ("", vec!["the file is empty", "pipelines:"]),
         (

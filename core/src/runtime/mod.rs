@@ -7,6 +7,7 @@
 pub mod chunking;
 mod driver;
 mod latency;
+mod pacer;
 mod pipeline_checkpoint;
 mod reload;
 mod stages;
@@ -23,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use self::chunking::ChunkingStage;
-use self::driver::{Confirmations, Outages, SinkDriver};
+use self::driver::{Confirmations, Outages, Pacer, SinkDriver};
 pub use self::latency::{HistogramSnapshot, LatencyHistogram};
 use self::pipeline_checkpoint::PipelineCheckpoint;
 pub use self::reload::Reloaded;
@@ -333,6 +334,7 @@ async fn run_to_end(
     stats.attach_queues(&fragment_tx, budget, budget_size);
     let source_task = tokio::spawn(pipeline.source.run(fragment_tx, stop_source.clone()));
     let mut chunking_task = tokio::spawn(pipeline.chunking.run(fragment_rx, event_tx));
+    let pacer = sink.pacing().map(Pacer::new);
     let driver = SinkDriver {
         pipeline: pipeline.name.clone(),
         sink,
@@ -343,6 +345,7 @@ async fn run_to_end(
         shutdown_timeout,
         confirmations: Confirmations::new(&pipeline.name, Arc::clone(stats), checkpoint),
         outages: Outages::new(stats.fragments_published()),
+        pacer,
     };
     let delivered = driver.run(event_rx).await;
     if delivered.is_err() {

@@ -126,6 +126,7 @@ impl StageChain {
                     self.apply_from(index + 1, StageCall::SessionStarted, output)?;
                 }
                 StageItem::MediaSpan(span) => output.push(StageItem::MediaSpan(span)),
+                StageItem::MediaTime(time) => output.push(StageItem::MediaTime(time)),
             }
         }
         Ok(())
@@ -186,6 +187,7 @@ mod tests {
             .map(|item| match item {
                 StageItem::Chunk(chunk) => String::from_utf8_lossy(chunk).into_owned(),
                 StageItem::NewSession { .. } => "|".to_owned(),
+                StageItem::MediaTime(time) => format!("@{}", time.as_secs()),
                 StageItem::MediaSpan(span) => {
                     format!("({}-{})", span.start.as_secs(), span.end.as_secs())
                 }

@@ -4,8 +4,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use streampub_core::component::check_duration;
 use streampub_core::{
-    async_trait, ComponentContext, ComponentError, HumanDuration, PluginRegistration, Redactor,
-    Sink, SinkConfig, Stage,
+    async_trait, ComponentContext, ComponentError, HumanDuration, Pacing, PluginRegistration,
+    Redactor, Sink, SinkConfig, Stage,
 };
 
 use super::{
@@ -64,6 +64,18 @@ pub struct FfmpegRtmpSinkConfig {
     /// or newer; ffmpeg's MP4 reader grows about 2.5 KB per second of media).
     #[serde(default)]
     pub ffmpeg_input: FfmpegInput,
+    /// `realtime`: streampub writes each FLV tag into ffmpeg when the wall clock reaches its
+    /// time, at most `max_lead` ahead, so the server receives a steady live signal (servers
+    /// drop publishers that fall silent for a few seconds). The clock is anchored at the first
+    /// tag and kept across fragments; after upstream was late it is anchored again. `off`:
+    /// as fast as ffmpeg takes it (bursts, then silence until the next fragment). Applies to
+    /// MP4 fragments read as FLV (`ffmpeg_input: flv`); cannot be combined with
+    /// `use_rate_limit`.
+    #[serde(default)]
+    pub pacing: PacingMode,
+    /// How far ahead of the wall clock paced media may be written.
+    #[serde(default = "default_max_lead")]
+    pub max_lead: HumanDuration,
     /// Add `-re`: ffmpeg reads the input at its native frame rate.
     #[serde(default)]
     pub use_rate_limit: bool,
@@ -85,6 +97,24 @@ pub struct FfmpegRtmpSinkConfig {
     /// Restarts, the stdin pipe and shutdown, as for the `process` sink.
     #[serde(flatten)]
     pub process: ProcessOptions,
+}
+
+/// Whether `ffmpeg-rtmp` paces what it writes by the wall clock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PacingMode {
+    /// Each tag when the wall clock reaches its time (within `max_lead`).
+    Realtime,
+    /// As fast as ffmpeg takes it. The default until filler for late upstream exists.
+    #[default]
+    Off,
+}
+
+/// Default `max_lead`.
+pub const DEFAULT_MAX_LEAD: HumanDuration = HumanDuration::from_secs(2);
+
+fn default_max_lead() -> HumanDuration {
+    DEFAULT_MAX_LEAD
 }
 
 /// What ffmpeg reads for MP4 fragments with `continuity: auto`.
@@ -225,6 +255,23 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             return Err(ComponentError::field("ffmpeg", message));
         }
         check_duration("confirm_margin", self.confirm_margin, true)?;
+        check_duration("max_lead", self.max_lead, true)?;
+        if self.pacing == PacingMode::Realtime {
+            if self.use_rate_limit {
+                return Err(ComponentError::field(
+                    "pacing",
+                    "`pacing: realtime` and `use_rate_limit` (ffmpeg's -re) both pace; keep one",
+                ));
+            }
+            if self.ffmpeg_reads() != InputFormat::Flv || self.input_format != InputFormat::Mp4 {
+                return Err(ComponentError::field(
+                    "pacing",
+                    "`pacing: realtime` needs MP4 fragments read as FLV tags (`input_format: \
+                     mp4`, `continuity: auto`, `ffmpeg_input: flv`); for other inputs use \
+                     `use_rate_limit: true`",
+                ));
+            }
+        }
         self.process.validate()
     }
 
@@ -251,6 +298,9 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             progress: Some(ProgressConfirmation {
                 confirm_margin: self.confirm_margin.get(),
                 read_ahead: ffmpeg_read_ahead(&self.input_args),
+            }),
+            pacing: (self.pacing == PacingMode::Realtime).then(|| Pacing {
+                max_lead: self.max_lead.get(),
             }),
         };
         Ok(Box::new(self.process.start(command, "ffmpeg").await?))

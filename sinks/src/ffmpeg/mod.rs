@@ -6,7 +6,7 @@ mod config;
 
 use tracing::Level;
 
-pub use self::config::{Continuity, FfmpegInput, FfmpegRtmpSinkConfig, InputFormat};
+pub use self::config::{Continuity, FfmpegInput, FfmpegRtmpSinkConfig, InputFormat, PacingMode};
 
 /// The default output: copy the streams into FLV, timestamps starting at zero.
 pub const DEFAULT_OUTPUT_ARGS: &[&str] =

@@ -78,6 +78,7 @@ impl SinkConfig for ProcessSinkConfig {
             stderr_level: stderr_as_warning,
             permanent_failure: no_permanent_failure,
             progress: None,
+            pacing: None,
         };
         Ok(Box::new(self.process.start(command, "command").await?))
     }

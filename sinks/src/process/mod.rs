@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use streampub_core::FileRange;
 use streampub_core::{
-    async_trait, Bytes, FragmentInfo, MediaSpan, ReconnectPolicy, SessionReason, Sink, SinkError,
+    async_trait, Bytes, FragmentInfo, MediaSpan, Pacing, ReconnectPolicy, SessionReason, Sink,
+    SinkError,
 };
 use tracing::{info, Level};
 
@@ -280,6 +281,10 @@ impl Sink for ProcessSink {
 
     fn reconnect_policy(&self) -> ReconnectPolicy {
         self.policy
+    }
+
+    fn pacing(&self) -> Option<Pacing> {
+        self.command.pacing
     }
 }
 

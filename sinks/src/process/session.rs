@@ -8,7 +8,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use streampub_core::{FileRange, Redactor, SinkError};
+use streampub_core::{FileRange, Pacing, Redactor, SinkError};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::task::JoinHandle;
@@ -48,6 +48,8 @@ pub(crate) struct ProcessCommand {
     /// The process reports its output progress on stderr (ffmpeg's `-progress pipe:2`), and
     /// fragments are confirmed by it; `None`: once the process has read them.
     pub(crate) progress: Option<ProgressConfirmation>,
+    /// Media is written into the process by the wall clock (a live output).
+    pub(crate) pacing: Option<Pacing>,
 }
 
 impl ProcessCommand {

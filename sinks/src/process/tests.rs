@@ -102,6 +102,7 @@ async fn a_process_that_stops_reading_is_a_retryable_failure_with_its_last_words
         stderr_level: stderr_as_warning,
         permanent_failure: no_permanent_failure,
         progress: None,
+        pacing: None,
     };
     let mut sink = ProcessSink::start(
         command,
@@ -225,6 +226,7 @@ async fn start_reporting_process(script: &str) -> ProcessSink {
             confirm_margin: Duration::from_secs(1),
             read_ahead: 0,
         }),
+        pacing: None,
     };
     ProcessSink::start(
         command,

@@ -212,11 +212,12 @@ impl FlvPacketizerStage {
                     ));
                 }
                 // Interleaved by decode time; a stable sort keeps each track's order.
-                tags.sort_by_key(|tag| tag.timestamp);
+                tags.sort_by_key(|tag| tag.media_time);
                 for tag in tags {
                     if self.headers_due {
                         self.write_headers(tag.timestamp, output);
                     }
+                    output.mark_media_time(tag.media_time);
                     tag.write(output);
                 }
             }
@@ -239,6 +240,7 @@ impl FlvPacketizerStage {
             Tag {
                 type_byte: type_byte(track.kind),
                 timestamp,
+                media_time: std::time::Duration::ZERO,
                 prefix: prefix.to_vec(),
                 body: track.configuration.clone(),
             }
@@ -252,6 +254,8 @@ impl FlvPacketizerStage {
 struct Tag {
     type_byte: u8,
     timestamp: u32,
+    /// Its decode time, unwrapped, for pacing.
+    media_time: std::time::Duration,
     prefix: Vec<u8>,
     body: Bytes,
 }
@@ -310,6 +314,7 @@ fn tag_of(track: &FlvTrack, sample: &Sample, body: Bytes) -> Tag {
     Tag {
         type_byte: type_byte(track.kind),
         timestamp,
+        media_time: std::time::Duration::from_millis(decode_ms.max(0) as u64),
         prefix,
         body,
     }

@@ -137,6 +137,11 @@ impl SinkDriver {
             match item {
                 StageItem::Chunk(chunk) => self.sink.write_chunk(chunk).await?,
                 StageItem::MediaSpan(span) => self.sink.media_span(span),
+                StageItem::MediaTime(time) => {
+                    if let Some(pacer) = &mut self.pacer {
+                        pacer.wait_for(time, &self.shutdown).await;
+                    }
+                }
                 StageItem::NewSession { change } => {
                     warn!(
                         event = "session_started",

@@ -29,6 +29,7 @@ use self::input::ChunkInput;
 pub(crate) use self::outages::Outages;
 use self::recovery::Recovery;
 use super::chunking::ChunkEvent;
+pub(crate) use super::pacer::Pacer;
 use super::pipeline_checkpoint::Snapshot;
 use super::stages::StageChain;
 use super::stats::PipelineStats;
@@ -54,6 +55,8 @@ pub(crate) struct SinkDriver {
     pub(crate) confirmations: Confirmations,
     /// Failures since the last session that did its job.
     pub(crate) outages: Outages,
+    /// The wall clock a paced sink is written by.
+    pub(crate) pacer: Option<Pacer>,
 }
 
 impl SinkDriver {

@@ -120,6 +120,7 @@ async fn drive(
         shutdown_timeout: Duration::from_secs(5),
         confirmations: Confirmations::new("test", Arc::clone(&stats), None),
         outages: Outages::new(0),
+        pacer: None,
     };
     let result = driver.run(event_rx).await;
     let mut outcomes = Vec::new();
