@@ -1,1 +1,195 @@
+//! The packetizer on a synthetic fragmented MP4 built here: one H.264 and one AAC track, a
+//! `moof` with two samples of each.
 
+use streampub_core::FragmentInfo;
+
+use super::*;
+use crate::mp4::boxes::write_box;
+use crate::stage_harness::{joined, run_file};
+
+fn boxed(kind: &[u8; 4], parts: &[&[u8]]) -> Vec<u8> {
+    let mut output = Vec::new();
+    write_box(&mut output, kind, &parts.concat());
+    output
+}
+
+fn be(values: &[u32]) -> Vec<u8> {
+    values
+        .iter()
+        .flat_map(|value| value.to_be_bytes())
+        .collect()
+}
+
+fn trak(id: u32, handler: &[u8; 4], timescale: u32, entry: Vec<u8>) -> Vec<u8> {
+    let tkhd = boxed(b"tkhd", &[&be(&[3, 0, 0, id]), &[0; 68]]);
+    let mdhd = boxed(b"mdhd", &[&be(&[0, 0, 0, timescale, 0]), &[0; 4]]);
+    let hdlr = boxed(b"hdlr", &[&be(&[0, 0]), handler, &[0; 13]]);
+    let stsd = boxed(b"stsd", &[&be(&[0, 1]), &entry]);
+    let stbl = boxed(b"stbl", &[&stsd]);
+    let minf = boxed(b"minf", &[&stbl]);
+    let mdia = boxed(b"mdia", &[&mdhd, &hdlr, &minf]);
+    boxed(b"trak", &[&tkhd, &mdia])
+}
+
+fn init_segment() -> Vec<u8> {
+    let mut avc1 = vec![0; 6];
+    avc1.extend_from_slice(&[0, 1]);
+    avc1.extend_from_slice(&[0; 16]);
+    avc1.extend(be(&[(320 << 16) | 180, 0x0048_0000, 0x0048_0000, 0]));
+    avc1.extend_from_slice(&[0, 1]);
+    avc1.extend_from_slice(&[0; 32]);
+    avc1.extend_from_slice(&[0, 24, 0xff, 0xff]);
+    write_box(&mut avc1, b"avcC", b"AVCC-RECORD");
+    let mut mp4a = vec![0; 6];
+    mp4a.extend_from_slice(&[0, 1]);
+    mp4a.extend_from_slice(&[0; 8]);
+    mp4a.extend(be(&[(2 << 16) | 16, 0, 48_000 << 16]));
+    let asc = [0x05, 2, 0x11, 0x90];
+    let decoder = [&[0x04, 17, 0x40, 0x15, 0, 0, 0][..], &[0; 8], &asc].concat();
+    let es = [&[0x03, 3 + decoder.len() as u8, 0, 1, 0][..], &decoder].concat();
+    write_box(&mut mp4a, b"esds", &[&[0, 0, 0, 0][..], &es].concat());
+    let mvex = boxed(
+        b"mvex",
+        &[
+            &boxed(b"trex", &[&be(&[0, 1, 1, 0, 0, 0])]),
+            &boxed(b"trex", &[&be(&[0, 2, 1, 0, 0, 0])]),
+        ],
+    );
+    let moov = boxed(
+        b"moov",
+        &[
+            &boxed(b"mvhd", &[&[0; 100]]),
+            &trak(1, b"vide", 90_000, boxed(b"avc1", &[&avc1])),
+            &trak(2, b"soun", 48_000, boxed(b"mp4a", &[&mp4a])),
+            &mvex,
+        ],
+    );
+    [boxed(b"ftyp", &[b"iso5\0\0\0\x01iso5"]), moov].concat()
+}
+
+/// A `moof` + `mdat`: video samples `V0`, `V1` (3000 ticks at 90 kHz, the first a sync sample
+/// shown 6000 ticks after its decode), audio samples `A0`, `A1` (1024 ticks at 48 kHz).
+fn media_segment() -> Vec<u8> {
+    let build = |video_offset: u32, audio_offset: u32| {
+        let video = boxed(
+            b"traf",
+            &[
+                &boxed(b"tfhd", &[&be(&[0x0002_0000, 1])]),
+                &boxed(b"tfdt", &[&be(&[0x0100_0000, 0, 0])]),
+                &boxed(
+                    b"trun",
+                    &[&be(&[
+                        0x0f01,
+                        2,
+                        video_offset,
+                        3000,
+                        4,
+                        0x0200_0000,
+                        6000,
+                        3000,
+                        4,
+                        0x0101_0000,
+                        0,
+                    ])],
+                ),
+            ],
+        );
+        let audio = boxed(
+            b"traf",
+            &[
+                &boxed(b"tfhd", &[&be(&[0x0002_0000, 2])]),
+                &boxed(b"tfdt", &[&be(&[0x0100_0000, 0, 0])]),
+                &boxed(
+                    b"trun",
+                    &[&be(&[0x0301, 2, audio_offset, 1024, 2, 1024, 2])],
+                ),
+            ],
+        );
+        boxed(b"moof", &[&boxed(b"mfhd", &[&be(&[0, 1])]), &video, &audio])
+    };
+    let moof_len = build(0, 0).len() as u32;
+    let moof = build(moof_len + 8, moof_len + 8 + 8);
+    [moof, boxed(b"mdat", &[b"V0aaV1bbA0A1"])].concat()
+}
+
+/// The tags of an FLV stream: (type, timestamp, body); checks the file header and every
+/// PreviousTagSize.
+fn tags_of(stream: &[u8]) -> Vec<(u8, u32, Vec<u8>)> {
+    assert_eq!(&stream[..3], b"FLV");
+    assert_eq!(stream[4], 0x05, "audio and video flags");
+    let mut at = 13;
+    let mut tags = Vec::new();
+    while at < stream.len() {
+        let header: [u8; 11] = stream[at..at + 11].try_into().unwrap();
+        let parsed = TagHeader::parse(&header).unwrap();
+        let size = parsed.data_size as usize;
+        let previous =
+            u32::from_be_bytes(stream[at + 11 + size..at + 15 + size].try_into().unwrap());
+        assert_eq!(previous as usize, size + 11);
+        tags.push((
+            header[0],
+            parsed.timestamp,
+            stream[at + 11..at + 11 + size].to_vec(),
+        ));
+        at += 15 + size;
+    }
+    tags
+}
+
+#[test]
+fn samples_become_tags_interleaved_by_decode_time_after_the_sequence_headers() {
+    let file = [init_segment(), media_segment()].concat();
+    let info = FragmentInfo {
+        sequence: 1,
+        name: "batch-0.mp4".into(),
+        length: None,
+    };
+    for split in [1, 7, usize::MAX] {
+        let mut stage = FlvPacketizerStage::default();
+        let (items, result) = run_file(&mut stage, &info, &file, &[split]);
+        result.unwrap();
+        let tags = tags_of(&joined(&items));
+        let expected: Vec<(u8, u32, Vec<u8>)> = vec![
+            (9, 0, [&[0x17, 0, 0, 0, 0][..], b"AVCC-RECORD"].concat()),
+            (8, 0, vec![0xaf, 0, 0x11, 0x90]),
+            // 6000 ticks of composition offset at 90 kHz: 67 ms.
+            (9, 0, [&[0x17, 1, 0, 0, 67][..], b"V0aa"].concat()),
+            (8, 0, [&[0xaf, 1][..], b"A0"].concat()),
+            // 1024 / 48000 s: 21 ms; 3000 / 90000 s: 33 ms.
+            (8, 21, [&[0xaf, 1][..], b"A1"].concat()),
+            (9, 33, [&[0x27, 1, 0, 0, 0][..], b"V1bb"].concat()),
+        ];
+        assert_eq!(tags, expected, "split {split}");
+    }
+}
+
+#[test]
+fn a_codec_flv_cannot_carry_fails_every_fragment_of_that_stream() {
+    // The same stream, its video sample entry called HEVC.
+    let mut renamed = [init_segment(), media_segment()].concat();
+    let at = renamed
+        .windows(4)
+        .position(|window| window == b"avc1")
+        .unwrap();
+    renamed[at..at + 4].copy_from_slice(b"hvc1");
+    let mut stage = FlvPacketizerStage::default();
+    for sequence in 1..=2 {
+        let info = FragmentInfo {
+            sequence,
+            name: format!("batch-{sequence}.mp4"),
+            length: None,
+        };
+        // The timeline stage sends the init segment once: the second fragment is media only.
+        let input = if sequence == 1 {
+            renamed.clone()
+        } else {
+            media_segment()
+        };
+        let (_, result) = run_file(&mut stage, &info, &input, &[64]);
+        let error = result.unwrap_err().message;
+        assert!(
+            error.contains("HEVC") && error.contains("ffmpeg_input: mp4"),
+            "{error}"
+        );
+    }
+}
