@@ -22,8 +22,8 @@ use bytes::Bytes;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use streampub_core::{
-    ComponentContext, ComponentError, FragmentInfo, PluginRegistration, Stage, StageConfig,
-    StageError, StageOutput,
+    ComponentContext, ComponentError, FragmentInfo, HumanDuration, PluginRegistration, Stage,
+    StageConfig, StageError, StageOutput,
 };
 
 use crate::flv::{TagHeader, FILE_HEADER, TAG_HEADER_LEN};
@@ -51,19 +51,56 @@ const MAX_BOX: u64 = 32 << 20;
 /// The largest `mdat` buffered: one fragment of an upstream file.
 pub const MAX_MEDIA_DATA: u64 = 256 << 20;
 
-/// Turns fMP4 into FLV. It has no options; put it after `fmp4-timeline`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+/// Default and largest `session_limit`: FLV and RTMP count milliseconds in 32 bits, and
+/// ffmpeg writes FLV timestamps as signed, so they wrap after 2^31 ms (24.8 days).
+pub const MAX_SESSION_LIMIT: HumanDuration = HumanDuration::from_secs(24 * 24 * 3600);
+
+/// Turns fMP4 into FLV; put it after `fmp4-timeline`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FlvPacketizerConfig {}
+pub struct FlvPacketizerConfig {
+    /// A session that has carried this much media ends at the next fragment boundary and a new
+    /// one begins (a planned reconnect), before FLV's 32-bit millisecond timestamps wrap. Each
+    /// session's timestamps start at 0. At most 24 days (the default).
+    #[serde(default = "default_session_limit")]
+    pub session_limit: HumanDuration,
+    /// The timestamp of the first session's first tag (later sessions start at 0). Only for
+    /// trying what happens late in a long run: e.g. `4h39m37s`, where timestamps begin to need
+    /// FLV's extended byte (past 16,777,215 ms), or just under `session_limit`.
+    #[serde(default)]
+    pub start_timestamp: HumanDuration,
+}
+
+fn default_session_limit() -> HumanDuration {
+    MAX_SESSION_LIMIT
+}
 
 #[async_trait]
 impl StageConfig for FlvPacketizerConfig {
     fn validate(&self, _context: &ComponentContext) -> Result<(), ComponentError> {
+        if self.session_limit.get().is_zero() || self.session_limit > MAX_SESSION_LIMIT {
+            return Err(ComponentError::field(
+                "session_limit",
+                format!("must be more than 0s and at most {MAX_SESSION_LIMIT}"),
+            ));
+        }
+        if self.start_timestamp >= self.session_limit {
+            return Err(ComponentError::field(
+                "start_timestamp",
+                format!(
+                    "must be less than session_limit ({}): a session cannot start past its end",
+                    self.session_limit
+                ),
+            ));
+        }
         Ok(())
     }
 
     async fn build(&self, _context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError> {
-        Ok(Box::new(FlvPacketizerStage::default()))
+        Ok(Box::new(
+            FlvPacketizerStage::new(self.session_limit.get())
+                .starting_at(self.start_timestamp.get()),
+        ))
     }
 }
 
@@ -105,8 +142,15 @@ enum Parse {
 }
 
 /// The running stage.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FlvPacketizerStage {
+    session_limit: std::time::Duration,
+    /// The decode time (ms) that is the session's timestamp 0, once its first tag is written.
+    session_zero: Option<i128>,
+    /// The timestamp the next session's first tag gets: `start_timestamp`, then 0.
+    next_session_timestamp: i128,
+    /// The decode time (ms) of the last tag written.
+    last_written: i128,
     /// The stream's tracks as its `moov` describes them, and what each becomes in FLV.
     descriptions: Vec<TrackDescription>,
     tracks: Vec<FlvTrack>,
@@ -124,7 +168,37 @@ pub struct FlvPacketizerStage {
     refused: Option<String>,
 }
 
+impl Default for FlvPacketizerStage {
+    fn default() -> Self {
+        Self::new(MAX_SESSION_LIMIT.get())
+    }
+}
+
 impl FlvPacketizerStage {
+    /// A packetizer that starts a new session once one has carried `session_limit` of media.
+    pub fn new(session_limit: std::time::Duration) -> Self {
+        Self {
+            session_limit,
+            session_zero: None,
+            next_session_timestamp: 0,
+            last_written: 0,
+            descriptions: Vec::new(),
+            tracks: Vec::new(),
+            header_flags: 0,
+            headers_due: false,
+            parse: Parse::default(),
+            moof: None,
+            name: String::new(),
+            refused: None,
+        }
+    }
+
+    /// The first session's first tag gets `timestamp` instead of 0.
+    pub fn starting_at(mut self, timestamp: std::time::Duration) -> Self {
+        self.next_session_timestamp = timestamp.as_millis() as i128;
+        self
+    }
+
     fn error(&self, message: impl std::fmt::Display) -> StageError {
         StageError::new(format!(
             "fragment {} cannot be turned into FLV: {message}",
@@ -215,10 +289,12 @@ impl FlvPacketizerStage {
                 tags.sort_by_key(|tag| tag.media_time);
                 for tag in tags {
                     if self.headers_due {
-                        self.write_headers(tag.timestamp, output);
+                        self.write_headers(tag.decode_ms, output);
                     }
                     output.mark_media_time(tag.media_time);
-                    tag.write(output);
+                    self.last_written = tag.decode_ms;
+                    let zero = self.session_zero.unwrap_or(tag.decode_ms);
+                    tag.write(zero, output);
                 }
             }
             _ => {}
@@ -226,8 +302,11 @@ impl FlvPacketizerStage {
         Ok(())
     }
 
-    /// The file header and each track's sequence header, at `timestamp`.
-    fn write_headers(&mut self, timestamp: u32, output: &mut StageOutput) {
+    /// The file header and each track's sequence header: a session begins at the sample
+    /// decoded at `decode_ms`.
+    fn write_headers(&mut self, decode_ms: i128, output: &mut StageOutput) {
+        let zero = decode_ms - std::mem::take(&mut self.next_session_timestamp);
+        self.session_zero = Some(zero);
         let mut header = FILE_HEADER;
         header[4] = self.header_flags;
         output.push_chunk(Bytes::copy_from_slice(&header));
@@ -239,12 +318,12 @@ impl FlvPacketizerStage {
             };
             Tag {
                 type_byte: type_byte(track.kind),
-                timestamp,
+                decode_ms,
                 media_time: std::time::Duration::ZERO,
                 prefix: prefix.to_vec(),
                 body: track.configuration.clone(),
             }
-            .write(output);
+            .write(zero, output);
         }
         self.headers_due = false;
     }
@@ -253,7 +332,8 @@ impl FlvPacketizerStage {
 /// One FLV tag to write: its header fields, the codec bytes and the sample.
 struct Tag {
     type_byte: u8,
-    timestamp: u32,
+    /// The sample's decode time in milliseconds on the stream's timeline.
+    decode_ms: i128,
     /// Its decode time, unwrapped, for pacing.
     media_time: std::time::Duration,
     prefix: Vec<u8>,
@@ -261,12 +341,14 @@ struct Tag {
 }
 
 impl Tag {
-    fn write(self, output: &mut StageOutput) {
+    /// Writes the tag, its timestamp counted from the decode time `session_zero` (ms).
+    fn write(self, session_zero: i128, output: &mut StageOutput) {
         let size = (self.prefix.len() + self.body.len()) as u32;
         let [_, s1, s2, s3] = size.to_be_bytes();
+        let timestamp = (self.decode_ms - session_zero).rem_euclid(1 << 32) as u32;
         let header = TagHeader::with_timestamp(
             &[self.type_byte, s1, s2, s3, 0, 0, 0, 0, 0, 0, 0],
-            self.timestamp,
+            timestamp,
         );
         let mut head = header.to_vec();
         head.extend_from_slice(&self.prefix);
@@ -296,7 +378,6 @@ fn milliseconds(ticks: i128, timescale: u32) -> i128 {
 fn tag_of(track: &FlvTrack, sample: &Sample, body: Bytes) -> Tag {
     let decode = i128::from(sample.decode_time);
     let decode_ms = milliseconds(decode, track.timescale);
-    let timestamp = decode_ms.rem_euclid(1 << 32) as u32;
     let prefix = match track.kind {
         Kind::Video => {
             let presentation_ms = milliseconds(
@@ -313,7 +394,7 @@ fn tag_of(track: &FlvTrack, sample: &Sample, body: Bytes) -> Tag {
     };
     Tag {
         type_byte: type_byte(track.kind),
-        timestamp,
+        decode_ms,
         media_time: std::time::Duration::from_millis(decode_ms.max(0) as u64),
         prefix,
         body,
@@ -375,11 +456,24 @@ impl Stage for FlvPacketizerStage {
     fn begin_fragment(
         &mut self,
         fragment: &FragmentInfo,
-        _output: &mut StageOutput,
+        output: &mut StageOutput,
     ) -> Result<(), StageError> {
         self.name = fragment.name.clone();
         self.parse = Parse::Header;
         self.moof = None;
+        if let Some(zero) = self.session_zero {
+            let reached = u64::try_from(self.last_written - zero).unwrap_or(0);
+            if std::time::Duration::from_millis(reached) >= self.session_limit {
+                output.request_new_session(format!(
+                    "fragment {}: the session's timestamps reached {} (session_limit): a planned \
+                     new session, before FLV's 32-bit millisecond timestamps wrap",
+                    fragment.name,
+                    HumanDuration::millis(std::time::Duration::from_millis(reached))
+                ));
+                self.session_zero = None;
+                self.headers_due = true;
+            }
+        }
         Ok(())
     }
 
@@ -447,8 +541,10 @@ impl Stage for FlvPacketizerStage {
 
     fn start_session(&mut self, _output: &mut StageOutput) -> Result<(), StageError> {
         // The new session gets the init segment again (the timeline stage sends it), then its
-        // own file header and sequence headers before its first sample.
+        // own file header and sequence headers before its first sample, timestamps from 0.
         self.headers_due = true;
+        self.session_zero = None;
+        self.next_session_timestamp = 0;
         Ok(())
     }
 

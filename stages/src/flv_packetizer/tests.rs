@@ -1,6 +1,9 @@
 //! The packetizer on a synthetic fragmented MP4 built here: one H.264 and one AAC track, a
 //! `moof` with two samples of each.
 
+use std::time::Duration;
+
+use streampub_core::stage::StageItem;
 use streampub_core::FragmentInfo;
 
 use super::*;
@@ -70,12 +73,17 @@ fn init_segment() -> Vec<u8> {
 /// A `moof` + `mdat`: video samples `V0`, `V1` (3000 ticks at 90 kHz, the first a sync sample
 /// shown 6000 ticks after its decode), audio samples `A0`, `A1` (1024 ticks at 48 kHz).
 fn media_segment() -> Vec<u8> {
+    media_segment_at(0)
+}
+
+/// [`media_segment`] with its first samples decoded at `seconds` on the timeline.
+fn media_segment_at(seconds: u32) -> Vec<u8> {
     let build = |video_offset: u32, audio_offset: u32| {
         let video = boxed(
             b"traf",
             &[
                 &boxed(b"tfhd", &[&be(&[0x0002_0000, 1])]),
-                &boxed(b"tfdt", &[&be(&[0x0100_0000, 0, 0])]),
+                &boxed(b"tfdt", &[&be(&[0x0100_0000, 0, seconds * 90_000])]),
                 &boxed(
                     b"trun",
                     &[&be(&[
@@ -98,7 +106,7 @@ fn media_segment() -> Vec<u8> {
             b"traf",
             &[
                 &boxed(b"tfhd", &[&be(&[0x0002_0000, 2])]),
-                &boxed(b"tfdt", &[&be(&[0x0100_0000, 0, 0])]),
+                &boxed(b"tfdt", &[&be(&[0x0100_0000, 0, seconds * 48_000])]),
                 &boxed(
                     b"trun",
                     &[&be(&[0x0301, 2, audio_offset, 1024, 2, 1024, 2])],
@@ -192,4 +200,72 @@ fn a_codec_flv_cannot_carry_fails_every_fragment_of_that_stream() {
             "{error}"
         );
     }
+}
+
+fn fragment(sequence: u64) -> FragmentInfo {
+    FragmentInfo {
+        sequence,
+        name: format!("batch-{sequence}.mp4"),
+        length: None,
+    }
+}
+
+#[test]
+fn timestamps_past_24_bits_use_the_extended_byte() {
+    // 16,777,200 ms: the video sample 33 ms later is past 2^24 - 1.
+    let mut stage = FlvPacketizerStage::default().starting_at(Duration::from_millis(16_777_200));
+    let file = [init_segment(), media_segment()].concat();
+    let (items, result) = run_file(&mut stage, &fragment(1), &file, &[usize::MAX]);
+    result.unwrap();
+    let stream = joined(&items);
+    let timestamps: Vec<u32> = tags_of(&stream).iter().map(|tag| tag.1).collect();
+    let start = 16_777_200;
+    assert_eq!(
+        timestamps,
+        [start, start, start, start, start + 21, start + 33]
+    );
+    // The last tag's header: 24 low bits, then the extended (high) byte.
+    let last = stream.len() - 4 - (5 + 4) - 11;
+    assert_eq!(stream[last + 4..last + 8], [0x00, 0x00, 0x11, 0x01]);
+}
+
+#[test]
+fn a_session_that_reached_its_limit_ends_at_the_next_fragment_and_the_next_starts_at_zero() {
+    // A limit of 1 s, the first session starting at 990 ms: fragment 1's samples reach it.
+    let mut stage =
+        FlvPacketizerStage::new(Duration::from_secs(1)).starting_at(Duration::from_millis(990));
+    let first = [init_segment(), media_segment()].concat();
+    let (items, result) = run_file(&mut stage, &fragment(1), &first, &[usize::MAX]);
+    result.unwrap();
+    assert!(!items
+        .iter()
+        .any(|item| matches!(item, StageItem::NewSession { .. })));
+    let timestamps: Vec<u32> = tags_of(&joined(&items)).iter().map(|tag| tag.1).collect();
+    assert_eq!(timestamps, [990, 990, 990, 990, 1011, 1023]);
+
+    // Fragment 2 (decoded from 5 s on) begins a new session: its own FLV header and
+    // sequence headers, timestamps from 0.
+    let (items, result) = run_file(&mut stage, &fragment(2), &media_segment_at(5), &[9]);
+    result.unwrap();
+    assert!(
+        matches!(&items[0], StageItem::NewSession { change } if change.contains("session_limit")),
+        "{:?}",
+        items[0]
+    );
+    let tags = tags_of(&joined(&items));
+    let timestamps: Vec<u32> = tags.iter().map(|tag| tag.1).collect();
+    assert_eq!(timestamps, [0, 0, 0, 0, 21, 33]);
+    assert_eq!(
+        tags[0].2,
+        [&[0x17, 0, 0, 0, 0][..], b"AVCC-RECORD"].concat()
+    );
+
+    // The new session is far from its limit: fragment 3 continues it.
+    let (items, result) = run_file(&mut stage, &fragment(3), &media_segment_at(6), &[64]);
+    result.unwrap();
+    assert!(
+        matches!(&items[0], StageItem::MediaTime(_)),
+        "{:?}",
+        items[0]
+    );
 }
