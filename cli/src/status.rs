@@ -38,6 +38,8 @@ struct PipelineRow {
     bytes_in_flight: u64,
     #[serde(default)]
     sink_reconnects: u64,
+    #[serde(default)]
+    filler_seconds: f64,
 }
 
 /// Prints the status of the instance at `url`: a table, or its JSON as it came with `json`.
@@ -102,6 +104,7 @@ fn table(health: &Health, now: SystemTime) -> String {
         "AGO".to_owned(),
         "IN FLIGHT".to_owned(),
         "RECONNECTS".to_owned(),
+        "FILLER".to_owned(),
     ]];
     for (name, value) in &health.pipelines {
         let Ok(row) = serde_json::from_value::<PipelineRow>(value.clone()) else {
@@ -125,6 +128,7 @@ fn table(health: &Health, now: SystemTime) -> String {
             ago,
             ByteSize(row.bytes_in_flight).to_string(),
             row.sink_reconnects.to_string(),
+            HumanDuration(Duration::from_secs_f64(row.filler_seconds.max(0.0).round())).to_string(),
         ]);
     }
     let widths: Vec<usize> = (0..rows[0].len())
@@ -159,7 +163,8 @@ mod tests {
             "pipelines": {
                 "channel-1": {"state": "running", "fragments_published": 12, "fragments_failed": 0,
                     "last_fragment": "batch-11.mp4", "last_publish_unix_seconds": 1000.0,
-                    "bytes_in_flight": 1048576, "sink_reconnects": 1},
+                    "bytes_in_flight": 1048576, "sink_reconnects": 1,
+                    "filler_seconds": 15.2},
                 "b": {"state": "failed", "error": "sink failed", "fragments_published": 0},
             },
         }))
@@ -172,6 +177,7 @@ mod tests {
             "{text}"
         );
         assert!(lines[1].contains("1MiB"), "{text}");
+        assert!(lines[1].ends_with("15s"), "filler: {text}");
         assert!(lines[2].contains("failed (sink failed)"), "{text}");
     }
 }

@@ -136,6 +136,9 @@ pub trait Sink: Send {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pacing {
     pub max_lead: std::time::Duration,
+    /// Whether the stream goes on with filler (see [`crate::Stage::fill`]) when the next
+    /// fragment is not there as the last one runs out.
+    pub filler: bool,
 }
 
 /// What the pipeline remembers of a sink's output when it starts.

@@ -55,6 +55,19 @@ pub trait Stage: Send {
         Ok(())
     }
 
+    /// Upstream is late and the sink is paced with filler: continue the stream up to `until`
+    /// on its timeline, between fragments. A stage that keeps the timeline moves it so that
+    /// the next fragment starts at `until` or later; a stage that makes the sink's media emits
+    /// filler up to `until` (marking its media times), or fails if it has none. Called with
+    /// `until` growing in small steps while the wait lasts.
+    fn fill(
+        &mut self,
+        _until: std::time::Duration,
+        _output: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        Ok(())
+    }
+
     /// The current fragment failed or will be sent again from its start: forget its partial
     /// state, keep what earlier fragments established.
     fn abort_fragment(&mut self) {}

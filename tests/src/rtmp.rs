@@ -24,9 +24,23 @@ impl RtmpServer {
         server
     }
 
+    /// Starts a server that drops a publisher after `idle` without data (nginx-rtmp's
+    /// `drop_idle_publisher`, like SRS's `publish.normal_timeout`).
+    pub fn start_dropping_idle_publishers(idle: Duration) -> Self {
+        let mut server =
+            Self::reserve_with(&format!("drop_idle_publisher {}s;", idle.as_secs().max(1)));
+        server.restart();
+        server
+    }
+
     /// Picks a port and writes the config without starting the server (for "the server comes
     /// up later" tests); call [`RtmpServer::restart`] to start it.
     pub fn reserve() -> Self {
+        Self::reserve_with("")
+    }
+
+    /// [`RtmpServer::reserve`] with more directives in the `live` application.
+    fn reserve_with(application: &str) -> Self {
         let port = free_port();
         let dir = tempfile::Builder::new()
             .prefix("streampub-rtmp-")
@@ -50,6 +64,7 @@ rtmp {{
             record all;
             record_path {root}/record;
             record_unique on;
+            {application}
         }}
     }}
 }}

@@ -98,6 +98,7 @@ fn publish_as_one_stream(media: &[PathBuf], stages: Value, input_format: &str, a
             "type": "ffmpeg-rtmp",
             "url": format!("{}/muxers", server.server_url()),
             "input_format": input_format,
+            "pacing": "off",
         }),
     ));
     let run = run_pipeline_file(&rtmp, TIMEOUT);
@@ -261,7 +262,7 @@ fn publish_segment_set(source_args: &[&str], packager: Packager, pattern: Value)
     };
     let segment_count = files.len() - 1; // the playlist is not published
     let rtmp = dir.pipeline_file(&with_sink(
-        json!({"type": "ffmpeg-rtmp", "url": format!("{}/segments", server.server_url())}),
+        json!({"type": "ffmpeg-rtmp", "url": format!("{}/segments", server.server_url()), "pacing": "off"}),
     ));
     let run = run_pipeline_file(&rtmp, TIMEOUT);
     assert_all_published(&run, segment_count);

@@ -15,7 +15,7 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 /// A pipeline publishing the directory `in-{name}` to `{server}/{name}`, following it.
 fn rtmp_pipeline(name: &str, server: &RtmpServer, extra: Value) -> Value {
     let sink = streampub_tests::merged(
-        json!({"type": "ffmpeg-rtmp", "url": format!("{}/{name}", server.server_url())}),
+        json!({"type": "ffmpeg-rtmp", "url": format!("{}/{name}", server.server_url()), "pacing": "off"}),
         extra,
     );
     json!({

@@ -43,7 +43,7 @@ const SHORT_TS_FRAGMENTS: &[&str] = &[
 /// Pipeline `channel-1` publishing the directory `in` to `url`, with `sink_options`.
 fn rtmp_pipeline(url: &str, format: &str, sink_options: Value) -> Value {
     let sink = merged(
-        json!({"type": "ffmpeg-rtmp", "url": url, "input_format": format}),
+        json!({"type": "ffmpeg-rtmp", "url": url, "input_format": format, "pacing": "off"}),
         sink_options,
     );
     json!({

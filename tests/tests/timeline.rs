@@ -114,6 +114,7 @@ fn ten_fragments_become_one_continuous_rtmp_stream() {
             "type": "ffmpeg-rtmp",
             "url": format!("{}/continuous", server.server_url()),
             "input_format": "mp4",
+            "pacing": "off",
         }),
     ));
     let run = run_pipeline_file(&config, TIMEOUT);

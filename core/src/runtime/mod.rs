@@ -346,6 +346,7 @@ async fn run_to_end(
         confirmations: Confirmations::new(&pipeline.name, Arc::clone(stats), checkpoint),
         outages: Outages::new(stats.fragments_published()),
         pacer,
+        filler: Default::default(),
     };
     let delivered = driver.run(event_rx).await;
     if delivered.is_err() {

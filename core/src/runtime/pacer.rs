@@ -24,6 +24,21 @@ impl Pacer {
         }
     }
 
+    /// When media of `time` is due by the wall clock (what was written before it has played
+    /// out on a real-time receiver), once the clock is anchored.
+    pub(crate) fn due(&self, time: Duration) -> Option<Instant> {
+        let (anchor_wall, anchor_media) = self.anchor?;
+        match time.checked_sub(anchor_media) {
+            Some(ahead) => Some(anchor_wall + ahead),
+            None => anchor_wall.checked_sub(anchor_media - time),
+        }
+    }
+
+    /// Whether the sink goes on with filler when upstream is late.
+    pub(crate) fn fills(&self) -> bool {
+        self.pacing.filler
+    }
+
     /// Waits until media of `time` is due: the anchor's wall clock plus its distance from the
     /// anchor's media time, less `max_lead`. Returns at once after shutdown (the fragment in
     /// flight then goes out as fast as the sink takes it).
@@ -59,6 +74,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let mut pacer = Pacer::new(Pacing {
             max_lead: Duration::from_secs(2),
+            filler: false,
         });
         let start = Instant::now();
         pacer.wait_for(Duration::from_secs(100), &shutdown).await;
@@ -66,6 +82,10 @@ mod tests {
             start.elapsed(),
             Duration::ZERO,
             "the first media anchors the clock"
+        );
+        assert_eq!(
+            pacer.due(Duration::from_secs(130)),
+            Some(start + Duration::from_secs(30))
         );
         pacer.wait_for(Duration::from_secs(101), &shutdown).await;
         assert_eq!(start.elapsed(), Duration::ZERO, "within the lead");

@@ -13,6 +13,8 @@ pub(crate) enum StageCall<'a> {
     End,
     /// The sink has started a new session; stages re-emit what a session needs first.
     SessionStarted,
+    /// Upstream is late: fill the stream up to this time on its timeline.
+    Fill(std::time::Duration),
 }
 
 /// The stages of one pipeline.
@@ -75,7 +77,10 @@ impl StageChain {
         let Some(stage) = self.stages.get_mut(index) else {
             match call {
                 StageCall::Chunk(chunk) => output.push(StageItem::Chunk(chunk)),
-                StageCall::Begin(_) | StageCall::End | StageCall::SessionStarted => {}
+                StageCall::Begin(_)
+                | StageCall::End
+                | StageCall::SessionStarted
+                | StageCall::Fill(_) => {}
             }
             return Ok(());
         };
@@ -91,6 +96,11 @@ impl StageChain {
             StageCall::SessionStarted => {
                 stage.start_session(&mut produced)?;
                 self.apply_from(index + 1, StageCall::SessionStarted, output)?;
+                self.forward(index, &mut produced, output)
+            }
+            StageCall::Fill(until) => {
+                stage.fill(until, &mut produced)?;
+                self.apply_from(index + 1, StageCall::Fill(until), output)?;
                 self.forward(index, &mut produced, output)
             }
             // What a stage emitted before it failed still goes on: it decides what is safe to

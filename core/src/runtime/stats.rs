@@ -55,6 +55,8 @@ pub struct PipelineStats {
     /// Fragments the source offered (taken by the chunking stage or still queued at the end).
     fragments_offered: AtomicU64,
     sink_reconnects: AtomicU64,
+    /// Milliseconds of filler a paced sink received while upstream was late.
+    filler_ms: AtomicU64,
     /// Unix time of the last publish in milliseconds; 0 before the first.
     last_publish_unix_ms: AtomicU64,
     /// The name of the fragment published last.
@@ -77,6 +79,7 @@ impl PipelineStats {
             fragments_skipped: AtomicU64::new(0),
             fragments_offered: AtomicU64::new(0),
             sink_reconnects: AtomicU64::new(0),
+            filler_ms: AtomicU64::new(0),
             last_publish_unix_ms: AtomicU64::new(0),
             last_published: Mutex::new(None),
             publish_latency: LatencyHistogram::default(),
@@ -130,6 +133,11 @@ impl PipelineStats {
         self.sink_reconnects.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn record_filler(&self, filled: Duration) {
+        self.filler_ms
+            .fetch_add(filled.as_millis() as u64, Ordering::Relaxed);
+    }
+
     pub fn set_state(&self, state: PipelineState) {
         *self
             .state
@@ -166,6 +174,11 @@ impl PipelineStats {
     /// New sink sessions started after failures.
     pub fn sink_reconnects(&self) -> u64 {
         self.sink_reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Seconds of filler sent while upstream was late.
+    pub fn filler_seconds(&self) -> f64 {
+        self.filler_ms.load(Ordering::Relaxed) as f64 / 1000.0
     }
 
     pub fn fragments_published(&self) -> u64 {

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::process::{ProcessCommand, ProcessOptions, ProgressConfirmation};
 use streampub_core::program::find_program;
-use streampub_stages::flv_packetizer::{FlvPacketizerStage, FLV_PACKETIZER_STAGE};
+use streampub_stages::flv_packetizer::{FillerSource, FlvPacketizerStage, FLV_PACKETIZER_STAGE};
 use streampub_stages::flv_timeline::{FlvTimelineStage, FLV_TIMELINE_STAGE};
 use streampub_stages::timeline::{TimelineStage, TIMELINE_STAGE};
 use streampub_stages::ts_timeline::{TsTimelineStage, TS_TIMELINE_STAGE};
@@ -66,13 +66,24 @@ pub struct FfmpegRtmpSinkConfig {
     pub ffmpeg_input: FfmpegInput,
     /// `realtime`: streampub writes each FLV tag into ffmpeg when the wall clock reaches its
     /// time, at most `max_lead` ahead, so the server receives a steady live signal (servers
-    /// drop publishers that fall silent for a few seconds). The clock is anchored at the first
-    /// tag and kept across fragments; after upstream was late it is anchored again. `off`:
-    /// as fast as ffmpeg takes it (bursts, then silence until the next fragment). Applies to
-    /// MP4 fragments read as FLV (`ffmpeg_input: flv`); cannot be combined with
-    /// `use_rate_limit`.
+    /// drop publishers that fall silent for a few seconds: SRS after 5 s by default). The
+    /// clock is anchored at the first tag and kept across fragments. `off`: as fast as ffmpeg
+    /// takes it (bursts, then silence until the next fragment: a server's idle timeout may
+    /// drop the session). Default: `realtime` for MP4 fragments read as FLV (`input_format:
+    /// mp4`, `ffmpeg_input: flv`, the defaults) unless `use_rate_limit` is set; `off` for
+    /// MPEG-TS and FLV batches and `ffmpeg_input: mp4`, which cannot be paced yet (setting
+    /// `realtime` there is an error).
     #[serde(default)]
-    pub pacing: PacingMode,
+    pub pacing: Option<PacingMode>,
+    /// What plays while upstream is late, on a paced output: `generate` (black video and
+    /// silence that ffmpeg makes to match the stream once its first fragment is seen),
+    /// `none` (the output waits: after `max_lead` the server gets nothing and may drop the
+    /// session), or the path of a slate file (converted once by ffmpeg to the stream's size,
+    /// frame rate and audio; its AAC configuration must match). The filler loops from its
+    /// first keyframe; the late fragment takes over as soon as it arrives. Default `generate`
+    /// when paced.
+    #[serde(default)]
+    pub filler: Option<FillerSource>,
     /// How far ahead of the wall clock paced media may be written.
     #[serde(default = "default_max_lead")]
     pub max_lead: HumanDuration,
@@ -100,13 +111,12 @@ pub struct FfmpegRtmpSinkConfig {
 }
 
 /// Whether `ffmpeg-rtmp` paces what it writes by the wall clock.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PacingMode {
     /// Each tag when the wall clock reaches its time (within `max_lead`).
     Realtime,
-    /// As fast as ffmpeg takes it. The default until filler for late upstream exists.
-    #[default]
+    /// As fast as ffmpeg takes it.
     Off,
 }
 
@@ -190,6 +200,29 @@ impl FfmpegRtmpSinkConfig {
         }
     }
 
+    /// Whether this input can be paced: MP4 fragments become FLV tags with media times.
+    fn can_pace(&self) -> bool {
+        self.input_format == InputFormat::Mp4 && self.ffmpeg_reads() == InputFormat::Flv
+    }
+
+    /// Whether streampub paces what it writes (see `pacing`).
+    fn paces(&self) -> bool {
+        match self.pacing {
+            Some(PacingMode::Realtime) => true,
+            Some(PacingMode::Off) => false,
+            None => self.can_pace() && !self.use_rate_limit,
+        }
+    }
+
+    /// What fills gaps: nothing unless paced.
+    fn filler_source(&self) -> FillerSource {
+        match (&self.filler, self.paces()) {
+            (_, false) => FillerSource::None,
+            (Some(source), true) => source.clone(),
+            (None, true) => FillerSource::Generate,
+        }
+    }
+
     /// The URL to publish to, before redaction.
     fn publish_url(&self, pipeline: &str) -> Result<String, ComponentError> {
         let url =
@@ -256,21 +289,41 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
         }
         check_duration("confirm_margin", self.confirm_margin, true)?;
         check_duration("max_lead", self.max_lead, true)?;
-        if self.pacing == PacingMode::Realtime {
+        if self.pacing == Some(PacingMode::Realtime) {
             if self.use_rate_limit {
                 return Err(ComponentError::field(
                     "pacing",
                     "`pacing: realtime` and `use_rate_limit` (ffmpeg's -re) both pace; keep one",
                 ));
             }
-            if self.ffmpeg_reads() != InputFormat::Flv || self.input_format != InputFormat::Mp4 {
+            if !self.can_pace() {
                 return Err(ComponentError::field(
                     "pacing",
                     "`pacing: realtime` needs MP4 fragments read as FLV tags (`input_format: \
-                     mp4`, `continuity: auto`, `ffmpeg_input: flv`); for other inputs use \
-                     `use_rate_limit: true`",
+                     mp4`, `continuity: auto`, `ffmpeg_input: flv`); MPEG-TS and FLV batches \
+                     cannot be paced yet: use `use_rate_limit: true` for them",
                 ));
             }
+        }
+        match &self.filler {
+            Some(source) if !self.paces() && *source != FillerSource::None => {
+                return Err(ComponentError::field(
+                    "filler",
+                    "filler plays only on a paced output: set `pacing: realtime` (MP4 \
+                     fragments), or remove `filler`",
+                ));
+            }
+            Some(FillerSource::File(path)) if !path.is_file() => {
+                return Err(ComponentError::field(
+                    "filler",
+                    format!(
+                        "{} is not a readable file; give a slate file (e.g. MP4), `generate` \
+                         or `none`",
+                        path.display()
+                    ),
+                ));
+            }
+            _ => {}
         }
         self.process.validate()
     }
@@ -299,8 +352,9 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
                 confirm_margin: self.confirm_margin.get(),
                 read_ahead: ffmpeg_read_ahead(&self.input_args),
             }),
-            pacing: (self.pacing == PacingMode::Realtime).then(|| Pacing {
+            pacing: self.paces().then(|| Pacing {
                 max_lead: self.max_lead.get(),
+                filler: self.filler_source() != FillerSource::None,
             }),
         };
         Ok(Box::new(self.process.start(command, "ffmpeg").await?))
@@ -312,7 +366,10 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
                 (TIMELINE_STAGE, Box::new(TimelineStage::default())),
                 (
                     FLV_PACKETIZER_STAGE,
-                    Box::new(FlvPacketizerStage::default()),
+                    Box::new(
+                        FlvPacketizerStage::default()
+                            .with_filler(self.filler_source(), self.ffmpeg.clone()),
+                    ),
                 ),
             ],
             (InputFormat::Mp4, Continuity::Auto) => {

@@ -447,8 +447,11 @@ mod tests {
         sink.end_fragment().await.unwrap();
         let saved = sink.checkpoint().unwrap();
         assert_eq!(saved["part"], 1);
-        // A crash half-way through the next fragment, then a restart from the saved state.
+        // A crash after the next fragment reached the file but before it was acknowledged,
+        // then a restart from the saved state. (Flushed first: tokio finishes a dropped file's
+        // pending write in the background, which a real crash would not.)
         write_fragment(&mut sink, &[b" cut"]).await;
+        sink.end_fragment().await.unwrap();
         drop(sink);
 
         let mut restarted = AppendFileSink::new(path.clone(), true);

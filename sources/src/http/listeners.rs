@@ -249,6 +249,7 @@ impl Listener {
                     "bytes_in_flight": stats.bytes_in_flight(),
                     "fragments_queued": stats.fragments_queued(),
                     "sink_reconnects": stats.sink_reconnects(),
+                    "filler_seconds": stats.filler_seconds(),
                 });
                 if let PipelineState::Failed(error) = &state {
                     entry["error"] = error.as_str().into();

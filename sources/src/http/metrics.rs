@@ -36,6 +36,7 @@ struct Family {
 
 enum Value {
     Counter(fn(&PipelineStats) -> u64),
+    SecondsCounter(fn(&PipelineStats) -> f64),
     Gauge(fn(&PipelineStats) -> f64),
     Histogram(fn(&PipelineStats) -> HistogramSnapshot),
 }
@@ -60,6 +61,11 @@ const FAMILIES: &[Family] = &[
         name: "streampub_sink_reconnects",
         help: "New sink sessions started after a sink failure.",
         value: Value::Counter(PipelineStats::sink_reconnects),
+    },
+    Family {
+        name: "streampub_filler_seconds",
+        help: "Seconds of filler a paced sink received while upstream was late.",
+        value: Value::SecondsCounter(PipelineStats::filler_seconds),
     },
     Family {
         name: "streampub_publish_latency_seconds",
@@ -93,7 +99,7 @@ impl Collector for BoardCollector {
         let pipelines = self.0.pipelines();
         for family in FAMILIES {
             let metric_type = match family.value {
-                Value::Counter(_) => MetricType::Counter,
+                Value::Counter(_) | Value::SecondsCounter(_) => MetricType::Counter,
                 Value::Gauge(_) => MetricType::Gauge,
                 Value::Histogram(_) => MetricType::Histogram,
             };
@@ -104,6 +110,7 @@ impl Collector for BoardCollector {
                 let mut sample = metric.encode_family(&labels)?;
                 match family.value {
                     Value::Counter(read) => ConstCounter::new(read(stats)).encode(sample)?,
+                    Value::SecondsCounter(read) => ConstCounter::new(read(stats)).encode(sample)?,
                     Value::Gauge(read) => ConstGauge::new(read(stats)).encode(sample)?,
                     Value::Histogram(read) => {
                         let snapshot = read(stats);

@@ -14,8 +14,12 @@
 //! A `moof`'s `mdat` is buffered whole (one fragment of the upstream file, bounded by
 //! [`MAX_MEDIA_DATA`]) to interleave its tracks.
 
+mod filler;
+mod tags;
 #[cfg(test)]
 mod tests;
+
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -26,8 +30,11 @@ use streampub_core::{
     StageConfig, StageError, StageOutput,
 };
 
-use crate::flv::{TagHeader, FILE_HEADER, TAG_HEADER_LEN};
-use crate::mp4::samples::{read_samples, Sample};
+pub use self::filler::FillerSource;
+use self::filler::{Filler, StreamShape};
+use self::tags::{flv_track, media_tags, FlvTrack, Kind, Tag};
+use crate::flv::FILE_HEADER;
+use crate::mp4::samples::read_samples;
 use crate::mp4::{describe_moov, BoxHeader, FourCc, TrackDescription};
 
 /// The stage's `type`.
@@ -69,6 +76,18 @@ pub struct FlvPacketizerConfig {
     /// FLV's extended byte (past 16,777,215 ms), or just under `session_limit`.
     #[serde(default)]
     pub start_timestamp: HumanDuration,
+    /// What plays while upstream is late, when the sink is paced and asks for filler (see
+    /// `filler` on `ffmpeg-rtmp`, which sets it for the stage it adds itself): `generate`,
+    /// `none`, or a slate file's path.
+    #[serde(default)]
+    pub filler: FillerSource,
+    /// The ffmpeg program that makes the filler; looked up on `PATH` unless it contains a `/`.
+    #[serde(default = "default_ffmpeg")]
+    pub ffmpeg: PathBuf,
+}
+
+fn default_ffmpeg() -> PathBuf {
+    PathBuf::from("ffmpeg")
 }
 
 fn default_session_limit() -> HumanDuration {
@@ -99,25 +118,10 @@ impl StageConfig for FlvPacketizerConfig {
     async fn build(&self, _context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError> {
         Ok(Box::new(
             FlvPacketizerStage::new(self.session_limit.get())
-                .starting_at(self.start_timestamp.get()),
+                .starting_at(self.start_timestamp.get())
+                .with_filler(self.filler.clone(), self.ffmpeg.clone()),
         ))
     }
-}
-
-/// What the stream's tracks become in FLV.
-#[derive(Debug, Clone)]
-struct FlvTrack {
-    track_id: u32,
-    timescale: u32,
-    kind: Kind,
-    /// The sequence header's body: `avcC`, or the AudioSpecificConfig.
-    configuration: Bytes,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Video,
-    Audio,
 }
 
 /// Where the parser is.
@@ -160,12 +164,17 @@ pub struct FlvPacketizerStage {
     headers_due: bool,
     parse: Parse,
     /// The last `moof`: its samples and its size (their offsets count from its first byte).
-    moof: Option<(Vec<Sample>, u64)>,
+    moof: Option<(Vec<crate::mp4::samples::Sample>, u64)>,
     /// The fragment being read, for messages.
     name: String,
     /// Why the stream's init segment cannot become FLV (a codec FLV cannot carry): every
     /// fragment of that stream fails with it, until an init segment that can.
     refused: Option<String>,
+    /// Per kind (video, audio), the decoder configuration the session got last.
+    sent_configurations: [Option<Bytes>; 2],
+    /// Where the stream's media written so far ends (ms): where filler would begin.
+    content_end_ms: Option<i128>,
+    filler: Filler,
 }
 
 impl Default for FlvPacketizerStage {
@@ -190,7 +199,16 @@ impl FlvPacketizerStage {
             moof: None,
             name: String::new(),
             refused: None,
+            sent_configurations: [None, None],
+            content_end_ms: None,
+            filler: Filler::new(FillerSource::None, default_ffmpeg()),
         }
+    }
+
+    /// Fills gaps with `source`, made or converted by the program `ffmpeg`.
+    pub fn with_filler(mut self, source: FillerSource, ffmpeg: PathBuf) -> Self {
+        self.filler = Filler::new(source, ffmpeg);
+        self
     }
 
     /// The first session's first tag gets `timestamp` instead of 0.
@@ -251,6 +269,28 @@ impl FlvPacketizerStage {
                 }
                 let samples = read_samples(&data[header_len..], header_len, &self.descriptions)
                     .map_err(|error| self.error(error.message))?;
+                if self.filler.wants_shape() {
+                    let video = self.tracks.iter().find(|track| track.kind == Kind::Video);
+                    // The most common frame duration: encoders lengthen the first frame by
+                    // the audio's priming, so it is not the first one's.
+                    let frame_duration = video.and_then(|video| {
+                        let mut durations: Vec<u32> = samples
+                            .iter()
+                            .filter(|sample| sample.track_id == video.track_id)
+                            .map(|sample| sample.duration)
+                            .collect();
+                        durations.sort_unstable();
+                        durations
+                            .chunk_by(|a, b| a == b)
+                            .max_by_key(|run| run.len())
+                            .map(|run| run[0])
+                    });
+                    self.filler.prepare(StreamShape::of(
+                        &self.descriptions,
+                        &self.tracks,
+                        frame_duration,
+                    ));
+                }
                 self.moof = Some((samples, data.len() as u64));
             }
             b"mdat" => {
@@ -258,43 +298,21 @@ impl FlvPacketizerStage {
                     .moof
                     .take()
                     .ok_or_else(|| self.error("an mdat without its moof"))?;
-                let data = Bytes::from(data);
-                // The mdat follows its moof: a sample's data lies this far into the mdat box.
-                let mut tags = Vec::with_capacity(samples.len());
-                for sample in &samples {
-                    let start = sample
-                        .offset
-                        .checked_sub(moof_size)
-                        .map(|start| start as usize)
-                        .filter(|start| *start >= header_len)
-                        .filter(|start| start + sample.size as usize <= data.len())
-                        .ok_or_else(|| {
-                            self.error(format!(
-                                "a sample of track {} lies outside its mdat",
-                                sample.track_id
-                            ))
-                        })?;
-                    let track = self
-                        .tracks
-                        .iter()
-                        .find(|track| track.track_id == sample.track_id)
-                        .expect("read_samples checks the track");
-                    tags.push(tag_of(
-                        track,
-                        sample,
-                        data.slice(start..start + sample.size as usize),
-                    ));
-                }
-                // Interleaved by decode time; a stable sort keeps each track's order.
-                tags.sort_by_key(|tag| tag.media_time);
+                let tags = media_tags(
+                    &self.tracks,
+                    &samples,
+                    moof_size,
+                    &Bytes::from(data),
+                    header_len,
+                )
+                .map_err(|problem| self.error(problem))?;
                 for tag in tags {
-                    if self.headers_due {
-                        self.write_headers(tag.decode_ms, output);
-                    }
-                    output.mark_media_time(tag.media_time);
-                    self.last_written = tag.decode_ms;
-                    let zero = self.session_zero.unwrap_or(tag.decode_ms);
-                    tag.write(zero, output);
+                    self.content_end_ms = Some(
+                        self.content_end_ms
+                            .unwrap_or(i128::MIN)
+                            .max(tag.decode_ms + tag.duration_ms),
+                    );
+                    self.write_tag(tag, output);
                 }
             }
             _ => {}
@@ -311,145 +329,33 @@ impl FlvPacketizerStage {
         header[4] = self.header_flags;
         output.push_chunk(Bytes::copy_from_slice(&header));
         output.push_chunk(Bytes::from_static(&[0, 0, 0, 0]));
+        self.sent_configurations = [None, None];
         for track in &self.tracks {
-            let prefix: &[u8] = match track.kind {
-                Kind::Video => &[0x17, 0, 0, 0, 0],
-                Kind::Audio => &[0xaf, 0],
-            };
-            Tag {
-                type_byte: type_byte(track.kind),
-                decode_ms,
-                media_time: std::time::Duration::ZERO,
-                prefix: prefix.to_vec(),
-                body: track.configuration.clone(),
-            }
-            .write(zero, output);
+            Tag::sequence_header(track.kind, track.configuration.clone(), decode_ms)
+                .write(zero, output);
+            self.sent_configurations[track.kind.index()] = Some(track.configuration.clone());
         }
         self.headers_due = false;
     }
-}
 
-/// One FLV tag to write: its header fields, the codec bytes and the sample.
-struct Tag {
-    type_byte: u8,
-    /// The sample's decode time in milliseconds on the stream's timeline.
-    decode_ms: i128,
-    /// Its decode time, unwrapped, for pacing.
-    media_time: std::time::Duration,
-    prefix: Vec<u8>,
-    body: Bytes,
-}
-
-impl Tag {
-    /// Writes the tag, its timestamp counted from the decode time `session_zero` (ms).
-    fn write(self, session_zero: i128, output: &mut StageOutput) {
-        let size = (self.prefix.len() + self.body.len()) as u32;
-        let [_, s1, s2, s3] = size.to_be_bytes();
-        let timestamp = (self.decode_ms - session_zero).rem_euclid(1 << 32) as u32;
-        let header = TagHeader::with_timestamp(
-            &[self.type_byte, s1, s2, s3, 0, 0, 0, 0, 0, 0, 0],
-            timestamp,
-        );
-        let mut head = header.to_vec();
-        head.extend_from_slice(&self.prefix);
-        output.push_chunk(Bytes::from(head));
-        output.push_chunk(self.body);
-        output.push_chunk(Bytes::copy_from_slice(
-            &(size + TAG_HEADER_LEN as u32).to_be_bytes(),
-        ));
-    }
-}
-
-fn type_byte(kind: Kind) -> u8 {
-    match kind {
-        Kind::Audio => 8,
-        Kind::Video => 9,
-    }
-}
-
-/// Milliseconds of `ticks` at `timescale`, rounded.
-fn milliseconds(ticks: i128, timescale: u32) -> i128 {
-    let timescale = i128::from(timescale);
-    (ticks * 1000 + timescale / 2).div_euclid(timescale)
-}
-
-/// The tag of a sample: decode time and composition time in milliseconds, each rounded from
-/// exact ticks.
-fn tag_of(track: &FlvTrack, sample: &Sample, body: Bytes) -> Tag {
-    let decode = i128::from(sample.decode_time);
-    let decode_ms = milliseconds(decode, track.timescale);
-    let prefix = match track.kind {
-        Kind::Video => {
-            let presentation_ms = milliseconds(
-                decode + i128::from(sample.composition_offset),
-                track.timescale,
-            );
-            // A negative composition time would make ffmpeg doubt the decode times.
-            let composition = (presentation_ms - decode_ms).clamp(0, 0x7f_ffff) as u32;
-            let frame = if sample.sync { 0x17 } else { 0x27 };
-            let [_, c1, c2, c3] = composition.to_be_bytes();
-            vec![frame, 1, c1, c2, c3]
+    /// Writes a tag of the stream or of the filler, after the session's headers when it is
+    /// the first, and after a sequence header when it needs another decoder configuration
+    /// than the last one sent for its kind (a switch between stream and filler).
+    fn write_tag(&mut self, tag: Tag, output: &mut StageOutput) {
+        if self.headers_due {
+            self.write_headers(tag.decode_ms, output);
         }
-        Kind::Audio => vec![0xaf, 1],
-    };
-    Tag {
-        type_byte: type_byte(track.kind),
-        decode_ms,
-        media_time: std::time::Duration::from_millis(decode_ms.max(0) as u64),
-        prefix,
-        body,
+        let zero = self.session_zero.unwrap_or(tag.decode_ms);
+        let sent = &mut self.sent_configurations[tag.kind.index()];
+        if sent.as_ref() != Some(&tag.configuration) {
+            *sent = Some(tag.configuration.clone());
+            Tag::sequence_header(tag.kind, tag.configuration.clone(), tag.decode_ms)
+                .write(zero, output);
+        }
+        output.mark_media_time(tag.media_time());
+        self.last_written = tag.decode_ms;
+        tag.write(zero, output);
     }
-}
-
-fn flv_track(track: &TrackDescription) -> Result<FlvTrack, String> {
-    let entry = track
-        .sample_entries
-        .first()
-        .ok_or_else(|| format!("track {} has no sample entry", track.track_id))?;
-    let configuration = |kind: &[u8; 4]| {
-        entry
-            .configurations
-            .iter()
-            .find(|(box_kind, _)| &box_kind.0 == kind)
-            .map(|(_, payload)| payload.clone())
-    };
-    let (kind, configuration) = match &entry.format.0 {
-        b"avc1" | b"avc3" => (
-            Kind::Video,
-            configuration(b"avcC").ok_or_else(|| "its H.264 track has no avcC".to_owned())?,
-        ),
-        b"mp4a" => {
-            let setup =
-                configuration(b"esds").ok_or_else(|| "its AAC track has no esds".to_owned())?;
-            // Object type 0x40: MPEG-4 audio (AAC); then the stream type, then the config.
-            if setup.first() != Some(&0x40) || setup.len() < 3 {
-                return Err("its mp4a track is not AAC".to_owned());
-            }
-            (Kind::Audio, setup[2..].to_vec())
-        }
-        other => {
-            let codec = match other {
-                b"hvc1" | b"hev1" => "HEVC (hevc)".to_owned(),
-                b"av01" => "AV1".to_owned(),
-                b"vp09" => "VP9".to_owned(),
-                b"Opus" => "Opus".to_owned(),
-                _ => String::from_utf8_lossy(other).into_owned(),
-            };
-            return Err(format!(
-                "track {} is {codec}, which FLV carries only with enhanced RTMP; transcode \
-                 upstream to H.264 video and AAC audio, or set `ffmpeg_input: mp4` on the \
-                 ffmpeg-rtmp sink so that an ffmpeg with enhanced-RTMP support (6.1 or newer \
-                 for HEVC and AV1, 7.1 for Opus) publishes it",
-                track.track_id
-            ));
-        }
-    };
-    Ok(FlvTrack {
-        track_id: track.track_id,
-        timescale: track.timescale,
-        kind,
-        configuration: Bytes::from(configuration),
-    })
 }
 
 impl Stage for FlvPacketizerStage {
@@ -461,6 +367,8 @@ impl Stage for FlvPacketizerStage {
         self.name = fragment.name.clone();
         self.parse = Parse::Header;
         self.moof = None;
+        // The stream takes over from any filler; a later gap starts the clip afresh.
+        self.filler.stop();
         if let Some(zero) = self.session_zero {
             let reached = u64::try_from(self.last_written - zero).unwrap_or(0);
             if std::time::Duration::from_millis(reached) >= self.session_limit {
@@ -551,6 +459,24 @@ impl Stage for FlvPacketizerStage {
     fn abort_fragment(&mut self) {
         self.parse = Parse::Header;
         self.moof = None;
+    }
+
+    fn fill(
+        &mut self,
+        until: std::time::Duration,
+        output: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        let from = self
+            .content_end_ms
+            .ok_or_else(|| StageError::new("filler: no media has been written yet"))?;
+        let tags = self
+            .filler
+            .tags_until(from, until.as_millis() as i128)
+            .map_err(|problem| StageError::new(format!("filler: {problem}")))?;
+        for tag in tags {
+            self.write_tag(tag, output);
+        }
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@ use streampub_core::stage::StageItem;
 use streampub_core::FragmentInfo;
 
 use super::*;
+use crate::flv::TagHeader;
 use crate::mp4::boxes::write_box;
 use crate::stage_harness::{joined, run_file};
 
@@ -268,4 +269,69 @@ fn a_session_that_reached_its_limit_ends_at_the_next_fragment_and_the_next_start
         "{:?}",
         items[0]
     );
+}
+
+#[test]
+fn filler_loops_from_its_keyframe_and_the_stream_takes_over_with_its_own_headers() {
+    let mut stage =
+        FlvPacketizerStage::default().with_filler(FillerSource::Generate, "ffmpeg".into());
+    let first = [init_segment(), media_segment()].concat();
+    let (items, result) = run_file(&mut stage, &fragment(1), &first, &[usize::MAX]);
+    result.unwrap();
+    let mut stream = joined(&items);
+    // The stream's media ends at 67 ms (two frames of 33.3 ms). Filler in steps, as the
+    // runtime asks for it, up to 2.5 s.
+    let mut output = StageOutput::default();
+    for step in 1..=10 {
+        stage
+            .fill(Duration::from_millis(67 + step * 250), &mut output)
+            .unwrap();
+    }
+    let items: Vec<StageItem> = output.drain().collect();
+    stream.extend(joined(&items));
+    // Fragment 2 at 3 s: the stream takes over.
+    let (items, result) = run_file(&mut stage, &fragment(2), &media_segment_at(3), &[64]);
+    result.unwrap();
+    stream.extend(joined(&items));
+
+    let tags = tags_of(&stream);
+    let filler: Vec<&(u8, u32, Vec<u8>)> = tags[6..tags.len() - 5].iter().collect();
+    // A new video sequence header (ffmpeg's avcC) first; the AAC configuration is the
+    // stream's, so it is not sent again.
+    assert_eq!(filler[0].0, 9);
+    assert_eq!(filler[0].2[..2], [0x17, 0]);
+    assert!(filler[1..].iter().all(|tag| tag.2[1] == 1), "media only");
+    let video: Vec<(u32, bool)> = filler
+        .iter()
+        .skip(1)
+        .filter(|tag| tag.0 == 9)
+        .map(|tag| (tag.1, tag.2[0] == 0x17))
+        .collect();
+    let audio: Vec<u32> = filler
+        .iter()
+        .filter(|tag| tag.0 == 8)
+        .map(|tag| tag.1)
+        .collect();
+    assert_eq!(video.first(), Some(&(67, true)));
+    assert!(video.iter().all(|(at, _)| (67..2567).contains(at)));
+    // 30 frames per second, a keyframe at each loop's start, one loop per second.
+    assert!((74..=76).contains(&video.len()), "{}", video.len());
+    let keyframes: Vec<u32> = video.iter().filter(|v| v.1).map(|v| v.0).collect();
+    assert_eq!(keyframes, [67, 1067, 2067]);
+    assert!(video
+        .windows(2)
+        .all(|pair| (33..=34).contains(&(pair[1].0 - pair[0].0))));
+    assert!(audio.first() == Some(&67) && audio.last() < Some(&2567));
+    // AAC frames of 21.3 ms; each loop cuts the audio at its end (at most one frame short).
+    assert!(audio
+        .windows(2)
+        .all(|pair| (18..=22).contains(&(pair[1] - pair[0]))));
+    // The stream's own sequence header again, right before its first frame at 3 s.
+    let resumed = &tags[tags.len() - 5..];
+    assert_eq!(
+        resumed[0],
+        (9, 3000, [&[0x17, 0, 0, 0, 0][..], b"AVCC-RECORD"].concat())
+    );
+    assert_eq!(resumed[1].1, 3000);
+    assert_eq!(resumed[1].2[..2], [0x17, 1]);
 }

@@ -139,6 +139,14 @@ impl Seconds {
         }
     }
 
+    /// `duration` exactly.
+    fn of_duration(duration: std::time::Duration) -> Self {
+        Self::default().add_ticks(
+            u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
+            1_000_000_000,
+        )
+    }
+
     /// As a duration, rounded down to the nanosecond.
     fn as_duration(self) -> std::time::Duration {
         let nanos = self.numerator * 1_000_000_000 / self.denominator;
@@ -595,6 +603,19 @@ impl Stage for TimelineStage {
     fn abort_fragment(&mut self) {
         // What was emitted of the file stays on the timeline.
         self.advance_offset();
+    }
+
+    fn fill(
+        &mut self,
+        until: std::time::Duration,
+        _output: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        // Filler runs between fragments: the next one starts after it.
+        let until = Seconds::of_duration(until);
+        if until.numerator * self.offset.denominator > self.offset.numerator * until.denominator {
+            self.offset = until;
+        }
+        Ok(())
     }
 
     fn checkpoint(&self) -> Option<serde_json::Value> {

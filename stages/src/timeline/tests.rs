@@ -1,5 +1,7 @@
 //! Tests of the timeline stage on synthetic fragmented MP4 built here, so every field is known.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
 use streampub_core::stage::StageItem;
@@ -850,4 +852,34 @@ fn the_offset_does_not_drift_over_100000_files() {
         audio = audio.add_ticks(1292 * 1024, 44_100);
     }
     assert_eq!(audio.in_ticks(44_100), 100_000 * 1292 * 1024);
+}
+
+#[test]
+fn filler_moves_the_next_file_to_where_it_ends() {
+    let mut stage = TimelineStage::default();
+    let (_, result) = run_file(&mut stage, 1, &upstream_file(1), &[usize::MAX]);
+    result.unwrap();
+    let mut output = StageOutput::default();
+    // Filler up to 1 s; a step that ends before the stream does changes nothing.
+    stage.fill(Duration::from_millis(100), &mut output).unwrap();
+    stage.fill(Duration::from_secs(1), &mut output).unwrap();
+    assert_eq!(
+        output.drain().count(),
+        0,
+        "the timeline emits no filler itself"
+    );
+    let (items, result) = run_file(&mut stage, 2, &upstream_file(2), &[usize::MAX]);
+    result.unwrap();
+    match items.last() {
+        Some(StageItem::MediaSpan(span)) => {
+            assert_eq!(
+                (span.start.as_nanos(), span.end.as_nanos()),
+                (1_000_000_000, 1_213_333_333)
+            )
+        }
+        other => panic!("no media span: {other:?}"),
+    }
+    let (_, trafs) = read_output(&joined(&items));
+    let starts: Vec<(u32, u64)> = trafs.iter().map(|traf| (traf.track, traf.tfdt)).collect();
+    assert_eq!(starts, [(1, 90_000), (2, 48_000), (1, 99_000), (2, 53_120)]);
 }

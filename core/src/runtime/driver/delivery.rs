@@ -136,7 +136,10 @@ impl SinkDriver {
         for item in items.drain(..) {
             match item {
                 StageItem::Chunk(chunk) => self.sink.write_chunk(chunk).await?,
-                StageItem::MediaSpan(span) => self.sink.media_span(span),
+                StageItem::MediaSpan(span) => {
+                    self.filler.written_until(span.end);
+                    self.sink.media_span(span);
+                }
                 StageItem::MediaTime(time) => {
                     if let Some(pacer) = &mut self.pacer {
                         pacer.wait_for(time, &self.shutdown).await;

@@ -6,10 +6,12 @@
 //! - [`delivery`]: one fragment through the stages into the sink;
 //! - [`confirmations`]: accepted fragments waiting for the sink's confirmation;
 //! - [`recovery`]: reconnecting and resending after a retryable failure;
-//! - [`outages`]: failures counted per outage, and when a reconnect is done.
+//! - [`outages`]: failures counted per outage, and when a reconnect is done;
+//! - [`filler`]: filler on a paced sink while upstream is late.
 
 mod confirmations;
 mod delivery;
+mod filler;
 mod input;
 mod outages;
 mod recovery;
@@ -25,6 +27,7 @@ use tracing::{info, warn};
 
 pub(crate) use self::confirmations::{Confirmations, Sent};
 use self::delivery::FragmentResult;
+pub(crate) use self::filler::Filler;
 use self::input::ChunkInput;
 pub(crate) use self::outages::Outages;
 use self::recovery::Recovery;
@@ -57,6 +60,8 @@ pub(crate) struct SinkDriver {
     pub(crate) outages: Outages,
     /// The wall clock a paced sink is written by.
     pub(crate) pacer: Option<Pacer>,
+    /// Filler while upstream is late (paced sinks that fill).
+    pub(crate) filler: Filler,
 }
 
 impl SinkDriver {
@@ -87,10 +92,18 @@ impl SinkDriver {
         events: &mut mpsc::Receiver<ChunkEvent>,
     ) -> Result<(), PipelineError> {
         loop {
+            let filler_wake = self.filler_wake();
             let event = tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return Ok(()),
                 event = events.recv() => event,
+                // Upstream is late and the media written so far has run out: fill.
+                () = sleep_until(filler_wake), if filler_wake.is_some() => {
+                    match self.fill_step().await? {
+                        Recovery::Done => continue,
+                        Recovery::Interrupted => return Ok(()),
+                    }
+                }
                 // While idle, the sink may still confirm what it took last, or go live.
                 () = tokio::time::sleep(CONFIRMATION_POLL), if !self.confirmations.is_empty() || self.outages.watching_live() => {
                     self.acknowledge_confirmed().await?;
@@ -109,7 +122,10 @@ impl SinkDriver {
                     self.skip_published(fragment, events).await;
                     continue;
                 }
-                Some(ChunkEvent::Begin(fragment)) => fragment,
+                Some(ChunkEvent::Begin(fragment)) => {
+                    self.fragment_arrived(&fragment.info);
+                    fragment
+                }
                 Some(other) => {
                     return Err(PipelineError::Internal(format!(
                         "chunk event {other:?} outside a fragment"
@@ -288,6 +304,14 @@ impl SinkDriver {
         let mut queue = self.take_unconfirmed().await?;
         queue.push_back(fragment);
         self.recover(queue, error).await
+    }
+}
+
+/// Completes at `wake`; never if there is none.
+async fn sleep_until(wake: Option<tokio::time::Instant>) {
+    match wake {
+        Some(wake) => tokio::time::sleep_until(wake).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -121,6 +121,7 @@ async fn drive(
         confirmations: Confirmations::new("test", Arc::clone(&stats), None),
         outages: Outages::new(0),
         pacer: None,
+        filler: Default::default(),
     };
     let result = driver.run(event_rx).await;
     let mut outcomes = Vec::new();

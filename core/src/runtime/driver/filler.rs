@@ -1,0 +1,135 @@
+//! Filler while upstream is late: when the next fragment is not there as the media written so
+//! far runs out on a paced sink, the stages continue the stream in small steps (see
+//! [`crate::Stage::fill`]) until the fragment comes; it then takes over at once.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::recovery::Recovery;
+use super::SinkDriver;
+use crate::fragment::FragmentInfo;
+use crate::runtime::stages::StageCall;
+use crate::runtime::PipelineError;
+use crate::units::HumanDuration;
+
+/// How much filler each step adds. A fragment that arrives meanwhile starts at most this far
+/// ahead of the wall clock, so it is written at once; and a receiver's buffer never runs dry
+/// by more than this.
+pub(crate) const FILL_STEP: Duration = Duration::from_millis(200);
+
+/// What the driver knows for filling.
+#[derive(Debug, Default)]
+pub(crate) struct Filler {
+    /// Where the media written so far ends on the timeline: the last fragment's span, or the
+    /// filler after it.
+    timeline_end: Option<Duration>,
+    /// The gap being filled, if upstream is late now.
+    gap: Option<Gap>,
+    /// The stages could not fill: no filler for the rest of the run.
+    failed: bool,
+    /// The fragment that began last, to name the one that is late.
+    last_sequence: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Gap {
+    /// Where on the timeline the filler began.
+    from: Duration,
+    /// When the wall clock reached `from`: the late fragment was due then.
+    due: Instant,
+}
+
+impl Filler {
+    /// The media written so far now ends at `end` (a fragment's span was written).
+    pub(crate) fn written_until(&mut self, end: Duration) {
+        self.timeline_end = Some(end);
+    }
+}
+
+impl SinkDriver {
+    /// When the next filler step is due, if the sink fills: as the media written so far
+    /// reaches the wall clock.
+    pub(super) fn filler_wake(&self) -> Option<Instant> {
+        let pacer = self.pacer.as_ref().filter(|pacer| pacer.fills())?;
+        if self.filler.failed {
+            return None;
+        }
+        pacer.due(self.filler.timeline_end?)
+    }
+
+    /// Adds one step of filler; logs the start of a gap.
+    pub(super) async fn fill_step(&mut self) -> Result<Recovery, PipelineError> {
+        let (Some(end), Some(pacer)) = (self.filler.timeline_end, &self.pacer) else {
+            return Ok(Recovery::Done);
+        };
+        if self.filler.gap.is_none() {
+            let late = self.filler.last_sequence.map_or(1, |sequence| sequence + 1);
+            warn!(
+                event = "filler_started",
+                pipeline = %self.pipeline,
+                sequence = late,
+                from_ms = end.as_millis() as u64,
+                "Upstream late: filling from {} (fragment {late} not there)",
+                HumanDuration::millis(end)
+            );
+            self.filler.gap = Some(Gap {
+                from: end,
+                due: pacer.due(end).unwrap_or_else(Instant::now),
+            });
+        }
+        let until = end + FILL_STEP;
+        let mut items = Vec::new();
+        let filled = self.stages.apply(StageCall::Fill(until), &mut items);
+        if let Err(error) = self.write(&mut items).await {
+            if !error.retryable {
+                return Err(PipelineError::Sink(error));
+            }
+            let queue = self.take_unconfirmed().await?;
+            return self.recover(queue, error).await;
+        }
+        match filled {
+            Ok(()) => {
+                self.filler.timeline_end = Some(until);
+                self.stats.record_filler(FILL_STEP);
+            }
+            Err(error) => {
+                warn!(
+                    event = "filler_failed",
+                    pipeline = %self.pipeline,
+                    error = %error,
+                    "Cannot fill while upstream is late ({error}); the output waits for the \
+                     next fragment"
+                );
+                self.filler.failed = true;
+            }
+        }
+        Ok(Recovery::Done)
+    }
+
+    /// `fragment` begins: if it ends a gap, says how late it came and how much filler ran.
+    pub(super) fn fragment_arrived(&mut self, fragment: &FragmentInfo) {
+        self.filler.last_sequence = Some(fragment.sequence);
+        let Some(gap) = self.filler.gap.take() else {
+            return;
+        };
+        let late = Instant::now().saturating_duration_since(gap.due);
+        let filled = self
+            .filler
+            .timeline_end
+            .map_or(Duration::ZERO, |end| end.saturating_sub(gap.from));
+        info!(
+            event = "filler_ended",
+            pipeline = %self.pipeline,
+            fragment = %fragment.name,
+            sequence = fragment.sequence,
+            late_ms = late.as_millis() as u64,
+            filler_ms = filled.as_millis() as u64,
+            "Fragment {} arrived {:.1} s late; filler ended ({} of filler)",
+            fragment.sequence,
+            late.as_secs_f64(),
+            HumanDuration::millis(filled)
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! MP4 samples as FLV tags: what each track becomes, and one tag per sample.
+
+use bytes::Bytes;
+use streampub_core::StageOutput;
+
+use crate::flv::{TagHeader, TAG_HEADER_LEN};
+use crate::mp4::samples::Sample;
+use crate::mp4::TrackDescription;
+
+/// What one of the stream's tracks becomes in FLV.
+#[derive(Debug, Clone)]
+pub(super) struct FlvTrack {
+    pub(super) track_id: u32,
+    pub(super) timescale: u32,
+    pub(super) kind: Kind,
+    /// The sequence header's body: `avcC`, or the AudioSpecificConfig.
+    pub(super) configuration: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Video,
+    Audio,
+}
+
+impl Kind {
+    fn type_byte(self) -> u8 {
+        match self {
+            Self::Audio => 8,
+            Self::Video => 9,
+        }
+    }
+
+    /// Where per-kind state is kept in `[video, audio]` arrays.
+    pub(super) fn index(self) -> usize {
+        match self {
+            Self::Video => 0,
+            Self::Audio => 1,
+        }
+    }
+}
+
+/// One FLV tag to write: its header fields, the codec bytes and the sample.
+#[derive(Debug, Clone)]
+pub(super) struct Tag {
+    pub(super) kind: Kind,
+    /// The decoder configuration the sample needs (its track's sequence header body).
+    pub(super) configuration: Bytes,
+    /// The sample's decode time in milliseconds on the stream's timeline.
+    pub(super) decode_ms: i128,
+    /// How long it lasts, in milliseconds (rounded from ticks).
+    pub(super) duration_ms: i128,
+    prefix: Vec<u8>,
+    body: Bytes,
+}
+
+impl Tag {
+    /// The sequence header of `kind` carrying `configuration`, at `decode_ms`.
+    pub(super) fn sequence_header(kind: Kind, configuration: Bytes, decode_ms: i128) -> Self {
+        let prefix: &[u8] = match kind {
+            Kind::Video => &[0x17, 0, 0, 0, 0],
+            Kind::Audio => &[0xaf, 0],
+        };
+        Self {
+            kind,
+            body: configuration.clone(),
+            configuration,
+            decode_ms,
+            duration_ms: 0,
+            prefix: prefix.to_vec(),
+        }
+    }
+
+    /// Its decode time, for pacing.
+    pub(super) fn media_time(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.decode_ms.max(0) as u64)
+    }
+
+    /// The same tag `shift_ms` later.
+    pub(super) fn shifted(&self, shift_ms: i128) -> Self {
+        Self {
+            decode_ms: self.decode_ms + shift_ms,
+            ..self.clone()
+        }
+    }
+
+    /// Writes the tag, its timestamp counted from the decode time `session_zero` (ms).
+    pub(super) fn write(self, session_zero: i128, output: &mut StageOutput) {
+        let size = (self.prefix.len() + self.body.len()) as u32;
+        let [_, s1, s2, s3] = size.to_be_bytes();
+        let timestamp = (self.decode_ms - session_zero).rem_euclid(1 << 32) as u32;
+        let header = TagHeader::with_timestamp(
+            &[self.kind.type_byte(), s1, s2, s3, 0, 0, 0, 0, 0, 0, 0],
+            timestamp,
+        );
+        let mut head = header.to_vec();
+        head.extend_from_slice(&self.prefix);
+        output.push_chunk(Bytes::from(head));
+        output.push_chunk(self.body);
+        output.push_chunk(Bytes::copy_from_slice(
+            &(size + TAG_HEADER_LEN as u32).to_be_bytes(),
+        ));
+    }
+}
+
+/// Milliseconds of `ticks` at `timescale`, rounded.
+pub(super) fn milliseconds(ticks: i128, timescale: u32) -> i128 {
+    let timescale = i128::from(timescale);
+    (ticks * 1000 + timescale / 2).div_euclid(timescale)
+}
+
+/// The tag of a sample: decode time and composition time in milliseconds, each rounded from
+/// exact ticks.
+pub(super) fn tag_of(track: &FlvTrack, sample: &Sample, body: Bytes) -> Tag {
+    let decode = i128::from(sample.decode_time);
+    let decode_ms = milliseconds(decode, track.timescale);
+    let prefix = match track.kind {
+        Kind::Video => {
+            let presentation_ms = milliseconds(
+                decode + i128::from(sample.composition_offset),
+                track.timescale,
+            );
+            // A negative composition time would make ffmpeg doubt the decode times.
+            let composition = (presentation_ms - decode_ms).clamp(0, 0x7f_ffff) as u32;
+            let frame = if sample.sync { 0x17 } else { 0x27 };
+            let [_, c1, c2, c3] = composition.to_be_bytes();
+            vec![frame, 1, c1, c2, c3]
+        }
+        Kind::Audio => vec![0xaf, 1],
+    };
+    Tag {
+        kind: track.kind,
+        configuration: track.configuration.clone(),
+        decode_ms,
+        duration_ms: milliseconds(decode + i128::from(sample.duration), track.timescale)
+            - decode_ms,
+        prefix,
+        body,
+    }
+}
+
+/// The tags of one `moof`'s samples, whose data lies in `mdat` (the whole box, header
+/// included, right after a `moof` of `moof_size` bytes), interleaved by decode time.
+pub(super) fn media_tags(
+    tracks: &[FlvTrack],
+    samples: &[Sample],
+    moof_size: u64,
+    mdat: &Bytes,
+    mdat_header_len: usize,
+) -> Result<Vec<Tag>, String> {
+    let mut tags = Vec::with_capacity(samples.len());
+    for sample in samples {
+        let start = sample
+            .offset
+            .checked_sub(moof_size)
+            .map(|start| start as usize)
+            .filter(|start| *start >= mdat_header_len)
+            .filter(|start| start + sample.size as usize <= mdat.len())
+            .ok_or_else(|| {
+                format!(
+                    "a sample of track {} lies outside its mdat",
+                    sample.track_id
+                )
+            })?;
+        let track = tracks
+            .iter()
+            .find(|track| track.track_id == sample.track_id)
+            .ok_or_else(|| format!("a sample of unknown track {}", sample.track_id))?;
+        tags.push(tag_of(
+            track,
+            sample,
+            mdat.slice(start..start + sample.size as usize),
+        ));
+    }
+    // A stable sort keeps each track's order.
+    tags.sort_by_key(|tag| tag.decode_ms);
+    Ok(tags)
+}
+
+/// What `track` becomes in FLV, or why FLV cannot carry it.
+pub(super) fn flv_track(track: &TrackDescription) -> Result<FlvTrack, String> {
+    let entry = track
+        .sample_entries
+        .first()
+        .ok_or_else(|| format!("track {} has no sample entry", track.track_id))?;
+    let configuration = |kind: &[u8; 4]| {
+        entry
+            .configurations
+            .iter()
+            .find(|(box_kind, _)| &box_kind.0 == kind)
+            .map(|(_, payload)| payload.clone())
+    };
+    let (kind, configuration) = match &entry.format.0 {
+        b"avc1" | b"avc3" => (
+            Kind::Video,
+            configuration(b"avcC").ok_or_else(|| "its H.264 track has no avcC".to_owned())?,
+        ),
+        b"mp4a" => {
+            let setup =
+                configuration(b"esds").ok_or_else(|| "its AAC track has no esds".to_owned())?;
+            // Object type 0x40: MPEG-4 audio (AAC); then the stream type, then the config.
+            if setup.first() != Some(&0x40) || setup.len() < 3 {
+                return Err("its mp4a track is not AAC".to_owned());
+            }
+            (Kind::Audio, setup[2..].to_vec())
+        }
+        other => {
+            let codec = match other {
+                b"hvc1" | b"hev1" => "HEVC (hevc)".to_owned(),
+                b"av01" => "AV1".to_owned(),
+                b"vp09" => "VP9".to_owned(),
+                b"Opus" => "Opus".to_owned(),
+                _ => String::from_utf8_lossy(other).into_owned(),
+            };
+            return Err(format!(
+                "track {} is {codec}, which FLV carries only with enhanced RTMP; transcode \
+                 upstream to H.264 video and AAC audio, or set `ffmpeg_input: mp4` on the \
+                 ffmpeg-rtmp sink so that an ffmpeg with enhanced-RTMP support (6.1 or newer \
+                 for HEVC and AV1, 7.1 for Opus) publishes it",
+                track.track_id
+            ));
+        }
+    };
+    Ok(FlvTrack {
+        track_id: track.track_id,
+        timescale: track.timescale,
+        kind,
+        configuration: Bytes::from(configuration),
+    })
+}

@@ -1,0 +1,194 @@
+//! A live channel against an nginx-rtmp that drops publishers idle for 5 s, with a viewer
+//! pulling the stream: fragments renamed into the watched directory on schedule ±2 s for over a
+//! minute, then one 15 s late. Paced with filler (the defaults), the session never goes idle.
+
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use streampub_tests::media::{decoder_errors, fragments, probe_packets};
+use streampub_tests::rtmp::RtmpServer;
+use streampub_tests::{streampub_binary, Random, Running, Signal, TestDir};
+
+const FRAGMENT_SECONDS: u64 = 8;
+/// Fragments on schedule (±2 s): 8 × 8 s, a little over a minute.
+const ON_SCHEDULE: usize = 8;
+const LATE: Duration = Duration::from_secs(15);
+
+/// A viewer: ffmpeg reading the stream from the server into a file. Killed when dropped.
+struct Viewer(Child);
+
+impl Viewer {
+    fn start(url: &str, output: &std::path::Path) -> Self {
+        let child = Command::new("ffmpeg")
+            .args([
+                "-nostdin", "-v", "error", "-i", url, "-c", "copy", "-f", "flv", "-y",
+            ])
+            .arg(output)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg not found; run scripts/test, which installs it");
+        Self(child)
+    }
+
+    /// Lets it finish the file after the stream ended.
+    fn finish(mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_late_fragment_is_covered_by_filler_without_an_idle_drop_or_a_reconnect() {
+    let media = fragments(&[
+        "--count",
+        "10",
+        "--seconds",
+        "8",
+        "--size",
+        "320x180",
+        "--fps",
+        "25",
+        "--bitrate",
+        "400k",
+    ]);
+    let mut server = RtmpServer::start_dropping_idle_publishers(Duration::from_secs(5));
+    let dir = TestDir::new();
+    let incoming = dir.mkdir("in");
+    let url = format!("{}/channel", server.server_url());
+    let config = dir.pipeline_file(&json!({"pipelines": [{
+        "name": "channel",
+        "source": {"type": "directory", "path": "in", "settle": "0s"},
+        "sink": {"type": "ffmpeg-rtmp", "url": url},
+    }]}));
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    let rename_in = |index: usize| {
+        let staged = dir.join(&format!("batch-{index}.mp4"));
+        std::fs::copy(&media[index], &staged).unwrap();
+        std::fs::rename(&staged, incoming.join(format!("batch-{index}.mp4"))).unwrap();
+    };
+
+    // Fragment k is due k × 8 s after the first; each comes up to 2 s early or late (seeded).
+    let mut random = Random(15);
+    let start = Instant::now();
+    let mut viewer = None;
+    for index in 0..=ON_SCHEDULE + 1 {
+        let schedule = Duration::from_secs(FRAGMENT_SECONDS * index as u64);
+        let at = match index {
+            0 => schedule,
+            _ if index < ON_SCHEDULE => {
+                schedule + Duration::from_millis(random.below(4000)) - Duration::from_secs(2)
+            }
+            // The late one, then the next right after it.
+            _ if index == ON_SCHEDULE => schedule + LATE,
+            _ => {
+                Duration::from_secs(FRAGMENT_SECONDS * ON_SCHEDULE as u64)
+                    + LATE
+                    + Duration::from_secs(1)
+            }
+        };
+        thread::sleep(at.saturating_sub(start.elapsed()));
+        rename_in(index);
+        if index == 0 {
+            running.wait_for_event(Duration::from_secs(20), "process_started", |_| true);
+            thread::sleep(Duration::from_secs(1));
+            viewer = Some(Viewer::start(&url, &dir.join("viewer.flv")));
+        }
+    }
+    let last = format!("batch-{}.mp4", ON_SCHEDULE + 1);
+    running.wait_for_event(Duration::from_secs(60), "fragment_published", |event| {
+        event["fragment"] == last.as_str()
+    });
+    running.signal(Signal::TERM);
+    let run = running.wait(Duration::from_secs(30));
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.published().len(), media.len(), "{}", run.stderr());
+    // One session: ffmpeg started once, never reconnected, no new session.
+    assert_eq!(run.events("process_started").len(), 1, "{}", run.stderr());
+    assert!(
+        run.events("sink_reconnected").is_empty(),
+        "{}",
+        run.stderr()
+    );
+    assert!(run.events("session_started").is_empty(), "{}", run.stderr());
+    server.stop();
+    if let Some(viewer) = viewer {
+        viewer.finish();
+    }
+    let recordings = server.recordings();
+    assert_eq!(
+        recordings.len(),
+        1,
+        "the server dropped the session: {recordings:?}"
+    );
+
+    // The late fragment was covered by about 15 s of filler (less what earlier jitter already
+    // added to the schedule), and it took over at once.
+    let ended = run.events("filler_ended");
+    let late = ended
+        .iter()
+        .find(|event| event["sequence"] == ON_SCHEDULE as u64 + 1)
+        .unwrap_or_else(|| panic!("no filler before the late fragment: {}", run.stderr()));
+    let late_filler = late["filler_ms"].as_u64().unwrap() as f64 / 1000.0;
+    assert!(
+        (12.5..=16.0).contains(&late_filler),
+        "filler before the late fragment: {late_filler} s"
+    );
+    let filled: f64 = ended
+        .iter()
+        .map(|event| event["filler_ms"].as_u64().unwrap() as f64 / 1000.0)
+        .sum();
+    assert!(
+        filled <= 19.0,
+        "{filled} s of filler in all: {}",
+        run.stderr()
+    );
+
+    // The recording: every content packet, plus the filler (at 25 fps), in one timeline.
+    let content_video: usize = media
+        .iter()
+        .map(|path| probe_packets(path).video.count())
+        .sum();
+    let content_seconds = (FRAGMENT_SECONDS * media.len() as u64) as f64;
+    let recorded = probe_packets(&recordings[0]);
+    assert!(recorded.video.monotonic(true), "video DTS goes back");
+    assert!(recorded.audio.monotonic(false), "audio DTS goes back");
+    let filler_frames = recorded.video.count() as f64 - content_video as f64;
+    let recorded_filler = recorded.duration() - content_seconds;
+    assert!(
+        filler_frames >= 25.0 * (filled - 0.5),
+        "{filler_frames} filler frames for {filled} s of filler"
+    );
+    assert!(
+        (filled - 0.5..=filled + 4.0).contains(&recorded_filler),
+        "recorded {:.2} s: {recorded_filler:.2} s beyond the content, {filled:.2} s of filler \
+         between fragments",
+        recorded.duration()
+    );
+    assert_eq!(decoder_errors(&recordings[0]), 0);
+
+    // The viewer saw the same stream: continuous, decodable.
+    let seen = probe_packets(&dir.join("viewer.flv"));
+    assert!(seen.video.monotonic(true));
+    assert!(
+        seen.duration() > content_seconds - FRAGMENT_SECONDS as f64,
+        "the viewer saw {:.1} s",
+        seen.duration()
+    );
+    assert_eq!(decoder_errors(&dir.join("viewer.flv")), 0);
+}
