@@ -72,6 +72,10 @@ pub trait Stage: Send {
     /// state, keep what earlier fragments established.
     fn abort_fragment(&mut self) {}
 
+    /// `fragment` and every one before it are published: none of them is sent again, so what
+    /// was kept to rewind to them can go.
+    fn published(&mut self, _fragment: &FragmentInfo) {}
+
     /// The fragments from `fragment` on (which this stage has seen) will be sent again after a
     /// reconnect: put the state back to what it was just before `fragment` began. Stages with
     /// state across fragments keep enough history for the fragments not yet acknowledged.

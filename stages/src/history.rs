@@ -3,7 +3,8 @@
 
 use std::collections::VecDeque;
 
-/// Fragments whose starting state is kept: far more than a sink leaves unconfirmed.
+/// Fragments whose starting state is kept at most, should the runtime not say which are
+/// published: far more than a sink leaves unconfirmed.
 const KEPT: usize = 1024;
 
 /// The starting states of the most recent fragments, oldest first.
@@ -25,6 +26,18 @@ impl<S> FragmentHistory<S> {
     pub(crate) fn record(&mut self, sequence: u64, state: S) {
         self.entries.push_back((sequence, state));
         if self.entries.len() > KEPT {
+            self.entries.pop_front();
+        }
+    }
+
+    /// Forgets the states of fragment `sequence` and those before it (published: never sent
+    /// again).
+    pub(crate) fn forget_through(&mut self, sequence: u64) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|(recorded, _)| *recorded <= sequence)
+        {
             self.entries.pop_front();
         }
     }
@@ -57,5 +70,8 @@ mod tests {
             history.record(sequence, sequence);
         }
         assert_eq!(history.rewind_to(0), None, "only the last {KEPT} are kept");
+        history.forget_through(KEPT as u64);
+        assert_eq!(history.entries.len(), 4, "published ones are forgotten");
+        assert_eq!(history.rewind_to(KEPT as u64 + 1), Some(KEPT as u64 + 1));
     }
 }

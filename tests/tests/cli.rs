@@ -158,6 +158,18 @@ fn config_errors_name_pipeline_component_and_field() {
             "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n    sink:\n      type: ffmpeg-rtmp\n      url: rtmp://127.0.0.1/live/a\n      pacing: realtime\n      input_format: mpegts\n",
             vec!["field `pacing`", "use_rate_limit"],
         ),
+        (
+            "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n    sink:\n      type: ffmpeg-rtmp\n      url: rtmp://127.0.0.1/live/a\n      input_format: flv\n      filler: generate\n",
+            vec!["field `filler`", "cannot be filled yet"],
+        ),
+        (
+            "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n    sink:\n      type: ffmpeg-rtmp\n      url: rtmp://127.0.0.1/live/a\n      pacing: off\n      filler: generate\n",
+            vec!["field `filler`", "paced output"],
+        ),
+        (
+            "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n    sink:\n      type: ffmpeg-rtmp\n      url: rtmp://127.0.0.1/live/a\n      filler: /nonexistent/slate.mp4\n",
+            vec!["field `filler`", "/nonexistent/slate.mp4 is not a readable file"],
+        ),
         // Each names the fix, never an internal type name.
         ("", vec!["the file is empty", "pipelines:"]),
         (

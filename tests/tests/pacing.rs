@@ -61,3 +61,44 @@ fn paced_media_takes_its_own_duration_and_unpaced_media_does_not() {
         );
     }
 }
+
+#[test]
+fn flv_batches_are_paced_by_default() {
+    // Five 2-s FLV batches: 10 s of media, through the flv-timeline stage.
+    let media = fragments(&[
+        "--count",
+        "5",
+        "--seconds",
+        "2",
+        "--size",
+        "320x180",
+        "--fps",
+        "25",
+        "--format",
+        "flv",
+    ]);
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    let config = dir.pipeline_file(&json!({"pipelines": [{
+        "name": "channel-1",
+        "source": {"type": "directory", "path": "in", "follow": false, "settle": "0s"},
+        "sink": {
+            "type": "ffmpeg-rtmp",
+            "url": format!("{}/flv", server.server_url()),
+            "input_format": "flv",
+            "max_lead": "1s",
+        },
+    }]}));
+    let started = Instant::now();
+    let run = run_pipeline_file(&config, TIMEOUT);
+    let took = started.elapsed();
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.published().len(), media.len(), "{}", run.stderr());
+    assert!(took >= Duration::from_secs(8), "paced run took {took:?}");
+    server.stop();
+    let recordings = server.recordings();
+    assert_eq!(recordings.len(), 1);
+    let duration = probe_packets(&recordings[0]).duration();
+    assert!((duration - 10.0).abs() < 0.2, "{duration:.2} s");
+}

@@ -50,6 +50,13 @@ impl StageChain {
         }
     }
 
+    /// Tells every stage that the fragments up to `fragment` are published.
+    pub(crate) fn published(&mut self, fragment: &FragmentInfo) {
+        for stage in &mut self.stages {
+            stage.published(fragment);
+        }
+    }
+
     /// Every stage's state for the checkpoint, in order.
     pub(crate) fn checkpoint(&self) -> Vec<Option<serde_json::Value>> {
         self.stages.iter().map(|stage| stage.checkpoint()).collect()

@@ -69,10 +69,10 @@ pub struct FfmpegRtmpSinkConfig {
     /// drop publishers that fall silent for a few seconds: SRS after 5 s by default). The
     /// clock is anchored at the first tag and kept across fragments. `off`: as fast as ffmpeg
     /// takes it (bursts, then silence until the next fragment: a server's idle timeout may
-    /// drop the session). Default: `realtime` for MP4 fragments read as FLV (`input_format:
-    /// mp4`, `ffmpeg_input: flv`, the defaults) unless `use_rate_limit` is set; `off` for
-    /// MPEG-TS and FLV batches and `ffmpeg_input: mp4`, which cannot be paced yet (setting
-    /// `realtime` there is an error).
+    /// drop the session). Default: `realtime` where ffmpeg reads FLV tags (MP4 fragments with
+    /// `ffmpeg_input: flv`, the default, and FLV batches; `continuity: auto`) unless
+    /// `use_rate_limit` is set; `off` for MPEG-TS batches and `ffmpeg_input: mp4`, which cannot
+    /// be paced yet (setting `realtime` there is an error).
     #[serde(default)]
     pub pacing: Option<PacingMode>,
     /// What plays while upstream is late, on a paced output: `generate` (black video and
@@ -81,7 +81,7 @@ pub struct FfmpegRtmpSinkConfig {
     /// session), or the path of a slate file (converted once by ffmpeg to the stream's size,
     /// frame rate and audio; its AAC configuration must match). The filler loops from its
     /// first keyframe; the late fragment takes over as soon as it arrives. Default `generate`
-    /// when paced.
+    /// when paced; MP4 fragments only (FLV batches are paced without filler).
     #[serde(default)]
     pub filler: Option<FillerSource>,
     /// How far ahead of the wall clock paced media may be written.
@@ -200,9 +200,15 @@ impl FfmpegRtmpSinkConfig {
         }
     }
 
-    /// Whether this input can be paced: MP4 fragments become FLV tags with media times.
+    /// Whether this input can be paced: its stages mark media times (MP4 fragments made into
+    /// FLV tags, FLV batches through their timeline).
     fn can_pace(&self) -> bool {
-        self.input_format == InputFormat::Mp4 && self.ffmpeg_reads() == InputFormat::Flv
+        self.ffmpeg_reads() == InputFormat::Flv && self.continuity == Continuity::Auto
+    }
+
+    /// Whether gaps can be filled: only MP4 fragments, whose FLV packetizer has a filler.
+    fn can_fill(&self) -> bool {
+        self.can_pace() && self.input_format == InputFormat::Mp4
     }
 
     /// Whether streampub paces what it writes (see `pacing`).
@@ -214,12 +220,12 @@ impl FfmpegRtmpSinkConfig {
         }
     }
 
-    /// What fills gaps: nothing unless paced.
+    /// What fills gaps: nothing unless paced and fillable.
     fn filler_source(&self) -> FillerSource {
-        match (&self.filler, self.paces()) {
-            (_, false) => FillerSource::None,
-            (Some(source), true) => source.clone(),
-            (None, true) => FillerSource::Generate,
+        match &self.filler {
+            _ if !self.paces() || !self.can_fill() => FillerSource::None,
+            Some(source) => source.clone(),
+            None => FillerSource::Generate,
         }
     }
 
@@ -299,18 +305,26 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             if !self.can_pace() {
                 return Err(ComponentError::field(
                     "pacing",
-                    "`pacing: realtime` needs MP4 fragments read as FLV tags (`input_format: \
-                     mp4`, `continuity: auto`, `ffmpeg_input: flv`); MPEG-TS and FLV batches \
-                     cannot be paced yet: use `use_rate_limit: true` for them",
+                    "`pacing: realtime` needs FLV tags for ffmpeg: MP4 fragments with \
+                     `ffmpeg_input: flv`, or FLV batches, with `continuity: auto`; MPEG-TS \
+                     batches cannot be paced yet: use `use_rate_limit: true` for them",
                 ));
             }
         }
         match &self.filler {
+            Some(source) if !self.can_fill() && *source != FillerSource::None => {
+                return Err(ComponentError::field(
+                    "filler",
+                    "filler is made for MP4 fragments read as FLV tags (`input_format: mp4`, \
+                     `ffmpeg_input: flv`); MPEG-TS and FLV batches cannot be filled yet: \
+                     remove `filler`",
+                ));
+            }
             Some(source) if !self.paces() && *source != FillerSource::None => {
                 return Err(ComponentError::field(
                     "filler",
-                    "filler plays only on a paced output: set `pacing: realtime` (MP4 \
-                     fragments), or remove `filler`",
+                    "filler plays only on a paced output: remove `pacing: off` (or \
+                     `use_rate_limit`), or remove `filler`",
                 ));
             }
             Some(FillerSource::File(path)) if !path.is_file() => {

@@ -234,10 +234,15 @@ impl FlvTimelineStage {
 
     /// The timestamp a tag of this file gets on the stream's timeline.
     fn move_timestamp(&mut self, timestamp: u32) -> u32 {
+        self.media_time(timestamp).as_millis() as u32
+    }
+
+    /// Where a tag of this file lies on the stream's timeline, unwrapped (for pacing).
+    fn media_time(&mut self, timestamp: u32) -> std::time::Duration {
         let offset = self.offset;
         let file = self.file();
         let first = *file.first_timestamp.get_or_insert(timestamp);
-        (u64::from(timestamp.wrapping_sub(first)) + offset) as u32
+        std::time::Duration::from_millis(u64::from(timestamp.wrapping_sub(first)) + offset)
     }
 
     /// Handles a complete tag header.
@@ -278,7 +283,8 @@ impl FlvTimelineStage {
             }
             Payload::SequenceHeader => Parse::Collect { tag, data },
             Payload::Media => {
-                let timestamp = self.move_timestamp(tag.timestamp);
+                let media_time = self.media_time(tag.timestamp);
+                let timestamp = media_time.as_millis() as u32;
                 let file = self.file();
                 match tag.kind {
                     TagKind::Video => file.video.observe(tag.timestamp),
@@ -287,6 +293,7 @@ impl FlvTimelineStage {
                 if !self.header_written {
                     self.write_session_start(output);
                 }
+                output.mark_media_time(media_time);
                 output.push_chunk(Bytes::copy_from_slice(&TagHeader::with_timestamp(
                     &header, timestamp,
                 )));
@@ -525,6 +532,10 @@ impl Stage for FlvTimelineStage {
         if let Some(file) = self.file.take() {
             self.offset += file.duration();
         }
+    }
+
+    fn published(&mut self, fragment: &FragmentInfo) {
+        self.history.forget_through(fragment.sequence);
     }
 
     fn rewind(&mut self, fragment: &FragmentInfo) {

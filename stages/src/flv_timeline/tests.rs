@@ -308,3 +308,29 @@ fn bad_files_fail_alone_with_what_is_wrong() {
 fn random_and_damaged_input_never_panics() {
     stage_harness::feed_damaged_copies::<FlvTimelineStage>(&upstream_file(1, b"sps", b"asc"), 3000);
 }
+
+#[test]
+fn every_media_tag_is_marked_with_its_time_for_pacing() {
+    let mut stage = FlvTimelineStage::default();
+    let mut marks = Vec::new();
+    for marker in 1..=2u8 {
+        let (items, result) = run_file(
+            &mut stage,
+            u64::from(marker),
+            &upstream_file(marker, b"sps", b"asc"),
+            &[7],
+        );
+        result.unwrap();
+        marks.extend(items.iter().filter_map(|item| match item {
+            StageItem::MediaTime(time) => Some(time.as_millis() as u32),
+            _ => None,
+        }));
+    }
+    // The marks are the media tags' timestamps, in stream order (15 tags per file).
+    let mut expected: Vec<u32> = (0..5).map(|frame| frame * 40).collect();
+    expected.extend((0..10).map(|packet| packet * 21));
+    expected.sort();
+    let second: Vec<u32> = expected.iter().map(|time| time + 210).collect();
+    expected.extend(second);
+    assert_eq!(marks, expected);
+}

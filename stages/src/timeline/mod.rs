@@ -629,6 +629,10 @@ impl Stage for TimelineStage {
         saved.restore_into(self)
     }
 
+    fn published(&mut self, fragment: &FragmentInfo) {
+        self.history.forget_through(fragment.sequence);
+    }
+
     fn rewind(&mut self, fragment: &FragmentInfo) {
         let Some(snapshot) = self.history.rewind_to(fragment.sequence) else {
             return;

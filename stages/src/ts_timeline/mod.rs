@@ -467,6 +467,10 @@ impl Stage for TsTimelineStage {
         }
     }
 
+    fn published(&mut self, fragment: &FragmentInfo) {
+        self.history.forget_through(fragment.sequence);
+    }
+
     fn rewind(&mut self, fragment: &FragmentInfo) {
         let Some(snapshot) = self.history.rewind_to(fragment.sequence) else {
             return;

@@ -98,13 +98,14 @@ impl Confirmations {
     /// pipeline state after the last of them, then publishes them (logs, counts and
     /// acknowledges them as delivered), oldest first. If the state cannot be saved, they are not
     /// acknowledged (they are published again on the next start) and the pipeline fails.
+    /// Returns the last fragment published, if any.
     pub(crate) async fn confirm_all_but(
         &mut self,
         still_unconfirmed: usize,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<Option<FragmentInfo>, PipelineError> {
         let count = self.waiting.len().saturating_sub(still_unconfirmed);
         if count == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let confirmed: Vec<Waiting> = self.waiting.drain(..count).collect();
         if let Some(mut state) = self.state.take() {
@@ -123,10 +124,13 @@ impl Confirmations {
             self.state = Some(state);
             result.map_err(|error| PipelineError::State(error.to_string()))?;
         }
+        let last = confirmed
+            .last()
+            .map(|waiting| waiting.fragment.info.clone());
         for Waiting { fragment, sent, .. } in confirmed {
             self.published(fragment, sent);
         }
-        Ok(())
+        Ok(last)
     }
 
     fn published(&self, fragment: Fragment, sent: Sent) {
@@ -153,7 +157,7 @@ impl Confirmations {
 
     /// The sink closed cleanly: everything it accepted is delivered.
     pub(crate) async fn confirm_all(&mut self) -> Result<(), PipelineError> {
-        self.confirm_all_but(0).await
+        self.confirm_all_but(0).await.map(drop)
     }
 
     /// The sink failed for good: nothing waiting will be confirmed.

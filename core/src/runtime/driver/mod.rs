@@ -199,7 +199,10 @@ impl SinkDriver {
             return Ok(());
         }
         let unconfirmed = self.sink.unconfirmed();
-        self.confirmations.confirm_all_but(unconfirmed).await
+        if let Some(last) = self.confirmations.confirm_all_but(unconfirmed).await? {
+            self.stages.published(&last);
+        }
+        Ok(())
     }
 
     /// Acknowledges a fragment that an earlier run published although its source offers it
