@@ -15,7 +15,7 @@ use bytes::Bytes;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-use super::tags::{flv_track, media_tags, FlvTrack, Kind, Tag};
+use super::tags::{flv_track, media_tags, FlvTrack, Kind, MediaData, Tag};
 use crate::mp4::sample_entry::Shape;
 use crate::mp4::samples::read_samples;
 use crate::mp4::{describe_moov, BoxHeader, TrackDescription};
@@ -429,14 +429,9 @@ fn read_clip(file: Bytes, shape: &StreamShape) -> Result<FillerClip, String> {
             }
             b"mdat" => {
                 let (samples, moof_size) = moof.take().ok_or("an mdat without its moof")?;
-                let mdat = file.slice(at..at + size);
-                tags.extend(media_tags(
-                    &tracks,
-                    &samples,
-                    moof_size,
-                    &mdat,
-                    header.header_len,
-                )?);
+                let mut mdat = MediaData::new(header.header_len);
+                mdat.push(file.slice(at + header.header_len..at + size));
+                tags.extend(media_tags(&tracks, &samples, moof_size, &mdat)?);
             }
             _ => {}
         }

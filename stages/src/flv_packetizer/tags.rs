@@ -139,23 +139,82 @@ pub(super) fn tag_of(track: &FlvTrack, sample: &Sample, body: Bytes) -> Tag {
     }
 }
 
-/// The tags of one `moof`'s samples, whose data lies in `mdat` (the whole box, header
-/// included, right after a `moof` of `moof_size` bytes), interleaved by decode time.
+/// An `mdat` box as it was read: its header, then its payload in the pieces it came in (slices
+/// of the chunks read: the samples are not copied, and no buffer the size of the box is
+/// allocated, which over days would leave the allocator's heap fragmented).
+#[derive(Debug, Default)]
+pub(super) struct MediaData {
+    header_len: usize,
+    parts: Vec<Bytes>,
+    /// Where each part starts, counted from the box's first byte.
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl MediaData {
+    /// An empty box whose header is `header_len` bytes.
+    pub(super) fn new(header_len: usize) -> Self {
+        Self {
+            header_len,
+            len: header_len,
+            ..Self::default()
+        }
+    }
+
+    /// Appends a piece of the payload.
+    pub(super) fn push(&mut self, part: Bytes) {
+        if !part.is_empty() {
+            self.starts.push(self.len);
+            self.len += part.len();
+            self.parts.push(part);
+        }
+    }
+
+    /// `len` bytes at `start` (counted from the box's first byte, within its payload): a slice
+    /// of one piece, or a copy when they span pieces.
+    fn get(&self, start: usize, len: usize) -> Option<Bytes> {
+        if start < self.header_len || start.checked_add(len)? > self.len {
+            return None;
+        }
+        let first = self
+            .starts
+            .partition_point(|part_start| *part_start <= start)
+            - 1;
+        let offset = start - self.starts[first];
+        let part = &self.parts[first];
+        if offset + len <= part.len() {
+            return Some(part.slice(offset..offset + len));
+        }
+        let mut joined = Vec::with_capacity(len);
+        let mut remaining = len;
+        let mut at = offset;
+        for part in &self.parts[first..] {
+            let take = (part.len() - at).min(remaining);
+            joined.extend_from_slice(&part[at..at + take]);
+            remaining -= take;
+            at = 0;
+            if remaining == 0 {
+                break;
+            }
+        }
+        Some(Bytes::from(joined))
+    }
+}
+
+/// The tags of one `moof`'s samples, whose data lies in `mdat` (right after a `moof` of
+/// `moof_size` bytes), interleaved by decode time.
 pub(super) fn media_tags(
     tracks: &[FlvTrack],
     samples: &[Sample],
     moof_size: u64,
-    mdat: &Bytes,
-    mdat_header_len: usize,
+    mdat: &MediaData,
 ) -> Result<Vec<Tag>, String> {
     let mut tags = Vec::with_capacity(samples.len());
     for sample in samples {
-        let start = sample
+        let body = sample
             .offset
             .checked_sub(moof_size)
-            .map(|start| start as usize)
-            .filter(|start| *start >= mdat_header_len)
-            .filter(|start| start + sample.size as usize <= mdat.len())
+            .and_then(|start| mdat.get(start as usize, sample.size as usize))
             .ok_or_else(|| {
                 format!(
                     "a sample of track {} lies outside its mdat",
@@ -166,11 +225,7 @@ pub(super) fn media_tags(
             .iter()
             .find(|track| track.track_id == sample.track_id)
             .ok_or_else(|| format!("a sample of unknown track {}", sample.track_id))?;
-        tags.push(tag_of(
-            track,
-            sample,
-            mdat.slice(start..start + sample.size as usize),
-        ));
+        tags.push(tag_of(track, sample, body));
     }
     // A stable sort keeps each track's order.
     tags.sort_by_key(|tag| tag.decode_ms);
@@ -227,4 +282,25 @@ pub(super) fn flv_track(track: &TrackDescription) -> Result<FlvTrack, String> {
         kind,
         configuration: Bytes::from(configuration),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_slices_of_one_piece_or_copies_across_pieces() {
+        let mut mdat = MediaData::new(8);
+        for part in [&b"abcd"[..], b"", b"efg", b"hijklm"] {
+            mdat.push(Bytes::copy_from_slice(part));
+        }
+        let get = |start, len| mdat.get(start, len).map(|bytes| bytes.to_vec());
+        assert_eq!(get(8, 4), Some(b"abcd".to_vec()));
+        assert_eq!(get(9, 2), Some(b"bc".to_vec()));
+        assert_eq!(get(10, 6), Some(b"cdefgh".to_vec()));
+        assert_eq!(get(8, 13), Some(b"abcdefghijklm".to_vec()));
+        assert_eq!(get(20, 1), Some(b"m".to_vec()));
+        assert_eq!(get(20, 2), None, "past the end");
+        assert_eq!(get(7, 1), None, "in the header");
+    }
 }
