@@ -1,0 +1,96 @@
+//! What happens late in a long run, tried by starting the FLV timestamps just before each limit
+//! (`start_timestamp` of `fmp4-to-flv`), through a real ffmpeg that keeps the timestamps it
+//! reads (`-copyts`, and no `-avoid_negative_ts make_zero`) and nginx-rtmp, whose recordings
+//! keep them too.
+
+use std::time::Duration;
+
+use serde_json::json;
+use streampub_tests::media::{decoder_errors, fragments, probe_packets};
+use streampub_tests::rtmp::RtmpServer;
+use streampub_tests::{run_pipeline_file, TestDir};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Publishes three 2-s fragments whose first timestamp is `start_timestamp`; returns the run,
+/// the (stopped) server holding the recordings, and how many video frames were published.
+fn publish_from(start_timestamp: &str) -> (streampub_tests::Finished, RtmpServer, usize) {
+    let media = fragments(&[
+        "--count",
+        "3",
+        "--seconds",
+        "2",
+        "--size",
+        "320x180",
+        "--fps",
+        "25",
+    ]);
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    let config = dir.pipeline_file(&json!({"pipelines": [{
+        "name": "long",
+        "source": {"type": "directory", "path": "in", "follow": false, "settle": "0s"},
+        "stages": [
+            {"type": "fmp4-timeline"},
+            {"type": "fmp4-to-flv", "start_timestamp": start_timestamp},
+        ],
+        "sink": {
+            "type": "ffmpeg-rtmp",
+            "url": format!("{}/long", server.server_url()),
+            "input_args": ["-copyts"],
+            "output_args": ["-c", "copy", "-f", "flv"],
+        },
+    }]}));
+    let run = run_pipeline_file(&config, TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.published().len(), media.len(), "{}", run.stderr());
+    server.stop();
+    let content_video = media
+        .iter()
+        .map(|path| probe_packets(path).video.count())
+        .sum();
+    (run, server, content_video)
+}
+
+#[test]
+fn timestamps_past_24_bits_go_through_with_the_extended_byte() {
+    // 16,777,215 ms is 4h 39m 37.215s: the stream crosses it in its first fragment.
+    let (run, server, content_video) = publish_from("4h 39m 37s");
+    let recordings = server.recordings();
+    assert_eq!(recordings.len(), 1, "{}", run.stderr());
+    let packets = probe_packets(&recordings[0]);
+    assert_eq!(packets.video.count(), content_video);
+    let first = packets.video.dts[0];
+    let last = *packets.video.dts.last().unwrap();
+    assert!((first - 16_777.0).abs() < 0.1, "first DTS {first}");
+    assert!(last > 16_777.215 + 4.0, "last DTS {last}");
+    assert!(packets.video.monotonic(true));
+    assert_eq!(decoder_errors(&recordings[0]), 0);
+}
+
+#[test]
+fn a_session_reaching_its_limit_ends_at_a_fragment_boundary_and_the_next_starts_at_zero() {
+    // The default session_limit is 24 days: fragments 1 and 2 reach it, fragment 3 begins a
+    // planned new session, whose timestamps start at 0, long before 2^31 ms.
+    let (run, server, content_video) = publish_from("23day 23h 59m 57s");
+    let recordings = server.recordings();
+    let sessions = run.events("session_started");
+    assert_eq!(sessions.len(), 1, "{}", run.stderr());
+    assert!(sessions[0]["change"]
+        .as_str()
+        .unwrap()
+        .contains("session_limit"));
+    assert_eq!(recordings.len(), 2, "{}", run.stderr());
+    let before = probe_packets(&recordings[0]);
+    let after = probe_packets(&recordings[1]);
+    assert_eq!(before.video.count() + after.video.count(), content_video);
+    let limit = 24.0 * 24.0 * 3600.0;
+    assert!((before.video.dts[0] - (limit - 3.0)).abs() < 0.1);
+    assert!(*before.video.dts.last().unwrap() > limit - 0.1);
+    assert!(after.video.dts[0] < 0.1, "{}", after.video.dts[0]);
+    for recording in &recordings {
+        assert!(probe_packets(recording).video.monotonic(true));
+        assert_eq!(decoder_errors(recording), 0);
+    }
+}
