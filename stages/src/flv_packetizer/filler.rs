@@ -15,10 +15,10 @@ use bytes::Bytes;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
+use super::stream_shape::StreamShape;
 use super::tags::{flv_track, media_tags, FlvTrack, Kind, MediaData, Tag};
-use crate::mp4::sample_entry::Shape;
 use crate::mp4::samples::read_samples;
-use crate::mp4::{describe_moov, BoxHeader, TrackDescription};
+use crate::mp4::{describe_moov, BoxHeader};
 
 /// The largest slate read: a minute of it is converted.
 const SLATE_SECONDS: u32 = 60;
@@ -77,74 +77,6 @@ impl JsonSchema for FillerSource {
             "description": "generate, none, or the path of a slate file",
             "examples": ["generate", "none", "/srv/slate.mp4"]
         })
-    }
-}
-
-/// What the filler must match: the stream's tracks as FLV carries them.
-#[derive(Debug, Clone)]
-pub(super) struct StreamShape {
-    video: Option<VideoShape>,
-    audio: Option<AudioShape>,
-}
-
-#[derive(Debug, Clone)]
-struct VideoShape {
-    width: u16,
-    height: u16,
-    /// Frames per second as a fraction: the track's timescale over a frame's duration.
-    frame_rate: (u32, u32),
-}
-
-#[derive(Debug, Clone)]
-struct AudioShape {
-    sample_rate: u64,
-    channels: u16,
-    /// The AudioSpecificConfig: the filler's must be the same.
-    configuration: Bytes,
-}
-
-impl StreamShape {
-    /// The shape of a stream with `tracks` (described by `descriptions`) whose video frames
-    /// last `frame_duration` ticks of the video track's timescale.
-    pub(super) fn of(
-        descriptions: &[TrackDescription],
-        tracks: &[FlvTrack],
-        frame_duration: Option<u32>,
-    ) -> Self {
-        let mut shape = Self {
-            video: None,
-            audio: None,
-        };
-        for (description, track) in descriptions.iter().zip(tracks) {
-            match (
-                &description.sample_entries.first().map(|entry| &entry.shape),
-                track.kind,
-            ) {
-                (Some(Shape::Video { width, height }), Kind::Video) => {
-                    shape.video = Some(VideoShape {
-                        width: *width,
-                        height: *height,
-                        frame_rate: (track.timescale, frame_duration.unwrap_or(1).max(1)),
-                    });
-                }
-                (
-                    Some(Shape::Audio {
-                        sample_rate,
-                        channels,
-                        ..
-                    }),
-                    Kind::Audio,
-                ) => {
-                    shape.audio = Some(AudioShape {
-                        sample_rate: *sample_rate,
-                        channels: *channels,
-                        configuration: track.configuration.clone(),
-                    });
-                }
-                _ => {}
-            }
-        }
-        shape
     }
 }
 
@@ -302,7 +234,9 @@ fn ffmpeg_args(source: &FillerSource, shape: &StreamShape) -> Vec<String> {
     let (video_input, audio_input, seconds) = match source {
         FillerSource::File(path) => {
             args.extend(["-i".to_owned(), path.display().to_string()]);
-            ("0:v:0", "0:a:0", SLATE_SECONDS.to_string())
+            // Optional maps: a slate without a track the stream has is refused when read, with
+            // a clearer message than ffmpeg's.
+            ("0:v:0?", "0:a:0?", SLATE_SECONDS.to_string())
         }
         _ => {
             let mut inputs = 0;

@@ -19,6 +19,7 @@
 //! stays at 11 MB (`scripts/ffmpeg-memory`, BENCHMARKS.md).
 
 mod filler;
+mod stream_shape;
 mod tags;
 #[cfg(test)]
 mod tests;
@@ -34,9 +35,10 @@ use streampub_core::{
     StageConfig, StageError, StageOutput,
 };
 
+use self::filler::Filler;
 pub use self::filler::FillerSource;
-use self::filler::{Filler, StreamShape};
-use self::tags::{flv_track, media_tags, FlvTrack, Kind, MediaData, Tag};
+use self::stream_shape::StreamShape;
+use self::tags::{flv_track, media_tags, write_tag, FlvTrack, Kind, MediaData, Tag, SCRIPT_TAG};
 use crate::flv::FILE_HEADER;
 use crate::mp4::samples::read_samples;
 use crate::mp4::{describe_moov, BoxHeader, FourCc, TrackDescription};
@@ -183,6 +185,9 @@ pub struct FlvPacketizerStage {
     refused: Option<String>,
     /// Per kind (video, audio), the decoder configuration the session got last.
     sent_configurations: [Option<Bytes>; 2],
+    /// What the stream is (from its init segment and first media segment), for `onMetaData`
+    /// and the filler.
+    shape: Option<StreamShape>,
     /// Where the stream's media written so far ends (ms): where filler would begin.
     content_end_ms: Option<i128>,
     filler: Filler,
@@ -211,6 +216,7 @@ impl FlvPacketizerStage {
             name: String::new(),
             refused: None,
             sent_configurations: [None, None],
+            shape: None,
             content_end_ms: None,
             filler: Filler::new(FillerSource::None, default_ffmpeg()),
         }
@@ -263,6 +269,7 @@ impl FlvPacketizerStage {
                 });
                 self.descriptions = descriptions;
                 self.tracks = tracks;
+                self.shape = None;
                 self.headers_due = true;
             }
             b"moof" => {
@@ -274,7 +281,7 @@ impl FlvPacketizerStage {
                 }
                 let samples = read_samples(&data[header_len..], header_len, &self.descriptions)
                     .map_err(|error| self.error(error.message))?;
-                if self.filler.wants_shape() {
+                if self.shape.is_none() {
                     let video = self.tracks.iter().find(|track| track.kind == Kind::Video);
                     // The most common frame duration: encoders lengthen the first frame by
                     // the audio's priming, so it is not the first one's.
@@ -290,11 +297,11 @@ impl FlvPacketizerStage {
                             .max_by_key(|run| run.len())
                             .map(|run| run[0])
                     });
-                    self.filler.prepare(StreamShape::of(
-                        &self.descriptions,
-                        &self.tracks,
-                        frame_duration,
-                    ));
+                    let shape = StreamShape::of(&self.descriptions, &self.tracks, frame_duration);
+                    if self.filler.wants_shape() {
+                        self.filler.prepare(shape.clone());
+                    }
+                    self.shape = Some(shape);
                 }
                 self.moof = Some((samples, data.len() as u64));
             }
@@ -335,6 +342,10 @@ impl FlvPacketizerStage {
         header[4] = self.header_flags;
         output.push_chunk(Bytes::copy_from_slice(&header));
         output.push_chunk(Bytes::from_static(&[0, 0, 0, 0]));
+        if let Some(shape) = &self.shape {
+            let timestamp = (decode_ms - zero).rem_euclid(1 << 32) as u32;
+            write_tag(SCRIPT_TAG, timestamp, &[], shape.on_metadata(), output);
+        }
         self.sent_configurations = [None, None];
         for track in &self.tracks {
             Tag::sequence_header(track.kind, track.configuration.clone(), decode_ms)

@@ -86,21 +86,39 @@ impl Tag {
 
     /// Writes the tag, its timestamp counted from the decode time `session_zero` (ms).
     pub(super) fn write(self, session_zero: i128, output: &mut StageOutput) {
-        let size = (self.prefix.len() + self.body.len()) as u32;
-        let [_, s1, s2, s3] = size.to_be_bytes();
         let timestamp = (self.decode_ms - session_zero).rem_euclid(1 << 32) as u32;
-        let header = TagHeader::with_timestamp(
-            &[self.kind.type_byte(), s1, s2, s3, 0, 0, 0, 0, 0, 0, 0],
+        write_tag(
+            self.kind.type_byte(),
             timestamp,
+            &self.prefix,
+            self.body,
+            output,
         );
-        let mut head = header.to_vec();
-        head.extend_from_slice(&self.prefix);
-        output.push_chunk(Bytes::from(head));
-        output.push_chunk(self.body);
-        output.push_chunk(Bytes::copy_from_slice(
-            &(size + TAG_HEADER_LEN as u32).to_be_bytes(),
-        ));
     }
+}
+
+/// FLV's tag type of script data (`onMetaData`).
+pub(super) const SCRIPT_TAG: u8 = 18;
+
+/// Writes one FLV tag: header, `prefix` (the codec bytes) and `body`, then its size.
+pub(super) fn write_tag(
+    type_byte: u8,
+    timestamp: u32,
+    prefix: &[u8],
+    body: Bytes,
+    output: &mut StageOutput,
+) {
+    let size = (prefix.len() + body.len()) as u32;
+    let [_, s1, s2, s3] = size.to_be_bytes();
+    let header =
+        TagHeader::with_timestamp(&[type_byte, s1, s2, s3, 0, 0, 0, 0, 0, 0, 0], timestamp);
+    let mut head = header.to_vec();
+    head.extend_from_slice(prefix);
+    output.push_chunk(Bytes::from(head));
+    output.push_chunk(body);
+    output.push_chunk(Bytes::copy_from_slice(
+        &(size + TAG_HEADER_LEN as u32).to_be_bytes(),
+    ));
 }
 
 /// Milliseconds of `ticks` at `timescale`, rounded.

@@ -121,9 +121,17 @@ fn media_segment_at(seconds: u32) -> Vec<u8> {
     [moof, boxed(b"mdat", &[b"V0aaV1bbA0A1"])].concat()
 }
 
-/// The tags of an FLV stream: (type, timestamp, body); checks the file header and every
-/// PreviousTagSize.
+/// The audio and video tags of an FLV stream: (type, timestamp, body); checks the file header,
+/// that an `onMetaData` script tag comes first, and every PreviousTagSize.
 fn tags_of(stream: &[u8]) -> Vec<(u8, u32, Vec<u8>)> {
+    let tags = all_tags_of(stream);
+    assert_eq!(tags[0].0, 18, "onMetaData first");
+    assert_eq!(tags[0].2[..13], *b"\x02\x00\x0aonMetaData");
+    tags.into_iter().filter(|tag| tag.0 != 18).collect()
+}
+
+/// Every tag of an FLV stream, script tags included.
+fn all_tags_of(stream: &[u8]) -> Vec<(u8, u32, Vec<u8>)> {
     assert_eq!(&stream[..3], b"FLV");
     assert_eq!(stream[4], 0x05, "audio and video flags");
     let mut at = 13;
@@ -334,4 +342,124 @@ fn filler_loops_from_its_keyframe_and_the_stream_takes_over_with_its_own_headers
     );
     assert_eq!(resumed[1].1, 3000);
     assert_eq!(resumed[1].2[..2], [0x17, 1]);
+}
+
+/// The AMF0 number that follows `name` in a script tag's body.
+fn metadata_number(body: &[u8], name: &str) -> Option<f64> {
+    let key = [
+        &(name.len() as u16).to_be_bytes()[..],
+        name.as_bytes(),
+        &[0x00],
+    ]
+    .concat();
+    let at = body.windows(key.len()).position(|window| window == key)? + key.len();
+    Some(f64::from_be_bytes(body[at..at + 8].try_into().ok()?))
+}
+
+#[test]
+fn the_session_begins_with_on_metadata_describing_the_stream() {
+    let file = [init_segment(), media_segment()].concat();
+    let mut stage = FlvPacketizerStage::default();
+    let (items, result) = run_file(&mut stage, &fragment(1), &file, &[5]);
+    result.unwrap();
+    let tags = all_tags_of(&joined(&items));
+    let (kind, timestamp, body) = &tags[0];
+    assert_eq!((*kind, *timestamp), (18, 0));
+    let number = |name| metadata_number(body, name);
+    assert_eq!(number("width"), Some(320.0));
+    assert_eq!(number("height"), Some(180.0));
+    assert_eq!(number("framerate"), Some(30.0));
+    assert_eq!(number("videocodecid"), Some(7.0));
+    assert_eq!(number("audiocodecid"), Some(10.0));
+    assert_eq!(number("audiosamplerate"), Some(48_000.0));
+    assert!(body.ends_with(&[0, 0, 9]), "the ECMA array's end marker");
+    // Then the sequence headers and the samples.
+    assert_eq!(tags[1].0, 9);
+    assert_eq!(tags.iter().filter(|tag| tag.0 == 18).count(), 1);
+}
+
+/// A slate made by ffmpeg: `seconds` of a test pattern at 640x360, 25 fps, with a tone at
+/// 44.1 kHz mono unless `audio` is false.
+fn slate(directory: &std::path::Path, audio: bool) -> std::path::PathBuf {
+    let path = directory.join(if audio { "slate.mp4" } else { "silent.mp4" });
+    let mut command = std::process::Command::new("ffmpeg");
+    command.args([
+        "-v",
+        "error",
+        "-nostdin",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=640x360:rate=25",
+    ]);
+    if audio {
+        command.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]);
+    }
+    let status = command
+        .args(["-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p"])
+        .args(if audio { &["-c:a", "aac"][..] } else { &[][..] })
+        .arg(&path)
+        .status()
+        .expect("ffmpeg not found; run scripts/test, which installs it");
+    assert!(status.success());
+    path
+}
+
+#[test]
+fn a_slate_is_converted_to_the_stream_and_one_that_lacks_a_track_is_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    let first = [init_segment(), media_segment()].concat();
+    // A 640x360, 25 fps, 44.1 kHz mono slate, for a 320x180, 30 fps, 48 kHz stereo stream.
+    let mut stage = FlvPacketizerStage::default().with_filler(
+        FillerSource::File(slate(directory.path(), true)),
+        "ffmpeg".into(),
+    );
+    let (items, result) = run_file(&mut stage, &fragment(1), &first, &[usize::MAX]);
+    result.unwrap();
+    let mut output = StageOutput::default();
+    for step in 1..=5 {
+        stage
+            .fill(Duration::from_millis(67 + step * 200), &mut output)
+            .unwrap();
+    }
+    let filled: Vec<StageItem> = output.drain().collect();
+    let stream = [joined(&items), joined(&filled)].concat();
+    let tags = tags_of(&stream);
+    let filler = &tags[6..];
+    // The slate's own H.264 configuration first, then its frames at the stream's 30 fps.
+    assert_eq!(filler[0].2[..2], [0x17, 0]);
+    let video: Vec<u32> = filler[1..]
+        .iter()
+        .filter(|tag| tag.0 == 9)
+        .map(|tag| tag.1)
+        .collect();
+    assert_eq!(video.first(), Some(&67));
+    assert!((29..=31).contains(&video.len()), "{} frames", video.len());
+    assert!(video
+        .windows(2)
+        .all(|pair| (33..=34).contains(&(pair[1] - pair[0]))));
+    // Audio resampled to 48 kHz stereo: the stream's configuration, so no new header.
+    let audio: Vec<&(u8, u32, Vec<u8>)> = filler.iter().filter(|tag| tag.0 == 8).collect();
+    assert!(
+        audio.iter().all(|tag| tag.2[1] == 1),
+        "no audio sequence header"
+    );
+    assert!(audio.len() >= 45, "{} audio packets", audio.len());
+
+    // A slate without audio for a stream with audio: the fill fails, saying so.
+    let mut stage = FlvPacketizerStage::default().with_filler(
+        FillerSource::File(slate(directory.path(), false)),
+        "ffmpeg".into(),
+    );
+    let (_, result) = run_file(&mut stage, &fragment(1), &first, &[usize::MAX]);
+    result.unwrap();
+    let error = stage
+        .fill(Duration::from_millis(300), &mut StageOutput::default())
+        .unwrap_err()
+        .message;
+    assert!(
+        error.contains("silent.mp4")
+            && error.contains("the stream has audio but the filler has none"),
+        "{error}"
+    );
 }
