@@ -155,7 +155,7 @@ fn config_errors_name_pipeline_component_and_field() {
             vec!["field `pacing`", "keep one"],
         ),
         (
-            "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n    sink:\n      type: ffmpeg-rtmp\n      url: rtmp://127.0.0.1/live/a\n      pacing: realtime\n      input_format: mpegts\n",
+            "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n    sink:\n      type: ffmpeg-rtmp\n      url: rtmp://127.0.0.1/live/a\n      pacing: realtime\n      ffmpeg_input: mp4\n",
             vec!["field `pacing`", "use_rate_limit"],
         ),
         (

@@ -62,9 +62,9 @@ fn paced_media_takes_its_own_duration_and_unpaced_media_does_not() {
     }
 }
 
-#[test]
-fn flv_batches_are_paced_by_default() {
-    // Five 2-s FLV batches: 10 s of media, through the flv-timeline stage.
+/// Five 2-s batches of `format` (10 s of media), through its timeline stage, with the
+/// defaults: paced.
+fn batches_are_paced_by_default(format: &str) {
     let media = fragments(&[
         "--count",
         "5",
@@ -75,7 +75,7 @@ fn flv_batches_are_paced_by_default() {
         "--fps",
         "25",
         "--format",
-        "flv",
+        format,
     ]);
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
@@ -85,8 +85,8 @@ fn flv_batches_are_paced_by_default() {
         "source": {"type": "directory", "path": "in", "follow": false, "settle": "0s"},
         "sink": {
             "type": "ffmpeg-rtmp",
-            "url": format!("{}/flv", server.server_url()),
-            "input_format": "flv",
+            "url": format!("{}/{format}", server.server_url()),
+            "input_format": format,
             "max_lead": "1s",
         },
     }]}));
@@ -95,10 +95,23 @@ fn flv_batches_are_paced_by_default() {
     let took = started.elapsed();
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.published().len(), media.len(), "{}", run.stderr());
-    assert!(took >= Duration::from_secs(8), "paced run took {took:?}");
+    assert!(
+        took >= Duration::from_secs(8),
+        "{format}: paced run took {took:?}"
+    );
     server.stop();
     let recordings = server.recordings();
     assert_eq!(recordings.len(), 1);
     let duration = probe_packets(&recordings[0]).duration();
-    assert!((duration - 10.0).abs() < 0.2, "{duration:.2} s");
+    assert!((duration - 10.0).abs() < 0.2, "{format}: {duration:.2} s");
+}
+
+#[test]
+fn flv_batches_are_paced_by_default() {
+    batches_are_paced_by_default("flv");
+}
+
+#[test]
+fn mpegts_batches_are_paced_by_default() {
+    batches_are_paced_by_default("mpegts");
 }

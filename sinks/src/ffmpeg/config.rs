@@ -69,10 +69,10 @@ pub struct FfmpegRtmpSinkConfig {
     /// drop publishers that fall silent for a few seconds: SRS after 5 s by default). The
     /// clock is anchored at the first tag and kept across fragments. `off`: as fast as ffmpeg
     /// takes it (bursts, then silence until the next fragment: a server's idle timeout may
-    /// drop the session). Default: `realtime` where ffmpeg reads FLV tags (MP4 fragments with
-    /// `ffmpeg_input: flv`, the default, and FLV batches; `continuity: auto`) unless
-    /// `use_rate_limit` is set; `off` for MPEG-TS batches and `ffmpeg_input: mp4`, which cannot
-    /// be paced yet (setting `realtime` there is an error).
+    /// drop the session). Default: `realtime` with `continuity: auto` (MP4 fragments with
+    /// `ffmpeg_input: flv`, the default; FLV and MPEG-TS batches by their own timestamps)
+    /// unless `use_rate_limit` is set; `off` for `ffmpeg_input: mp4` and `continuity: off`,
+    /// which cannot be paced (setting `realtime` there is an error).
     #[serde(default)]
     pub pacing: Option<PacingMode>,
     /// What plays while upstream is late, on a paced output: `generate` (black video and
@@ -81,7 +81,7 @@ pub struct FfmpegRtmpSinkConfig {
     /// session), or the path of a slate file (converted once by ffmpeg to the stream's size,
     /// frame rate and audio; its AAC configuration must match). The filler loops from its
     /// first keyframe; the late fragment takes over as soon as it arrives. Default `generate`
-    /// when paced; MP4 fragments only (FLV batches are paced without filler).
+    /// when paced; MP4 fragments only (FLV and MPEG-TS batches are paced without filler).
     #[serde(default)]
     pub filler: Option<FillerSource>,
     /// How far ahead of the wall clock paced media may be written.
@@ -200,10 +200,12 @@ impl FfmpegRtmpSinkConfig {
         }
     }
 
-    /// Whether this input can be paced: its stages mark media times (MP4 fragments made into
-    /// FLV tags, FLV batches through their timeline).
+    /// Whether this input can be paced: its timeline stages mark media times (MP4 fragments
+    /// made into FLV tags, FLV batches, MPEG-TS batches); not the fMP4 of `ffmpeg_input: mp4`,
+    /// which ffmpeg reads a whole box at a time.
     fn can_pace(&self) -> bool {
-        self.ffmpeg_reads() == InputFormat::Flv && self.continuity == Continuity::Auto
+        self.continuity == Continuity::Auto
+            && (self.input_format != InputFormat::Mp4 || self.ffmpeg_input == FfmpegInput::Flv)
     }
 
     /// Whether gaps can be filled: only MP4 fragments, whose FLV packetizer has a filler.
@@ -305,9 +307,9 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             if !self.can_pace() {
                 return Err(ComponentError::field(
                     "pacing",
-                    "`pacing: realtime` needs FLV tags for ffmpeg: MP4 fragments with \
-                     `ffmpeg_input: flv`, or FLV batches, with `continuity: auto`; MPEG-TS \
-                     batches cannot be paced yet: use `use_rate_limit: true` for them",
+                    "`pacing: realtime` needs a timeline stage that marks media times \
+                     (`continuity: auto`) and, for MP4 fragments, `ffmpeg_input: flv`; for \
+                     `ffmpeg_input: mp4` use `use_rate_limit: true`",
                 ));
             }
         }
@@ -316,8 +318,8 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
                 return Err(ComponentError::field(
                     "filler",
                     "filler is made for MP4 fragments read as FLV tags (`input_format: mp4`, \
-                     `ffmpeg_input: flv`); MPEG-TS and FLV batches cannot be filled yet: \
-                     remove `filler`",
+                     `ffmpeg_input: flv`); MPEG-TS and FLV batches are paced but cannot be \
+                     filled yet: remove `filler`",
                 ));
             }
             Some(source) if !self.paces() && *source != FillerSource::None => {

@@ -207,6 +207,12 @@ impl FileState {
 }
 
 /// Ticks from `from` to `to` on the 33-bit clock.
+/// 90 kHz ticks as a duration.
+fn duration_of(ticks: u64) -> Duration {
+    let nanos = u128::from(ticks) * 1_000_000_000 / u128::from(TICKS_PER_SECOND);
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
 fn ticks_between(from: u64, to: u64) -> u64 {
     (to + TIMESTAMP_MODULUS - from) % TIMESTAMP_MODULUS
 }
@@ -214,7 +220,7 @@ fn ticks_between(from: u64, to: u64) -> u64 {
 /// The state at the start of a fragment, for a rewind.
 #[derive(Debug, Clone)]
 struct Snapshot {
-    offset: u64,
+    position: u64,
     continuity: HashMap<u16, u8>,
     program: Option<Program>,
 }
@@ -222,8 +228,9 @@ struct Snapshot {
 /// The running stage.
 #[derive(Debug)]
 pub struct TsTimelineStage {
-    /// Where the next file starts, in 90 kHz ticks.
-    offset: u64,
+    /// Where the next file starts, in 90 kHz ticks since the stream's zero, never wrapped (the
+    /// timestamps written are this modulo 2³³; media spans and times for pacing use it as is).
+    position: u64,
     /// The last continuity counter written per PID.
     continuity: HashMap<u16, u8>,
     /// The streams of the program (from the first PMT), to tell a changed stream.
@@ -235,7 +242,7 @@ pub struct TsTimelineStage {
 impl Default for TsTimelineStage {
     fn default() -> Self {
         Self {
-            offset: START,
+            position: START,
             continuity: HashMap::new(),
             program: None,
             history: FragmentHistory::default(),
@@ -294,7 +301,7 @@ impl TsTimelineStage {
         buffer: &mut Vec<u8>,
         output: &mut StageOutput,
     ) {
-        let offset = self.offset;
+        let (position, offset) = (self.position, self.position % TIMESTAMP_MODULUS);
         let file = self.file.as_mut().expect("a file is being read");
         let base = file
             .base
@@ -304,6 +311,7 @@ impl TsTimelineStage {
         let header = PacketHeader::parse(&packet);
         let payload = header.payload_offset(&packet);
         let mut changed_program = None;
+        let mut media_time = None;
         let is_aac = self.program.as_ref().is_some_and(|program| {
             program
                 .streams
@@ -342,6 +350,10 @@ impl TsTimelineStage {
                     }
                     last.value = value;
                 }
+                if let Some(at) = dts.or(pts) {
+                    let ticks = position + ticks_between(base, read_timestamp(&packet, at));
+                    media_time = Some(duration_of(ticks));
+                }
                 for at in [pts, dts].into_iter().flatten() {
                     let value = read_timestamp(&packet, at);
                     write_timestamp(&mut packet, at, move_timestamp(value));
@@ -362,6 +374,11 @@ impl TsTimelineStage {
                 .and_modify(|counter| *counter = (*counter + 1) & 0x0f)
                 .or_insert(packet[3] & 0x0f);
             set_continuity(&mut packet, *counter);
+        }
+        if let Some(time) = media_time {
+            // A PES begins: its decode time, for pacing, before its first packet.
+            output.push_chunk(Bytes::from(std::mem::take(buffer)));
+            output.mark_media_time(time);
         }
         buffer.extend_from_slice(&packet);
     }
@@ -395,7 +412,7 @@ impl Stage for TsTimelineStage {
         self.history.record(
             fragment.sequence,
             Snapshot {
-                offset: self.offset,
+                position: self.position,
                 continuity: self.continuity.clone(),
                 program: self.program.clone(),
             },
@@ -429,7 +446,7 @@ impl Stage for TsTimelineStage {
     }
 
     fn end_fragment(&mut self, output: &mut StageOutput) -> Result<(), StageError> {
-        let start = self.offset;
+        let start = self.position;
         let file = self.file();
         let problem = if !file.partial.is_empty() {
             Some(format!(
@@ -444,16 +461,14 @@ impl Stage for TsTimelineStage {
         };
         let error = problem.map(|problem| file.error(problem));
         let duration = file.duration();
-        self.offset = (self.offset + duration) % TIMESTAMP_MODULUS;
+        self.position += duration;
         self.file = None;
         match error {
             Some(error) => Err(error),
             None => {
-                let ticks =
-                    |value: u64| Duration::from_nanos(value * 1_000_000_000 / TICKS_PER_SECOND);
                 output.mark_media_span(MediaSpan {
-                    start: ticks(start),
-                    end: ticks(start + duration),
+                    start: duration_of(start),
+                    end: duration_of(start + duration),
                 });
                 Ok(())
             }
@@ -463,7 +478,7 @@ impl Stage for TsTimelineStage {
     fn abort_fragment(&mut self) {
         // What was emitted of the file stays on the timeline.
         if let Some(file) = self.file.take() {
-            self.offset = (self.offset + file.duration()) % TIMESTAMP_MODULUS;
+            self.position += file.duration();
         }
     }
 
@@ -475,7 +490,7 @@ impl Stage for TsTimelineStage {
         let Some(snapshot) = self.history.rewind_to(fragment.sequence) else {
             return;
         };
-        self.offset = snapshot.offset;
+        self.position = snapshot.position;
         self.continuity = snapshot.continuity;
         self.program = snapshot.program;
         self.file = None;
@@ -483,7 +498,7 @@ impl Stage for TsTimelineStage {
 
     fn checkpoint(&self) -> Option<serde_json::Value> {
         let saved = SavedTsTimeline {
-            offset_ticks: self.offset,
+            offset_ticks: self.position,
             continuity: self
                 .continuity
                 .iter()
@@ -499,7 +514,7 @@ impl Stage for TsTimelineStage {
                 "the saved MPEG-TS timeline state is unreadable: {error}"
             ))
         })?;
-        self.offset = saved.offset_ticks % TIMESTAMP_MODULUS;
+        self.position = saved.offset_ticks;
         self.continuity = saved.continuity.into_iter().collect();
         Ok(())
     }
@@ -509,6 +524,7 @@ impl Stage for TsTimelineStage {
 /// where the next file starts and the last continuity counter of each PID.
 #[derive(Debug, Serialize, Deserialize)]
 struct SavedTsTimeline {
+    /// Where the next file starts, in 90 kHz ticks, unwrapped.
     offset_ticks: u64,
     continuity: std::collections::BTreeMap<u16, u8>,
 }

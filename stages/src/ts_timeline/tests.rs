@@ -322,3 +322,36 @@ fn a_rewind_and_a_restore_continue_the_clock() {
 fn random_and_damaged_input_never_panics() {
     stage_harness::feed_damaged_copies::<TsTimelineStage>(&upstream_file(126_000, 1, 0x0f), 3000);
 }
+
+#[test]
+fn every_pes_is_marked_with_its_time_for_pacing_also_across_the_33_bit_wrap() {
+    let mut stage = TsTimelineStage::default();
+    let mut previous_end = Duration::ZERO;
+    for (sequence, first) in [(1, 126_000), (2, 126_000), (3, TIMESTAMP_MODULUS - 5000)] {
+        let (items, result) = run_file(
+            &mut stage,
+            sequence,
+            &upstream_file(first, sequence as u8, 0x0f),
+            100,
+        );
+        result.unwrap();
+        let marks: Vec<Duration> = items
+            .iter()
+            .filter_map(|item| match item {
+                StageItem::MediaTime(time) => Some(*time),
+                _ => None,
+            })
+            .collect();
+        let Some(StageItem::MediaSpan(span)) = items.last() else {
+            panic!("no media span");
+        };
+        // One mark per PES (five video, ten audio), inside the file's span, unwrapped.
+        assert_eq!(marks.len(), 15, "{marks:?}");
+        assert_eq!(marks[0], span.start);
+        assert!(marks
+            .iter()
+            .all(|time| *time >= span.start && *time < span.end));
+        assert!(span.start >= previous_end);
+        previous_end = span.end;
+    }
+}
