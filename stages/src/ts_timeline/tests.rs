@@ -355,3 +355,39 @@ fn every_pes_is_marked_with_its_time_for_pacing_also_across_the_33_bit_wrap() {
         previous_end = span.end;
     }
 }
+
+#[test]
+fn spans_and_marks_go_on_past_the_33_bit_wrap_of_the_output_clock() {
+    // A stream restored 26.5 hours in, 10,000 ticks before its clock wraps.
+    let mut stage = TsTimelineStage::default();
+    stage
+        .restore(serde_json::json!({
+            "offset_ticks": TIMESTAMP_MODULUS - 10_000,
+            "continuity": {},
+        }))
+        .unwrap();
+    let mut ends = Vec::new();
+    for sequence in 1..=2 {
+        let (items, result) = run_file(
+            &mut stage,
+            sequence,
+            &upstream_file(126_000, sequence as u8, 0x0f),
+            100,
+        );
+        result.unwrap();
+        let marks: Vec<Duration> = items
+            .iter()
+            .filter_map(|item| match item {
+                StageItem::MediaTime(time) => Some(*time),
+                _ => None,
+            })
+            .collect();
+        let Some(StageItem::MediaSpan(span)) = items.last() else {
+            panic!("no media span");
+        };
+        assert!(marks.iter().all(|time| *time >= span.start));
+        ends.push(span.end);
+    }
+    let wrap = Duration::from_nanos(TIMESTAMP_MODULUS * 1_000_000_000 / 90_000);
+    assert!(ends[0] > wrap && ends[1] > ends[0], "{ends:?} vs {wrap:?}");
+}
