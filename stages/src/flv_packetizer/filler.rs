@@ -6,7 +6,7 @@
 //! segment gives the frame rate), so that it is ready long before upstream is first late.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -201,7 +201,7 @@ impl Filler {
 /// Makes the clip with ffmpeg and reads it.
 fn make_clip(
     source: &FillerSource,
-    ffmpeg: &PathBuf,
+    ffmpeg: &Path,
     shape: &StreamShape,
 ) -> Result<FillerClip, String> {
     let what = match source {
@@ -239,7 +239,6 @@ fn ffmpeg_args(source: &FillerSource, shape: &StreamShape) -> Vec<String> {
             ("0:v:0?", "0:a:0?", SLATE_SECONDS.to_string())
         }
         _ => {
-            let mut inputs = 0;
             if let Some(video) = &shape.video {
                 let (rate, duration) = video.frame_rate;
                 args.extend([
@@ -251,7 +250,6 @@ fn ffmpeg_args(source: &FillerSource, shape: &StreamShape) -> Vec<String> {
                         video.width, video.height
                     ),
                 ]);
-                inputs += 1;
             }
             if let Some(audio) = &shape.audio {
                 args.extend([
@@ -265,7 +263,8 @@ fn ffmpeg_args(source: &FillerSource, shape: &StreamShape) -> Vec<String> {
                     ),
                 ]);
             }
-            let audio_input = if inputs == 1 { "1:a" } else { "0:a" };
+            // The audio source is the second input when there is a video one.
+            let audio_input = if shape.video.is_some() { "1:a" } else { "0:a" };
             // One second of whole frames.
             let seconds = shape.video.as_ref().map_or("1".to_owned(), |video| {
                 let (rate, duration) = video.frame_rate;
