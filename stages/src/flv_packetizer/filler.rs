@@ -169,6 +169,12 @@ impl Filler {
         }
     }
 
+    /// The stream changed: the clip is made again for the new one when its shape is known.
+    pub(super) fn forget_clip(&mut self) {
+        self.clip = ClipState::NotStarted;
+        self.run = None;
+    }
+
     /// Content resumed: the next gap starts the clip again from its first keyframe.
     pub(super) fn stop(&mut self) {
         self.run = None;

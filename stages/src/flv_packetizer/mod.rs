@@ -267,9 +267,13 @@ impl FlvPacketizerStage {
                             Kind::Video => 0x01,
                         }
                 });
+                if descriptions != self.descriptions {
+                    // Another stream (or the first): its shape, and a filler made for it.
+                    self.shape = None;
+                    self.filler.forget_clip();
+                }
                 self.descriptions = descriptions;
                 self.tracks = tracks;
-                self.shape = None;
                 self.headers_due = true;
             }
             b"moof" => {

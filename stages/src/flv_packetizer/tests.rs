@@ -463,3 +463,49 @@ fn a_slate_is_converted_to_the_stream_and_one_that_lacks_a_track_is_refused() {
         "{error}"
     );
 }
+
+/// The body of the first video sequence header among `items` (the filler's, after a fill).
+fn filler_configuration(items: &[StageItem]) -> Vec<u8> {
+    let tags = all_tags_of(&[FILE_HEADER.to_vec(), vec![0; 4], joined(items)].concat());
+    tags.into_iter()
+        .find(|tag| tag.0 == 9 && tag.2[..2] == [0x17, 0])
+        .expect("a video sequence header")
+        .2
+}
+
+#[test]
+fn a_changed_stream_is_described_anew_and_gets_its_own_filler() {
+    let mut stage =
+        FlvPacketizerStage::default().with_filler(FillerSource::Generate, "ffmpeg".into());
+    let (_, result) = run_file(
+        &mut stage,
+        &fragment(1),
+        &[init_segment(), media_segment()].concat(),
+        &[usize::MAX],
+    );
+    result.unwrap();
+    let mut output = StageOutput::default();
+    stage.fill(Duration::from_millis(300), &mut output).unwrap();
+    let small = filler_configuration(&output.drain().collect::<Vec<_>>());
+    // The same stream at 640x360 (the timeline stage asks the sink for a new session first).
+    let mut larger = init_segment();
+    let size = ((320u32 << 16) | 180).to_be_bytes();
+    let at = larger.windows(4).position(|window| window == size).unwrap();
+    larger[at..at + 4].copy_from_slice(&((640u32 << 16) | 360).to_be_bytes());
+    stage.start_session(&mut output).unwrap();
+    let (items, result) = run_file(
+        &mut stage,
+        &fragment(2),
+        &[larger, media_segment_at(1)].concat(),
+        &[usize::MAX],
+    );
+    result.unwrap();
+    let tags = all_tags_of(&joined(&items));
+    assert_eq!(metadata_number(&tags[0].2, "width"), Some(640.0));
+    assert_eq!(metadata_number(&tags[0].2, "height"), Some(360.0));
+    stage
+        .fill(Duration::from_millis(1300), &mut output)
+        .unwrap();
+    let large = filler_configuration(&output.drain().collect::<Vec<_>>());
+    assert_ne!(small, large, "a filler made for the new size");
+}
