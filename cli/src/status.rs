@@ -40,6 +40,8 @@ struct PipelineRow {
     sink_reconnects: u64,
     #[serde(default)]
     filler_seconds: f64,
+    #[serde(default)]
+    output_lead_seconds: Option<f64>,
 }
 
 /// Prints the status of the instance at `url`: a table, or its JSON as it came with `json`.
@@ -105,6 +107,7 @@ fn table(health: &Health, now: SystemTime) -> String {
         "IN FLIGHT".to_owned(),
         "RECONNECTS".to_owned(),
         "FILLER".to_owned(),
+        "LEAD".to_owned(),
     ]];
     for (name, value) in &health.pipelines {
         let Ok(row) = serde_json::from_value::<PipelineRow>(value.clone()) else {
@@ -129,6 +132,8 @@ fn table(health: &Health, now: SystemTime) -> String {
             ByteSize(row.bytes_in_flight).to_string(),
             row.sink_reconnects.to_string(),
             HumanDuration(Duration::from_secs_f64(row.filler_seconds.max(0.0).round())).to_string(),
+            row.output_lead_seconds
+                .map_or("-".to_owned(), |lead| format!("{lead:.1}s")),
         ]);
     }
     let widths: Vec<usize> = (0..rows[0].len())
@@ -164,7 +169,7 @@ mod tests {
                 "channel-1": {"state": "running", "fragments_published": 12, "fragments_failed": 0,
                     "last_fragment": "batch-11.mp4", "last_publish_unix_seconds": 1000.0,
                     "bytes_in_flight": 1048576, "sink_reconnects": 1,
-                    "filler_seconds": 15.2},
+                    "filler_seconds": 15.2, "output_lead_seconds": 1.84},
                 "b": {"state": "failed", "error": "sink failed", "fragments_published": 0},
             },
         }))
@@ -177,7 +182,9 @@ mod tests {
             "{text}"
         );
         assert!(lines[1].contains("1MiB"), "{text}");
-        assert!(lines[1].ends_with("15s"), "filler: {text}");
+        assert!(lines[1].contains("15s"), "filler: {text}");
+        assert!(lines[1].ends_with("1.8s"), "lead: {text}");
+        assert!(lines[2].trim_end().ends_with('-'), "not paced: {text}");
         assert!(lines[2].contains("failed (sink failed)"), "{text}");
     }
 }

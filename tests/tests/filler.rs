@@ -7,8 +7,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use streampub_tests::http::{parse_prometheus_text, HttpClient};
 use streampub_tests::media::{decoder_errors, fragments, probe_packets};
-use streampub_tests::rtmp::RtmpServer;
+use streampub_tests::rtmp::{free_port, RtmpServer};
 use streampub_tests::{streampub_binary, Random, Running, Signal, TestDir};
 
 const FRAGMENT_SECONDS: u64 = 8;
@@ -71,11 +72,16 @@ fn a_late_fragment_is_covered_by_filler_without_an_idle_drop_or_a_reconnect() {
     let dir = TestDir::new();
     let incoming = dir.mkdir("in");
     let url = format!("{}/channel", server.server_url());
-    let config = dir.pipeline_file(&json!({"pipelines": [{
-        "name": "channel",
-        "source": {"type": "directory", "path": "in", "settle": "0s"},
-        "sink": {"type": "ffmpeg-rtmp", "url": url},
-    }]}));
+    let address = format!("127.0.0.1:{}", free_port());
+    let config = dir.pipeline_file(&json!({
+        "metrics": {"listen": address},
+        "pipelines": [{
+            "name": "channel",
+            "source": {"type": "directory", "path": "in", "settle": "0s"},
+            "sink": {"type": "ffmpeg-rtmp", "url": url},
+        }],
+    }));
+    let http = HttpClient::new(&address);
     let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
     let rename_in = |index: usize| {
         let staged = dir.join(&format!("batch-{index}.mp4"));
@@ -103,6 +109,15 @@ fn a_late_fragment_is_covered_by_filler_without_an_idle_drop_or_a_reconnect() {
             }
         };
         thread::sleep(at.saturating_sub(start.elapsed()));
+        if index == ON_SCHEDULE {
+            // 15 s into the gap: filler is running, and the output keeps up with the clock.
+            let health = http.get("/healthz").json();
+            let channel = &health["pipelines"]["channel"];
+            let filled = channel["filler_seconds"].as_f64().unwrap();
+            let lead = channel["output_lead_seconds"].as_f64().unwrap();
+            assert!(filled >= 10.0, "{health}");
+            assert!((-1.0..=1.0).contains(&lead), "{health}");
+        }
         rename_in(index);
         if index == 0 {
             running.wait_for_event(Duration::from_secs(20), "process_started", |_| true);
@@ -114,6 +129,9 @@ fn a_late_fragment_is_covered_by_filler_without_an_idle_drop_or_a_reconnect() {
     running.wait_for_event(Duration::from_secs(60), "fragment_published", |event| {
         event["fragment"] == last.as_str()
     });
+    let metrics = parse_prometheus_text(&http.get("/metrics").body);
+    let metric = metrics["streampub_filler_seconds_total{pipeline=\"channel\"}"];
+    assert!(metric >= 12.5, "streampub_filler_seconds_total {metric}");
     running.signal(Signal::TERM);
     let run = running.wait(Duration::from_secs(30));
     assert_eq!(run.code(), Some(0), "{}", run.stderr());

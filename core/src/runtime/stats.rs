@@ -59,6 +59,9 @@ pub struct PipelineStats {
     filler_ms: AtomicU64,
     /// Unix time of the last publish in milliseconds; 0 before the first.
     last_publish_unix_ms: AtomicU64,
+    /// For a paced sink: the Unix time (ms) at which the media written so far is due; 0 before
+    /// any.
+    paced_until_unix_ms: AtomicU64,
     /// The name of the fragment published last.
     last_published: Mutex<Option<String>>,
     publish_latency: LatencyHistogram,
@@ -81,6 +84,7 @@ impl PipelineStats {
             sink_reconnects: AtomicU64::new(0),
             filler_ms: AtomicU64::new(0),
             last_publish_unix_ms: AtomicU64::new(0),
+            paced_until_unix_ms: AtomicU64::new(0),
             last_published: Mutex::new(None),
             publish_latency: LatencyHistogram::default(),
             recent_latencies: Mutex::new(VecDeque::new()),
@@ -131,6 +135,33 @@ impl PipelineStats {
 
     pub fn record_reconnect(&self) {
         self.sink_reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A paced sink was written media that is due `ahead` from now (negative: overdue).
+    pub fn record_paced(&self, ahead: Duration, overdue: bool) {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let due = if overdue {
+            now.saturating_sub(ahead)
+        } else {
+            now + ahead
+        };
+        self.paced_until_unix_ms
+            .store(due.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// For a paced sink: how far the media written so far runs ahead of the wall clock
+    /// (negative: behind it, as while upstream is late without filler); `None` if not paced.
+    pub fn output_lead_seconds(&self) -> Option<f64> {
+        let due = self.paced_until_unix_ms.load(Ordering::Relaxed);
+        if due == 0 {
+            return None;
+        }
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        Some((due as f64 - now.as_millis() as f64) / 1000.0)
     }
 
     pub fn record_filler(&self, filled: Duration) {

@@ -250,6 +250,7 @@ impl Listener {
                     "fragments_queued": stats.fragments_queued(),
                     "sink_reconnects": stats.sink_reconnects(),
                     "filler_seconds": stats.filler_seconds(),
+                    "output_lead_seconds": stats.output_lead_seconds(),
                 });
                 if let PipelineState::Failed(error) = &state {
                     entry["error"] = error.as_str().into();

@@ -88,6 +88,11 @@ const FAMILIES: &[Family] = &[
         value: Value::Gauge(|stats| stats.last_publish_unix_seconds().unwrap_or(0.0)),
     },
     Family {
+        name: "streampub_output_lead_seconds",
+        help: "Paced sinks: how far the media written runs ahead of the wall clock (negative: behind); 0 if not paced.",
+        value: Value::Gauge(|stats| stats.output_lead_seconds().unwrap_or(0.0)),
+    },
+    Family {
         name: "streampub_pipeline_up",
         help: "1 while the pipeline runs, 0 once it finished or failed.",
         value: Value::Gauge(|stats| f64::from(u8::from(stats.state() == PipelineState::Running))),

@@ -143,6 +143,13 @@ impl SinkDriver {
                 StageItem::MediaTime(time) => {
                     if let Some(pacer) = &mut self.pacer {
                         pacer.wait_for(time, &self.shutdown).await;
+                        if let Some(due) = pacer.due(time) {
+                            let now = tokio::time::Instant::now();
+                            match due.checked_duration_since(now) {
+                                Some(ahead) => self.stats.record_paced(ahead, false),
+                                None => self.stats.record_paced(now - due, true),
+                            }
+                        }
                     }
                 }
                 StageItem::NewSession { change } => {
