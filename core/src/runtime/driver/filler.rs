@@ -126,10 +126,9 @@ impl SinkDriver {
             sequence = fragment.sequence,
             late_ms = late.as_millis() as u64,
             filler_ms = filled.as_millis() as u64,
-            "Fragment {} arrived {:.1} s late; filler ended ({} of filler)",
+            "Fragment {} arrived {:.1} s late; filler ended",
             fragment.sequence,
             late.as_secs_f64(),
-            HumanDuration::millis(filled)
         );
     }
 }
