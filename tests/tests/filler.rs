@@ -210,3 +210,63 @@ fn a_late_fragment_is_covered_by_filler_without_an_idle_drop_or_a_reconnect() {
     );
     assert_eq!(decoder_errors(&dir.join("viewer.flv")), 0);
 }
+
+#[test]
+fn a_server_outage_during_the_filler_gives_a_new_session_that_decodes_from_its_start() {
+    let media = fragments(&[
+        "--count",
+        "2",
+        "--seconds",
+        "4",
+        "--size",
+        "320x180",
+        "--fps",
+        "25",
+        "--bitrate",
+        "400k",
+    ]);
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    let incoming = dir.mkdir("in");
+    let config = dir.pipeline_file(&json!({"pipelines": [{
+        "name": "channel",
+        "source": {"type": "directory", "path": "in", "settle": "0s"},
+        "sink": {
+            "type": "ffmpeg-rtmp",
+            "url": format!("{}/channel", server.server_url()),
+            "reconnect_delay": "1s",
+        },
+    }]}));
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    let rename_in = |index: usize| {
+        let staged = dir.join(&format!("batch-{index}.mp4"));
+        std::fs::copy(&media[index], &staged).unwrap();
+        std::fs::rename(&staged, incoming.join(format!("batch-{index}.mp4"))).unwrap();
+    };
+    rename_in(0);
+    // The filler runs; the server goes away in the middle of it and comes back.
+    running.wait_for_event(Duration::from_secs(30), "filler_started", |_| true);
+    thread::sleep(Duration::from_secs(2));
+    server.kill();
+    thread::sleep(Duration::from_secs(2));
+    server.restart();
+    running.wait_for_event(Duration::from_secs(30), "sink_reconnected", |_| true);
+    thread::sleep(Duration::from_secs(2));
+    rename_in(1);
+    running.wait_for_event(Duration::from_secs(30), "fragment_published", |event| {
+        event["fragment"] == "batch-1.mp4"
+    });
+    running.signal(Signal::TERM);
+    let run = running.wait(Duration::from_secs(30));
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    server.stop();
+    let recordings = server.recordings();
+    assert_eq!(recordings.len(), 2, "{}", run.stderr());
+    // The new session begins with the filler's keyframe and its own decoder configuration.
+    for recording in &recordings {
+        let packets = probe_packets(recording);
+        assert!(packets.video.keyframes[0], "{}", recording.display());
+        assert!(packets.video.monotonic(true));
+        assert_eq!(decoder_errors(recording), 0, "{}", recording.display());
+    }
+}

@@ -106,6 +106,14 @@ struct Run {
     next: usize,
 }
 
+impl Run {
+    /// Where the current loop began on the timeline, in ms (each loop's start rounded from the
+    /// exact period, so loops do not drift).
+    fn loop_start(&self, clip: &FillerClip) -> i128 {
+        self.start_ms + (self.loop_index * clip.period_ns + 500_000).div_euclid(1_000_000)
+    }
+}
+
 /// The filler of one packetizer.
 #[derive(Debug)]
 pub(super) struct Filler {
@@ -154,8 +162,7 @@ impl Filler {
         });
         let mut tags = Vec::new();
         loop {
-            let loop_start =
-                run.start_ms + (run.loop_index * clip.period_ns + 500_000).div_euclid(1_000_000);
+            let loop_start = run.loop_start(clip);
             let tag = &clip.tags[run.next];
             if loop_start + tag.decode_ms >= until_ms {
                 return Ok(tags);
@@ -173,6 +180,31 @@ impl Filler {
     pub(super) fn forget_clip(&mut self) {
         self.clip = ClipState::NotStarted;
         self.run = None;
+    }
+
+    /// The decoder configuration per kind (video, audio) of the clip, once it is made.
+    pub(super) fn configurations(&self) -> [Option<Bytes>; 2] {
+        let mut configurations = [None, None];
+        if let ClipState::Ready(clip) = &self.clip {
+            for tag in &clip.tags {
+                configurations[tag.kind.index()].get_or_insert_with(|| tag.configuration.clone());
+            }
+        }
+        configurations
+    }
+
+    /// A new session begins in the middle of a gap: the filler goes on from where it got to,
+    /// but from the clip's first keyframe (the new session's decoder has nothing to refer to).
+    pub(super) fn restart_at_keyframe(&mut self) {
+        let (Some(run), ClipState::Ready(clip)) = (&mut self.run, &self.clip) else {
+            return;
+        };
+        let loop_start = run.loop_start(clip);
+        *run = Run {
+            start_ms: loop_start + clip.tags[run.next].decode_ms,
+            loop_index: 0,
+            next: 0,
+        };
     }
 
     /// Content resumed: the next gap starts the clip again from its first keyframe.

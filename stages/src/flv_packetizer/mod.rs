@@ -326,20 +326,26 @@ impl FlvPacketizerStage {
             .ok_or_else(|| self.error("an mdat without its moof"))?;
         let tags = media_tags(&self.tracks, &samples, moof_size, mdat)
             .map_err(|problem| self.error(problem))?;
-        for tag in tags {
-            self.content_end_ms = Some(
-                self.content_end_ms
-                    .unwrap_or(i128::MIN)
-                    .max(tag.decode_ms + tag.duration_ms),
-            );
-            self.write_tag(tag, output);
+        if let Some(end) = tags.iter().map(|tag| tag.decode_ms + tag.duration_ms).max() {
+            self.content_end_ms = Some(self.content_end_ms.map_or(end, |known| known.max(end)));
         }
+        let mut configurations = [None, None];
+        for track in &self.tracks {
+            configurations[track.kind.index()] = Some(track.configuration.clone());
+        }
+        self.write_tags(tags, configurations, output);
         Ok(())
     }
 
-    /// The file header and each track's sequence header: a session begins at the sample
-    /// decoded at `decode_ms`.
-    fn write_headers(&mut self, decode_ms: i128, output: &mut StageOutput) {
+    /// The file header, `onMetaData` and the sequence headers of `configurations` (per kind:
+    /// those of the tags that follow, the stream's or the filler's): a session begins at the
+    /// sample decoded at `decode_ms`.
+    fn write_headers(
+        &mut self,
+        decode_ms: i128,
+        configurations: [Option<Bytes>; 2],
+        output: &mut StageOutput,
+    ) {
         let zero = decode_ms - std::mem::take(&mut self.next_session_timestamp);
         self.session_zero = Some(zero);
         let mut header = FILE_HEADER;
@@ -350,32 +356,43 @@ impl FlvPacketizerStage {
             let timestamp = (decode_ms - zero).rem_euclid(1 << 32) as u32;
             write_tag(SCRIPT_TAG, timestamp, &[], shape.on_metadata(), output);
         }
-        self.sent_configurations = [None, None];
-        for track in &self.tracks {
-            Tag::sequence_header(track.kind, track.configuration.clone(), decode_ms)
-                .write(zero, output);
-            self.sent_configurations[track.kind.index()] = Some(track.configuration.clone());
+        for kind in [Kind::Video, Kind::Audio] {
+            if let Some(configuration) = &configurations[kind.index()] {
+                Tag::sequence_header(kind, configuration.clone(), decode_ms).write(zero, output);
+            }
         }
+        self.sent_configurations = configurations;
         self.headers_due = false;
     }
 
-    /// Writes a tag of the stream or of the filler, after the session's headers when it is
-    /// the first, and after a sequence header when it needs another decoder configuration
-    /// than the last one sent for its kind (a switch between stream and filler).
-    fn write_tag(&mut self, tag: Tag, output: &mut StageOutput) {
+    /// Writes tags of the stream or of the filler (whose decoder configurations per kind are
+    /// `configurations`): after the session's headers when they are its first, and each after
+    /// a sequence header when it needs another decoder configuration than the last one sent
+    /// for its kind (a switch between stream and filler).
+    fn write_tags(
+        &mut self,
+        tags: Vec<Tag>,
+        configurations: [Option<Bytes>; 2],
+        output: &mut StageOutput,
+    ) {
+        let Some(first) = tags.first() else {
+            return;
+        };
         if self.headers_due {
-            self.write_headers(tag.decode_ms, output);
+            self.write_headers(first.decode_ms, configurations, output);
         }
-        let zero = self.session_zero.unwrap_or(tag.decode_ms);
-        let sent = &mut self.sent_configurations[tag.kind.index()];
-        if sent.as_ref() != Some(&tag.configuration) {
-            *sent = Some(tag.configuration.clone());
-            Tag::sequence_header(tag.kind, tag.configuration.clone(), tag.decode_ms)
-                .write(zero, output);
+        for tag in tags {
+            let zero = self.session_zero.unwrap_or(tag.decode_ms);
+            let sent = &mut self.sent_configurations[tag.kind.index()];
+            if sent.as_ref() != Some(&tag.configuration) {
+                *sent = Some(tag.configuration.clone());
+                Tag::sequence_header(tag.kind, tag.configuration.clone(), tag.decode_ms)
+                    .write(zero, output);
+            }
+            output.mark_media_time(tag.media_time());
+            self.last_written = tag.decode_ms;
+            tag.write(zero, output);
         }
-        output.mark_media_time(tag.media_time());
-        self.last_written = tag.decode_ms;
-        tag.write(zero, output);
     }
 }
 
@@ -487,6 +504,7 @@ impl Stage for FlvPacketizerStage {
         self.headers_due = true;
         self.session_zero = None;
         self.next_session_timestamp = 0;
+        self.filler.restart_at_keyframe();
         Ok(())
     }
 
@@ -507,9 +525,8 @@ impl Stage for FlvPacketizerStage {
             .filler
             .tags_until(from, until.as_millis() as i128)
             .map_err(|problem| StageError::new(format!("filler: {problem}")))?;
-        for tag in tags {
-            self.write_tag(tag, output);
-        }
+        let configurations = self.filler.configurations();
+        self.write_tags(tags, configurations, output);
         Ok(())
     }
 }

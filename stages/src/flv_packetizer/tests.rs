@@ -509,3 +509,44 @@ fn a_changed_stream_is_described_anew_and_gets_its_own_filler() {
     let large = filler_configuration(&output.drain().collect::<Vec<_>>());
     assert_ne!(small, large, "a filler made for the new size");
 }
+
+#[test]
+fn a_session_that_begins_in_a_gap_begins_with_the_filler_s_keyframe() {
+    let mut stage =
+        FlvPacketizerStage::default().with_filler(FillerSource::Generate, "ffmpeg".into());
+    let (_, result) = run_file(
+        &mut stage,
+        &fragment(1),
+        &[init_segment(), media_segment()].concat(),
+        &[usize::MAX],
+    );
+    result.unwrap();
+    let mut output = StageOutput::default();
+    stage.fill(Duration::from_millis(500), &mut output).unwrap();
+    // The server dropped the session in the gap: a new one, filler goes on.
+    let mut output = StageOutput::default();
+    stage.start_session(&mut output).unwrap();
+    stage.fill(Duration::from_millis(900), &mut output).unwrap();
+    let items: Vec<StageItem> = output.drain().collect();
+    let tags = tags_of(&joined(&items));
+    let first_frame = tags
+        .iter()
+        .find(|tag| tag.0 == 9 && tag.2[1] == 1)
+        .expect("filler frames");
+    assert_eq!(first_frame.2[0], 0x17, "a keyframe first");
+    // Announced with the filler's own decoder configuration, once (not the stream's, then the
+    // filler's: a reader keeps the first and decodes the filler with the wrong one).
+    let headers: Vec<&(u8, u32, Vec<u8>)> = tags
+        .iter()
+        .filter(|tag| tag.0 == 9 && tag.2[1] == 0)
+        .collect();
+    assert_eq!(headers.len(), 1);
+    assert!(!headers[0].2.ends_with(b"AVCC-RECORD"));
+    // It goes on from where the filler got to (the session's timestamps start there).
+    assert_eq!(first_frame.1, 0);
+    let video = tags
+        .iter()
+        .filter(|tag| tag.0 == 9 && tag.2[1] == 1)
+        .count();
+    assert!((11..=13).contains(&video), "{video} frames for 400 ms");
+}
