@@ -17,6 +17,26 @@ const FRAGMENT_SECONDS: u64 = 8;
 const ON_SCHEDULE: usize = 8;
 const LATE: Duration = Duration::from_secs(15);
 
+/// `count` fragments of `seconds` each at 320x180, 25 fps, 400 kb/s, plus `extra` options of
+/// `scripts/make-fragments`.
+fn channel_fragments(count: u32, seconds: u32, extra: &[&str]) -> Vec<std::path::PathBuf> {
+    let (count, seconds) = (count.to_string(), seconds.to_string());
+    let mut args = vec![
+        "--count",
+        &count,
+        "--seconds",
+        &seconds,
+        "--size",
+        "320x180",
+        "--fps",
+        "25",
+        "--bitrate",
+        "400k",
+    ];
+    args.extend_from_slice(extra);
+    fragments(&args)
+}
+
 /// A viewer: ffmpeg reading the stream from the server into a file. Killed when dropped.
 struct Viewer(Child);
 
@@ -56,18 +76,7 @@ impl Drop for Viewer {
 
 #[test]
 fn a_late_fragment_is_covered_by_filler_without_an_idle_drop_or_a_reconnect() {
-    let media = fragments(&[
-        "--count",
-        "10",
-        "--seconds",
-        "8",
-        "--size",
-        "320x180",
-        "--fps",
-        "25",
-        "--bitrate",
-        "400k",
-    ]);
+    let media = channel_fragments(10, 8, &[]);
     let mut server = RtmpServer::start_dropping_idle_publishers(Duration::from_secs(5));
     let dir = TestDir::new();
     let incoming = dir.mkdir("in");
@@ -213,18 +222,7 @@ fn a_late_fragment_is_covered_by_filler_without_an_idle_drop_or_a_reconnect() {
 
 #[test]
 fn a_server_outage_during_the_filler_gives_a_new_session_that_decodes_from_its_start() {
-    let media = fragments(&[
-        "--count",
-        "2",
-        "--seconds",
-        "4",
-        "--size",
-        "320x180",
-        "--fps",
-        "25",
-        "--bitrate",
-        "400k",
-    ]);
+    let media = channel_fragments(2, 4, &[]);
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
     let incoming = dir.mkdir("in");
@@ -269,4 +267,69 @@ fn a_server_outage_during_the_filler_gives_a_new_session_that_decodes_from_its_s
         assert!(packets.video.monotonic(true));
         assert_eq!(decoder_errors(recording), 0, "{}", recording.display());
     }
+}
+
+#[test]
+fn flv_batches_are_filled_too_and_the_stream_resumes_with_its_own_configuration() {
+    let media = channel_fragments(3, 4, &["--format", "flv"]);
+    let late = Duration::from_secs(8);
+    let mut server = RtmpServer::start_dropping_idle_publishers(Duration::from_secs(5));
+    let dir = TestDir::new();
+    let incoming = dir.mkdir("in");
+    let config = dir.pipeline_file(&json!({"pipelines": [{
+        "name": "channel",
+        "source": {"type": "directory", "path": "in", "pattern": "*.flv", "settle": "0s"},
+        "sink": {
+            "type": "ffmpeg-rtmp",
+            "url": format!("{}/channel", server.server_url()),
+            "input_format": "flv",
+        },
+    }]}));
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    let start = Instant::now();
+    for (index, at) in [0, 4, 8 + late.as_secs()].into_iter().enumerate() {
+        thread::sleep(Duration::from_secs(at).saturating_sub(start.elapsed()));
+        let staged = dir.join(&format!("batch-{index}.flv"));
+        std::fs::copy(&media[index], &staged).unwrap();
+        std::fs::rename(&staged, incoming.join(format!("batch-{index}.flv"))).unwrap();
+    }
+    running.wait_for_event(Duration::from_secs(30), "fragment_published", |event| {
+        event["fragment"] == "batch-2.flv"
+    });
+    running.signal(Signal::TERM);
+    let run = running.wait(Duration::from_secs(30));
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.published().len(), 3, "{}", run.stderr());
+    assert_eq!(run.events("process_started").len(), 1, "{}", run.stderr());
+    assert!(
+        run.events("sink_reconnected").is_empty(),
+        "{}",
+        run.stderr()
+    );
+    assert!(run.events("filler_failed").is_empty(), "{}", run.stderr());
+    let ended = run.events("filler_ended");
+    let before_late = ended
+        .iter()
+        .find(|event| event["sequence"] == 3)
+        .unwrap_or_else(|| panic!("no filler before the late batch: {}", run.stderr()));
+    let filled = before_late["filler_ms"].as_u64().unwrap() as f64 / 1000.0;
+    assert!((6.5..=9.0).contains(&filled), "{filled} s of filler");
+    server.stop();
+    let recordings = server.recordings();
+    assert_eq!(recordings.len(), 1, "the server dropped the session");
+    let content_video: usize = media
+        .iter()
+        .map(|path| probe_packets(path).video.count())
+        .sum();
+    let recorded = probe_packets(&recordings[0]);
+    assert!(recorded.video.monotonic(true), "video DTS goes back");
+    assert!(recorded.audio.monotonic(false), "audio DTS goes back");
+    let filler_frames = recorded.video.count() as f64 - content_video as f64;
+    assert!(
+        filler_frames >= 25.0 * (filled - 0.5),
+        "{filler_frames} filler frames for {filled} s of filler"
+    );
+    // The filler's decoder configuration differs from the stream's (another encoder's
+    // settings); both decode because each switch carries its sequence header.
+    assert_eq!(decoder_errors(&recordings[0]), 0);
 }

@@ -81,7 +81,8 @@ pub struct FfmpegRtmpSinkConfig {
     /// session), or the path of a slate file (converted once by ffmpeg to the stream's size,
     /// frame rate and audio; its AAC configuration must match). The filler loops from its
     /// first keyframe; the late fragment takes over as soon as it arrives. Default `generate`
-    /// when paced; MP4 fragments only (FLV and MPEG-TS batches are paced without filler).
+    /// when paced. MP4 fragments and FLV batches of H.264 and AAC; MPEG-TS batches are paced
+    /// without filler.
     #[serde(default)]
     pub filler: Option<FillerSource>,
     /// How far ahead of the wall clock paced media may be written.
@@ -208,9 +209,10 @@ impl FfmpegRtmpSinkConfig {
             && (self.input_format != InputFormat::Mp4 || self.ffmpeg_input == FfmpegInput::Flv)
     }
 
-    /// Whether gaps can be filled: only MP4 fragments, whose FLV packetizer has a filler.
+    /// Whether gaps can be filled: MP4 fragments made into FLV tags and FLV batches, whose
+    /// stages write FLV tags of a filler; not MPEG-TS.
     fn can_fill(&self) -> bool {
-        self.can_pace() && self.input_format == InputFormat::Mp4
+        self.can_pace() && self.input_format != InputFormat::Mpegts
     }
 
     /// Whether streampub paces what it writes (see `pacing`).
@@ -317,9 +319,9 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             Some(source) if !self.can_fill() && *source != FillerSource::None => {
                 return Err(ComponentError::field(
                     "filler",
-                    "filler is made for MP4 fragments read as FLV tags (`input_format: mp4`, \
-                     `ffmpeg_input: flv`); MPEG-TS and FLV batches are paced but cannot be \
-                     filled yet: remove `filler`",
+                    "filler is played as FLV tags: for MP4 fragments (`ffmpeg_input: flv`) \
+                     and FLV batches; MPEG-TS batches are paced but cannot be filled yet: \
+                     remove `filler`",
                 ));
             }
             Some(source) if !self.paces() && *source != FillerSource::None => {
@@ -391,9 +393,13 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             (InputFormat::Mp4, Continuity::Auto) => {
                 vec![(TIMELINE_STAGE, Box::new(TimelineStage::default()))]
             }
-            (InputFormat::Flv, Continuity::Auto) => {
-                vec![(FLV_TIMELINE_STAGE, Box::new(FlvTimelineStage::default()))]
-            }
+            (InputFormat::Flv, Continuity::Auto) => vec![(
+                FLV_TIMELINE_STAGE,
+                Box::new(
+                    FlvTimelineStage::default()
+                        .with_filler(self.filler_source(), self.ffmpeg.clone()),
+                ),
+            )],
             (InputFormat::Mpegts, Continuity::Auto) => {
                 vec![(TS_TIMELINE_STAGE, Box::new(TsTimelineStage::default()))]
             }

@@ -18,9 +18,6 @@
 //! fragmented heap: streampub's RSS went from 32 to 51 MB over 2,880 fragments; with slices it
 //! stays at 11 MB (`scripts/ffmpeg-memory`, BENCHMARKS.md).
 
-mod filler;
-mod stream_shape;
-mod tags;
 #[cfg(test)]
 mod tests;
 
@@ -35,10 +32,12 @@ use streampub_core::{
     StageConfig, StageError, StageOutput,
 };
 
-use self::filler::Filler;
-pub use self::filler::FillerSource;
-use self::stream_shape::StreamShape;
-use self::tags::{flv_track, media_tags, write_tag, FlvTrack, Kind, MediaData, Tag, SCRIPT_TAG};
+use crate::flv::filler::Filler;
+pub use crate::flv::filler::FillerSource;
+use crate::flv::stream_shape::StreamShape;
+use crate::flv::tags::{
+    flv_track, media_tags, write_tag, FlvTrack, Kind, MediaData, Tag, SCRIPT_TAG,
+};
 use crate::flv::FILE_HEADER;
 use crate::mp4::samples::read_samples;
 use crate::mp4::{describe_moov, BoxHeader, FourCc, TrackDescription};

@@ -16,11 +16,16 @@
 //! do. A different decoder configuration starts a new session (a new file header and the new
 //! configuration follow). It streams: tag data passes through as slices of the incoming
 //! chunks; only sequence headers and script tags are buffered.
+//!
+//! When the sink is paced and upstream is late, it plays a filler between files (H.264 and AAC
+//! streams; see [`filling`]).
 
+mod filling;
 mod saved;
 #[cfg(test)]
 mod tests;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,6 +38,8 @@ use streampub_core::{
 };
 
 use self::saved::SavedFlvTimeline;
+use crate::flv::filler::{Filler, FillerSource};
+use crate::flv::tags::Kind;
 use crate::flv::{
     classify, read_file_header, Payload, TagHeader, TagKind, CLASSIFY_LEN, FILE_HEADER,
     PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN,
@@ -61,10 +68,27 @@ const MAX_BUFFERED_TAG: u32 = 1 << 20;
 /// The most zero bytes written to complete a tag cut short.
 const MAX_PADDING: u64 = 64 << 20;
 
-/// Joins FLV files into one continuous FLV stream. It has no options.
+/// Joins FLV files into one continuous FLV stream.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FlvTimelineConfig {}
+pub struct FlvTimelineConfig {
+    /// What plays while upstream is late, when the sink is paced and asks for filler:
+    /// `generate`, `none` (the default here; `ffmpeg-rtmp` sets it for the stage it adds
+    /// itself, see its `filler`), or a slate file's path. H.264 and AAC streams only.
+    #[serde(default = "no_filler")]
+    pub filler: FillerSource,
+    /// The ffmpeg program that makes the filler; looked up on `PATH` unless it contains a `/`.
+    #[serde(default = "default_ffmpeg")]
+    pub ffmpeg: PathBuf,
+}
+
+fn no_filler() -> FillerSource {
+    FillerSource::None
+}
+
+fn default_ffmpeg() -> PathBuf {
+    PathBuf::from("ffmpeg")
+}
 
 #[async_trait]
 impl StageConfig for FlvTimelineConfig {
@@ -73,7 +97,9 @@ impl StageConfig for FlvTimelineConfig {
     }
 
     async fn build(&self, _context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError> {
-        Ok(Box::new(FlvTimelineStage::default()))
+        Ok(Box::new(
+            FlvTimelineStage::default().with_filler(self.filler.clone(), self.ffmpeg.clone()),
+        ))
     }
 }
 
@@ -161,6 +187,8 @@ struct FileState {
     first_timestamp: Option<u32>,
     video: LastTag,
     audio: LastTag,
+    /// The intervals between video tags, while the filler needs the stream's frame rate.
+    video_intervals: Option<Vec<u32>>,
 }
 
 impl FileState {
@@ -173,6 +201,20 @@ impl FileState {
             first_timestamp: None,
             video: LastTag::default(),
             audio: LastTag::default(),
+            video_intervals: None,
+        }
+    }
+
+    /// Notes a media tag of `kind` at `timestamp` (the file's own).
+    fn observe(&mut self, kind: TagKind, timestamp: u32) {
+        match kind {
+            TagKind::Video => {
+                if let (Some(intervals), true) = (&mut self.video_intervals, self.video.seen) {
+                    intervals.push(timestamp.wrapping_sub(self.video.timestamp));
+                }
+                self.video.observe(timestamp);
+            }
+            _ => self.audio.observe(timestamp),
         }
     }
 
@@ -204,32 +246,44 @@ pub struct FlvTimelineStage {
     offset: u64,
     history: FragmentHistory<Snapshot>,
     file: Option<FileState>,
+    /// Per kind (video, audio), the decoder configuration (sequence header body) the session
+    /// got last: the stream's, or the filler's during a gap.
+    sent: [Option<Bytes>; 2],
+    filler: Filler,
 }
 
 impl FlvTimelineStage {
+    /// Fills gaps with `source`, made or converted by the program `ffmpeg`.
+    pub fn with_filler(mut self, source: FillerSource, ffmpeg: PathBuf) -> Self {
+        self.filler = Filler::new(source, ffmpeg);
+        self
+    }
+
     fn file(&mut self) -> &mut FileState {
         self.file.get_or_insert_with(|| FileState::new("?"))
     }
 
     /// Writes the file header and the known decoder configurations: what a session needs
-    /// first. The configurations carry the current offset as their timestamp.
+    /// first. The configurations carry the current offset as their timestamp. A session that
+    /// begins during a gap gets the filler's, whose tags come first.
     fn write_session_start(&mut self, output: &mut StageOutput) {
         let Some(header) = self.header else {
             return;
         };
         output.push_chunk(Bytes::copy_from_slice(&header));
         output.push_chunk(Bytes::from_static(&[0; PREVIOUS_TAG_SIZE_LEN]));
+        self.sent = [None, None];
+        self.header_written = true;
         let timestamp = self.offset as u32;
-        let configurations = self.configurations.clone();
-        for (kind, data) in [
-            (TagKind::Video, &configurations.video),
-            (TagKind::Audio, &configurations.audio),
-        ] {
-            if let Some(data) = data {
-                push_tag(kind, timestamp, data, output);
+        let filler_configurations = self.filler.configurations();
+        for kind in [Kind::Video, Kind::Audio] {
+            match &filler_configurations[kind.index()] {
+                Some(configuration) if self.filler.is_playing() => {
+                    self.send_filler_configuration(kind, configuration, timestamp, output);
+                }
+                _ => self.send_stream_configuration(kind.into(), timestamp, output),
             }
         }
-        self.header_written = true;
     }
 
     /// The timestamp a tag of this file gets on the stream's timeline.
@@ -285,14 +339,12 @@ impl FlvTimelineStage {
             Payload::Media => {
                 let media_time = self.media_time(tag.timestamp);
                 let timestamp = media_time.as_millis() as u32;
-                let file = self.file();
-                match tag.kind {
-                    TagKind::Video => file.video.observe(tag.timestamp),
-                    _ => file.audio.observe(tag.timestamp),
-                }
+                self.file().observe(tag.kind, tag.timestamp);
                 if !self.header_written {
                     self.write_session_start(output);
                 }
+                // After a filler with another configuration, the stream's again.
+                self.send_stream_configuration(tag.kind, timestamp, output);
                 output.mark_media_time(media_time);
                 output.push_chunk(Bytes::copy_from_slice(&TagHeader::with_timestamp(
                     &header, timestamp,
@@ -318,7 +370,11 @@ impl FlvTimelineStage {
                     TagKind::Video => "video",
                     _ => "audio",
                 };
-                let name = self.file().name.clone();
+                let file = self.file();
+                let name = file.name.clone();
+                // Another stream: a filler made for it, at the end of this file.
+                file.video_intervals.get_or_insert_with(Vec::new);
+                self.filler.forget_clip();
                 output.request_new_session(format!(
                     "fragment {name}: the {stream} decoder configuration changed"
                 ));
@@ -327,9 +383,9 @@ impl FlvTimelineStage {
                 self.write_session_start(output);
             }
             None => {
-                *self.configurations.get_mut(tag.kind) = Some(data.clone());
+                *self.configurations.get_mut(tag.kind) = Some(data);
                 if self.header_written {
-                    push_tag(tag.kind, timestamp, &data, output);
+                    self.send_stream_configuration(tag.kind, timestamp, output);
                 } else {
                     self.write_session_start(output);
                 }
@@ -370,7 +426,13 @@ impl Stage for FlvTimelineStage {
                 header: self.header,
             },
         );
-        self.file = Some(FileState::new(&fragment.name));
+        let mut file = FileState::new(&fragment.name);
+        if self.filler.wants_shape() {
+            file.video_intervals = Some(Vec::new());
+        }
+        self.file = Some(file);
+        // The stream takes over from any filler; a later gap starts the clip afresh.
+        self.filler.stop();
         Ok(())
     }
 
@@ -508,10 +570,11 @@ impl Stage for FlvTimelineStage {
         });
         let error = problem.map(|problem| file.error(problem));
         self.offset += file.duration();
-        self.file = None;
+        let file = self.file.take().expect("read above");
         match error {
             Some(error) => Err(error),
             None => {
+                self.prepare_filler(&file);
                 output.mark_media_span(MediaSpan {
                     start: Duration::from_millis(start),
                     end: Duration::from_millis(self.offset),
@@ -522,9 +585,16 @@ impl Stage for FlvTimelineStage {
     }
 
     fn start_session(&mut self, output: &mut StageOutput) -> Result<(), StageError> {
+        // In a gap, the new session's decoder has nothing to refer to: the filler goes on
+        // from its keyframe.
+        self.filler.restart_at_keyframe();
         self.header_written = false;
         self.write_session_start(output);
         Ok(())
+    }
+
+    fn fill(&mut self, until: Duration, output: &mut StageOutput) -> Result<(), StageError> {
+        self.fill_until(until, output)
     }
 
     fn abort_fragment(&mut self) {

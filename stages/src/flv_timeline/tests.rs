@@ -334,3 +334,132 @@ fn every_media_tag_is_marked_with_its_time_for_pacing() {
     expected.extend(second);
     assert_eq!(marks, expected);
 }
+
+// ---- filler -------------------------------------------------------------------------------
+
+/// One second of H.264 baseline (so its avcC differs from the filler's, which is High) at
+/// 320x180, 25 fps, and AAC-LC 44.1 kHz stereo, as FLV made by ffmpeg.
+fn real_file() -> Vec<u8> {
+    let output = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-f", "lavfi", "-i"])
+        .arg("testsrc=size=320x180:rate=25")
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", "1", "-c:v", "libx264", "-profile:v", "baseline"])
+        .args(["-pix_fmt", "yuv420p", "-g", "25", "-c:a", "aac", "-ac", "2"])
+        .args(["-f", "flv", "pipe:1"])
+        .output()
+        .expect("ffmpeg not found; run scripts/test, which installs it");
+    assert!(output.status.success());
+    output.stdout
+}
+
+/// The video sequence headers' configurations and the video frames (timestamp, keyframe) of
+/// `tags`, in order.
+fn video_configurations(tags: &[OutTag]) -> Vec<Vec<u8>> {
+    tags.iter()
+        .filter(|tag| tag.kind == 9 && tag.data[1] == 0)
+        .map(|tag| tag.data[5..].to_vec())
+        .collect()
+}
+
+fn video_frames(tags: &[OutTag]) -> Vec<(u32, bool)> {
+    tags.iter()
+        .filter(|tag| tag.kind == 9 && tag.data[1] == 1)
+        .map(|tag| (tag.timestamp, tag.data[0] >> 4 == 1))
+        .collect()
+}
+
+fn fill(stage: &mut FlvTimelineStage, until_ms: u64) -> Vec<u8> {
+    let mut output = StageOutput::default();
+    stage
+        .fill(Duration::from_millis(until_ms), &mut output)
+        .unwrap();
+    joined(&output.drain().collect::<Vec<_>>())
+}
+
+#[test]
+fn a_gap_is_filled_on_the_timeline_with_sequence_headers_at_each_switch() {
+    let file = real_file();
+    let mut stage =
+        FlvTimelineStage::default().with_filler(FillerSource::Generate, "ffmpeg".into());
+    let (items, result) = run_file(&mut stage, 1, &file, &[4096]);
+    result.unwrap();
+    let mut stream = joined(&items);
+    // Upstream is late by 1.2 s, filled in 200-ms steps.
+    for until in (1200..=2200).step_by(200) {
+        stream.extend(fill(&mut stage, until));
+    }
+    let (items, result) = run_file(&mut stage, 2, &file, &[4096]);
+    result.unwrap();
+    stream.extend(joined(&items));
+
+    let (headers, tags) = read_stream(&stream);
+    assert_eq!(headers, 1);
+    // Stream, filler, stream again: the stream's avcC is sent again when it resumes.
+    let configurations = video_configurations(&tags);
+    assert_eq!(configurations.len(), 3, "{configurations:02x?}");
+    assert_ne!(configurations[0], configurations[1]);
+    assert_eq!(configurations[0], configurations[2]);
+    // Filler frames every 40 ms from where the first file ended (its last tag plus its
+    // interval) to before 2.2 s, starting with a keyframe; the second file starts at 2.2 s
+    // (its video, as in the first, a little after its start: ffmpeg's audio priming).
+    let frames = video_frames(&tags);
+    assert_eq!(frames.len(), 25 + 29 + 25, "{frames:?}");
+    let filler = &frames[25..25 + 29];
+    assert!(filler[0].1, "the filler starts with a keyframe");
+    assert!(filler[0].0 >= frames[24].0 + 40);
+    assert!(filler.windows(2).all(|pair| pair[1].0 - pair[0].0 == 40));
+    assert!(filler[28].0 < 2200);
+    assert_eq!(frames[25 + 29], (2200 + frames[0].0, true));
+    assert!(frames.windows(2).all(|pair| pair[0].0 < pair[1].0));
+    // Audio goes on with the stream's configuration: one audio sequence header.
+    let audio_headers = tags
+        .iter()
+        .filter(|tag| tag.kind == 8 && tag.data[1] == 0)
+        .count();
+    assert_eq!(audio_headers, 1);
+}
+
+#[test]
+fn a_session_that_begins_in_a_gap_begins_with_the_filler_s_keyframe_and_configuration() {
+    let file = real_file();
+    let mut stage =
+        FlvTimelineStage::default().with_filler(FillerSource::Generate, "ffmpeg".into());
+    run_file(&mut stage, 1, &file, &[4096]).1.unwrap();
+    let first_session = fill(&mut stage, 1500);
+    let (_, filler_tags) = read_stream(&first_session);
+    let filler_avcc = video_configurations(&filler_tags)[0].clone();
+    // The server went away mid-gap; the new session starts with the filler.
+    let mut output = StageOutput::default();
+    stage.start_session(&mut output).unwrap();
+    let mut stream = joined(&output.drain().collect::<Vec<_>>());
+    stream.extend(fill(&mut stage, 2000));
+    let (headers, tags) = read_stream(&stream);
+    assert_eq!(headers, 1);
+    assert_eq!(video_configurations(&tags), vec![filler_avcc]);
+    let frames = video_frames(&tags);
+    assert!(frames[0].1, "{frames:?}");
+    assert!(frames[0].0 >= 1500);
+}
+
+#[test]
+fn a_stream_no_filler_can_match_fails_each_fill_naming_why() {
+    // Synthetic sequence headers: not a readable avcC.
+    let mut stage =
+        FlvTimelineStage::default().with_filler(FillerSource::Generate, "ffmpeg".into());
+    let mut output = StageOutput::default();
+    let before = stage
+        .fill(Duration::from_millis(100), &mut output)
+        .unwrap_err();
+    assert!(before.message.contains("no media"), "{}", before.message);
+    run_file(&mut stage, 1, &upstream_file(1, b"sps", b"asc"), &[64])
+        .1
+        .unwrap();
+    let error = stage.fill(Duration::from_secs(1), &mut output).unwrap_err();
+    assert!(
+        error.message.contains("no filler can be made") && error.message.contains("avcC"),
+        "{}",
+        error.message
+    );
+    assert_eq!(output.drain().count(), 0);
+}

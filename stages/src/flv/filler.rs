@@ -15,7 +15,7 @@ use bytes::Bytes;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-use super::stream_shape::StreamShape;
+use super::stream_shape::{aac_essentials, StreamShape};
 use super::tags::{flv_track, media_tags, FlvTrack, Kind, MediaData, Tag};
 use crate::mp4::samples::read_samples;
 use crate::mp4::{describe_moov, BoxHeader};
@@ -83,7 +83,7 @@ impl JsonSchema for FillerSource {
 /// The clip as FLV tags from 0 ms (video starting with a keyframe), and how long one loop
 /// lasts.
 #[derive(Debug)]
-pub(super) struct FillerClip {
+pub(crate) struct FillerClip {
     tags: Vec<Tag>,
     period_ns: i128,
 }
@@ -116,15 +116,22 @@ impl Run {
 
 /// The filler of one packetizer.
 #[derive(Debug)]
-pub(super) struct Filler {
+pub(crate) struct Filler {
     source: FillerSource,
     ffmpeg: PathBuf,
     clip: ClipState,
     run: Option<Run>,
 }
 
+impl Default for Filler {
+    /// No filler.
+    fn default() -> Self {
+        Self::new(FillerSource::None, PathBuf::from("ffmpeg"))
+    }
+}
+
 impl Filler {
-    pub(super) fn new(source: FillerSource, ffmpeg: PathBuf) -> Self {
+    pub(crate) fn new(source: FillerSource, ffmpeg: PathBuf) -> Self {
         Self {
             source,
             ffmpeg,
@@ -134,12 +141,12 @@ impl Filler {
     }
 
     /// Whether the clip still has to be made for the stream.
-    pub(super) fn wants_shape(&self) -> bool {
+    pub(crate) fn wants_shape(&self) -> bool {
         self.source != FillerSource::None && matches!(self.clip, ClipState::NotStarted)
     }
 
     /// Starts making the clip for a stream of `shape`, in the background.
-    pub(super) fn prepare(&mut self, shape: StreamShape) {
+    pub(crate) fn prepare(&mut self, shape: StreamShape) {
         let (sender, receiver) = mpsc::channel();
         let (source, ffmpeg) = (self.source.clone(), self.ffmpeg.clone());
         std::thread::spawn(move || {
@@ -150,7 +157,7 @@ impl Filler {
 
     /// The filler tags after the media that ended at `from_ms` (where a new gap begins), up to
     /// but not including `until_ms`.
-    pub(super) fn tags_until(&mut self, from_ms: i128, until_ms: i128) -> Result<Vec<Tag>, String> {
+    pub(crate) fn tags_until(&mut self, from_ms: i128, until_ms: i128) -> Result<Vec<Tag>, String> {
         self.wait_for_clip()?;
         let ClipState::Ready(clip) = &self.clip else {
             unreachable!("wait_for_clip returns Ok only when the clip is ready");
@@ -176,14 +183,24 @@ impl Filler {
         }
     }
 
+    /// The stream is one no clip can match (`problem` says why): each fill fails with it.
+    pub(crate) fn cannot_match(&mut self, problem: String) {
+        self.clip = ClipState::Failed(problem);
+    }
+
+    /// Whether the filler is playing: a gap began and no fragment has come since.
+    pub(crate) fn is_playing(&self) -> bool {
+        self.run.is_some()
+    }
+
     /// The stream changed: the clip is made again for the new one when its shape is known.
-    pub(super) fn forget_clip(&mut self) {
+    pub(crate) fn forget_clip(&mut self) {
         self.clip = ClipState::NotStarted;
         self.run = None;
     }
 
     /// The decoder configuration per kind (video, audio) of the clip, once it is made.
-    pub(super) fn configurations(&self) -> [Option<Bytes>; 2] {
+    pub(crate) fn configurations(&self) -> [Option<Bytes>; 2] {
         let mut configurations = [None, None];
         if let ClipState::Ready(clip) = &self.clip {
             for tag in &clip.tags {
@@ -195,7 +212,7 @@ impl Filler {
 
     /// A new session begins in the middle of a gap: the filler goes on from where it got to,
     /// but from the clip's first keyframe (the new session's decoder has nothing to refer to).
-    pub(super) fn restart_at_keyframe(&mut self) {
+    pub(crate) fn restart_at_keyframe(&mut self) {
         let (Some(run), ClipState::Ready(clip)) = (&mut self.run, &self.clip) else {
             return;
         };
@@ -208,7 +225,7 @@ impl Filler {
     }
 
     /// Content resumed: the next gap starts the clip again from its first keyframe.
-    pub(super) fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         self.run = None;
     }
 
@@ -226,9 +243,11 @@ impl Filler {
         match &self.clip {
             ClipState::Ready(_) => Ok(()),
             ClipState::Failed(problem) => Err(problem.clone()),
-            ClipState::NotStarted if self.source == FillerSource::None => {
-                Err("this fmp4-to-flv stage has `filler: none`".to_owned())
-            }
+            ClipState::NotStarted if self.source == FillerSource::None => Err(
+                "the stage has `filler: none` (a pipeline that lists the stage itself sets \
+                     `filler` on it)"
+                    .to_owned(),
+            ),
             ClipState::NotStarted | ClipState::Making(_) => {
                 Err("the stream's shape is not known yet".to_owned())
             }
@@ -478,26 +497,6 @@ fn read_clip(file: Bytes, shape: &StreamShape) -> Result<FillerClip, String> {
     Ok(FillerClip { tags, period_ns })
 }
 
-/// What an AudioSpecificConfig says a decoder must be set up for: object type, sampling
-/// frequency (index, or the explicit rate) and channel configuration; extensions aside.
-fn aac_essentials(configuration: &[u8]) -> Option<(u32, u32, u32)> {
-    let mut bits = configuration
-        .iter()
-        .flat_map(|byte| (0..8).rev().map(move |bit| u32::from((byte >> bit) & 1)));
-    let mut read = |count: u32| -> Option<u32> {
-        (0..count).try_fold(0, |value, _| Some(value << 1 | bits.next()?))
-    };
-    let mut object_type = read(5)?;
-    if object_type == 31 {
-        object_type = 32 + read(6)?;
-    }
-    let mut frequency = read(4)?;
-    if frequency == 15 {
-        frequency = read(24)?;
-    }
-    Some((object_type, frequency, read(4)?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,18 +511,5 @@ mod tests {
             FillerSource::File("/srv/slate.mp4".into())
         );
         assert!(read("").is_err());
-    }
-
-    #[test]
-    fn aac_configurations_compare_by_what_the_decoder_needs() {
-        // AAC-LC, 48 kHz, stereo; ffmpeg's encoder adds a sync extension saying "no SBR".
-        assert_eq!(aac_essentials(&[0x11, 0x90]), Some((2, 3, 2)));
-        assert_eq!(
-            aac_essentials(&[0x11, 0x90, 0x56, 0xe5, 0x00]),
-            aac_essentials(&[0x11, 0x90])
-        );
-        // HE-AAC (object type 5), 22.05 kHz core.
-        assert_eq!(aac_essentials(&[0x2b, 0x92, 0x08, 0x00]), Some((5, 7, 2)));
-        assert_eq!(aac_essentials(&[0x11]), None);
     }
 }

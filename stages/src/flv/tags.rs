@@ -3,22 +3,22 @@
 use bytes::Bytes;
 use streampub_core::StageOutput;
 
-use crate::flv::{TagHeader, TAG_HEADER_LEN};
+use crate::flv::{TagHeader, TagKind, TAG_HEADER_LEN};
 use crate::mp4::samples::Sample;
 use crate::mp4::TrackDescription;
 
 /// What one of the stream's tracks becomes in FLV.
 #[derive(Debug, Clone)]
-pub(super) struct FlvTrack {
-    pub(super) track_id: u32,
-    pub(super) timescale: u32,
-    pub(super) kind: Kind,
+pub(crate) struct FlvTrack {
+    pub(crate) track_id: u32,
+    pub(crate) timescale: u32,
+    pub(crate) kind: Kind,
     /// The sequence header's body: `avcC`, or the AudioSpecificConfig.
-    pub(super) configuration: Bytes,
+    pub(crate) configuration: Bytes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     Video,
     Audio,
 }
@@ -32,7 +32,7 @@ impl Kind {
     }
 
     /// Where per-kind state is kept in `[video, audio]` arrays.
-    pub(super) fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             Self::Video => 0,
             Self::Audio => 1,
@@ -40,23 +40,32 @@ impl Kind {
     }
 }
 
+impl From<Kind> for TagKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Video => Self::Video,
+            Kind::Audio => Self::Audio,
+        }
+    }
+}
+
 /// One FLV tag to write: its header fields, the codec bytes and the sample.
 #[derive(Debug, Clone)]
-pub(super) struct Tag {
-    pub(super) kind: Kind,
+pub(crate) struct Tag {
+    pub(crate) kind: Kind,
     /// The decoder configuration the sample needs (its track's sequence header body).
-    pub(super) configuration: Bytes,
+    pub(crate) configuration: Bytes,
     /// The sample's decode time in milliseconds on the stream's timeline.
-    pub(super) decode_ms: i128,
+    pub(crate) decode_ms: i128,
     /// How long it lasts, in milliseconds (rounded from ticks).
-    pub(super) duration_ms: i128,
+    pub(crate) duration_ms: i128,
     prefix: Vec<u8>,
     body: Bytes,
 }
 
 impl Tag {
     /// The sequence header of `kind` carrying `configuration`, at `decode_ms`.
-    pub(super) fn sequence_header(kind: Kind, configuration: Bytes, decode_ms: i128) -> Self {
+    pub(crate) fn sequence_header(kind: Kind, configuration: Bytes, decode_ms: i128) -> Self {
         let prefix: &[u8] = match kind {
             Kind::Video => &[0x17, 0, 0, 0, 0],
             Kind::Audio => &[0xaf, 0],
@@ -72,12 +81,12 @@ impl Tag {
     }
 
     /// Its decode time, for pacing.
-    pub(super) fn media_time(&self) -> std::time::Duration {
+    pub(crate) fn media_time(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.decode_ms.max(0) as u64)
     }
 
     /// The same tag `shift_ms` later.
-    pub(super) fn shifted(&self, shift_ms: i128) -> Self {
+    pub(crate) fn shifted(&self, shift_ms: i128) -> Self {
         Self {
             decode_ms: self.decode_ms + shift_ms,
             ..self.clone()
@@ -85,7 +94,7 @@ impl Tag {
     }
 
     /// Writes the tag, its timestamp counted from the decode time `session_zero` (ms).
-    pub(super) fn write(self, session_zero: i128, output: &mut StageOutput) {
+    pub(crate) fn write(self, session_zero: i128, output: &mut StageOutput) {
         let timestamp = (self.decode_ms - session_zero).rem_euclid(1 << 32) as u32;
         write_tag(
             self.kind.type_byte(),
@@ -98,10 +107,10 @@ impl Tag {
 }
 
 /// FLV's tag type of script data (`onMetaData`).
-pub(super) const SCRIPT_TAG: u8 = 18;
+pub(crate) const SCRIPT_TAG: u8 = 18;
 
 /// Writes one FLV tag: header, `prefix` (the codec bytes) and `body`, then its size.
-pub(super) fn write_tag(
+pub(crate) fn write_tag(
     type_byte: u8,
     timestamp: u32,
     prefix: &[u8],
@@ -122,14 +131,14 @@ pub(super) fn write_tag(
 }
 
 /// Milliseconds of `ticks` at `timescale`, rounded.
-pub(super) fn milliseconds(ticks: i128, timescale: u32) -> i128 {
+pub(crate) fn milliseconds(ticks: i128, timescale: u32) -> i128 {
     let timescale = i128::from(timescale);
     (ticks * 1000 + timescale / 2).div_euclid(timescale)
 }
 
 /// The tag of a sample: decode time and composition time in milliseconds, each rounded from
 /// exact ticks.
-pub(super) fn tag_of(track: &FlvTrack, sample: &Sample, body: Bytes) -> Tag {
+pub(crate) fn tag_of(track: &FlvTrack, sample: &Sample, body: Bytes) -> Tag {
     let decode = i128::from(sample.decode_time);
     let decode_ms = milliseconds(decode, track.timescale);
     let prefix = match track.kind {
@@ -161,7 +170,7 @@ pub(super) fn tag_of(track: &FlvTrack, sample: &Sample, body: Bytes) -> Tag {
 /// of the chunks read: the samples are not copied, and no buffer the size of the box is
 /// allocated, which over days would leave the allocator's heap fragmented).
 #[derive(Debug, Default)]
-pub(super) struct MediaData {
+pub(crate) struct MediaData {
     header_len: usize,
     parts: Vec<Bytes>,
     /// Where each part starts, counted from the box's first byte.
@@ -171,7 +180,7 @@ pub(super) struct MediaData {
 
 impl MediaData {
     /// An empty box whose header is `header_len` bytes.
-    pub(super) fn new(header_len: usize) -> Self {
+    pub(crate) fn new(header_len: usize) -> Self {
         Self {
             header_len,
             len: header_len,
@@ -180,7 +189,7 @@ impl MediaData {
     }
 
     /// Appends a piece of the payload.
-    pub(super) fn push(&mut self, part: Bytes) {
+    pub(crate) fn push(&mut self, part: Bytes) {
         if !part.is_empty() {
             self.starts.push(self.len);
             self.len += part.len();
@@ -221,7 +230,7 @@ impl MediaData {
 
 /// The tags of one `moof`'s samples, whose data lies in `mdat` (right after a `moof` of
 /// `moof_size` bytes), interleaved by decode time.
-pub(super) fn media_tags(
+pub(crate) fn media_tags(
     tracks: &[FlvTrack],
     samples: &[Sample],
     moof_size: u64,
@@ -251,7 +260,7 @@ pub(super) fn media_tags(
 }
 
 /// What `track` becomes in FLV, or why FLV cannot carry it.
-pub(super) fn flv_track(track: &TrackDescription) -> Result<FlvTrack, String> {
+pub(crate) fn flv_track(track: &TrackDescription) -> Result<FlvTrack, String> {
     let entry = track
         .sample_entries
         .first()
