@@ -17,6 +17,11 @@
 //! buffers, allocated and freed for every `moof`, made glibc's allocator hold on to a growing,
 //! fragmented heap: streampub's RSS went from 32 to 51 MB over 2,880 fragments; with slices it
 //! stays at 11 MB (`scripts/ffmpeg-memory`, BENCHMARKS.md).
+//!
+//! The tags of an `mdat` are written when the next box begins or the fragment ends, not at
+//! once: a fragment cut short has its last `mdat` completed with zeros by `fmp4-timeline` (to
+//! keep a byte stream in sync) and then fails; its held tags are dropped, so no zeros reach
+//! ffmpeg as samples (a viewer would see corrupt frames until the next keyframe).
 
 #[cfg(test)]
 mod tests;
@@ -190,6 +195,8 @@ pub struct FlvPacketizerStage {
     /// Where the stream's media written so far ends (ms): where filler would begin.
     content_end_ms: Option<i128>,
     filler: Filler,
+    /// The tags of the last `mdat`, written once the fragment goes on past it.
+    held: Vec<Tag>,
 }
 
 impl Default for FlvPacketizerStage {
@@ -218,6 +225,7 @@ impl FlvPacketizerStage {
             shape: None,
             content_end_ms: None,
             filler: Filler::new(FillerSource::None, default_ffmpeg()),
+            held: Vec::new(),
         }
     }
 
@@ -325,6 +333,14 @@ impl FlvPacketizerStage {
             .ok_or_else(|| self.error("an mdat without its moof"))?;
         let tags = media_tags(&self.tracks, &samples, moof_size, mdat)
             .map_err(|problem| self.error(problem))?;
+        self.write_held(output);
+        self.held = tags;
+        Ok(())
+    }
+
+    /// Writes the tags of the last `mdat`: the fragment went on past it.
+    fn write_held(&mut self, output: &mut StageOutput) {
+        let tags = std::mem::take(&mut self.held);
         if let Some(end) = tags.iter().map(|tag| tag.decode_ms + tag.duration_ms).max() {
             self.content_end_ms = Some(self.content_end_ms.map_or(end, |known| known.max(end)));
         }
@@ -333,7 +349,6 @@ impl FlvPacketizerStage {
             configurations[track.kind.index()] = Some(track.configuration.clone());
         }
         self.write_tags(tags, configurations, output);
-        Ok(())
     }
 
     /// The file header, `onMetaData` and the sequence headers of `configurations` (per kind:
@@ -489,12 +504,14 @@ impl Stage for FlvPacketizerStage {
         Ok(())
     }
 
-    fn end_fragment(&mut self, _output: &mut StageOutput) -> Result<(), StageError> {
+    fn end_fragment(&mut self, output: &mut StageOutput) -> Result<(), StageError> {
         match &self.parse {
-            Parse::Header => Ok(()),
-            Parse::Partial(header) if header.is_empty() => Ok(()),
-            _ => Err(self.error("it ends inside a box")),
+            Parse::Header => {}
+            Parse::Partial(header) if header.is_empty() => {}
+            _ => return Err(self.error("it ends inside a box")),
         }
+        self.write_held(output);
+        Ok(())
     }
 
     fn start_session(&mut self, _output: &mut StageOutput) -> Result<(), StageError> {
@@ -510,6 +527,7 @@ impl Stage for FlvPacketizerStage {
     fn abort_fragment(&mut self) {
         self.parse = Parse::Header;
         self.moof = None;
+        self.held.clear();
     }
 
     fn fill(
@@ -533,6 +551,7 @@ impl Stage for FlvPacketizerStage {
 impl FlvPacketizerStage {
     /// Starts a box from its complete header: collects `moov`, `moof` and `mdat`, skips others.
     fn start_box(&mut self, header: Vec<u8>, output: &mut StageOutput) -> Result<(), StageError> {
+        self.write_held(output);
         let parsed = BoxHeader::parse(&header).map_err(|error| self.error(error.message))?;
         let limit = if parsed.kind == FourCc::MDAT {
             MAX_MEDIA_DATA

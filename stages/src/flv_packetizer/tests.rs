@@ -550,3 +550,38 @@ fn a_session_that_begins_in_a_gap_begins_with_the_filler_s_keyframe() {
         .count();
     assert!((11..=13).contains(&video), "{video} frames for 400 ms");
 }
+
+#[test]
+fn a_fragment_cut_short_sends_no_zeros_as_samples() {
+    // The second media segment's mdat lost its last bytes; fmp4-timeline completes it with
+    // zeros (for a byte stream's sake) and then fails the fragment.
+    let second = media_segment_at(1);
+    let cut = second.len() - 6;
+    let completed = [&second[..cut], &[0; 6][..]].concat();
+    let file = [init_segment(), media_segment(), completed].concat();
+    let mut stage = FlvPacketizerStage::default();
+    let mut output = StageOutput::default();
+    stage.begin_fragment(&fragment(1), &mut output).unwrap();
+    stage
+        .process_chunk(bytes::Bytes::from(file), &mut output)
+        .unwrap();
+    stage.abort_fragment();
+    let stream = joined(&output.drain().collect::<Vec<_>>());
+    // The first segment's samples went out; none of the second's (at 1 s).
+    let timestamps: Vec<u32> = tags_of(&stream)
+        .iter()
+        .filter(|tag| tag.2[1] == 1)
+        .map(|tag| tag.1)
+        .collect();
+    assert_eq!(timestamps, vec![0, 0, 21, 33]);
+    // A whole fragment writes the last segment's tags when it ends.
+    let mut stage = FlvPacketizerStage::default();
+    let whole = [init_segment(), media_segment(), media_segment_at(1)].concat();
+    let (items, result) = run_file(&mut stage, &fragment(1), &whole, &[usize::MAX]);
+    result.unwrap();
+    let media = tags_of(&joined(&items))
+        .iter()
+        .filter(|tag| tag.2[1] == 1)
+        .count();
+    assert_eq!(media, 8);
+}
