@@ -3,7 +3,7 @@
 //! - [`mp4`]: ISO base media box code (reading and rewriting `moov`, `moof`, `tfdt`, …).
 //! - [`timeline`]: the `fmp4-timeline` stage, which joins fragmented MP4 files into one
 //!   continuous stream (and optionally converts non-fragmented MP4 with ffmpeg first).
-//! - [`flv`]: FLV file and tag headers.
+//! - [`flv`]: FLV file and tag headers, FLV tags of MP4 samples and of the filler.
 //! - [`flv_timeline`]: the `flv-timeline` stage, which joins FLV files into one continuous
 //!   FLV stream.
 //! - [`mpegts`]: MPEG transport stream packets, PES timestamps, PCR and program tables.
@@ -12,6 +12,7 @@
 //! Sinks that imply a stage (`ffmpeg-rtmp` fed MP4 implies `fmp4-timeline`) depend on this
 //! crate; `streampub-core` knows no media format.
 
+mod filler;
 pub mod flv;
 pub mod flv_packetizer;
 pub mod flv_timeline;
@@ -21,6 +22,7 @@ pub mod mpegts;
 mod padding;
 #[cfg(test)]
 mod stage_harness;
+mod stream_shape;
 pub mod timeline;
 pub mod ts_timeline;
 

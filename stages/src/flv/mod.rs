@@ -1,9 +1,9 @@
 //! FLV format code shared by the stages: the file header, tag headers, and what a tag's first
-//! bytes say about it; tags made from MP4 samples ([`tags`]), what a stream is as FLV carries
-//! it ([`stream_shape`]) and the filler clip ([`filler`]). No plugin lives here.
+//! bytes say about it; tags made from MP4 samples ([`tags`]), the `onMetaData` tag
+//! ([`metadata`]) and the filler as FLV tags ([`filler`]). No plugin lives here.
 
 pub(crate) mod filler;
-pub(crate) mod stream_shape;
+pub(crate) mod metadata;
 pub(crate) mod tags;
 
 use std::fmt;

@@ -37,15 +37,15 @@ use streampub_core::{
     StageConfig, StageError, StageOutput,
 };
 
+pub use crate::filler::FillerSource;
 use crate::flv::filler::Filler;
-pub use crate::flv::filler::FillerSource;
-use crate::flv::stream_shape::StreamShape;
 use crate::flv::tags::{
     flv_track, media_tags, write_tag, FlvTrack, Kind, MediaData, Tag, SCRIPT_TAG,
 };
 use crate::flv::FILE_HEADER;
 use crate::mp4::samples::read_samples;
 use crate::mp4::{describe_moov, BoxHeader, FourCc, TrackDescription};
+use crate::stream_shape::StreamShape;
 
 /// The stage's `type`.
 pub const FLV_PACKETIZER_STAGE: &str = "fmp4-to-flv";

@@ -10,9 +10,9 @@ use bytes::Bytes;
 use streampub_core::{StageError, StageOutput};
 
 use super::{push_tag, FileState, FlvTimelineStage};
-use crate::flv::stream_shape::StreamShape;
 use crate::flv::tags::{Kind, Tag};
 use crate::flv::TagKind;
+use crate::stream_shape::{AudioShape, StreamShape, VideoShape};
 
 /// Bytes before the decoder configuration in a sequence header tag's data: AVC's
 /// `FrameType|CodecID, AVCPacketType, CompositionTime` (enhanced FLV's header and FourCC are as
@@ -127,11 +127,15 @@ impl FlvTimelineStage {
             None => None,
         };
         let mut intervals = file.video_intervals.clone().unwrap_or_default();
-        StreamShape::of_flv(
-            video.as_deref(),
-            audio.as_deref(),
-            most_common(&mut intervals),
-        )
+        let frame_rate = (1000, most_common(&mut intervals).unwrap_or(40));
+        Ok(StreamShape {
+            video: video
+                .map(|avcc| VideoShape::from_avcc(&avcc, frame_rate))
+                .transpose()?,
+            audio: audio
+                .map(|configuration| AudioShape::from_audio_specific_config(&configuration))
+                .transpose()?,
+        })
     }
 
     /// Plays the filler up to `until` on the timeline, between files; the next file starts

@@ -38,7 +38,8 @@ use streampub_core::{
 };
 
 use self::saved::SavedFlvTimeline;
-use crate::flv::filler::{Filler, FillerSource};
+use crate::filler::FillerSource;
+use crate::flv::filler::Filler;
 use crate::flv::tags::Kind;
 use crate::flv::{
     classify, read_file_header, Payload, TagHeader, TagKind, CLASSIFY_LEN, FILE_HEADER,

@@ -1,0 +1,333 @@
+//! Filler for a paced stream while upstream is late: what plays (`filler: generate | none |
+//! PATH`) and the clip made from it with ffmpeg to match the stream (black and silence, or a
+//! slate converted once), in the background as soon as the stream is known, so that it is
+//! ready long before upstream is first late. The stages play it in their own format
+//! ([`crate::flv::filler`] as FLV tags, [`crate::ts_timeline`] as transport stream packets).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::stream_shape::StreamShape;
+
+/// The largest slate read: a minute of it is converted.
+const SLATE_SECONDS: u32 = 60;
+
+/// How long a fill waits for a clip still being made.
+const MAKING_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What plays while upstream is late (`filler`): `generate`, `none`, or the path of a slate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum FillerSource {
+    /// Black video and silence made by ffmpeg to match the stream.
+    #[default]
+    Generate,
+    /// No filler: the output waits for the next fragment.
+    None,
+    /// A slate (any file ffmpeg reads, e.g. MP4), converted once to match the stream.
+    File(PathBuf),
+}
+
+impl fmt::Display for FillerSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Generate => f.write_str("generate"),
+            Self::None => f.write_str("none"),
+            Self::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FillerSource {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok(match text.as_str() {
+            "generate" => Self::Generate,
+            "none" => Self::None,
+            "" => return Err(de::Error::custom("write generate, none or a file's path")),
+            path => Self::File(PathBuf::from(path)),
+        })
+    }
+}
+
+impl Serialize for FillerSource {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl JsonSchema for FillerSource {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FillerSource".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "generate, none, or the path of a slate file",
+            "examples": ["generate", "none", "/srv/slate.mp4"]
+        })
+    }
+}
+
+/// The container ffmpeg writes the clip in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ClipContainer {
+    FragmentedMp4,
+    MpegTs,
+}
+
+#[derive(Debug)]
+enum ClipState<T> {
+    NotStarted,
+    Making(mpsc::Receiver<Result<T, String>>),
+    Ready(T),
+    Failed(String),
+}
+
+/// Makes one stage's clip (of type `T`, the clip as the stage plays it) and keeps it.
+#[derive(Debug)]
+pub(crate) struct ClipMaker<T> {
+    source: FillerSource,
+    ffmpeg: PathBuf,
+    state: ClipState<T>,
+}
+
+impl<T: Send + 'static> ClipMaker<T> {
+    pub(crate) fn new(source: FillerSource, ffmpeg: PathBuf) -> Self {
+        Self {
+            source,
+            ffmpeg,
+            state: ClipState::NotStarted,
+        }
+    }
+
+    /// Whether the clip still has to be made for the stream.
+    pub(crate) fn wants_shape(&self) -> bool {
+        self.source != FillerSource::None && matches!(self.state, ClipState::NotStarted)
+    }
+
+    /// Starts making the clip for a stream of `shape` as `container`, read by `read`, in the
+    /// background.
+    pub(crate) fn prepare(
+        &mut self,
+        shape: StreamShape,
+        container: ClipContainer,
+        read: fn(Bytes, &StreamShape) -> Result<T, String>,
+    ) {
+        let (sender, receiver) = mpsc::channel();
+        let (source, ffmpeg) = (self.source.clone(), self.ffmpeg.clone());
+        std::thread::spawn(move || {
+            let _ = sender.send(make_clip(&source, &ffmpeg, &shape, container, read));
+        });
+        self.state = ClipState::Making(receiver);
+    }
+
+    /// The stream is one no clip can match (`problem` says why): each fill fails with it.
+    pub(crate) fn cannot_match(&mut self, problem: String) {
+        self.state = ClipState::Failed(problem);
+    }
+
+    /// The stream changed: the clip is made again for the new one when its shape is known.
+    pub(crate) fn forget(&mut self) {
+        self.state = ClipState::NotStarted;
+    }
+
+    /// The clip, if it is made.
+    pub(crate) fn clip(&self) -> Option<&T> {
+        match &self.state {
+            ClipState::Ready(clip) => Some(clip),
+            _ => None,
+        }
+    }
+
+    /// The clip, waiting for it if it is being made; why there is none otherwise.
+    pub(crate) fn ready(&mut self) -> Result<&T, String> {
+        if let ClipState::Making(receiver) = &self.state {
+            self.state = match receiver.recv_timeout(MAKING_TIMEOUT) {
+                Ok(Ok(clip)) => ClipState::Ready(clip),
+                Ok(Err(problem)) => ClipState::Failed(problem),
+                Err(_) => ClipState::Failed(format!(
+                    "making the filler took more than {} s",
+                    MAKING_TIMEOUT.as_secs()
+                )),
+            };
+        }
+        match &self.state {
+            ClipState::Ready(clip) => Ok(clip),
+            ClipState::Failed(problem) => Err(problem.clone()),
+            ClipState::NotStarted if self.source == FillerSource::None => Err(
+                "the stage has `filler: none` (a pipeline that lists the stage itself sets \
+                 `filler` on it)"
+                    .to_owned(),
+            ),
+            ClipState::NotStarted | ClipState::Making(_) => {
+                Err("the stream's shape is not known yet".to_owned())
+            }
+        }
+    }
+}
+
+/// Makes the clip with ffmpeg as `container` and reads it with `read`.
+fn make_clip<T>(
+    source: &FillerSource,
+    ffmpeg: &Path,
+    shape: &StreamShape,
+    container: ClipContainer,
+    read: fn(Bytes, &StreamShape) -> Result<T, String>,
+) -> Result<T, String> {
+    let what = match source {
+        FillerSource::File(path) => format!("filler {}", path.display()),
+        _ => "the generated filler".to_owned(),
+    };
+    let args = ffmpeg_args(source, shape, container);
+    let output = Command::new(ffmpeg)
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|error| format!("{what}: cannot run {}: {error}", ffmpeg.display()))?;
+    if !output.status.success() {
+        let said = String::from_utf8_lossy(&output.stderr);
+        return Err(format!(
+            "{what} could not be made ({}); ffmpeg said: {}",
+            output.status,
+            said.trim()
+        ));
+    }
+    read(Bytes::from(output.stdout), shape).map_err(|problem| format!("{what}: {problem}"))
+}
+
+/// ffmpeg's arguments to make the clip as `container` on stdout: H.264 without B-frames,
+/// keyframes at least every two seconds, AAC.
+fn ffmpeg_args(
+    source: &FillerSource,
+    shape: &StreamShape,
+    container: ClipContainer,
+) -> Vec<String> {
+    let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-loglevel", "error"]
+        .map(String::from)
+        .to_vec();
+    let (video_input, audio_input, seconds) = match source {
+        FillerSource::File(path) => {
+            args.extend(["-i".to_owned(), path.display().to_string()]);
+            // Optional maps: a slate without a track the stream has is refused when read, with
+            // a clearer message than ffmpeg's.
+            ("0:v:0?", "0:a:0?", SLATE_SECONDS.to_string())
+        }
+        _ => {
+            if let Some(video) = &shape.video {
+                let (rate, duration) = video.frame_rate;
+                args.extend([
+                    "-f".to_owned(),
+                    "lavfi".to_owned(),
+                    "-i".to_owned(),
+                    format!(
+                        "color=c=black:s={}x{}:r={rate}/{duration}",
+                        video.width, video.height
+                    ),
+                ]);
+            }
+            if let Some(audio) = &shape.audio {
+                args.extend([
+                    "-f".to_owned(),
+                    "lavfi".to_owned(),
+                    "-i".to_owned(),
+                    format!(
+                        "anullsrc=r={}:cl={}",
+                        audio.sample_rate,
+                        channel_layout(audio.channels)
+                    ),
+                ]);
+            }
+            // The audio source is the second input when there is a video one.
+            let audio_input = if shape.video.is_some() { "1:a" } else { "0:a" };
+            // One second of whole frames.
+            let seconds = shape.video.as_ref().map_or("1".to_owned(), |video| {
+                let (rate, duration) = video.frame_rate;
+                let frames = rate.div_ceil(duration);
+                format!(
+                    "{:.6}",
+                    f64::from(frames) * f64::from(duration) / f64::from(rate)
+                )
+            });
+            ("0:v", audio_input, seconds)
+        }
+    };
+    args.extend(["-t".to_owned(), seconds]);
+    if let Some(video) = &shape.video {
+        let (rate, duration) = video.frame_rate;
+        let (width, height) = (video.width, video.height);
+        args.extend(["-map".to_owned(), video_input.to_owned()]);
+        args.extend([
+            "-vf".to_owned(),
+            format!(
+                "scale={width}:{height}:force_original_aspect_ratio=decrease,\
+                 pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,fps={rate}/{duration},format=yuv420p"
+            ),
+            "-c:v".to_owned(),
+            "libx264".to_owned(),
+            "-preset".to_owned(),
+            "veryfast".to_owned(),
+            "-bf".to_owned(),
+            "0".to_owned(),
+            "-g".to_owned(),
+            (2 * rate.div_ceil(duration)).to_string(),
+        ]);
+    }
+    if let Some(audio) = &shape.audio {
+        args.extend([
+            "-map".to_owned(),
+            audio_input.to_owned(),
+            "-af".to_owned(),
+            format!("aresample={}", audio.sample_rate),
+            "-ac".to_owned(),
+            audio.channels.to_string(),
+            "-c:a".to_owned(),
+            "aac".to_owned(),
+        ]);
+    }
+    let container: &[&str] = match container {
+        ClipContainer::FragmentedMp4 => &[
+            "-movflags",
+            "+frag_keyframe+empty_moov+default_base_moof",
+            "-f",
+            "mp4",
+        ],
+        // In MPEG-TS, libx264 repeats the parameter sets before each keyframe and AAC is ADTS.
+        ClipContainer::MpegTs => &["-f", "mpegts"],
+    };
+    args.extend(container.iter().map(|arg| arg.to_string()));
+    args.push("pipe:1".to_owned());
+    args
+}
+
+fn channel_layout(channels: u16) -> String {
+    match channels {
+        1 => "mono".to_owned(),
+        2 => "stereo".to_owned(),
+        other => format!("{other}c"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_option_reads_generate_none_or_a_path() {
+        let read = |text: &str| serde_json::from_value::<FillerSource>(text.into());
+        assert_eq!(read("generate").unwrap(), FillerSource::Generate);
+        assert_eq!(read("none").unwrap(), FillerSource::None);
+        assert_eq!(
+            read("/srv/slate.mp4").unwrap(),
+            FillerSource::File("/srv/slate.mp4".into())
+        );
+        assert!(read("").is_err());
+    }
+}

@@ -1,0 +1,119 @@
+//! The `onMetaData` script tag that tells FLV readers what the stream is before its first
+//! sample, and the shape of an MP4 stream made into FLV tags.
+
+use bytes::Bytes;
+
+use super::tags::{FlvTrack, Kind};
+use crate::mp4::sample_entry::Shape;
+use crate::mp4::TrackDescription;
+use crate::stream_shape::{AudioShape, StreamShape, VideoShape};
+
+impl StreamShape {
+    /// The shape of a stream with `tracks` (described by `descriptions`) whose video frames
+    /// last `frame_duration` ticks of the video track's timescale.
+    pub(crate) fn of(
+        descriptions: &[TrackDescription],
+        tracks: &[FlvTrack],
+        frame_duration: Option<u32>,
+    ) -> Self {
+        let mut shape = Self {
+            video: None,
+            audio: None,
+        };
+        for (description, track) in descriptions.iter().zip(tracks) {
+            match (
+                &description.sample_entries.first().map(|entry| &entry.shape),
+                track.kind,
+            ) {
+                (Some(Shape::Video { width, height }), Kind::Video) => {
+                    shape.video = Some(VideoShape {
+                        width: *width,
+                        height: *height,
+                        frame_rate: (track.timescale, frame_duration.unwrap_or(1).max(1)),
+                    });
+                }
+                (
+                    Some(Shape::Audio {
+                        sample_rate,
+                        channels,
+                        ..
+                    }),
+                    Kind::Audio,
+                ) => {
+                    shape.audio = Some(AudioShape {
+                        sample_rate: *sample_rate,
+                        channels: *channels,
+                        configuration: track.configuration.clone(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        shape
+    }
+}
+
+impl StreamShape {
+    /// The body of the `onMetaData` script tag (AMF0): the name, then an ECMA array of what
+    /// readers use to set up their decoders before the first sample. `duration` is 0: a live
+    /// stream has none.
+    pub(crate) fn on_metadata(&self) -> Bytes {
+        let mut fields: Vec<(&str, Amf)> = vec![("duration", Amf::Number(0.0))];
+        if let Some(video) = &self.video {
+            let (rate, duration) = video.frame_rate;
+            fields.extend([
+                ("width", Amf::Number(f64::from(video.width))),
+                ("height", Amf::Number(f64::from(video.height))),
+                (
+                    "framerate",
+                    Amf::Number(f64::from(rate) / f64::from(duration)),
+                ),
+                ("videocodecid", Amf::Number(7.0)),
+            ]);
+        }
+        if let Some(audio) = &self.audio {
+            fields.extend([
+                ("audiocodecid", Amf::Number(10.0)),
+                ("audiosamplerate", Amf::Number(audio.sample_rate as f64)),
+                ("audiosamplesize", Amf::Number(16.0)),
+                ("stereo", Amf::Boolean(audio.channels == 2)),
+            ]);
+        }
+        fields.push(("encoder", Amf::String("streampub")));
+        let mut body = Vec::with_capacity(256);
+        Amf::String("onMetaData").write(&mut body);
+        body.push(0x08);
+        body.extend_from_slice(&(fields.len() as u32).to_be_bytes());
+        for (name, value) in fields {
+            body.extend_from_slice(&(name.len() as u16).to_be_bytes());
+            body.extend_from_slice(name.as_bytes());
+            value.write(&mut body);
+        }
+        body.extend_from_slice(&[0, 0, 0x09]);
+        Bytes::from(body)
+    }
+}
+
+/// The AMF0 values `onMetaData` uses.
+enum Amf {
+    Number(f64),
+    Boolean(bool),
+    String(&'static str),
+}
+
+impl Amf {
+    fn write(&self, output: &mut Vec<u8>) {
+        match self {
+            Self::Number(number) => {
+                output.push(0x00);
+                output.extend_from_slice(&number.to_be_bytes());
+            }
+            Self::Boolean(value) => output.extend_from_slice(&[0x01, u8::from(*value)]),
+            Self::String(text) => {
+                output.push(0x02);
+                output.extend_from_slice(&(text.len() as u16).to_be_bytes());
+                output.extend_from_slice(text.as_bytes());
+            }
+        }
+    }
+}
