@@ -159,8 +159,8 @@ fn config_errors_name_pipeline_component_and_field() {
             vec!["field `pacing`", "use_rate_limit"],
         ),
         (
-            "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n    sink:\n      type: ffmpeg-rtmp\n      url: rtmp://127.0.0.1/live/a\n      input_format: mpegts\n      filler: generate\n",
-            vec!["field `filler`", "cannot be filled yet"],
+            "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n    sink:\n      type: ffmpeg-rtmp\n      url: rtmp://127.0.0.1/live/a\n      ffmpeg_input: mp4\n      filler: generate\n",
+            vec!["field `filler`", "paced output"],
         ),
         (
             "pipelines:\n  - name: a\n    source:\n      type: directory\n      path: in\n    sink:\n      type: ffmpeg-rtmp\n      url: rtmp://127.0.0.1/live/a\n      pacing: off\n      filler: generate\n",

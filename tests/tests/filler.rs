@@ -222,24 +222,36 @@ fn a_late_fragment_is_covered_by_filler_without_an_idle_drop_or_a_reconnect() {
 
 #[test]
 fn a_server_outage_during_the_filler_gives_a_new_session_that_decodes_from_its_start() {
-    let media = channel_fragments(2, 4, &[]);
+    outage_during_the_filler("mp4", "mp4");
+}
+
+#[test]
+fn with_mpegts_batches_a_session_that_begins_in_a_gap_gets_the_program_tables_first() {
+    outage_during_the_filler("mpegts", "ts");
+}
+
+/// Batches of `format`: the server goes away 2 s into the filler and comes back; both
+/// sessions decode from their start.
+fn outage_during_the_filler(format: &str, extension: &str) {
+    let media = channel_fragments(2, 4, &["--format", format]);
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
     let incoming = dir.mkdir("in");
     let config = dir.pipeline_file(&json!({"pipelines": [{
         "name": "channel",
-        "source": {"type": "directory", "path": "in", "settle": "0s"},
+        "source": {"type": "directory", "path": "in", "pattern": format!("*.{extension}"), "settle": "0s"},
         "sink": {
             "type": "ffmpeg-rtmp",
             "url": format!("{}/channel", server.server_url()),
+            "input_format": format,
             "reconnect_delay": "1s",
         },
     }]}));
     let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
     let rename_in = |index: usize| {
-        let staged = dir.join(&format!("batch-{index}.mp4"));
+        let staged = dir.join(&format!("batch-{index}.{extension}"));
         std::fs::copy(&media[index], &staged).unwrap();
-        std::fs::rename(&staged, incoming.join(format!("batch-{index}.mp4"))).unwrap();
+        std::fs::rename(&staged, incoming.join(format!("batch-{index}.{extension}"))).unwrap();
     };
     rename_in(0);
     // The filler runs; the server goes away in the middle of it and comes back.
@@ -251,8 +263,9 @@ fn a_server_outage_during_the_filler_gives_a_new_session_that_decodes_from_its_s
     running.wait_for_event(Duration::from_secs(30), "sink_reconnected", |_| true);
     thread::sleep(Duration::from_secs(2));
     rename_in(1);
+    let last = format!("batch-1.{extension}");
     running.wait_for_event(Duration::from_secs(30), "fragment_published", |event| {
-        event["fragment"] == "batch-1.mp4"
+        event["fragment"] == last.as_str()
     });
     running.signal(Signal::TERM);
     let run = running.wait(Duration::from_secs(30));
@@ -271,30 +284,43 @@ fn a_server_outage_during_the_filler_gives_a_new_session_that_decodes_from_its_s
 
 #[test]
 fn flv_batches_are_filled_too_and_the_stream_resumes_with_its_own_configuration() {
-    let media = channel_fragments(3, 4, &["--format", "flv"]);
+    a_late_batch_is_filled("flv", "flv");
+}
+
+#[test]
+fn mpegts_batches_are_filled_too() {
+    a_late_batch_is_filled("mpegts", "ts");
+}
+
+/// Batches of `format` (file names ending `.extension`), 4 s each, the third 8 s late, to an
+/// nginx-rtmp that drops publishers idle for 5 s: one session, filler in the gap, every
+/// content frame, 0 decoder errors.
+fn a_late_batch_is_filled(format: &str, extension: &str) {
+    let media = channel_fragments(3, 4, &["--format", format]);
     let late = Duration::from_secs(8);
     let mut server = RtmpServer::start_dropping_idle_publishers(Duration::from_secs(5));
     let dir = TestDir::new();
     let incoming = dir.mkdir("in");
     let config = dir.pipeline_file(&json!({"pipelines": [{
         "name": "channel",
-        "source": {"type": "directory", "path": "in", "pattern": "*.flv", "settle": "0s"},
+        "source": {"type": "directory", "path": "in", "pattern": format!("*.{extension}"), "settle": "0s"},
         "sink": {
             "type": "ffmpeg-rtmp",
             "url": format!("{}/channel", server.server_url()),
-            "input_format": "flv",
+            "input_format": format,
         },
     }]}));
     let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
     let start = Instant::now();
     for (index, at) in [0, 4, 8 + late.as_secs()].into_iter().enumerate() {
         thread::sleep(Duration::from_secs(at).saturating_sub(start.elapsed()));
-        let staged = dir.join(&format!("batch-{index}.flv"));
+        let staged = dir.join(&format!("batch-{index}.{extension}"));
         std::fs::copy(&media[index], &staged).unwrap();
-        std::fs::rename(&staged, incoming.join(format!("batch-{index}.flv"))).unwrap();
+        std::fs::rename(&staged, incoming.join(format!("batch-{index}.{extension}"))).unwrap();
     }
+    let last = format!("batch-2.{extension}");
     running.wait_for_event(Duration::from_secs(30), "fragment_published", |event| {
-        event["fragment"] == "batch-2.flv"
+        event["fragment"] == last.as_str()
     });
     running.signal(Signal::TERM);
     let run = running.wait(Duration::from_secs(30));
@@ -330,6 +356,7 @@ fn flv_batches_are_filled_too_and_the_stream_resumes_with_its_own_configuration(
         "{filler_frames} filler frames for {filled} s of filler"
     );
     // The filler's decoder configuration differs from the stream's (another encoder's
-    // settings); both decode because each switch carries its sequence header.
+    // settings); both decode because each switch carries it (an FLV sequence header, the
+    // parameter sets before each H.264 keyframe in MPEG-TS).
     assert_eq!(decoder_errors(&recordings[0]), 0);
 }

@@ -81,8 +81,8 @@ pub struct FfmpegRtmpSinkConfig {
     /// session), or the path of a slate file (converted once by ffmpeg to the stream's size,
     /// frame rate and audio; its AAC configuration must match). The filler loops from its
     /// first keyframe; the late fragment takes over as soon as it arrives. Default `generate`
-    /// when paced. MP4 fragments and FLV batches of H.264 and AAC; MPEG-TS batches are paced
-    /// without filler.
+    /// when paced. For streams of H.264 and AAC (whatever the container); others log
+    /// `filler_failed` and wait.
     #[serde(default)]
     pub filler: Option<FillerSource>,
     /// How far ahead of the wall clock paced media may be written.
@@ -209,12 +209,6 @@ impl FfmpegRtmpSinkConfig {
             && (self.input_format != InputFormat::Mp4 || self.ffmpeg_input == FfmpegInput::Flv)
     }
 
-    /// Whether gaps can be filled: MP4 fragments made into FLV tags and FLV batches, whose
-    /// stages write FLV tags of a filler; not MPEG-TS.
-    fn can_fill(&self) -> bool {
-        self.can_pace() && self.input_format != InputFormat::Mpegts
-    }
-
     /// Whether streampub paces what it writes (see `pacing`).
     fn paces(&self) -> bool {
         match self.pacing {
@@ -227,7 +221,7 @@ impl FfmpegRtmpSinkConfig {
     /// What fills gaps: nothing unless paced and fillable.
     fn filler_source(&self) -> FillerSource {
         match &self.filler {
-            _ if !self.paces() || !self.can_fill() => FillerSource::None,
+            _ if !self.paces() => FillerSource::None,
             Some(source) => source.clone(),
             None => FillerSource::Generate,
         }
@@ -316,19 +310,12 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             }
         }
         match &self.filler {
-            Some(source) if !self.can_fill() && *source != FillerSource::None => {
-                return Err(ComponentError::field(
-                    "filler",
-                    "filler is played as FLV tags: for MP4 fragments (`ffmpeg_input: flv`) \
-                     and FLV batches; MPEG-TS batches are paced but cannot be filled yet: \
-                     remove `filler`",
-                ));
-            }
             Some(source) if !self.paces() && *source != FillerSource::None => {
                 return Err(ComponentError::field(
                     "filler",
-                    "filler plays only on a paced output: remove `pacing: off` (or \
-                     `use_rate_limit`), or remove `filler`",
+                    "filler plays only on a paced output, and this one is not paced \
+                     (`pacing: off`, `use_rate_limit`, `ffmpeg_input: mp4` or `continuity: \
+                     off`): let streampub pace, or remove `filler`",
                 ));
             }
             Some(FillerSource::File(path)) if !path.is_file() => {
@@ -400,9 +387,13 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
                         .with_filler(self.filler_source(), self.ffmpeg.clone()),
                 ),
             )],
-            (InputFormat::Mpegts, Continuity::Auto) => {
-                vec![(TS_TIMELINE_STAGE, Box::new(TsTimelineStage::default()))]
-            }
+            (InputFormat::Mpegts, Continuity::Auto) => vec![(
+                TS_TIMELINE_STAGE,
+                Box::new(
+                    TsTimelineStage::default()
+                        .with_filler(self.filler_source(), self.ffmpeg.clone()),
+                ),
+            )],
             _ => Vec::new(),
         }
     }

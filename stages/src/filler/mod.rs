@@ -14,7 +14,7 @@ use bytes::Bytes;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::stream_shape::StreamShape;
+use crate::stream_shape::{aac_essentials, StreamShape};
 
 /// The largest slate read: a minute of it is converted.
 const SLATE_SECONDS: u32 = 60;
@@ -74,6 +74,52 @@ impl JsonSchema for FillerSource {
             "examples": ["generate", "none", "/srv/slate.mp4"]
         })
     }
+}
+
+/// Checks that a clip has the kinds of track the stream has (`has_video`, `has_audio`: the
+/// clip's).
+pub(crate) fn check_track_kinds(
+    shape: &StreamShape,
+    has_video: bool,
+    has_audio: bool,
+) -> Result<(), String> {
+    for (wanted, has, name) in [
+        (shape.video.is_some(), has_video, "video"),
+        (shape.audio.is_some(), has_audio, "audio"),
+    ] {
+        if wanted != has {
+            return Err(format!(
+                "the stream {} {name} but the filler {}; give a slate with the same kinds of \
+                 track",
+                if wanted { "has" } else { "has no" },
+                if has { "has" } else { "has none" },
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that a clip's AAC (its AudioSpecificConfig `clip`) sets a decoder up as the
+/// stream's does (`stream`): players cannot switch AAC configurations mid-stream.
+pub(crate) fn check_aac(clip: &[u8], stream: &[u8]) -> Result<(), String> {
+    if aac_essentials(clip) == aac_essentials(stream) {
+        return Ok(());
+    }
+    Err(format!(
+        "its AAC configuration (AudioSpecificConfig {clip:02x?}) differs from the stream's \
+         ({stream:02x?}); players cannot switch AAC configurations mid-stream: use AAC-LC \
+         upstream, or `filler: none`"
+    ))
+}
+
+/// The default of the timeline stages' `filler`: `ffmpeg-rtmp` sets it for the stages it adds.
+pub(crate) fn no_filler() -> FillerSource {
+    FillerSource::None
+}
+
+/// The default `ffmpeg` of the stages that make a filler: looked up on `PATH`.
+pub(crate) fn default_ffmpeg() -> PathBuf {
+    PathBuf::from("ffmpeg")
 }
 
 /// The container ffmpeg writes the clip in.

@@ -4,10 +4,10 @@
 use bytes::Bytes;
 
 use super::tags::{flv_track, media_tags, FlvTrack, Kind, MediaData, Tag};
-use crate::filler::{ClipContainer, ClipMaker, FillerSource};
+use crate::filler::{check_aac, check_track_kinds, ClipContainer, ClipMaker, FillerSource};
 use crate::mp4::samples::read_samples;
 use crate::mp4::{describe_moov, BoxHeader};
-use crate::stream_shape::{aac_essentials, StreamShape};
+use crate::stream_shape::StreamShape;
 
 /// The clip as FLV tags from 0 ms (video starting with a keyframe), and how long one loop
 /// lasts.
@@ -179,33 +179,13 @@ fn read_clip(file: Bytes, shape: &StreamShape) -> Result<FillerClip, String> {
         }
         at += size;
     }
-    for (kind, wanted, name) in [
-        (Kind::Video, shape.video.is_some(), "video"),
-        (Kind::Audio, shape.audio.is_some(), "audio"),
-    ] {
-        let has = tracks.iter().any(|track| track.kind == kind);
-        if has != wanted {
-            return Err(format!(
-                "the stream {} {name} but the filler {}; give a slate with the same kinds of \
-                 track",
-                if wanted { "has" } else { "has no" },
-                if has { "has" } else { "has none" },
-            ));
-        }
-    }
+    let has = |kind| tracks.iter().any(|track: &FlvTrack| track.kind == kind);
+    check_track_kinds(shape, has(Kind::Video), has(Kind::Audio))?;
     if let (Some(audio), Some(track)) = (
         &shape.audio,
         tracks.iter().find(|track| track.kind == Kind::Audio),
     ) {
-        if aac_essentials(&track.configuration) != aac_essentials(&audio.configuration) {
-            return Err(format!(
-                "its AAC configuration (AudioSpecificConfig {:02x?}) differs from the stream's \
-                 ({:02x?}); players cannot switch AAC configurations mid-stream: use AAC-LC \
-                 upstream, or `filler: none`",
-                track.configuration.as_ref(),
-                audio.configuration.as_ref()
-            ));
-        }
+        check_aac(&track.configuration, &audio.configuration)?;
         // The same decoder setup (ffmpeg may add an extension saying "no SBR"): the filler's
         // audio goes on with the stream's configuration, so no audio header is sent again.
         for tag in tags.iter_mut().filter(|tag| tag.kind == Kind::Audio) {

@@ -37,6 +37,7 @@ use streampub_core::{
     StageConfig, StageError, StageOutput,
 };
 
+use crate::filler::default_ffmpeg;
 pub use crate::filler::FillerSource;
 use crate::flv::filler::Filler;
 use crate::flv::tags::{
@@ -94,10 +95,6 @@ pub struct FlvPacketizerConfig {
     /// The ffmpeg program that makes the filler; looked up on `PATH` unless it contains a `/`.
     #[serde(default = "default_ffmpeg")]
     pub ffmpeg: PathBuf,
-}
-
-fn default_ffmpeg() -> PathBuf {
-    PathBuf::from("ffmpeg")
 }
 
 fn default_session_limit() -> HumanDuration {

@@ -38,7 +38,7 @@ use streampub_core::{
 };
 
 use self::saved::SavedFlvTimeline;
-use crate::filler::FillerSource;
+use crate::filler::{default_ffmpeg, no_filler, FillerSource};
 use crate::flv::filler::Filler;
 use crate::flv::tags::Kind;
 use crate::flv::{
@@ -81,14 +81,6 @@ pub struct FlvTimelineConfig {
     /// The ffmpeg program that makes the filler; looked up on `PATH` unless it contains a `/`.
     #[serde(default = "default_ffmpeg")]
     pub ffmpeg: PathBuf,
-}
-
-fn no_filler() -> FillerSource {
-    FillerSource::None
-}
-
-fn default_ffmpeg() -> PathBuf {
-    PathBuf::from("ffmpeg")
 }
 
 #[async_trait]

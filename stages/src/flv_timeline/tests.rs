@@ -337,20 +337,8 @@ fn every_media_tag_is_marked_with_its_time_for_pacing() {
 
 // ---- filler -------------------------------------------------------------------------------
 
-/// One second of H.264 baseline (so its avcC differs from the filler's, which is High) at
-/// 320x180, 25 fps, and AAC-LC 44.1 kHz stereo, as FLV made by ffmpeg.
 fn real_file() -> Vec<u8> {
-    let output = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-f", "lavfi", "-i"])
-        .arg("testsrc=size=320x180:rate=25")
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", "1", "-c:v", "libx264", "-profile:v", "baseline"])
-        .args(["-pix_fmt", "yuv420p", "-g", "25", "-c:a", "aac", "-ac", "2"])
-        .args(["-f", "flv", "pipe:1"])
-        .output()
-        .expect("ffmpeg not found; run scripts/test, which installs it");
-    assert!(output.status.success());
-    output.stdout
+    stage_harness::ffmpeg_media("flv", &[])
 }
 
 /// The video sequence headers' configurations and the video frames (timestamp, keyframe) of

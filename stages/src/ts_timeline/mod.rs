@@ -17,11 +17,19 @@
 //! packets are rewritten one at a time; only the packets before a file's first timestamp are
 //! held (its PAT, PMT, first PCR and the packets until every stream has shown its first
 //! timestamp).
+//!
+//! When the sink is paced and upstream is late, it plays a filler between files (H.264 and
+//! AAC streams; see [`filling`]).
 
+mod filler_clip;
+mod filling;
+mod shape_probe;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,6 +41,10 @@ use streampub_core::{
     StageConfig, StageError, StageOutput,
 };
 
+use self::filler_clip::TsClip;
+use self::filling::FillerRun;
+use self::shape_probe::ShapeProbe;
+use crate::filler::{default_ffmpeg, no_filler, ClipMaker, FillerSource};
 use crate::history::FragmentHistory;
 use crate::mpegts::adts::AdtsFrames;
 use crate::mpegts::{
@@ -64,10 +76,19 @@ const START: u64 = 126_000;
 /// Packets held before a file's first timestamp; a file without one that soon is refused.
 const MAX_HELD_PACKETS: usize = 4096;
 
-/// Joins MPEG-TS files into one continuous transport stream. It has no options.
+/// Joins MPEG-TS files into one continuous transport stream.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TsTimelineConfig {}
+pub struct TsTimelineConfig {
+    /// What plays while upstream is late, when the sink is paced and asks for filler:
+    /// `generate`, `none` (the default here; `ffmpeg-rtmp` sets it for the stage it adds
+    /// itself, see its `filler`), or a slate file's path. H.264 and AAC streams only.
+    #[serde(default = "no_filler")]
+    pub filler: FillerSource,
+    /// The ffmpeg program that makes the filler; looked up on `PATH` unless it contains a `/`.
+    #[serde(default = "default_ffmpeg")]
+    pub ffmpeg: PathBuf,
+}
 
 #[async_trait]
 impl StageConfig for TsTimelineConfig {
@@ -76,7 +97,9 @@ impl StageConfig for TsTimelineConfig {
     }
 
     async fn build(&self, _context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError> {
-        Ok(Box::new(TsTimelineStage::default()))
+        Ok(Box::new(
+            TsTimelineStage::default().with_filler(self.filler.clone(), self.ffmpeg.clone()),
+        ))
     }
 }
 
@@ -237,6 +260,12 @@ pub struct TsTimelineStage {
     program: Option<Program>,
     history: FragmentHistory<Snapshot>,
     file: Option<FileState>,
+    /// The stream's last PAT and PMT packets, for a session that begins during a gap.
+    tables: Vec<[u8; PACKET_LEN]>,
+    clip: ClipMaker<Arc<TsClip>>,
+    /// What the stream is, being read while the filler needs it.
+    probe: Option<ShapeProbe>,
+    filler_run: Option<FillerRun>,
 }
 
 impl Default for TsTimelineStage {
@@ -247,11 +276,21 @@ impl Default for TsTimelineStage {
             program: None,
             history: FragmentHistory::default(),
             file: None,
+            tables: Vec::new(),
+            clip: ClipMaker::new(FillerSource::None, default_ffmpeg()),
+            probe: None,
+            filler_run: None,
         }
     }
 }
 
 impl TsTimelineStage {
+    /// Fills gaps with `source`, made or converted by the program `ffmpeg`.
+    pub fn with_filler(mut self, source: FillerSource, ffmpeg: PathBuf) -> Self {
+        self.clip = ClipMaker::new(source, ffmpeg);
+        self
+    }
+
     fn file(&mut self) -> &mut FileState {
         self.file.get_or_insert_with(|| FileState::new("?"))
     }
@@ -310,6 +349,9 @@ impl TsTimelineStage {
             |value: u64| (value + TIMESTAMP_MODULUS - base + offset) % TIMESTAMP_MODULUS;
         let header = PacketHeader::parse(&packet);
         let payload = header.payload_offset(&packet);
+        if let (Some(probe), Some(program)) = (&mut self.probe, &self.program) {
+            probe.observe(program, &packet);
+        }
         let mut changed_program = None;
         let mut media_time = None;
         let is_aac = self.program.as_ref().is_some_and(|program| {
@@ -334,8 +376,10 @@ impl TsTimelineStage {
                 if let Some(section) = section(&packet, payload) {
                     file.pmt_pids = pat_programs(section);
                 }
+                keep_table(&mut self.tables, packet);
             } else if file.pmt_pids.contains(&header.pid) {
                 changed_program = section(&packet, payload).and_then(pmt_program);
+                keep_table(&mut self.tables, packet);
             } else if let Some((pts, dts)) = pes_timestamp_positions(&packet, payload) {
                 if let Some(at) = dts.or(pts) {
                     let value = read_timestamp(&packet, at);
@@ -398,8 +442,20 @@ impl TsTimelineStage {
                 output.push_chunk(Bytes::from(std::mem::take(buffer)));
                 output.request_new_session(change);
                 self.program = Some(program);
+                // Another stream: a filler made for it, once this file has shown what it is.
+                self.clip.forget();
+                self.probe = self.clip.wants_shape().then(ShapeProbe::default);
             }
         }
+    }
+}
+
+/// Keeps `packet` as the last of its PID's table packets.
+fn keep_table(tables: &mut Vec<[u8; PACKET_LEN]>, packet: [u8; PACKET_LEN]) {
+    let pid = |packet: &[u8; PACKET_LEN]| PacketHeader::parse(packet).pid;
+    match tables.iter_mut().find(|kept| pid(kept) == pid(&packet)) {
+        Some(kept) => *kept = packet,
+        None => tables.push(packet),
     }
 }
 
@@ -409,6 +465,11 @@ impl Stage for TsTimelineStage {
         fragment: &FragmentInfo,
         _output: &mut StageOutput,
     ) -> Result<(), StageError> {
+        // The stream takes over from any filler, after it.
+        self.end_filler();
+        if self.probe.is_none() && self.clip.wants_shape() {
+            self.probe = Some(ShapeProbe::default());
+        }
         self.history.record(
             fragment.sequence,
             Snapshot {
@@ -470,9 +531,19 @@ impl Stage for TsTimelineStage {
                     start: duration_of(start),
                     end: duration_of(start + duration),
                 });
+                self.prepare_filler();
                 Ok(())
             }
         }
+    }
+
+    fn start_session(&mut self, output: &mut StageOutput) -> Result<(), StageError> {
+        self.restart_filler(output);
+        Ok(())
+    }
+
+    fn fill(&mut self, until: Duration, output: &mut StageOutput) -> Result<(), StageError> {
+        self.fill_until(until, output)
     }
 
     fn abort_fragment(&mut self) {
@@ -494,6 +565,7 @@ impl Stage for TsTimelineStage {
         self.continuity = snapshot.continuity;
         self.program = snapshot.program;
         self.file = None;
+        self.filler_run = None;
     }
 
     fn checkpoint(&self) -> Option<serde_json::Value> {

@@ -391,3 +391,157 @@ fn spans_and_marks_go_on_past_the_33_bit_wrap_of_the_output_clock() {
     let wrap = Duration::from_nanos(TIMESTAMP_MODULUS * 1_000_000_000 / 90_000);
     assert!(ends[0] > wrap && ends[1] > ends[0], "{ends:?} vs {wrap:?}");
 }
+
+// ---- filler -------------------------------------------------------------------------------
+
+const STREAM_PMT: u16 = 0x1100;
+const STREAM_VIDEO: u16 = 0x200;
+const STREAM_AUDIO: u16 = 0x201;
+
+/// A second of media as MPEG-TS on other PIDs than ffmpeg's defaults (which the filler clip
+/// has).
+fn real_file() -> Vec<u8> {
+    let (pmt, video) = (STREAM_PMT.to_string(), STREAM_VIDEO.to_string());
+    stage_harness::ffmpeg_media(
+        "mpegts",
+        &["-mpegts_pmt_start_pid", &pmt, "-mpegts_start_pid", &video],
+    )
+}
+
+fn filler_stage() -> TsTimelineStage {
+    TsTimelineStage::default().with_filler(FillerSource::Generate, "ffmpeg".into())
+}
+
+fn span_end(items: &[StageItem]) -> Duration {
+    items
+        .iter()
+        .find_map(|item| match item {
+            StageItem::MediaSpan(span) => Some(span.end),
+            _ => None,
+        })
+        .expect("a whole file marks its span")
+}
+
+fn fill(stage: &mut TsTimelineStage, until: Duration) -> Vec<u8> {
+    let mut output = StageOutput::default();
+    stage.fill(until, &mut output).unwrap();
+    joined(&output.drain().collect::<Vec<_>>())
+}
+
+/// Whether the packet's adaptation field says a decoder can start here (a keyframe).
+fn random_access(packet: &[u8]) -> bool {
+    packet[3] & 0x20 != 0 && packet[4] > 0 && packet[5] & 0x40 != 0
+}
+
+#[test]
+fn a_gap_is_filled_with_packets_on_the_stream_s_pids_and_its_clock() {
+    let file = real_file();
+    let mut stage = filler_stage();
+    let (items, result) = run_file(&mut stage, 1, &file, 4096);
+    result.unwrap();
+    let end = span_end(&items);
+    let mut stream = joined(&items);
+    // Upstream is late by 1.2 s, filled in 200-ms steps.
+    let until = end + Duration::from_millis(1200);
+    for step in 1..=6 {
+        stream.extend(fill(&mut stage, end + Duration::from_millis(200 * step)));
+    }
+    let (items, result) = run_file(&mut stage, 2, &file, 4096);
+    result.unwrap();
+    stream.extend(joined(&items));
+
+    let (pts, _, continuous) = read_stream(&stream);
+    assert!(continuous, "continuity counters run on through the filler");
+    let mut pids: Vec<u16> = pts.keys().copied().collect();
+    pids.sort_unstable();
+    assert_eq!(
+        pids,
+        vec![STREAM_VIDEO, STREAM_AUDIO],
+        "the filler is on the stream's PIDs"
+    );
+    for packet in stream.chunks(PACKET_LEN) {
+        let pid = PacketHeader::parse(packet.try_into().unwrap()).pid;
+        assert!(
+            [PAT_PID, STREAM_PMT, STREAM_VIDEO, STREAM_AUDIO, 0x11].contains(&pid),
+            "PID {pid:#x}"
+        );
+    }
+    // 25 frames, 30 of filler (1.2 s at 25 fps) from where the first file ended (its audio
+    // lasts a little longer than its video), then 25 frames from where the filler was filled
+    // to.
+    let video = &pts[&STREAM_VIDEO];
+    assert_eq!(video.len(), 25 + 30 + 25, "{video:?}");
+    assert!(video.windows(2).all(|pair| pair[0] < pair[1]));
+    assert!(video[25] - video[24] < 9000);
+    assert!(video[26..55]
+        .windows(2)
+        .all(|pair| pair[1] - pair[0] == 3600));
+    let second_start =
+        Duration::from_nanos((video[55] - video[0]) * 1_000_000_000 / TICKS_PER_SECOND);
+    assert!(
+        second_start >= until - Duration::from_millis(1400 + 100),
+        "the second file starts {second_start:?} after the first, filled to {until:?}"
+    );
+    // The filler's first video packet is a keyframe.
+    let filler_start = stream
+        .chunks(PACKET_LEN)
+        .filter(|packet| PacketHeader::parse((*packet).try_into().unwrap()).pid == STREAM_VIDEO)
+        .filter(|packet| packet[1] & 0x40 != 0)
+        .nth(25)
+        .unwrap();
+    assert!(random_access(filler_start));
+}
+
+#[test]
+fn a_session_that_begins_in_a_gap_gets_the_program_tables_then_a_keyframe() {
+    let mut stage = filler_stage();
+    let (items, result) = run_file(&mut stage, 1, &real_file(), 4096);
+    result.unwrap();
+    let end = span_end(&items);
+    fill(&mut stage, end + Duration::from_millis(500));
+    let mut output = StageOutput::default();
+    stage.start_session(&mut output).unwrap();
+    let mut stream = joined(&output.drain().collect::<Vec<_>>());
+    stream.extend(fill(&mut stage, end + Duration::from_millis(1000)));
+    let pids: Vec<u16> = stream
+        .chunks(PACKET_LEN)
+        .map(|packet| PacketHeader::parse(packet.try_into().unwrap()).pid)
+        .collect();
+    assert_eq!(pids[..2], [PAT_PID, STREAM_PMT]);
+    let first_video = stream
+        .chunks(PACKET_LEN)
+        .find(|packet| PacketHeader::parse((*packet).try_into().unwrap()).pid == STREAM_VIDEO)
+        .unwrap();
+    assert!(random_access(first_video));
+}
+
+#[test]
+fn a_stream_no_filler_can_match_fails_each_fill_naming_why() {
+    let mut stage = filler_stage();
+    let mut output = StageOutput::default();
+    let before = stage.fill(Duration::from_secs(1), &mut output).unwrap_err();
+    assert!(before.message.contains("no media"), "{}", before.message);
+    // Synthetic PES data: no sequence parameter set.
+    run_file(
+        &mut stage,
+        1,
+        &upstream_file(90_000, 1, STREAM_TYPE_ADTS_AAC),
+        188,
+    )
+    .1
+    .unwrap();
+    let error = stage.fill(Duration::from_secs(5), &mut output).unwrap_err();
+    assert!(
+        error.message.contains("no filler can be made")
+            && error.message.contains("sequence parameter set"),
+        "{}",
+        error.message
+    );
+    // MP3 audio cannot be matched either.
+    let mut stage = filler_stage();
+    run_file(&mut stage, 1, &upstream_file(90_000, 1, 0x03), 188)
+        .1
+        .unwrap();
+    let error = stage.fill(Duration::from_secs(5), &mut output).unwrap_err();
+    assert!(error.message.contains("0x03"), "{}", error.message);
+}

@@ -1,0 +1,163 @@
+//! Filler between MPEG-TS files while upstream is late. Each loop of the clip is played as if
+//! it were a file: its packets, moved onto the stream's PIDs, go through the stage's own
+//! rewriting, so the filler's timestamps, PCR and continuity counters follow the stream's, and
+//! the next file starts where the filler ends. A loop stops at a PES boundary once the wall
+//! clock's `until` is reached. H.264 carries its parameter sets before each keyframe and AAC
+//! is ADTS, so decoders switch between the filler and the stream without any header.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use streampub_core::{StageError, StageOutput};
+
+use super::filler_clip::{read_ts_clip, Media, TsClip};
+use super::shape_probe::media_pids;
+use super::{FileState, TsTimelineStage};
+use crate::filler::ClipContainer;
+use crate::mpegts::{set_continuity, PACKET_LEN, TICKS_PER_SECOND};
+
+/// Where the current gap's filler is.
+#[derive(Debug)]
+pub(super) struct FillerRun {
+    /// The next packet of the clip.
+    next: usize,
+    /// Where the current loop began, in ticks (the stage's position when it began).
+    loop_start: u64,
+    /// The latest `until` filled to, in ticks: the next file starts there or later.
+    until: u64,
+}
+
+fn ticks_of(time: Duration) -> u64 {
+    u64::try_from(time.as_nanos() * u128::from(TICKS_PER_SECOND) / 1_000_000_000)
+        .unwrap_or(u64::MAX)
+}
+
+/// Sets a packet's PID.
+fn set_pid(packet: &mut [u8; PACKET_LEN], pid: u16) {
+    packet[1] = (packet[1] & 0xe0) | ((pid >> 8) as u8 & 0x1f);
+    packet[2] = pid as u8;
+}
+
+impl TsTimelineStage {
+    /// After a whole file, starts making the filler for the stream if it still needs one.
+    pub(super) fn prepare_filler(&mut self) {
+        let (Some(probe), Some(program)) = (self.probe.take(), &self.program) else {
+            return;
+        };
+        match probe.shape(program) {
+            Ok(shape) => self
+                .clip
+                .prepare(shape, ClipContainer::MpegTs, read_ts_clip),
+            Err(problem) => self.clip.cannot_match(format!(
+                "no filler can be made for this stream: {problem}; filler is made for H.264 \
+                 and AAC (set `filler: none` to wait for upstream without one)"
+            )),
+        }
+    }
+
+    /// Plays the filler up to `until` on the timeline.
+    pub(super) fn fill_until(
+        &mut self,
+        until: Duration,
+        output: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        let filler_error = |problem: String| StageError::new(format!("filler: {problem}"));
+        let program = self
+            .program
+            .clone()
+            .ok_or_else(|| filler_error("no media has been written yet".to_owned()))?;
+        let clip: Arc<TsClip> = Arc::clone(self.clip.ready().map_err(filler_error)?);
+        let (video_pid, audio_pid) = media_pids(&program).map_err(filler_error)?;
+        let until = ticks_of(until);
+        let position = self.position;
+        let run = self.filler_run.get_or_insert(FillerRun {
+            next: 0,
+            loop_start: position,
+            until,
+        });
+        run.until = run.until.max(until);
+        let mut buffer = Vec::new();
+        loop {
+            let run = self.filler_run.as_mut().expect("set above");
+            let item = &clip.packets[run.next];
+            if item
+                .starts_at
+                .is_some_and(|start| run.loop_start + start >= until)
+            {
+                break;
+            }
+            run.next += 1;
+            let loop_ended = run.next == clip.packets.len();
+            if self.file.is_none() {
+                // A loop begins: the clip is a file whose clock zero is known.
+                let mut file = FileState::new("filler");
+                file.base = Some(clip.zero);
+                self.file = Some(file);
+            }
+            let pid = match item.media {
+                Media::Video => video_pid,
+                Media::Audio => audio_pid,
+            };
+            let mut packet = item.packet;
+            set_pid(
+                &mut packet,
+                pid.expect("the clip's streams are the stream's"),
+            );
+            self.take_packet(packet, &mut buffer, output)?;
+            if loop_ended {
+                self.end_filler_loop();
+                let position = self.position;
+                let run = self.filler_run.as_mut().expect("set above");
+                run.next = 0;
+                run.loop_start = position;
+            }
+        }
+        output.push_chunk(Bytes::from(buffer));
+        Ok(())
+    }
+
+    /// Ends the loop being played: the timeline moves past it.
+    fn end_filler_loop(&mut self) {
+        if let Some(file) = self.file.take() {
+            self.position += file.duration();
+        }
+    }
+
+    /// Content resumes (or the stream is resent): the filler ends where it got to, and the
+    /// next file starts after it, at the latest `until` filled to or later.
+    pub(super) fn end_filler(&mut self) {
+        if let Some(run) = self.filler_run.take() {
+            self.end_filler_loop();
+            self.position = self.position.max(run.until);
+        }
+    }
+
+    /// A new session begins in the middle of a gap: it gets the stream's program tables first
+    /// (its reader knows nothing yet), then the filler from the clip's first keyframe.
+    pub(super) fn restart_filler(&mut self, output: &mut StageOutput) {
+        if self.filler_run.is_none() {
+            return;
+        }
+        let until = self.filler_run.as_ref().map_or(0, |run| run.until);
+        self.end_filler();
+        self.filler_run = Some(FillerRun {
+            next: 0,
+            loop_start: self.position,
+            until,
+        });
+        let mut tables = Vec::with_capacity(self.tables.len() * PACKET_LEN);
+        for table in self.tables.clone() {
+            let mut packet = table;
+            let pid = u16::from_be_bytes([packet[1] & 0x1f, packet[2]]);
+            let counter = self
+                .continuity
+                .entry(pid)
+                .and_modify(|counter| *counter = (*counter + 1) & 0x0f)
+                .or_insert(0);
+            set_continuity(&mut packet, *counter);
+            tables.extend_from_slice(&packet);
+        }
+        output.push_chunk(Bytes::from(tables));
+    }
+}
