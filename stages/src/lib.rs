@@ -20,6 +20,7 @@ mod history;
 pub mod mp4;
 pub mod mpegts;
 mod padding;
+mod session_limit;
 #[cfg(test)]
 mod stage_harness;
 mod stream_shape;

@@ -1,7 +1,8 @@
 //! What happens late in a long run, tried by starting the FLV timestamps just before each limit
 //! (`start_timestamp` of `fmp4-to-flv`), through a real ffmpeg that keeps the timestamps it
 //! reads (`-copyts`, and no `-avoid_negative_ts make_zero`) and nginx-rtmp, whose recordings
-//! keep them too.
+//! keep them too; and the planned new session of FLV and MPEG-TS batches, tried with a short
+//! `session_limit`.
 
 use std::time::Duration;
 
@@ -93,4 +94,71 @@ fn a_session_reaching_its_limit_ends_at_a_fragment_boundary_and_the_next_starts_
         assert!(probe_packets(recording).video.monotonic(true));
         assert_eq!(decoder_errors(recording), 0);
     }
+}
+
+/// FLV and MPEG-TS batches keep their timeline's timestamps; ffmpeg (with its default
+/// `-avoid_negative_ts make_zero`) starts each session's output at 0, and the timeline stage
+/// plans a new session once one has carried `session_limit`: tried with a limit of 3 s (paced,
+/// so that the server's recordings, named by the second they begin, are two files).
+fn batches_end_their_session_at_the_limit(format: &str, stage: &str) {
+    let media = fragments(&[
+        "--count",
+        "3",
+        "--seconds",
+        "2",
+        "--size",
+        "320x180",
+        "--fps",
+        "25",
+        "--format",
+        format,
+    ]);
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    let config = dir.pipeline_file(&json!({"pipelines": [{
+        "name": "long",
+        "source": {"type": "directory", "path": "in", "pattern": "*", "follow": false, "settle": "0s"},
+        "stages": [{"type": stage, "session_limit": "3s"}],
+        "sink": {
+            "type": "ffmpeg-rtmp",
+            "url": format!("{}/long", server.server_url()),
+            "input_format": format,
+        },
+    }]}));
+    let run = run_pipeline_file(&config, TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.published().len(), media.len(), "{}", run.stderr());
+    server.stop();
+    // Fragments 1 and 2 carry 4 s: fragment 3 begins the second session.
+    let sessions = run.events("session_started");
+    assert_eq!(sessions.len(), 1, "{}", run.stderr());
+    assert!(sessions[0]["change"]
+        .as_str()
+        .unwrap()
+        .contains("session_limit"));
+    let recordings = server.recordings();
+    assert_eq!(recordings.len(), 2, "{}", run.stderr());
+    let content_video: usize = media
+        .iter()
+        .map(|path| probe_packets(path).video.count())
+        .sum();
+    let before = probe_packets(&recordings[0]);
+    let after = probe_packets(&recordings[1]);
+    assert_eq!(before.video.count() + after.video.count(), content_video);
+    assert!(after.video.dts[0] < 0.1, "{}", after.video.dts[0]);
+    for recording in &recordings {
+        assert!(probe_packets(recording).video.monotonic(true));
+        assert_eq!(decoder_errors(recording), 0);
+    }
+}
+
+#[test]
+fn flv_batches_end_their_session_at_the_limit_and_the_next_starts_at_zero() {
+    batches_end_their_session_at_the_limit("flv", "flv-timeline");
+}
+
+#[test]
+fn mpegts_batches_end_their_session_at_the_limit_and_the_next_starts_at_zero() {
+    batches_end_their_session_at_the_limit("mpegts", "mpegts-timeline");
 }

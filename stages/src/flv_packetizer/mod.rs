@@ -46,6 +46,8 @@ use crate::flv::tags::{
 use crate::flv::FILE_HEADER;
 use crate::mp4::samples::read_samples;
 use crate::mp4::{describe_moov, BoxHeader, FourCc, TrackDescription};
+pub use crate::session_limit::MAX_SESSION_LIMIT;
+use crate::session_limit::{default_session_limit, planned_new_session, validate_session_limit};
 use crate::stream_shape::StreamShape;
 
 /// The stage's `type`.
@@ -68,10 +70,6 @@ pub fn link() {
 const MAX_BOX: u64 = 32 << 20;
 /// The largest `mdat` buffered: one fragment of an upstream file.
 pub const MAX_MEDIA_DATA: u64 = 256 << 20;
-
-/// Default and largest `session_limit`: FLV and RTMP count milliseconds in 32 bits, and
-/// ffmpeg writes FLV timestamps as signed, so they wrap after 2^31 ms (24.8 days).
-pub const MAX_SESSION_LIMIT: HumanDuration = HumanDuration::from_secs(24 * 24 * 3600);
 
 /// Turns fMP4 into FLV; put it after `fmp4-timeline`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -97,19 +95,10 @@ pub struct FlvPacketizerConfig {
     pub ffmpeg: PathBuf,
 }
 
-fn default_session_limit() -> HumanDuration {
-    MAX_SESSION_LIMIT
-}
-
 #[async_trait]
 impl StageConfig for FlvPacketizerConfig {
     fn validate(&self, _context: &ComponentContext) -> Result<(), ComponentError> {
-        if self.session_limit.get().is_zero() || self.session_limit > MAX_SESSION_LIMIT {
-            return Err(ComponentError::field(
-                "session_limit",
-                format!("must be more than 0s and at most {MAX_SESSION_LIMIT}"),
-            ));
-        }
+        validate_session_limit(self.session_limit)?;
         if self.start_timestamp >= self.session_limit {
             return Err(ComponentError::field(
                 "start_timestamp",
@@ -421,11 +410,9 @@ impl Stage for FlvPacketizerStage {
         if let Some(zero) = self.session_zero {
             let reached = u64::try_from(self.last_written - zero).unwrap_or(0);
             if std::time::Duration::from_millis(reached) >= self.session_limit {
-                output.request_new_session(format!(
-                    "fragment {}: the session's timestamps reached {} (session_limit): a planned \
-                     new session, before FLV's 32-bit millisecond timestamps wrap",
-                    fragment.name,
-                    HumanDuration::millis(std::time::Duration::from_millis(reached))
+                output.request_new_session(planned_new_session(
+                    &fragment.name,
+                    std::time::Duration::from_millis(reached),
                 ));
                 self.session_zero = None;
                 self.headers_due = true;

@@ -33,8 +33,8 @@ use bytes::Bytes;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use streampub_core::{
-    ComponentContext, ComponentError, FragmentInfo, MediaSpan, PluginRegistration, Stage,
-    StageConfig, StageError, StageOutput,
+    ComponentContext, ComponentError, FragmentInfo, HumanDuration, MediaSpan, PluginRegistration,
+    Stage, StageConfig, StageError, StageOutput,
 };
 
 use self::saved::SavedFlvTimeline;
@@ -47,6 +47,9 @@ use crate::flv::{
 };
 use crate::history::FragmentHistory;
 use crate::padding::push_zeros;
+use crate::session_limit::{
+    default_session_limit, planned_new_session, validate_session_limit, SessionLimit,
+};
 
 /// The stage's `type`.
 pub const FLV_TIMELINE_STAGE: &str = "flv-timeline";
@@ -70,9 +73,14 @@ const MAX_BUFFERED_TAG: u32 = 1 << 20;
 const MAX_PADDING: u64 = 64 << 20;
 
 /// Joins FLV files into one continuous FLV stream.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlvTimelineConfig {
+    /// A session that has carried this much media ends at the next file boundary and a new one
+    /// begins (a planned reconnect; ffmpeg starts each session's output timestamps at 0),
+    /// before RTMP's 32-bit millisecond timestamps wrap. At most 24 days (the default).
+    #[serde(default = "default_session_limit")]
+    pub session_limit: HumanDuration,
     /// What plays while upstream is late, when the sink is paced and asks for filler:
     /// `generate`, `none` (the default here; `ffmpeg-rtmp` sets it for the stage it adds
     /// itself, see its `filler`), or a slate file's path. H.264 and AAC streams only.
@@ -83,15 +91,27 @@ pub struct FlvTimelineConfig {
     pub ffmpeg: PathBuf,
 }
 
+impl Default for FlvTimelineConfig {
+    fn default() -> Self {
+        Self {
+            session_limit: default_session_limit(),
+            filler: no_filler(),
+            ffmpeg: default_ffmpeg(),
+        }
+    }
+}
+
 #[async_trait]
 impl StageConfig for FlvTimelineConfig {
     fn validate(&self, _context: &ComponentContext) -> Result<(), ComponentError> {
-        Ok(())
+        validate_session_limit(self.session_limit)
     }
 
     async fn build(&self, _context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError> {
         Ok(Box::new(
-            FlvTimelineStage::default().with_filler(self.filler.clone(), self.ffmpeg.clone()),
+            FlvTimelineStage::default()
+                .with_session_limit(self.session_limit.get())
+                .with_filler(self.filler.clone(), self.ffmpeg.clone()),
         ))
     }
 }
@@ -243,9 +263,16 @@ pub struct FlvTimelineStage {
     /// got last: the stream's, or the filler's during a gap.
     sent: [Option<Bytes>; 2],
     filler: Filler,
+    session: SessionLimit,
 }
 
 impl FlvTimelineStage {
+    /// Ends a session that has carried `limit` of media at the next file boundary.
+    pub fn with_session_limit(mut self, limit: Duration) -> Self {
+        self.session = SessionLimit::new(limit);
+        self
+    }
+
     /// Fills gaps with `source`, made or converted by the program `ffmpeg`.
     pub fn with_filler(mut self, source: FillerSource, ffmpeg: PathBuf) -> Self {
         self.filler = Filler::new(source, ffmpeg);
@@ -267,6 +294,7 @@ impl FlvTimelineStage {
         output.push_chunk(Bytes::from_static(&[0; PREVIOUS_TAG_SIZE_LEN]));
         self.sent = [None, None];
         self.header_written = true;
+        self.session.begin(Duration::from_millis(self.offset));
         let timestamp = self.offset as u32;
         let filler_configurations = self.filler.configurations();
         for kind in [Kind::Video, Kind::Audio] {
@@ -409,8 +437,14 @@ impl Stage for FlvTimelineStage {
     fn begin_fragment(
         &mut self,
         fragment: &FragmentInfo,
-        _output: &mut StageOutput,
+        output: &mut StageOutput,
     ) -> Result<(), StageError> {
+        if self.header_written {
+            if let Some(reached) = self.session.reached(Duration::from_millis(self.offset)) {
+                output.request_new_session(planned_new_session(&fragment.name, reached));
+                self.header_written = false;
+            }
+        }
         self.history.record(
             fragment.sequence,
             Snapshot {

@@ -451,3 +451,33 @@ fn a_stream_no_filler_can_match_fails_each_fill_naming_why() {
     );
     assert_eq!(output.drain().count(), 0);
 }
+
+#[test]
+fn a_session_that_carried_its_limit_ends_at_the_next_file_with_a_new_header() {
+    let mut stage = FlvTimelineStage::default().with_session_limit(Duration::from_millis(300));
+    let mut third = Vec::new();
+    for marker in 1..=3u8 {
+        let (items, result) = run_file(
+            &mut stage,
+            u64::from(marker),
+            &upstream_file(marker, b"sps", b"asc"),
+            &[64],
+        );
+        result.unwrap();
+        let new_sessions = items
+            .iter()
+            .filter(|item| matches!(item, StageItem::NewSession { .. }))
+            .count();
+        // Files last 210 ms: the third begins after 420 ms of the session.
+        assert_eq!(new_sessions, usize::from(marker == 3), "file {marker}");
+        third = items;
+    }
+    assert!(
+        matches!(&third[0], StageItem::NewSession { change } if change.contains("session_limit"))
+    );
+    let (headers, tags) = read_stream(&joined(&third));
+    assert_eq!(headers, 1, "the new session's file header");
+    assert_eq!(tags[0].data, [&[0x17, 0, 0, 0, 0][..], b"sps"].concat());
+    // The timeline goes on (ffmpeg starts the new session's output at 0).
+    assert_eq!(media_timestamps(&tags, 9)[0], 420);
+}

@@ -15,7 +15,7 @@ use super::filler_clip::{read_ts_clip, Media, TsClip};
 use super::shape_probe::media_pids;
 use super::{FileState, TsTimelineStage};
 use crate::filler::ClipContainer;
-use crate::mpegts::{set_continuity, PACKET_LEN, TICKS_PER_SECOND};
+use crate::mpegts::{PACKET_LEN, TICKS_PER_SECOND};
 
 /// Where the current gap's filler is.
 #[derive(Debug)]
@@ -146,18 +146,6 @@ impl TsTimelineStage {
             loop_start: self.position,
             until,
         });
-        let mut tables = Vec::with_capacity(self.tables.len() * PACKET_LEN);
-        for table in self.tables.clone() {
-            let mut packet = table;
-            let pid = u16::from_be_bytes([packet[1] & 0x1f, packet[2]]);
-            let counter = self
-                .continuity
-                .entry(pid)
-                .and_modify(|counter| *counter = (*counter + 1) & 0x0f)
-                .or_insert(0);
-            set_continuity(&mut packet, *counter);
-            tables.extend_from_slice(&packet);
-        }
-        output.push_chunk(Bytes::from(tables));
+        self.push_tables(output);
     }
 }

@@ -37,8 +37,8 @@ use bytes::Bytes;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use streampub_core::{
-    ComponentContext, ComponentError, FragmentInfo, MediaSpan, PluginRegistration, Stage,
-    StageConfig, StageError, StageOutput,
+    ComponentContext, ComponentError, FragmentInfo, HumanDuration, MediaSpan, PluginRegistration,
+    Stage, StageConfig, StageError, StageOutput,
 };
 
 use self::filler_clip::TsClip;
@@ -52,6 +52,9 @@ use crate::mpegts::{
     read_pcr_base, read_timestamp, section, set_continuity, write_pcr_base, write_timestamp,
     PacketHeader, Program, PACKET_LEN, PAT_PID, STREAM_TYPE_ADTS_AAC, SYNC_BYTE, TICKS_PER_SECOND,
     TIMESTAMP_MODULUS,
+};
+use crate::session_limit::{
+    default_session_limit, planned_new_session, validate_session_limit, SessionLimit,
 };
 
 /// The stage's `type`.
@@ -77,9 +80,14 @@ const START: u64 = 126_000;
 const MAX_HELD_PACKETS: usize = 4096;
 
 /// Joins MPEG-TS files into one continuous transport stream.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TsTimelineConfig {
+    /// A session that has carried this much media ends at the next file boundary and a new one
+    /// begins (a planned reconnect; ffmpeg starts each session's output timestamps at 0),
+    /// before RTMP's 32-bit millisecond timestamps wrap. At most 24 days (the default).
+    #[serde(default = "default_session_limit")]
+    pub session_limit: HumanDuration,
     /// What plays while upstream is late, when the sink is paced and asks for filler:
     /// `generate`, `none` (the default here; `ffmpeg-rtmp` sets it for the stage it adds
     /// itself, see its `filler`), or a slate file's path. H.264 and AAC streams only.
@@ -90,15 +98,27 @@ pub struct TsTimelineConfig {
     pub ffmpeg: PathBuf,
 }
 
+impl Default for TsTimelineConfig {
+    fn default() -> Self {
+        Self {
+            session_limit: default_session_limit(),
+            filler: no_filler(),
+            ffmpeg: default_ffmpeg(),
+        }
+    }
+}
+
 #[async_trait]
 impl StageConfig for TsTimelineConfig {
     fn validate(&self, _context: &ComponentContext) -> Result<(), ComponentError> {
-        Ok(())
+        validate_session_limit(self.session_limit)
     }
 
     async fn build(&self, _context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError> {
         Ok(Box::new(
-            TsTimelineStage::default().with_filler(self.filler.clone(), self.ffmpeg.clone()),
+            TsTimelineStage::default()
+                .with_session_limit(self.session_limit.get())
+                .with_filler(self.filler.clone(), self.ffmpeg.clone()),
         ))
     }
 }
@@ -266,6 +286,7 @@ pub struct TsTimelineStage {
     /// What the stream is, being read while the filler needs it.
     probe: Option<ShapeProbe>,
     filler_run: Option<FillerRun>,
+    session: SessionLimit,
 }
 
 impl Default for TsTimelineStage {
@@ -280,11 +301,18 @@ impl Default for TsTimelineStage {
             clip: ClipMaker::new(FillerSource::None, default_ffmpeg()),
             probe: None,
             filler_run: None,
+            session: SessionLimit::default(),
         }
     }
 }
 
 impl TsTimelineStage {
+    /// Ends a session that has carried `limit` of media at the next file boundary.
+    pub fn with_session_limit(mut self, limit: Duration) -> Self {
+        self.session = SessionLimit::new(limit);
+        self
+    }
+
     /// Fills gaps with `source`, made or converted by the program `ffmpeg`.
     pub fn with_filler(mut self, source: FillerSource, ffmpeg: PathBuf) -> Self {
         self.clip = ClipMaker::new(source, ffmpeg);
@@ -450,6 +478,24 @@ impl TsTimelineStage {
     }
 }
 
+impl TsTimelineStage {
+    /// Writes the stream's last PAT and PMT again, for a session that begins without them.
+    fn push_tables(&mut self, output: &mut StageOutput) {
+        let mut tables = Vec::with_capacity(self.tables.len() * PACKET_LEN);
+        for mut packet in self.tables.clone() {
+            let pid = PacketHeader::parse(&packet).pid;
+            let counter = self
+                .continuity
+                .entry(pid)
+                .and_modify(|counter| *counter = (*counter + 1) & 0x0f)
+                .or_insert(0);
+            set_continuity(&mut packet, *counter);
+            tables.extend_from_slice(&packet);
+        }
+        output.push_chunk(Bytes::from(tables));
+    }
+}
+
 /// Keeps `packet` as the last of its PID's table packets.
 fn keep_table(tables: &mut Vec<[u8; PACKET_LEN]>, packet: [u8; PACKET_LEN]) {
     let pid = |packet: &[u8; PACKET_LEN]| PacketHeader::parse(packet).pid;
@@ -463,10 +509,14 @@ impl Stage for TsTimelineStage {
     fn begin_fragment(
         &mut self,
         fragment: &FragmentInfo,
-        _output: &mut StageOutput,
+        output: &mut StageOutput,
     ) -> Result<(), StageError> {
         // The stream takes over from any filler, after it.
         self.end_filler();
+        if let Some(reached) = self.session.reached(duration_of(self.position)) {
+            output.request_new_session(planned_new_session(&fragment.name, reached));
+            self.push_tables(output);
+        }
         if self.probe.is_none() && self.clip.wants_shape() {
             self.probe = Some(ShapeProbe::default());
         }
@@ -538,6 +588,7 @@ impl Stage for TsTimelineStage {
     }
 
     fn start_session(&mut self, output: &mut StageOutput) -> Result<(), StageError> {
+        self.session.end();
         self.restart_filler(output);
         Ok(())
     }

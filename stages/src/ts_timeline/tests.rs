@@ -545,3 +545,32 @@ fn a_stream_no_filler_can_match_fails_each_fill_naming_why() {
     let error = stage.fill(Duration::from_secs(5), &mut output).unwrap_err();
     assert!(error.message.contains("0x03"), "{}", error.message);
 }
+
+#[test]
+fn a_session_that_carried_its_limit_ends_at_the_next_file_with_the_tables_first() {
+    // Files last 5 × 3840 ticks of audio (0.21 s): the third begins 0.43 s into the session.
+    let mut stage = TsTimelineStage::default().with_session_limit(Duration::from_millis(300));
+    for (sequence, first) in [(1, 90_000), (2, 900_000), (3, 180_000)] {
+        let (items, result) = run_file(
+            &mut stage,
+            sequence,
+            &upstream_file(first, sequence as u8, STREAM_TYPE_ADTS_AAC),
+            188,
+        );
+        result.unwrap();
+        let new_session = items
+            .iter()
+            .position(|item| matches!(item, StageItem::NewSession { .. }));
+        if sequence < 3 {
+            assert_eq!(new_session, None, "file {sequence}");
+            continue;
+        }
+        assert_eq!(new_session, Some(0));
+        let stream = joined(&items);
+        let pids: Vec<u16> = stream
+            .chunks(PACKET_LEN)
+            .map(|packet| PacketHeader::parse(packet.try_into().unwrap()).pid)
+            .collect();
+        assert_eq!(pids[..2], [PAT_PID, PMT]);
+    }
+}
