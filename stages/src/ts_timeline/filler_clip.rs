@@ -103,6 +103,16 @@ pub(super) fn read_ts_clip(file: Bytes, shape: &StreamShape) -> Result<Arc<TsCli
     let program = program.ok_or("ffmpeg's MPEG-TS has no program table")?;
     let (video, audio) = media_pids(&program)?;
     check_track_kinds(shape, video.is_some(), audio.is_some())?;
+    let video_frames = packets
+        .iter()
+        .filter(|packet| packet.media == Media::Video && packet.starts_at.is_some())
+        .count();
+    if video.is_some() && video_frames < 2 {
+        return Err(format!(
+            "it holds {video_frames} video frame(s); a loop needs at least two (for a still \
+             image, give a short video of it)"
+        ));
+    }
     if let Some(stream) = &shape.audio {
         let clip = AudioShape::from_adts_header(&adts_header)?;
         check_aac(&clip.configuration, &stream.configuration)?;
@@ -178,4 +188,47 @@ fn trim_audio_to_video(packets: &mut Vec<ClipPacket>) {
         index += 1;
         packet.media != Media::Audio || (kept_from..kept_until).contains(&(index - 1))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stage_harness::ffmpeg_media;
+    use crate::stream_shape::VideoShape;
+
+    #[test]
+    fn a_clip_loops_from_its_first_keyframe_and_one_frame_is_refused() {
+        let video_only = StreamShape {
+            video: Some(VideoShape {
+                width: 320,
+                height: 180,
+                frame_rate: (25, 1),
+            }),
+            audio: None,
+        };
+        let clip =
+            read_ts_clip(Bytes::from(ffmpeg_media("mpegts", &["-an"])), &video_only).unwrap();
+        assert_eq!(clip.packets[0].starts_at, Some(0));
+        assert_eq!(clip.packets[0].media, Media::Video);
+        let frames = clip
+            .packets
+            .iter()
+            .filter(|packet| packet.starts_at.is_some())
+            .count();
+        assert_eq!(frames, 25);
+        let one_frame = ffmpeg_media("mpegts", &["-an", "-frames:v", "1"]);
+        let error = read_ts_clip(Bytes::from(one_frame), &video_only).unwrap_err();
+        assert!(error.contains("at least two"), "{error}");
+        // A stream with audio needs a clip with audio.
+        let with_audio = StreamShape {
+            audio: Some(AudioShape::from_audio_specific_config(&[0x12, 0x10]).unwrap()),
+            ..video_only
+        };
+        let silent = ffmpeg_media("mpegts", &["-an"]);
+        let error = read_ts_clip(Bytes::from(silent), &with_audio).unwrap_err();
+        assert!(
+            error.contains("has audio but the filler has none"),
+            "{error}"
+        );
+    }
 }

@@ -106,7 +106,14 @@ impl TsTimelineStage {
             );
             self.take_packet(packet, &mut buffer, output)?;
             if loop_ended {
+                let loop_start = self.filler_run.as_ref().map_or(0, |run| run.loop_start);
                 self.end_filler_loop();
+                if self.position <= loop_start {
+                    // A loop without duration would never reach `until`.
+                    self.filler_run = None;
+                    output.push_chunk(Bytes::from(buffer));
+                    return Err(filler_error("the filler clip has no duration".to_owned()));
+                }
                 let position = self.position;
                 let run = self.filler_run.as_mut().expect("set above");
                 run.next = 0;
