@@ -1,5 +1,7 @@
-//! Finding external programs (ffmpeg) the way a shell would.
+//! Finding external programs (ffmpeg) the way a shell would, and tying a child's life to
+//! streampub's.
 
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// A path with a `/` as is, else the first executable of that name on `PATH`.
@@ -16,6 +18,26 @@ pub fn find_program(program: &Path) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|directory| directory.join(program))
         .find(|candidate| executable(candidate))
+}
+
+/// What a child runs before exec so that it gets `SIGKILL` when the thread that forked it ends
+/// (`PR_SET_PDEATHSIG`), also when streampub is killed: pass it to `pre_exec`, from a thread
+/// that lives as long as the child should.
+///
+/// The closure runs in the forked child, where only async-signal-safe calls are allowed:
+/// prctl and getppid are, and it touches no memory of the parent.
+pub fn die_with_parent() -> impl FnMut() -> io::Result<()> + Send + Sync + 'static {
+    let parent = rustix::process::getpid();
+    move || {
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+        // The parent may have died between the fork and the prctl: then no signal comes.
+        if rustix::process::getppid() != Some(parent) {
+            return Err(io::Error::other(
+                "streampub exited while starting the process",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -360,3 +360,64 @@ fn a_late_batch_is_filled(format: &str, extension: &str) {
     // parameter sets before each H.264 keyframe in MPEG-TS).
     assert_eq!(decoder_errors(&recordings[0]), 0);
 }
+
+/// Whether process `pid` runs (a zombie, killed but not yet reaped, does not).
+fn runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            Some(state != 'Z')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn the_ffmpeg_making_the_filler_dies_with_streampub() {
+    let media = channel_fragments(1, 2, &[]);
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    // An "ffmpeg" that takes its time making the filler.
+    let pid_file = dir.join("maker.pid");
+    let maker = dir.write(
+        "slow-ffmpeg",
+        format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 60\n",
+            pid_file.display()
+        ),
+    );
+    std::fs::set_permissions(&maker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = dir.pipeline_file(&json!({"pipelines": [{
+        "name": "channel",
+        "source": {"type": "directory", "path": "in", "settle": "0s"},
+        "stages": [
+            {"type": "fmp4-timeline"},
+            {"type": "fmp4-to-flv", "filler": "generate", "ffmpeg": maker},
+        ],
+        "sink": {"type": "process", "command": ["cat"], "stdout": "out.flv"},
+    }]}));
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the filler was never started");
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert!(runs(pid));
+    running.signal(Signal::KILL);
+    running.wait(Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while runs(pid) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let survived = runs(pid);
+    if survived {
+        streampub_tests::send_signal(pid, Signal::KILL);
+    }
+    assert!(!survived, "the filler's ffmpeg outlived streampub");
+}

@@ -10,6 +10,7 @@ use std::io;
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 
+use streampub_core::program::die_with_parent;
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
@@ -23,20 +24,9 @@ struct Request {
 /// Starts `command` with `PR_SET_PDEATHSIG = SIGKILL`, from the thread that lives as long as
 /// the process.
 pub(crate) async fn spawn(mut command: Command) -> io::Result<Child> {
-    let parent = rustix::process::getpid();
-    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
-    // calls are allowed: prctl and getppid are, and it touches no memory of the parent.
+    // SAFETY: `die_with_parent` only makes async-signal-safe calls in the child.
     unsafe {
-        command.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-            // The parent may have died between the fork and the prctl: then no signal comes.
-            if rustix::process::getppid() != Some(parent) {
-                return Err(io::Error::other(
-                    "streampub exited while starting the process",
-                ));
-            }
-            Ok(())
-        });
+        command.pre_exec(die_with_parent());
     }
     let (reply, answer) = oneshot::channel();
     let request = Request {

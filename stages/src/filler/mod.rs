@@ -5,6 +5,7 @@
 //! ([`crate::flv::filler`] as FLV tags, [`crate::ts_timeline`] as transport stream packets).
 
 use std::fmt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+use streampub_core::program::die_with_parent;
 
 use crate::stream_shape::{aac_essentials, StreamShape};
 
@@ -233,9 +235,14 @@ fn make_clip<T>(
         _ => "the generated filler".to_owned(),
     };
     let args = ffmpeg_args(source, shape, container);
-    let output = Command::new(ffmpeg)
-        .args(&args)
-        .stdin(Stdio::null())
+    let mut command = Command::new(ffmpeg);
+    command.args(&args).stdin(Stdio::null());
+    // SAFETY: `die_with_parent` only makes async-signal-safe calls in the child. The thread
+    // that forks it waits for it, so ffmpeg dies with streampub and not before.
+    unsafe {
+        command.pre_exec(die_with_parent());
+    }
+    let output = command
         .output()
         .map_err(|error| format!("{what}: cannot run {}: {error}", ffmpeg.display()))?;
     if !output.status.success() {
