@@ -15,7 +15,8 @@
 //! each join is exact to the millisecond; timestamps wrap after 2³² ms (49.7 days), as RTMP's
 //! do. A different decoder configuration starts a new session (a new file header and the new
 //! configuration follow). It streams: tag data passes through as slices of the incoming
-//! chunks; only sequence headers and script tags are buffered.
+//! chunks, each tag once it is whole (a tag cut short is dropped); only sequence headers and
+//! script tags are copied.
 //!
 //! When the sink is paced and upstream is late, it plays a filler between files (H.264 and AAC
 //! streams; see [`filling`]).
@@ -46,7 +47,6 @@ use crate::flv::{
     PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN,
 };
 use crate::history::FragmentHistory;
-use crate::padding::push_zeros;
 use crate::session_limit::{
     default_session_limit, planned_new_session, validate_session_limit, SessionLimit,
 };
@@ -69,8 +69,6 @@ pub fn link() {
 
 /// The largest sequence header or script tag buffered; larger ones are rejected as corrupt.
 const MAX_BUFFERED_TAG: u32 = 1 << 20;
-/// The most zero bytes written to complete a tag cut short.
-const MAX_PADDING: u64 = 64 << 20;
 
 /// Joins FLV files into one continuous FLV stream.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -157,7 +155,8 @@ enum Parse {
     },
     /// Collecting a whole sequence header tag's data and its `PreviousTagSize`.
     Collect { tag: TagHeader, data: Vec<u8> },
-    /// Passing the rest of an emitted tag's data and its `PreviousTagSize`.
+    /// Taking the rest of a media tag's data and its `PreviousTagSize` (as slices, written
+    /// when the tag is whole).
     Pass(u64),
     /// Dropping the rest of a dropped tag's data and its `PreviousTagSize`.
     Drop(u64),
@@ -202,6 +201,11 @@ struct FileState {
     audio: LastTag,
     /// The intervals between video tags, while the filler needs the stream's frame rate.
     video_intervals: Option<Vec<u32>>,
+    /// The media tag being passed (slices of the chunks read) and its time on the timeline,
+    /// written once it is whole: a tag cut short is dropped, so no partial tag (or padding)
+    /// reaches a decoder and the stream stays in sync.
+    tag: Vec<Bytes>,
+    tag_time: Duration,
 }
 
 impl FileState {
@@ -215,6 +219,8 @@ impl FileState {
             video: LastTag::default(),
             audio: LastTag::default(),
             video_intervals: None,
+            tag: Vec::new(),
+            tag_time: Duration::ZERO,
         }
     }
 
@@ -366,11 +372,12 @@ impl FlvTimelineStage {
                 }
                 // After a filler with another configuration, the stream's again.
                 self.send_stream_configuration(tag.kind, timestamp, output);
-                output.mark_media_time(media_time);
-                output.push_chunk(Bytes::copy_from_slice(&TagHeader::with_timestamp(
-                    &header, timestamp,
-                )));
-                output.push_chunk(Bytes::from(data));
+                let file = self.file();
+                file.tag_time = media_time;
+                file.tag = vec![
+                    Bytes::copy_from_slice(&TagHeader::with_timestamp(&header, timestamp)),
+                    Bytes::from(data),
+                ];
                 Parse::Pass(rest)
             }
         };
@@ -490,7 +497,13 @@ impl Stage for FlvTimelineStage {
                     let used = (*left).min(available.len() as u64) as usize;
                     *left -= used as u64;
                     if matches!(file.parse, Parse::Pass(_)) {
-                        output.push_chunk(chunk.slice(at..at + used));
+                        file.tag.push(chunk.slice(at..at + used));
+                    }
+                    if matches!(file.parse, Parse::Pass(0)) {
+                        output.mark_media_time(file.tag_time);
+                        for part in file.tag.drain(..) {
+                            output.push_chunk(part);
+                        }
                     }
                     if matches!(
                         file.parse,
@@ -572,23 +585,10 @@ impl Stage for FlvTimelineStage {
                 "it ends inside the tag at offset {}",
                 file.tag_start
             )),
-            Parse::Pass(left) => {
-                let left = *left;
-                let padding = left <= MAX_PADDING;
-                if padding {
-                    // The tag header promised more: complete it so what follows is read as tags.
-                    push_zeros(left, output);
-                }
-                Some(format!(
-                    "it ends {left} bytes before the end of the tag at offset {}{}",
-                    file.tag_start,
-                    if padding {
-                        " (completed with zeros to keep the stream in sync)"
-                    } else {
-                        ""
-                    }
-                ))
-            }
+            Parse::Pass(left) => Some(format!(
+                "it ends {left} bytes before the end of the tag at offset {} (the tag is dropped)",
+                file.tag_start
+            )),
         };
         let problem = problem.or_else(|| {
             file.first_timestamp

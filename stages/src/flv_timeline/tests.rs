@@ -481,3 +481,33 @@ fn a_session_that_carried_its_limit_ends_at_the_next_file_with_a_new_header() {
     // The timeline goes on (ffmpeg starts the new session's output at 0).
     assert_eq!(media_timestamps(&tags, 9)[0], 420);
 }
+
+#[test]
+fn a_tag_cut_short_is_dropped_whole_and_the_stream_stays_in_sync() {
+    let good = upstream_file(1, b"sps", b"asc");
+    let cut = &good[..good.len() - 6];
+    for split in [1, 5, 64, usize::MAX] {
+        let mut stage = FlvTimelineStage::default();
+        let (items, result) = run_file(&mut stage, 1, cut, &[split]);
+        assert!(result.unwrap_err().message.contains("the tag is dropped"));
+        let (next, result) = run_file(&mut stage, 2, &upstream_file(2, b"sps", b"asc"), &[split]);
+        result.unwrap();
+        // Every tag written is whole (read_stream checks each size), no zeros: the cut file's
+        // last tag is missing, the next file's are all there.
+        let (_, tags) = read_stream(&[joined(&items), joined(&next)].concat());
+        let media = |marker: u8| {
+            let marker_at = |tag: &OutTag| if tag.kind == 9 { 5 } else { 2 };
+            tags.iter()
+                .filter(|tag| tag.data.get(1) == Some(&1))
+                .filter(|tag| tag.data.get(marker_at(tag)) == Some(&marker))
+                .count()
+        };
+        assert_eq!((media(1), media(2)), (14, 15), "split {split}");
+        // Only whole tags were marked for pacing.
+        let marks = items
+            .iter()
+            .filter(|item| matches!(item, StageItem::MediaTime(_)))
+            .count();
+        assert_eq!(marks, 14);
+    }
+}
