@@ -1,8 +1,8 @@
 //! The `file` sink: the archive of a stream.
 //!
-//! - [`append`]: every fragment onto the end of one file, which continues across restarts
+//! - `append`: every fragment onto the end of one file, which continues across restarts
 //!   exactly where the last acknowledged fragment ended.
-//! - [`per_fragment`]: each fragment to `.<name>.part` in a directory, renamed to `<name>` when
+//! - `per_fragment`: each fragment to `.<name>.part` in a directory, renamed to `<name>` when
 //!   complete, so readers never see a partial file.
 
 mod append;

@@ -1,6 +1,6 @@
 //! The `directory` source: publishes the files of a directory in name order.
 //!
-//! It lists the directory, sends every complete file (see [`scan::SettleTracker`]) in
+//! It lists the directory, sends every complete file (see `scan::SettleTracker`) in
 //! numeric-aware name order, and waits for the next change: an inotify event, the settle time of
 //! the file it waits for, or the periodic rescan. Files are remembered as published only when
 //! their sink has fully taken them; then `on_done` is applied.

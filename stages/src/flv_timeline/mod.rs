@@ -19,7 +19,7 @@
 //! script tags are copied.
 //!
 //! When the sink is paced and upstream is late, it plays a filler between files (H.264 and AAC
-//! streams; see [`filling`]).
+//! streams; see `filling`).
 
 mod filling;
 mod saved;

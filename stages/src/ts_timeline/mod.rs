@@ -19,7 +19,7 @@
 //! timestamp).
 //!
 //! When the sink is paced and upstream is late, it plays a filler between files (H.264 and
-//! AAC streams; see [`filling`]).
+//! AAC streams; see `filling`).
 
 mod filler_clip;
 mod filling;

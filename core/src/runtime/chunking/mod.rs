@@ -7,7 +7,7 @@
 //! reading, and the next fragment is opened and read ahead while the current one finishes, as
 //! far as the bound allows. Order is preserved: one task reads fragments one after another.
 //!
-//! With `chunk_size: auto` the size adapts (see [`ChunkSizer`]). When the pipeline has no stage
+//! With `chunk_size: auto` the size adapts (see `ChunkSizer`). When the pipeline has no stage
 //! rewriting the bytes and its sink can splice ([`crate::Sink::accepts_file_ranges`]),
 //! file-backed fragments are not read at all: chunks are [`FileRange`]s the sink moves from the
 //! file into its pipe inside the kernel. The budget bounds them all the same.
