@@ -99,12 +99,13 @@ impl TsTimelineStage {
                 Media::Video => video_pid,
                 Media::Audio => audio_pid,
             };
-            let mut packet = item.packet;
-            set_pid(
-                &mut packet,
-                pid.expect("the clip's streams are the stream's"),
-            );
-            self.take_packet(packet, &mut buffer, output)?;
+            // The clip was made for the stream's kinds of track; after a rewind to before a
+            // stream change they may differ, and a packet without a stream is left out.
+            if let Some(pid) = pid {
+                let mut packet = item.packet;
+                set_pid(&mut packet, pid);
+                self.take_packet(packet, &mut buffer, output)?;
+            }
             if loop_ended {
                 let loop_start = self.filler_run.as_ref().map_or(0, |run| run.loop_start);
                 self.end_filler_loop();
