@@ -85,6 +85,17 @@ pub(crate) fn feed_damaged_copies<S: Stage + Default>(good: &[u8], rounds: usize
     }
 }
 
+/// The media times a stage marked for pacing, in order.
+pub(crate) fn media_times(items: &[StageItem]) -> Vec<std::time::Duration> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            StageItem::MediaTime(time) => Some(*time),
+            _ => None,
+        })
+        .collect()
+}
+
 /// One second of H.264 baseline (whose avcC differs from the filler's, which is High) at
 /// 320x180, 25 fps, and AAC-LC 44.1 kHz stereo, made by ffmpeg as `format`, with `extra`
 /// options of its muxer.

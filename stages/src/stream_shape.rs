@@ -96,12 +96,24 @@ impl AudioShape {
     }
 }
 
+/// The most common of `values`: a stream's frame duration, of all its frames' (the first may be
+/// longer, by the audio's priming).
+pub(crate) fn most_common<T: Ord + Copy>(values: &mut [T]) -> Option<T> {
+    values.sort_unstable();
+    values
+        .chunk_by(|a, b| a == b)
+        .max_by_key(|run| run.len())
+        .map(|run| run[0])
+}
+
+/// AAC's sample rates by sampling frequency index (AudioSpecificConfig and ADTS alike).
+pub(crate) const AAC_SAMPLE_RATES: [u32; 13] = [
+    96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025, 8_000,
+    7_350,
+];
+
 /// The sample rate and channel count an AudioSpecificConfig gives (the core's, for HE-AAC).
 fn aac_rate_and_channels(configuration: &[u8]) -> Result<(u64, u16), String> {
-    const RATES: [u64; 13] = [
-        96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025,
-        8_000, 7_350,
-    ];
     let unreadable = || {
         format!(
             "its AudioSpecificConfig ({:02x?}) is unreadable",
@@ -111,9 +123,9 @@ fn aac_rate_and_channels(configuration: &[u8]) -> Result<(u64, u16), String> {
     let (_, frequency, channels) = aac_essentials(configuration).ok_or_else(unreadable)?;
     let sample_rate = match usize::try_from(frequency)
         .ok()
-        .and_then(|index| RATES.get(index))
+        .and_then(|index| AAC_SAMPLE_RATES.get(index))
     {
-        Some(rate) => *rate,
+        Some(rate) => u64::from(*rate),
         None if frequency > 12 => u64::from(frequency),
         None => return Err(unreadable()),
     };

@@ -6,6 +6,24 @@ use std::process::Command;
 
 use crate::workspace_root;
 
+/// `count` small fragments of `seconds` each (320x180, 25 fps), with `extra` options of
+/// `scripts/make-fragments` (see [`fragments`]).
+pub fn small_fragments(count: u32, seconds: u32, extra: &[&str]) -> Vec<PathBuf> {
+    let (count, seconds) = (count.to_string(), seconds.to_string());
+    let mut args = vec![
+        "--count",
+        &count,
+        "--seconds",
+        &seconds,
+        "--size",
+        "320x180",
+        "--fps",
+        "25",
+    ];
+    args.extend_from_slice(extra);
+    fragments(&args)
+}
+
 /// Fragments as `scripts/make-fragments` makes them; `args` are its options without `--out`.
 /// Generated once per set of options and kept in `target/test-media`.
 pub fn fragments(args: &[&str]) -> Vec<PathBuf> {

@@ -1,5 +1,5 @@
 //! A live channel against an nginx-rtmp that drops publishers idle for 5 s, with a viewer
-//! pulling the stream: fragments renamed into the watched directory on schedule ±2 s for over a
+//! pulling the stream: small_fragments renamed into the watched directory on schedule ±2 s for over a
 //! minute, then one 15 s late. Paced with filler (the defaults), the session never goes idle.
 
 use std::process::{Child, Command, Stdio};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use streampub_tests::http::{parse_prometheus_text, HttpClient};
-use streampub_tests::media::{decoder_errors, fragments, probe_packets};
+use streampub_tests::media::{decoder_errors, probe_packets, small_fragments};
 use streampub_tests::rtmp::{free_port, RtmpServer};
 use streampub_tests::{streampub_binary, Random, Running, Signal, TestDir};
 
@@ -16,26 +16,6 @@ const FRAGMENT_SECONDS: u64 = 8;
 /// Fragments on schedule (±2 s): 8 × 8 s, a little over a minute.
 const ON_SCHEDULE: usize = 8;
 const LATE: Duration = Duration::from_secs(15);
-
-/// `count` fragments of `seconds` each at 320x180, 25 fps, 400 kb/s, plus `extra` options of
-/// `scripts/make-fragments`.
-fn channel_fragments(count: u32, seconds: u32, extra: &[&str]) -> Vec<std::path::PathBuf> {
-    let (count, seconds) = (count.to_string(), seconds.to_string());
-    let mut args = vec![
-        "--count",
-        &count,
-        "--seconds",
-        &seconds,
-        "--size",
-        "320x180",
-        "--fps",
-        "25",
-        "--bitrate",
-        "400k",
-    ];
-    args.extend_from_slice(extra);
-    fragments(&args)
-}
 
 /// A viewer: ffmpeg reading the stream from the server into a file. Killed when dropped.
 struct Viewer(Child);
@@ -76,7 +56,7 @@ impl Drop for Viewer {
 
 #[test]
 fn a_late_fragment_is_covered_by_filler_without_an_idle_drop_or_a_reconnect() {
-    let media = channel_fragments(10, 8, &[]);
+    let media = small_fragments(10, 8, &["--bitrate", "400k"]);
     let mut server = RtmpServer::start_dropping_idle_publishers(Duration::from_secs(5));
     let dir = TestDir::new();
     let incoming = dir.mkdir("in");
@@ -233,7 +213,7 @@ fn with_mpegts_batches_a_session_that_begins_in_a_gap_gets_the_program_tables_fi
 /// Batches of `format`: the server goes away 2 s into the filler and comes back; both
 /// sessions decode from their start.
 fn outage_during_the_filler(format: &str, extension: &str) {
-    let media = channel_fragments(2, 4, &["--format", format]);
+    let media = small_fragments(2, 4, &["--bitrate", "400k", "--format", format]);
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
     let incoming = dir.mkdir("in");
@@ -296,7 +276,7 @@ fn mpegts_batches_are_filled_too() {
 /// nginx-rtmp that drops publishers idle for 5 s: one session, filler in the gap, every
 /// content frame, 0 decoder errors.
 fn a_late_batch_is_filled(format: &str, extension: &str) {
-    let media = channel_fragments(3, 4, &["--format", format]);
+    let media = small_fragments(3, 4, &["--bitrate", "400k", "--format", format]);
     let late = Duration::from_secs(8);
     let mut server = RtmpServer::start_dropping_idle_publishers(Duration::from_secs(5));
     let dir = TestDir::new();
@@ -374,7 +354,7 @@ fn runs(pid: u32) -> bool {
 
 #[test]
 fn the_ffmpeg_making_the_filler_dies_with_streampub() {
-    let media = channel_fragments(1, 2, &[]);
+    let media = small_fragments(1, 2, &["--bitrate", "400k"]);
     let dir = TestDir::new();
     dir.copy_in("in", &media);
     // An "ffmpeg" that takes its time making the filler.

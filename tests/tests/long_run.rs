@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use streampub_tests::media::{decoder_errors, fragments, probe_packets};
+use streampub_tests::media::{decoder_errors, probe_packets, small_fragments};
 use streampub_tests::rtmp::RtmpServer;
 use streampub_tests::{run_pipeline_file, TestDir};
 
@@ -16,16 +16,7 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 /// Publishes three 2-s fragments whose first timestamp is `start_timestamp`; returns the run,
 /// the (stopped) server holding the recordings, and how many video frames were published.
 fn publish_from(start_timestamp: &str) -> (streampub_tests::Finished, RtmpServer, usize) {
-    let media = fragments(&[
-        "--count",
-        "3",
-        "--seconds",
-        "2",
-        "--size",
-        "320x180",
-        "--fps",
-        "25",
-    ]);
+    let media = small_fragments(3, 2, &[]);
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
     dir.copy_in("in", &media);
@@ -101,18 +92,7 @@ fn a_session_reaching_its_limit_ends_at_a_fragment_boundary_and_the_next_starts_
 /// plans a new session once one has carried `session_limit`: tried with a limit of 3 s (paced,
 /// so that the server's recordings, named by the second they begin, are two files).
 fn batches_end_their_session_at_the_limit(format: &str, stage: &str) {
-    let media = fragments(&[
-        "--count",
-        "3",
-        "--seconds",
-        "2",
-        "--size",
-        "320x180",
-        "--fps",
-        "25",
-        "--format",
-        format,
-    ]);
+    let media = small_fragments(3, 2, &["--format", format]);
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
     dir.copy_in("in", &media);

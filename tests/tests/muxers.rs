@@ -1,14 +1,14 @@
 //! Fragments made by other muxers than ffmpeg's `mov` join into one stream: published to
 //! nginx-rtmp and to an append archive, each must give one session and one continuous, fully
-//! decodable stream as long as the fragments together.
+//! decodable stream as long as the fragments, small_fragments together.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use streampub_tests::media::{
-    decoder_errors, fragments, gstreamer_fragments, probe_all_packets, segment_set, track_duration,
-    Packager,
+    decoder_errors, fragments, gstreamer_fragments, probe_all_packets, segment_set,
+    small_fragments, track_duration, Packager,
 };
 use streampub_tests::rtmp::RtmpServer;
 use streampub_tests::{run_pipeline_file, Finished, TestDir};
@@ -164,16 +164,7 @@ fn fragments_with_absolute_data_offsets_make_one_stream() {
 
 #[test]
 fn a_resolution_change_starts_a_second_session_and_a_second_archive_file() {
-    let small = fragments(&[
-        "--count",
-        "2",
-        "--seconds",
-        "2",
-        "--size",
-        "320x180",
-        "--fps",
-        "25",
-    ]);
+    let small = small_fragments(2, 2, &[]);
     let large = fragments(&[
         "--count",
         "2",
@@ -325,18 +316,7 @@ fn a_dash_segment_set_makes_one_stream_though_its_init_sorts_last() {
 
 #[test]
 fn media_segments_without_an_init_segment_fail_and_the_exit_code_says_so() {
-    let source = fragments(&[
-        "--count",
-        "1",
-        "--seconds",
-        "20",
-        "--size",
-        "320x180",
-        "--fps",
-        "25",
-        "--audio",
-        "no",
-    ]);
+    let source = small_fragments(1, 20, &["--audio", "no"]);
     let segments = segment_set(&source[0], Packager::Dash);
     let dir = TestDir::new();
     let chunks: Vec<PathBuf> = (1..=2)

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use streampub_tests::media::{fragments, probe_packets};
+use streampub_tests::media::{probe_packets, small_fragments};
 use streampub_tests::rtmp::RtmpServer;
 use streampub_tests::{run_pipeline_file, TestDir};
 
@@ -13,16 +13,7 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 #[test]
 fn paced_media_takes_its_own_duration_and_unpaced_media_does_not() {
     // Five 2-s fragments: 10 s of media.
-    let media = fragments(&[
-        "--count",
-        "5",
-        "--seconds",
-        "2",
-        "--size",
-        "320x180",
-        "--fps",
-        "25",
-    ]);
+    let media = small_fragments(5, 2, &[]);
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
     dir.copy_in("in", &media);
@@ -65,18 +56,7 @@ fn paced_media_takes_its_own_duration_and_unpaced_media_does_not() {
 /// Five 2-s batches of `format` (10 s of media), through its timeline stage, with the
 /// defaults: paced.
 fn batches_are_paced_by_default(format: &str) {
-    let media = fragments(&[
-        "--count",
-        "5",
-        "--seconds",
-        "2",
-        "--size",
-        "320x180",
-        "--fps",
-        "25",
-        "--format",
-        format,
-    ]);
+    let media = small_fragments(5, 2, &["--format", format]);
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
     dir.copy_in("in", &media);

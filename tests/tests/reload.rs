@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use streampub_tests::media::fragments;
+use streampub_tests::media::small_fragments;
 use streampub_tests::rtmp::RtmpServer;
 use streampub_tests::{streampub_binary, Running, Signal, TestDir};
 
@@ -40,16 +40,7 @@ fn alive(pid: u64) -> bool {
 
 #[test]
 fn sighup_restarts_only_what_changed_and_a_broken_file_changes_nothing() {
-    let media = fragments(&[
-        "--count",
-        "1",
-        "--seconds",
-        "2",
-        "--size",
-        "320x180",
-        "--fps",
-        "25",
-    ]);
+    let media = small_fragments(1, 2, &[]);
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
     for name in ["keep", "change", "added"] {

@@ -48,7 +48,7 @@ use crate::mp4::samples::read_samples;
 use crate::mp4::{describe_moov, BoxHeader, FourCc, TrackDescription};
 pub use crate::session_limit::MAX_SESSION_LIMIT;
 use crate::session_limit::{default_session_limit, planned_new_session, validate_session_limit};
-use crate::stream_shape::StreamShape;
+use crate::stream_shape::{most_common, StreamShape};
 
 /// The stage's `type`.
 pub const FLV_PACKETIZER_STAGE: &str = "fmp4-to-flv";
@@ -288,11 +288,7 @@ impl FlvPacketizerStage {
                             .filter(|sample| sample.track_id == video.track_id)
                             .map(|sample| sample.duration)
                             .collect();
-                        durations.sort_unstable();
-                        durations
-                            .chunk_by(|a, b| a == b)
-                            .max_by_key(|run| run.len())
-                            .map(|run| run[0])
+                        most_common(&mut durations)
                     });
                     let shape = StreamShape::of(&self.descriptions, &self.tracks, frame_duration);
                     if self.filler.wants_shape() {

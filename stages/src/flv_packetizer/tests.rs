@@ -473,8 +473,8 @@ fn filler_configuration(items: &[StageItem]) -> Vec<u8> {
         .2
 }
 
-#[test]
-fn a_changed_stream_is_described_anew_and_gets_its_own_filler() {
+/// A stage with the generated filler that has read its first fragment.
+fn filling_stage() -> FlvPacketizerStage {
     let mut stage =
         FlvPacketizerStage::default().with_filler(FillerSource::Generate, "ffmpeg".into());
     let (_, result) = run_file(
@@ -484,6 +484,12 @@ fn a_changed_stream_is_described_anew_and_gets_its_own_filler() {
         &[usize::MAX],
     );
     result.unwrap();
+    stage
+}
+
+#[test]
+fn a_changed_stream_is_described_anew_and_gets_its_own_filler() {
+    let mut stage = filling_stage();
     let mut output = StageOutput::default();
     stage.fill(Duration::from_millis(300), &mut output).unwrap();
     let small = filler_configuration(&output.drain().collect::<Vec<_>>());
@@ -512,15 +518,7 @@ fn a_changed_stream_is_described_anew_and_gets_its_own_filler() {
 
 #[test]
 fn a_session_that_begins_in_a_gap_begins_with_the_filler_s_keyframe() {
-    let mut stage =
-        FlvPacketizerStage::default().with_filler(FillerSource::Generate, "ffmpeg".into());
-    let (_, result) = run_file(
-        &mut stage,
-        &fragment(1),
-        &[init_segment(), media_segment()].concat(),
-        &[usize::MAX],
-    );
-    result.unwrap();
+    let mut stage = filling_stage();
     let mut output = StageOutput::default();
     stage.fill(Duration::from_millis(500), &mut output).unwrap();
     // The server dropped the session in the gap: a new one, filler goes on.

@@ -12,7 +12,7 @@ use streampub_core::{StageError, StageOutput};
 use super::{push_tag, FileState, FlvTimelineStage};
 use crate::flv::tags::{Kind, Tag};
 use crate::flv::TagKind;
-use crate::stream_shape::{AudioShape, StreamShape, VideoShape};
+use crate::stream_shape::{most_common, AudioShape, StreamShape, VideoShape};
 
 /// Bytes before the decoder configuration in a sequence header tag's data: AVC's
 /// `FrameType|CodecID, AVCPacketType, CompositionTime` (enhanced FLV's header and FourCC are as
@@ -31,22 +31,14 @@ fn index(kind: TagKind) -> usize {
     }
 }
 
-/// The decoder configuration in a sequence header tag's data.
-fn configuration_body(kind: TagKind, data: &Bytes) -> Bytes {
+/// Where the decoder configuration begins in a sequence header tag's data (after its codec
+/// bytes).
+fn configuration_start(kind: TagKind, data: &[u8]) -> usize {
     let prefix = match kind {
         TagKind::Video => VIDEO_PREFIX_LEN,
         _ => AUDIO_PREFIX_LEN,
     };
-    data.slice(prefix.min(data.len())..)
-}
-
-/// The most common of `values`.
-fn most_common(values: &mut [u32]) -> Option<u32> {
-    values.sort_unstable();
-    values
-        .chunk_by(|a, b| a == b)
-        .max_by_key(|run| run.len())
-        .map(|run| run[0])
+    prefix.min(data.len())
 }
 
 impl FlvTimelineStage {
@@ -57,14 +49,15 @@ impl FlvTimelineStage {
         timestamp: u32,
         output: &mut StageOutput,
     ) {
-        let Some(data) = self.configurations.get_mut(kind).clone() else {
+        let Some(data) = self.configurations.get(kind) else {
             return;
         };
-        let body = configuration_body(kind, &data);
+        // Called for every media tag: compared in place, copied only when sent.
+        let start = configuration_start(kind, data);
         let sent = &mut self.sent[index(kind)];
-        if sent.as_ref() != Some(&body) {
-            *sent = Some(body);
-            push_tag(kind, timestamp, &data, output);
+        if sent.as_deref() != Some(&data[start..]) {
+            *sent = Some(data.slice(start..));
+            push_tag(kind, timestamp, data, output);
         }
     }
 
@@ -103,7 +96,7 @@ impl FlvTimelineStage {
     fn stream_shape(&self, file: &FileState) -> Result<StreamShape, String> {
         let video = match &self.configurations.video {
             Some(data) if data.first().map(|first| first & 0x0f) == Some(AVC_CODEC_ID) => {
-                Some(configuration_body(TagKind::Video, data))
+                Some(&data[configuration_start(TagKind::Video, data)..])
             }
             Some(data) => {
                 return Err(format!(
@@ -118,7 +111,7 @@ impl FlvTimelineStage {
         };
         let audio = match &self.configurations.audio {
             Some(data) if data.first().map(|first| first >> 4) == Some(AAC_SOUND_FORMAT) => {
-                Some(configuration_body(TagKind::Audio, data))
+                Some(&data[configuration_start(TagKind::Audio, data)..])
             }
             Some(_) => return Err("its audio is not AAC".to_owned()),
             None if file.audio.seen => {
@@ -130,10 +123,10 @@ impl FlvTimelineStage {
         let frame_rate = (1000, most_common(&mut intervals).unwrap_or(40));
         Ok(StreamShape {
             video: video
-                .map(|avcc| VideoShape::from_avcc(&avcc, frame_rate))
+                .map(|avcc| VideoShape::from_avcc(avcc, frame_rate))
                 .transpose()?,
             audio: audio
-                .map(|configuration| AudioShape::from_audio_specific_config(&configuration))
+                .map(AudioShape::from_audio_specific_config)
                 .transpose()?,
         })
     }

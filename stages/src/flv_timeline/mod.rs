@@ -122,6 +122,13 @@ struct Configurations {
 }
 
 impl Configurations {
+    fn get(&self, kind: TagKind) -> Option<&Bytes> {
+        match kind {
+            TagKind::Video => self.video.as_ref(),
+            _ => self.audio.as_ref(),
+        }
+    }
+
     fn get_mut(&mut self, kind: TagKind) -> &mut Option<Bytes> {
         match kind {
             TagKind::Video => &mut self.video,
@@ -390,7 +397,7 @@ impl FlvTimelineStage {
     fn sequence_header(&mut self, tag: TagHeader, data: Bytes, output: &mut StageOutput) {
         // A sequence header marks the file's start on its stream's clock, like any tag.
         let timestamp = self.move_timestamp(tag.timestamp);
-        let known = self.configurations.get_mut(tag.kind).clone();
+        let known = self.configurations.get(tag.kind).cloned();
         match known {
             Some(known) if known == data => {}
             Some(_) => {

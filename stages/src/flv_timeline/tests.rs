@@ -321,10 +321,11 @@ fn every_media_tag_is_marked_with_its_time_for_pacing() {
             &[7],
         );
         result.unwrap();
-        marks.extend(items.iter().filter_map(|item| match item {
-            StageItem::MediaTime(time) => Some(time.as_millis() as u32),
-            _ => None,
-        }));
+        marks.extend(
+            stage_harness::media_times(&items)
+                .iter()
+                .map(|time| time.as_millis() as u32),
+        );
     }
     // The marks are the media tags' timestamps, in stream order (15 tags per file).
     let mut expected: Vec<u32> = (0..5).map(|frame| frame * 40).collect();
@@ -504,10 +505,6 @@ fn a_tag_cut_short_is_dropped_whole_and_the_stream_stays_in_sync() {
         };
         assert_eq!((media(1), media(2)), (14, 15), "split {split}");
         // Only whole tags were marked for pacing.
-        let marks = items
-            .iter()
-            .filter(|item| matches!(item, StageItem::MediaTime(_)))
-            .count();
-        assert_eq!(marks, 14);
+        assert_eq!(stage_harness::media_times(&items).len(), 14);
     }
 }

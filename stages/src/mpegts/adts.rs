@@ -1,10 +1,8 @@
 //! AAC in ADTS framing, as MPEG-TS carries it: counting the frames of a PES packet as its
 //! bytes go by, to tell how long the packet lasts (ffmpeg puts several frames in one PES).
 
-/// Sample rates by ADTS sampling frequency index.
-const SAMPLE_RATES: [u32; 13] = [
-    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
-];
+use crate::stream_shape::AAC_SAMPLE_RATES;
+
 /// Bytes of an ADTS header that say the frame's length and rate.
 const HEADER_LEN: usize = 7;
 /// Samples per AAC raw data block.
@@ -47,7 +45,7 @@ impl AdtsFrames {
                 continue;
             }
             let header = std::mem::take(&mut self.header);
-            let rate = SAMPLE_RATES.get(usize::from(header[2] >> 2 & 0x0f));
+            let rate = AAC_SAMPLE_RATES.get(usize::from(header[2] >> 2 & 0x0f));
             let length = (usize::from(header[3] & 0x03) << 11)
                 | (usize::from(header[4]) << 3)
                 | usize::from(header[5] >> 5);

@@ -65,10 +65,10 @@ impl TsTimelineStage {
         let filler_error = |problem: String| StageError::new(format!("filler: {problem}"));
         let program = self
             .program
-            .clone()
+            .as_ref()
             .ok_or_else(|| filler_error("no media has been written yet".to_owned()))?;
         let clip: Arc<TsClip> = Arc::clone(self.clip.ready().map_err(filler_error)?);
-        let (video_pid, audio_pid) = media_pids(&program).map_err(filler_error)?;
+        let (video_pid, audio_pid) = media_pids(program).map_err(filler_error)?;
         let until = ticks_of(until);
         let position = self.position;
         let run = self.filler_run.get_or_insert(FillerRun {

@@ -6,7 +6,7 @@ use crate::mpegts::{
     pes_data_offset, pes_timestamp_positions, read_timestamp, PacketHeader, Program, PACKET_LEN,
     STREAM_TYPE_ADTS_AAC,
 };
-use crate::stream_shape::{AudioShape, StreamShape, VideoShape};
+use crate::stream_shape::{most_common, AudioShape, StreamShape, VideoShape};
 
 /// The MPEG-TS stream type of H.264.
 pub(super) const STREAM_TYPE_H264: u8 = 0x1b;
@@ -41,6 +41,9 @@ pub(super) fn media_pids(program: &Program) -> Result<(Option<u16>, Option<u16>)
 /// What has been seen of the stream so far.
 #[derive(Debug, Default)]
 pub(super) struct ShapeProbe {
+    /// The stream's video and audio PIDs, once read from its program (`None` inside: no
+    /// filler can match it, and nothing is looked at).
+    pids: Option<Option<(Option<u16>, Option<u16>)>>,
     /// The start of the first video PES's data.
     video_start: Vec<u8>,
     video_start_done: bool,
@@ -52,7 +55,8 @@ pub(super) struct ShapeProbe {
 impl ShapeProbe {
     /// Takes a packet of the stream (before its timestamps are moved).
     pub(super) fn observe(&mut self, program: &Program, packet: &[u8; PACKET_LEN]) {
-        let Ok((video, audio)) = media_pids(program) else {
+        let Some((video, audio)) = *self.pids.get_or_insert_with(|| media_pids(program).ok())
+        else {
             return;
         };
         let header = PacketHeader::parse(packet);
@@ -104,11 +108,7 @@ impl ShapeProbe {
                 let unit = sps_unit(&self.video_start)
                     .ok_or("its first video PES has no sequence parameter set")?;
                 let mut intervals = self.video_intervals.clone();
-                intervals.sort_unstable();
-                let interval = intervals
-                    .chunk_by(|a, b| a == b)
-                    .max_by_key(|run| run.len())
-                    .map_or(3600, |run| run[0]);
+                let interval = most_common(&mut intervals).unwrap_or(3600);
                 let interval =
                     u32::try_from(interval).map_err(|_| "its frame rate is unreadable")?;
                 Some(VideoShape::from_sps_unit(unit, (90_000, interval))?)

@@ -335,13 +335,7 @@ fn every_pes_is_marked_with_its_time_for_pacing_also_across_the_33_bit_wrap() {
             100,
         );
         result.unwrap();
-        let marks: Vec<Duration> = items
-            .iter()
-            .filter_map(|item| match item {
-                StageItem::MediaTime(time) => Some(*time),
-                _ => None,
-            })
-            .collect();
+        let marks = stage_harness::media_times(&items);
         let Some(StageItem::MediaSpan(span)) = items.last() else {
             panic!("no media span");
         };
@@ -375,13 +369,7 @@ fn spans_and_marks_go_on_past_the_33_bit_wrap_of_the_output_clock() {
             100,
         );
         result.unwrap();
-        let marks: Vec<Duration> = items
-            .iter()
-            .filter_map(|item| match item {
-                StageItem::MediaTime(time) => Some(*time),
-                _ => None,
-            })
-            .collect();
+        let marks = stage_harness::media_times(&items);
         let Some(StageItem::MediaSpan(span)) = items.last() else {
             panic!("no media span");
         };
