@@ -1,5 +1,5 @@
 //! What a stream is, as far as a decoder and a filler that must match it care: picture size
-//! and frame rate, audio sample rate, channels and AAC configuration; read from the codecs'
+//! and frame rate, and the AAC configuration (its rate and channels); read from the codecs'
 //! own configuration records (an `avcC` or an H.264 sequence parameter set, an
 //! AudioSpecificConfig or an ADTS header), whatever the container.
 
@@ -8,6 +8,8 @@ use h264_reader::avcc::AvcDecoderConfigurationRecord;
 use h264_reader::nal::sps::SeqParameterSet;
 use h264_reader::nal::Nal;
 use h264_reader::nal::RefNal;
+
+use crate::aac::AudioSpecificConfig;
 
 /// What the stream's tracks are: for FLV's `onMetaData` and for a filler that matches it.
 #[derive(Debug, Clone)]
@@ -26,10 +28,10 @@ pub(crate) struct VideoShape {
 
 #[derive(Debug, Clone)]
 pub(crate) struct AudioShape {
-    pub(crate) sample_rate: u64,
-    pub(crate) channels: u16,
-    /// The AudioSpecificConfig: the filler's must be the same.
+    /// The AudioSpecificConfig as the stream carries it: the filler's audio goes on with it.
     pub(crate) configuration: Bytes,
+    /// What it says.
+    pub(crate) config: AudioSpecificConfig,
 }
 
 impl VideoShape {
@@ -67,12 +69,10 @@ impl VideoShape {
 }
 
 impl AudioShape {
-    /// The shape an AudioSpecificConfig gives (the core's rate, for HE-AAC).
+    /// The shape an AudioSpecificConfig gives.
     pub(crate) fn from_audio_specific_config(configuration: &[u8]) -> Result<Self, String> {
-        let (sample_rate, channels) = aac_rate_and_channels(configuration)?;
         Ok(Self {
-            sample_rate,
-            channels,
+            config: AudioSpecificConfig::parse(configuration)?,
             configuration: Bytes::copy_from_slice(configuration),
         })
     }
@@ -106,74 +106,9 @@ pub(crate) fn most_common<T: Ord + Copy>(values: &mut [T]) -> Option<T> {
         .map(|run| run[0])
 }
 
-/// AAC's sample rates by sampling frequency index (AudioSpecificConfig and ADTS alike).
-pub(crate) const AAC_SAMPLE_RATES: [u32; 13] = [
-    96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025, 8_000,
-    7_350,
-];
-
-/// The sample rate and channel count an AudioSpecificConfig gives (the core's, for HE-AAC).
-fn aac_rate_and_channels(configuration: &[u8]) -> Result<(u64, u16), String> {
-    let unreadable = || {
-        format!(
-            "its AudioSpecificConfig ({:02x?}) is unreadable",
-            configuration
-        )
-    };
-    let (_, frequency, channels) = aac_essentials(configuration).ok_or_else(unreadable)?;
-    let sample_rate = match usize::try_from(frequency)
-        .ok()
-        .and_then(|index| AAC_SAMPLE_RATES.get(index))
-    {
-        Some(rate) => u64::from(*rate),
-        None if frequency > 12 => u64::from(frequency),
-        None => return Err(unreadable()),
-    };
-    // Channel configuration 7 is 7.1 (8 channels); 0 means "in the program config element".
-    let channels = match channels {
-        0 => return Err(unreadable()),
-        7 => 8,
-        other => other as u16,
-    };
-    Ok((sample_rate, channels))
-}
-
-/// What an AudioSpecificConfig says a decoder must be set up for: object type, sampling
-/// frequency (index, or the explicit rate) and channel configuration; extensions aside.
-pub(crate) fn aac_essentials(configuration: &[u8]) -> Option<(u32, u32, u32)> {
-    let mut bits = configuration
-        .iter()
-        .flat_map(|byte| (0..8).rev().map(move |bit| u32::from((byte >> bit) & 1)));
-    let mut read = |count: u32| -> Option<u32> {
-        (0..count).try_fold(0, |value, _| Some(value << 1 | bits.next()?))
-    };
-    let mut object_type = read(5)?;
-    if object_type == 31 {
-        object_type = 32 + read(6)?;
-    }
-    let mut frequency = read(4)?;
-    if frequency == 15 {
-        frequency = read(24)?;
-    }
-    Some((object_type, frequency, read(4)?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn aac_configurations_compare_by_what_the_decoder_needs() {
-        // AAC-LC, 48 kHz, stereo; ffmpeg's encoder adds a sync extension saying "no SBR".
-        assert_eq!(aac_essentials(&[0x11, 0x90]), Some((2, 3, 2)));
-        assert_eq!(
-            aac_essentials(&[0x11, 0x90, 0x56, 0xe5, 0x00]),
-            aac_essentials(&[0x11, 0x90])
-        );
-        // HE-AAC (object type 5), 22.05 kHz core.
-        assert_eq!(aac_essentials(&[0x2b, 0x92, 0x08, 0x00]), Some((5, 7, 2)));
-        assert_eq!(aac_essentials(&[0x11]), None);
-    }
 
     #[test]
     fn shapes_come_from_the_codecs_configuration_records() {
@@ -192,10 +127,10 @@ mod tests {
         let video = VideoShape::from_sps_unit(&avcc[8..8 + 0x18], (90_000, 3600)).unwrap();
         assert_eq!((video.width, video.height), (320, 180));
         let audio = AudioShape::from_audio_specific_config(&[0x12, 0x10]).unwrap();
-        assert_eq!((audio.sample_rate, audio.channels), (44_100, 2));
-        // 7.1 is eight channels.
-        let audio = AudioShape::from_audio_specific_config(&[0x11, 0xb8]).unwrap();
-        assert_eq!(audio.channels, 8);
+        assert_eq!(
+            (audio.config.sampling_frequency, audio.config.channels()),
+            (44_100, Some(2))
+        );
         // An ADTS header of AAC-LC (profile 1), 44.1 kHz (index 4), stereo.
         let adts = [0xff, 0xf1, 0x50, 0x80, 0, 0x1f, 0xfc];
         let audio = AudioShape::from_adts_header(&adts).unwrap();
@@ -206,6 +141,9 @@ mod tests {
         assert!(AudioShape::from_audio_specific_config(&[0x10])
             .unwrap_err()
             .contains("AudioSpecificConfig"));
+        // ADTS says mono.
+        let mono = AudioShape::from_adts_header(&[0xff, 0xf1, 0x4c, 0x40, 0, 0x1f, 0xfc]).unwrap();
+        assert_eq!(mono.config.channels(), Some(1));
         assert!(AudioShape::from_adts_header(&[0; 7])
             .unwrap_err()
             .contains("not an ADTS header"));

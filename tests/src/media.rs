@@ -284,6 +284,27 @@ pub fn gstreamer_fragments(args: &[&str]) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The channel count of the first audio stream of `path`, as ffprobe reads it.
+pub fn audio_channels(path: &std::path::Path) -> Option<u32> {
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=channels",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe not found; run scripts/test, which installs ffmpeg");
+    // MPEG-TS lists the stream again under its program.
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.trim().parse().ok())
+}
+
 /// How many errors ffmpeg reports when it decodes every frame of `path`.
 pub fn decoder_errors(path: &std::path::Path) -> usize {
     let output = Command::new("ffmpeg")

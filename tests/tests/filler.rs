@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use streampub_tests::http::{parse_prometheus_text, HttpClient};
-use streampub_tests::media::{decoder_errors, probe_packets, small_fragments};
+use streampub_tests::media::{audio_channels, decoder_errors, probe_packets, small_fragments};
 use streampub_tests::rtmp::{free_port, RtmpServer};
 use streampub_tests::{streampub_binary, Random, Running, Signal, TestDir};
 
@@ -264,19 +264,48 @@ fn outage_during_the_filler(format: &str, extension: &str) {
 
 #[test]
 fn flv_batches_are_filled_too_and_the_stream_resumes_with_its_own_configuration() {
-    a_late_batch_is_filled("flv", "flv");
+    a_late_batch_is_filled("flv", "flv", &[]);
 }
 
 #[test]
 fn mpegts_batches_are_filled_too() {
-    a_late_batch_is_filled("mpegts", "ts");
+    a_late_batch_is_filled("mpegts", "ts", &[]);
 }
 
-/// Batches of `format` (file names ending `.extension`), 4 s each, the third 8 s late, to an
-/// nginx-rtmp that drops publishers idle for 5 s: one session, filler in the gap, every
-/// content frame, 0 decoder errors.
-fn a_late_batch_is_filled(format: &str, extension: &str) {
-    let media = small_fragments(3, 4, &["--bitrate", "400k", "--format", format]);
+// The filler's audio matches every channel layout and rate: MP4's sample entries say 2
+// channels whatever the stream, so the stream's AudioSpecificConfig is what counts.
+#[test]
+fn mono_48_khz_is_filled() {
+    a_late_batch_is_filled("mp4", "mp4", &["--channels", "1", "--sample-rate", "48000"]);
+}
+
+#[test]
+fn stereo_44_1_khz_is_filled() {
+    a_late_batch_is_filled("mp4", "mp4", &["--channels", "2", "--sample-rate", "44100"]);
+}
+
+#[test]
+fn surround_5_1_48_khz_is_filled() {
+    a_late_batch_is_filled("mp4", "mp4", &["--channels", "6", "--sample-rate", "48000"]);
+}
+
+#[test]
+fn mono_flv_and_5_1_mpegts_batches_are_filled() {
+    a_late_batch_is_filled("flv", "flv", &["--channels", "1", "--sample-rate", "22050"]);
+    a_late_batch_is_filled(
+        "mpegts",
+        "ts",
+        &["--channels", "6", "--sample-rate", "32000"],
+    );
+}
+
+/// Batches of `format` (file names ending `.extension`, made with `audio` options), 4 s each,
+/// the third 8 s late, to an nginx-rtmp that drops publishers idle for 5 s: one session,
+/// filler in the gap, every content frame, 0 decoder errors.
+fn a_late_batch_is_filled(format: &str, extension: &str, audio: &[&str]) {
+    let mut options = vec!["--bitrate", "400k", "--format", format];
+    options.extend_from_slice(audio);
+    let media = small_fragments(3, 4, &options);
     let late = Duration::from_secs(8);
     let mut server = RtmpServer::start_dropping_idle_publishers(Duration::from_secs(5));
     let dir = TestDir::new();
@@ -339,6 +368,11 @@ fn a_late_batch_is_filled(format: &str, extension: &str) {
     // settings); both decode because each switch carries it (an FLV sequence header, the
     // parameter sets before each H.264 keyframe in MPEG-TS).
     assert_eq!(decoder_errors(&recordings[0]), 0);
+    assert_eq!(
+        audio_channels(&recordings[0]),
+        audio_channels(&media[0]),
+        "the recording's audio has another layout than the input's"
+    );
 }
 
 /// Whether process `pid` runs (a zombie, killed but not yet reaped, does not).

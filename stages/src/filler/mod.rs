@@ -16,7 +16,8 @@ use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use streampub_core::program::die_with_parent;
 
-use crate::stream_shape::{aac_essentials, StreamShape};
+use crate::aac::{table_frequency, AudioSpecificConfig, AAC_SAMPLE_RATES};
+use crate::stream_shape::{AudioShape, StreamShape};
 
 /// The largest slate read: a minute of it is converted.
 const SLATE_SECONDS: u32 = 60;
@@ -102,16 +103,31 @@ pub(crate) fn check_track_kinds(
 }
 
 /// Checks that a clip's AAC (its AudioSpecificConfig `clip`) sets a decoder up as the
-/// stream's does (`stream`): players cannot switch AAC configurations mid-stream.
-pub(crate) fn check_aac(clip: &[u8], stream: &[u8]) -> Result<(), String> {
-    if aac_essentials(clip) == aac_essentials(stream) {
+/// stream's does (`stream`): players cannot switch AAC configurations mid-stream, so the
+/// filler's frames play under the stream's configuration.
+pub(crate) fn check_aac(clip: &[u8], stream: &AudioSpecificConfig) -> Result<(), String> {
+    let clip = AudioSpecificConfig::parse(clip)?.decoder_setup();
+    let stream = stream.decoder_setup();
+    if clip == stream {
         return Ok(());
     }
     Err(format!(
-        "its AAC configuration (AudioSpecificConfig {clip:02x?}) differs from the stream's \
-         ({stream:02x?}); players cannot switch AAC configurations mid-stream: use AAC-LC \
-         upstream, or `filler: none`"
+        "its AAC ({clip}) does not decode as the stream's ({stream}); players cannot switch \
+         AAC configurations mid-stream"
     ))
+}
+
+/// Why no clip can match the stream, if none can: the field that stands in the way and what to
+/// do (checked before ffmpeg is asked for one).
+fn check_fillable(shape: &StreamShape) -> Result<(), String> {
+    match shape
+        .audio
+        .as_ref()
+        .and_then(|audio| audio.config.lc_frames_cannot_play())
+    {
+        Some(problem) => Err(format!("{problem}, or set `filler: none`")),
+        None => Ok(()),
+    }
 }
 
 /// The default of the timeline stages' `filler`: `ffmpeg-rtmp` sets it for the stages it adds.
@@ -169,6 +185,10 @@ impl<T: Send + 'static> ClipMaker<T> {
         container: ClipContainer,
         read: fn(Bytes, &StreamShape) -> Result<T, String>,
     ) {
+        if let Err(problem) = check_fillable(&shape) {
+            self.state = ClipState::Failed(problem);
+            return;
+        }
         let (sender, receiver) = mpsc::channel();
         let (source, ffmpeg) = (self.source.clone(), self.ffmpeg.clone());
         std::thread::spawn(move || {
@@ -291,11 +311,7 @@ fn ffmpeg_args(
                     "-f".to_owned(),
                     "lavfi".to_owned(),
                     "-i".to_owned(),
-                    format!(
-                        "anullsrc=r={}:cl={}",
-                        audio.sample_rate,
-                        channel_layout(audio.channels)
-                    ),
+                    format!("anullsrc=r={}:cl={}", encoder_rate(audio), layout(audio)),
                 ]);
             }
             // The audio source is the second input when there is a video one.
@@ -334,13 +350,17 @@ fn ffmpeg_args(
         ]);
     }
     if let Some(audio) = &shape.audio {
+        // The encoder's rate and layout decide its AudioSpecificConfig; a slate is resampled
+        // and remixed to them.
         args.extend([
             "-map".to_owned(),
             audio_input.to_owned(),
             "-af".to_owned(),
-            format!("aresample={}", audio.sample_rate),
-            "-ac".to_owned(),
-            audio.channels.to_string(),
+            format!(
+                "aresample={rate},aformat=sample_rates={rate}:channel_layouts={}",
+                layout(audio),
+                rate = encoder_rate(audio)
+            ),
             "-c:a".to_owned(),
             "aac".to_owned(),
         ]);
@@ -360,11 +380,29 @@ fn ffmpeg_args(
     args
 }
 
-fn channel_layout(channels: u16) -> String {
-    match channels {
-        1 => "mono".to_owned(),
-        2 => "stereo".to_owned(),
-        other => format!("{other}c"),
+/// The rate ffmpeg's AAC encoder runs at: the stream's core rate, or for an explicit rate off
+/// the standard ones, the one whose tables the stream's decoder uses (so the frames decode
+/// alike; the encoder takes only standard rates).
+fn encoder_rate(audio: &AudioShape) -> u32 {
+    let rate = audio.config.sampling_frequency;
+    if AAC_SAMPLE_RATES.contains(&rate) {
+        rate
+    } else {
+        table_frequency(rate)
+    }
+}
+
+/// The ffmpeg channel layout for which its AAC encoder writes the stream's channel
+/// configuration (checked to be 1-7 before).
+fn layout(audio: &AudioShape) -> &'static str {
+    match audio.config.channel_configuration {
+        1 => "mono",
+        2 => "stereo",
+        3 => "3.0",
+        4 => "4.0",
+        5 => "5.0",
+        6 => "5.1",
+        _ => "7.1",
     }
 }
 

@@ -185,7 +185,7 @@ fn read_clip(file: Bytes, shape: &StreamShape) -> Result<FillerClip, String> {
         &shape.audio,
         tracks.iter().find(|track| track.kind == Kind::Audio),
     ) {
-        check_aac(&track.configuration, &audio.configuration)?;
+        check_aac(&track.configuration, &audio.config)?;
         // The same decoder setup (ffmpeg may add an extension saying "no SBR"): the filler's
         // audio goes on with the stream's configuration, so no audio header is sent again.
         for tag in tags.iter_mut().filter(|tag| tag.kind == Kind::Audio) {
@@ -202,10 +202,10 @@ fn read_clip(file: Bytes, shape: &StreamShape) -> Result<FillerClip, String> {
             let (rate, duration) = video.frame_rate;
             i128::from(duration) * 1_000_000_000 / i128::from(rate)
         }),
-        Kind::Audio => shape
-            .audio
-            .as_ref()
-            .map(|audio| 1024 * 1_000_000_000 / i128::from(audio.sample_rate.max(1))),
+        Kind::Audio => shape.audio.as_ref().map(|audio| {
+            i128::from(audio.config.frame_length) * 1_000_000_000
+                / i128::from(audio.config.sampling_frequency.max(1))
+        }),
     };
     let mut counts = [0i128; 2];
     for tag in &mut tags {

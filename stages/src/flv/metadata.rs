@@ -10,12 +10,14 @@ use crate::stream_shape::{AudioShape, StreamShape, VideoShape};
 
 impl StreamShape {
     /// The shape of a stream with `tracks` (described by `descriptions`) whose video frames
-    /// last `frame_duration` ticks of the video track's timescale.
+    /// last `frame_duration` ticks of the video track's timescale. The audio's comes from its
+    /// AudioSpecificConfig, not from the sample entry, whose channel count muxers write as 2
+    /// whatever the stream (ISO/IEC 14496-12 makes it a template field).
     pub(crate) fn of(
         descriptions: &[TrackDescription],
         tracks: &[FlvTrack],
         frame_duration: Option<u32>,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let mut shape = Self {
             video: None,
             audio: None,
@@ -32,24 +34,15 @@ impl StreamShape {
                         frame_rate: (track.timescale, frame_duration.unwrap_or(1).max(1)),
                     });
                 }
-                (
-                    Some(Shape::Audio {
-                        sample_rate,
-                        channels,
-                        ..
-                    }),
-                    Kind::Audio,
-                ) => {
-                    shape.audio = Some(AudioShape {
-                        sample_rate: *sample_rate,
-                        channels: *channels,
-                        configuration: track.configuration.clone(),
-                    });
+                (_, Kind::Audio) => {
+                    shape.audio = Some(AudioShape::from_audio_specific_config(
+                        &track.configuration,
+                    )?);
                 }
                 _ => {}
             }
         }
-        shape
+        Ok(shape)
     }
 }
 
@@ -74,9 +67,17 @@ impl StreamShape {
         if let Some(audio) = &self.audio {
             fields.extend([
                 ("audiocodecid", Amf::Number(10.0)),
-                ("audiosamplerate", Amf::Number(audio.sample_rate as f64)),
+                (
+                    "audiosamplerate",
+                    Amf::Number(f64::from(audio.config.output_frequency())),
+                ),
                 ("audiosamplesize", Amf::Number(16.0)),
-                ("stereo", Amf::Boolean(audio.channels == 2)),
+                (
+                    "stereo",
+                    Amf::Boolean(
+                        audio.config.channels() != Some(1) || audio.config.parametric_stereo,
+                    ),
+                ),
             ]);
         }
         fields.push(("encoder", Amf::String("streampub")));

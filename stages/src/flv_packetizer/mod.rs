@@ -290,7 +290,8 @@ impl FlvPacketizerStage {
                             .collect();
                         most_common(&mut durations)
                     });
-                    let shape = StreamShape::of(&self.descriptions, &self.tracks, frame_duration);
+                    let shape = StreamShape::of(&self.descriptions, &self.tracks, frame_duration)
+                        .map_err(|problem| self.error(problem))?;
                     if self.filler.wants_shape() {
                         self.filler.prepare(shape.clone());
                     }

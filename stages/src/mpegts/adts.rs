@@ -1,7 +1,7 @@
 //! AAC in ADTS framing, as MPEG-TS carries it: counting the frames of a PES packet as its
 //! bytes go by, to tell how long the packet lasts (ffmpeg puts several frames in one PES).
 
-use crate::stream_shape::AAC_SAMPLE_RATES;
+use crate::aac::AAC_SAMPLE_RATES;
 
 /// Bytes of an ADTS header that say the frame's length and rate.
 const HEADER_LEN: usize = 7;

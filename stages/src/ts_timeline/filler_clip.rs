@@ -115,7 +115,7 @@ pub(super) fn read_ts_clip(file: Bytes, shape: &StreamShape) -> Result<Arc<TsCli
     }
     if let Some(stream) = &shape.audio {
         let clip = AudioShape::from_adts_header(&adts_header)?;
-        check_aac(&clip.configuration, &stream.configuration)?;
+        check_aac(&clip.configuration, &stream.config)?;
     }
     trim_audio_to_video(&mut packets);
     let zero = relative_to_zero(&mut packets)?;
