@@ -248,19 +248,51 @@ pub fn track_duration(path: &std::path::Path) -> f64 {
 /// as it streams them: to a pipe, so with no index rewritten at the end), cached like them.
 /// Needs `gst-launch-1.0` and `gstreamer1.0-plugins-good` (scripts/test installs them).
 pub fn gstreamer_fragments(args: &[&str]) -> Vec<PathBuf> {
+    made_by_gstreamer(&fragments(args), "mp4mux", |source| {
+        format!(
+            "filesrc location='{}' ! qtdemux name=demux \
+             demux.video_0 ! queue ! mux.video_0 demux.audio_0 ! queue ! mux.audio_0",
+            source.display()
+        )
+    })
+}
+
+/// Fragments like [`gstreamer_fragments`] whose video GStreamer encodes itself, with x264enc and
+/// two B-frames (a 1 s GOP, 25 fps, 320x180; `fragments(args)`' audio). Needs
+/// `gstreamer1.0-plugins-ugly` too (scripts/test installs it).
+pub fn gstreamer_b_frame_fragments(args: &[&str]) -> Vec<PathBuf> {
     let sources = fragments(args);
-    let cache = sources[0].parent().unwrap().with_extension("mp4mux");
+    made_by_gstreamer(&sources, "x264enc", |source| {
+        let frames = probe_packets(source).video.count();
+        format!(
+            "videotestsrc num-buffers={frames} pattern=ball \
+             ! video/x-raw,width=320,height=180,framerate=25/1 \
+             ! x264enc bframes=2 key-int-max=25 bitrate=400 speed-preset=veryfast \
+             ! video/x-h264,stream-format=avc,alignment=au ! queue ! mux.video_0 \
+             filesrc location='{}' ! qtdemux name=demux demux.audio_0 ! queue ! mux.audio_0",
+            source.display()
+        )
+    })
+}
+
+/// `sources` each made anew by the GStreamer pipeline `elements(source)` into `mp4mux` (1 s
+/// fragments, to a pipe), cached beside them under the extension `kind`.
+fn made_by_gstreamer(
+    sources: &[PathBuf],
+    kind: &str,
+    elements: impl Fn(&std::path::Path) -> String,
+) -> Vec<PathBuf> {
+    let cache = sources[0].parent().unwrap().with_extension(kind);
     if !cache.join(".complete").exists() {
-        let staging = cache.with_extension(format!("mp4mux.{}", std::process::id()));
+        let staging = cache.with_extension(format!("{kind}.{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging).unwrap();
-        for source in &sources {
+        for source in sources {
             let target = staging.join(source.file_name().unwrap());
             let pipeline = format!(
-                "gst-launch-1.0 -q filesrc location='{}' ! qtdemux name=demux \
-                 demux.video_0 ! queue ! mux.video_0 demux.audio_0 ! queue ! mux.audio_0 \
-                 mp4mux name=mux fragment-duration=1000 streamable=true ! fdsink fd=1 > '{}'",
-                source.display(),
+                "gst-launch-1.0 -q -e {} mp4mux name=mux fragment-duration=1000 streamable=true \
+                 ! fdsink fd=1 > '{}'",
+                elements(source),
                 target.display()
             );
             let status = Command::new("sh")
@@ -269,7 +301,8 @@ pub fn gstreamer_fragments(args: &[&str]) -> Vec<PathBuf> {
                 .expect("sh");
             assert!(
                 status.success(),
-                "gst-launch-1.0 failed on {}; run scripts/test, which installs gstreamer1.0-tools and gstreamer1.0-plugins-good",
+                "gst-launch-1.0 failed on {}; run scripts/test, which installs gstreamer1.0-tools \
+                 and gstreamer1.0-plugins-good and -ugly",
                 source.display()
             );
         }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use streampub_tests::media::{
-    decoder_errors, fragments, gstreamer_fragments, probe_all_packets, segment_set,
-    small_fragments, track_duration, Packager,
+    decoder_errors, fragments, gstreamer_b_frame_fragments, gstreamer_fragments, probe_all_packets,
+    probe_packets, segment_set, small_fragments, track_duration, Packager,
 };
 use streampub_tests::rtmp::RtmpServer;
 use streampub_tests::{run_pipeline_file, Finished, TestDir};
@@ -410,4 +410,58 @@ fn b_frames_keep_their_presentation_order_through_flv_tags() {
         steps(&output)[..first_input.len() - 1],
         steps(&first_input)[..]
     );
+}
+
+#[test]
+fn gstreamer_b_frames_reach_the_server_with_their_decode_times() {
+    b_frames_reach_the_server_with_their_decode_times(&gstreamer_b_frame_fragments(FIVE_FRAGMENTS));
+}
+
+#[test]
+fn ffmpeg_b_frames_reach_the_server_with_their_decode_times() {
+    b_frames_reach_the_server_with_their_decode_times(&five_fragments(&["--bframes", "2"]));
+}
+
+/// B-frame fragments through the default `ffmpeg-rtmp` (paced, FLV tags) to nginx-rtmp: the
+/// recording's video decode times increase strictly and step as the input's do within each
+/// fragment (ffmpeg asked to regenerate DTS got B-frames wrong at every session start).
+fn b_frames_reach_the_server_with_their_decode_times(media: &[PathBuf]) {
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", media);
+    let config = dir.pipeline_file(&pipeline(
+        json!([]),
+        json!({"type": "ffmpeg-rtmp", "url": format!("{}/bframes", server.server_url())}),
+    ));
+    let run = run_pipeline_file(&config, TIMEOUT);
+    assert_all_published(&run, media.len());
+    server.stop();
+    let recordings = server.recordings();
+    assert_eq!(recordings.len(), 1, "one RTMP session: {recordings:?}");
+    let recorded = probe_packets(&recordings[0]).video.dts;
+    let inputs: Vec<Vec<f64>> = media
+        .iter()
+        .map(|path| probe_packets(path).video.dts)
+        .collect();
+    assert_eq!(recorded.len(), inputs.iter().map(Vec::len).sum::<usize>());
+    assert!(
+        recorded.windows(2).all(|pair| pair[1] > pair[0]),
+        "video DTS must increase strictly: {:?}",
+        &recorded[..recorded.len().min(8)]
+    );
+    // Within each fragment the steps are the input's (FLV keeps milliseconds).
+    let mut at = 0;
+    for (index, input) in inputs.iter().enumerate() {
+        for (step, pair) in input.windows(2).enumerate() {
+            let expected = pair[1] - pair[0];
+            let got = recorded[at + step + 1] - recorded[at + step];
+            assert!(
+                (got - expected).abs() <= 0.0015,
+                "fragment {index}, frame {}: DTS step {got:.3} s, the input's {expected:.3} s",
+                step + 1
+            );
+        }
+        at += input.len();
+    }
+    assert_eq!(decoder_errors(&recordings[0]), 0);
 }

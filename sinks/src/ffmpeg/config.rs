@@ -338,6 +338,7 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
         let args = ffmpeg_args(
             self.ffmpeg_reads(),
             self.use_rate_limit,
+            self.continuity == Continuity::Off,
             &self.input_args,
             self.output_args.as_deref(),
             &url,

@@ -15,13 +15,18 @@ pub const DEFAULT_OUTPUT_ARGS: &[&str] =
 /// How often ffmpeg reports its output progress.
 const PROGRESS_PERIOD: &str = "0.1";
 
-/// The ffmpeg command line, as in the seed:
-/// `-hide_banner -loglevel warning [-re] -fflags +genpts+igndts -f FORMAT [INPUT_ARGS] -i pipe:0
-/// OUTPUT_ARGS URL`, plus `-nostats -progress pipe:2 -stats_period 0.1` first, so that streampub
-/// sees when the output has started (progress lines are parsed, not logged).
+/// The ffmpeg command line:
+/// `-hide_banner -loglevel warning [-re] [-fflags +genpts+igndts] -f FORMAT [INPUT_ARGS] -i
+/// pipe:0 OUTPUT_ARGS URL`, plus `-nostats -progress pipe:2 -stats_period 0.1` first, so that
+/// streampub sees when the output has started (progress lines are parsed, not logged).
+///
+/// `-fflags +genpts+igndts` (ignore the input's decode times, make them up) only with
+/// `regenerate_timestamps`: for files passed as they are, whose timestamps restart in each. A
+/// timeline stage's output is exact, and ffmpeg's made-up decode times are wrong for B-frames.
 pub(crate) fn ffmpeg_args(
     input_format: InputFormat,
     use_rate_limit: bool,
+    regenerate_timestamps: bool,
     input_args: &[String],
     output_args: Option<&[String]>,
     url: &str,
@@ -41,15 +46,10 @@ pub(crate) fn ffmpeg_args(
     if use_rate_limit {
         args.push("-re".into());
     }
-    args.extend(
-        [
-            "-fflags",
-            "+genpts+igndts",
-            "-f",
-            input_format.ffmpeg_name(),
-        ]
-        .map(String::from),
-    );
+    if regenerate_timestamps {
+        args.extend(["-fflags", "+genpts+igndts"].map(String::from));
+    }
+    args.extend(["-f", input_format.ffmpeg_name()].map(String::from));
     args.extend(input_args.iter().cloned());
     args.extend(["-i", "pipe:0"].map(String::from));
     match output_args {
@@ -173,14 +173,21 @@ mod tests {
 
     #[test]
     fn the_default_command_copies_into_flv() {
-        let args = ffmpeg_args(InputFormat::Mp4, true, &[], None, "rtmp://h/live/k");
+        let args = ffmpeg_args(InputFormat::Flv, false, false, &[], None, "rtmp://h/live/k");
         assert_eq!(
             args.join(" "),
+            "-nostats -progress pipe:2 -stats_period 0.1 -hide_banner -loglevel warning -f flv -i pipe:0 -c copy -avoid_negative_ts make_zero -f flv rtmp://h/live/k"
+        );
+        let passed_as_they_are =
+            ffmpeg_args(InputFormat::Mp4, true, true, &[], None, "rtmp://h/live/k");
+        assert_eq!(
+            passed_as_they_are.join(" "),
             "-nostats -progress pipe:2 -stats_period 0.1 -hide_banner -loglevel warning -re -fflags +genpts+igndts -f mp4 -i pipe:0 -c copy -avoid_negative_ts make_zero -f flv rtmp://h/live/k"
         );
         let custom = ffmpeg_args(
             InputFormat::Mpegts,
             false,
+            true,
             &["-thread_queue_size".into(), "512".into()],
             Some(&["-c:v".into(), "copy".into(), "-f".into(), "flv".into()]),
             "rtmp://h/live/k",
