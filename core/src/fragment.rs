@@ -97,6 +97,8 @@ pub enum FragmentOutcome {
 pub struct Fragment {
     pub info: FragmentInfo,
     pub body: FragmentBody,
+    /// What the source does with the fragment if it fails (see [`Fragment::if_failed`]).
+    if_failed: Option<Arc<str>>,
     acknowledgement: FragmentAck,
 }
 
@@ -107,9 +109,25 @@ impl Fragment {
         let fragment = Self {
             info,
             body,
+            if_failed: None,
             acknowledgement: FragmentAck(Some(sender)),
         };
         (fragment, FragmentDelivery(receiver))
+    }
+
+    /// Says what the source does with the fragment if it fails, as the end of a sentence (`it
+    /// stays in /srv/in and is tried again on the next start`): the runtime's one
+    /// `fragment_failed` line for it says it, so the source need not log the failure again.
+    pub fn with_if_failed(mut self, what_then: impl Into<Arc<str>>) -> Self {
+        self.if_failed = Some(what_then.into());
+        self
+    }
+
+    /// What the source does with the fragment if it fails.
+    pub fn if_failed(&self) -> &str {
+        self.if_failed
+            .as_deref()
+            .unwrap_or("its source is told and decides whether it is offered again")
     }
 
     /// Reports the outcome to the source. Called by the runtime once the sink has taken the

@@ -157,29 +157,88 @@ fn an_empty_file_waits_for_content_and_a_dangling_link_is_reported_once() {
     assert_eq!(run.events("entry_unusable").len(), 1, "{}", run.stderr());
 }
 
+/// `batch-1.mp4` left empty (its writer crashed) before 14 good batches.
+fn an_empty_batch_among_good_ones(dir: &TestDir) {
+    dir.write("in/batch-1.mp4", b"");
+    for index in (0..=15).filter(|index| *index != 1) {
+        dir.write(&format!("in/batch-{index}.mp4"), test_bytes(index, 10_000));
+    }
+}
+
+fn good_batches() -> Vec<String> {
+    (0..=15)
+        .filter(|index| *index != 1)
+        .map(|index| format!("batch-{index}.mp4"))
+        .collect()
+}
+
 #[test]
-fn a_one_shot_run_leaves_an_empty_file_and_those_after_it_for_later() {
+fn an_empty_file_fails_alone_after_empty_timeout_and_the_files_after_it_go_on() {
     let dir = TestDir::new();
-    dir.write("in/batch-0.mp4", b"");
-    dir.write("in/batch-1.mp4", test_bytes(1, 1000));
+    an_empty_batch_among_good_ones(&dir);
     let config = dir.pipeline_file(&pipeline(
-        json!({"follow": false, "settle": "0s"}),
+        json!({"follow": true, "settle": "0s", "empty_timeout": "3s"}),
+        json!({"type": "file", "mode": "per_fragment", "path": "out"}),
+        json!({}),
+    ));
+    let started = Instant::now();
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    running.wait_for_event(TIMEOUT, "fragment_published", |event| {
+        event["fragment"] == "batch-15.mp4"
+    });
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(3 + 5), "took {elapsed:?}");
+    assert_eq!(running.published_so_far(), good_batches());
+    let failed = running.events_so_far("fragment_failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["fragment"], "batch-1.mp4");
+    assert_eq!(failed[0]["reason"], "empty");
+    // Left in place, and offered again once written.
+    assert!(dir.join("in/batch-1.mp4").exists());
+    std::fs::write(dir.join("in/batch-1.mp4"), test_bytes(1, 10_000)).unwrap();
+    running.wait_for_event(TIMEOUT, "fragment_published", |event| {
+        event["fragment"] == "batch-1.mp4"
+    });
+    running.signal(Signal::TERM);
+    let run = running.wait(TIMEOUT);
+    // Exit 3: a fragment failed in this run (its second offer, once written, did not).
+    assert_eq!(run.code(), Some(3), "{}", run.stderr());
+    assert_eq!(
+        std::fs::read(dir.join("out/batch-1.mp4")).unwrap(),
+        test_bytes(1, 10_000)
+    );
+    let finished = run.pipeline_event("pipeline_finished", "channel-1");
+    assert_eq!(finished["fragments_failed"], 1, "{finished}");
+    assert_eq!(finished["fragments_published"], 16, "{finished}");
+}
+
+#[test]
+fn a_one_shot_run_fails_an_empty_file_alone_and_the_next_run_offers_it_again() {
+    let dir = TestDir::new();
+    an_empty_batch_among_good_ones(&dir);
+    let config = dir.pipeline_file(&pipeline(
+        json!({"follow": false, "settle": "0s", "empty_timeout": "2s"}),
         json!({"type": "file", "mode": "per_fragment", "path": "out"}),
         json!({}),
     ));
     let first = run_pipeline_file(&config, TIMEOUT);
-    assert_eq!(first.code(), Some(0), "{}", first.stderr());
-    assert!(
-        first.published().is_empty(),
-        "order is kept: batch-1 waits for batch-0"
-    );
-    assert_eq!(
-        first.pipeline_event("fragment_waiting", "channel-1")["fragment"],
-        "batch-0.mp4"
-    );
-    dir.write("in/batch-0.mp4", test_bytes(0, 1000));
-    let second = run_pipeline_file(&config, TIMEOUT);
-    assert_eq!(second.published(), ["batch-0.mp4", "batch-1.mp4"]);
+    assert_eq!(first.code(), Some(3), "one fragment failed: {}", first.stderr());
+    assert_eq!(first.published(), good_batches());
+    let waiting = first.pipeline_event("fragment_waiting", "channel-1");
+    assert_eq!(waiting["fragment"], "batch-1.mp4");
+    assert_eq!(waiting["reason"], "empty");
+    // One line for its outcome: the runtime's, which says what happens next.
+    let failed = first.events("fragment_failed");
+    assert_eq!(failed.len(), 1, "{}", first.stderr());
+    assert_eq!(failed[0]["reason"], "empty");
+    assert!(first.events("fragment_not_published").is_empty());
+    let again = run_pipeline_file(&config, TIMEOUT);
+    assert_eq!(again.code(), Some(3), "{}", again.stderr());
+    assert!(again.published().is_empty(), "{}", again.stderr());
+    dir.write("in/batch-1.mp4", test_bytes(1, 1000));
+    let written = run_pipeline_file(&config, TIMEOUT);
+    assert_eq!(written.code(), Some(0), "{}", written.stderr());
+    assert_eq!(written.published(), ["batch-1.mp4"]);
 }
 
 #[test]

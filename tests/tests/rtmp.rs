@@ -285,8 +285,11 @@ fn a_server_that_never_comes_up_fails_the_run_within_the_backoff_budget() {
         "ffmpeg's reason is logged: {}",
         run.stderr()
     );
-    let not_published = run.pipeline_event("fragment_not_published", "channel-1");
-    assert_eq!(not_published["fragment"], "batch-0.ts");
+    // One line for the fragment: what happened and what happens to it.
+    let failed = run.events("fragment_failed");
+    assert_eq!(failed.len(), 1, "{}", run.stderr());
+    assert_eq!(failed[0]["fragment"], "batch-0.ts");
+    assert_eq!(failed[0]["reason"], "sink_failed");
 
     // Not acknowledged: once the server is up, the next run publishes it.
     let mut server = server;

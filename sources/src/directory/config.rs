@@ -14,6 +14,8 @@ use super::DirectorySource;
 pub const DEFAULT_PATTERN: &str = "*";
 /// Default `settle`: how long a file must stay unchanged before it counts as complete.
 pub const DEFAULT_SETTLE: HumanDuration = HumanDuration::from_millis(500);
+/// Default `empty_timeout`: how long an empty file holds back the files after it.
+pub const DEFAULT_EMPTY_TIMEOUT: HumanDuration = HumanDuration::from_secs(60);
 /// Default `poll_interval`: the rescan that catches what filesystem notifications miss.
 pub const DEFAULT_POLL_INTERVAL: HumanDuration = HumanDuration::from_secs(1);
 
@@ -44,6 +46,13 @@ pub struct DirectorySourceConfig {
     /// A file counts as complete once renamed into place or unchanged this long.
     #[serde(default = "default_settle")]
     pub settle: HumanDuration,
+    /// How long a matching file may stay empty (0 bytes: its writer created it and has not
+    /// written it, or crashed) before it fails alone, as `reason: empty`, so that the files
+    /// after it go on; it is left in place and offered again when it changes or on the next
+    /// start. Until then the files after it wait, to keep the order. Also in one-shot runs
+    /// (`follow: false`).
+    #[serde(default = "default_empty_timeout")]
+    pub empty_timeout: HumanDuration,
     /// What happens to a file once its sink has fully taken it.
     #[serde(default)]
     pub on_done: OnDone,
@@ -145,6 +154,10 @@ fn default_settle() -> HumanDuration {
     DEFAULT_SETTLE
 }
 
+fn default_empty_timeout() -> HumanDuration {
+    DEFAULT_EMPTY_TIMEOUT
+}
+
 fn default_poll_interval() -> HumanDuration {
     DEFAULT_POLL_INTERVAL
 }
@@ -178,6 +191,7 @@ impl SourceConfig for DirectorySourceConfig {
             _ => Ok(()),
         }?;
         check_duration("settle", self.settle, true)?;
+        check_duration("empty_timeout", self.empty_timeout, true)?;
         check_duration("poll_interval", self.poll_interval, false)
     }
 
@@ -202,6 +216,7 @@ impl SourceConfig for DirectorySourceConfig {
                 .transpose()?,
             follow: self.follow,
             settle: self.settle.get(),
+            empty_timeout: self.empty_timeout.get(),
             on_done: self.on_done,
             done_dir,
             poll_interval: self.poll_interval.get(),

@@ -8,9 +8,9 @@
 mod config;
 mod scan;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::stream::{FuturesOrdered, StreamExt};
 use notify::Watcher;
@@ -41,6 +41,7 @@ pub(crate) struct DirectorySource {
     pub(crate) init_pattern: Option<NamePatterns>,
     pub(crate) follow: bool,
     pub(crate) settle: Duration,
+    pub(crate) empty_timeout: Duration,
     pub(crate) on_done: OnDone,
     pub(crate) done_dir: Option<PathBuf>,
     pub(crate) poll_interval: Duration,
@@ -73,23 +74,32 @@ enum WatchEvent {
     RenamedInto(String),
 }
 
+/// A file's length and modification time: whether it changed since it was sent.
+type Version = (u64, SystemTime);
+
+fn version(candidate: &Candidate) -> Version {
+    (candidate.length, candidate.modified)
+}
+
 /// The source's bookkeeping for one run.
 struct RunState {
     saved: DirectoryState,
-    /// Sent and not yet acknowledged.
-    in_flight: HashSet<String>,
-    /// Failed in this run; retried on the next start.
-    failed: HashSet<String>,
-    /// Entries already reported as unusable (reported once each).
+    /// Sent and not yet acknowledged, as they were when sent.
+    in_flight: HashMap<String, Version>,
+    /// Failed in this run, as they were when sent: offered again once changed, or on the next
+    /// start.
+    failed: HashMap<String, Version>,
+    /// Entries already reported as unusable, and empty files already reported as waiting
+    /// (reported once each).
     reported: HashSet<String>,
     settle: SettleTracker,
 }
 
 impl RunState {
-    fn is_open(&self, name: &str) -> bool {
-        !(self.saved.completed.contains(name)
-            || self.in_flight.contains(name)
-            || self.failed.contains(name))
+    fn is_open(&self, candidate: &Candidate) -> bool {
+        !(self.saved.completed.contains(&candidate.name)
+            || self.in_flight.contains_key(&candidate.name)
+            || self.failed.get(&candidate.name) == Some(&version(candidate)))
     }
 }
 
@@ -103,10 +113,10 @@ impl Source for DirectorySource {
         let saved = self.load_state().await?;
         let mut state = RunState {
             saved,
-            in_flight: HashSet::new(),
-            failed: HashSet::new(),
+            in_flight: HashMap::new(),
+            failed: HashMap::new(),
             reported: HashSet::new(),
-            settle: SettleTracker::new(self.settle),
+            settle: SettleTracker::new(self.settle, self.empty_timeout),
         };
         let (watch_tx, mut watch_rx) = mpsc::unbounded_channel();
         // Held for the whole run; dropping it stops the notifications. A run that does not
@@ -141,7 +151,7 @@ impl Source for DirectorySource {
             }
             let open: Vec<&Candidate> = candidates
                 .iter()
-                .filter(|c| state.is_open(&c.name))
+                .filter(|candidate| state.is_open(candidate))
                 .collect();
             // Finished sending: end the output first (a sink may confirm its last fragments only
             // when its input ends), then wait for the acknowledgements after the loop.
@@ -153,23 +163,26 @@ impl Source for DirectorySource {
             let now = Instant::now();
             let mut wait = self.poll_interval;
             let mut queue_full = false;
-            let mut waits_for_empty = None;
             for candidate in open {
                 match state.settle.check(candidate, now) {
                     Readiness::WaitFor(delay) => {
                         wait = wait.min(delay);
                         break;
                     }
-                    // Its writer has not written it yet; files after it wait, to keep the order.
-                    Readiness::Empty => {
-                        waits_for_empty = Some(candidate.name.clone());
+                    // Its writer has not written it yet; files after it wait, to keep the order,
+                    // until `empty_timeout`.
+                    Readiness::Empty(left) => {
+                        self.report_empty(&mut state, candidate, left);
+                        wait = wait.min(left);
                         break;
                     }
                     Readiness::Ready => match output.try_reserve() {
                         Ok(permit) => {
                             let (fragment, delivery) = self.fragment(candidate, &mut state.saved);
                             debug!(pipeline = %self.pipeline, "Queued {}", candidate.name);
-                            state.in_flight.insert(candidate.name.clone());
+                            state
+                                .in_flight
+                                .insert(candidate.name.clone(), version(candidate));
                             let name = candidate.name.clone();
                             deliveries.push_back(async move { (name, delivery.await) });
                             permit.send(fragment);
@@ -185,19 +198,6 @@ impl Source for DirectorySource {
                     },
                 }
             }
-            if let (Some(name), false) = (&waits_for_empty, self.follow) {
-                warn!(
-                    event = "fragment_waiting",
-                    pipeline = %self.pipeline,
-                    fragment = %name,
-                    reason = "empty",
-                    "{name} in {} is empty: it and the files after it are left for a run that \
-                     finds it written",
-                    self.directory.display()
-                );
-                break;
-            }
-
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some((name, outcome)) = deliveries.next(), if !deliveries.is_empty() => {
@@ -265,6 +265,24 @@ impl DirectorySource {
         }
     }
 
+    /// Logs once that an empty file holds back the files after it for at most `left`.
+    fn report_empty(&self, state: &mut RunState, candidate: &Candidate, left: Duration) {
+        if state.reported.insert(candidate.name.clone()) {
+            warn!(
+                event = "fragment_waiting",
+                pipeline = %self.pipeline,
+                fragment = %candidate.name,
+                reason = "empty",
+                wait_ms = left.as_millis() as u64,
+                "{} in {} is empty: the files after it wait for it at most {} s more \
+                 (`empty_timeout`)",
+                candidate.name,
+                self.directory.display(),
+                left.as_secs_f64().ceil()
+            );
+        }
+    }
+
     /// Logs each unusable entry once.
     fn report_unusable(&self, state: &mut RunState, unusable: Vec<(String, String)>) {
         for (name, problem) in unusable {
@@ -304,7 +322,12 @@ impl DirectorySource {
             length: Some(candidate.length),
         };
         saved.next_sequence += 1;
-        Fragment::new(info, FragmentBody::File(candidate.path.clone()))
+        let (fragment, delivery) = Fragment::new(info, FragmentBody::File(candidate.path.clone()));
+        let fragment = fragment.with_if_failed(format!(
+            "it stays in {} and is offered again when it changes or on the next start",
+            self.directory.display()
+        ));
+        (fragment, delivery)
     }
 
     /// Forgets published files that left the directory, and finishes `on_done` for published
@@ -327,7 +350,7 @@ impl DirectorySource {
     }
 
     async fn settle_outcome(&self, state: &mut RunState, name: String, outcome: FragmentOutcome) {
-        state.in_flight.remove(&name);
+        let sent_as = state.in_flight.remove(&name);
         match outcome {
             FragmentOutcome::Delivered => {
                 state.settle.forget(&name);
@@ -336,16 +359,12 @@ impl DirectorySource {
                 self.save_state(&state.saved).await;
                 self.apply_on_done(&name).await;
             }
+            // The runtime's `fragment_failed` line said what happened and what happens now.
             FragmentOutcome::Failed(message) => {
-                error!(
-                    event = "fragment_not_published",
-                    pipeline = %self.pipeline,
-                    fragment = %name,
-                    error = %message,
-                    "Fragment {name} was not published: {message}; it stays in {} and is tried again on the next start",
-                    self.directory.display()
-                );
-                state.failed.insert(name);
+                debug!(pipeline = %self.pipeline, "Fragment {name} failed: {message}");
+                if let Some(version) = sent_as {
+                    state.failed.insert(name, version);
+                }
             }
             FragmentOutcome::Abandoned => {
                 debug!(pipeline = %self.pipeline, "Fragment {name} abandoned; it is published on the next start");

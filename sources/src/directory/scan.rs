@@ -141,15 +141,16 @@ fn split_run(text: &str, digits: bool) -> (&str, &str) {
 pub(crate) enum Readiness {
     Ready,
     WaitFor(Duration),
-    /// The file has no content yet: whoever created it has not written it (a file counts as
-    /// complete only with content).
-    Empty,
+    /// The file has no content yet (whoever created it has not written it): files after it
+    /// wait, at most this much longer; then it is offered as it is, and fails alone as empty.
+    Empty(Duration),
 }
 
 /// Tracks how long each file has stayed unchanged.
 #[derive(Debug)]
 pub(crate) struct SettleTracker {
     settle: Duration,
+    empty_timeout: Duration,
     /// Per file: the length and mtime last seen, and since when they have been the same.
     observed: HashMap<String, (u64, SystemTime, Instant)>,
     /// Files that were renamed into the directory: complete at once.
@@ -157,9 +158,10 @@ pub(crate) struct SettleTracker {
 }
 
 impl SettleTracker {
-    pub(crate) fn new(settle: Duration) -> Self {
+    pub(crate) fn new(settle: Duration, empty_timeout: Duration) -> Self {
         Self {
             settle,
+            empty_timeout,
             observed: HashMap::new(),
             renamed_in: HashSet::new(),
         }
@@ -171,12 +173,10 @@ impl SettleTracker {
 
     /// A file is complete once renamed into place, or once its length and mtime have not
     /// changed for `settle` (measured by us, or by its mtime for files that were already old
-    /// when first seen).
+    /// when first seen). An empty file is complete only once it has stayed empty for
+    /// `empty_timeout`, measured the same way.
     pub(crate) fn check(&mut self, candidate: &Candidate, now: Instant) -> Readiness {
-        if candidate.length == 0 {
-            return Readiness::Empty;
-        }
-        if self.renamed_in.contains(&candidate.name) {
+        if candidate.length > 0 && self.renamed_in.contains(&candidate.name) {
             return Readiness::Ready;
         }
         let entry = self.observed.entry(candidate.name.clone()).or_insert((
@@ -192,10 +192,11 @@ impl SettleTracker {
             .duration_since(candidate.modified)
             .unwrap_or_default();
         let stable_for = unchanged_for.max(age);
-        if stable_for >= self.settle {
-            Readiness::Ready
-        } else {
-            Readiness::WaitFor(self.settle - stable_for)
+        match candidate.length {
+            0 if stable_for >= self.empty_timeout => Readiness::Ready,
+            0 => Readiness::Empty(self.empty_timeout - stable_for),
+            _ if stable_for >= self.settle => Readiness::Ready,
+            _ => Readiness::WaitFor(self.settle - stable_for),
         }
     }
 
@@ -303,7 +304,7 @@ mod tests {
 
     #[test]
     fn a_file_is_ready_once_unchanged_for_settle() {
-        let mut tracker = SettleTracker::new(Duration::from_millis(500));
+        let mut tracker = SettleTracker::new(Duration::from_millis(500), Duration::from_secs(60));
         let start = Instant::now();
         let fresh = Candidate {
             name: "f".into(),
@@ -342,5 +343,40 @@ mod tests {
             ..fresh
         };
         assert_eq!(tracker.check(&renamed, start), Readiness::Ready);
+    }
+
+    #[test]
+    fn an_empty_file_is_offered_once_empty_for_empty_timeout() {
+        let mut tracker = SettleTracker::new(Duration::ZERO, Duration::from_secs(60));
+        let start = Instant::now();
+        let empty = Candidate {
+            name: "batch-1.mp4".into(),
+            path: "batch-1.mp4".into(),
+            length: 0,
+            modified: SystemTime::now(),
+        };
+        // Renamed in or not, an empty file waits (settle 0 s notwithstanding).
+        tracker.renamed_in("batch-1.mp4".into());
+        assert!(matches!(tracker.check(&empty, start), Readiness::Empty(left) if left > Duration::from_secs(59)));
+        assert_eq!(
+            tracker.check(&empty, start + Duration::from_secs(61)),
+            Readiness::Ready
+        );
+        // Left empty by a writer that crashed long ago: offered at once.
+        let old = Candidate {
+            name: "old".into(),
+            modified: SystemTime::now() - Duration::from_secs(600),
+            ..empty.clone()
+        };
+        assert_eq!(tracker.check(&old, start), Readiness::Ready);
+        // Written after all: complete as any other file.
+        let written = Candidate {
+            length: 10,
+            ..empty
+        };
+        assert_eq!(
+            tracker.check(&written, start + Duration::from_secs(62)),
+            Readiness::Ready
+        );
     }
 }

@@ -85,6 +85,10 @@ impl Source for HttpSource {
                     };
                     let body = FragmentBody::File(self.spool.fragment_path(record.sequence));
                     let (fragment, delivery) = Fragment::new(info, body);
+                    let fragment = fragment.with_if_failed(
+                        "it stays spooled (its status says the error) and is tried again on \
+                         the next start",
+                    );
                     self.spool.publishing(&record.name);
                     deliveries.push_back(async move { (record, delivery.await) });
                     permit.send(fragment);
@@ -108,14 +112,9 @@ impl HttpSource {
             FragmentOutcome::Delivered => {
                 tokio::task::spawn_blocking(move || spool.published(&record)).await
             }
+            // The runtime's `fragment_failed` line said what happened and what happens now.
             FragmentOutcome::Failed(message) => {
-                error!(
-                    event = "fragment_not_published",
-                    pipeline = %self.pipeline,
-                    fragment = %name,
-                    error = %message,
-                    "Fragment {name} was not published: {message}; it stays spooled and is tried again on the next start"
-                );
+                debug!(pipeline = %self.pipeline, "Fragment {name} failed: {message}");
                 tokio::task::spawn_blocking(move || spool.failed(&record, &message)).await
             }
             FragmentOutcome::Abandoned => {

@@ -42,8 +42,9 @@ pub enum ChunkEvent {
     End,
     /// Reading failed mid-fragment; the message says why.
     Failed(String),
-    /// The fragment could not even be opened; nothing of it was sent.
-    Unreadable(Fragment, String),
+    /// The fragment could not even be opened, or is empty; nothing of it was sent. The
+    /// reason is one word for the `fragment_failed` line (`empty`, `unreadable`).
+    Unreadable(Fragment, &'static str, String),
 }
 
 /// A piece of a fragment, holding its share of the `max_in_flight` budget until dropped.
@@ -170,10 +171,22 @@ impl ChunkingStage {
                 return;
             };
             *taken += 1;
+            // An upstream that crashed while creating the file: nothing to publish.
+            if fragment.info.length == Some(0) {
+                let message = format!("{} is empty (0 bytes)", fragment.body.describe());
+                if events
+                    .send(ChunkEvent::Unreadable(fragment, "empty", message))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
             for preparer in &self.preparers {
                 if let Err(message) = preparer.prepare(&mut fragment).await {
                     if events
-                        .send(ChunkEvent::Unreadable(fragment, message))
+                        .send(ChunkEvent::Unreadable(fragment, "unreadable", message))
                         .await
                         .is_err()
                     {
@@ -187,7 +200,7 @@ impl ChunkingStage {
                 Err(error) => {
                     let message = describe_read_error(&fragment, &error);
                     if events
-                        .send(ChunkEvent::Unreadable(fragment, message))
+                        .send(ChunkEvent::Unreadable(fragment, "unreadable", message))
                         .await
                         .is_err()
                     {

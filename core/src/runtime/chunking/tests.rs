@@ -106,7 +106,8 @@ async fn a_missing_file_is_unreadable_and_the_next_fragment_goes_on() {
     drop(fragment_tx);
 
     match event_rx.recv().await.unwrap() {
-        ChunkEvent::Unreadable(fragment, message) => {
+        ChunkEvent::Unreadable(fragment, reason, message) => {
+            assert_eq!(reason, "unreadable");
             assert!(message.contains("/nonexistent/streampub"), "{message}");
             fragment.acknowledge(FragmentOutcome::Failed(message.into()));
         }

@@ -163,10 +163,13 @@ impl Confirmations {
     /// The sink failed for good: nothing waiting will be confirmed.
     pub(crate) fn fail_all(&mut self, message: &Arc<str>) {
         for waiting in self.waiting.drain(..) {
-            self.stats.record_failed();
-            waiting
-                .fragment
-                .acknowledge(FragmentOutcome::Failed(Arc::clone(message)));
+            super::fail_fragment(
+                &self.pipeline,
+                &self.stats,
+                waiting.fragment,
+                "sink_failed",
+                Arc::clone(message),
+            );
         }
     }
 

@@ -112,8 +112,8 @@ impl SinkDriver {
             };
             let fragment = match event {
                 None => return Ok(()),
-                Some(ChunkEvent::Unreadable(fragment, message)) => {
-                    self.fail(fragment, message);
+                Some(ChunkEvent::Unreadable(fragment, reason, message)) => {
+                    fail_fragment(&self.pipeline, &self.stats, fragment, reason, message.into());
                     continue;
                 }
                 Some(ChunkEvent::Begin(fragment))
@@ -172,18 +172,9 @@ impl SinkDriver {
         }
     }
 
+    /// A fragment its input or a stage refused.
     fn fail(&self, fragment: Fragment, message: String) {
-        warn!(
-            event = "fragment_failed",
-            pipeline = %self.pipeline,
-            fragment = %fragment.info.name,
-            sequence = fragment.info.sequence,
-            error = %message,
-            "Fragment {} failed and was skipped: {message}",
-            fragment.info.sequence
-        );
-        self.stats.record_failed();
-        fragment.acknowledge(FragmentOutcome::Failed(message.into()));
+        fail_fragment(&self.pipeline, &self.stats, fragment, "refused", message.into());
     }
 
     /// Acknowledges, oldest first, the fragments the sink now confirms; logs a reconnect as
@@ -298,8 +289,7 @@ impl SinkDriver {
             }
             Err(PipelineError::Sink(error)) if error.retryable => error,
             Err(error) => {
-                self.stats.record_failed();
-                fragment.acknowledge(FragmentOutcome::Failed(error.to_string().into()));
+                fail_fragment(&self.pipeline, &self.stats, fragment, "sink_failed", error.to_string().into());
                 return Err(error);
             }
         };
@@ -322,4 +312,31 @@ async fn sleep_until(wake: Option<tokio::time::Instant>) {
 async fn shutdown_deadline(shutdown: &CancellationToken, timeout: Duration) {
     shutdown.cancelled().await;
     tokio::time::sleep(timeout).await;
+}
+
+/// The one line and count of a fragment that failed: what happened (`reason`: `empty`,
+/// `unreadable`, `refused` by a stage, `sink_failed` for good) and what its source does with
+/// it; then the source is told.
+pub(super) fn fail_fragment(
+    pipeline: &str,
+    stats: &PipelineStats,
+    fragment: Fragment,
+    reason: &'static str,
+    message: Arc<str>,
+) {
+    warn!(
+        event = "fragment_failed",
+        pipeline = %pipeline,
+        fragment = %fragment.info.name,
+        sequence = fragment.info.sequence,
+        reason,
+        error = %message,
+        then = %fragment.if_failed(),
+        "Fragment {} ({}) failed: {message}; {}",
+        fragment.info.sequence,
+        fragment.info.name,
+        fragment.if_failed()
+    );
+    stats.record_failed();
+    fragment.acknowledge(FragmentOutcome::Failed(message));
 }

@@ -9,8 +9,8 @@ use tracing::{info, warn};
 
 use super::delivery::FragmentResult;
 use super::input::ChunkInput;
-use super::SinkDriver;
-use crate::fragment::{Fragment, FragmentOutcome};
+use super::{fail_fragment, SinkDriver};
+use crate::fragment::Fragment;
 use crate::runtime::chunking::{BodyReader, BufferPool};
 use crate::runtime::stages::StageCall;
 use crate::runtime::PipelineError;
@@ -51,8 +51,13 @@ impl SinkDriver {
                 Err(fatal) => {
                     let message: Arc<str> = fatal.to_string().into();
                     for fragment in queue {
-                        self.stats.record_failed();
-                        fragment.acknowledge(FragmentOutcome::Failed(Arc::clone(&message)));
+                        fail_fragment(
+                            &self.pipeline,
+                            &self.stats,
+                            fragment,
+                            "sink_failed",
+                            Arc::clone(&message),
+                        );
                     }
                     return Err(fatal);
                 }
@@ -80,7 +85,13 @@ impl SinkDriver {
                     "fragment {} came from a one-shot reader and cannot be sent again after the reconnect",
                     fragment.info.name
                 )));
-                fragment.acknowledge(FragmentOutcome::Failed(error.to_string().into()));
+                fail_fragment(
+                    &self.pipeline,
+                    &self.stats,
+                    fragment,
+                    "sink_failed",
+                    error.to_string().into(),
+                );
                 return Err(error);
             }
             let reader = match BodyReader::open(&mut fragment.body, &BufferPool::default()).await {
@@ -106,8 +117,13 @@ impl SinkDriver {
                     return Ok(Some(error));
                 }
                 Err(error) => {
-                    self.stats.record_failed();
-                    fragment.acknowledge(FragmentOutcome::Failed(error.to_string().into()));
+                    fail_fragment(
+                    &self.pipeline,
+                    &self.stats,
+                    fragment,
+                    "sink_failed",
+                    error.to_string().into(),
+                );
                     return Err(error);
                 }
             }
