@@ -1,5 +1,5 @@
 //! A program that embeds streampub keeps the process its sink started for as long as the
-//! program runs, even when the thread that built the sink has ended; when the program is
+//! program runs, even when the thread that started it (by writing the first bytes) has ended; when the program is
 //! killed, the process dies with it.
 //!
 //! The test runs its own binary a second time as the embedding program (selected by an
@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use streampub_core::{ComponentContext, SinkConfig};
+use streampub_core::{Bytes, ComponentContext, FragmentInfo, SinkConfig};
 use streampub_sinks::process::{ProcessOptions, ProcessSinkConfig};
 
 /// Set in the embedding program: where its sink's child writes its pid.
@@ -76,9 +76,22 @@ fn embedding_program(pid_file: &Path) -> ! {
     };
     let context = ComponentContext::new("embedded", Path::new("."));
     let handle = runtime.handle().clone();
-    let sink = std::thread::spawn(move || handle.block_on(config.build(&context)).unwrap())
-        .join()
-        .unwrap();
+    // The child starts with the first bytes written, here on the helper thread.
+    let sink = std::thread::spawn(move || {
+        handle.block_on(async {
+            let mut sink = config.build(&context).await.unwrap();
+            let fragment = FragmentInfo {
+                sequence: 1,
+                name: "f".into(),
+                length: None,
+            };
+            sink.begin_fragment(&fragment).await.unwrap();
+            sink.write_chunk(Bytes::from_static(b"x")).await.unwrap();
+            sink
+        })
+    })
+    .join()
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let child = loop {
         if let Some(pid) = std::fs::read_to_string(pid_file)

@@ -293,6 +293,9 @@ fn a_codec_flv_cannot_carry_fails_at_once_naming_it() {
         assert!(names_codec_and_way_out(error), "{error}");
     }
     assert!(run.published().is_empty());
+    // Nothing to send: no ffmpeg was started, so none failed on an empty input.
+    assert!(run.events("process_started").is_empty(), "{}", run.stderr());
+    assert!(run.events("process_stderr").is_empty(), "{}", run.stderr());
 
     // Reading the timeline's MP4 (for an ffmpeg with enhanced RTMP), ffmpeg refuses HEVC into
     // FLV: fatal at the first attempt, with ffmpeg's words and the way out.

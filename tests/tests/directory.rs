@@ -222,7 +222,12 @@ fn a_one_shot_run_fails_an_empty_file_alone_and_the_next_run_offers_it_again() {
         json!({}),
     ));
     let first = run_pipeline_file(&config, TIMEOUT);
-    assert_eq!(first.code(), Some(3), "one fragment failed: {}", first.stderr());
+    assert_eq!(
+        first.code(),
+        Some(3),
+        "one fragment failed: {}",
+        first.stderr()
+    );
     assert_eq!(first.published(), good_batches());
     let waiting = first.pipeline_event("fragment_waiting", "channel-1");
     assert_eq!(waiting["fragment"], "batch-1.mp4");

@@ -27,7 +27,7 @@ inventory::submit! {
 
 /// Publishes the pipeline's fragments as one RTMP stream through a long-lived ffmpeg.
 ///
-/// ffmpeg is started before the first fragment arrives and restarted with backoff when it fails
+/// ffmpeg is started when the first bytes are to be written and restarted with backoff when it fails
 /// (it exits, the pipe breaks, the server refuses or still holds the old session); the fragment
 /// in flight is then sent again from its start. The stream key (the URL path after the
 /// application) never appears in logs or errors.
@@ -363,7 +363,7 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
                 filler: self.filler_source() != FillerSource::None,
             }),
         };
-        Ok(Box::new(self.process.start(command, "ffmpeg").await?))
+        Ok(Box::new(self.process.sink(command)?))
     }
 
     fn implied_stages(&self) -> Vec<(&'static str, Box<dyn Stage>)> {

@@ -80,7 +80,7 @@ impl SinkConfig for ProcessSinkConfig {
             progress: None,
             pacing: None,
         };
-        Ok(Box::new(self.process.start(command, "command").await?))
+        Ok(Box::new(self.process.sink(command)?))
     }
 }
 

@@ -69,27 +69,29 @@ struct Ended {
 }
 
 impl ProcessSink {
-    /// Starts the process right away, so the first fragment does not wait for it.
-    pub(crate) async fn start(
+    /// A sink whose process starts when the first bytes are written: a run (or a session)
+    /// with nothing to send starts none, so nothing fails on an empty input (ffmpeg says it
+    /// could not find codec parameters when a stage refused every fragment).
+    pub(crate) fn new(
         command: ProcessCommand,
         policy: ReconnectPolicy,
         flush_timeout: Duration,
         splice: bool,
-    ) -> Result<Self, SinkError> {
-        let session = ProcessSession::spawn(&command).await?;
-        Ok(Self {
+    ) -> Self {
+        Self {
             command,
             policy,
             flush_timeout,
-            progress: session.progress(),
-            session: Some(session),
+            progress: Arc::default(),
+            session: None,
             ended: VecDeque::new(),
             span: None,
             session_origin: None,
             splice,
-        })
+        }
     }
 
+    /// The running session, started for bytes to write.
     async fn session(&mut self) -> Result<&mut ProcessSession, SinkError> {
         if self.session.is_none() {
             self.new_session().await?;
@@ -151,7 +153,7 @@ impl ProcessSink {
 impl Sink for ProcessSink {
     async fn begin_fragment(&mut self, _fragment: &FragmentInfo) -> Result<(), SinkError> {
         self.span = None;
-        self.session().await.map(|_| ())
+        Ok(())
     }
 
     async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), SinkError> {
@@ -172,7 +174,12 @@ impl Sink for ProcessSink {
     }
 
     async fn end_fragment(&mut self) -> Result<(), SinkError> {
-        let input_end = self.session().await?.written();
+        // Nothing of it was written, and no session took anything before: nothing to confirm.
+        let Some(session) = &self.session else {
+            self.span = None;
+            return Ok(());
+        };
+        let input_end = session.written();
         let output_end = match (self.span.take(), self.session_origin) {
             (Some(span), Some(origin)) => Some(span.end.saturating_sub(origin)),
             _ => None,
@@ -213,6 +220,7 @@ impl Sink for ProcessSink {
                 }
             }
         }
+        // The runtime resends (or sends) at once: starting now shows a failure now.
         self.new_session().await
     }
 

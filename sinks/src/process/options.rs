@@ -109,19 +109,18 @@ impl ProcessOptions {
         Ok(())
     }
 
-    /// Starts the process of `command` with these options; `field` names the option that
-    /// gave the command, for the error if it cannot start.
-    pub(crate) async fn start(
-        &self,
-        mut command: ProcessCommand,
-        field: &str,
-    ) -> Result<ProcessSink, ComponentError> {
+    /// The sink running the process of `command` with these options (started when the first
+    /// bytes are written).
+    pub(crate) fn sink(&self, mut command: ProcessCommand) -> Result<ProcessSink, ComponentError> {
         command.pipe_buffer = Some(self.pipe_capacity()?);
         command.stall_timeout = Some(self.stall_timeout.get());
         let policy = self.reconnect_policy()?;
-        ProcessSink::start(command, policy, self.flush_timeout.get(), self.splice)
-            .await
-            .map_err(|error| ComponentError::field(field, error.message))
+        Ok(ProcessSink::new(
+            command,
+            policy,
+            self.flush_timeout.get(),
+            self.splice,
+        ))
     }
 
     fn reconnect_policy(&self) -> Result<ReconnectPolicy, ComponentError> {

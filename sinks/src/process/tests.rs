@@ -104,14 +104,12 @@ async fn a_process_that_stops_reading_is_a_retryable_failure_with_its_last_words
         progress: None,
         pacing: None,
     };
-    let mut sink = ProcessSink::start(
+    let mut sink = ProcessSink::new(
         command,
         ReconnectPolicy::NEVER,
         Duration::from_secs(5),
         true,
-    )
-    .await
-    .unwrap();
+    );
     sink.begin_fragment(&info("f")).await.unwrap();
     let mut error = None;
     for _ in 0..100 {
@@ -228,14 +226,12 @@ async fn start_reporting_process(script: &str) -> ProcessSink {
         }),
         pacing: None,
     };
-    ProcessSink::start(
+    ProcessSink::new(
         command,
         ReconnectPolicy::NEVER,
         Duration::from_secs(5),
         true,
     )
-    .await
-    .unwrap()
 }
 
 #[tokio::test]

@@ -357,7 +357,9 @@ mod tests {
         };
         // Renamed in or not, an empty file waits (settle 0 s notwithstanding).
         tracker.renamed_in("batch-1.mp4".into());
-        assert!(matches!(tracker.check(&empty, start), Readiness::Empty(left) if left > Duration::from_secs(59)));
+        assert!(
+            matches!(tracker.check(&empty, start), Readiness::Empty(left) if left > Duration::from_secs(59))
+        );
         assert_eq!(
             tracker.check(&empty, start + Duration::from_secs(61)),
             Readiness::Ready

@@ -113,7 +113,13 @@ impl SinkDriver {
             let fragment = match event {
                 None => return Ok(()),
                 Some(ChunkEvent::Unreadable(fragment, reason, message)) => {
-                    fail_fragment(&self.pipeline, &self.stats, fragment, reason, message.into());
+                    fail_fragment(
+                        &self.pipeline,
+                        &self.stats,
+                        fragment,
+                        reason,
+                        message.into(),
+                    );
                     continue;
                 }
                 Some(ChunkEvent::Begin(fragment))
@@ -174,7 +180,13 @@ impl SinkDriver {
 
     /// A fragment its input or a stage refused.
     fn fail(&self, fragment: Fragment, message: String) {
-        fail_fragment(&self.pipeline, &self.stats, fragment, "refused", message.into());
+        fail_fragment(
+            &self.pipeline,
+            &self.stats,
+            fragment,
+            "refused",
+            message.into(),
+        );
     }
 
     /// Acknowledges, oldest first, the fragments the sink now confirms; logs a reconnect as
@@ -289,7 +301,13 @@ impl SinkDriver {
             }
             Err(PipelineError::Sink(error)) if error.retryable => error,
             Err(error) => {
-                fail_fragment(&self.pipeline, &self.stats, fragment, "sink_failed", error.to_string().into());
+                fail_fragment(
+                    &self.pipeline,
+                    &self.stats,
+                    fragment,
+                    "sink_failed",
+                    error.to_string().into(),
+                );
                 return Err(error);
             }
         };

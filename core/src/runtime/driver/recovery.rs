@@ -118,12 +118,12 @@ impl SinkDriver {
                 }
                 Err(error) => {
                     fail_fragment(
-                    &self.pipeline,
-                    &self.stats,
-                    fragment,
-                    "sink_failed",
-                    error.to_string().into(),
-                );
+                        &self.pipeline,
+                        &self.stats,
+                        fragment,
+                        "sink_failed",
+                        error.to_string().into(),
+                    );
                     return Err(error);
                 }
             }
