@@ -5,6 +5,7 @@
 pub mod http;
 pub mod media;
 pub mod rtmp;
+pub mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

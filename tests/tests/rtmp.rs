@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use streampub_tests::media::{fragments, probe_packets, total_duration};
 use streampub_tests::rtmp::RtmpServer;
+use streampub_tests::tls::TlsTunnel;
 use streampub_tests::{
     merged, run_pipeline_file, run_to_end, streampub_binary, workspace_root, Running, TestDir,
 };
@@ -459,4 +460,58 @@ fn only_the_url_password_and_a_one_letter_key_are_redacted() {
 
 fn file_name(path: &Path) -> String {
     path.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn rtmps_refuses_an_unknown_certificate_by_default_and_trusts_tls_ca_file() {
+    let media = fragments(SHORT_TS_FRAGMENTS);
+    let mut server = RtmpServer::start();
+    let tunnel = TlsTunnel::start(server.port());
+    let url = format!("rtmps://127.0.0.1:{}/live/secure", tunnel.port());
+    let dir = TestDir::new();
+    dir.copy_in("in", &media[..2]);
+    let options = json!({"reconnect_delay": "200ms", "max_reconnect_attempts": 5});
+
+    // A self-signed certificate: refused at the first attempt, the error names both options.
+    let refused = run_pipeline_file(
+        &dir.pipeline_file(&rtmp_pipeline(&url, "mpegts", options.clone())),
+        TIMEOUT,
+    );
+    assert_eq!(refused.code(), Some(1), "{}", refused.stderr());
+    assert!(
+        refused.events("sink_reconnecting").is_empty(),
+        "a certificate that does not verify is not retried: {}",
+        refused.stderr()
+    );
+    assert_eq!(refused.events("process_started").len(), 1);
+    let failed = refused.pipeline_event("pipeline_failed", "channel-1");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("certificate")
+            && error.contains("tls_ca_file")
+            && error.contains("tls_verify: false"),
+        "{error}"
+    );
+    assert!(refused.published().is_empty());
+    assert!(server.recordings().is_empty(), "nothing reached the server");
+
+    // Its certificate as the CA: published.
+    let trusted = run_pipeline_file(
+        &dir.pipeline_file(&rtmp_pipeline(
+            &url,
+            "mpegts",
+            merged(options, json!({"tls_ca_file": tunnel.certificate()})),
+        )),
+        TIMEOUT,
+    );
+    assert_eq!(trusted.code(), Some(0), "{}", trusted.stderr());
+    assert_eq!(trusted.published().len(), 2, "{}", trusted.stderr());
+    server.stop();
+    let recordings = server.recordings();
+    assert_eq!(recordings.len(), 1, "{recordings:?}");
+    let expected: usize = media[..2]
+        .iter()
+        .map(|path| probe_packets(path).video.count())
+        .sum();
+    assert_eq!(probe_packets(&recordings[0]).video.count(), expected);
 }

@@ -10,6 +10,7 @@ use streampub_core::{
 
 use super::{
     ffmpeg_args, ffmpeg_line_level, ffmpeg_permanent_failure, ffmpeg_read_ahead, stream_key,
+    tls_args,
 };
 use crate::process::{ProcessCommand, ProcessOptions, ProgressConfirmation};
 use streampub_core::program::find_program;
@@ -17,6 +18,7 @@ use streampub_stages::flv_packetizer::{FillerSource, FlvPacketizerStage, FLV_PAC
 use streampub_stages::flv_timeline::{FlvTimelineStage, FLV_TIMELINE_STAGE};
 use streampub_stages::timeline::{TimelineStage, TIMELINE_STAGE};
 use streampub_stages::ts_timeline::{TsTimelineStage, TS_TIMELINE_STAGE};
+use tracing::warn;
 
 inventory::submit! {
     PluginRegistration::sink::<FfmpegRtmpSinkConfig>(
@@ -106,6 +108,16 @@ pub struct FfmpegRtmpSinkConfig {
     /// them, which is coarser. At most a day.
     #[serde(default = "default_confirm_margin")]
     pub confirm_margin: HumanDuration,
+    /// For `rtmps://`: check the server's certificate (and that it is for the URL's host)
+    /// against `tls_ca_file`, or without one the system's trust store. A certificate that does
+    /// not verify fails the pipeline at once, naming the problem. `false` turns the check off
+    /// (logged at start: the stream key, an account credential, then goes to whoever answers).
+    #[serde(default = "default_tls_verify")]
+    pub tls_verify: bool,
+    /// A PEM file of the CA certificates to trust for `rtmps://` instead of the system's (a
+    /// private CA, or a server's self-signed certificate).
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
     /// Restarts, the stdin pipe and shutdown, as for the `process` sink.
     #[serde(flatten)]
     pub process: ProcessOptions,
@@ -190,6 +202,10 @@ fn default_ffmpeg() -> PathBuf {
     PathBuf::from("ffmpeg")
 }
 
+fn default_tls_verify() -> bool {
+    true
+}
+
 impl FfmpegRtmpSinkConfig {
     /// What ffmpeg reads from its stdin: FLV when MP4 goes through the timeline and the
     /// `fmp4-to-flv` stage (ffmpeg's FLV demuxer keeps no index, so its memory stays flat, and
@@ -224,6 +240,40 @@ impl FfmpegRtmpSinkConfig {
             _ if !self.paces() => FillerSource::None,
             Some(source) => source.clone(),
             None => FillerSource::Generate,
+        }
+    }
+
+    /// `tls_verify` and `tls_ca_file` apply to `rtmps://` only; the CA file must be readable.
+    fn validate_tls(&self, url: &str, context: &ComponentContext) -> Result<(), ComponentError> {
+        let secure = url.starts_with("rtmps://");
+        match &self.tls_ca_file {
+            Some(_) if !secure => Err(ComponentError::field(
+                "tls_ca_file",
+                "only used with rtmps:// URLs; remove it, or publish to rtmps://",
+            )),
+            Some(_) if !self.tls_verify => Err(ComponentError::field(
+                "tls_ca_file",
+                "unused with `tls_verify: false`; keep one of the two",
+            )),
+            Some(path) => {
+                let path = context.resolve_path(path);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) if text.contains("-----BEGIN CERTIFICATE-----") => Ok(()),
+                    Ok(_) => Err(ComponentError::field(
+                        "tls_ca_file",
+                        format!(
+                            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----); give \
+                             the CA's certificate in PEM form",
+                            path.display()
+                        ),
+                    )),
+                    Err(error) => Err(ComponentError::field(
+                        "tls_ca_file",
+                        format!("cannot read {}: {error}", path.display()),
+                    )),
+                }
+            }
+            None => Ok(()),
         }
     }
 
@@ -293,6 +343,7 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
         }
         check_duration("confirm_margin", self.confirm_margin, true)?;
         check_duration("max_lead", self.max_lead, true)?;
+        self.validate_tls(&self.publish_url(&context.pipeline)?, context)?;
         if self.pacing == Some(PacingMode::Realtime) {
             if self.use_rate_limit {
                 return Err(ComponentError::field(
@@ -335,12 +386,25 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
 
     async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Sink>, ComponentError> {
         let url = self.publish_url(&context.pipeline)?;
+        if url.starts_with("rtmps://") && !self.tls_verify {
+            warn!(
+                event = "tls_unverified",
+                pipeline = %context.pipeline,
+                "tls_verify: false: the RTMPS server's certificate is not checked, so the \
+                 stream key goes to whoever answers at that address"
+            );
+        }
+        let ca_file = self
+            .tls_ca_file
+            .as_ref()
+            .map(|path| context.resolve_path(path));
         let args = ffmpeg_args(
             self.ffmpeg_reads(),
             self.use_rate_limit,
             self.continuity == Continuity::Off,
             &self.input_args,
             self.output_args.as_deref(),
+            tls_args(&url, self.tls_verify, ca_file.as_deref()),
             &url,
         );
         let command = ProcessCommand {

@@ -23,12 +23,14 @@ const PROGRESS_PERIOD: &str = "0.1";
 /// `-fflags +genpts+igndts` (ignore the input's decode times, make them up) only with
 /// `regenerate_timestamps`: for files passed as they are, whose timestamps restart in each. A
 /// timeline stage's output is exact, and ffmpeg's made-up decode times are wrong for B-frames.
+/// `tls_args` (the TLS protocol's options, see [`tls_args`]) stand just before the URL.
 pub(crate) fn ffmpeg_args(
     input_format: InputFormat,
     use_rate_limit: bool,
     regenerate_timestamps: bool,
     input_args: &[String],
     output_args: Option<&[String]>,
+    tls_args: Vec<String>,
     url: &str,
 ) -> Vec<String> {
     let mut args: Vec<String> = [
@@ -56,7 +58,23 @@ pub(crate) fn ffmpeg_args(
         Some(output_args) => args.extend(output_args.iter().cloned()),
         None => args.extend(DEFAULT_OUTPUT_ARGS.iter().map(|arg| arg.to_string())),
     }
+    args.extend(tls_args);
     args.push(url.to_owned());
+    args
+}
+
+/// The TLS options for an `rtmps://` URL: verify the server's certificate (ffmpeg's
+/// `tls_verify` is off by default, so a stream key would go to whoever answers) against
+/// `ca_file`, or without one the system's trust store; nothing with `verify` off or for
+/// `rtmp://`.
+pub(crate) fn tls_args(url: &str, verify: bool, ca_file: Option<&std::path::Path>) -> Vec<String> {
+    if !url.starts_with("rtmps://") || !verify {
+        return Vec::new();
+    }
+    let mut args = vec!["-tls_verify".to_owned(), "1".to_owned()];
+    if let Some(ca_file) = ca_file {
+        args.extend(["-ca_file".to_owned(), ca_file.display().to_string()]);
+    }
     args
 }
 
@@ -118,15 +136,36 @@ const FLV_CODEC_REMEDY: &str = "Transcode upstream to H.264 video and AAC audio,
      ffmpeg build with enhanced-RTMP support (ffmpeg 6.1 or newer for HEVC and AV1, 7.1 or \
      newer for Opus) and a server that accepts it";
 
+/// The way out when the server's certificate does not verify.
+const CERTIFICATE_REMEDY: &str = "The server's TLS certificate did not verify (ffmpeg's words \
+     above: not signed by a trusted authority, another host's name, expired). For a server with \
+     a private CA or a self-signed certificate, give that CA's certificate (PEM) as \
+     `tls_ca_file`; `tls_verify: false` turns the check off, and the stream key then goes to \
+     whoever answers";
+
 /// A line that shows a failure no new ffmpeg can cure (FLV cannot carry a codec or its sample
-/// rate, whatever the server); returns the way out. A refused or dropped connection, or a
-/// server error, may be cured by a later attempt and is not one.
+/// rate, whatever the server; the server's certificate does not verify); returns the way out.
+/// A refused or dropped connection, or a server error, may be cured by a later attempt and is
+/// not one.
 pub(crate) fn ffmpeg_permanent_failure(line: &str) -> Option<&'static str> {
     let lower = line.to_ascii_lowercase();
     let flv_cannot_carry = lower.contains("not compatible with flv")
         || lower.contains("flv does not support")
         || lower.contains("is not compatible with flv");
-    flv_cannot_carry.then_some(FLV_CODEC_REMEDY)
+    // ffmpeg's TLS layer (GnuTLS or OpenSSL) on a certificate it refused: "Peer certificate
+    // failed verification", "The certificate's owner does not match hostname …".
+    let certificate_refused = lower.starts_with("[tls @")
+        && lower.contains("certificate")
+        && (lower.contains("verif")
+            || lower.contains("does not match")
+            || lower.contains("expired"));
+    if flv_cannot_carry {
+        Some(FLV_CODEC_REMEDY)
+    } else if certificate_refused {
+        Some(CERTIFICATE_REMEDY)
+    } else {
+        None
+    }
 }
 
 /// The stream key of an RTMP URL: what follows the application in its path (`KEY` in
@@ -173,13 +212,28 @@ mod tests {
 
     #[test]
     fn the_default_command_copies_into_flv() {
-        let args = ffmpeg_args(InputFormat::Flv, false, false, &[], None, "rtmp://h/live/k");
+        let args = ffmpeg_args(
+            InputFormat::Flv,
+            false,
+            false,
+            &[],
+            None,
+            vec![],
+            "rtmp://h/live/k",
+        );
         assert_eq!(
             args.join(" "),
             "-nostats -progress pipe:2 -stats_period 0.1 -hide_banner -loglevel warning -f flv -i pipe:0 -c copy -avoid_negative_ts make_zero -f flv rtmp://h/live/k"
         );
-        let passed_as_they_are =
-            ffmpeg_args(InputFormat::Mp4, true, true, &[], None, "rtmp://h/live/k");
+        let passed_as_they_are = ffmpeg_args(
+            InputFormat::Mp4,
+            true,
+            true,
+            &[],
+            None,
+            vec![],
+            "rtmp://h/live/k",
+        );
         assert_eq!(
             passed_as_they_are.join(" "),
             "-nostats -progress pipe:2 -stats_period 0.1 -hide_banner -loglevel warning -re -fflags +genpts+igndts -f mp4 -i pipe:0 -c copy -avoid_negative_ts make_zero -f flv rtmp://h/live/k"
@@ -190,12 +244,37 @@ mod tests {
             true,
             &["-thread_queue_size".into(), "512".into()],
             Some(&["-c:v".into(), "copy".into(), "-f".into(), "flv".into()]),
-            "rtmp://h/live/k",
+            tls_args(
+                "rtmps://h/live/k",
+                true,
+                Some(std::path::Path::new("/etc/ca.pem")),
+            ),
+            "rtmps://h/live/k",
         );
         assert_eq!(
             custom.join(" "),
-            "-nostats -progress pipe:2 -stats_period 0.1 -hide_banner -loglevel warning -fflags +genpts+igndts -f mpegts -thread_queue_size 512 -i pipe:0 -c:v copy -f flv rtmp://h/live/k"
+            "-nostats -progress pipe:2 -stats_period 0.1 -hide_banner -loglevel warning -fflags +genpts+igndts -f mpegts -thread_queue_size 512 -i pipe:0 -c:v copy -f flv -tls_verify 1 -ca_file /etc/ca.pem rtmps://h/live/k"
         );
+    }
+
+    #[test]
+    fn rtmps_verifies_the_server_unless_told_not_to() {
+        assert_eq!(
+            tls_args("rtmps://h/live/k", true, None),
+            ["-tls_verify", "1"]
+        );
+        assert!(tls_args("rtmps://h/live/k", false, None).is_empty());
+        assert!(tls_args("rtmp://h/live/k", true, None).is_empty());
+        for line in [
+            "[tls @ 0x55] Peer certificate failed verification",
+            "[tls @ 0x55] The certificate's owner does not match hostname localhost",
+        ] {
+            assert_eq!(
+                ffmpeg_permanent_failure(line),
+                Some(CERTIFICATE_REMEDY),
+                "{line}"
+            );
+        }
     }
 
     #[test]
