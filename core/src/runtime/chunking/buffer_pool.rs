@@ -77,15 +77,67 @@ impl BufferPool {
     ) -> io::Result<Option<Bytes>> {
         let mut buffer = self.take(size);
         let read = file.read_at(&mut buffer[..size], offset)?;
+        Ok(self.lend(buffer, read))
+    }
+
+    /// Like [`BufferPool::read_at`], but only what the page cache holds, without waiting for
+    /// the disk (`preadv2` with `RWF_NOWAIT`): it does not block, so it may run on an async
+    /// worker. May return fewer bytes than asked (the part that is cached).
+    pub(super) fn read_cached(
+        &self,
+        file: &std::fs::File,
+        offset: u64,
+        size: usize,
+    ) -> io::Result<CachedRead> {
+        let mut buffer = self.take(size);
+        let read = rustix::io::preadv2(
+            file,
+            &mut [io::IoSliceMut::new(&mut buffer[..size])],
+            offset,
+            rustix::io::ReadWriteFlags::NOWAIT,
+        );
+        match read {
+            Ok(read) => Ok(match self.lend(buffer, read) {
+                Some(bytes) => CachedRead::Data(bytes),
+                None => CachedRead::End,
+            }),
+            // Not cached, or a file system that cannot tell (NFS, FUSE): read it blocking.
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::OPNOTSUPP) => {
+                self.give_back(buffer);
+                Ok(CachedRead::NotCached)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The first `read` bytes of `buffer` as a chunk that gives the buffer back when dropped;
+    /// `None` (and the buffer back at once) when nothing was read: the end of the file.
+    fn lend(&self, buffer: AlignedBuffer, read: usize) -> Option<Bytes> {
         if read == 0 {
-            return Ok(None);
+            self.give_back(buffer);
+            return None;
         }
         let chunk = Bytes::from_owner(PooledBuffer {
             buffer: Some(buffer),
             pool: self.clone(),
         });
-        Ok(Some(chunk.slice(..read)))
+        Some(chunk.slice(..read))
     }
+
+    fn give_back(&self, buffer: AlignedBuffer) {
+        let mut pool = self.lock();
+        if !pool.idle && pool.free.len() < MAX_POOLED_BUFFERS {
+            pool.free.push(buffer);
+        }
+    }
+}
+
+/// What [`BufferPool::read_cached`] got.
+pub(super) enum CachedRead {
+    Data(Bytes),
+    End,
+    /// Not in the page cache: reading it would wait for the disk.
+    NotCached,
 }
 
 /// A buffer lent to a chunk; `None` only while it is handed back.
@@ -102,9 +154,8 @@ impl AsRef<[u8]> for PooledBuffer {
 
 impl Drop for PooledBuffer {
     fn drop(&mut self) {
-        let mut pool = self.pool.lock();
-        if !pool.idle && pool.free.len() < MAX_POOLED_BUFFERS {
-            pool.free.extend(self.buffer.take());
+        if let Some(buffer) = self.buffer.take() {
+            self.pool.give_back(buffer);
         }
     }
 }
@@ -128,5 +179,25 @@ mod tests {
         let second = pool.read_at(&file, 8192, 8192).unwrap().unwrap();
         assert_eq!(second.as_ptr(), address, "the returned buffer is reused");
         assert_eq!(&second[..], &[5u8; 10_000 - 8192][..]);
+    }
+
+    #[test]
+    fn a_cached_read_gets_what_the_page_cache_holds() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("file.bin");
+        // Just written: in the page cache.
+        std::fs::write(&path, vec![7u8; 10_000]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let pool = BufferPool::default();
+        match pool.read_cached(&file, 0, 8192).unwrap() {
+            CachedRead::Data(bytes) => assert_eq!(&bytes[..], &[7u8; 8192][..]),
+            // A file system without RWF_NOWAIT: the caller reads it blocking instead.
+            CachedRead::NotCached => {}
+            CachedRead::End => panic!("not at the end"),
+        }
+        assert!(matches!(
+            pool.read_cached(&file, 10_000, 8192).unwrap(),
+            CachedRead::End | CachedRead::NotCached
+        ));
     }
 }

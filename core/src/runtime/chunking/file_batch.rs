@@ -1,4 +1,5 @@
-//! Reading a run of file chunks on one blocking thread while the budget has room.
+//! Reading a run of file chunks on one blocking thread while the budget has room, for what the
+//! page cache does not hold (cached chunks are read on the chunking task itself).
 
 use std::sync::Arc;
 

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 pub(crate) use self::body_reader::BodyReader;
 pub(crate) use self::buffer_pool::BufferPool;
+use self::buffer_pool::CachedRead;
 use self::file_batch::FileBatch;
 use self::sizer::ChunkSizer;
 use crate::chunk::{ChunkSize, FileRange};
@@ -232,42 +233,56 @@ impl ChunkingStage {
     ) -> Flow {
         loop {
             let permit = self.acquire().await;
-            if let BodyReader::File {
-                file,
-                offset,
-                buffers,
-                ..
-            } = reader
-            {
-                if !self.file_ranges {
-                    let batch = FileBatch {
-                        file: Arc::clone(file),
-                        offset: *offset,
-                        buffers: buffers.clone(),
-                        budget: Arc::clone(&self.budget),
-                        sizer: self.sizer.clone(),
-                        events: events.clone(),
-                        failure: failure.to_owned(),
-                        group_bytes: self.max_in_flight / 2,
-                    };
-                    let Ok(batch) = tokio::task::spawn_blocking(move || batch.run(permit)).await
-                    else {
-                        return Flow::Stopped;
-                    };
-                    (*offset, self.sizer) = (batch.offset, batch.sizer);
-                    match batch.flow {
-                        Flow::More => continue,
-                        flow => return flow,
+            let event = match reader {
+                BodyReader::File {
+                    file,
+                    offset,
+                    buffers,
+                    ..
+                } if !self.file_ranges => {
+                    // What the page cache holds is read here, on this task: the sink's task
+                    // then runs on the same worker with no wake-up across threads, which cost
+                    // as much as the copy itself on a page-cached file (BENCHMARKS.md).
+                    match buffers.read_cached(file, *offset, permit.num_permits()) {
+                        Ok(CachedRead::Data(bytes)) => {
+                            *offset += bytes.len() as u64;
+                            ChunkEvent::Chunk(Chunk::new(ChunkData::Bytes(bytes), permit))
+                        }
+                        Ok(CachedRead::End) => ChunkEvent::End,
+                        Err(error) => ChunkEvent::Failed(format!("{failure}: {error}")),
+                        // From the disk: a run of chunks on a blocking thread.
+                        Ok(CachedRead::NotCached) => {
+                            let batch = FileBatch {
+                                file: Arc::clone(file),
+                                offset: *offset,
+                                buffers: buffers.clone(),
+                                budget: Arc::clone(&self.budget),
+                                sizer: self.sizer.clone(),
+                                events: events.clone(),
+                                failure: failure.to_owned(),
+                                group_bytes: self.max_in_flight / 2,
+                            };
+                            let Ok(batch) =
+                                tokio::task::spawn_blocking(move || batch.run(permit)).await
+                            else {
+                                return Flow::Stopped;
+                            };
+                            (*offset, self.sizer) = (batch.offset, batch.sizer);
+                            match batch.flow {
+                                Flow::More => continue,
+                                flow => return flow,
+                            }
+                        }
                     }
                 }
-            }
-            let event = match reader
-                .next_data(permit.num_permits(), self.file_ranges)
-                .await
-            {
-                Ok(Some(data)) => ChunkEvent::Chunk(Chunk::new(data, permit)),
-                Ok(None) => ChunkEvent::End,
-                Err(error) => ChunkEvent::Failed(format!("{failure}: {error}")),
+                _ => match reader
+                    .next_data(permit.num_permits(), self.file_ranges)
+                    .await
+                {
+                    Ok(Some(data)) => ChunkEvent::Chunk(Chunk::new(data, permit)),
+                    Ok(None) => ChunkEvent::End,
+                    Err(error) => ChunkEvent::Failed(format!("{failure}: {error}")),
+                },
             };
             let last = !matches!(event, ChunkEvent::Chunk(_));
             if events.send(event).await.is_err() {

@@ -39,6 +39,30 @@ async fn collect(mut events: mpsc::Receiver<ChunkEvent>) -> Vec<(u64, Vec<u8>)> 
 }
 
 #[tokio::test]
+async fn a_file_partly_out_of_the_page_cache_reads_whole_and_in_order() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("file.bin");
+    let file_bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&path, &file_bytes).unwrap();
+    // Its second half leaves the page cache (written back first, so it can): those chunks
+    // come from the blocking reader, the first half's from the page cache.
+    let file = std::fs::File::open(&path).unwrap();
+    file.sync_all().unwrap();
+    rustix::fs::fadvise(&file, 1_500_000, None, rustix::fs::Advice::DontNeed).unwrap();
+
+    let (fragment_tx, fragment_rx) = mpsc::channel(4);
+    let (event_tx, event_rx) = mpsc::channel(4);
+    let stage = ChunkingStage::new(ChunkSize::Fixed(ByteSize(65_536)), 262_144);
+    tokio::spawn(stage.run(fragment_rx, event_tx));
+    let (whole, _) = fragment(1, FragmentBody::File(path));
+    fragment_tx.send(whole).await.unwrap();
+    drop(fragment_tx);
+    let fragments = collect(event_rx).await;
+    assert_eq!(fragments.len(), 1);
+    assert!(fragments[0].1 == file_bytes, "the bytes read differ from the file's");
+}
+
+#[tokio::test]
 async fn chunks_preserve_order_and_content() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("file.bin");
