@@ -81,7 +81,7 @@ pub struct FfmpegRtmpSinkConfig {
     /// silence that ffmpeg makes to match the stream once its first fragment is seen),
     /// `none` (the output waits: after `max_lead` the server gets nothing and may drop the
     /// session), or the path of a slate file (converted once by ffmpeg to the stream's size,
-    /// frame rate and audio; its AAC configuration must match). The filler loops from its
+    /// frame rate and audio, whatever the AAC channel layout and rate). The filler loops from its
     /// first keyframe; the late fragment takes over as soon as it arrives. Default `generate`
     /// when paced. For streams of H.264 and AAC (whatever the container); others log
     /// `filler_failed` and wait.
