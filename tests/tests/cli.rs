@@ -364,6 +364,7 @@ fn plugins_lists_every_builtin_with_its_options() {
             "init_pattern",
             "follow",
             "settle",
+            "empty_timeout",
             "on_done",
             "done_dir",
             "poll_interval"

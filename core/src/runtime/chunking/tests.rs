@@ -59,7 +59,10 @@ async fn a_file_partly_out_of_the_page_cache_reads_whole_and_in_order() {
     drop(fragment_tx);
     let fragments = collect(event_rx).await;
     assert_eq!(fragments.len(), 1);
-    assert!(fragments[0].1 == file_bytes, "the bytes read differ from the file's");
+    assert!(
+        fragments[0].1 == file_bytes,
+        "the bytes read differ from the file's"
+    );
 }
 
 #[tokio::test]
