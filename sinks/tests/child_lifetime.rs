@@ -1,6 +1,6 @@
 //! A program that embeds streampub keeps the process its sink started for as long as the
-//! program runs, even when the thread that started it (by writing the first bytes) has ended; when the program is
-//! killed, the process dies with it.
+//! program runs, even when the thread that started it (by writing the first bytes) has
+//! ended; when the program is killed, the process dies with it.
 //!
 //! The test runs its own binary a second time as the embedding program (selected by an
 //! environment variable), so that it can kill that program with SIGKILL.

@@ -13,9 +13,7 @@ pub(crate) const AAC_SAMPLE_RATES: [u32; 13] = [
 ];
 
 /// Audio object types.
-const AAC_MAIN: u8 = 1;
 const AAC_LC: u8 = 2;
-const AAC_LTP: u8 = 4;
 const SBR: u8 = 5;
 const PS: u8 = 29;
 const ER_BSAC: u8 = 22;
@@ -58,8 +56,12 @@ pub(crate) struct DecoderSetup {
 impl AudioSpecificConfig {
     /// Reads an AudioSpecificConfig; says what is wrong when it cannot.
     pub(crate) fn parse(bytes: &[u8]) -> Result<Self, String> {
-        Self::read(&mut BitReader::new(bytes))
-            .ok_or_else(|| format!("AudioSpecificConfig {bytes:02x?} is cut short"))
+        Self::read(&mut BitReader::new(bytes)).ok_or_else(|| {
+            format!(
+                "AudioSpecificConfig {bytes:02x?} is unreadable (cut short, or a reserved \
+                 sampling frequency index)"
+            )
+        })
     }
 
     fn read(bits: &mut BitReader<'_>) -> Option<Self> {
@@ -166,10 +168,12 @@ impl AudioSpecificConfig {
     /// Why an AAC-LC encoder's frames cannot play under this configuration, if they cannot: the
     /// field that stands in the way and what to do.
     pub(crate) fn lc_frames_cannot_play(&self) -> Option<String> {
-        if !matches!(self.core_object_type, AAC_MAIN | AAC_LC | AAC_LTP) {
+        // ffmpeg's AAC encoder makes AAC-LC only, and a decoder set up for Main or LTP is not
+        // one set up for LC.
+        if self.core_object_type != AAC_LC {
             return Some(format!(
-                "the stream's AAC is audio object type {} ({}), whose frames AAC-LC cannot \
-                 stand in for; encode AAC-LC or HE-AAC (v1, v2) upstream",
+                "the stream's AAC is audio object type {} ({}), whose decoder setup the \
+                 filler's AAC-LC does not match; encode AAC-LC or HE-AAC (v1, v2) upstream",
                 self.core_object_type,
                 object_type_name(self.core_object_type)
             ));
@@ -228,10 +232,10 @@ fn is_general_audio(object_type: u8) -> bool {
 
 fn object_type_name(object_type: u8) -> &'static str {
     match object_type {
-        AAC_MAIN => "AAC Main",
+        1 => "AAC Main",
         AAC_LC => "AAC-LC",
         3 => "AAC SSR",
-        AAC_LTP => "AAC LTP",
+        4 => "AAC LTP",
         SBR => "SBR",
         6 => "AAC Scalable",
         17 => "ER AAC-LC",
@@ -365,6 +369,11 @@ mod tests {
 
     #[test]
     fn what_cannot_take_aac_lc_frames_is_named() {
+        // AAC Main: ffmpeg's encoder makes LC only.
+        assert!(parse("0990")
+            .lc_frames_cannot_play()
+            .unwrap()
+            .contains("object type 1 (AAC Main)"));
         // ER AAC LD (23), 48 kHz, mono.
         let low_delay = parse("b98c00");
         assert!(low_delay

@@ -9,7 +9,8 @@
 //! - [`mpegts`]: MPEG transport stream packets, PES timestamps, PCR and program tables.
 //! - [`ts_timeline`]: the `mpegts-timeline` stage, which joins MPEG-TS files onto one clock.
 //! - `aac`, `filler`, `stream_shape`, `session_limit` (crate-private): AAC's decoder
-//!   configuration, the filler clip made by ffmpeg and what it must match, and the planned new session of long runs, shared by the stages.
+//!   configuration, the filler clip made by ffmpeg and what it must match, and the planned
+//!   new session of long runs, shared by the stages.
 //!
 //! Sinks that imply a stage (`ffmpeg-rtmp` fed MP4 implies `fmp4-timeline`) depend on this
 //! crate; `streampub-core` knows no media format.

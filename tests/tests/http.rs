@@ -171,6 +171,11 @@ fn every_request_gets_the_documented_answer() {
     assert_eq!(streamed.status, 413, "{}", streamed.body);
     assert!(spool_leftovers(&spool).is_empty());
     assert_eq!(client.fragment("live", "big.mp4").status, 404);
+    // An empty body: nothing to publish, refused (it would fail on every start).
+    let empty = client.upload("live", "empty.mp4", b"");
+    assert_eq!(empty.status, 400, "{}", empty.body);
+    assert!(empty.body.contains("empty"), "{}", empty.body);
+    assert_eq!(client.fragment("live", "empty.mp4").status, 404);
     // Exactly the limit is fine.
     assert_eq!(
         client

@@ -69,8 +69,8 @@ struct Ended {
 }
 
 impl ProcessSink {
-    /// A sink whose process starts when the first bytes are written: a run (or a session)
-    /// with nothing to send starts none, so nothing fails on an empty input (ffmpeg says it
+    /// A sink whose process starts when the run's first bytes are written: a run with nothing
+    /// to send starts none, so nothing fails on an empty input (ffmpeg says it
     /// could not find codec parameters when a stage refused every fragment).
     pub(crate) fn new(
         command: ProcessCommand,

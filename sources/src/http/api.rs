@@ -123,6 +123,14 @@ impl UploadApi {
             Admission::Admitted(slot) => slot,
         };
         match self.receive(request).await {
+            // Nothing to publish, ever: refused now rather than failed on every start.
+            Ok(received) if received.bytes == 0 => {
+                drop(slot);
+                error_response(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body of `{name}` is empty; upload the fragment's bytes"),
+                )
+            }
             Ok(received) => self.commit(&name, slot, received).await,
             Err(error) => self.refuse(&name, error),
         }

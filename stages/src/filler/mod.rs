@@ -113,7 +113,8 @@ pub(crate) fn check_aac(clip: &[u8], stream: &AudioSpecificConfig) -> Result<(),
     }
     Err(format!(
         "its AAC ({clip}) does not decode as the stream's ({stream}); players cannot switch \
-         AAC configurations mid-stream"
+         AAC configurations mid-stream: give a slate whose audio ffmpeg can convert to the \
+         stream's, or set `filler: none`"
     ))
 }
 

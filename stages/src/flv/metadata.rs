@@ -12,12 +12,15 @@ impl StreamShape {
     /// The shape of a stream with `tracks` (described by `descriptions`) whose video frames
     /// last `frame_duration` ticks of the video track's timescale. The audio's comes from its
     /// AudioSpecificConfig, not from the sample entry, whose channel count muxers write as 2
-    /// whatever the stream (ISO/IEC 14496-12 makes it a template field).
+    /// whatever the stream (ISO/IEC 14496-12 makes it a template field). An AudioSpecificConfig
+    /// that does not read leaves the audio out, and is what the `Err` says: no filler can match
+    /// such a stream, but it can still be published.
     pub(crate) fn of(
         descriptions: &[TrackDescription],
         tracks: &[FlvTrack],
         frame_duration: Option<u32>,
-    ) -> Result<Self, String> {
+    ) -> (Self, Result<(), String>) {
+        let mut unreadable = Ok(());
         let mut shape = Self {
             video: None,
             audio: None,
@@ -35,14 +38,15 @@ impl StreamShape {
                     });
                 }
                 (_, Kind::Audio) => {
-                    shape.audio = Some(AudioShape::from_audio_specific_config(
-                        &track.configuration,
-                    )?);
+                    match AudioShape::from_audio_specific_config(&track.configuration) {
+                        Ok(audio) => shape.audio = Some(audio),
+                        Err(problem) => unreadable = Err(problem),
+                    }
                 }
                 _ => {}
             }
         }
-        Ok(shape)
+        (shape, unreadable)
     }
 }
 

@@ -290,10 +290,14 @@ impl FlvPacketizerStage {
                             .collect();
                         most_common(&mut durations)
                     });
-                    let shape = StreamShape::of(&self.descriptions, &self.tracks, frame_duration)
-                        .map_err(|problem| self.error(problem))?;
-                    if self.filler.wants_shape() {
-                        self.filler.prepare(shape.clone());
+                    let (shape, audio) =
+                        StreamShape::of(&self.descriptions, &self.tracks, frame_duration);
+                    match audio {
+                        Ok(()) if self.filler.wants_shape() => self.filler.prepare(shape.clone()),
+                        Ok(()) => {}
+                        Err(problem) => self.filler.cannot_match(format!(
+                            "no filler can be made for this stream: its audio's {problem}"
+                        )),
                     }
                     self.shape = Some(shape);
                 }

@@ -83,12 +83,7 @@ impl BufferPool {
     /// Like [`BufferPool::read_at`], but only what the page cache holds, without waiting for
     /// the disk (`preadv2` with `RWF_NOWAIT`): it does not block, so it may run on an async
     /// worker. May return fewer bytes than asked (the part that is cached).
-    pub(super) fn read_cached(
-        &self,
-        file: &std::fs::File,
-        offset: u64,
-        size: usize,
-    ) -> io::Result<CachedRead> {
+    pub(super) fn read_cached(&self, file: &std::fs::File, offset: u64, size: usize) -> CachedRead {
         let mut buffer = self.take(size);
         let read = rustix::io::preadv2(
             file,
@@ -97,16 +92,16 @@ impl BufferPool {
             rustix::io::ReadWriteFlags::NOWAIT,
         );
         match read {
-            Ok(read) => Ok(match self.lend(buffer, read) {
+            Ok(read) => match self.lend(buffer, read) {
                 Some(bytes) => CachedRead::Data(bytes),
                 None => CachedRead::End,
-            }),
-            // Not cached, or a file system that cannot tell (NFS, FUSE): read it blocking.
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::OPNOTSUPP) => {
+            },
+            // Not cached, or a file system or kernel that cannot tell (NFS, FUSE, a seccomp
+            // filter, Linux before 4.14): the blocking read does it, and reports a real error.
+            Err(_) => {
                 self.give_back(buffer);
-                Ok(CachedRead::NotCached)
+                CachedRead::NotCached
             }
-            Err(error) => Err(error.into()),
         }
     }
 
@@ -189,14 +184,14 @@ mod tests {
         std::fs::write(&path, vec![7u8; 10_000]).unwrap();
         let file = std::fs::File::open(&path).unwrap();
         let pool = BufferPool::default();
-        match pool.read_cached(&file, 0, 8192).unwrap() {
+        match pool.read_cached(&file, 0, 8192) {
             CachedRead::Data(bytes) => assert_eq!(&bytes[..], &[7u8; 8192][..]),
             // A file system without RWF_NOWAIT: the caller reads it blocking instead.
             CachedRead::NotCached => {}
             CachedRead::End => panic!("not at the end"),
         }
         assert!(matches!(
-            pool.read_cached(&file, 10_000, 8192).unwrap(),
+            pool.read_cached(&file, 10_000, 8192),
             CachedRead::End | CachedRead::NotCached
         ));
     }

@@ -244,14 +244,13 @@ impl ChunkingStage {
                     // then runs on the same worker with no wake-up across threads, which cost
                     // as much as the copy itself on a page-cached file (BENCHMARKS.md).
                     match buffers.read_cached(file, *offset, permit.num_permits()) {
-                        Ok(CachedRead::Data(bytes)) => {
+                        CachedRead::Data(bytes) => {
                             *offset += bytes.len() as u64;
                             ChunkEvent::Chunk(Chunk::new(ChunkData::Bytes(bytes), permit))
                         }
-                        Ok(CachedRead::End) => ChunkEvent::End,
-                        Err(error) => ChunkEvent::Failed(format!("{failure}: {error}")),
+                        CachedRead::End => ChunkEvent::End,
                         // From the disk: a run of chunks on a blocking thread.
-                        Ok(CachedRead::NotCached) => {
+                        CachedRead::NotCached => {
                             let batch = FileBatch {
                                 file: Arc::clone(file),
                                 offset: *offset,

@@ -22,7 +22,8 @@ pub(super) enum FragmentResult {
     /// The sink accepted every byte.
     Delivered(Sent),
     /// Its input was bad (unreadable, rejected by a stage): it fails alone, the pipeline goes on.
-    InputFailed(String),
+    /// Its input or a stage failed: the reason (`unreadable`, `refused`) and why.
+    InputFailed(&'static str, String),
 }
 
 impl SinkDriver {
@@ -40,7 +41,7 @@ impl SinkDriver {
             .run_stages(stage_call, &mut items, &mut started)
             .await?
         {
-            return self.abort(input, message).await;
+            return self.abort(input, "refused", message).await;
         }
 
         let (mut chunks, mut bytes) = (0u64, 0u64);
@@ -56,7 +57,7 @@ impl SinkDriver {
                                 .run_stages(stage_call, &mut items, &mut started)
                                 .await?
                             {
-                                return self.abort(input, message).await;
+                                return self.abort(input, "refused", message).await;
                             }
                         }
                         // Only sent when there are no stages: straight to the sink.
@@ -82,7 +83,7 @@ impl SinkDriver {
                         .run_stages(stage_call, &mut items, &mut started)
                         .await?
                     {
-                        return self.abort(input, message).await;
+                        return self.abort(input, "refused", message).await;
                     }
                     let transfer_time =
                         started.map(|started| started.elapsed()).unwrap_or_default();
@@ -98,7 +99,9 @@ impl SinkDriver {
                         transfer_time,
                     }));
                 }
-                InputItem::Failed(message) => return self.abort(input, message).await,
+                InputItem::Failed(message) => {
+                    return self.abort(input, "unreadable", message).await
+                }
             }
         }
     }
@@ -108,12 +111,13 @@ impl SinkDriver {
     async fn abort(
         &mut self,
         input: &mut ChunkInput<'_>,
+        reason: &'static str,
         message: String,
     ) -> Result<FragmentResult, PipelineError> {
         input.skip_rest().await;
         self.stages.abort_fragment();
         self.sink.abort_fragment().await?;
-        Ok(FragmentResult::InputFailed(message))
+        Ok(FragmentResult::InputFailed(reason, message))
     }
 
     /// Runs the stages and writes what they produced (also what a failing stage emitted before

@@ -178,13 +178,13 @@ impl SinkDriver {
         }
     }
 
-    /// A fragment its input or a stage refused.
-    fn fail(&self, fragment: Fragment, message: String) {
+    /// A fragment whose input or a stage failed (`reason`: `unreadable`, `refused`).
+    fn fail(&self, fragment: Fragment, reason: &'static str, message: String) {
         fail_fragment(
             &self.pipeline,
             &self.stats,
             fragment,
-            "refused",
+            reason,
             message.into(),
         );
     }
@@ -295,8 +295,8 @@ impl SinkDriver {
                 self.accepted(fragment, sent, false).await?;
                 return Ok(Recovery::Done);
             }
-            Ok(FragmentResult::InputFailed(message)) => {
-                self.fail(fragment, message);
+            Ok(FragmentResult::InputFailed(reason, message)) => {
+                self.fail(fragment, reason, message);
                 return Ok(Recovery::Done);
             }
             Err(PipelineError::Sink(error)) if error.retryable => error,

@@ -101,7 +101,7 @@ impl SinkDriver {
                         "cannot read {} again after the reconnect: {error}",
                         fragment.body.describe()
                     );
-                    self.fail(fragment, message);
+                    self.fail(fragment, "unreadable", message);
                     continue;
                 }
             };
@@ -111,7 +111,9 @@ impl SinkDriver {
             };
             match self.deliver(&fragment.info, &mut input).await {
                 Ok(FragmentResult::Delivered(sent)) => self.accepted(fragment, sent, true).await?,
-                Ok(FragmentResult::InputFailed(message)) => self.fail(fragment, message),
+                Ok(FragmentResult::InputFailed(reason, message)) => {
+                    self.fail(fragment, reason, message)
+                }
                 Err(PipelineError::Sink(error)) if error.retryable => {
                     queue.push_front(fragment);
                     return Ok(Some(error));
