@@ -113,13 +113,7 @@ impl SinkDriver {
             let fragment = match event {
                 None => return Ok(()),
                 Some(ChunkEvent::Unreadable(fragment, reason, message)) => {
-                    fail_fragment(
-                        &self.pipeline,
-                        &self.stats,
-                        fragment,
-                        reason,
-                        message.into(),
-                    );
+                    self.fail(fragment, reason, message);
                     continue;
                 }
                 Some(ChunkEvent::Begin(fragment))
@@ -178,7 +172,7 @@ impl SinkDriver {
         }
     }
 
-    /// A fragment whose input or a stage failed (`reason`: `unreadable`, `refused`).
+    /// A fragment whose input or a stage failed (`reason`: `empty`, `unreadable`, `refused`).
     fn fail(&self, fragment: Fragment, reason: &'static str, message: String) {
         fail_fragment(
             &self.pipeline,
@@ -186,6 +180,18 @@ impl SinkDriver {
             fragment,
             reason,
             message.into(),
+        );
+    }
+
+    /// A fragment lost with the sink, which failed for good with `error`.
+    fn fail_for_sink(&self, fragment: Fragment, error: &PipelineError) {
+        let message = error.to_string().into();
+        fail_fragment(
+            &self.pipeline,
+            &self.stats,
+            fragment,
+            "sink_failed",
+            message,
         );
     }
 
@@ -301,13 +307,7 @@ impl SinkDriver {
             }
             Err(PipelineError::Sink(error)) if error.retryable => error,
             Err(error) => {
-                fail_fragment(
-                    &self.pipeline,
-                    &self.stats,
-                    fragment,
-                    "sink_failed",
-                    error.to_string().into(),
-                );
+                self.fail_for_sink(fragment, &error);
                 return Err(error);
             }
         };

@@ -85,13 +85,7 @@ impl SinkDriver {
                     "fragment {} came from a one-shot reader and cannot be sent again after the reconnect",
                     fragment.info.name
                 )));
-                fail_fragment(
-                    &self.pipeline,
-                    &self.stats,
-                    fragment,
-                    "sink_failed",
-                    error.to_string().into(),
-                );
+                self.fail_for_sink(fragment, &error);
                 return Err(error);
             }
             let reader = match BodyReader::open(&mut fragment.body, &BufferPool::default()).await {
@@ -119,13 +113,7 @@ impl SinkDriver {
                     return Ok(Some(error));
                 }
                 Err(error) => {
-                    fail_fragment(
-                        &self.pipeline,
-                        &self.stats,
-                        fragment,
-                        "sink_failed",
-                        error.to_string().into(),
-                    );
+                    self.fail_for_sink(fragment, &error);
                     return Err(error);
                 }
             }
