@@ -35,7 +35,9 @@ pub trait SinkConfig: Send + Sync + std::fmt::Debug {
 /// If reading or a stage fails mid-fragment, `abort_fragment` is called instead of
 /// `end_fragment` and should undo what it can. When a call fails with a retryable error, the
 /// runtime waits according to the sink's reconnect policy, calls `start_session`, and sends
-/// every unconfirmed fragment and the one in flight again, from their starts, in order. `close`
+/// every unconfirmed fragment and the one in flight again, in order: from their starts, but
+/// the first from inside when the sink confirmed part of it (see
+/// [`Sink::confirmed_output_time`]). `close`
 /// is called once at the end; a retryable error from it (with fragments unconfirmed) is handled
 /// the same way.
 #[async_trait]
@@ -61,10 +63,20 @@ pub trait Sink: Send {
         self.write_chunk(bytes).await
     }
 
-    /// Where the current fragment lies on the stream's timeline, when a stage knows it (see
-    /// [`MediaSpan`]); called between `begin_fragment` and `end_fragment`. A sink that can
-    /// tell how far its output has got in media time confirms fragments by it.
+    /// Where the part of the current fragment sent in this session lies on the session's
+    /// output timeline, when a stage knows it (see [`MediaSpan`]): counted from the session's
+    /// first media, which is where an output that reports its own time (ffmpeg's `out_time`)
+    /// counts from. Called between `begin_fragment` and `end_fragment`. A sink that can tell
+    /// how far its output has got in media time confirms fragments by it.
     fn media_span(&mut self, _span: MediaSpan) {}
+
+    /// How much of the current session's media the output has confirmed, on the same
+    /// timeline as [`Sink::media_span`]; `None` if the sink cannot tell. After a failure the
+    /// runtime sends the fragment it cut short again from its last keyframe at or before this
+    /// point, not from its start; a session that confirmed any media ends the outage.
+    fn confirmed_output_time(&mut self) -> Option<std::time::Duration> {
+        None
+    }
 
     async fn end_fragment(&mut self) -> Result<(), SinkError>;
 

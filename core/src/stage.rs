@@ -81,6 +81,16 @@ pub trait Stage: Send {
     /// state across fragments keep enough history for the fragments not yet acknowledged.
     fn rewind(&mut self, _fragment: &FragmentInfo) {}
 
+    /// The next fragment is sent again after a failure, and its output was confirmed up to
+    /// `offset` past its first media time: send it from its last keyframe at or before that
+    /// point (audio and video before it dropped, whatever a session needs first, such as
+    /// decoder configurations, still sent), then the rest as usual, so that the confirmed part
+    /// is not repeated and nothing after it is skipped. Called after [`Stage::rewind`], before
+    /// the fragment begins; the stage that marks media times (see
+    /// [`crate::StageItem::MediaTime`]) does the cut, the runtime learns where it cut from the
+    /// first media time it marks. Others ignore it, and the fragment is sent whole.
+    fn resume_fragment(&mut self, _offset: std::time::Duration) {}
+
     /// The state this stage carries from one fragment to the next, as it stands after the
     /// fragment that just ended, for the pipeline's checkpoint (see [`crate::Sink::resume`]);
     /// `None` for a stage without such state. Called only with a `state_dir`.

@@ -347,6 +347,7 @@ async fn run_to_end(
         outages: Outages::new(stats.fragments_published()),
         pacer,
         filler: Default::default(),
+        clock: Default::default(),
     };
     let delivered = driver.run(event_rx).await;
     if delivered.is_err() {

@@ -50,6 +50,14 @@ impl StageChain {
         }
     }
 
+    /// Tells every stage that the next fragment is sent from inside (see
+    /// [`Stage::resume_fragment`]).
+    pub(crate) fn resume_fragment(&mut self, offset: std::time::Duration) {
+        for stage in &mut self.stages {
+            stage.resume_fragment(offset);
+        }
+    }
+
     /// Tells every stage that the fragments up to `fragment` are published.
     pub(crate) fn published(&mut self, fragment: &FragmentInfo) {
         for stage in &mut self.stages {

@@ -50,11 +50,9 @@ pub(crate) struct ProcessSink {
     progress: Arc<OutputProgress>,
     /// The fragments ended in this session and not yet confirmed, oldest first.
     ended: VecDeque<Ended>,
-    /// Where the fragment being written lies on the stream's timeline, if a stage said.
+    /// Where the fragment being written lies on the session's output timeline, if a stage
+    /// said.
     span: Option<MediaSpan>,
-    /// Where this session's output timeline begins on the stream's: the start of the first
-    /// fragment with a known place (the process counts its output time from there).
-    session_origin: Option<Duration>,
     /// Move file-backed fragments with `splice` instead of reading and writing them.
     splice: bool,
 }
@@ -86,7 +84,6 @@ impl ProcessSink {
             session: None,
             ended: VecDeque::new(),
             span: None,
-            session_origin: None,
             splice,
         }
     }
@@ -101,7 +98,6 @@ impl ProcessSink {
 
     async fn new_session(&mut self) -> Result<(), SinkError> {
         self.ended.clear();
-        self.session_origin = None;
         let session = ProcessSession::spawn(&self.command).await?;
         self.progress = session.progress();
         self.session = Some(session);
@@ -169,8 +165,14 @@ impl Sink for ProcessSink {
     }
 
     fn media_span(&mut self, span: MediaSpan) {
-        self.session_origin.get_or_insert(span.start);
         self.span = Some(span);
+    }
+
+    /// The reported output time less `confirm_margin` (what may still sit in socket buffers).
+    fn confirmed_output_time(&mut self) -> Option<Duration> {
+        let rule = self.command.progress?;
+        let time = self.progress.output_time()?;
+        Some(time.saturating_sub(rule.confirm_margin))
     }
 
     async fn end_fragment(&mut self) -> Result<(), SinkError> {
@@ -180,10 +182,7 @@ impl Sink for ProcessSink {
             return Ok(());
         };
         let input_end = session.written();
-        let output_end = match (self.span.take(), self.session_origin) {
-            (Some(span), Some(origin)) => Some(span.end.saturating_sub(origin)),
-            _ => None,
-        };
+        let output_end = self.span.take().map(|span| span.end);
         self.ended.push_back(Ended {
             input_end,
             output_end,

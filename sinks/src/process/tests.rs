@@ -240,9 +240,9 @@ async fn fragments_are_confirmed_once_the_output_time_passes_their_end_by_the_ma
                   printf 'out_time_us=1000\\nprogress=continue\\nout_time_us=3000000\\nprogress=continue\\n' >&2) & \
                   cat >/dev/null; wait";
     let mut sink = start_reporting_process(script).await;
-    // The session's output starts with its first fragment, at 10 s on the stream's timeline:
-    // the first ends 2 s into the output, the second 4 s.
-    for (start, end) in [(10, 12), (12, 14)] {
+    // Spans count from the session's first media: the first fragment ends 2 s into the
+    // output, the second 4 s.
+    for (start, end) in [(0, 2), (2, 4)] {
         sink.begin_fragment(&info("f")).await.unwrap();
         sink.write_chunk(Bytes::from_static(b"media"))
             .await
@@ -260,6 +260,11 @@ async fn fragments_are_confirmed_once_the_output_time_passes_their_end_by_the_ma
     }
     // 3 s passes the first end (2 s) by the 1 s margin, not the second (4 s).
     assert_eq!(sink.unconfirmed(), 1);
+    assert_eq!(
+        sink.confirmed_output_time(),
+        Some(Duration::from_secs(2)),
+        "confirmed inside the second, up to the output time less the margin"
+    );
     assert!(
         sink.output_live_since().is_some(),
         "the output time advanced"

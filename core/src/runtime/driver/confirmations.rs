@@ -24,6 +24,8 @@ pub(crate) struct Sent {
     pub(crate) bytes: u64,
     /// From the first chunk handed to the sink to the last one it accepted.
     pub(crate) transfer_time: Duration,
+    /// Its first media time when sent whole, if a stage marks media times.
+    pub(crate) media_start: Option<Duration>,
 }
 
 /// A fragment the sink accepted, how it was sent, and the state of the sink and stages right
@@ -83,6 +85,13 @@ impl Confirmations {
         self.waiting
             .iter()
             .any(|waiting| waiting.fragment.info.sequence == sequence)
+    }
+
+    /// The oldest waiting fragment: its sequence and first media time.
+    pub(crate) fn first(&self) -> Option<(u64, Option<Duration>)> {
+        self.waiting
+            .front()
+            .map(|waiting| (waiting.fragment.info.sequence, waiting.sent.media_start))
     }
 
     /// Keeps a fragment the sink has accepted until it confirms it.
@@ -202,6 +211,7 @@ mod tests {
     const SENT: Sent = Sent {
         bytes: 3,
         transfer_time: Duration::from_millis(1),
+        media_start: None,
     };
 
     #[tokio::test]

@@ -34,6 +34,10 @@ impl SinkDriver {
         input: &mut ChunkInput<'_>,
     ) -> Result<FragmentResult, PipelineError> {
         let mut items = Vec::new();
+        self.clock.delivery_started();
+        if let Some(offset) = self.clock.resume_offset(info.sequence) {
+            self.stages.resume_fragment(offset);
+        }
         self.sink.begin_fragment(info).await?;
         let mut started = None;
         let stage_call = StageCall::Begin(info);
@@ -97,6 +101,7 @@ impl SinkDriver {
                     return Ok(FragmentResult::Delivered(Sent {
                         bytes,
                         transfer_time,
+                        media_start: self.clock.fragment_start(info.sequence),
                     }));
                 }
                 InputItem::Failed(message) => {
@@ -142,9 +147,11 @@ impl SinkDriver {
                 StageItem::Chunk(chunk) => self.sink.write_chunk(chunk).await?,
                 StageItem::MediaSpan(span) => {
                     self.filler.written_until(span.end);
+                    let span = self.clock.span_for_sink(span);
                     self.sink.media_span(span);
                 }
                 StageItem::MediaTime(time) => {
+                    self.clock.media_written(time);
                     if let Some(pacer) = &mut self.pacer {
                         pacer.wait_for(time, &self.shutdown).await;
                         if let Some(due) = pacer.due(time) {
@@ -164,6 +171,7 @@ impl SinkDriver {
                         change = %change,
                         "The stream changed ({change}): starting a new sink session"
                     );
+                    self.clock.session_started();
                     self.sink
                         .start_session(SessionReason::StreamChanged { change })
                         .await?;

@@ -86,7 +86,7 @@ impl SinkDriver {
             if !error.retryable {
                 return Err(PipelineError::Sink(error));
             }
-            let queue = self.take_unconfirmed().await?;
+            let queue = self.take_unconfirmed(None).await?;
             return self.recover(queue, error).await;
         }
         match filled {

@@ -7,6 +7,7 @@
 //! - [`confirmations`]: accepted fragments waiting for the sink's confirmation;
 //! - [`recovery`]: reconnecting and resending after a retryable failure;
 //! - [`outages`]: failures counted per outage, and when a reconnect is done;
+//! - [`resume`]: where a fragment cut short is sent again from;
 //! - [`filler`]: filler on a paced sink while upstream is late.
 
 mod confirmations;
@@ -15,6 +16,7 @@ mod filler;
 mod input;
 mod outages;
 mod recovery;
+mod resume;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +33,7 @@ pub(crate) use self::filler::Filler;
 use self::input::ChunkInput;
 pub(crate) use self::outages::Outages;
 use self::recovery::Recovery;
+use self::resume::MediaClock;
 use super::chunking::ChunkEvent;
 pub(crate) use super::pacer::Pacer;
 use super::pipeline_checkpoint::Snapshot;
@@ -62,6 +65,8 @@ pub(crate) struct SinkDriver {
     pub(crate) pacer: Option<Pacer>,
     /// Filler while upstream is late (paced sinks that fill).
     pub(crate) filler: Filler,
+    /// The media times written, to resume a fragment cut short from inside.
+    pub(crate) clock: MediaClock,
 }
 
 impl SinkDriver {
@@ -158,7 +163,7 @@ impl SinkDriver {
                     return self.confirmations.confirm_all().await;
                 }
                 Err(error) if error.retryable && !self.confirmations.is_empty() => {
-                    let queue = self.take_unconfirmed().await?;
+                    let queue = self.take_unconfirmed(None).await?;
                     match self.recover(queue, error).await? {
                         Recovery::Done => {}
                         Recovery::Interrupted => return Ok(()),
@@ -210,6 +215,7 @@ impl SinkDriver {
         let unconfirmed = self.sink.unconfirmed();
         if let Some(last) = self.confirmations.confirm_all_but(unconfirmed).await? {
             self.stages.published(&last);
+            self.clock.published(last.sequence);
         }
         Ok(())
     }
@@ -260,6 +266,10 @@ impl SinkDriver {
         self.confirmations.push(fragment, sent, after);
         self.acknowledge_confirmed().await?;
         let waiting = self.confirmations.is_waiting(info.sequence);
+        let resumed_at_ms = self
+            .clock
+            .resumed_at(info.sequence)
+            .map(|at| at.as_millis() as u64);
         let (event, what) = match (resent, waiting) {
             (true, _) => ("fragment_resent", "Resent fragment"),
             (false, true) => ("fragment_sent", "Sent fragment"),
@@ -272,10 +282,15 @@ impl SinkDriver {
             sequence = info.sequence,
             bytes = sent.bytes,
             transfer_ms = sent.transfer_time.as_millis() as u64,
-            "{what} {} ({:.2} KiB in {} ms){}",
+            resumed_at_ms,
+            "{what} {} ({:.2} KiB in {} ms{}){}",
             info.sequence,
             sent.bytes as f64 / 1024.0,
             sent.transfer_time.as_millis(),
+            match resumed_at_ms {
+                Some(at) => format!(", from its keyframe at {:.3} s", at as f64 / 1000.0),
+                None => String::new(),
+            },
             if waiting {
                 "; published once the sink confirms it"
             } else {
@@ -312,7 +327,11 @@ impl SinkDriver {
             }
         };
         input.skip_rest().await;
-        let mut queue = self.take_unconfirmed().await?;
+        let in_flight = (
+            fragment.info.sequence,
+            self.clock.fragment_start(fragment.info.sequence),
+        );
+        let mut queue = self.take_unconfirmed(Some(in_flight)).await?;
         queue.push_back(fragment);
         self.recover(queue, error).await
     }

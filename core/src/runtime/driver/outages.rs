@@ -1,7 +1,9 @@
 //! Sink failures counted per outage, as OBS counts them: the reconnect budget
 //! (`max_reconnect_attempts`) applies to consecutive failures, and a session that did its job
-//! (it confirmed a fragment, or its output stayed live for `max_reconnect_delay`) ends the
-//! outage, so a stream that fails now and then over weeks never runs out of attempts.
+//! (it confirmed a fragment or any media, however short it lived, or its output stayed live
+//! for `max_reconnect_delay`) ends the outage, so a stream that fails now and then over weeks
+//! never runs out of attempts, while a destination that takes the connection and never lets
+//! the output advance still runs out of them.
 
 use std::time::{Duration, Instant};
 
@@ -45,10 +47,17 @@ impl Outages {
         }
     }
 
-    /// The current session failed, `published` fragments having been published so far.
-    /// Unless it failed without doing its job, a new outage begins.
-    pub(crate) fn session_failed(&mut self, published: u64, policy: &ReconnectPolicy) {
+    /// The current session failed, `published` fragments having been published so far;
+    /// `confirmed_media`: its output confirmed some media. Unless it failed without doing its
+    /// job, a new outage begins.
+    pub(crate) fn session_failed(
+        &mut self,
+        published: u64,
+        confirmed_media: bool,
+        policy: &ReconnectPolicy,
+    ) {
         let did_its_job = published > self.published_before_session
+            || confirmed_media
             || self
                 .live_since
                 .is_some_and(|since| since.elapsed() >= policy.max_delay);
@@ -117,11 +126,11 @@ mod tests {
     fn attempts_add_up_until_a_session_confirms_a_fragment() {
         let policy = policy(Duration::from_secs(3600));
         let mut outages = Outages::new(0);
-        outages.session_failed(0, &policy);
+        outages.session_failed(0, false, &policy);
         assert_eq!(outages.next_attempt(), 1);
         outages.session_started(0);
         // Failed again before publishing anything: the same outage.
-        outages.session_failed(0, &policy);
+        outages.session_failed(0, false, &policy);
         assert_eq!(outages.next_attempt(), 2);
         assert_eq!(outages.next_attempt(), 3);
         outages.session_started(0);
@@ -134,7 +143,7 @@ mod tests {
         assert!(!outages.watching_live());
         assert_eq!(outages.went_live(now), None, "logged once");
         // This session published a fragment: the next failure begins a new outage.
-        outages.session_failed(1, &policy);
+        outages.session_failed(1, false, &policy);
         assert_eq!(outages.next_attempt(), 1);
     }
 
@@ -142,19 +151,36 @@ mod tests {
     fn only_a_session_whose_output_stayed_live_long_enough_ends_the_outage() {
         let policy = policy(Duration::ZERO);
         let mut outages = Outages::new(0);
-        outages.session_failed(0, &policy);
+        outages.session_failed(0, false, &policy);
         assert_eq!(outages.next_attempt(), 1);
         outages.session_started(0);
         // Up, but never live (a process that never took input): the same outage.
-        outages.session_failed(0, &policy);
+        outages.session_failed(0, false, &policy);
         assert_eq!(outages.next_attempt(), 2);
         outages.session_started(0);
         outages.went_live(Instant::now());
-        outages.session_failed(0, &policy);
+        outages.session_failed(0, false, &policy);
         assert_eq!(outages.next_attempt(), 1);
         // The first session is watched too, but not logged as a reconnect.
         let mut first = Outages::new(0);
         assert!(first.watching_live());
         assert_eq!(first.went_live(Instant::now()), None);
+    }
+
+    #[test]
+    fn a_short_session_that_confirmed_media_ends_the_outage() {
+        let policy = policy(Duration::from_secs(3600));
+        let mut outages = Outages::new(0);
+        outages.session_failed(0, false, &policy);
+        assert_eq!(outages.next_attempt(), 1);
+        outages.session_started(0);
+        outages.went_live(Instant::now());
+        // Live but nothing confirmed (a server that takes and drops): the same outage.
+        outages.session_failed(0, false, &policy);
+        assert_eq!(outages.next_attempt(), 2);
+        outages.session_started(0);
+        // No fragment published, but part of one confirmed: a new outage.
+        outages.session_failed(0, true, &policy);
+        assert_eq!(outages.next_attempt(), 1);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
@@ -27,10 +27,18 @@ pub(super) enum Recovery {
 
 impl SinkDriver {
     /// After the sink failed: acknowledges what it confirmed up to its failure (ffmpeg's last
-    /// progress report may confirm more), and takes the fragments it did not, to be sent
-    /// again.
-    pub(super) async fn take_unconfirmed(&mut self) -> Result<VecDeque<Fragment>, PipelineError> {
+    /// progress report may confirm more), notes how far into the oldest fragment it did not
+    /// confirm whole its output got (the waiting one, or else `in_flight`, the fragment the
+    /// failure cut short, with its first media time), and takes the fragments it did not
+    /// confirm, to be sent again.
+    pub(super) async fn take_unconfirmed(
+        &mut self,
+        in_flight: Option<(u64, Option<Duration>)>,
+    ) -> Result<VecDeque<Fragment>, PipelineError> {
         self.acknowledge_confirmed().await?;
+        let first_unconfirmed = self.confirmations.first().or(in_flight);
+        let confirmed = self.sink.confirmed_output_time();
+        self.clock.session_failed(first_unconfirmed, confirmed);
         Ok(self.confirmations.take_all().collect())
     }
 
@@ -67,7 +75,11 @@ impl SinkDriver {
                 Some(next) => next,
             };
             // Whatever the new session accepted before failing is unconfirmed again.
-            let mut retry = self.take_unconfirmed().await?;
+            let in_flight = queue.front().map(|fragment| {
+                let sequence = fragment.info.sequence;
+                (sequence, self.clock.fragment_start(sequence))
+            });
+            let mut retry = self.take_unconfirmed(in_flight).await?;
             retry.extend(queue.drain(..));
             queue = retry;
         }
@@ -126,8 +138,12 @@ impl SinkDriver {
     /// [`super::outages`]). Returns `false` if shutdown came first.
     async fn reconnect(&mut self, mut error: SinkError) -> Result<bool, PipelineError> {
         let policy = self.sink.reconnect_policy();
+        let confirmed_media = self
+            .sink
+            .confirmed_output_time()
+            .is_some_and(|confirmed| !confirmed.is_zero());
         self.outages
-            .session_failed(self.stats.fragments_published(), &policy);
+            .session_failed(self.stats.fragments_published(), confirmed_media, &policy);
         loop {
             let attempt = self.outages.next_attempt();
             if !policy.allows(attempt) {
@@ -161,6 +177,7 @@ impl SinkDriver {
                 () = tokio::time::sleep(delay) => {}
                 _ = self.shutdown.cancelled() => return Ok(false),
             }
+            self.clock.session_started();
             let started = match self.sink.start_session(SessionReason::Reconnect).await {
                 Ok(()) => self.replay_session_start().await,
                 Err(error) => Err(error),

@@ -72,6 +72,11 @@ impl Sink for FlakySink {
     fn unconfirmed(&mut self) -> usize {
         self.confirmation_lag.min(self.ended_in_session)
     }
+    /// One byte is a second of media; all but the last two seconds received are confirmed.
+    fn confirmed_output_time(&mut self) -> Option<Duration> {
+        let received = self.sessions.lock().unwrap().last().map_or(0, Vec::len);
+        Some(Duration::from_secs(received.saturating_sub(2) as u64))
+    }
     async fn close(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
@@ -87,6 +92,19 @@ impl Sink for FlakySink {
 /// Runs `bodies` through a driver over `sink`; returns the outcomes and the driver's result.
 async fn drive(
     sink: FlakySink,
+    bodies: Vec<&'static [u8]>,
+) -> (
+    Vec<FragmentOutcome>,
+    Result<(), PipelineError>,
+    Arc<PipelineStats>,
+) {
+    drive_through(sink, Vec::new(), bodies).await
+}
+
+/// Runs `bodies` through `stages` and a driver over `sink`.
+async fn drive_through(
+    sink: FlakySink,
+    stages: Vec<Box<dyn crate::Stage>>,
     bodies: Vec<&'static [u8]>,
 ) -> (
     Vec<FragmentOutcome>,
@@ -113,7 +131,7 @@ async fn drive(
     let driver = SinkDriver {
         pipeline: "test".into(),
         sink: Box::new(sink),
-        stages: StageChain::new(Vec::new()),
+        stages: StageChain::new(stages),
         stats: Arc::clone(&stats),
         chunk_size: 4,
         shutdown: CancellationToken::new(),
@@ -122,6 +140,7 @@ async fn drive(
         outages: Outages::new(0),
         pacer: None,
         filler: Default::default(),
+        clock: Default::default(),
     };
     let result = driver.run(event_rx).await;
     let mut outcomes = Vec::new();
@@ -204,4 +223,101 @@ async fn attempts_count_per_outage_and_a_session_that_stayed_up_ends_one() {
         .iter()
         .all(|outcome| *outcome == FragmentOutcome::Delivered));
     assert_eq!(stats.sink_reconnects(), 4);
+}
+
+/// Each byte is a frame of one second, upper case a keyframe; resumes a fragment at its last
+/// keyframe at or before the offset it is given.
+#[derive(Default)]
+struct SecondFrames {
+    /// The next frame's time, in seconds.
+    next: u64,
+    /// Each fragment's first frame time, to rewind to.
+    starts: Vec<(u64, u64)>,
+    /// The current fragment's start.
+    start: u64,
+    /// While resuming: the offset, and the frames held since the last keyframe before it.
+    resume: Option<(u64, Vec<u8>)>,
+}
+
+impl crate::Stage for SecondFrames {
+    fn begin_fragment(
+        &mut self,
+        fragment: &FragmentInfo,
+        _: &mut crate::StageOutput,
+    ) -> Result<(), crate::StageError> {
+        self.start = self.next;
+        self.starts.push((fragment.sequence, self.next));
+        Ok(())
+    }
+    fn process_chunk(
+        &mut self,
+        chunk: Bytes,
+        output: &mut crate::StageOutput,
+    ) -> Result<(), crate::StageError> {
+        for &frame in chunk.iter() {
+            let time = self.next;
+            self.next += 1;
+            if let Some((offset, held)) = &mut self.resume {
+                if time - self.start <= *offset {
+                    if frame.is_ascii_uppercase() {
+                        held.clear();
+                    }
+                    if frame.is_ascii_uppercase() || !held.is_empty() {
+                        held.push(frame);
+                    }
+                    continue;
+                }
+                let (_, held) = self.resume.take().unwrap();
+                let first = time - held.len() as u64;
+                for (index, held) in held.into_iter().enumerate() {
+                    output.mark_media_time(Duration::from_secs(first + index as u64));
+                    output.push_chunk(Bytes::from(vec![held]));
+                }
+            }
+            output.mark_media_time(Duration::from_secs(time));
+            output.push_chunk(Bytes::from(vec![frame]));
+        }
+        Ok(())
+    }
+    fn end_fragment(&mut self, output: &mut crate::StageOutput) -> Result<(), crate::StageError> {
+        output.mark_media_span(crate::MediaSpan {
+            start: Duration::from_secs(self.start),
+            end: Duration::from_secs(self.next),
+        });
+        Ok(())
+    }
+    fn resume_fragment(&mut self, offset: Duration) {
+        self.resume = Some((offset.as_secs(), Vec::new()));
+    }
+    fn rewind(&mut self, fragment: &FragmentInfo) {
+        if let Some(&(_, start)) = self
+            .starts
+            .iter()
+            .find(|(sequence, _)| *sequence == fragment.sequence)
+        {
+            self.next = start;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_fragment_cut_short_is_resumed_at_its_last_keyframe_before_the_confirmed_point() {
+    let sessions = Arc::new(Mutex::new(vec![Vec::new()]));
+    let sink = flaky(&sessions, vec![16, 23], 0);
+    let stages: Vec<Box<dyn crate::Stage>> = vec![Box::new(SecondFrames::default())];
+    let (outcomes, result, stats) =
+        drive_through(sink, stages, vec![b"AbcDefGhij", b"KlmNopQrst"]).await;
+    result.unwrap();
+    assert_eq!(
+        outcomes,
+        [FragmentOutcome::Delivered, FragmentOutcome::Delivered]
+    );
+    assert_eq!(stats.sink_reconnects(), 2);
+    let sessions = sessions.lock().unwrap();
+    // Write 16 fails: 15 s received, 13 s confirmed, 3 s into the second fragment, whose
+    // last keyframe by then is "N" (3 s).
+    assert_eq!(sessions[0], b"AbcDefGhijKlmNo");
+    // Write 23 fails: 6 s received from "N", 4 s confirmed: 7 s into the fragment; "Q" (6 s).
+    assert_eq!(sessions[1], b"NopQrs");
+    assert_eq!(sessions[2], b"Qrst");
 }
