@@ -24,6 +24,7 @@ mod history;
 pub mod mp4;
 pub mod mpegts;
 mod padding;
+mod resume_cut;
 mod session_limit;
 #[cfg(test)]
 mod stage_harness;

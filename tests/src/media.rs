@@ -416,3 +416,21 @@ pub fn segment_set(source: &std::path::Path, packager: Packager) -> PathBuf {
     }
     cache
 }
+
+/// The MD5 of each video packet of `path`, in decode order (ffmpeg's `framemd5`, the packets
+/// copied as they are): the same frames in another container (an MP4 batch, the FLV a server
+/// recorded) have the same hashes, so a recording can be matched frame by frame to its input.
+pub fn video_packet_hashes(path: &std::path::Path) -> Vec<String> {
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(path)
+        .args(["-map", "0:v", "-c", "copy", "-f", "framemd5", "-"])
+        .output()
+        .expect("ffmpeg not found; run scripts/test, which installs ffmpeg");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit(',').next())
+        .map(|hash| hash.trim().to_owned())
+        .collect()
+}

@@ -135,6 +135,12 @@ pub fn classify(kind: TagKind, data: &[u8]) -> Payload {
     }
 }
 
+/// Whether a video tag whose data begins with `data` is a keyframe: FLV and enhanced FLV alike
+/// keep the frame type (1: keyframe) in bits 4-6 of the first byte.
+pub fn is_video_keyframe(data: &[u8]) -> bool {
+    data.first().is_some_and(|first| (first >> 4) & 0x07 == 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

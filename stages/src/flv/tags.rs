@@ -80,6 +80,11 @@ impl Tag {
         }
     }
 
+    /// Whether it is a video keyframe (a decoder can start at it).
+    pub(crate) fn is_keyframe(&self) -> bool {
+        self.kind == Kind::Video && self.prefix.first() == Some(&0x17)
+    }
+
     /// Its decode time, for pacing.
     pub(crate) fn media_time(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.decode_ms.max(0) as u64)

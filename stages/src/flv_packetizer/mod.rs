@@ -18,6 +18,10 @@
 //! fragmented heap: streampub's RSS went from 32 to 51 MB over 2,880 fragments; with slices it
 //! stays at 11 MB (`scripts/ffmpeg-memory`, BENCHMARKS.md).
 //!
+//! A fragment sent again after a failure from inside ([`Stage::resume_fragment`]) loses its
+//! tags before the last keyframe at or before the confirmed point (see `resume_cut`); the
+//! session's headers and sequence headers come before the first tag sent, as always.
+//!
 //! The tags of an `mdat` are written when the next box begins or the fragment ends, not at
 //! once: a fragment cut short has its last `mdat` completed with zeros by `fmp4-timeline` (to
 //! keep a byte stream in sync) and then fails; its held tags are dropped, so no zeros reach
@@ -46,6 +50,7 @@ use crate::flv::tags::{
 use crate::flv::FILE_HEADER;
 use crate::mp4::samples::read_samples;
 use crate::mp4::{describe_moov, BoxHeader, FourCc, TrackDescription};
+use crate::resume_cut::ResumeCut;
 pub use crate::session_limit::MAX_SESSION_LIMIT;
 use crate::session_limit::{default_session_limit, planned_new_session, validate_session_limit};
 use crate::stream_shape::{most_common, StreamShape};
@@ -183,6 +188,8 @@ pub struct FlvPacketizerStage {
     filler: Filler,
     /// The tags of the last `mdat`, written once the fragment goes on past it.
     held: Vec<Tag>,
+    /// While a fragment sent again from inside is being cut.
+    resume: Option<ResumeCut<Tag>>,
 }
 
 impl Default for FlvPacketizerStage {
@@ -212,6 +219,7 @@ impl FlvPacketizerStage {
             content_end_ms: None,
             filler: Filler::new(FillerSource::None, default_ffmpeg()),
             held: Vec::new(),
+            resume: None,
         }
     }
 
@@ -331,11 +339,41 @@ impl FlvPacketizerStage {
         if let Some(end) = tags.iter().map(|tag| tag.decode_ms + tag.duration_ms).max() {
             self.content_end_ms = Some(self.content_end_ms.map_or(end, |known| known.max(end)));
         }
+        let tags = self.cut(tags);
+        self.write_tags(tags, self.stream_configurations(), output);
+    }
+
+    /// Per kind, the stream's decoder configuration.
+    fn stream_configurations(&self) -> [Option<Bytes>; 2] {
         let mut configurations = [None, None];
         for track in &self.tracks {
             configurations[track.kind.index()] = Some(track.configuration.clone());
         }
-        self.write_tags(tags, configurations, output);
+        configurations
+    }
+
+    /// What of `tags` is sent: all of them, unless a fragment resumed from inside is being cut.
+    fn cut(&mut self, tags: Vec<Tag>) -> Vec<Tag> {
+        let has_video = self.tracks.iter().any(|track| track.kind == Kind::Video);
+        let Some(cut) = &mut self.resume else {
+            return tags;
+        };
+        let mut send = Vec::new();
+        let mut tags = tags.into_iter();
+        let mut done = false;
+        for tag in tags.by_ref() {
+            // Without video, a decoder can start at any audio frame.
+            let random_access = tag.is_keyframe() || !has_video;
+            if cut.take(tag.media_time(), random_access, tag, &mut send) {
+                done = true;
+                break;
+            }
+        }
+        if done {
+            self.resume = None;
+        }
+        send.extend(tags);
+        send
     }
 
     /// The file header, `onMetaData` and the sequence headers of `configurations` (per kind:
@@ -496,6 +534,9 @@ impl Stage for FlvPacketizerStage {
             _ => return Err(self.error("it ends inside a box")),
         }
         self.write_held(output);
+        if let Some(cut) = self.resume.take() {
+            self.write_tags(cut.finish(), self.stream_configurations(), output);
+        }
         Ok(())
     }
 
@@ -513,6 +554,11 @@ impl Stage for FlvPacketizerStage {
         self.parse = Parse::Header;
         self.moof = None;
         self.held.clear();
+        self.resume = None;
+    }
+
+    fn resume_fragment(&mut self, offset: std::time::Duration) {
+        self.resume = Some(ResumeCut::new(offset));
     }
 
     fn fill(

@@ -583,3 +583,46 @@ fn a_fragment_cut_short_sends_no_zeros_as_samples() {
         .count();
     assert_eq!(media, 8);
 }
+
+#[test]
+fn a_fragment_resumed_from_inside_starts_at_its_last_keyframe_before_the_point_with_its_headers() {
+    // Keyframes at 0, 1 and 2 s; confirmed up to 1.5 s: sent again from the one at 1 s.
+    let file = [
+        init_segment(),
+        media_segment_at(0),
+        media_segment_at(1),
+        media_segment_at(2),
+    ]
+    .concat();
+    for split in [5, usize::MAX] {
+        let mut stage = FlvPacketizerStage::default();
+        stage.resume_fragment(Duration::from_millis(1500));
+        let (items, result) = run_file(&mut stage, &fragment(1), &file, &[split]);
+        result.unwrap();
+        let media_times: Vec<Duration> = items
+            .iter()
+            .filter_map(|item| match item {
+                StageItem::MediaTime(time) => Some(*time),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(media_times[0], Duration::from_secs(1), "split {split}");
+        let tags = tags_of(&joined(&items));
+        // The sequence headers, then the keyframe at 1 s as the session's time 0.
+        assert_eq!(tags[0].2[..2], [0x17, 0], "split {split}");
+        assert_eq!(tags[1].2[..2], [0xaf, 0]);
+        assert_eq!((tags[2].0, tags[2].1), (9, 0));
+        assert_eq!(tags[2].2[..5], [0x17, 1, 0, 0, 67]);
+        // The rest follows whole: two segments of two video and two audio samples each.
+        assert_eq!(tags.len(), 2 + 8, "split {split}");
+
+        // Resumed past its last keyframe: from that keyframe, nothing after it skipped.
+        let mut stage = FlvPacketizerStage::default();
+        stage.resume_fragment(Duration::from_secs(10));
+        let (items, result) = run_file(&mut stage, &fragment(1), &file, &[split]);
+        result.unwrap();
+        let tags = tags_of(&joined(&items));
+        assert_eq!(tags.len(), 2 + 4, "split {split}");
+        assert_eq!(tags[2].2[..5], [0x17, 1, 0, 0, 67]);
+    }
+}

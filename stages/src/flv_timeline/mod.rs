@@ -20,6 +20,10 @@
 //!
 //! When the sink is paced and upstream is late, it plays a filler between files (H.264 and AAC
 //! streams; see `filling`).
+//!
+//! A file sent again after a failure from inside ([`Stage::resume_fragment`]) loses its media
+//! tags before the last keyframe at or before the confirmed point (see `resume_cut`); the
+//! session's file header and sequence headers still come first.
 
 mod filling;
 mod saved;
@@ -43,10 +47,11 @@ use crate::filler::{default_ffmpeg, no_filler, FillerSource};
 use crate::flv::filler::Filler;
 use crate::flv::tags::Kind;
 use crate::flv::{
-    classify, read_file_header, Payload, TagHeader, TagKind, CLASSIFY_LEN, FILE_HEADER,
-    PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN,
+    classify, is_video_keyframe, read_file_header, Payload, TagHeader, TagKind, CLASSIFY_LEN,
+    FILE_HEADER, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN,
 };
 use crate::history::FragmentHistory;
+use crate::resume_cut::ResumeCut;
 use crate::session_limit::{
     default_session_limit, planned_new_session, validate_session_limit, SessionLimit,
 };
@@ -213,6 +218,8 @@ struct FileState {
     /// reaches a decoder and the stream stays in sync.
     tag: Vec<Bytes>,
     tag_time: Duration,
+    /// Whether a decoder can start at the tag being passed.
+    tag_random_access: bool,
 }
 
 impl FileState {
@@ -228,6 +235,7 @@ impl FileState {
             video_intervals: None,
             tag: Vec::new(),
             tag_time: Duration::ZERO,
+            tag_random_access: false,
         }
     }
 
@@ -277,6 +285,8 @@ pub struct FlvTimelineStage {
     sent: [Option<Bytes>; 2],
     filler: Filler,
     session: SessionLimit,
+    /// While a file sent again from inside is being cut: its tags (time, parts).
+    resume: Option<ResumeCut<(Duration, Vec<Bytes>)>>,
 }
 
 impl FlvTimelineStage {
@@ -373,6 +383,14 @@ impl FlvTimelineStage {
             Payload::Media => {
                 let media_time = self.media_time(tag.timestamp);
                 let timestamp = media_time.as_millis() as u32;
+                // Without video, a decoder can start at any audio frame.
+                let has_video = self.configurations.video.is_some()
+                    || self.header.is_some_and(|header| header[4] & 0x01 != 0);
+                let random_access = match tag.kind {
+                    TagKind::Video => is_video_keyframe(&data),
+                    _ => !has_video,
+                };
+                self.file().tag_random_access = random_access;
                 self.file().observe(tag.kind, tag.timestamp);
                 if !self.header_written {
                     self.write_session_start(output);
@@ -390,6 +408,25 @@ impl FlvTimelineStage {
         };
         self.file().parse = parse;
         Ok(())
+    }
+
+    /// Sends a whole media tag (its parts, at `time` on the timeline), unless a file resumed
+    /// from inside is being cut before it.
+    fn send_media_tag(
+        &mut self,
+        time: Duration,
+        random_access: bool,
+        parts: Vec<Bytes>,
+        output: &mut StageOutput,
+    ) {
+        let Some(cut) = &mut self.resume else {
+            return send_tag(time, parts, output);
+        };
+        let mut send = Vec::new();
+        if cut.take(time, random_access, (time, parts), &mut send) {
+            self.resume = None;
+        }
+        send_tags(send, output);
     }
 
     /// Handles a complete sequence header tag: forwarded if new, dropped if known, a new
@@ -426,6 +463,21 @@ impl FlvTimelineStage {
                 }
             }
         }
+    }
+}
+
+/// Emits a whole media tag (its parts), marked with its time.
+fn send_tag(time: Duration, parts: Vec<Bytes>, output: &mut StageOutput) {
+    output.mark_media_time(time);
+    for part in parts {
+        output.push_chunk(part);
+    }
+}
+
+/// Emits whole media tags.
+fn send_tags(tags: Vec<(Duration, Vec<Bytes>)>, output: &mut StageOutput) {
+    for (time, parts) in tags {
+        send_tag(time, parts, output);
     }
 }
 
@@ -481,6 +533,7 @@ impl Stage for FlvTimelineStage {
         let mut at = 0;
         while at < chunk.len() {
             let available = &chunk[at..];
+            let mut whole_tag = None;
             let file = self.file();
             let used = match &mut file.parse {
                 Parse::FileHeader(bytes) => {
@@ -507,10 +560,11 @@ impl Stage for FlvTimelineStage {
                         file.tag.push(chunk.slice(at..at + used));
                     }
                     if matches!(file.parse, Parse::Pass(0)) {
-                        output.mark_media_time(file.tag_time);
-                        for part in file.tag.drain(..) {
-                            output.push_chunk(part);
-                        }
+                        whole_tag = Some((
+                            file.tag_time,
+                            file.tag_random_access,
+                            std::mem::take(&mut file.tag),
+                        ));
                     }
                     if matches!(
                         file.parse,
@@ -573,11 +627,18 @@ impl Stage for FlvTimelineStage {
             };
             self.file().position += used as u64;
             at += used;
+            if let Some((time, random_access, parts)) = whole_tag {
+                self.send_media_tag(time, random_access, parts, output);
+            }
         }
         Ok(())
     }
 
     fn end_fragment(&mut self, output: &mut StageOutput) -> Result<(), StageError> {
+        // A file resumed past its last keyframe: from that keyframe.
+        if let Some(cut) = self.resume.take() {
+            send_tags(cut.finish(), output);
+        }
         let start = self.offset;
         let file = self.file();
         let problem = match &file.parse {
@@ -631,7 +692,12 @@ impl Stage for FlvTimelineStage {
         self.fill_until(until, output)
     }
 
+    fn resume_fragment(&mut self, offset: Duration) {
+        self.resume = Some(ResumeCut::new(offset));
+    }
+
     fn abort_fragment(&mut self) {
+        self.resume = None;
         // What was emitted of the file stays on the timeline.
         if let Some(file) = self.file.take() {
             self.offset += file.duration();

@@ -508,3 +508,50 @@ fn a_tag_cut_short_is_dropped_whole_and_the_stream_stays_in_sync() {
         assert_eq!(stage_harness::media_times(&items).len(), 14);
     }
 }
+
+#[test]
+fn a_file_resumed_from_inside_starts_at_its_last_keyframe_before_the_point_after_its_headers() {
+    // Video at 0, 40, ... 240 ms, keyframes at 0 and 120 ms; audio every 21 ms.
+    let mut file = FILE_HEADER.to_vec();
+    file.extend_from_slice(&[0, 0, 0, 0]);
+    file.extend(tag(9, 0, &[0x17, 0, 0, 0, 0, b'c']));
+    file.extend(tag(8, 0, &[0xaf, 0, b'a']));
+    let mut media: Vec<(u32, Vec<u8>)> = Vec::new();
+    for frame in 0..7u32 {
+        let key = if frame % 3 == 0 { 0x17 } else { 0x27 };
+        media.push((
+            frame * 40,
+            tag(9, frame * 40, &[key, 1, 0, 0, 0, frame as u8]),
+        ));
+    }
+    for packet in 0..13u32 {
+        media.push((packet * 21, tag(8, packet * 21, &[0xaf, 1, packet as u8])));
+    }
+    media.sort_by_key(|(timestamp, _)| *timestamp);
+    for (_, bytes) in media {
+        file.extend(bytes);
+    }
+    for split in [3, 17, usize::MAX] {
+        let mut stage = FlvTimelineStage::default();
+        stage.resume_fragment(Duration::from_millis(150));
+        let (items, result) = run_file(&mut stage, 1, &file, &[split]);
+        result.unwrap();
+        let (headers, tags) = read_stream(&joined(&items));
+        assert_eq!(headers, 1);
+        assert_eq!(tags[0].data[..2], [0x17, 0], "split {split}");
+        assert_eq!(tags[1].data[..2], [0xaf, 0]);
+        // From the keyframe at 120 ms: no tag before it, every one after it.
+        assert_eq!((tags[2].kind, tags[2].timestamp), (9, 120), "split {split}");
+        assert_eq!(tags[2].data[0], 0x17);
+        assert_eq!(media_timestamps(&tags, 9), [120, 160, 200, 240]);
+        assert_eq!(
+            media_timestamps(&tags, 8),
+            [126, 147, 168, 189, 210, 231, 252]
+        );
+        let first_time = items.iter().find_map(|item| match item {
+            StageItem::MediaTime(time) => Some(*time),
+            _ => None,
+        });
+        assert_eq!(first_time, Some(Duration::from_millis(120)));
+    }
+}

@@ -174,6 +174,26 @@ pub struct Program {
     pub streams: Vec<(u8, u16)>,
 }
 
+impl Program {
+    /// Whether one of its streams is video.
+    pub fn has_video(&self) -> bool {
+        self.streams
+            .iter()
+            .any(|(stream_type, _)| is_video_stream_type(*stream_type))
+    }
+}
+
+/// Whether a PMT stream type is video: MPEG-1/2 video, MPEG-4 part 2, H.264, HEVC, VVC, VC-1.
+pub fn is_video_stream_type(stream_type: u8) -> bool {
+    matches!(stream_type, 0x01 | 0x02 | 0x10 | 0x1b | 0x24 | 0x33 | 0xea)
+}
+
+/// Whether a packet's adaptation field says a decoder can start here (its
+/// `random_access_indicator`: a keyframe, as ffmpeg and GStreamer mark them).
+pub fn random_access(packet: &[u8]) -> bool {
+    packet[3] & 0x20 != 0 && packet[4] > 0 && packet[5] & 0x40 != 0
+}
+
 /// Reads a PMT section.
 pub fn pmt_program(section: &[u8]) -> Option<Program> {
     let pcr_pid = u16::from_be_bytes([*section.get(8)? & 0x1f, *section.get(9)?]);

@@ -23,6 +23,7 @@
 
 mod filler_clip;
 mod filling;
+mod packet_cut;
 mod shape_probe;
 #[cfg(test)]
 mod tests;
@@ -43,15 +44,16 @@ use streampub_core::{
 
 use self::filler_clip::TsClip;
 use self::filling::FillerRun;
+use self::packet_cut::PacketCut;
 use self::shape_probe::ShapeProbe;
 use crate::filler::{default_ffmpeg, no_filler, ClipMaker, FillerSource};
 use crate::history::FragmentHistory;
 use crate::mpegts::adts::AdtsFrames;
 use crate::mpegts::{
-    pat_programs, pcr_position, pes_data_offset, pes_timestamp_positions, pmt_program,
-    read_pcr_base, read_timestamp, section, set_continuity, write_pcr_base, write_timestamp,
-    PacketHeader, Program, PACKET_LEN, PAT_PID, STREAM_TYPE_ADTS_AAC, SYNC_BYTE, TICKS_PER_SECOND,
-    TIMESTAMP_MODULUS,
+    is_video_stream_type, pat_programs, pcr_position, pes_data_offset, pes_timestamp_positions,
+    pmt_program, random_access, read_pcr_base, read_timestamp, section, set_continuity,
+    write_pcr_base, write_timestamp, PacketHeader, Program, PACKET_LEN, PAT_PID,
+    STREAM_TYPE_ADTS_AAC, SYNC_BYTE, TICKS_PER_SECOND, TIMESTAMP_MODULUS,
 };
 use crate::session_limit::{
     default_session_limit, planned_new_session, validate_session_limit, SessionLimit,
@@ -287,6 +289,8 @@ pub struct TsTimelineStage {
     probe: Option<ShapeProbe>,
     filler_run: Option<FillerRun>,
     session: SessionLimit,
+    /// While a file sent again from inside is being cut.
+    resume: Option<PacketCut>,
 }
 
 impl Default for TsTimelineStage {
@@ -302,6 +306,7 @@ impl Default for TsTimelineStage {
             probe: None,
             filler_run: None,
             session: SessionLimit::default(),
+            resume: None,
         }
     }
 }
@@ -439,6 +444,48 @@ impl TsTimelineStage {
         if let Some(program) = changed_program {
             self.note_program(program, buffer, output);
         }
+        let stream_type = self
+            .resume
+            .as_ref()
+            .and(self.program.as_ref())
+            .and_then(|program| {
+                program
+                    .streams
+                    .iter()
+                    .find(|(_, pid)| *pid == header.pid)
+                    .map(|(stream_type, _)| *stream_type)
+            });
+        match (&mut self.resume, stream_type) {
+            // An elementary stream's packet of a file resumed from inside.
+            (Some(cut), Some(stream_type)) => {
+                // Without video, a decoder can start at any audio PES.
+                let has_video = self.program.as_ref().is_some_and(Program::has_video);
+                let random_access = if is_video_stream_type(stream_type) {
+                    random_access(&packet)
+                } else {
+                    !has_video
+                };
+                let mut send = Vec::new();
+                let pes_start = media_time.map(|time| (time, random_access));
+                cut.take(header.pid, pes_start, packet, &mut send);
+                for (media_time, packet) in send {
+                    self.send_packet(media_time, packet, buffer, output);
+                }
+            }
+            _ => self.send_packet(media_time, packet, buffer, output),
+        }
+    }
+
+    /// Continues the packet's PID's continuity counter and appends it to `buffer`; a packet
+    /// that begins a PES comes after its decode time (`media_time`), marked for pacing.
+    fn send_packet(
+        &mut self,
+        media_time: Option<Duration>,
+        mut packet: [u8; PACKET_LEN],
+        buffer: &mut Vec<u8>,
+        output: &mut StageOutput,
+    ) {
+        let header = PacketHeader::parse(&packet);
         if header.has_payload {
             let counter = self
                 .continuity
@@ -448,7 +495,6 @@ impl TsTimelineStage {
             set_continuity(&mut packet, *counter);
         }
         if let Some(time) = media_time {
-            // A PES begins: its decode time, for pacing, before its first packet.
             output.push_chunk(Bytes::from(std::mem::take(buffer)));
             output.mark_media_time(time);
         }
@@ -557,6 +603,14 @@ impl Stage for TsTimelineStage {
     }
 
     fn end_fragment(&mut self, output: &mut StageOutput) -> Result<(), StageError> {
+        // A file resumed past its last keyframe: from that keyframe.
+        if let Some(cut) = self.resume.take() {
+            let mut buffer = Vec::new();
+            for (media_time, packet) in cut.finish() {
+                self.send_packet(media_time, packet, &mut buffer, output);
+            }
+            output.push_chunk(Bytes::from(buffer));
+        }
         let start = self.position;
         let file = self.file();
         let problem = if !file.partial.is_empty() {
@@ -597,7 +651,12 @@ impl Stage for TsTimelineStage {
         self.fill_until(until, output)
     }
 
+    fn resume_fragment(&mut self, offset: Duration) {
+        self.resume = Some(PacketCut::new(offset));
+    }
+
     fn abort_fragment(&mut self) {
+        self.resume = None;
         // What was emitted of the file stays on the timeline.
         if let Some(file) = self.file.take() {
             self.position += file.duration();

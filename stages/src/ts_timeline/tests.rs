@@ -416,11 +416,6 @@ fn fill(stage: &mut TsTimelineStage, until: Duration) -> Vec<u8> {
     joined(&output.drain().collect::<Vec<_>>())
 }
 
-/// Whether the packet's adaptation field says a decoder can start here (a keyframe).
-fn random_access(packet: &[u8]) -> bool {
-    packet[3] & 0x20 != 0 && packet[4] > 0 && packet[5] & 0x40 != 0
-}
-
 #[test]
 fn a_gap_is_filled_with_packets_on_the_stream_s_pids_and_its_clock() {
     let file = real_file();
@@ -560,5 +555,78 @@ fn a_session_that_carried_its_limit_ends_at_the_next_file_with_the_tables_first(
             .map(|packet| PacketHeader::parse(packet.try_into().unwrap()).pid)
             .collect();
         assert_eq!(pids[..2], [PAT_PID, PMT]);
+    }
+}
+
+/// Per PES of the output, in order: its PID, its time mark, and whether it is a keyframe.
+fn pes_starts(items: &[StageItem]) -> Vec<(u16, Duration, bool)> {
+    let mut starts = Vec::new();
+    let mut time = None;
+    for item in items {
+        match item {
+            StageItem::MediaTime(marked) => time = Some(*marked),
+            StageItem::Chunk(chunk) => {
+                for packet in chunk.chunks(PACKET_LEN) {
+                    let header = PacketHeader::parse(packet.try_into().unwrap());
+                    if header.payload_start && [STREAM_VIDEO, STREAM_AUDIO].contains(&header.pid) {
+                        let time = time.take().expect("a PES start is marked");
+                        starts.push((header.pid, time, random_access(packet)));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    starts
+}
+
+#[test]
+fn a_file_resumed_from_inside_starts_at_its_last_keyframe_before_the_point() {
+    let (pmt, video) = (STREAM_PMT.to_string(), STREAM_VIDEO.to_string());
+    // A keyframe every 200 ms.
+    let file = stage_harness::ffmpeg_media(
+        "mpegts",
+        &[
+            "-mpegts_pmt_start_pid",
+            &pmt,
+            "-mpegts_start_pid",
+            &video,
+            "-g",
+            "5",
+        ],
+    );
+    let (whole, result) = run_file(&mut TsTimelineStage::default(), 1, &file, 4096);
+    result.unwrap();
+    let whole = pes_starts(&whole);
+    let first = whole[0].1;
+    let keyframes: Vec<Duration> = whole
+        .iter()
+        .filter(|(pid, _, key)| *pid == STREAM_VIDEO && *key)
+        .map(|(_, time, _)| *time)
+        .collect();
+    assert!(keyframes.len() >= 4, "{keyframes:?}");
+    let offset = keyframes[2] - first + Duration::from_millis(50);
+    for split in [188 * 3 + 5, 4096] {
+        let mut stage = TsTimelineStage::default();
+        stage.resume_fragment(offset);
+        let (items, result) = run_file(&mut stage, 1, &file, split);
+        result.unwrap();
+        let (_, _, continuous) = read_stream(&joined(&items));
+        assert!(continuous, "continuity counters run on over what was cut");
+        let resumed = pes_starts(&items);
+        assert_eq!(
+            resumed[0],
+            (STREAM_VIDEO, keyframes[2], true),
+            "split {split}"
+        );
+        let expected: Vec<_> = whole
+            .iter()
+            .filter(|(_, time, _)| *time >= keyframes[2])
+            .copied()
+            .collect();
+        assert_eq!(
+            resumed, expected,
+            "every PES from the keyframe on, split {split}"
+        );
     }
 }

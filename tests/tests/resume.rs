@@ -1,0 +1,219 @@
+//! Resuming inside a fragment, against a real nginx-rtmp, with the batches users deliver:
+//! 30-s fragments with 2-s GOPs through the default (paced) `ffmpeg-rtmp`, disrupted every
+//! 25 s, so that no session lives long enough to carry a whole batch. The recordings are
+//! matched frame by frame to the input (by the hash of each video packet) to tell what was
+//! lost and what repeated.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use streampub_tests::media::{decoder_errors, fragments, probe_packets, video_packet_hashes};
+use streampub_tests::rtmp::RtmpServer;
+use streampub_tests::{send_signal, streampub_binary, Random, Running, Signal, TestDir};
+
+const SEED: u64 = 20261202;
+const FPS: usize = 25;
+
+/// Six 30-s batches of 640x360 at 2 Mbit/s, 2-s GOPs: 180 s of content.
+const BATCHES: &[&str] = &[
+    "--count",
+    "6",
+    "--seconds",
+    "30",
+    "--size",
+    "640x360",
+    "--bitrate",
+    "2000k",
+    "--fps",
+    "25",
+    "--gop",
+    "2",
+    "--audio-bitrate",
+    "128k",
+];
+
+/// Pipeline `channel-1`: the directory `in` published once, with the default `ffmpeg-rtmp`
+/// (paced by streampub) and `sink_options`.
+fn pipeline(url: &str, sink_options: serde_json::Value) -> serde_json::Value {
+    json!({
+        "pipelines": [{
+            "name": "channel-1",
+            "source": {"type": "directory", "path": "in", "follow": false, "settle": "0s"},
+            "sink": streampub_tests::merged(json!({"type": "ffmpeg-rtmp", "url": url}), sink_options),
+        }],
+    })
+}
+
+#[test]
+fn disruptions_every_25_seconds_repeat_at_most_a_gop_and_lose_no_frame() {
+    let media = fragments(BATCHES);
+    let content: Vec<String> = media
+        .iter()
+        .flat_map(|path| video_packet_hashes(path))
+        .collect();
+    let position: HashMap<&str, usize> = content
+        .iter()
+        .enumerate()
+        .map(|(index, hash)| (hash.as_str(), index))
+        .collect();
+    assert_eq!(position.len(), content.len(), "every input frame differs");
+
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    let url = format!("{}/resumed", server.server_url());
+    let config = dir.pipeline_file(&pipeline(&url, json!({})));
+    let mut random = Random(SEED);
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    running.wait_for_event(Duration::from_secs(60), "process_started", |_| true);
+    let started = Instant::now();
+    // Alternately the server crashes (down 2-3 s) and ffmpeg is killed, every 25 s, six times.
+    for disruption in 0..6 {
+        let due = started + Duration::from_secs(25 * (disruption + 1));
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        assert!(
+            running.events_so_far("pipeline_finished").is_empty(),
+            "the run ended before disruption {disruption}"
+        );
+        if disruption % 2 == 0 {
+            server.kill();
+            std::thread::sleep(Duration::from_millis(2000 + random.below(1000)));
+            server.restart();
+        } else {
+            let ffmpeg = running
+                .events_so_far("process_started")
+                .last()
+                .and_then(|event| event["pid"].as_u64())
+                .expect("ffmpeg's pid") as u32;
+            send_signal(ffmpeg, Signal::KILL);
+        }
+    }
+    let run = running.wait(Duration::from_secs(240));
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let names: Vec<String> = media
+        .iter()
+        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(run.published(), names, "every batch once, in order");
+    let resumed: Vec<u64> = run
+        .events("fragment_resent")
+        .iter()
+        .filter_map(|event| event["resumed_at_ms"].as_u64())
+        .collect();
+    server.stop();
+
+    // Each session's recording: a run of consecutive input frames from a keyframe, decodable.
+    let mut stretches = Vec::new();
+    for recording in server.recordings() {
+        let hashes = video_packet_hashes(&recording);
+        if hashes.is_empty() {
+            continue;
+        }
+        let frames: Vec<usize> = hashes
+            .iter()
+            .map(|hash| {
+                *position.get(hash.as_str()).unwrap_or_else(|| {
+                    panic!("{} holds a frame not in the input", recording.display())
+                })
+            })
+            .collect();
+        assert!(
+            frames.windows(2).all(|pair| pair[1] == pair[0] + 1),
+            "{} skips or repeats frames inside one session",
+            recording.display()
+        );
+        let packets = probe_packets(&recording);
+        assert_eq!(
+            packets.video.keyframes.first(),
+            Some(&true),
+            "{} starts with a keyframe",
+            recording.display()
+        );
+        assert_eq!(decoder_errors(&recording), 0, "{}", recording.display());
+        stretches.push((frames[0], *frames.last().unwrap()));
+    }
+    println!("recorded frames per session {stretches:?}; resumed at {resumed:?} ms");
+    assert_eq!(
+        stretches[0].0, 0,
+        "the first session starts at the first frame"
+    );
+    let mut repeats = Vec::new();
+    for pair in stretches.windows(2) {
+        let (earlier, later) = (pair[0], pair[1]);
+        assert!(
+            later.0 <= earlier.1 + 1,
+            "frames {} to {} reached the server in no session: {stretches:?}",
+            earlier.1 + 1,
+            later.0
+        );
+        repeats.push((earlier.1 + 1).saturating_sub(later.0) as f64 / FPS as f64);
+    }
+    assert_eq!(
+        stretches.last().unwrap().1,
+        content.len() - 1,
+        "the last frame reached the server"
+    );
+    println!("seed {SEED}: repeated per disruption {repeats:.2?} s");
+    assert!(
+        repeats.len() >= 6,
+        "a session per disruption: {stretches:?}"
+    );
+    for repeat in &repeats {
+        assert!(
+            *repeat <= 3.0,
+            "a disruption repeated {repeat:.2} s: {repeats:.2?}"
+        );
+    }
+    // A disruption within a batch's first GOP resends it from its start; the others resume
+    // inside it.
+    assert!(
+        resumed.len() >= 4,
+        "the disruptions resumed inside the batches: {resumed:?}"
+    );
+}
+
+#[test]
+fn a_server_that_never_lets_the_output_advance_still_runs_out_of_attempts() {
+    let media = fragments(BATCHES);
+    // Takes connections and reads what comes, never answering the RTMP handshake.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buffer = [0; 4096];
+                while matches!(stream.read(&mut buffer), Ok(read) if read > 0) {}
+            });
+        }
+    });
+    let dir = TestDir::new();
+    dir.copy_in("in", &media[..1]);
+    let config = dir.pipeline_file(&pipeline(
+        &format!("rtmp://127.0.0.1:{port}/live/silent"),
+        json!({
+            "max_reconnect_attempts": 2,
+            "reconnect_delay": "200ms",
+            "stall_timeout": "2s",
+        }),
+    ));
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    let run = running.wait(Duration::from_secs(180));
+    assert_eq!(run.code(), Some(1), "{}", run.stderr());
+    let attempts: Vec<u64> = run
+        .events("sink_reconnecting")
+        .iter()
+        .filter_map(|event| event["attempt"].as_u64())
+        .collect();
+    assert_eq!(attempts, [1, 2], "{}", run.stderr());
+    let failed = run.pipeline_event("pipeline_failed", "channel-1");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("gave up after 2 reconnect attempts"),
+        "{error}"
+    );
+    assert!(run.published().is_empty());
+}
