@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -47,19 +48,89 @@ fn pipeline(url: &str, sink_options: serde_json::Value) -> serde_json::Value {
     })
 }
 
-#[test]
-fn disruptions_every_25_seconds_repeat_at_most_a_gop_and_lose_no_frame() {
-    let media = fragments(BATCHES);
+/// The input's video frames, in order, and where each one's hash lies among them.
+fn input_frames(media: &[PathBuf]) -> (Vec<String>, HashMap<String, usize>) {
     let content: Vec<String> = media
         .iter()
         .flat_map(|path| video_packet_hashes(path))
         .collect();
-    let position: HashMap<&str, usize> = content
+    let position: HashMap<String, usize> = content
         .iter()
         .enumerate()
-        .map(|(index, hash)| (hash.as_str(), index))
+        .map(|(index, hash)| (hash.clone(), index))
         .collect();
     assert_eq!(position.len(), content.len(), "every input frame differs");
+    (content, position)
+}
+
+/// Per session that reached the server, the first and last input frame it recorded; checks
+/// that each is a run of consecutive input frames from a keyframe and decodes without error.
+fn recorded_stretches(
+    server: &RtmpServer,
+    position: &HashMap<String, usize>,
+) -> Vec<(usize, usize)> {
+    let mut stretches = Vec::new();
+    for recording in server.recordings() {
+        let hashes = video_packet_hashes(&recording);
+        if hashes.is_empty() {
+            continue;
+        }
+        let frames: Vec<usize> = hashes
+            .iter()
+            .map(|hash| {
+                *position.get(hash).unwrap_or_else(|| {
+                    panic!("{} holds a frame not in the input", recording.display())
+                })
+            })
+            .collect();
+        assert!(
+            frames.windows(2).all(|pair| pair[1] == pair[0] + 1),
+            "{} skips or repeats frames inside one session",
+            recording.display()
+        );
+        let packets = probe_packets(&recording);
+        assert_eq!(
+            packets.video.keyframes.first(),
+            Some(&true),
+            "{} starts with a keyframe",
+            recording.display()
+        );
+        assert_eq!(decoder_errors(&recording), 0, "{}", recording.display());
+        stretches.push((frames[0], *frames.last().unwrap()));
+    }
+    stretches
+}
+
+/// Checks that the sessions together hold every one of `frames` input frames, and returns what
+/// each session repeated of the one before, in seconds.
+fn repeats_between_sessions(stretches: &[(usize, usize)], frames: usize) -> Vec<f64> {
+    assert_eq!(
+        stretches[0].0, 0,
+        "the first session starts at the first frame"
+    );
+    let mut repeats = Vec::new();
+    for pair in stretches.windows(2) {
+        let (earlier, later) = (pair[0], pair[1]);
+        assert!(
+            later.0 <= earlier.1 + 1,
+            "frames {} to {} reached the server in no session: {stretches:?}",
+            earlier.1 + 1,
+            later.0
+        );
+        repeats.push((earlier.1 + 1).saturating_sub(later.0) as f64 / FPS as f64);
+    }
+    assert_eq!(
+        stretches.last().unwrap().1,
+        frames - 1,
+        "the last frame reached the server: {stretches:?}"
+    );
+    repeats
+}
+
+#[test]
+fn disruptions_every_25_seconds_repeat_at_most_a_gop_and_lose_no_frame() {
+    let media = fragments(BATCHES);
+    let (content, position) = input_frames(&media);
 
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
@@ -105,57 +176,9 @@ fn disruptions_every_25_seconds_repeat_at_most_a_gop_and_lose_no_frame() {
         .collect();
     server.stop();
 
-    // Each session's recording: a run of consecutive input frames from a keyframe, decodable.
-    let mut stretches = Vec::new();
-    for recording in server.recordings() {
-        let hashes = video_packet_hashes(&recording);
-        if hashes.is_empty() {
-            continue;
-        }
-        let frames: Vec<usize> = hashes
-            .iter()
-            .map(|hash| {
-                *position.get(hash.as_str()).unwrap_or_else(|| {
-                    panic!("{} holds a frame not in the input", recording.display())
-                })
-            })
-            .collect();
-        assert!(
-            frames.windows(2).all(|pair| pair[1] == pair[0] + 1),
-            "{} skips or repeats frames inside one session",
-            recording.display()
-        );
-        let packets = probe_packets(&recording);
-        assert_eq!(
-            packets.video.keyframes.first(),
-            Some(&true),
-            "{} starts with a keyframe",
-            recording.display()
-        );
-        assert_eq!(decoder_errors(&recording), 0, "{}", recording.display());
-        stretches.push((frames[0], *frames.last().unwrap()));
-    }
+    let stretches = recorded_stretches(&server, &position);
     println!("recorded frames per session {stretches:?}; resumed at {resumed:?} ms");
-    assert_eq!(
-        stretches[0].0, 0,
-        "the first session starts at the first frame"
-    );
-    let mut repeats = Vec::new();
-    for pair in stretches.windows(2) {
-        let (earlier, later) = (pair[0], pair[1]);
-        assert!(
-            later.0 <= earlier.1 + 1,
-            "frames {} to {} reached the server in no session: {stretches:?}",
-            earlier.1 + 1,
-            later.0
-        );
-        repeats.push((earlier.1 + 1).saturating_sub(later.0) as f64 / FPS as f64);
-    }
-    assert_eq!(
-        stretches.last().unwrap().1,
-        content.len() - 1,
-        "the last frame reached the server"
-    );
+    let repeats = repeats_between_sessions(&stretches, content.len());
     println!("seed {SEED}: repeated per disruption {repeats:.2?} s");
     assert!(
         repeats.len() >= 6,
@@ -216,4 +239,50 @@ fn a_server_that_never_lets_the_output_advance_still_runs_out_of_attempts() {
         "{error}"
     );
     assert!(run.published().is_empty());
+}
+
+#[test]
+fn a_crash_inside_a_batch_resumes_it_at_its_keyframe_on_the_next_start() {
+    let media = fragments(BATCHES);
+    let media = &media[..2];
+    let (content, position) = input_frames(media);
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", media);
+    let url = format!("{}/crash", server.server_url());
+    let mut config = pipeline(&url, json!({}));
+    config["state_dir"] = json!("state");
+    let config = dir.pipeline_file(&config);
+    let arguments = ["run", config.to_str().unwrap()];
+
+    let running = Running::start(&streampub_binary(), &arguments);
+    running.wait_for_event(Duration::from_secs(60), "process_started", |_| true);
+    // 16 s into the first batch, streampub dies at once; its ffmpeg ends with its input.
+    std::thread::sleep(Duration::from_secs(16));
+    running.signal(Signal::KILL);
+    let killed = running.wait(Duration::from_secs(30));
+    assert_eq!(killed.code(), None, "killed by the signal");
+    std::thread::sleep(Duration::from_secs(2));
+
+    let run =
+        streampub_tests::run_to_end(&streampub_binary(), &arguments, Duration::from_secs(180));
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let resumed = run.events("fragment_resumed");
+    assert_eq!(resumed.len(), 1, "{}", run.stderr());
+    assert_eq!(resumed[0]["fragment"], "batch-0.mp4");
+    let confirmed_ms = resumed[0]["confirmed_ms"].as_u64().unwrap();
+    // ffmpeg started with the first media, which runs up to max_lead ahead of the clock.
+    assert!(
+        (8_000..=20_000).contains(&confirmed_ms),
+        "confirmed {confirmed_ms} ms after 16 s"
+    );
+    assert_eq!(run.published(), ["batch-0.mp4", "batch-1.mp4"]);
+    server.stop();
+
+    let stretches = recorded_stretches(&server, &position);
+    let repeats = repeats_between_sessions(&stretches, content.len());
+    println!("recorded frames per session {stretches:?}; repeated {repeats:.2?} s");
+    assert_eq!(stretches.len(), 2, "{stretches:?}");
+    // A GOP (2 s), confirm_margin (1 s) and the interval between saves (2 s) at most.
+    assert!(repeats[0] <= 5.0, "the crash repeated {:.2} s", repeats[0]);
 }

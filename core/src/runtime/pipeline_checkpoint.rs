@@ -15,9 +15,16 @@
 //! 2 and 3 leaves the source unaware of the acknowledgement: it offers the fragment again, the
 //! runtime finds it among the recent ones and acknowledges it without sending it twice. So the
 //! source's state and this file together are as good as one atomic write.
+//!
+//! For a sink that confirms media inside a fragment (see [`crate::Sink::confirmed_output_time`]),
+//! the file also says how far into the oldest unconfirmed fragment the output was confirmed,
+//! rewritten every [`PARTIAL_SAVE_STEP`] of media: after a crash that fragment is sent from its
+//! last keyframe before that point, so a crash repeats at most a GOP, `confirm_margin` and one
+//! step.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -28,6 +35,9 @@ use crate::sink::ResumeFrom;
 
 /// How many acknowledged fragments are remembered for recognising ones offered again.
 const RECENT_FRAGMENTS: usize = 256;
+
+/// How much more media must be confirmed inside a fragment before that is saved again.
+pub(crate) const PARTIAL_SAVE_STEP: Duration = Duration::from_secs(2);
 
 /// The file's contents.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -40,6 +50,17 @@ struct SavedState {
     stages: Vec<Option<Value>>,
     /// The fragments acknowledged most recently, oldest first.
     recent: VecDeque<FragmentIdentity>,
+    /// How far into the fragment after them the output was confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    partial: Option<PartialFragment>,
+}
+
+/// A fragment whose output was confirmed part of the way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PartialFragment {
+    fragment: FragmentIdentity,
+    /// Past its first media time, in milliseconds.
+    confirmed_ms: u64,
 }
 
 /// What recognises a fragment offered again after a restart.
@@ -76,6 +97,8 @@ pub(crate) struct PipelineCheckpoint {
     /// Still at the start of the run, where the source may offer fragments it was not told
     /// about: ends with the first fragment that is not a recent one.
     catching_up: bool,
+    /// The fragment an earlier run was cut short in, until the run's first new fragment.
+    cut_short: Option<PartialFragment>,
 }
 
 impl PipelineCheckpoint {
@@ -87,6 +110,7 @@ impl PipelineCheckpoint {
             file,
             stage_types,
             catching_up: saved.as_ref().is_some_and(|saved| !saved.recent.is_empty()),
+            cut_short: saved.as_ref().and_then(|saved| saved.partial.clone()),
             saved,
         })
     }
@@ -150,7 +174,34 @@ impl PipelineCheckpoint {
         saved.sink = after.sink;
         saved.stage_types.clone_from(&self.stage_types);
         saved.stages = after.stages;
+        saved.partial = None;
         self.file.save(saved)
+    }
+
+    /// Records that the output of `fragment`, the oldest not confirmed whole, was confirmed up
+    /// to `confirmed` past its first media time (blocking, like [`Self::record`]).
+    pub(crate) fn record_partial(
+        &mut self,
+        fragment: &FragmentInfo,
+        confirmed: Duration,
+    ) -> Result<(), CheckpointError> {
+        let saved = self.saved.get_or_insert_with(|| SavedState {
+            stage_types: self.stage_types.clone(),
+            ..SavedState::default()
+        });
+        saved.partial = Some(PartialFragment {
+            fragment: FragmentIdentity::from(fragment),
+            confirmed_ms: confirmed.as_millis() as u64,
+        });
+        self.file.save(saved)
+    }
+
+    /// How far into `fragment`, the run's first new fragment, the earlier run's output was
+    /// confirmed, if that run was cut short in it; `None` for every later fragment.
+    pub(crate) fn take_partial(&mut self, fragment: &FragmentInfo) -> Option<Duration> {
+        let partial = self.cut_short.take()?;
+        (partial.fragment == FragmentIdentity::from(fragment))
+            .then(|| Duration::from_millis(partial.confirmed_ms))
     }
 }
 
@@ -192,6 +243,28 @@ mod tests {
         assert!(!again.already_published(&info("c")));
         // Past the first new fragment, a recent name is a new fragment of that name.
         assert!(!again.already_published(&info("a")));
+
+        // Part of the next one confirmed, then a restart: it is known, until recorded whole.
+        again
+            .record_partial(&info("c"), Duration::from_millis(12_500))
+            .unwrap();
+        let mut again =
+            PipelineCheckpoint::load(path.clone(), vec!["fmp4-timeline".into()]).unwrap();
+        assert_eq!(
+            again.take_partial(&info("c")),
+            Some(Duration::from_millis(12_500))
+        );
+        assert_eq!(
+            again.take_partial(&info("c")),
+            None,
+            "only the first new one"
+        );
+        let reload = || PipelineCheckpoint::load(path.clone(), vec!["fmp4-timeline".into()]);
+        let mut again = reload().unwrap();
+        assert_eq!(again.take_partial(&info("d")), None);
+        again.record([&info("c")], Snapshot::default()).unwrap();
+        let mut again = reload().unwrap();
+        assert_eq!(again.take_partial(&info("c")), None, "recorded whole");
 
         let changed = PipelineCheckpoint::load(path, Vec::new()).unwrap();
         let error = changed.stage_states().unwrap_err();

@@ -125,11 +125,19 @@ impl StageChain {
                 self.forward(index, &mut produced, output)?;
                 result
             }
+            // The fragment's span goes out after what later stages still emit for it (media
+            // they held back), so that the sink has seen the fragment's first media time, where
+            // its output counts from, before the span.
             StageCall::End => {
                 let result = stage.end_fragment(&mut produced);
-                self.forward(index, &mut produced, output)?;
+                let (spans, rest): (Vec<StageItem>, Vec<StageItem>) = produced
+                    .drain()
+                    .partition(|item| matches!(item, StageItem::MediaSpan(_)));
+                self.forward_items(index, rest, output)?;
                 result?;
-                self.apply_from(index + 1, StageCall::End, output)
+                self.apply_from(index + 1, StageCall::End, output)?;
+                output.extend(spans);
+                Ok(())
             }
         }
     }
@@ -141,7 +149,16 @@ impl StageChain {
         produced: &mut StageOutput,
         output: &mut Vec<StageItem>,
     ) -> Result<(), StageError> {
-        for item in produced.drain() {
+        self.forward_items(index, produced.drain(), output)
+    }
+
+    fn forward_items(
+        &mut self,
+        index: usize,
+        items: impl IntoIterator<Item = StageItem>,
+        output: &mut Vec<StageItem>,
+    ) -> Result<(), StageError> {
+        for item in items {
             match item {
                 StageItem::Chunk(chunk) => {
                     self.apply_from(index + 1, StageCall::Chunk(chunk), output)?
@@ -234,8 +251,9 @@ mod tests {
             .apply(StageCall::Chunk(Bytes::from("x")), &mut output)
             .unwrap();
         chain.apply(StageCall::End, &mut output).unwrap();
-        // The span stage "a" marks passes the later stage unchanged.
-        assert_eq!(render(&output), "b[a[x]a(1-2)]b");
+        // The span stage "a" marks passes the later stage unchanged, after what that stage
+        // emits at the fragment's end.
+        assert_eq!(render(&output), "b[a[x]a]b(1-2)");
     }
 
     #[test]

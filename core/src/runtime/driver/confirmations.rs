@@ -87,11 +87,38 @@ impl Confirmations {
             .any(|waiting| waiting.fragment.info.sequence == sequence)
     }
 
-    /// The oldest waiting fragment: its sequence and first media time.
-    pub(crate) fn first(&self) -> Option<(u64, Option<Duration>)> {
+    /// The oldest waiting fragment and its first media time.
+    pub(crate) fn first(&self) -> Option<(&FragmentInfo, Option<Duration>)> {
         self.waiting
             .front()
-            .map(|waiting| (waiting.fragment.info.sequence, waiting.sent.media_start))
+            .map(|waiting| (&waiting.fragment.info, waiting.sent.media_start))
+    }
+
+    /// How far into `fragment`, the run's first new one, an earlier run's output was
+    /// confirmed, if that run was cut short in it.
+    pub(crate) fn take_partial(&mut self, fragment: &FragmentInfo) -> Option<Duration> {
+        self.state.as_mut()?.take_partial(fragment)
+    }
+
+    /// Saves that the output of `fragment`, the oldest not confirmed whole, was confirmed up to
+    /// `confirmed` past its first media time; nothing without a `state_dir`.
+    pub(crate) async fn record_partial(
+        &mut self,
+        fragment: FragmentInfo,
+        confirmed: Duration,
+    ) -> Result<(), PipelineError> {
+        let Some(mut state) = self.state.take() else {
+            return Ok(());
+        };
+        let recorded = tokio::task::spawn_blocking(move || {
+            let result = state.record_partial(&fragment, confirmed);
+            (state, result)
+        })
+        .await;
+        let (state, result) =
+            recorded.map_err(|panic| PipelineError::Internal(panic.to_string()))?;
+        self.state = Some(state);
+        result.map_err(|error| PipelineError::State(error.to_string()))
     }
 
     /// Keeps a fragment the sink has accepted until it confirms it.

@@ -9,6 +9,7 @@ use super::input::{ChunkInput, InputItem};
 use super::SinkDriver;
 use crate::fragment::FragmentInfo;
 use crate::runtime::chunking::ChunkData;
+use crate::runtime::pipeline_checkpoint::PARTIAL_SAVE_STEP;
 use crate::runtime::stages::StageCall;
 use crate::runtime::PipelineError;
 use crate::sink::{SessionReason, SinkError};
@@ -72,6 +73,7 @@ impl SinkDriver {
                     }
                     drop(budget);
                     self.acknowledge_confirmed().await?;
+                    self.save_progress(info).await?;
                     if chunks % PROGRESS_EVERY_CHUNKS == 0 {
                         debug!(
                             pipeline = %self.pipeline,
@@ -109,6 +111,33 @@ impl SinkDriver {
                 }
             }
         }
+    }
+
+    /// With a `state_dir`, saves how far into the oldest fragment not confirmed whole (a
+    /// waiting one, or `in_flight`) the output is confirmed, every `PARTIAL_SAVE_STEP` of
+    /// media, so that after a crash that fragment resumes there.
+    async fn save_progress(&mut self, in_flight: &FragmentInfo) -> Result<(), PipelineError> {
+        if !self.confirmations.records_state() {
+            return Ok(());
+        }
+        let (fragment, start) = match self.confirmations.first() {
+            Some((fragment, start)) => (fragment.clone(), start),
+            None => (
+                in_flight.clone(),
+                self.clock.fragment_start(in_flight.sequence),
+            ),
+        };
+        let confirmed = self.sink.confirmed_output_time();
+        let Some(offset) = self.clock.confirmed_offset(start, confirmed) else {
+            return Ok(());
+        };
+        if !self
+            .clock
+            .progress_to_save(fragment.sequence, offset, PARTIAL_SAVE_STEP)
+        {
+            return Ok(());
+        }
+        self.confirmations.record_partial(fragment, offset).await
     }
 
     /// Gives up on the current fragment: skips the rest of its chunks and lets the stages and

@@ -40,7 +40,7 @@ use super::pipeline_checkpoint::Snapshot;
 use super::stages::StageChain;
 use super::stats::PipelineStats;
 use super::PipelineError;
-use crate::fragment::{Fragment, FragmentOutcome};
+use crate::fragment::{Fragment, FragmentInfo, FragmentOutcome};
 use crate::sink::{Sink, SinkError};
 use crate::units::HumanDuration;
 
@@ -129,6 +129,7 @@ impl SinkDriver {
                 }
                 Some(ChunkEvent::Begin(fragment)) => {
                     self.fragment_arrived(&fragment.info);
+                    self.resume_where_the_last_run_stopped(&fragment.info);
                     fragment
                 }
                 Some(other) => {
@@ -218,6 +219,26 @@ impl SinkDriver {
             self.clock.published(last.sequence);
         }
         Ok(())
+    }
+
+    /// A fragment that an earlier run's output confirmed part of before it stopped is sent
+    /// from there (its last keyframe before that point).
+    fn resume_where_the_last_run_stopped(&mut self, fragment: &FragmentInfo) {
+        let Some(offset) = self.confirmations.take_partial(fragment) else {
+            return;
+        };
+        info!(
+            event = "fragment_resumed",
+            pipeline = %self.pipeline,
+            fragment = %fragment.name,
+            sequence = fragment.sequence,
+            confirmed_ms = offset.as_millis() as u64,
+            "Fragment {} was confirmed up to {} before the last stop; sending it from its last \
+             keyframe before that",
+            fragment.name,
+            HumanDuration::millis(offset)
+        );
+        self.clock.resume_after_restart(fragment.sequence, offset);
     }
 
     /// Acknowledges a fragment that an earlier run published although its source offers it

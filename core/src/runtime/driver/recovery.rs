@@ -36,7 +36,11 @@ impl SinkDriver {
         in_flight: Option<(u64, Option<Duration>)>,
     ) -> Result<VecDeque<Fragment>, PipelineError> {
         self.acknowledge_confirmed().await?;
-        let first_unconfirmed = self.confirmations.first().or(in_flight);
+        let first_unconfirmed = self
+            .confirmations
+            .first()
+            .map(|(info, start)| (info.sequence, start))
+            .or(in_flight);
         let confirmed = self.sink.confirmed_output_time();
         self.clock.session_failed(first_unconfirmed, confirmed);
         Ok(self.confirmations.take_all().collect())

@@ -17,8 +17,9 @@ use crate::fragment::MediaSpan;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ResumePoint {
     sequence: u64,
-    /// Its first media time when sent whole.
-    fragment_start: Duration,
+    /// Its first media time when sent whole; not known for a fragment resumed where an
+    /// earlier run left it.
+    fragment_start: Option<Duration>,
     /// How far past that its output was confirmed, the most any session got.
     offset: Duration,
 }
@@ -31,6 +32,8 @@ pub(crate) struct MediaClock {
     /// The first media time written in the current delivery of a fragment.
     delivery_start: Option<Duration>,
     resume: Option<ResumePoint>,
+    /// The fragment and offset whose confirmation was last saved for a restart.
+    saved_progress: Option<(u64, Duration)>,
 }
 
 impl MediaClock {
@@ -66,9 +69,49 @@ impl MediaClock {
     /// start recorded for its resume point, or the first media time of this delivery.
     pub(crate) fn fragment_start(&self, sequence: u64) -> Option<Duration> {
         match self.resume {
-            Some(resume) if resume.sequence == sequence => Some(resume.fragment_start),
+            Some(resume) if resume.sequence == sequence => resume.fragment_start,
             _ => self.delivery_start,
         }
+    }
+
+    /// How far past `fragment_start` the current session's output is confirmed, given what the
+    /// sink confirmed of the session; `None` if not past it or not known.
+    pub(crate) fn confirmed_offset(
+        &self,
+        fragment_start: Option<Duration>,
+        confirmed: Option<Duration>,
+    ) -> Option<Duration> {
+        let point = self.session_origin? + confirmed?;
+        point
+            .checked_sub(fragment_start?)
+            .filter(|offset| !offset.is_zero())
+    }
+
+    /// Fragment `sequence` is where an earlier run's output was confirmed up to `offset`.
+    pub(crate) fn resume_after_restart(&mut self, sequence: u64, offset: Duration) {
+        self.resume = Some(ResumePoint {
+            sequence,
+            fragment_start: None,
+            offset,
+        });
+    }
+
+    /// Whether `offset` into fragment `sequence` is worth saving for a restart: the first
+    /// confirmed point of a fragment, then every `step` more.
+    pub(crate) fn progress_to_save(
+        &mut self,
+        sequence: u64,
+        offset: Duration,
+        step: Duration,
+    ) -> bool {
+        if self
+            .saved_progress
+            .is_some_and(|(saved, at)| saved == sequence && offset < at + step)
+        {
+            return false;
+        }
+        self.saved_progress = Some((sequence, offset));
+        true
     }
 
     /// The session failed; `first_unconfirmed` is the oldest fragment it has not confirmed
@@ -79,20 +122,10 @@ impl MediaClock {
         first_unconfirmed: Option<(u64, Option<Duration>)>,
         confirmed: Option<Duration>,
     ) {
-        let Some((sequence, Some(fragment_start))) = first_unconfirmed else {
+        let Some((sequence, fragment_start)) = first_unconfirmed else {
             return;
         };
-        let Some(point) = self
-            .session_origin
-            .zip(confirmed)
-            .map(|(origin, confirmed)| origin + confirmed)
-        else {
-            return;
-        };
-        let Some(offset) = point
-            .checked_sub(fragment_start)
-            .filter(|offset| !offset.is_zero())
-        else {
+        let Some(offset) = self.confirmed_offset(fragment_start, confirmed) else {
             return;
         };
         match &mut self.resume {
@@ -121,7 +154,7 @@ impl MediaClock {
     pub(crate) fn resumed_at(&self, sequence: u64) -> Option<Duration> {
         let resume = self.resume.filter(|resume| resume.sequence == sequence)?;
         self.delivery_start?
-            .checked_sub(resume.fragment_start)
+            .checked_sub(resume.fragment_start?)
             .filter(|at| !at.is_zero())
     }
 
