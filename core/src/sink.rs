@@ -73,7 +73,8 @@ pub trait Sink: Send {
     /// How much of the current session's media the output has confirmed, on the same
     /// timeline as [`Sink::media_span`]; `None` if the sink cannot tell. After a failure the
     /// runtime sends the fragment it cut short again from its last keyframe at or before this
-    /// point, not from its start; a session that confirmed any media ends the outage.
+    /// point, not from its start; a session that confirmed more than every one before it ends
+    /// the outage.
     fn confirmed_output_time(&mut self) -> Option<std::time::Duration> {
         None
     }

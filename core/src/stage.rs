@@ -84,8 +84,9 @@ pub trait Stage: Send {
     /// The next fragment is sent again after a failure, and its output was confirmed up to
     /// `offset` past its first media time: send it from its last keyframe at or before that
     /// point (audio and video before it dropped, whatever a session needs first, such as
-    /// decoder configurations, still sent), then the rest as usual, so that the confirmed part
-    /// is not repeated and nothing after it is skipped. Called after [`Stage::rewind`], before
+    /// decoder configurations, still sent; the whole fragment if no keyframe comes before
+    /// it), then the rest as usual, so that the confirmed part is not repeated and nothing
+    /// after it is skipped. Called after [`Stage::rewind`], before
     /// the fragment begins; the stage that marks media times (see
     /// [`crate::StageItem::MediaTime`]) does the cut, the runtime learns where it cut from the
     /// first media time it marks. Others ignore it, and the fragment is sent whole.

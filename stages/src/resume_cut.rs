@@ -6,7 +6,10 @@
 //! Units are seen one at a time, so which keyframe is the last one before the offset is known
 //! only once a unit past the offset (or the fragment's end) comes: the units from the latest
 //! keyframe are held until then. That is at most one GOP of media (about 0.5 MB for a 2-s GOP
-//! at 2 Mbit/s), held only while a resumed fragment is being cut.
+//! at 2 Mbit/s), held only while a resumed fragment is being cut. A fragment with no keyframe
+//! at or before the offset (one that does not begin with a keyframe, and whose first comes
+//! later) is held from its start and sent whole, as if it were not resumed: a resume never
+//! starts a session on a frame that needs an earlier one.
 
 use std::time::Duration;
 
@@ -17,7 +20,8 @@ pub(crate) struct ResumeCut<T> {
     offset: Duration,
     /// The fragment's first media time, once its first unit is seen.
     first: Option<Duration>,
-    /// The units from the latest keyframe at or before the offset, and that keyframe's time.
+    /// The units from the latest keyframe at or before the offset (from the start before the
+    /// first keyframe), and that keyframe's time.
     held: Vec<T>,
     held_from: Option<Duration>,
 }
@@ -58,7 +62,7 @@ impl<T> ResumeCut<T> {
             self.held.clear();
             self.held.push(unit);
             self.held_from = Some(time);
-        } else if self.held_from.is_some_and(|from| time >= from) {
+        } else if self.held_from.is_none_or(|from| time >= from) {
             // Units of a time before the keyframe (a stream muxed a little late) stay out.
             self.held.push(unit);
         }
@@ -120,10 +124,27 @@ mod tests {
     }
 
     #[test]
-    fn frames_before_the_first_keyframe_are_dropped_only_inside_the_cut() {
+    fn without_a_keyframe_before_the_offset_the_fragment_is_sent_whole() {
         let frames = [(0, false, 'x'), (1, true, 'A'), (2, false, 'b')];
         assert_eq!(cut(1, &frames), "Ab");
-        // Past the offset before any keyframe: sent as they are.
-        assert_eq!(cut(0, &[(0, false, 'x'), (1, false, 'y')]), "y");
+        assert_eq!(
+            cut(0, &frames),
+            "xAb",
+            "its first keyframe comes after the offset"
+        );
+        assert_eq!(cut(5, &[(0, false, 'x'), (1, false, 'y')]), "xy");
+        // A unit of a time before the keyframe, muxed after it, stays out.
+        assert_eq!(
+            cut(
+                3,
+                &[
+                    (0, true, 'A'),
+                    (2, true, 'B'),
+                    (1, false, 'a'),
+                    (4, false, 'c')
+                ]
+            ),
+            "Bc"
+        );
     }
 }

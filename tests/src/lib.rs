@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod media;
+pub mod recordings;
 pub mod rtmp;
 pub mod tls;
 

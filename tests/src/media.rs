@@ -421,10 +421,25 @@ pub fn segment_set(source: &std::path::Path, packager: Packager) -> PathBuf {
 /// copied as they are): the same frames in another container (an MP4 batch, the FLV a server
 /// recorded) have the same hashes, so a recording can be matched frame by frame to its input.
 pub fn video_packet_hashes(path: &std::path::Path) -> Vec<String> {
+    frame_md5(path, &["-c", "copy"])
+}
+
+/// The MD5 of each decoded video frame of `path`, in order: the same pictures whatever the
+/// container and however the packets were rewrapped (MPEG-TS carries H.264 as Annex B, FLV as
+/// AVCC), so a recording can be matched frame by frame to batches of another container.
+pub fn video_frame_hashes(path: &std::path::Path) -> Vec<String> {
+    frame_md5(path, &[])
+}
+
+/// The hashes ffmpeg's `framemd5` prints for the video of `path`, with `options` for the
+/// output (e.g. `-c copy`: the packets, not the pictures).
+fn frame_md5(path: &std::path::Path, options: &[&str]) -> Vec<String> {
     let output = Command::new("ffmpeg")
         .args(["-v", "error", "-nostdin", "-i"])
         .arg(path)
-        .args(["-map", "0:v", "-c", "copy", "-f", "framemd5", "-"])
+        .args(["-map", "0:v"])
+        .args(options)
+        .args(["-f", "framemd5", "-"])
         .output()
         .expect("ffmpeg not found; run scripts/test, which installs ffmpeg");
     String::from_utf8_lossy(&output.stdout)

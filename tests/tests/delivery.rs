@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use streampub_tests::media::{fragments, probe_packets};
+use streampub_tests::media::{fragments, video_packet_hashes};
+use streampub_tests::recordings::{input_frames, recorded_stretches, repeats_between_sessions};
 use streampub_tests::rtmp::RtmpServer;
 use streampub_tests::{
     run_pipeline_file, send_signal, streampub_binary, Finished, Random, Running, Signal, TestDir,
@@ -50,88 +51,13 @@ fn paced_pipeline(url: &str, sink_options: Value) -> Value {
     })
 }
 
-/// The sequence number of the fragment each session that reached the server began with: the
-/// first session, and each one after a `sink_reconnected` (logged once a session is live).
-fn live_sessions_first_fragments(run: &Finished) -> Vec<u64> {
-    let mut first_of_session = None;
-    let mut live = Vec::new();
-    let mut first_session_seen = false;
-    for line in &run.logs {
-        let Ok(event) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        match event["event"].as_str().unwrap_or_default() {
-            "process_started" => first_of_session = None,
-            "fragment_sent" | "fragment_resent" if first_of_session.is_none() => {
-                first_of_session = event["sequence"].as_u64();
-                if !first_session_seen {
-                    first_session_seen = true;
-                    live.extend(first_of_session);
-                }
-            }
-            "sink_reconnected" => live.extend(first_of_session),
-            _ => {}
-        }
-    }
-    live
-}
-
-/// Checks that the recordings hold every fragment, and returns what each disruption
-/// repeated, in seconds. Recording `i` holds the content from the start of the fragment its
-/// session began with, for as long as it lasts.
-fn repeats_per_disruption(
-    server: &RtmpServer,
-    media_durations: &[f64],
-    run: &Finished,
-) -> Vec<f64> {
-    let recordings = server.recordings();
-    let firsts = live_sessions_first_fragments(run);
-    assert_eq!(
-        recordings.len(),
-        firsts.len(),
-        "one recording per session that went live: {recordings:?}, sessions began with {firsts:?}\n{}",
-        run.stderr()
-    );
-    let content_start =
-        |sequence: u64| -> f64 { media_durations[..(sequence - 1) as usize].iter().sum() };
-    let total: f64 = media_durations.iter().sum();
-    let stretches: Vec<(f64, f64)> = recordings
-        .iter()
-        .zip(&firsts)
-        .map(|(recording, first)| {
-            let start = content_start(*first);
-            (start, start + probe_packets(recording).duration())
-        })
-        .collect();
-    println!("content {total:.2} s; recorded stretches {stretches:.2?}");
-    assert!(
-        stretches[0].0 == 0.0,
-        "the first session begins at the start"
-    );
-    let mut repeats = Vec::new();
-    for pair in stretches.windows(2) {
-        let (earlier, later) = (pair[0], pair[1]);
-        assert!(
-            later.0 <= earlier.1 + TOLERANCE,
-            "content from {:.2} s to {:.2} s reached the server in no session: {stretches:.2?}",
-            earlier.1,
-            later.0
-        );
-        repeats.push((earlier.1 - later.0).max(0.0));
-    }
-    let end = stretches.last().unwrap().1;
-    assert!(
-        end >= total - TOLERANCE,
-        "the recordings end at {end:.2} s of {total:.2} s"
-    );
-    repeats
-}
-
-fn media_durations(media: &[std::path::PathBuf]) -> Vec<f64> {
-    media
-        .iter()
-        .map(|path| probe_packets(path).duration())
-        .collect()
+/// Checks that the recordings hold every frame of `media` (each a run of consecutive frames
+/// from a keyframe), and returns what each disruption repeated, in seconds.
+fn repeats_per_disruption(server: &RtmpServer, media: &[std::path::PathBuf]) -> Vec<f64> {
+    let (content, position) = input_frames(media, video_packet_hashes);
+    let stretches = recorded_stretches(server, &position, video_packet_hashes);
+    println!("recorded frames per session {stretches:?}");
+    repeats_between_sessions(&stretches, content.len(), 0.04)
 }
 
 fn assert_every_fragment_published_once(run: &Finished, media: &[std::path::PathBuf]) {
@@ -145,7 +71,6 @@ fn assert_every_fragment_published_once(run: &Finished, media: &[std::path::Path
 #[test]
 fn three_server_crashes_lose_nothing_and_repeat_little() {
     let media = fragments(PACED_FRAGMENTS);
-    let durations = media_durations(&media);
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
     dir.copy_in("in", &media);
@@ -174,7 +99,7 @@ fn three_server_crashes_lose_nothing_and_repeat_little() {
     assert_every_fragment_published_once(&run, &media);
     server.stop();
 
-    let repeats = repeats_per_disruption(&server, &durations, &run);
+    let repeats = repeats_per_disruption(&server, &media);
     let total: f64 = repeats.iter().sum();
     println!(
         "seed {SEED}: repeated per server crash {repeats:.2?} s, {total:.2} s in all ({:.2} s per disruption)",
@@ -192,7 +117,6 @@ fn three_server_crashes_lose_nothing_and_repeat_little() {
 #[test]
 fn disruptions_every_12_seconds_still_reach_the_end() {
     let media = fragments(PACED_FRAGMENTS);
-    let durations = media_durations(&media);
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
     dir.copy_in("in", &media);
@@ -240,7 +164,7 @@ fn disruptions_every_12_seconds_still_reach_the_end() {
     );
     assert_every_fragment_published_once(&run, &media);
     server.stop();
-    let repeats = repeats_per_disruption(&server, &durations, &run);
+    let repeats = repeats_per_disruption(&server, &media);
     let total: f64 = repeats.iter().sum();
     println!("{disruptions} disruptions 12 s apart: repeated {repeats:.2?} s, {total:.2} s in all");
     let attempts: Vec<u64> = run

@@ -4,19 +4,19 @@
 //! matched frame by frame to the input (by the hash of each video packet) to tell what was
 //! lost and what repeated.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use streampub_tests::media::{decoder_errors, fragments, probe_packets, video_packet_hashes};
+use streampub_tests::media::{fragments, video_frame_hashes, video_packet_hashes};
+use streampub_tests::recordings::{input_frames, recorded_stretches, repeats_between_sessions};
 use streampub_tests::rtmp::RtmpServer;
 use streampub_tests::{send_signal, streampub_binary, Random, Running, Signal, TestDir};
 
 const SEED: u64 = 20261202;
-const FPS: usize = 25;
+/// 25 fps.
+const FRAME: f64 = 0.04;
 
 /// Six 30-s batches of 640x360 at 2 Mbit/s, 2-s GOPs: 180 s of content.
 const BATCHES: &[&str] = &[
@@ -48,89 +48,10 @@ fn pipeline(url: &str, sink_options: serde_json::Value) -> serde_json::Value {
     })
 }
 
-/// The input's video frames, in order, and where each one's hash lies among them.
-fn input_frames(media: &[PathBuf]) -> (Vec<String>, HashMap<String, usize>) {
-    let content: Vec<String> = media
-        .iter()
-        .flat_map(|path| video_packet_hashes(path))
-        .collect();
-    let position: HashMap<String, usize> = content
-        .iter()
-        .enumerate()
-        .map(|(index, hash)| (hash.clone(), index))
-        .collect();
-    assert_eq!(position.len(), content.len(), "every input frame differs");
-    (content, position)
-}
-
-/// Per session that reached the server, the first and last input frame it recorded; checks
-/// that each is a run of consecutive input frames from a keyframe and decodes without error.
-fn recorded_stretches(
-    server: &RtmpServer,
-    position: &HashMap<String, usize>,
-) -> Vec<(usize, usize)> {
-    let mut stretches = Vec::new();
-    for recording in server.recordings() {
-        let hashes = video_packet_hashes(&recording);
-        if hashes.is_empty() {
-            continue;
-        }
-        let frames: Vec<usize> = hashes
-            .iter()
-            .map(|hash| {
-                *position.get(hash).unwrap_or_else(|| {
-                    panic!("{} holds a frame not in the input", recording.display())
-                })
-            })
-            .collect();
-        assert!(
-            frames.windows(2).all(|pair| pair[1] == pair[0] + 1),
-            "{} skips or repeats frames inside one session",
-            recording.display()
-        );
-        let packets = probe_packets(&recording);
-        assert_eq!(
-            packets.video.keyframes.first(),
-            Some(&true),
-            "{} starts with a keyframe",
-            recording.display()
-        );
-        assert_eq!(decoder_errors(&recording), 0, "{}", recording.display());
-        stretches.push((frames[0], *frames.last().unwrap()));
-    }
-    stretches
-}
-
-/// Checks that the sessions together hold every one of `frames` input frames, and returns what
-/// each session repeated of the one before, in seconds.
-fn repeats_between_sessions(stretches: &[(usize, usize)], frames: usize) -> Vec<f64> {
-    assert_eq!(
-        stretches[0].0, 0,
-        "the first session starts at the first frame"
-    );
-    let mut repeats = Vec::new();
-    for pair in stretches.windows(2) {
-        let (earlier, later) = (pair[0], pair[1]);
-        assert!(
-            later.0 <= earlier.1 + 1,
-            "frames {} to {} reached the server in no session: {stretches:?}",
-            earlier.1 + 1,
-            later.0
-        );
-        repeats.push((earlier.1 + 1).saturating_sub(later.0) as f64 / FPS as f64);
-    }
-    assert_eq!(
-        stretches.last().unwrap().1,
-        frames - 1,
-        "the last frame reached the server: {stretches:?}"
-    );
-    repeats
-}
-
 #[test]
 fn disruptions_every_25_seconds_repeat_at_most_a_gop_and_lose_no_frame() {
     let media = fragments(BATCHES);
-    let (content, position) = input_frames(&media);
+    let (content, position) = input_frames(&media, video_packet_hashes);
 
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
@@ -176,20 +97,27 @@ fn disruptions_every_25_seconds_repeat_at_most_a_gop_and_lose_no_frame() {
         .collect();
     server.stop();
 
-    let stretches = recorded_stretches(&server, &position);
+    let stretches = recorded_stretches(&server, &position, video_packet_hashes);
     println!("recorded frames per session {stretches:?}; resumed at {resumed:?} ms");
-    let repeats = repeats_between_sessions(&stretches, content.len());
+    let repeats = repeats_between_sessions(&stretches, content.len(), FRAME);
     println!("seed {SEED}: repeated per disruption {repeats:.2?} s");
     assert!(
         repeats.len() >= 6,
         "a session per disruption: {stretches:?}"
     );
+    // At most a GOP (2 s) and confirm_margin (1 s), plus ffmpeg's report interval and a frame;
+    // 3 s per disruption on average.
     for repeat in &repeats {
         assert!(
-            *repeat <= 3.0,
+            *repeat <= 3.2,
             "a disruption repeated {repeat:.2} s: {repeats:.2?}"
         );
     }
+    let mean = repeats.iter().sum::<f64>() / repeats.len() as f64;
+    assert!(
+        mean <= 3.0,
+        "{mean:.2} s repeated per disruption: {repeats:.2?}"
+    );
     // A disruption within a batch's first GOP resends it from its start; the others resume
     // inside it.
     assert!(
@@ -245,7 +173,7 @@ fn a_server_that_never_lets_the_output_advance_still_runs_out_of_attempts() {
 fn a_crash_inside_a_batch_resumes_it_at_its_keyframe_on_the_next_start() {
     let media = fragments(BATCHES);
     let media = &media[..2];
-    let (content, position) = input_frames(media);
+    let (content, position) = input_frames(media, video_packet_hashes);
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
     dir.copy_in("in", media);
@@ -279,10 +207,70 @@ fn a_crash_inside_a_batch_resumes_it_at_its_keyframe_on_the_next_start() {
     assert_eq!(run.published(), ["batch-0.mp4", "batch-1.mp4"]);
     server.stop();
 
-    let stretches = recorded_stretches(&server, &position);
-    let repeats = repeats_between_sessions(&stretches, content.len());
+    let stretches = recorded_stretches(&server, &position, video_packet_hashes);
+    let repeats = repeats_between_sessions(&stretches, content.len(), FRAME);
     println!("recorded frames per session {stretches:?}; repeated {repeats:.2?} s");
     assert_eq!(stretches.len(), 2, "{stretches:?}");
     // A GOP (2 s), confirm_margin (1 s) and the interval between saves (2 s) at most.
     assert!(repeats[0] <= 5.0, "the crash repeated {:.2} s", repeats[0]);
+}
+
+/// Two 30-s batches of `format` (2-s GOPs), ffmpeg killed 15 s into the first: the second
+/// session resumes the batch at a keyframe, and the recordings hold every frame.
+fn a_batch_of_another_container_resumes_at_a_keyframe(format: &str, extension: &str) {
+    let media = fragments(&[
+        "--count",
+        "2",
+        "--seconds",
+        "30",
+        "--size",
+        "320x180",
+        "--bitrate",
+        "800k",
+        "--fps",
+        "25",
+        "--gop",
+        "2",
+        "--audio-bitrate",
+        "64k",
+        "--format",
+        format,
+    ]);
+    let (content, position) = input_frames(&media, video_frame_hashes);
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    let url = format!("{}/{format}", server.server_url());
+    let mut config = pipeline(&url, json!({"input_format": format}));
+    config["pipelines"][0]["source"]["pattern"] = json!(format!("*.{extension}"));
+    let config = dir.pipeline_file(&config);
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    let started = running.wait_for_event(Duration::from_secs(60), "process_started", |_| true);
+    std::thread::sleep(Duration::from_secs(15));
+    send_signal(started["pid"].as_u64().unwrap() as u32, Signal::KILL);
+    let run = running.wait(Duration::from_secs(180));
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let resumed: Vec<u64> = run
+        .events("fragment_resent")
+        .iter()
+        .filter_map(|event| event["resumed_at_ms"].as_u64())
+        .collect();
+    assert_eq!(resumed.len(), 1, "{}", run.stderr());
+    server.stop();
+    let stretches = recorded_stretches(&server, &position, video_frame_hashes);
+    let repeats = repeats_between_sessions(&stretches, content.len(), FRAME);
+    println!("{format}: recorded frames per session {stretches:?}; repeated {repeats:.2?} s");
+    assert_eq!(stretches.len(), 2, "{stretches:?}");
+    // A GOP and confirm_margin, plus ffmpeg's report interval and a frame.
+    assert!(repeats[0] <= 3.2, "{format}: repeated {:.2} s", repeats[0]);
+}
+
+#[test]
+fn an_mpegts_batch_resumes_at_a_keyframe() {
+    a_batch_of_another_container_resumes_at_a_keyframe("mpegts", "ts");
+}
+
+#[test]
+fn an_flv_batch_resumes_at_a_keyframe() {
+    a_batch_of_another_container_resumes_at_a_keyframe("flv", "flv");
 }

@@ -3,8 +3,12 @@
 //! packets, each packet with the decode time of the PES it belongs to, so a PES is sent or
 //! dropped whole. Tables (PAT, PMT) and other packets always pass.
 //!
-//! The streams' packets interleave, so a PES that began before the keyframe may still have
-//! packets after it: until its PID begins its next PES, those are dropped too.
+//! The streams' packets interleave, so a PES whose start was dropped (it began before the
+//! keyframe, or its start was held and let go when a later keyframe came) may still have
+//! packets after it: until its PID begins its next PES, those are dropped too. A PID that
+//! never begins a timestamped PES (SCTE-35 sections, say) passes unchanged.
+
+use std::collections::HashSet;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -21,6 +25,8 @@ pub(super) struct PacketCut {
     cut: Option<ResumeCut<TimedPacket>>,
     /// Per PID, the decode time of the PES being read.
     pes_times: HashMap<u16, Duration>,
+    /// The PIDs whose PES being read lost its start: the rest of it goes too.
+    dropped: HashSet<u16>,
     /// The keyframe's time, once the cut is done: packets of an earlier PES are dropped.
     resumed_at: Option<Duration>,
 }
@@ -30,6 +36,7 @@ impl PacketCut {
         Self {
             cut: Some(ResumeCut::new(offset)),
             pes_times: HashMap::new(),
+            dropped: HashSet::new(),
             resumed_at: None,
         }
     }
@@ -47,25 +54,44 @@ impl PacketCut {
         let time = match pes_start {
             Some((time, _)) => {
                 self.pes_times.insert(pid, time);
+                self.dropped.remove(&pid);
                 time
             }
-            // The rest of a PES that began before the file did: nothing to attach it to.
             None => match self.pes_times.get(&pid) {
                 Some(time) => *time,
-                None => return,
+                None => return send.push((None, packet)),
             },
         };
+        if self.dropped.contains(&pid) {
+            return;
+        }
         let unit = (pes_start.map(|(time, _)| time), packet);
-        match &mut self.cut {
-            Some(cut) => {
-                let random_access = pes_start.is_some_and(|(_, random_access)| random_access);
-                if cut.take(time, random_access, unit, send) {
-                    self.resumed_at = Some(cut.keyframe_time().unwrap_or(time));
-                    self.cut = None;
-                }
+        let Some(cut) = &mut self.cut else {
+            if self.resumed_at.is_some_and(|keyframe| time < keyframe) {
+                self.dropped.insert(pid);
+            } else {
+                send.push(unit);
             }
-            None if self.resumed_at.is_some_and(|keyframe| time < keyframe) => {}
-            None => send.push(unit),
+            return;
+        };
+        let random_access = pes_start.is_some_and(|(_, random_access)| random_access);
+        let keyframe_before = cut.keyframe_time();
+        if cut.take(time, random_access, unit, send) {
+            self.resumed_at = cut.keyframe_time();
+            self.cut = None;
+            return;
+        }
+        match cut.keyframe_time() {
+            // A new keyframe: what was held went, and with it the starts of the PES in
+            // progress on the other PIDs.
+            Some(keyframe) if Some(keyframe) != keyframe_before => {
+                self.dropped
+                    .extend(self.pes_times.keys().copied().filter(|other| *other != pid));
+            }
+            Some(keyframe) if time < keyframe => {
+                self.dropped.insert(pid);
+            }
+            _ => {}
         }
     }
 
@@ -97,12 +123,16 @@ mod tests {
         let mut send = Vec::new();
         // (PID, the PES's start in ms and keyframe for a packet that begins one, marker)
         type Step = (u16, Option<(u64, bool)>, u8);
+        const DATA: u16 = 300;
         let steps: &[Step] = &[
             (VIDEO, Some((0, true)), b'K'),
             (AUDIO, Some((70, false)), b'a'),
-            // The keyframe at 80 ms; the audio PES of 70 ms goes on after it.
+            // An audio PES of 85 ms begins before the keyframe of 80 ms is muxed.
+            (AUDIO, Some((85, false)), b'x'),
+            // The keyframe at 80 ms; the audio PES goes on after it, without its start.
             (VIDEO, Some((80, true)), b'L'),
-            (AUDIO, None, b'b'),
+            (AUDIO, None, b'y'),
+            (DATA, None, b'S'),
             (VIDEO, None, b'l'),
             (AUDIO, Some((90, false)), b'c'),
             (VIDEO, Some((120, false)), b'm'),
@@ -115,8 +145,11 @@ mod tests {
         }
         send.extend(cut.finish());
         let sent: String = send.iter().map(|(_, packet)| packet[0] as char).collect();
-        assert_eq!(sent, "Llcmde");
-        assert_eq!(send[0].0, Some(ms(80)), "the keyframe's PES is marked");
-        assert_eq!(send[1].0, None);
+        assert_eq!(
+            sent, "SLlcmde",
+            "untimed PIDs pass; no PES without its start"
+        );
+        assert_eq!(send[1].0, Some(ms(80)), "the keyframe's PES is marked");
+        assert_eq!(send[2].0, None);
     }
 }

@@ -35,7 +35,7 @@ impl SinkDriver {
         input: &mut ChunkInput<'_>,
     ) -> Result<FragmentResult, PipelineError> {
         let mut items = Vec::new();
-        self.clock.delivery_started();
+        self.clock.delivery_started(info.sequence);
         if let Some(offset) = self.clock.resume_offset(info.sequence) {
             self.stages.resume_fragment(offset);
         }
@@ -73,7 +73,7 @@ impl SinkDriver {
                     }
                     drop(budget);
                     self.acknowledge_confirmed().await?;
-                    self.save_progress(info).await?;
+                    self.save_progress(Some(info)).await?;
                     if chunks % PROGRESS_EVERY_CHUNKS == 0 {
                         debug!(
                             pipeline = %self.pipeline,
@@ -116,21 +116,26 @@ impl SinkDriver {
     /// With a `state_dir`, saves how far into the oldest fragment not confirmed whole (a
     /// waiting one, or `in_flight`) the output is confirmed, every `PARTIAL_SAVE_STEP` of
     /// media, so that after a crash that fragment resumes there.
-    async fn save_progress(&mut self, in_flight: &FragmentInfo) -> Result<(), PipelineError> {
+    pub(super) async fn save_progress(
+        &mut self,
+        in_flight: Option<&FragmentInfo>,
+    ) -> Result<(), PipelineError> {
         if !self.confirmations.records_state() {
             return Ok(());
         }
-        let (fragment, start) = match self.confirmations.first() {
-            Some((fragment, start)) => (fragment.clone(), start),
-            None => (
-                in_flight.clone(),
-                self.clock.fragment_start(in_flight.sequence),
-            ),
-        };
-        let confirmed = self.sink.confirmed_output_time();
-        let Some(offset) = self.clock.confirmed_offset(start, confirmed) else {
+        // An archive confirms whole fragments: nothing to save.
+        let Some(confirmed) = self.sink.confirmed_output_time() else {
             return Ok(());
         };
+        let (fragment, start) = match (self.confirmations.first(), in_flight) {
+            (Some((fragment, start)), _) => (fragment, start),
+            (None, Some(fragment)) => (fragment, self.clock.fragment_start(fragment.sequence)),
+            (None, None) => return Ok(()),
+        };
+        let Some(offset) = self.clock.confirmed_offset(start, Some(confirmed)) else {
+            return Ok(());
+        };
+        let fragment = fragment.clone();
         if !self
             .clock
             .progress_to_save(fragment.sequence, offset, PARTIAL_SAVE_STEP)
@@ -200,10 +205,10 @@ impl SinkDriver {
                         change = %change,
                         "The stream changed ({change}): starting a new sink session"
                     );
-                    self.clock.session_started();
                     self.sink
                         .start_session(SessionReason::StreamChanged { change })
                         .await?;
+                    self.clock.session_started();
                 }
             }
         }

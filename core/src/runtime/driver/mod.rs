@@ -112,6 +112,7 @@ impl SinkDriver {
                 // While idle, the sink may still confirm what it took last, or go live.
                 () = tokio::time::sleep(CONFIRMATION_POLL), if !self.confirmations.is_empty() || self.outages.watching_live() => {
                     self.acknowledge_confirmed().await?;
+                    self.save_progress(None).await?;
                     continue;
                 }
             };
@@ -276,6 +277,11 @@ impl SinkDriver {
         resent: bool,
     ) -> Result<(), PipelineError> {
         let info = fragment.info.clone();
+        // Before the fragment can be confirmed (and its resume point forgotten).
+        let resumed_at_ms = self
+            .clock
+            .resumed_at(info.sequence)
+            .map(|at| at.as_millis() as u64);
         let after = if self.confirmations.records_state() {
             Snapshot {
                 sink: self.sink.checkpoint(),
@@ -287,10 +293,6 @@ impl SinkDriver {
         self.confirmations.push(fragment, sent, after);
         self.acknowledge_confirmed().await?;
         let waiting = self.confirmations.is_waiting(info.sequence);
-        let resumed_at_ms = self
-            .clock
-            .resumed_at(info.sequence)
-            .map(|at| at.as_millis() as u64);
         let (event, what) = match (resent, waiting) {
             (true, _) => ("fragment_resent", "Resent fragment"),
             (false, true) => ("fragment_sent", "Sent fragment"),

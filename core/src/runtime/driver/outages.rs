@@ -1,7 +1,7 @@
 //! Sink failures counted per outage, as OBS counts them: the reconnect budget
 //! (`max_reconnect_attempts`) applies to consecutive failures, and a session that did its job
-//! (it confirmed a fragment or any media, however short it lived, or its output stayed live
-//! for `max_reconnect_delay`) ends the outage, so a stream that fails now and then over weeks
+//! (it confirmed a fragment or media beyond what every session before it confirmed, however
+//! short it lived, or its output stayed live for `max_reconnect_delay`) ends the outage, so a stream that fails now and then over weeks
 //! never runs out of attempts, while a destination that takes the connection and never lets
 //! the output advance still runs out of them.
 
@@ -48,8 +48,8 @@ impl Outages {
     }
 
     /// The current session failed, `published` fragments having been published so far;
-    /// `confirmed_media`: its output confirmed some media. Unless it failed without doing its
-    /// job, a new outage begins.
+    /// `confirmed_media`: its output confirmed media beyond what every session before it did.
+    /// Unless it failed without doing its job, a new outage begins.
     pub(crate) fn session_failed(
         &mut self,
         published: u64,

@@ -142,12 +142,12 @@ impl SinkDriver {
     /// [`super::outages`]). Returns `false` if shutdown came first.
     async fn reconnect(&mut self, mut error: SinkError) -> Result<bool, PipelineError> {
         let policy = self.sink.reconnect_policy();
-        let confirmed_media = self
-            .sink
-            .confirmed_output_time()
-            .is_some_and(|confirmed| !confirmed.is_zero());
+        // Progress is media confirmed beyond what any session confirmed before: a session that
+        // only replays what was confirmed already (it drops the stream before a fragment
+        // ends, every time) does not end the outage.
+        let progressed = self.clock.failed_session_progressed();
         self.outages
-            .session_failed(self.stats.fragments_published(), confirmed_media, &policy);
+            .session_failed(self.stats.fragments_published(), progressed, &policy);
         loop {
             let attempt = self.outages.next_attempt();
             if !policy.allows(attempt) {
