@@ -266,7 +266,7 @@ impl UploadApi {
         Ok(Received {
             file: path,
             bytes,
-            sha256: hex(&hasher.finalize()),
+            sha256: hex::encode(hasher.finalize()),
         })
     }
 
@@ -325,17 +325,10 @@ pub(super) fn fragment_name(encoded: &str) -> Result<String, String> {
     }
 }
 
-/// Compares without stopping at the first difference, so the time taken does not tell how
-/// much of a guessed token was right.
+/// Compares without stopping at the first difference (`subtle`), so the time taken does not
+/// tell how much of a guessed token was right.
 pub(super) fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
-    if left.len() != right.len() {
-        return false;
-    }
-    let difference = left
-        .iter()
-        .zip(right)
-        .fold(0u8, |difference, (a, b)| difference | (a ^ b));
-    std::hint::black_box(difference) == 0
+    subtle::ConstantTimeEq::ct_eq(left, right).into()
 }
 
 fn is_storage_full(error: &std::io::Error) -> bool {
@@ -343,8 +336,4 @@ fn is_storage_full(error: &std::io::Error) -> bool {
         error.kind(),
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
     )
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
