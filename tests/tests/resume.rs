@@ -211,8 +211,9 @@ fn a_crash_inside_a_batch_resumes_it_at_its_keyframe_on_the_next_start() {
     let repeats = repeats_between_sessions(&stretches, content.len(), FRAME);
     println!("recorded frames per session {stretches:?}; repeated {repeats:.2?} s");
     assert_eq!(stretches.len(), 2, "{stretches:?}");
-    // A GOP (2 s), confirm_margin (1 s) and the interval between saves (2 s) at most.
-    assert!(repeats[0] <= 5.0, "the crash repeated {:.2} s", repeats[0]);
+    // A GOP (2 s), confirm_margin (1 s), the interval between saves (1 s) and a chunk of media
+    // (about 1 s at 2 Mbit/s) at most.
+    assert!(repeats[0] <= 5.2, "the crash repeated {:.2} s", repeats[0]);
 }
 
 /// Two 30-s batches of `format` (2-s GOPs), ffmpeg killed 15 s into the first: the second

@@ -19,8 +19,8 @@
 //! For a sink that confirms media inside a fragment (see [`crate::Sink::confirmed_output_time`]),
 //! the file also says how far into the oldest unconfirmed fragment the output was confirmed,
 //! rewritten every [`PARTIAL_SAVE_STEP`] of media: after a crash that fragment is sent from its
-//! last keyframe before that point, so a crash repeats at most a GOP, `confirm_margin` and one
-//! step.
+//! last keyframe before that point, so a crash repeats at most a GOP, `confirm_margin`, one step
+//! and one chunk of media (the driver looks after each chunk it writes).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ use crate::sink::ResumeFrom;
 const RECENT_FRAGMENTS: usize = 256;
 
 /// How much more media must be confirmed inside a fragment before that is saved again.
-pub(crate) const PARTIAL_SAVE_STEP: Duration = Duration::from_secs(2);
+pub(crate) const PARTIAL_SAVE_STEP: Duration = Duration::from_secs(1);
 
 /// The file's contents.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
