@@ -14,7 +14,7 @@ use streampub_tests::{
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// One 30 s fragment of about 8.8 MB, as in the seed.
+/// One 30 s fragment of about 8.8 MB, the size of upstream's batches.
 const SEED_FRAGMENT: &[&str] = &[
     "--count",
     "1",

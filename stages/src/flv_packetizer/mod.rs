@@ -354,6 +354,9 @@ impl FlvPacketizerStage {
 
     /// What of `tags` is sent: all of them, unless a fragment resumed from inside is being cut.
     fn cut(&mut self, tags: Vec<Tag>) -> Vec<Tag> {
+        if self.resume.is_none() {
+            return tags;
+        }
         let has_video = self.tracks.iter().any(|track| track.kind == Kind::Video);
         let Some(cut) = &mut self.resume else {
             return tags;

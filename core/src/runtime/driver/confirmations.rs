@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tracing::info;
 
+use crate::checkpoint::CheckpointError;
 use crate::fragment::{Fragment, FragmentInfo, FragmentOutcome};
 use crate::runtime::pipeline_checkpoint::{PipelineCheckpoint, Snapshot};
 use crate::runtime::stats::PipelineStats;
@@ -107,16 +108,26 @@ impl Confirmations {
         fragment: FragmentInfo,
         confirmed: Duration,
     ) -> Result<(), PipelineError> {
+        self.write_state(move |state| state.record_partial(&fragment, confirmed))
+            .await
+    }
+
+    /// Runs `write` on the pipeline state off the async threads (it syncs a file); nothing
+    /// without a `state_dir`.
+    async fn write_state(
+        &mut self,
+        write: impl FnOnce(&mut PipelineCheckpoint) -> Result<(), CheckpointError> + Send + 'static,
+    ) -> Result<(), PipelineError> {
         let Some(mut state) = self.state.take() else {
             return Ok(());
         };
-        let recorded = tokio::task::spawn_blocking(move || {
-            let result = state.record_partial(&fragment, confirmed);
+        let written = tokio::task::spawn_blocking(move || {
+            let result = write(&mut state);
             (state, result)
         })
         .await;
         let (state, result) =
-            recorded.map_err(|panic| PipelineError::Internal(panic.to_string()))?;
+            written.map_err(|panic| PipelineError::Internal(panic.to_string()))?;
         self.state = Some(state);
         result.map_err(|error| PipelineError::State(error.to_string()))
     }
@@ -144,21 +155,14 @@ impl Confirmations {
             return Ok(None);
         }
         let confirmed: Vec<Waiting> = self.waiting.drain(..count).collect();
-        if let Some(mut state) = self.state.take() {
+        if self.records_state() {
             let infos: Vec<FragmentInfo> = confirmed
                 .iter()
                 .map(|waiting| waiting.fragment.info.clone())
                 .collect();
             let after = confirmed.last().map(|waiting| waiting.after.clone());
-            let recorded = tokio::task::spawn_blocking(move || {
-                let result = state.record(&infos, after.unwrap_or_default());
-                (state, result)
-            })
-            .await;
-            let (state, result) =
-                recorded.map_err(|panic| PipelineError::Internal(panic.to_string()))?;
-            self.state = Some(state);
-            result.map_err(|error| PipelineError::State(error.to_string()))?;
+            self.write_state(move |state| state.record(&infos, after.unwrap_or_default()))
+                .await?;
         }
         let last = confirmed
             .last()
