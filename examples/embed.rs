@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use streampub_core::{FragmentOutcome, LoadedConfig, Registry, Runtime};
+use streampub_core::plugin::FragmentOutcome;
+use streampub_core::{LoadedConfig, Registry, Runtime};
 use streampub_sources::channel::ChannelHub;
 
 const PIPELINE: &str = r#"

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use streampub_core::{ByteSize, LoadedConfig};
+use streampub_core::plugin::ByteSize;
+use streampub_core::LoadedConfig;
 
-use crate::run::{exit_code, registry, start};
+use crate::config_file::registry;
+use crate::run::{exit_code, start};
 use crate::summary::{cpu_seconds, BenchmarkSummary};
 use crate::supervise::{supervise, Reloading};
 use crate::EXIT_CONFIG_ERROR;

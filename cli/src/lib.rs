@@ -10,6 +10,7 @@
 
 mod bench;
 mod completions;
+mod config_file;
 mod logging;
 mod plugins;
 mod run;

@@ -1,8 +1,7 @@
 //! `streampub plugins`: what can be used as a `type` in a pipeline file.
 
 use serde_json::json;
-use streampub_core::config;
-use streampub_core::registry::OptionDoc;
+use streampub_core::OptionDoc;
 use streampub_core::{PluginKind, Registry};
 
 use crate::{write_stdout, EXIT_CONFIG_ERROR};
@@ -19,12 +18,12 @@ pub(crate) fn list(as_json: bool) -> u8 {
         (
             "Pipeline file (top level)",
             "file",
-            config::top_level_options(),
+            streampub_core::top_level_options(),
         ),
         (
             "Each pipeline (beside source, stages, sink)",
             "pipeline",
-            config::pipeline_options(),
+            streampub_core::pipeline_options(),
         ),
     ];
     if as_json {

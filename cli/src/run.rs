@@ -2,35 +2,17 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
-use streampub_core::{ConfigError, LoadedConfig, Registry, RunReport, Runtime, Services};
+use streampub_core::plugin::Services;
+use streampub_core::{ConfigError, LoadedConfig, RunReport, Runtime};
 
+use crate::config_file::load;
 use crate::logging::report_config_error;
 use crate::summary::BenchmarkSummary;
-use crate::supervise::{supervise, Reloading};
+use crate::supervise::{supervise, Reloading, SHUTDOWN_GRACE};
 use crate::{EXIT_CONFIG_ERROR, EXIT_FRAGMENTS_FAILED, EXIT_RUNTIME_FAILURE, EXIT_SUCCESS};
-
-/// How long past `shutdown_timeout` a graceful stop may take before the process exits anyway.
-pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// The registered plugins, or prints why there are none.
-pub(crate) fn registry() -> Result<Registry, u8> {
-    Registry::from_inventory().map_err(|error| {
-        eprintln!("error: {error}");
-        EXIT_CONFIG_ERROR
-    })
-}
-
-/// Loads the file, or prints why not.
-pub(crate) fn load(path: &Path) -> Result<LoadedConfig, u8> {
-    let registry = registry()?;
-    LoadedConfig::from_file(path, &registry).map_err(|error| {
-        report_config_error(&error);
-        EXIT_CONFIG_ERROR
-    })
-}
 
 pub(crate) fn validate(path: &Path) -> u8 {
     let config = match load(path) {

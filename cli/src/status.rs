@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
-use streampub_core::{ByteSize, HumanDuration};
+use streampub_core::plugin::{ByteSize, HumanDuration};
 
 use crate::{write_stdout, EXIT_RUNTIME_FAILURE, EXIT_SUCCESS};
 

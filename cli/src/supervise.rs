@@ -8,7 +8,10 @@ use streampub_core::{LoadedConfig, RunReport, Runtime};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{error, info, warn};
 
-use crate::run::{registry, SHUTDOWN_GRACE};
+use crate::config_file::registry;
+
+/// How long past `shutdown_timeout` a graceful stop may take before the process exits anyway.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Exit code when a second signal cuts the graceful shutdown short (128 + SIGINT).
 const EXIT_INTERRUPTED: i32 = 130;

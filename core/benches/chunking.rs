@@ -1,11 +1,10 @@
 //! The chunking stage's throughput over an in-memory fragment, by chunk size:
-//! `cargo bench -p streampub-core --bench chunking`.
+//! `cargo bench -p streampub-core --features testing --bench chunking`.
 
 use divan::counter::BytesCount;
 use divan::Bencher;
-use streampub_core::runtime::chunking::{ChunkEvent, ChunkingStage};
-use streampub_core::ChunkSize;
-use streampub_core::{ByteSize, Bytes, Fragment, FragmentBody, FragmentInfo};
+use streampub_core::plugin::{ByteSize, Bytes, Fragment, FragmentBody, FragmentInfo};
+use streampub_core::testing::{ChunkEvent, ChunkSize, ChunkingStage};
 use tokio::sync::mpsc;
 
 /// The fragment: 64 MiB, the order of a few 30 s batches.

@@ -7,53 +7,54 @@
 //! chunk stream; a [`Sink`] takes it. A fragment is acknowledged to its source only once its
 //! sink has confirmed it.
 //!
+//! Two public faces: [`plugin`], everything a source, stage or sink crate needs (traits,
+//! errors, context, registration macros), and at the top level the embedding API: the
+//! [`Registry`] of linked plugins, a [`LoadedConfig`] read from a pipeline file, the
+//! [`Runtime`] that runs it and its [`StatusBoard`]. With the `testing` feature, `testing`
+//! holds harnesses for plugin tests. The rest is private.
+//!
 //! Modules, in layers (each uses only those above it; `tests/layers.rs` checks it):
 //!
-//! 1. model: [`units`], [`fragment`], [`chunk`], [`reconnect`], [`redact`], [`checkpoint`],
-//!    [`program`];
-//! 2. plugin traits: [`services`], [`component`], [`source`], [`stage`], [`sink`];
-//! 3. registry and config: [`node`], [`registry`], [`config`];
-//! 4. [`runtime`].
+//! 1. model: `registration` (the macros), `units`, `fragment`, `chunk`, `reconnect`,
+//!    `redact`, `checkpoint`, `program`, `filler_source`;
+//! 2. plugin traits: `services`, `component`, `source`, `stage`, `sink`, and [`plugin`],
+//!    which gathers them;
+//! 3. registry and config: `node`, `registry`, `config`;
+//! 4. `runtime`;
+//! 5. `testing` (with the feature).
 
-pub mod checkpoint;
-pub mod chunk;
-pub mod component;
-pub mod config;
-pub mod fragment;
-pub mod node;
-pub mod program;
-pub mod reconnect;
-pub mod redact;
-pub mod registry;
-pub mod runtime;
-pub mod services;
-pub mod sink;
-pub mod source;
-pub mod stage;
-pub mod units;
+mod checkpoint;
+mod chunk;
+mod component;
+mod config;
+mod filler_source;
+mod fragment;
+mod node;
+pub mod plugin;
+mod program;
+mod reconnect;
+mod redact;
+mod registration;
+mod registry;
+mod runtime;
+mod services;
+mod sink;
+mod source;
+mod stage;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod units;
 
-pub use async_trait::async_trait;
-pub use bytes::Bytes;
+/// For the registration macros; plugin crates use [`register_stage!`] and the others.
+#[doc(hidden)]
 pub use inventory;
-pub use schemars;
-pub use tokio_util::sync::CancellationToken;
 
-pub use crate::chunk::{ChunkSize, FileRange};
-pub use crate::component::{ComponentContext, ComponentError};
-pub use crate::config::{ConfigError, LoadedConfig};
-pub use crate::fragment::{
-    Fragment, FragmentBody, FragmentDelivery, FragmentInfo, FragmentOutcome, MediaSpan,
+pub use crate::config::{
+    pipeline_options, top_level_options, ConfigError, ConfigErrorDetails, LoadedConfig,
+    MetricsOptions, PipelinePlan,
 };
-pub use crate::reconnect::ReconnectPolicy;
-pub use crate::redact::Redactor;
-pub use crate::registry::{PluginKind, PluginRegistration, Registry};
-pub use crate::runtime::chunking::ChunkingStage;
+pub use crate::registry::{OptionDoc, PluginKind, PluginRegistration, Registry, RegistryError};
 pub use crate::runtime::{
-    LatencySummary, PipelineReport, PipelineState, PipelineStats, RunReport, Runtime,
-    RuntimeShutdown, StatusBoard,
+    Health, HistogramSnapshot, LatencySummary, PipelineReport, PipelineState, PipelineStats,
+    Reloaded, RunReport, Runtime, RuntimeShutdown, StatusBoard,
 };
-pub use crate::services::Services;
-pub use crate::sink::{Pacing, ResumeFrom, SessionReason, Sink, SinkConfig, SinkError};
-pub use crate::source::{Source, SourceConfig, SourceError};
-pub use crate::stage::{Stage, StageConfig, StageError, StageOutput};
-pub use crate::units::{ByteSize, HumanDuration};

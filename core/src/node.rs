@@ -83,6 +83,40 @@ impl ConfigNode {
         }
     }
 
+    /// A node of `value` (as a plugin writes options in code), every part of it placed at
+    /// `location`: errors in it point there.
+    pub fn from_json(value: &serde_json::Value, location: Option<SourceLocation>) -> Self {
+        let value = match value {
+            serde_json::Value::Null => NodeValue::Null,
+            serde_json::Value::Bool(value) => NodeValue::Bool(*value),
+            serde_json::Value::Number(number) => match (number.as_u64(), number.as_i64()) {
+                (Some(value), _) => NodeValue::Unsigned(value),
+                (None, Some(value)) => NodeValue::Integer(value),
+                _ => NodeValue::Float(number.as_f64().unwrap_or_default()),
+            },
+            serde_json::Value::String(value) => NodeValue::String(value.clone()),
+            serde_json::Value::Array(items) => NodeValue::Sequence(
+                items
+                    .iter()
+                    .map(|item| Self::from_json(item, location))
+                    .collect(),
+            ),
+            serde_json::Value::Object(entries) => NodeValue::Mapping(
+                entries
+                    .iter()
+                    .map(|(name, value)| {
+                        let key = ConfigKey {
+                            name: name.clone(),
+                            location,
+                        };
+                        (key, Self::from_json(value, location))
+                    })
+                    .collect(),
+            ),
+        };
+        Self { value, location }
+    }
+
     /// The value under `key` when this node is a mapping.
     pub fn get(&self, key: &str) -> Option<&ConfigNode> {
         self.entries()

@@ -2,7 +2,7 @@
 //!
 //! A plugin crate defines a service type (the `http` source's listener hub, the `channel`
 //! source's named channels) and reaches the runtime's one instance of it through
-//! [`ComponentContext::services`](crate::ComponentContext::services). Core knows none of them:
+//! [`ComponentContext::services`](crate::plugin::ComponentContext::services). Core knows none of them:
 //! it only keeps one value per type, made on first use.
 
 use std::any::{Any, TypeId};

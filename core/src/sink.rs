@@ -7,7 +7,6 @@ use crate::chunk::FileRange;
 use crate::component::{ComponentContext, ComponentError};
 use crate::fragment::{FragmentInfo, MediaSpan};
 use crate::reconnect::ReconnectPolicy;
-use crate::stage::Stage;
 
 /// A sink's parsed config.
 #[async_trait]
@@ -16,9 +15,27 @@ pub trait SinkConfig: Send + Sync + std::fmt::Debug {
     async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Sink>, ComponentError>;
 
     /// Stages this sink needs in front of it (e.g. the MP4 timeline for an RTMP sink fed MP4),
-    /// by type name. The runtime appends each one that the pipeline does not already list.
-    fn implied_stages(&self) -> Vec<(&'static str, Box<dyn Stage>)> {
+    /// by registered type and options. Loading the config appends each one the pipeline does
+    /// not already list, after the listed ones: found in the registry, parsed, validated and
+    /// built like a listed stage, its errors located at the sink.
+    fn implied_stages(&self) -> Vec<ImpliedStage> {
         Vec::new()
+    }
+}
+
+/// A stage a sink needs in front of it: its `type` and its options, as a pipeline file would
+/// give them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImpliedStage {
+    pub type_name: &'static str,
+    /// A mapping of the stage's options; unset ones take the stage's defaults.
+    pub options: serde_json::Value,
+}
+
+impl ImpliedStage {
+    /// The stage `type_name` with `options` (a JSON object).
+    pub fn new(type_name: &'static str, options: serde_json::Value) -> Self {
+        Self { type_name, options }
     }
 }
 
@@ -46,15 +63,13 @@ pub trait Sink: Send {
 
     async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), SinkError>;
 
-    /// Whether the sink takes file-backed chunks as [`FileRange`]s, to move them without
-    /// reading them into memory (`splice`). The runtime sends ranges only when no stage sits
-    /// between the chunking stage and the sink.
-    fn accepts_file_ranges(&self) -> bool {
-        false
+    /// What the sink is, for the runtime: asked once, before anything is sent.
+    fn capabilities(&self) -> SinkCapabilities {
+        SinkCapabilities::default()
     }
 
     /// Writes a part of a file; called instead of `write_chunk` for file-backed chunks when
-    /// [`Sink::accepts_file_ranges`] is true. By default the range is read and written as bytes.
+    /// [`SinkCapabilities::file_ranges`] is true. By default the range is read and written as bytes.
     async fn write_file_range(&mut self, range: FileRange) -> Result<(), SinkError> {
         let bytes = range
             .read()
@@ -108,17 +123,6 @@ pub trait Sink: Send {
         Some(std::time::Instant::now())
     }
 
-    /// Whether the runtime paces what it writes into this sink by the wall clock (a live
-    /// output); by default it does not.
-    fn pacing(&self) -> Option<Pacing> {
-        None
-    }
-
-    /// How the runtime retries this sink after a retryable error; by default it does not.
-    fn reconnect_policy(&self) -> ReconnectPolicy {
-        ReconnectPolicy::NEVER
-    }
-
     /// Called once before the first fragment with what the pipeline remembers of the sink's
     /// output (see [`ResumeFrom`]). Returns whether the output continues the stream of the
     /// earlier run: then the stages get their saved state back, so the stream goes on where it
@@ -141,6 +145,30 @@ pub trait Sink: Send {
     async fn close(&mut self) -> Result<(), SinkError>;
 }
 
+/// What a sink is, fixed for its life; by default: bytes only, not paced, never retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkCapabilities {
+    /// Whether the sink takes file-backed chunks as [`FileRange`]s, to move them without
+    /// reading them into memory (`splice`). The runtime sends ranges only when no stage sits
+    /// between the chunking stage and the sink.
+    pub file_ranges: bool,
+    /// Whether the runtime paces what it writes into this sink by the wall clock (a live
+    /// output), and how.
+    pub pacing: Option<Pacing>,
+    /// How the runtime retries this sink after a retryable error.
+    pub reconnect: ReconnectPolicy,
+}
+
+impl Default for SinkCapabilities {
+    fn default() -> Self {
+        Self {
+            file_ranges: false,
+            pacing: None,
+            reconnect: ReconnectPolicy::NEVER,
+        }
+    }
+}
+
 /// Real-time pacing: media marked with a time (see [`crate::stage::StageItem::MediaTime`]) is
 /// written no earlier than the wall clock reaches it, at most `max_lead` ahead. The clock is
 /// anchored at the first media time and kept across fragments; media that falls further
@@ -149,7 +177,7 @@ pub trait Sink: Send {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pacing {
     pub max_lead: std::time::Duration,
-    /// Whether the stream goes on with filler (see [`crate::Stage::fill`]) when the next
+    /// Whether the stream goes on with filler (see [`crate::plugin::Stage::fill`]) when the next
     /// fragment is not there as the last one runs out.
     pub filler: bool,
 }

@@ -88,12 +88,12 @@ pub trait Stage: Send {
     /// it), then the rest as usual, so that the confirmed part is not repeated and nothing
     /// after it is skipped. Called after [`Stage::rewind`], before
     /// the fragment begins; the stage that marks media times (see
-    /// [`crate::StageItem::MediaTime`]) does the cut, the runtime learns where it cut from the
+    /// [`crate::plugin::StageItem::MediaTime`]) does the cut, the runtime learns where it cut from the
     /// first media time it marks. Others ignore it, and the fragment is sent whole.
     fn resume_fragment(&mut self, _offset: std::time::Duration) {}
 
     /// The state this stage carries from one fragment to the next, as it stands after the
-    /// fragment that just ended, for the pipeline's checkpoint (see [`crate::Sink::resume`]);
+    /// fragment that just ended, for the pipeline's checkpoint (see [`crate::plugin::Sink::resume`]);
     /// `None` for a stage without such state. Called only with a `state_dir`.
     fn checkpoint(&self) -> Option<serde_json::Value> {
         None

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 /// Core's top-level modules, lowest first: model, plugin traits, registry and config, runtime.
 const MODULES: &[&str] = &[
     // model
+    "registration",
     "units",
     "fragment",
     "chunk",
@@ -14,18 +15,23 @@ const MODULES: &[&str] = &[
     "redact",
     "checkpoint",
     "program",
+    "filler_source",
     // plugin traits
     "services",
     "component",
     "source",
     "stage",
     "sink",
+    // the plugin API
+    "plugin",
     // registry and config
     "node",
     "registry",
     "config",
     // runtime
     "runtime",
+    // test harnesses for plugins (and the runtime's benchmark)
+    "testing",
 ];
 
 /// The runtime's own modules, lowest first.

@@ -4,14 +4,17 @@ use std::time::{Duration, Instant};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use streampub_core::{
-    async_trait, ByteSize, Bytes, ComponentContext, ComponentError, FragmentInfo,
-    PluginRegistration, Sink, SinkConfig, SinkError,
+use streampub_core::plugin::{
+    async_trait, ByteSize, Bytes, ComponentContext, ComponentError, FragmentInfo, Sink, SinkConfig,
+    SinkError,
 };
+use streampub_core::register_sink;
 
-inventory::submit! {
-    PluginRegistration::sink::<NullSinkConfig>("null", "Consumes and counts fragments; the reference for benchmarks")
-}
+register_sink!(
+    NullSinkConfig,
+    "null",
+    "Consumes and counts fragments; the reference for benchmarks",
+);
 
 /// Discards fragments as fast as they come, or at a set pace.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -77,10 +80,4 @@ impl Sink for NullSink {
     async fn close(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
-}
-
-/// Keeps this module (and its registration) in the binary; see the crate's `link`.
-#[inline(never)]
-pub fn link() {
-    std::hint::black_box(module_path!());
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use streampub_core::{Bytes, ComponentContext, FragmentInfo, SinkConfig};
+use streampub_core::plugin::{Bytes, ComponentContext, FragmentInfo, SinkConfig};
 use streampub_sinks::process::{ProcessOptions, ProcessSinkConfig};
 
 /// Set in the embedding program: where its sink's child writes its pid.

@@ -14,20 +14,19 @@ use std::sync::{Arc, Mutex};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use streampub_core::{
+use streampub_core::plugin::{
     async_trait, Bytes, CancellationToken, ComponentContext, ComponentError, Fragment,
-    FragmentBody, FragmentDelivery, FragmentInfo, PluginRegistration, Services, Source,
-    SourceConfig, SourceError,
+    FragmentBody, FragmentDelivery, FragmentInfo, Services, Source, SourceConfig, SourceError,
 };
+use streampub_core::register_source;
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
-inventory::submit! {
-    PluginRegistration::source::<ChannelSourceConfig>(
-        "channel",
-        "Publishes fragments an embedding program pushes through a named in-process channel",
-    )
-}
+register_source!(
+    ChannelSourceConfig,
+    "channel",
+    "Publishes fragments an embedding program pushes through a named in-process channel",
+);
 
 /// Receives fragments from the program that embeds streampub, through the channel `name`
 /// (`ChannelHub::shared(runtime.services()).sender(name)`). It finishes when the program has
@@ -196,10 +195,4 @@ impl FragmentSender {
         self.0.send(fragment).await.map_err(|_| ChannelClosed)?;
         Ok(delivery)
     }
-}
-
-/// Keeps this module (and its registration) in the binary; see the crate's `link`.
-#[inline(never)]
-pub fn link() {
-    std::hint::black_box(module_path!());
 }

@@ -4,8 +4,8 @@
 
 use divan::counter::BytesCount;
 use divan::Bencher;
-use streampub_core::stage::{Stage, StageOutput};
-use streampub_core::{Bytes, FragmentInfo};
+use streampub_core::plugin::{Bytes, FragmentInfo};
+use streampub_core::plugin::{Stage, StageOutput};
 use streampub_stages::timeline::TimelineStage;
 
 const SAMPLES: [&[u8]; 3] = [

@@ -1,5 +1,5 @@
 //! The state a stage had when each recent fragment began, so that it can go back to it when
-//! fragments are sent again after a reconnect ([`streampub_core::Stage::rewind`]).
+//! fragments are sent again after a reconnect ([`streampub_core::plugin::Stage::rewind`]).
 
 use std::collections::VecDeque;
 

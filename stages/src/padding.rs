@@ -2,7 +2,7 @@
 //! than its file had), so that what follows is still read in step downstream.
 
 use bytes::Bytes;
-use streampub_core::StageOutput;
+use streampub_core::plugin::StageOutput;
 
 /// Writes `length` zero bytes, from one static buffer rather than an allocation of that size.
 pub(crate) fn push_zeros(mut length: u64, output: &mut StageOutput) {

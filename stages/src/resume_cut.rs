@@ -1,4 +1,4 @@
-//! Sending a fragment again from inside ([`streampub_core::Stage::resume_fragment`]): the
+//! Sending a fragment again from inside ([`streampub_core::plugin::Stage::resume_fragment`]): the
 //! media units (tags, PES packets) of a fragment, in decode order, are dropped up to the last
 //! random-access point (a video keyframe; any audio frame of a stream without video) at or
 //! before the confirmed offset, and sent from there.

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use streampub_core::{ComponentError, HumanDuration};
+use streampub_core::plugin::{ComponentError, HumanDuration};
 
 /// Default and largest `session_limit`: 24 days, before 2^31 ms.
 pub const MAX_SESSION_LIMIT: HumanDuration = HumanDuration::from_secs(24 * 24 * 3600);

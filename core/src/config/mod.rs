@@ -11,6 +11,7 @@
 //! without side effects.
 
 mod error;
+mod plan;
 mod variables;
 
 use std::collections::{HashMap, HashSet};
@@ -22,11 +23,13 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 pub use self::error::{ConfigError, ConfigErrorDetails};
-use crate::chunk::{ChunkSize, AUTO_CHUNK_MIN};
+pub use self::plan::pipeline_options;
+use self::plan::plan_pipeline;
+use crate::chunk::ChunkSize;
 pub use crate::component::DEFAULT_FRAGMENT_BUFFER_SIZE;
 use crate::component::{check_duration, ComponentContext, ComponentError};
-use crate::node::{ConfigNode, NodeValue, SourceLocation};
-use crate::registry::{OptionDoc, ParseFn, PluginFactory, PluginKind, Registry};
+use crate::node::{ConfigNode, NodeValue};
+use crate::registry::{OptionDoc, Registry};
 use crate::services::Services;
 use crate::sink::SinkConfig;
 use crate::source::SourceConfig;
@@ -78,56 +81,9 @@ fn default_shutdown_timeout() -> HumanDuration {
     DEFAULT_SHUTDOWN_TIMEOUT
 }
 
-/// One pipeline's own options; its components are read separately.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct PipelineOptions {
-    /// The pipeline's name: unique in the file, used in logs, metrics and state directories.
-    name: String,
-    /// How much of a fragment is read at a time: a size, or `auto` (grows with the sink's
-    /// speed, within `max_in_flight`).
-    #[serde(default = "default_chunk_size")]
-    chunk_size: ChunkSize,
-    /// The most fragment bytes read and not yet taken by the sink (the pipeline's memory).
-    #[serde(default = "default_max_in_flight")]
-    max_in_flight: ByteSize,
-    /// How many fragments the source may queue ahead of the one being read (1 to 4096).
-    #[serde(default = "default_fragment_buffer_size")]
-    fragment_buffer_size: usize,
-    /// Where fragments come from: `{type: directory, …}`; see the sources.
-    #[serde(rename = "source")]
-    #[schemars(with = "serde_json::Value")]
-    _source: IgnoredAny,
-    /// Stages that rewrite the fragments on their way, in order: `[{type: …}]`.
-    #[serde(rename = "stages", default)]
-    #[schemars(with = "Option<Vec<serde_json::Value>>")]
-    _stages: Option<IgnoredAny>,
-    /// Where fragments go: `{type: ffmpeg-rtmp, …}`; see the sinks.
-    #[serde(rename = "sink")]
-    #[schemars(with = "serde_json::Value")]
-    _sink: IgnoredAny,
-}
-
 /// The options of a pipeline file's top level, for `streampub plugins`.
 pub fn top_level_options() -> Vec<OptionDoc> {
     OptionDoc::from_schema(&schemars::schema_for!(FileOptions))
-}
-
-/// A pipeline's own options (beside its source, stages and sink), for `streampub plugins`.
-pub fn pipeline_options() -> Vec<OptionDoc> {
-    OptionDoc::from_schema(&schemars::schema_for!(PipelineOptions))
-}
-
-fn default_chunk_size() -> ChunkSize {
-    ChunkSize::Fixed(DEFAULT_CHUNK_SIZE)
-}
-
-fn default_max_in_flight() -> ByteSize {
-    DEFAULT_MAX_IN_FLIGHT
-}
-
-fn default_fragment_buffer_size() -> usize {
-    DEFAULT_FRAGMENT_BUFFER_SIZE
 }
 
 /// A loaded pipeline file: every plugin found and its config parsed.
@@ -337,194 +293,4 @@ impl LoadedConfig {
             }
         })
     }
-}
-
-fn plan_pipeline(
-    node: &ConfigNode,
-    path: &Path,
-    registry: &Registry,
-) -> Result<PipelinePlan, ConfigError> {
-    let name_hint = node.get("name").and_then(|name| match &name.value {
-        NodeValue::String(name) => Some(name.clone()),
-        _ => None,
-    });
-    let in_pipeline = |error: ConfigError| match &name_hint {
-        Some(name) => error.in_pipeline(name),
-        None => error,
-    };
-    let options: PipelineOptions = node
-        .deserialize_into()
-        .map_err(|error| in_pipeline(ConfigError::from_node(path, error)))?;
-    let range_error = |field: &str, message: &str| {
-        ConfigError::new(path, message)
-            .at(node.location_of(field))
-            .in_pipeline(&options.name)
-            .field(field)
-    };
-    if options.name.is_empty()
-        || !options
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        || options.name.starts_with('.')
-    {
-        return Err(range_error(
-            "name",
-            "a pipeline name may use letters, digits, `-`, `_` and `.` (it names state \
-             directories, logs and the default stream)",
-        ));
-    }
-    let smallest_budget = match options.chunk_size {
-        ChunkSize::Fixed(size) if size.bytes() == 0 => {
-            return Err(range_error("chunk_size", "must be at least 1 byte"));
-        }
-        ChunkSize::Fixed(size) => size,
-        ChunkSize::Auto => ByteSize(AUTO_CHUNK_MIN as u64),
-    };
-    if options.max_in_flight < smallest_budget {
-        return Err(range_error(
-            "max_in_flight",
-            &format!(
-                "must be at least chunk_size ({smallest_budget}), or no chunk could ever be in flight"
-            ),
-        ));
-    }
-    if options.max_in_flight > MAX_MAX_IN_FLIGHT {
-        return Err(range_error(
-            "max_in_flight",
-            &format!("must be at most {MAX_MAX_IN_FLIGHT}"),
-        ));
-    }
-    if !(1..=MAX_FRAGMENT_BUFFER_SIZE).contains(&options.fragment_buffer_size) {
-        return Err(range_error(
-            "fragment_buffer_size",
-            &format!("must be from 1 to {MAX_FRAGMENT_BUFFER_SIZE}"),
-        ));
-    }
-
-    let pipeline = options.name.as_str();
-    let source = node.get("source").expect("required by PipelineOptions");
-    let source = plan_component(
-        "source",
-        source,
-        path,
-        registry,
-        pipeline,
-        (PluginKind::Source, PluginFactory::source),
-    );
-    let sink = node.get("sink").expect("required by PipelineOptions");
-    let sink = plan_component(
-        "sink",
-        sink,
-        path,
-        registry,
-        pipeline,
-        (PluginKind::Sink, PluginFactory::sink),
-    );
-    let stage_nodes = match node.get("stages").map(|stages| &stages.value) {
-        Some(NodeValue::Sequence(stages)) => stages.as_slice(),
-        Some(NodeValue::Null) | None => &[],
-        Some(_) => return Err(range_error("stages", "must be a list of stages")),
-    };
-    let stages = stage_nodes
-        .iter()
-        .enumerate()
-        .map(|(index, stage)| {
-            let role = format!("stages[{index}]");
-            plan_component(
-                &role,
-                stage,
-                path,
-                registry,
-                pipeline,
-                (PluginKind::Stage, PluginFactory::stage),
-            )
-        })
-        .collect::<Vec<_>>();
-    // Every component is read, so that one run names the problems of each.
-    fn keep<T>(result: Result<T, ConfigError>, errors: &mut Vec<ConfigError>) -> Option<T> {
-        result.map_err(|error| errors.push(error)).ok()
-    }
-    let mut errors = Vec::new();
-    let source = keep(source, &mut errors);
-    let sink = keep(sink, &mut errors);
-    let stages: Vec<_> = stages
-        .into_iter()
-        .filter_map(|stage| keep(stage, &mut errors))
-        .collect();
-    ConfigError::all(errors)?;
-    let (Some(source), Some(sink)) = (source, sink) else {
-        unreachable!("a component that was not read is an error");
-    };
-
-    Ok(PipelinePlan {
-        fingerprint: node.canonical(),
-        name: options.name,
-        chunk_size: options.chunk_size,
-        max_in_flight: options.max_in_flight,
-        fragment_buffer_size: options.fragment_buffer_size,
-        source,
-        stages,
-        sink,
-    })
-}
-
-/// Picks the parse function of one plugin kind out of a registration.
-type ParserOf<T> = fn(PluginFactory) -> Option<ParseFn<T>>;
-
-/// Finds a component's plugin by its `type` and parses the rest of its mapping with it.
-fn plan_component<T: ?Sized>(
-    role: &str,
-    node: &ConfigNode,
-    path: &Path,
-    registry: &Registry,
-    pipeline: &str,
-    (kind, parser): (PluginKind, ParserOf<T>),
-) -> Result<PlannedComponent<T>, ConfigError> {
-    let error = |message: String, location: Option<SourceLocation>| {
-        ConfigError::new(path, message)
-            .at(location)
-            .in_pipeline(pipeline)
-            .in_component(role.to_owned())
-    };
-    let available = || registry.names(kind).collect::<Vec<_>>().join(", ");
-    let type_name = match node.get("type").map(|type_node| &type_node.value) {
-        Some(NodeValue::String(name)) => name.clone(),
-        // YAML reads a bare `null` as no value; `type: null` means the null sink.
-        Some(NodeValue::Null) => "null".to_owned(),
-        Some(_) => {
-            let message = format!(
-                "`type` must be a string; available {kind} types: {}",
-                available()
-            );
-            return Err(error(message, node.location_of("type")).field("type"));
-        }
-        None if matches!(node.value, NodeValue::Mapping(_)) => {
-            let message = format!("missing `type`; available {kind} types: {}", available());
-            return Err(error(message, node.location));
-        }
-        None => {
-            let message = format!("a {kind} must be a mapping with a `type`");
-            return Err(error(message, node.location));
-        }
-    };
-    let registration = registry
-        .get(kind, &type_name)
-        .map_err(|unknown| error(unknown.to_string(), node.location_of("type")).field("type"))?;
-    let parse = parser(registration.factory).expect("registry lookups are by kind");
-    let component = format!("{role} `{type_name}`");
-    let config = parse(&node.without("type")).map_err(|node_error| {
-        let options = registration.options();
-        let names: Vec<&str> = options.iter().map(|option| option.name.as_str()).collect();
-        let node_error = node_error.explain_unknown_field(node, &names);
-        ConfigError::from_node(path, node_error)
-            .in_pipeline(pipeline)
-            .in_component(component)
-    })?;
-    Ok(PlannedComponent {
-        role: role.to_owned(),
-        type_name,
-        config,
-        node: node.clone(),
-    })
 }

@@ -25,7 +25,7 @@ use tracing::{error, info};
 
 use self::chunking::ChunkingStage;
 use self::driver::{Confirmations, Outages, Pacer, SinkDriver};
-pub use self::latency::{HistogramSnapshot, LatencyHistogram};
+pub use self::latency::HistogramSnapshot;
 use self::pipeline_checkpoint::PipelineCheckpoint;
 pub use self::reload::Reloaded;
 use self::stages::StageChain;
@@ -255,12 +255,6 @@ async fn build(
         stages.push(config.check(plan, stage, stage.config.build(&context).await)?);
         stage_names.push(&stage.type_name);
     }
-    for (name, stage) in plan.sink.config.implied_stages() {
-        if !stage_names.contains(&name) {
-            stages.push(stage);
-            stage_names.push(name);
-        }
-    }
     let sink = config.check(plan, &plan.sink, plan.sink.config.build(&context).await)?;
     let shape = std::iter::once(plan.source.type_name.as_str())
         .chain(stage_names.iter().copied())
@@ -274,7 +268,7 @@ async fn build(
         .collect();
     // Nothing rewrites the bytes between chunking stage and sink: a splicing sink can take
     // file ranges instead of bytes.
-    let file_ranges = stages.is_empty() && sink.accepts_file_ranges();
+    let file_ranges = stages.is_empty() && sink.capabilities().file_ranges;
     let chunking = ChunkingStage::new(plan.chunk_size, plan.max_in_flight.bytes())
         .with_file_ranges(file_ranges)
         .with_preparers(preparers);
@@ -334,7 +328,7 @@ async fn run_to_end(
     stats.attach_queues(&fragment_tx, budget, budget_size);
     let source_task = tokio::spawn(pipeline.source.run(fragment_tx, stop_source.clone()));
     let mut chunking_task = tokio::spawn(pipeline.chunking.run(fragment_rx, event_tx));
-    let pacer = sink.pacing().map(Pacer::new);
+    let pacer = sink.capabilities().pacing.map(Pacer::new);
     let driver = SinkDriver {
         pipeline: pipeline.name.clone(),
         sink,

@@ -16,7 +16,7 @@
 //! runtime finds it among the recent ones and acknowledges it without sending it twice. So the
 //! source's state and this file together are as good as one atomic write.
 //!
-//! For a sink that confirms media inside a fragment (see [`crate::Sink::confirmed_output_time`]),
+//! For a sink that confirms media inside a fragment (see [`crate::plugin::Sink::confirmed_output_time`]),
 //! the file also says how far into the oldest unconfirmed fragment the output was confirmed,
 //! rewritten every [`PARTIAL_SAVE_STEP`] of media: after a crash that fragment is sent from its
 //! last keyframe before that point, so a crash repeats at most a GOP, `confirm_margin`, one step

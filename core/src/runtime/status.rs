@@ -1,7 +1,7 @@
 //! What a running runtime knows about its pipelines: every pipeline's [`PipelineStats`] on one
 //! [`StatusBoard`], whatever its source and sink, and their health.
 //!
-//! The board is one of the runtime's [`Services`](crate::Services), so a plugin that reports
+//! The board is one of the runtime's [`Services`](crate::plugin::Services), so a plugin that reports
 //! (the HTTP listeners' `/metrics` and `/healthz`) finds it there; rendering a format is the
 //! plugin's business.
 

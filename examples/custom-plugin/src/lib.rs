@@ -1,8 +1,9 @@
 //! How to extend streampub from another crate.
 //!
 //! A plugin implements a config trait (`SinkConfig`, `StageConfig` or `SourceConfig`) and the
-//! matching runtime trait, and registers with `inventory::submit!`. A binary that links the crate
-//! (see `main.rs`) can then use it from YAML by its `type`:
+//! matching runtime trait, all from `streampub_core::plugin`, and registers with one macro
+//! (`register_sink!` and the others), which also defines the module's `link()`. A binary that
+//! calls `link()` (see `main.rs`) can then use the plugins from YAML by their `type`:
 //!
 //! ```yaml
 //! stages:
@@ -15,29 +16,39 @@
 
 use std::path::PathBuf;
 
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use streampub_core::{
-    async_trait, Bytes, ComponentContext, ComponentError, FragmentInfo, PluginRegistration, Sink,
+use streampub_core::plugin::{
+    async_trait, Bytes, ComponentContext, ComponentError, FragmentInfo, JsonSchema, Sink,
     SinkConfig, SinkError, Stage, StageConfig, StageError, StageOutput,
 };
 use tokio::io::AsyncWriteExt;
 
-/// Forces this crate into the binary so `inventory` sees its plugins. The registrations are in
-/// this module, so referring to this function is enough to keep them.
-pub fn link() {}
-
-inventory::submit! {
-    PluginRegistration::sink::<ManifestSinkConfig>("manifest", "Writes one line per fragment: sequence, name, bytes")
+mod manifest {
+    streampub_core::plugin::register_sink!(
+        super::ManifestSinkConfig,
+        "manifest",
+        "Writes one line per fragment: sequence, name, bytes",
+    );
 }
 
-inventory::submit! {
-    PluginRegistration::stage::<HeaderStageConfig>("header", "Puts a fixed text before every fragment")
+mod header {
+    streampub_core::plugin::register_stage!(
+        super::HeaderStageConfig,
+        "header",
+        "Puts a fixed text before every fragment",
+    );
+}
+
+/// Keeps this crate's plugins in the binary: the linker keeps only what something refers to.
+pub fn link() {
+    manifest::link();
+    header::link();
 }
 
 /// Keeps a manifest of what was published instead of the bytes.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(crate = "streampub_core::plugin::schemars")]
 pub struct ManifestSinkConfig {
     /// The manifest file; lines are appended.
     pub path: PathBuf,
@@ -121,6 +132,7 @@ impl Sink for ManifestSink {
 /// Emits `text` at the start of every fragment.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(crate = "streampub_core::plugin::schemars")]
 pub struct HeaderStageConfig {
     /// The text to put first.
     pub text: String,
@@ -156,5 +168,41 @@ impl Stage for HeaderStage {
     fn process_chunk(&mut self, chunk: Bytes, output: &mut StageOutput) -> Result<(), StageError> {
         output.push_chunk(chunk);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use streampub_core::testing::{fragment, joined, publish, run_stage};
+
+    use super::*;
+
+    #[test]
+    fn the_header_comes_before_every_fragment_however_it_is_cut() {
+        let mut stage = HeaderStage {
+            text: Bytes::from_static(b"--\n"),
+        };
+        for splits in [&[1][..], &[3, 7], &[1000]] {
+            let (items, result) = run_stage(&mut stage, &fragment(1, "a"), b"one fragment", splits);
+            assert!(result.is_ok());
+            assert_eq!(joined(&items), b"--\none fragment");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_manifest_has_a_line_per_fragment() {
+        let directory = std::env::temp_dir().join(format!("manifest-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let path = directory.join("manifest.txt");
+        let config = ManifestSinkConfig { path: path.clone() };
+        let context = ComponentContext::new("demo", &directory);
+        config.validate(&context).unwrap();
+        let mut sink = config.build(&context).await.unwrap();
+        publish(sink.as_mut(), &[("a.mp4", b"12345"), ("b.mp4", b"")], 2)
+            .await
+            .unwrap();
+        let manifest = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&directory).unwrap();
+        assert_eq!(manifest, "1 a.mp4 5\n2 b.mp4 0\n");
     }
 }

@@ -2,30 +2,33 @@ use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use streampub_core::component::check_duration;
-use streampub_core::{
-    async_trait, ComponentContext, ComponentError, HumanDuration, Pacing, PluginRegistration,
-    Redactor, Sink, SinkConfig, Stage,
+use streampub_core::plugin::check_duration;
+use streampub_core::plugin::{
+    async_trait, ComponentContext, ComponentError, FillerSource, HumanDuration, ImpliedStage,
+    Pacing, Redactor, Sink, SinkConfig,
 };
+use streampub_core::register_sink;
 
 use super::{
     ffmpeg_args, ffmpeg_line_level, ffmpeg_permanent_failure, ffmpeg_read_ahead, stream_key,
     tls_args,
 };
 use crate::process::{ProcessCommand, ProcessOptions, ProgressConfirmation};
-use streampub_core::program::find_program;
-use streampub_stages::flv_packetizer::{FillerSource, FlvPacketizerStage, FLV_PACKETIZER_STAGE};
-use streampub_stages::flv_timeline::{FlvTimelineStage, FLV_TIMELINE_STAGE};
-use streampub_stages::timeline::{TimelineStage, TIMELINE_STAGE};
-use streampub_stages::ts_timeline::{TsTimelineStage, TS_TIMELINE_STAGE};
+use streampub_core::plugin::find_program;
 use tracing::warn;
 
-inventory::submit! {
-    PluginRegistration::sink::<FfmpegRtmpSinkConfig>(
-        "ffmpeg-rtmp",
-        "Publishes to an RTMP server (SRS, nginx-rtmp) through a long-lived ffmpeg fed on stdin",
-    )
-}
+// The stages `continuity: auto` puts in front of ffmpeg, by their registered types (in
+// `streampub-stages`).
+const FMP4_TIMELINE: &str = "fmp4-timeline";
+const FMP4_TO_FLV: &str = "fmp4-to-flv";
+const FLV_TIMELINE: &str = "flv-timeline";
+const MPEGTS_TIMELINE: &str = "mpegts-timeline";
+
+register_sink!(
+    FfmpegRtmpSinkConfig,
+    "ffmpeg-rtmp",
+    "Publishes to an RTMP server (SRS, nginx-rtmp) through a long-lived ffmpeg fed on stdin",
+);
 
 /// Publishes the pipeline's fragments as one RTMP stream through a long-lived ffmpeg.
 ///
@@ -360,26 +363,17 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
                 ));
             }
         }
-        match &self.filler {
-            Some(source) if !self.paces() && *source != FillerSource::None => {
-                return Err(ComponentError::field(
-                    "filler",
-                    "filler plays only on a paced output, and this one is not paced \
-                     (`pacing: off`, `use_rate_limit`, `ffmpeg_input: mp4` or `continuity: \
-                     off`): let streampub pace, or remove `filler`",
-                ));
-            }
-            Some(FillerSource::File(path)) if !path.is_file() => {
-                return Err(ComponentError::field(
-                    "filler",
-                    format!(
-                        "{} is not a readable file; give a slate file (e.g. MP4), `generate` \
-                         or `none`",
-                        path.display()
-                    ),
-                ));
-            }
-            _ => {}
+        if self
+            .filler
+            .as_ref()
+            .is_some_and(|source| !self.paces() && *source != FillerSource::None)
+        {
+            return Err(ComponentError::field(
+                "filler",
+                "filler plays only on a paced output, and this one is not paced \
+                 (`pacing: off`, `use_rate_limit`, `ffmpeg_input: mp4` or `continuity: \
+                 off`): let streampub pace, or remove `filler`",
+            ));
         }
         self.process.validate()
     }
@@ -430,42 +424,22 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
         Ok(Box::new(self.process.sink(command)?))
     }
 
-    fn implied_stages(&self) -> Vec<(&'static str, Box<dyn Stage>)> {
-        match (self.input_format, self.continuity) {
-            (InputFormat::Mp4, Continuity::Auto) if self.ffmpeg_input == FfmpegInput::Flv => vec![
-                (TIMELINE_STAGE, Box::new(TimelineStage::default())),
-                (
-                    FLV_PACKETIZER_STAGE,
-                    Box::new(
-                        FlvPacketizerStage::default()
-                            .with_filler(self.filler_source(), self.ffmpeg.clone()),
-                    ),
-                ),
+    fn implied_stages(&self) -> Vec<ImpliedStage> {
+        if self.continuity == Continuity::Off {
+            return Vec::new();
+        }
+        let filler = serde_json::json!({
+            "filler": self.filler_source(),
+            "ffmpeg": self.ffmpeg,
+        });
+        match self.input_format {
+            InputFormat::Mp4 if self.ffmpeg_input == FfmpegInput::Flv => vec![
+                ImpliedStage::new(FMP4_TIMELINE, serde_json::json!({})),
+                ImpliedStage::new(FMP4_TO_FLV, filler),
             ],
-            (InputFormat::Mp4, Continuity::Auto) => {
-                vec![(TIMELINE_STAGE, Box::new(TimelineStage::default()))]
-            }
-            (InputFormat::Flv, Continuity::Auto) => vec![(
-                FLV_TIMELINE_STAGE,
-                Box::new(
-                    FlvTimelineStage::default()
-                        .with_filler(self.filler_source(), self.ffmpeg.clone()),
-                ),
-            )],
-            (InputFormat::Mpegts, Continuity::Auto) => vec![(
-                TS_TIMELINE_STAGE,
-                Box::new(
-                    TsTimelineStage::default()
-                        .with_filler(self.filler_source(), self.ffmpeg.clone()),
-                ),
-            )],
-            _ => Vec::new(),
+            InputFormat::Mp4 => vec![ImpliedStage::new(FMP4_TIMELINE, serde_json::json!({}))],
+            InputFormat::Flv => vec![ImpliedStage::new(FLV_TIMELINE, filler)],
+            InputFormat::Mpegts => vec![ImpliedStage::new(MPEGTS_TIMELINE, filler)],
         }
     }
-}
-
-/// Keeps this module (and its registration) in the binary; see the crate's `link`.
-#[inline(never)]
-pub(crate) fn link() {
-    std::hint::black_box(module_path!());
 }

@@ -6,7 +6,9 @@ mod config;
 
 use tracing::Level;
 
-pub use self::config::{Continuity, FfmpegInput, FfmpegRtmpSinkConfig, InputFormat, PacingMode};
+pub use self::config::{
+    link, Continuity, FfmpegInput, FfmpegRtmpSinkConfig, InputFormat, PacingMode,
+};
 
 /// The default output: copy the streams into FLV, timestamps starting at zero.
 pub const DEFAULT_OUTPUT_ARGS: &[&str] =
@@ -199,11 +201,6 @@ pub(crate) fn ffmpeg_line_level(line: &str) -> Level {
     } else {
         Level::WARN
     }
-}
-
-/// Keeps this plugin's registration in the binary; see the crate's `link`.
-pub fn link() {
-    config::link();
 }
 
 #[cfg(test)]

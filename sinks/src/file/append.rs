@@ -16,7 +16,7 @@ use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use streampub_core::{
+use streampub_core::plugin::{
     async_trait, Bytes, FragmentInfo, ResumeFrom, SessionReason, Sink, SinkError,
 };
 use tokio::fs::{File, OpenOptions};

@@ -13,19 +13,19 @@ use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use streampub_core::{
-    async_trait, ComponentContext, ComponentError, PluginRegistration, Sink, SinkConfig, SinkError,
+use streampub_core::plugin::{
+    async_trait, ComponentContext, ComponentError, Sink, SinkConfig, SinkError,
 };
+use streampub_core::register_sink;
 
 use self::append::AppendFileSink;
 use self::per_fragment::PerFragmentFileSink;
 
-inventory::submit! {
-    PluginRegistration::sink::<FileSinkConfig>(
-        "file",
-        "Writes fragments to one continuous file or to one file per fragment",
-    )
-}
+register_sink!(
+    FileSinkConfig,
+    "file",
+    "Writes fragments to one continuous file or to one file per fragment",
+);
 
 /// Writes fragments to disk.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -112,15 +112,9 @@ pub(crate) async fn create_parent(path: &Path) -> Result<(), SinkError> {
     }
 }
 
-/// Keeps this module (and its registration) in the binary; see the crate's `link`.
-#[inline(never)]
-pub fn link() {
-    std::hint::black_box(module_path!());
-}
-
 #[cfg(test)]
 mod tests {
-    use streampub_core::FragmentInfo;
+    use streampub_core::plugin::FragmentInfo;
 
     use super::*;
 

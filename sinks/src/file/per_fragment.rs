@@ -3,7 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use streampub_core::{async_trait, Bytes, FragmentInfo, Sink, SinkError};
+use streampub_core::plugin::{async_trait, Bytes, FragmentInfo, Sink, SinkError};
 use tokio::fs::File;
 use tokio::io::AsyncWriteExt;
 

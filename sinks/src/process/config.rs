@@ -2,20 +2,20 @@ use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use streampub_core::program::find_program;
-use streampub_core::{
-    async_trait, ComponentContext, ComponentError, PluginRegistration, Redactor, Sink, SinkConfig,
+use streampub_core::plugin::find_program;
+use streampub_core::plugin::{
+    async_trait, ComponentContext, ComponentError, Redactor, Sink, SinkConfig,
 };
+use streampub_core::register_sink;
 
 use super::options::ProcessOptions;
 use super::{no_permanent_failure, stderr_as_warning, ProcessCommand};
 
-inventory::submit! {
-    PluginRegistration::sink::<ProcessSinkConfig>(
-        "process",
-        "Pipes fragments into a long-lived command's stdin, restarting it on failure",
-    )
-}
+register_sink!(
+    ProcessSinkConfig,
+    "process",
+    "Pipes fragments into a long-lived command's stdin, restarting it on failure",
+);
 
 /// Writes every fragment's bytes, in order, into one long-lived process's stdin.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -82,10 +82,4 @@ impl SinkConfig for ProcessSinkConfig {
         };
         Ok(Box::new(self.process.sink(command)?))
     }
-}
-
-/// Keeps this module (and its registration) in the binary; see the crate's `link`.
-#[inline(never)]
-pub(crate) fn link() {
-    std::hint::black_box(module_path!());
 }

@@ -25,14 +25,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use streampub_core::FileRange;
-use streampub_core::{
-    async_trait, Bytes, FragmentInfo, MediaSpan, Pacing, ReconnectPolicy, SessionReason, Sink,
-    SinkError,
+use streampub_core::plugin::FileRange;
+use streampub_core::plugin::{
+    async_trait, Bytes, FragmentInfo, MediaSpan, ReconnectPolicy, SessionReason, Sink,
+    SinkCapabilities, SinkError,
 };
 use tracing::{info, Level};
 
-pub use self::config::ProcessSinkConfig;
+pub use self::config::{link, ProcessSinkConfig};
 pub use self::options::ProcessOptions;
 use self::progress::OutputProgress;
 pub(crate) use self::progress::ProgressConfirmation;
@@ -156,8 +156,12 @@ impl Sink for ProcessSink {
         self.session().await?.write(&chunk).await
     }
 
-    fn accepts_file_ranges(&self) -> bool {
-        self.splice
+    fn capabilities(&self) -> SinkCapabilities {
+        SinkCapabilities {
+            file_ranges: self.splice,
+            pacing: self.command.pacing,
+            reconnect: self.policy,
+        }
     }
 
     async fn write_file_range(&mut self, range: FileRange) -> Result<(), SinkError> {
@@ -285,14 +289,6 @@ impl Sink for ProcessSink {
             Err(exit.error(&label, message))
         }
     }
-
-    fn reconnect_policy(&self) -> ReconnectPolicy {
-        self.policy
-    }
-
-    fn pacing(&self) -> Option<Pacing> {
-        self.command.pacing
-    }
 }
 
 /// A generic process's words are not understood: every failure may be cured by a new session.
@@ -303,11 +299,6 @@ pub(crate) fn no_permanent_failure(_line: &str) -> Option<&'static str> {
 /// Stderr of a generic process is diagnostics: log it as warnings.
 pub(crate) fn stderr_as_warning(_line: &str) -> Level {
     Level::WARN
-}
-
-/// Keeps this plugin's registration in the binary; see the crate's `link`.
-pub fn link() {
-    config::link();
 }
 
 #[cfg(test)]

@@ -3,11 +3,11 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use streampub_core::component::check_duration;
-use streampub_core::reconnect::{
+use streampub_core::plugin::check_duration;
+use streampub_core::plugin::{ByteSize, ComponentError, HumanDuration, ReconnectPolicy};
+use streampub_core::plugin::{
     DEFAULT_MAX_RECONNECT_ATTEMPTS, DEFAULT_MAX_RECONNECT_DELAY, DEFAULT_RECONNECT_DELAY,
 };
-use streampub_core::{ByteSize, ComponentError, HumanDuration, ReconnectPolicy};
 
 use super::{ProcessCommand, ProcessSink};
 

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use streampub_core::FileRange;
+use streampub_core::plugin::FileRange;
 use tokio::io::AsyncWriteExt;
 use tokio::process::ChildStdin;
 
@@ -20,7 +20,7 @@ fn stalled(limit: Duration) -> io::Error {
         io::ErrorKind::TimedOut,
         format!(
             "the process took no input for {} (stall_timeout): it stopped reading",
-            streampub_core::HumanDuration(limit)
+            streampub_core::plugin::HumanDuration(limit)
         ),
     )
 }

@@ -8,7 +8,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use streampub_core::{FileRange, Pacing, Redactor, SinkError};
+use streampub_core::plugin::{FileRange, Pacing, Redactor, SinkError};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::task::JoinHandle;
@@ -289,7 +289,7 @@ impl ProcessSession {
                     return Err(self.error(format!(
                         "{} made no progress for {} after its input ended and was killed{}",
                         self.command.label,
-                        streampub_core::HumanDuration(quiet_limit),
+                        streampub_core::plugin::HumanDuration(quiet_limit),
                         self.last_lines()
                     )));
                 }

@@ -10,7 +10,7 @@ use std::io;
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 
-use streampub_core::program::die_with_parent;
+use streampub_core::plugin::die_with_parent;
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 

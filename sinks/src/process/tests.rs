@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use streampub_core::{ComponentContext, MediaSpan, Redactor, SessionReason, SinkConfig};
+use streampub_core::plugin::{ComponentContext, MediaSpan, Redactor, SessionReason, SinkConfig};
 
 use super::*;
 use crate::process::{ProcessOptions, ProcessSinkConfig};
@@ -16,9 +16,9 @@ fn config(command: &[&str], stdout: Option<&str>) -> ProcessSinkConfig {
         stdout: stdout.map(Into::into),
         process: ProcessOptions {
             max_reconnect_attempts: 2,
-            reconnect_delay: streampub_core::HumanDuration::from_millis(10),
-            max_reconnect_delay: streampub_core::HumanDuration::from_millis(10),
-            flush_timeout: streampub_core::HumanDuration::from_secs(5),
+            reconnect_delay: streampub_core::plugin::HumanDuration::from_millis(10),
+            max_reconnect_delay: streampub_core::plugin::HumanDuration::from_millis(10),
+            flush_timeout: streampub_core::plugin::HumanDuration::from_secs(5),
             ..ProcessOptions::default()
         },
     }
@@ -65,11 +65,11 @@ async fn spliced_file_ranges_arrive_whole_and_mixed_with_bytes() {
     let config = config(&["sh", "-c", "sleep 0.2; exec cat"], Some("out.bin"));
     let context = context(directory.path());
     let mut sink = config.build(&context).await.unwrap();
-    assert!(sink.accepts_file_ranges());
+    assert!(sink.capabilities().file_ranges);
     sink.begin_fragment(&info("f")).await.unwrap();
     sink.write_chunk(Bytes::from_static(b"head")).await.unwrap();
     for offset in (0..content.len()).step_by(1_500_000) {
-        let range = streampub_core::FileRange {
+        let range = streampub_core::plugin::FileRange {
             file: std::sync::Arc::clone(&file),
             offset: offset as u64,
             length: 1_500_000.min(content.len() - offset),

@@ -2,8 +2,8 @@ use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use streampub_core::component::check_duration;
-use streampub_core::{
+use streampub_core::plugin::check_duration;
+use streampub_core::plugin::{
     async_trait, ComponentContext, ComponentError, HumanDuration, Source, SourceConfig,
 };
 
@@ -222,7 +222,7 @@ impl SourceConfig for DirectorySourceConfig {
             poll_interval: self.poll_interval.get(),
             checkpoint: context
                 .state_file("directory")
-                .map(streampub_core::checkpoint::CheckpointFile::new),
+                .map(streampub_core::plugin::CheckpointFile::new),
         }))
     }
 }

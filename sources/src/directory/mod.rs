@@ -15,23 +15,23 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::stream::{FuturesOrdered, StreamExt};
 use notify::Watcher;
 use serde::{Deserialize, Serialize};
-use streampub_core::checkpoint::CheckpointFile;
-use streampub_core::{
-    async_trait, CancellationToken, Fragment, FragmentBody, FragmentInfo, FragmentOutcome,
-    PluginRegistration, Source, SourceError,
+use streampub_core::plugin::CheckpointFile;
+use streampub_core::plugin::{
+    async_trait, CancellationToken, Fragment, FragmentBody, FragmentInfo, FragmentOutcome, Source,
+    SourceError,
 };
+use streampub_core::register_source;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 pub use self::config::{DirectorySourceConfig, Globs, OnDone};
 use self::scan::{Candidate, NamePatterns, Readiness, SettleTracker};
 
-inventory::submit! {
-    PluginRegistration::source::<DirectorySourceConfig>(
-        "directory",
-        "Publishes the files of a directory in name order, following new ones as they complete",
-    )
-}
+register_source!(
+    DirectorySourceConfig,
+    "directory",
+    "Publishes the files of a directory in name order, following new ones as they complete",
+);
 
 pub(crate) struct DirectorySource {
     pub(crate) pipeline: String,
@@ -315,7 +315,7 @@ impl DirectorySource {
         &self,
         candidate: &Candidate,
         saved: &mut DirectoryState,
-    ) -> (Fragment, streampub_core::FragmentDelivery) {
+    ) -> (Fragment, streampub_core::plugin::FragmentDelivery) {
         let info = FragmentInfo {
             sequence: saved.next_sequence,
             name: candidate.name.clone(),
@@ -467,10 +467,4 @@ fn on_done_verb(on_done: OnDone) -> &'static str {
         OnDone::Delete => "Deleted",
         OnDone::Move => "Moved",
     }
-}
-
-/// Keeps this module (and its registration) in the binary; see the crate's `link`.
-#[inline(never)]
-pub fn link() {
-    std::hint::black_box(module_path!());
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
-use streampub_core::async_trait;
+use streampub_core::plugin::async_trait;
 use tokio::io::AsyncWriteExt;
 use tracing::{info, warn};
 

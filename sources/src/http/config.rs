@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use streampub_core::component::check_duration;
-use streampub_core::{
+use streampub_core::plugin::check_duration;
+use streampub_core::plugin::{
     async_trait, ByteSize, ComponentContext, ComponentError, HumanDuration, Source, SourceConfig,
 };
 

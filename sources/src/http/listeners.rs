@@ -16,14 +16,15 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use streampub_core::async_trait;
-use streampub_core::Bytes;
-use streampub_core::CancellationToken;
+use streampub_core::plugin::async_trait;
+use streampub_core::plugin::Bytes;
+use streampub_core::plugin::CancellationToken;
 use tracing::{debug, info, warn};
 
 pub use hyper::{header, Method, StatusCode};
 
-use streampub_core::{PipelineState, RuntimeShutdown, Services, StatusBoard};
+use streampub_core::plugin::Services;
+use streampub_core::{PipelineState, RuntimeShutdown, StatusBoard};
 
 use super::metrics::{render_metrics, METRICS_CONTENT_TYPE};
 

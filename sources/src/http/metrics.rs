@@ -7,7 +7,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use streampub_core::runtime::HistogramSnapshot;
+use streampub_core::HistogramSnapshot;
 use streampub_core::{PipelineState, PipelineStats, StatusBoard};
 
 /// The content type of [`render_metrics`].

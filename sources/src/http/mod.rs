@@ -20,10 +20,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::stream::{FuturesOrdered, StreamExt};
-use streampub_core::{
+use streampub_core::plugin::{
     async_trait, CancellationToken, Fragment, FragmentBody, FragmentInfo, FragmentOutcome,
-    PluginRegistration, Services, Source, SourceError,
+    Services, Source, SourceError,
 };
+use streampub_core::register_source;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info};
 
@@ -32,12 +33,11 @@ pub use self::listeners::{HttpListeners, PipelineRoutes};
 pub use self::metrics::{render_metrics, METRICS_CONTENT_TYPE};
 use self::spool::{Record, Spool};
 
-inventory::submit! {
-    PluginRegistration::source::<HttpSourceConfig>(
-        "http",
-        "Accepts fragments uploaded over HTTP, spools them durably and publishes them in order",
-    )
-}
+register_source!(
+    HttpSourceConfig,
+    "http",
+    "Accepts fragments uploaded over HTTP, spools them durably and publishes them in order",
+);
 
 pub(crate) struct HttpSource {
     pipeline: String,
@@ -142,10 +142,4 @@ impl HttpSource {
 /// pipeline starts; must be called within a Tokio runtime.
 pub fn serve_metrics(services: &Services, address: SocketAddr) -> std::io::Result<()> {
     HttpListeners::shared(services).listen(address)
-}
-
-/// Keeps this module (and its registration) in the binary; see the crate's `link`.
-#[inline(never)]
-pub fn link() {
-    std::hint::black_box(module_path!());
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
-use streampub_core::checkpoint::{replace_file, sync_directory};
+use streampub_core::plugin::{replace_file, sync_directory};
 use tokio::sync::mpsc;
 
 const JOURNAL: &str = "journal.jsonl";

@@ -4,7 +4,6 @@
 //! ready long before upstream is first late. The stages play it in their own format
 //! ([`crate::flv::filler`] as FLV tags, [`crate::ts_timeline`] as transport stream packets).
 
-use std::fmt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,9 +11,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
-use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
-use streampub_core::program::die_with_parent;
+use streampub_core::plugin::die_with_parent;
+use streampub_core::plugin::ComponentError;
+pub use streampub_core::plugin::FillerSource;
 
 use crate::aac::{table_frequency, AudioSpecificConfig, AAC_SAMPLE_RATES};
 use crate::stream_shape::{AudioShape, StreamShape};
@@ -24,60 +23,6 @@ const SLATE_SECONDS: u32 = 60;
 
 /// How long a fill waits for a clip still being made.
 const MAKING_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What plays while upstream is late (`filler`): `generate`, `none`, or the path of a slate.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum FillerSource {
-    /// Black video and silence made by ffmpeg to match the stream.
-    #[default]
-    Generate,
-    /// No filler: the output waits for the next fragment.
-    None,
-    /// A slate (any file ffmpeg reads, e.g. MP4), converted once to match the stream.
-    File(PathBuf),
-}
-
-impl fmt::Display for FillerSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Generate => f.write_str("generate"),
-            Self::None => f.write_str("none"),
-            Self::File(path) => write!(f, "{}", path.display()),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for FillerSource {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Ok(match text.as_str() {
-            "generate" => Self::Generate,
-            "none" => Self::None,
-            "" => return Err(de::Error::custom("write generate, none or a file's path")),
-            path => Self::File(PathBuf::from(path)),
-        })
-    }
-}
-
-impl Serialize for FillerSource {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl JsonSchema for FillerSource {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "FillerSource".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "description": "generate, none, or the path of a slate file",
-            "examples": ["generate", "none", "/srv/slate.mp4"]
-        })
-    }
-}
 
 /// Checks that a clip has the kinds of track the stream has (`has_video`, `has_audio`: the
 /// clip's).
@@ -128,6 +73,20 @@ fn check_fillable(shape: &StreamShape) -> Result<(), String> {
     {
         Some(problem) => Err(format!("{problem}, or set `filler: none`")),
         None => Ok(()),
+    }
+}
+
+/// Checks a `filler` option: a slate must be a readable file.
+pub(crate) fn validate_filler(source: &FillerSource) -> Result<(), ComponentError> {
+    match source {
+        FillerSource::File(path) if !path.is_file() => Err(ComponentError::field(
+            "filler",
+            format!(
+                "{} is not a readable file; give a slate file (e.g. MP4), `generate` or `none`",
+                path.display()
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -404,22 +363,5 @@ fn layout(audio: &AudioShape) -> &'static str {
         5 => "5.0",
         6 => "5.1",
         _ => "7.1",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_option_reads_generate_none_or_a_path() {
-        let read = |text: &str| serde_json::from_value::<FillerSource>(text.into());
-        assert_eq!(read("generate").unwrap(), FillerSource::Generate);
-        assert_eq!(read("none").unwrap(), FillerSource::None);
-        assert_eq!(
-            read("/srv/slate.mp4").unwrap(),
-            FillerSource::File("/srv/slate.mp4".into())
-        );
-        assert!(read("").is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! MP4 samples as FLV tags: what each track becomes, and one tag per sample.
 
 use bytes::Bytes;
-use streampub_core::StageOutput;
+use streampub_core::plugin::StageOutput;
 
 use crate::flv::{TagHeader, TagKind, TAG_HEADER_LEN};
 use crate::mp4::samples::Sample;

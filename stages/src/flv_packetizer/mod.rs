@@ -36,13 +36,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use streampub_core::{
-    ComponentContext, ComponentError, FragmentInfo, HumanDuration, PluginRegistration, Stage,
-    StageConfig, StageError, StageOutput,
+use streampub_core::plugin::{
+    ComponentContext, ComponentError, FragmentInfo, HumanDuration, Stage, StageConfig, StageError,
+    StageOutput,
 };
+use streampub_core::register_stage;
 
-use crate::filler::default_ffmpeg;
-pub use crate::filler::FillerSource;
+use crate::filler::{default_ffmpeg, validate_filler, FillerSource};
 use crate::flv::filler::Filler;
 use crate::flv::tags::{
     flv_track, media_tags, write_tag, FlvTrack, Kind, MediaData, Tag, SCRIPT_TAG,
@@ -58,18 +58,11 @@ use crate::stream_shape::{most_common, StreamShape};
 /// The stage's `type`.
 pub const FLV_PACKETIZER_STAGE: &str = "fmp4-to-flv";
 
-inventory::submit! {
-    PluginRegistration::stage::<FlvPacketizerConfig>(
-        FLV_PACKETIZER_STAGE,
-        "Turns the continuous fMP4 of fmp4-timeline into FLV tags (H.264 and AAC)",
-    )
-}
-
-/// Keeps this module (and its registration) in the binary; see the crate's `link`.
-#[inline(never)]
-pub fn link() {
-    std::hint::black_box(module_path!());
-}
+register_stage!(
+    FlvPacketizerConfig,
+    FLV_PACKETIZER_STAGE,
+    "Turns the continuous fMP4 of fmp4-timeline into FLV tags (H.264 and AAC)",
+);
 
 /// The largest `moov` or `moof` buffered.
 const MAX_BOX: u64 = 32 << 20;
@@ -104,6 +97,7 @@ pub struct FlvPacketizerConfig {
 impl StageConfig for FlvPacketizerConfig {
     fn validate(&self, _context: &ComponentContext) -> Result<(), ComponentError> {
         validate_session_limit(self.session_limit)?;
+        validate_filler(&self.filler)?;
         if self.start_timestamp >= self.session_limit {
             return Err(ComponentError::field(
                 "start_timestamp",

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use streampub_core::stage::StageItem;
-use streampub_core::FragmentInfo;
+use streampub_core::plugin::FragmentInfo;
+use streampub_core::plugin::StageItem;
 
 use super::*;
 use crate::flv::TagHeader;
 use crate::mp4::boxes::write_box;
-use crate::stage_harness::{joined, run_file};
+use crate::stage_harness::{joined, media_times, run_stage};
 
 fn boxed(kind: &[u8; 4], parts: &[&[u8]]) -> Vec<u8> {
     let mut output = Vec::new();
@@ -163,7 +163,7 @@ fn samples_become_tags_interleaved_by_decode_time_after_the_sequence_headers() {
     };
     for split in [1, 7, usize::MAX] {
         let mut stage = FlvPacketizerStage::default();
-        let (items, result) = run_file(&mut stage, &info, &file, &[split]);
+        let (items, result) = run_stage(&mut stage, &info, &file, &[split]);
         result.unwrap();
         let tags = tags_of(&joined(&items));
         let expected: Vec<(u8, u32, Vec<u8>)> = vec![
@@ -202,7 +202,7 @@ fn a_codec_flv_cannot_carry_fails_every_fragment_of_that_stream() {
         } else {
             media_segment()
         };
-        let (_, result) = run_file(&mut stage, &info, &input, &[64]);
+        let (_, result) = run_stage(&mut stage, &info, &input, &[64]);
         let error = result.unwrap_err().message;
         assert!(
             error.contains("HEVC") && error.contains("ffmpeg_input: mp4"),
@@ -224,7 +224,7 @@ fn timestamps_past_24_bits_use_the_extended_byte() {
     // 16,777,200 ms: the video sample 33 ms later is past 2^24 - 1.
     let mut stage = FlvPacketizerStage::default().starting_at(Duration::from_millis(16_777_200));
     let file = [init_segment(), media_segment()].concat();
-    let (items, result) = run_file(&mut stage, &fragment(1), &file, &[usize::MAX]);
+    let (items, result) = run_stage(&mut stage, &fragment(1), &file, &[usize::MAX]);
     result.unwrap();
     let stream = joined(&items);
     let timestamps: Vec<u32> = tags_of(&stream).iter().map(|tag| tag.1).collect();
@@ -244,7 +244,7 @@ fn a_session_that_reached_its_limit_ends_at_the_next_fragment_and_the_next_start
     let mut stage =
         FlvPacketizerStage::new(Duration::from_secs(1)).starting_at(Duration::from_millis(990));
     let first = [init_segment(), media_segment()].concat();
-    let (items, result) = run_file(&mut stage, &fragment(1), &first, &[usize::MAX]);
+    let (items, result) = run_stage(&mut stage, &fragment(1), &first, &[usize::MAX]);
     result.unwrap();
     assert!(!items
         .iter()
@@ -254,7 +254,7 @@ fn a_session_that_reached_its_limit_ends_at_the_next_fragment_and_the_next_start
 
     // Fragment 2 (decoded from 5 s on) begins a new session: its own FLV header and
     // sequence headers, timestamps from 0.
-    let (items, result) = run_file(&mut stage, &fragment(2), &media_segment_at(5), &[9]);
+    let (items, result) = run_stage(&mut stage, &fragment(2), &media_segment_at(5), &[9]);
     result.unwrap();
     assert!(
         matches!(&items[0], StageItem::NewSession { change } if change.contains("session_limit")),
@@ -270,7 +270,7 @@ fn a_session_that_reached_its_limit_ends_at_the_next_fragment_and_the_next_start
     );
 
     // The new session is far from its limit: fragment 3 continues it.
-    let (items, result) = run_file(&mut stage, &fragment(3), &media_segment_at(6), &[64]);
+    let (items, result) = run_stage(&mut stage, &fragment(3), &media_segment_at(6), &[64]);
     result.unwrap();
     assert!(
         matches!(&items[0], StageItem::MediaTime(_)),
@@ -284,7 +284,7 @@ fn filler_loops_from_its_keyframe_and_the_stream_takes_over_with_its_own_headers
     let mut stage =
         FlvPacketizerStage::default().with_filler(FillerSource::Generate, "ffmpeg".into());
     let first = [init_segment(), media_segment()].concat();
-    let (items, result) = run_file(&mut stage, &fragment(1), &first, &[usize::MAX]);
+    let (items, result) = run_stage(&mut stage, &fragment(1), &first, &[usize::MAX]);
     result.unwrap();
     let mut stream = joined(&items);
     // The stream's media ends at 67 ms (two frames of 33.3 ms). Filler in steps, as the
@@ -298,7 +298,7 @@ fn filler_loops_from_its_keyframe_and_the_stream_takes_over_with_its_own_headers
     let items: Vec<StageItem> = output.drain().collect();
     stream.extend(joined(&items));
     // Fragment 2 at 3 s: the stream takes over.
-    let (items, result) = run_file(&mut stage, &fragment(2), &media_segment_at(3), &[64]);
+    let (items, result) = run_stage(&mut stage, &fragment(2), &media_segment_at(3), &[64]);
     result.unwrap();
     stream.extend(joined(&items));
 
@@ -360,7 +360,7 @@ fn metadata_number(body: &[u8], name: &str) -> Option<f64> {
 fn the_session_begins_with_on_metadata_describing_the_stream() {
     let file = [init_segment(), media_segment()].concat();
     let mut stage = FlvPacketizerStage::default();
-    let (items, result) = run_file(&mut stage, &fragment(1), &file, &[5]);
+    let (items, result) = run_stage(&mut stage, &fragment(1), &file, &[5]);
     result.unwrap();
     let tags = all_tags_of(&joined(&items));
     let (kind, timestamp, body) = &tags[0];
@@ -414,7 +414,7 @@ fn a_slate_is_converted_to_the_stream_and_one_that_lacks_a_track_is_refused() {
         FillerSource::File(slate(directory.path(), true)),
         "ffmpeg".into(),
     );
-    let (items, result) = run_file(&mut stage, &fragment(1), &first, &[usize::MAX]);
+    let (items, result) = run_stage(&mut stage, &fragment(1), &first, &[usize::MAX]);
     result.unwrap();
     let mut output = StageOutput::default();
     for step in 1..=5 {
@@ -451,7 +451,7 @@ fn a_slate_is_converted_to_the_stream_and_one_that_lacks_a_track_is_refused() {
         FillerSource::File(slate(directory.path(), false)),
         "ffmpeg".into(),
     );
-    let (_, result) = run_file(&mut stage, &fragment(1), &first, &[usize::MAX]);
+    let (_, result) = run_stage(&mut stage, &fragment(1), &first, &[usize::MAX]);
     result.unwrap();
     let error = stage
         .fill(Duration::from_millis(300), &mut StageOutput::default())
@@ -477,7 +477,7 @@ fn filler_configuration(items: &[StageItem]) -> Vec<u8> {
 fn filling_stage() -> FlvPacketizerStage {
     let mut stage =
         FlvPacketizerStage::default().with_filler(FillerSource::Generate, "ffmpeg".into());
-    let (_, result) = run_file(
+    let (_, result) = run_stage(
         &mut stage,
         &fragment(1),
         &[init_segment(), media_segment()].concat(),
@@ -499,7 +499,7 @@ fn a_changed_stream_is_described_anew_and_gets_its_own_filler() {
     let at = larger.windows(4).position(|window| window == size).unwrap();
     larger[at..at + 4].copy_from_slice(&((640u32 << 16) | 360).to_be_bytes());
     stage.start_session(&mut output).unwrap();
-    let (items, result) = run_file(
+    let (items, result) = run_stage(
         &mut stage,
         &fragment(2),
         &[larger, media_segment_at(1)].concat(),
@@ -575,7 +575,7 @@ fn a_fragment_cut_short_sends_no_zeros_as_samples() {
     // A whole fragment writes the last segment's tags when it ends.
     let mut stage = FlvPacketizerStage::default();
     let whole = [init_segment(), media_segment(), media_segment_at(1)].concat();
-    let (items, result) = run_file(&mut stage, &fragment(1), &whole, &[usize::MAX]);
+    let (items, result) = run_stage(&mut stage, &fragment(1), &whole, &[usize::MAX]);
     result.unwrap();
     let media = tags_of(&joined(&items))
         .iter()
@@ -597,16 +597,13 @@ fn a_fragment_resumed_from_inside_starts_at_its_last_keyframe_before_the_point_w
     for split in [5, usize::MAX] {
         let mut stage = FlvPacketizerStage::default();
         stage.resume_fragment(Duration::from_millis(1500));
-        let (items, result) = run_file(&mut stage, &fragment(1), &file, &[split]);
+        let (items, result) = run_stage(&mut stage, &fragment(1), &file, &[split]);
         result.unwrap();
-        let media_times: Vec<Duration> = items
-            .iter()
-            .filter_map(|item| match item {
-                StageItem::MediaTime(time) => Some(*time),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(media_times[0], Duration::from_secs(1), "split {split}");
+        assert_eq!(
+            media_times(&items)[0],
+            Duration::from_secs(1),
+            "split {split}"
+        );
         let tags = tags_of(&joined(&items));
         // The sequence headers, then the keyframe at 1 s as the session's time 0.
         assert_eq!(tags[0].2[..2], [0x17, 0], "split {split}");
@@ -619,7 +616,7 @@ fn a_fragment_resumed_from_inside_starts_at_its_last_keyframe_before_the_point_w
         // Resumed past its last keyframe: from that keyframe, nothing after it skipped.
         let mut stage = FlvPacketizerStage::default();
         stage.resume_fragment(Duration::from_secs(10));
-        let (items, result) = run_file(&mut stage, &fragment(1), &file, &[split]);
+        let (items, result) = run_stage(&mut stage, &fragment(1), &file, &[split]);
         result.unwrap();
         let tags = tags_of(&joined(&items));
         assert_eq!(tags.len(), 2 + 4, "split {split}");

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use streampub_core::{StageError, StageOutput};
+use streampub_core::plugin::{StageError, StageOutput};
 
 use super::{push_tag, FileState, FlvTimelineStage};
 use crate::flv::tags::{Kind, Tag};

@@ -37,13 +37,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use streampub_core::{
-    ComponentContext, ComponentError, FragmentInfo, HumanDuration, MediaSpan, PluginRegistration,
-    Stage, StageConfig, StageError, StageOutput,
+use streampub_core::plugin::{
+    ComponentContext, ComponentError, FragmentInfo, HumanDuration, MediaSpan, Stage, StageConfig,
+    StageError, StageOutput,
 };
+use streampub_core::register_stage;
 
 use self::saved::SavedFlvTimeline;
-use crate::filler::{default_ffmpeg, no_filler, FillerSource};
+use crate::filler::{default_ffmpeg, no_filler, validate_filler, FillerSource};
 use crate::flv::filler::Filler;
 use crate::flv::tags::Kind;
 use crate::flv::{
@@ -59,18 +60,11 @@ use crate::session_limit::{
 /// The stage's `type`.
 pub const FLV_TIMELINE_STAGE: &str = "flv-timeline";
 
-inventory::submit! {
-    PluginRegistration::stage::<FlvTimelineConfig>(
-        FLV_TIMELINE_STAGE,
-        "Joins FLV files into one continuous FLV stream: one header, continuous timestamps",
-    )
-}
-
-/// Keeps this module (and its registration) in the binary; see the crate's `link`.
-#[inline(never)]
-pub fn link() {
-    std::hint::black_box(module_path!());
-}
+register_stage!(
+    FlvTimelineConfig,
+    FLV_TIMELINE_STAGE,
+    "Joins FLV files into one continuous FLV stream: one header, continuous timestamps",
+);
 
 /// The largest sequence header or script tag buffered; larger ones are rejected as corrupt.
 const MAX_BUFFERED_TAG: u32 = 1 << 20;
@@ -107,7 +101,8 @@ impl Default for FlvTimelineConfig {
 #[async_trait]
 impl StageConfig for FlvTimelineConfig {
     fn validate(&self, _context: &ComponentContext) -> Result<(), ComponentError> {
-        validate_session_limit(self.session_limit)
+        validate_session_limit(self.session_limit)?;
+        validate_filler(&self.filler)
     }
 
     async fn build(&self, _context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError> {

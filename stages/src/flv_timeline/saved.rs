@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use streampub_core::StageError;
+use streampub_core::plugin::StageError;
 
 use super::{Configurations, FlvTimelineStage};
 

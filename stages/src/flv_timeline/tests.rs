@@ -1,6 +1,6 @@
 //! Tests of the FLV timeline stage on synthetic FLV files built here, so every field is known.
 
-use streampub_core::stage::StageItem;
+use streampub_core::plugin::StageItem;
 
 use super::*;
 use crate::stage_harness::{self, joined};
@@ -63,7 +63,7 @@ fn run_file(
     file: &[u8],
     splits: &[usize],
 ) -> (Vec<StageItem>, Result<(), StageError>) {
-    stage_harness::run_file(stage, &info(sequence), file, splits)
+    stage_harness::run_stage(stage, &info(sequence), file, splits)
 }
 
 /// One tag of the output.

@@ -3,9 +3,9 @@
 
 pub mod boxes;
 pub mod moof;
+pub mod moov;
 pub mod sample_entry;
 pub mod samples;
 
-pub use self::boxes::{
-    describe_change, describe_moov, BoxError, BoxHeader, FourCc, TrackDescription,
-};
+pub use self::boxes::{BoxError, BoxHeader, FourCc};
+pub use self::moov::{describe_change, describe_moov, TrackDescription};

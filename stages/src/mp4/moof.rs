@@ -1,7 +1,8 @@
 //! Reading the timing of a `moof` and writing it back with a new sequence number and new
 //! decode times.
 
-use super::boxes::{children, write_box, BoxError, Reader, TrackDescription};
+use super::boxes::{children, write_box, BoxError, Reader};
+use super::moov::TrackDescription;
 
 /// `tfhd` flags.
 pub(super) const BASE_DATA_OFFSET_PRESENT: u32 = 0x01;

@@ -1,13 +1,14 @@
 //! The samples a `moof` describes: for each, its track, decode time, composition offset, size,
 //! where its data lies (counted from the start of the `moof`) and whether it is a sync sample.
 
-use super::boxes::{children, BoxError, Reader, TrackDescription};
+use super::boxes::{children, BoxError, Reader};
 use super::moof::{
     read_tfdt, BASE_DATA_OFFSET_PRESENT, DATA_OFFSET_PRESENT, DEFAULT_BASE_IS_MOOF,
     DEFAULT_SAMPLE_DURATION_PRESENT, FIRST_SAMPLE_FLAGS_PRESENT, SAMPLE_COMPOSITION_OFFSET_PRESENT,
     SAMPLE_DESCRIPTION_INDEX_PRESENT, SAMPLE_DURATION_PRESENT, SAMPLE_FLAGS_PRESENT,
     SAMPLE_SIZE_PRESENT,
 };
+use super::moov::TrackDescription;
 
 /// `tfhd` flags of the defaults after the duration.
 const DEFAULT_SAMPLE_SIZE_PRESENT: u32 = 0x10;

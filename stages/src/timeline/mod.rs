@@ -35,28 +35,22 @@ use crate::history::FragmentHistory;
 use crate::mp4::moof;
 use crate::mp4::{describe_change, describe_moov, BoxError, BoxHeader, FourCc, TrackDescription};
 use crate::padding::push_zeros;
-use streampub_core::program::find_program;
-use streampub_core::stage::BodyPreparer;
-use streampub_core::{
-    ComponentContext, ComponentError, FragmentInfo, MediaSpan, PluginRegistration, Stage,
-    StageConfig, StageError, StageOutput,
+use streampub_core::plugin::find_program;
+use streampub_core::plugin::BodyPreparer;
+use streampub_core::plugin::{
+    ComponentContext, ComponentError, FragmentInfo, MediaSpan, Stage, StageConfig, StageError,
+    StageOutput,
 };
+use streampub_core::register_stage;
 
 /// The stage's `type`.
 pub const TIMELINE_STAGE: &str = "fmp4-timeline";
 
-inventory::submit! {
-    PluginRegistration::stage::<Fmp4TimelineConfig>(
-        TIMELINE_STAGE,
-        "Joins fragmented MP4 files into one continuous stream: one init segment, continuous tfdt",
-    )
-}
-
-/// Keeps this module (and its registration) in the binary; see the crate's `link`.
-#[inline(never)]
-pub fn link() {
-    std::hint::black_box(module_path!());
-}
+register_stage!(
+    Fmp4TimelineConfig,
+    TIMELINE_STAGE,
+    "Joins fragmented MP4 files into one continuous stream: one init segment, continuous tfdt",
+);
 
 /// The largest `ftyp`, `moov` or `moof` buffered; larger ones are rejected as corrupt.
 const MAX_BUFFERED_BOX: u64 = 32 << 20;

@@ -10,8 +10,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use tracing::info;
 
-use streampub_core::stage::BodyPreparer;
-use streampub_core::{Fragment, FragmentBody};
+use streampub_core::plugin::BodyPreparer;
+use streampub_core::plugin::{Fragment, FragmentBody};
 
 use crate::mp4::{BoxHeader, FourCc};
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use streampub_core::stage::StageItem;
+use streampub_core::plugin::StageItem;
 
 use super::*;
 use crate::mp4::boxes::{children, write_box, BoxHeader, Reader};
@@ -291,7 +291,7 @@ fn run_file(
     file: &[u8],
     splits: &[usize],
 ) -> (Vec<StageItem>, Result<(), StageError>) {
-    stage_harness::run_file(stage, &info(sequence), file, splits)
+    stage_harness::run_stage(stage, &info(sequence), file, splits)
 }
 
 /// One `traf` as the output has it.

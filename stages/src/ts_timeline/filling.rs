@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use streampub_core::{StageError, StageOutput};
+use streampub_core::plugin::{StageError, StageOutput};
 
 use super::filler_clip::{read_ts_clip, Media, TsClip};
 use super::shape_probe::media_pids;

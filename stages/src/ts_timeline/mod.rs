@@ -37,16 +37,17 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use streampub_core::{
-    ComponentContext, ComponentError, FragmentInfo, HumanDuration, MediaSpan, PluginRegistration,
-    Stage, StageConfig, StageError, StageOutput,
+use streampub_core::plugin::{
+    ComponentContext, ComponentError, FragmentInfo, HumanDuration, MediaSpan, Stage, StageConfig,
+    StageError, StageOutput,
 };
+use streampub_core::register_stage;
 
 use self::filler_clip::TsClip;
 use self::filling::FillerRun;
 use self::packet_cut::PacketCut;
 use self::shape_probe::ShapeProbe;
-use crate::filler::{default_ffmpeg, no_filler, ClipMaker, FillerSource};
+use crate::filler::{default_ffmpeg, no_filler, validate_filler, ClipMaker, FillerSource};
 use crate::history::FragmentHistory;
 use crate::mpegts::adts::AdtsFrames;
 use crate::mpegts::{
@@ -62,18 +63,11 @@ use crate::session_limit::{
 /// The stage's `type`.
 pub const TS_TIMELINE_STAGE: &str = "mpegts-timeline";
 
-inventory::submit! {
-    PluginRegistration::stage::<TsTimelineConfig>(
-        TS_TIMELINE_STAGE,
-        "Joins MPEG-TS files into one continuous transport stream: one clock, continuous counters",
-    )
-}
-
-/// Keeps this module (and its registration) in the binary; see the crate's `link`.
-#[inline(never)]
-pub fn link() {
-    std::hint::black_box(module_path!());
-}
+register_stage!(
+    TsTimelineConfig,
+    TS_TIMELINE_STAGE,
+    "Joins MPEG-TS files into one continuous transport stream: one clock, continuous counters",
+);
 
 /// Where the joined stream's clock starts: 1.4 s, ffmpeg's own start, so that a PCR up to
 /// that far ahead of the first frame stays positive.
@@ -113,7 +107,8 @@ impl Default for TsTimelineConfig {
 #[async_trait]
 impl StageConfig for TsTimelineConfig {
     fn validate(&self, _context: &ComponentContext) -> Result<(), ComponentError> {
-        validate_session_limit(self.session_limit)
+        validate_session_limit(self.session_limit)?;
+        validate_filler(&self.filler)
     }
 
     async fn build(&self, _context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError> {

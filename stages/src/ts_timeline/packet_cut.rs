@@ -1,4 +1,4 @@
-//! A file sent again from inside ([`streampub_core::Stage::resume_fragment`]), cut packet by
+//! A file sent again from inside ([`streampub_core::plugin::Stage::resume_fragment`]), cut packet by
 //! packet: the elementary streams' packets go through a [`ResumeCut`] whose units are PES
 //! packets, each packet with the decode time of the PES it belongs to, so a PES is sent or
 //! dropped whole. Tables (PAT, PMT) and other packets always pass.

@@ -1,6 +1,6 @@
 //! Tests of the MPEG-TS timeline stage on synthetic transport streams built here.
 
-use streampub_core::stage::StageItem;
+use streampub_core::plugin::StageItem;
 
 use super::*;
 use crate::stage_harness::{self, joined};
@@ -143,7 +143,7 @@ fn run_file(
     file: &[u8],
     split: usize,
 ) -> (Vec<StageItem>, Result<(), StageError>) {
-    stage_harness::run_file(stage, &info(sequence), file, &[split])
+    stage_harness::run_stage(stage, &info(sequence), file, &[split])
 }
 
 /// Per PID of the output: PTS values, PCR values, and whether continuity counters run on.

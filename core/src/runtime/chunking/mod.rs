@@ -8,7 +8,7 @@
 //! far as the bound allows. Order is preserved: one task reads fragments one after another.
 //!
 //! With `chunk_size: auto` the size adapts (see `ChunkSizer`). When the pipeline has no stage
-//! rewriting the bytes and its sink can splice ([`crate::Sink::accepts_file_ranges`]),
+//! rewriting the bytes and its sink can splice ([`crate::plugin::Sink::accepts_file_ranges`]),
 //! file-backed fragments are not read at all: chunks are [`FileRange`]s the sink moves from the
 //! file into its pipe inside the kernel. The budget bounds them all the same.
 
@@ -84,10 +84,6 @@ impl ChunkData {
             Self::Bytes(bytes) => bytes.len(),
             Self::File(range) => range.length,
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

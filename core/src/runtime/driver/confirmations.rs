@@ -2,7 +2,7 @@
 //!
 //! A sink whose downstream takes bytes later than it accepts them (a process that reads ahead
 //! before it publishes) only reports how many of the fragments it ended most recently it has
-//! not really taken ([`crate::Sink::unconfirmed`]). Everything else about confirmation lives
+//! not really taken ([`crate::plugin::Sink::unconfirmed`]). Everything else about confirmation lives
 //! here: which fragments those are, the pipeline state to save when they are confirmed (see
 //! `pipeline_checkpoint`), acknowledging them oldest first, and handing them back for a resend when
 //! the session fails.

@@ -1,6 +1,6 @@
 //! Filler while upstream is late: when the next fragment is not there as the media written so
 //! far runs out on a paced sink, the stages continue the stream in small steps (see
-//! [`crate::Stage::fill`]) until the fragment comes; it then takes over at once.
+//! [`crate::plugin::Stage::fill`]) until the fragment comes; it then takes over at once.
 
 use std::time::Duration;
 

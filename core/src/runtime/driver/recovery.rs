@@ -141,7 +141,7 @@ impl SinkDriver {
     /// sink's reconnect policy between attempts; the attempts count per outage (see
     /// [`super::outages`]). Returns `false` if shutdown came first.
     async fn reconnect(&mut self, mut error: SinkError) -> Result<bool, PipelineError> {
-        let policy = self.sink.reconnect_policy();
+        let policy = self.sink.capabilities().reconnect;
         // Progress is media confirmed beyond what any session confirmed before: a session that
         // only replays what was confirmed already (it drops the stream before a fragment
         // ends, every time) does not end the outage.

@@ -9,7 +9,7 @@ use crate::chunk::ChunkSize;
 use crate::fragment::{FragmentBody, FragmentDelivery, FragmentInfo};
 use crate::reconnect::ReconnectPolicy;
 use crate::runtime::chunking::ChunkingStage;
-use crate::sink::SessionReason;
+use crate::sink::{SessionReason, SinkCapabilities};
 use crate::units::ByteSize;
 use bytes::Bytes;
 
@@ -80,11 +80,14 @@ impl Sink for FlakySink {
     async fn close(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
-    fn reconnect_policy(&self) -> ReconnectPolicy {
-        ReconnectPolicy {
-            max_attempts: Some(3),
-            initial_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(20),
+    fn capabilities(&self) -> SinkCapabilities {
+        SinkCapabilities {
+            reconnect: ReconnectPolicy {
+                max_attempts: Some(3),
+                initial_delay: Duration::from_millis(5),
+                max_delay: Duration::from_millis(20),
+            },
+            ..SinkCapabilities::default()
         }
     }
 }
@@ -104,7 +107,7 @@ async fn drive(
 /// Runs `bodies` through `stages` and a driver over `sink`.
 async fn drive_through(
     sink: FlakySink,
-    stages: Vec<Box<dyn crate::Stage>>,
+    stages: Vec<Box<dyn crate::plugin::Stage>>,
     bodies: Vec<&'static [u8]>,
 ) -> (
     Vec<FragmentOutcome>,
@@ -239,12 +242,12 @@ struct SecondFrames {
     resume: Option<(u64, Vec<u8>)>,
 }
 
-impl crate::Stage for SecondFrames {
+impl crate::plugin::Stage for SecondFrames {
     fn begin_fragment(
         &mut self,
         fragment: &FragmentInfo,
-        _: &mut crate::StageOutput,
-    ) -> Result<(), crate::StageError> {
+        _: &mut crate::plugin::StageOutput,
+    ) -> Result<(), crate::plugin::StageError> {
         self.start = self.next;
         self.starts.push((fragment.sequence, self.next));
         Ok(())
@@ -252,8 +255,8 @@ impl crate::Stage for SecondFrames {
     fn process_chunk(
         &mut self,
         chunk: Bytes,
-        output: &mut crate::StageOutput,
-    ) -> Result<(), crate::StageError> {
+        output: &mut crate::plugin::StageOutput,
+    ) -> Result<(), crate::plugin::StageError> {
         for &frame in chunk.iter() {
             let time = self.next;
             self.next += 1;
@@ -279,8 +282,11 @@ impl crate::Stage for SecondFrames {
         }
         Ok(())
     }
-    fn end_fragment(&mut self, output: &mut crate::StageOutput) -> Result<(), crate::StageError> {
-        output.mark_media_span(crate::MediaSpan {
+    fn end_fragment(
+        &mut self,
+        output: &mut crate::plugin::StageOutput,
+    ) -> Result<(), crate::plugin::StageError> {
+        output.mark_media_span(crate::plugin::MediaSpan {
             start: Duration::from_secs(self.start),
             end: Duration::from_secs(self.next),
         });
@@ -304,7 +310,7 @@ impl crate::Stage for SecondFrames {
 async fn a_fragment_cut_short_is_resumed_at_its_last_keyframe_before_the_confirmed_point() {
     let sessions = Arc::new(Mutex::new(vec![Vec::new()]));
     let sink = flaky(&sessions, vec![16, 23], 0);
-    let stages: Vec<Box<dyn crate::Stage>> = vec![Box::new(SecondFrames::default())];
+    let stages: Vec<Box<dyn crate::plugin::Stage>> = vec![Box::new(SecondFrames::default())];
     let (outcomes, result, stats) =
         drive_through(sink, stages, vec![b"AbcDefGhij", b"KlmNopQrst"]).await;
     result.unwrap();
