@@ -1,7 +1,8 @@
 //! The `streampub` command line, as a library so that a binary with extra plugins linked in can
 //! offer the same commands:
 //!
-//! ```ignore
+//! ```no_run
+//! # mod my_plugins { pub fn link() {} }
 //! fn main() -> std::process::ExitCode {
 //!     my_plugins::link();
 //!     streampub_cli::main()

@@ -9,7 +9,7 @@ use crate::units::HumanDuration;
 /// overflow timer and backoff arithmetic.
 pub const MAX_DURATION: HumanDuration = HumanDuration::from_secs(24 * 60 * 60);
 
-/// Checks a duration option: at most [`MAX_DURATION`], and more than zero unless `zero_allowed`.
+/// Checks a duration option: at most a day (`MAX_DURATION`), and more than zero unless `zero_allowed`.
 pub fn check_duration(
     field: &str,
     value: HumanDuration,

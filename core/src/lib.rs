@@ -2,9 +2,9 @@
 //! the runtime that wires pipelines together. It knows no media format and no particular
 //! plugin; those live in `streampub-sources`, `streampub-stages` and `streampub-sinks`.
 //!
-//! A pipeline is `source → chunking stage → stages → sink`. Sources produce [`Fragment`]s;
-//! the [`ChunkingStage`] reads them in bounded chunks with backpressure; [`Stage`]s rewrite the
-//! chunk stream; a [`Sink`] takes it. A fragment is acknowledged to its source only once its
+//! A pipeline is `source → chunking stage → stages → sink`. Sources produce [`Fragment`](plugin::Fragment)s;
+//! the chunking stage reads them in bounded chunks with backpressure; [`Stage`](plugin::Stage)s rewrite the
+//! chunk stream; a [`Sink`](plugin::Sink) takes it. A fragment is acknowledged to its source only once its
 //! sink has confirmed it.
 //!
 //! Two public faces: [`plugin`], everything a source, stage or sink crate needs (traits,

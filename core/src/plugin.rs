@@ -15,7 +15,7 @@
 //! (see `examples/custom-plugin`). Option docs come from the config type's `///` comments
 //! through [`JsonSchema`]: `streampub plugins` prints them.
 //!
-//! The `testing` feature adds [`crate::testing`]: harnesses that run a stage over files cut
+//! The `testing` feature adds `streampub_core::testing`: harnesses that run a stage over files cut
 //! into chunks anywhere, and drive a sink through fragments.
 //!
 //! ```

@@ -1,10 +1,5 @@
-//! The plugin registry: every source, stage and sink registers itself with `inventory`.
-//!
-//! ```ignore
-//! inventory::submit! {
-//!     PluginRegistration::sink::<NullSinkConfig>("null", "Consumes and counts fragments")
-//! }
-//! ```
+//! The plugin registry: every source, stage and sink registers itself with `inventory`, through
+//! `register_source!`, `register_stage!` or `register_sink!` (see [`crate::plugin`]).
 //!
 //! `inventory` only sees plugins of crates that are linked into the binary, so a binary must
 //! reference every crate whose plugins it wants (the built-in crates expose a `link()` function

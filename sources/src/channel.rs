@@ -1,12 +1,9 @@
 //! The `channel` source: publishes fragments that an embedding program pushes in.
 //!
-//! ```ignore
-//! let runtime = Runtime::start(&config).await?;
-//! let channels = ChannelHub::shared(runtime.services());
-//! let ingest = channels.sender("ingest").expect("a pipeline has `source: {type: channel, name: ingest}`");
-//! let delivery = ingest.send_bytes("batch-0.mp4", bytes).await?;
-//! assert_eq!(delivery.await, FragmentOutcome::Delivered);
-//! ```
+//! The program starts a [`Runtime`](streampub_core::Runtime) whose pipeline has
+//! `source: {type: channel, name: ingest}`, takes a [`FragmentSender`] from
+//! [`ChannelHub::sender`], and awaits each fragment's delivery (`FragmentOutcome::Delivered`
+//! once the sink confirmed it). `examples/embed.rs` is the whole program.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

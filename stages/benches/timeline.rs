@@ -4,9 +4,10 @@
 
 use divan::counter::BytesCount;
 use divan::Bencher;
-use streampub_core::plugin::{Bytes, FragmentInfo};
-use streampub_core::plugin::{Stage, StageOutput};
-use streampub_stages::timeline::TimelineStage;
+use std::path::Path;
+
+use streampub_core::plugin::{Bytes, ComponentContext, FragmentInfo, StageConfig, StageOutput};
+use streampub_stages::fmp4_timeline::Fmp4TimelineConfig;
 
 const SAMPLES: [&[u8]; 3] = [
     include_bytes!("../../examples/fragments/batch-0.mp4"),
@@ -27,8 +28,14 @@ fn fragmented_mp4(bencher: Bencher, chunk_size: usize) {
         .map(|sample| Bytes::from_static(sample))
         .collect();
     let bytes: usize = (0..ROUNDS).map(|round| fragments[round % 3].len()).sum();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let context = ComponentContext::new("bench", Path::new("."));
     bencher.counter(BytesCount::new(bytes)).bench_local(|| {
-        let mut stage = TimelineStage::default();
+        let mut stage = runtime
+            .block_on(Fmp4TimelineConfig::default().build(&context))
+            .expect("the stage builds");
         let mut output = StageOutput::default();
         let mut emitted = 0;
         for round in 0..ROUNDS {

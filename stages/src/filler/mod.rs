@@ -2,7 +2,7 @@
 //! PATH`) and the clip made from it with ffmpeg to match the stream (black and silence, or a
 //! slate converted once), in the background as soon as the stream is known, so that it is
 //! ready long before upstream is first late. The stages play it in their own format
-//! ([`crate::flv::filler`] as FLV tags, [`crate::ts_timeline`] as transport stream packets).
+//! ([`crate::flv::filler`] as FLV tags, [`crate::mpegts_timeline`] as transport stream packets).
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

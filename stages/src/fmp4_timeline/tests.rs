@@ -7,6 +7,7 @@ use bytes::Bytes;
 use streampub_core::plugin::StageItem;
 
 use super::*;
+use crate::mp4::FourCc;
 use crate::mp4::boxes::{children, write_box, BoxHeader, Reader};
 use crate::stage_harness::{self, joined};
 
@@ -286,7 +287,7 @@ fn info(sequence: u64) -> FragmentInfo {
 /// Runs `file` through the stage as fragment `sequence`, in chunks of the given sizes
 /// (cycled).
 fn run_file(
-    stage: &mut TimelineStage,
+    stage: &mut Fmp4TimelineStage,
     sequence: u64,
     file: &[u8],
     splits: &[usize],
@@ -367,7 +368,7 @@ fn read_output(stream: &[u8]) -> (Vec<String>, Vec<OutTraf>) {
 
 #[test]
 fn files_join_into_one_timeline() {
-    let mut stage = TimelineStage::default();
+    let mut stage = Fmp4TimelineStage::default();
     let mut stream = Vec::new();
     let mut spans = Vec::new();
     for marker in 1..=3u8 {
@@ -434,7 +435,7 @@ fn files_join_into_one_timeline() {
 
 #[test]
 fn absolute_base_data_offsets_are_made_relative_to_their_moof() {
-    let mut stage = TimelineStage::default();
+    let mut stage = Fmp4TimelineStage::default();
     let mut stream = Vec::new();
     for marker in 1..=2u8 {
         let file = with_absolute_base(&upstream_file(marker));
@@ -457,7 +458,7 @@ fn absolute_base_data_offsets_are_made_relative_to_their_moof() {
 
 #[test]
 fn a_restored_timeline_continues_without_a_second_init_segment() {
-    let mut first = TimelineStage::default();
+    let mut first = Fmp4TimelineStage::default();
     let mut stream = Vec::new();
     let (items, result) = run_file(&mut first, 1, &upstream_file(1), &[usize::MAX]);
     result.unwrap();
@@ -465,7 +466,7 @@ fn a_restored_timeline_continues_without_a_second_init_segment() {
     // As the pipeline's checkpoint does: through JSON.
     let saved = serde_json::to_string(&first.checkpoint().unwrap()).unwrap();
 
-    let mut restarted = TimelineStage::default();
+    let mut restarted = Fmp4TimelineStage::default();
     restarted
         .restore(serde_json::from_str(&saved).unwrap())
         .unwrap();
@@ -490,7 +491,7 @@ fn a_restored_timeline_continues_without_a_second_init_segment() {
     let sequences: Vec<u32> = trafs.iter().map(|traf| traf.sequence).step_by(2).collect();
     assert_eq!(sequences, [1, 2, 3, 4, 5, 6]);
 
-    let unreadable = TimelineStage::default().restore(serde_json::json!({"init": "0102"}));
+    let unreadable = Fmp4TimelineStage::default().restore(serde_json::json!({"init": "0102"}));
     assert!(unreadable.is_err());
 }
 
@@ -498,7 +499,7 @@ fn a_restored_timeline_continues_without_a_second_init_segment() {
 fn output_is_identical_whatever_the_chunk_boundaries() {
     let files: Vec<Vec<u8>> = (1..=3).map(upstream_file).collect();
     let reference: Vec<u8> = {
-        let mut stage = TimelineStage::default();
+        let mut stage = Fmp4TimelineStage::default();
         files
             .iter()
             .enumerate()
@@ -520,7 +521,7 @@ fn output_is_identical_whatever_the_chunk_boundaries() {
         split_sets.push((0..16).map(|_| (next() % 300) as usize + 1).collect());
     }
     for splits in split_sets {
-        let mut stage = TimelineStage::default();
+        let mut stage = Fmp4TimelineStage::default();
         let output: Vec<u8> = files
             .iter()
             .enumerate()
@@ -538,7 +539,7 @@ fn output_is_identical_whatever_the_chunk_boundaries() {
 fn mdat_payload_passes_as_slices_of_the_input() {
     let file = upstream_file(1);
     let input = Bytes::from(file.clone());
-    let mut stage = TimelineStage::default();
+    let mut stage = Fmp4TimelineStage::default();
     let mut output = StageOutput::default();
     stage.begin_fragment(&info(1), &mut output).unwrap();
     stage.process_chunk(input.clone(), &mut output).unwrap();
@@ -597,7 +598,7 @@ fn video_only_audio_only_and_other_rates() {
             ]
             .concat()
         };
-        let mut stage = TimelineStage::default();
+        let mut stage = Fmp4TimelineStage::default();
         let mut stream = Vec::new();
         for marker in 1..=3u8 {
             let (items, result) = run_file(&mut stage, u64::from(marker), &file(marker), &[1000]);
@@ -634,7 +635,7 @@ fn missing_tfdt_is_added_and_several_runs_and_moofs_keep_their_offsets() {
         ]
         .concat()
     };
-    let mut stage = TimelineStage::default();
+    let mut stage = Fmp4TimelineStage::default();
     let mut stream = Vec::new();
     for marker in 1..=2u8 {
         let (items, result) = run_file(&mut stage, u64::from(marker), &file(marker), &[5]);
@@ -670,7 +671,7 @@ fn a_tfdt_that_outgrows_32_bits_becomes_version_1() {
         ]
         .concat()
     };
-    let mut stage = TimelineStage::default();
+    let mut stage = Fmp4TimelineStage::default();
     let mut stream = Vec::new();
     for marker in 1..=2u8 {
         let (items, result) = run_file(&mut stage, u64::from(marker), &long(marker), &[3]);
@@ -705,7 +706,7 @@ fn a_different_init_segment_starts_a_new_session_and_equal_ones_are_dropped() {
         ]
         .concat()
     };
-    let mut stage = TimelineStage::default();
+    let mut stage = Fmp4TimelineStage::default();
     let (first, _) = run_file(&mut stage, 1, &file(VIDEO, 1), &[64]);
     let (second, _) = run_file(&mut stage, 2, &file(changed, 2), &[64]);
     let (third, _) = run_file(&mut stage, 3, &file(changed, 3), &[64]);
@@ -735,7 +736,7 @@ fn a_different_init_segment_starts_a_new_session_and_equal_ones_are_dropped() {
 
 #[test]
 fn a_new_session_gets_the_init_segment_and_a_rewind_restores_the_timeline() {
-    let mut stage = TimelineStage::default();
+    let mut stage = Fmp4TimelineStage::default();
     run_file(&mut stage, 1, &upstream_file(1), &[100])
         .1
         .unwrap();
@@ -797,7 +798,7 @@ fn corrupt_files_fail_naming_box_and_offset_and_the_next_file_goes_on() {
         ),
     ];
     for (what, file, expected) in cases {
-        let mut stage = TimelineStage::default();
+        let mut stage = Fmp4TimelineStage::default();
         let (_, result) = run_file(&mut stage, 1, &file, &[17]);
         let error = result.expect_err(what);
         assert!(
@@ -820,7 +821,7 @@ fn corrupt_files_fail_naming_box_and_offset_and_the_next_file_goes_on() {
 #[test]
 fn a_cut_mdat_is_completed_with_zeros() {
     let good = upstream_file(1);
-    let mut stage = TimelineStage::default();
+    let mut stage = Fmp4TimelineStage::default();
     let (items, result) = run_file(&mut stage, 1, &good[..good.len() - 10], &[100]);
     assert!(result.is_err());
     let output = joined(&items);
@@ -835,7 +836,7 @@ fn a_cut_mdat_is_completed_with_zeros() {
 
 #[test]
 fn random_and_damaged_input_never_panics() {
-    stage_harness::feed_damaged_copies::<TimelineStage>(&upstream_file(1), 3000);
+    stage_harness::feed_damaged_copies::<Fmp4TimelineStage>(&upstream_file(1), 3000);
 }
 
 #[test]
@@ -856,7 +857,7 @@ fn the_offset_does_not_drift_over_100000_files() {
 
 #[test]
 fn filler_moves_the_next_file_to_where_it_ends() {
-    let mut stage = TimelineStage::default();
+    let mut stage = Fmp4TimelineStage::default();
     let (_, result) = run_file(&mut stage, 1, &upstream_file(1), &[usize::MAX]);
     result.unwrap();
     let mut output = StageOutput::default();

@@ -7,13 +7,13 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use streampub_core::plugin::StageError;
 
-use super::{InitSegment, Seconds, TimelineStage};
+use super::{Fmp4Timeline, InitSegment, Seconds};
 use crate::mp4::boxes::children;
 use crate::mp4::{describe_moov, FourCc};
 
 /// What is saved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct SavedTimeline {
+pub(crate) struct SavedTimeline {
     /// The `ftyp` and `moov` the output began with, in hexadecimal; `None` before the first
     /// file.
     init: Option<String>,
@@ -25,7 +25,7 @@ pub(super) struct SavedTimeline {
 }
 
 impl SavedTimeline {
-    pub(super) fn of(stage: &TimelineStage) -> Self {
+    pub(super) fn of(stage: &Fmp4Timeline) -> Self {
         Self {
             init: stage.init.as_ref().map(|init| hex::encode(&init.bytes)),
             next_sequence: stage.next_sequence,
@@ -35,7 +35,7 @@ impl SavedTimeline {
     }
 
     /// Puts this state into `stage` (which has seen no fragment yet).
-    pub(super) fn restore_into(self, stage: &mut TimelineStage) -> Result<(), StageError> {
+    pub(super) fn restore_into(self, stage: &mut Fmp4Timeline) -> Result<(), StageError> {
         let invalid = |what: &str| StageError::new(format!("the saved timeline state has {what}"));
         let numerator = self
             .offset_numerator
