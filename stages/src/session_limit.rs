@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use streampub_core::plugin::{ComponentError, HumanDuration};
+use streampub_core::plugin::{ComponentError, HumanDuration, StageOutput};
 
 /// Default and largest `session_limit`: 24 days, before 2^31 ms.
 pub const MAX_SESSION_LIMIT: HumanDuration = HumanDuration::from_secs(24 * 24 * 3600);
@@ -28,7 +28,7 @@ pub(crate) fn validate_session_limit(limit: HumanDuration) -> Result<(), Compone
 }
 
 /// Why fragment `name` begins a new session: its session carried `reached` of media.
-pub(crate) fn planned_new_session(name: &str, reached: Duration) -> String {
+fn planned_new_session(name: &str, reached: Duration) -> String {
     format!(
         "fragment {name}: the session's timestamps reached {} (session_limit): a planned new \
          session, before FLV's 32-bit millisecond timestamps wrap",
@@ -65,10 +65,25 @@ impl SessionLimit {
         self.start = None;
     }
 
+    /// At the boundary before fragment `name`, at `position`: whether the session ends here,
+    /// its limit reached; if so, the new session is requested in `output`.
+    pub(crate) fn ends_before(
+        &mut self,
+        name: &str,
+        position: Duration,
+        output: &mut StageOutput,
+    ) -> bool {
+        let Some(reached) = self.reached(position) else {
+            return false;
+        };
+        output.request_new_session(planned_new_session(name, reached));
+        true
+    }
+
     /// At a fragment boundary at `position`: how much media the session has carried, if that
     /// reached the limit (the session then ends and the next begins at `position`). A session
     /// not begun yet begins here.
-    pub(crate) fn reached(&mut self, position: Duration) -> Option<Duration> {
+    fn reached(&mut self, position: Duration) -> Option<Duration> {
         let start = *self.start.get_or_insert(position);
         let carried = position.saturating_sub(start);
         (carried >= self.limit).then(|| {

@@ -9,7 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use streampub_core::plugin::{StageError, StageOutput};
 
-use super::{push_tag, FileState, FlvTimelineStage};
+use super::reading::FlvFile;
+use super::{push_tag, FlvTimeline};
 use crate::flv::tags::{Kind, Tag};
 use crate::flv::TagKind;
 use crate::stream_shape::{most_common, AudioShape, StreamShape, VideoShape};
@@ -41,7 +42,7 @@ fn configuration_start(kind: TagKind, data: &[u8]) -> usize {
     prefix.min(data.len())
 }
 
-impl FlvTimelineStage {
+impl FlvTimeline {
     /// Sends the stream's decoder configuration of `kind` unless the session has it.
     pub(super) fn send_stream_configuration(
         &mut self,
@@ -79,7 +80,7 @@ impl FlvTimelineStage {
     }
 
     /// After a whole file, starts making the filler for the stream if it still needs one.
-    pub(super) fn prepare_filler(&mut self, file: &FileState) {
+    pub(super) fn prepare_filler(&mut self, file: &FlvFile) {
         if !self.filler.wants_shape() {
             return;
         }
@@ -93,7 +94,7 @@ impl FlvTimelineStage {
     }
 
     /// What the filler must match, from the sequence headers and `file`'s video intervals.
-    fn stream_shape(&self, file: &FileState) -> Result<StreamShape, String> {
+    fn stream_shape(&self, file: &FlvFile) -> Result<StreamShape, String> {
         let video = match &self.configurations.video {
             Some(data) if data.first().map(|first| first & 0x0f) == Some(AVC_CODEC_ID) => {
                 Some(&data[configuration_start(TagKind::Video, data)..])

@@ -7,11 +7,11 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use streampub_core::plugin::StageError;
 
-use super::{Configurations, FlvTimelineStage};
+use super::{Configurations, FlvTimeline};
 
 /// What is saved; byte strings in hexadecimal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct SavedFlvTimeline {
+pub(crate) struct SavedFlvTimeline {
     header: Option<String>,
     video_configuration: Option<String>,
     audio_configuration: Option<String>,
@@ -20,7 +20,7 @@ pub(super) struct SavedFlvTimeline {
 }
 
 impl SavedFlvTimeline {
-    pub(super) fn of(stage: &FlvTimelineStage) -> Self {
+    pub(super) fn of(stage: &FlvTimeline) -> Self {
         Self {
             header: stage.header.map(hex::encode),
             video_configuration: stage.configurations.video.as_ref().map(hex::encode),
@@ -30,7 +30,7 @@ impl SavedFlvTimeline {
     }
 
     /// Puts this state into `stage` (which has seen no fragment yet).
-    pub(super) fn restore_into(self, stage: &mut FlvTimelineStage) -> Result<(), StageError> {
+    pub(super) fn restore_into(self, stage: &mut FlvTimeline) -> Result<(), StageError> {
         let invalid =
             |what: &str| StageError::new(format!("the saved FLV timeline state has {what}"));
         let bytes = |text: Option<String>| -> Result<Option<Bytes>, StageError> {

@@ -7,6 +7,7 @@ use streampub_core::plugin::FragmentInfo;
 use streampub_core::plugin::StageItem;
 
 use super::*;
+use crate::flv::FILE_HEADER;
 use crate::flv::TagHeader;
 use crate::mp4::boxes::write_box;
 use crate::stage_harness::{joined, media_times, run_stage};
@@ -162,7 +163,7 @@ fn samples_become_tags_interleaved_by_decode_time_after_the_sequence_headers() {
         length: None,
     };
     for split in [1, 7, usize::MAX] {
-        let mut stage = FlvPacketizerStage::default();
+        let mut stage = Fmp4ToFlvStage::default();
         let (items, result) = run_stage(&mut stage, &info, &file, &[split]);
         result.unwrap();
         let tags = tags_of(&joined(&items));
@@ -189,7 +190,7 @@ fn a_codec_flv_cannot_carry_fails_every_fragment_of_that_stream() {
         .position(|window| window == b"avc1")
         .unwrap();
     renamed[at..at + 4].copy_from_slice(b"hvc1");
-    let mut stage = FlvPacketizerStage::default();
+    let mut stage = Fmp4ToFlvStage::default();
     for sequence in 1..=2 {
         let info = FragmentInfo {
             sequence,
@@ -222,7 +223,7 @@ fn fragment(sequence: u64) -> FragmentInfo {
 #[test]
 fn timestamps_past_24_bits_use_the_extended_byte() {
     // 16,777,200 ms: the video sample 33 ms later is past 2^24 - 1.
-    let mut stage = FlvPacketizerStage::default().starting_at(Duration::from_millis(16_777_200));
+    let mut stage = Fmp4ToFlvStage::default().starting_at(Duration::from_millis(16_777_200));
     let file = [init_segment(), media_segment()].concat();
     let (items, result) = run_stage(&mut stage, &fragment(1), &file, &[usize::MAX]);
     result.unwrap();
@@ -242,7 +243,7 @@ fn timestamps_past_24_bits_use_the_extended_byte() {
 fn a_session_that_reached_its_limit_ends_at_the_next_fragment_and_the_next_starts_at_zero() {
     // A limit of 1 s, the first session starting at 990 ms: fragment 1's samples reach it.
     let mut stage =
-        FlvPacketizerStage::new(Duration::from_secs(1)).starting_at(Duration::from_millis(990));
+        Fmp4ToFlvStage::default().with_session_limit(Duration::from_secs(1)).starting_at(Duration::from_millis(990));
     let first = [init_segment(), media_segment()].concat();
     let (items, result) = run_stage(&mut stage, &fragment(1), &first, &[usize::MAX]);
     result.unwrap();
@@ -282,7 +283,7 @@ fn a_session_that_reached_its_limit_ends_at_the_next_fragment_and_the_next_start
 #[test]
 fn filler_loops_from_its_keyframe_and_the_stream_takes_over_with_its_own_headers() {
     let mut stage =
-        FlvPacketizerStage::default().with_filler(FillerSource::Generate, "ffmpeg".into());
+        Fmp4ToFlvStage::default().with_filler(FillerSource::Generate, "ffmpeg".into());
     let first = [init_segment(), media_segment()].concat();
     let (items, result) = run_stage(&mut stage, &fragment(1), &first, &[usize::MAX]);
     result.unwrap();
@@ -359,7 +360,7 @@ fn metadata_number(body: &[u8], name: &str) -> Option<f64> {
 #[test]
 fn the_session_begins_with_on_metadata_describing_the_stream() {
     let file = [init_segment(), media_segment()].concat();
-    let mut stage = FlvPacketizerStage::default();
+    let mut stage = Fmp4ToFlvStage::default();
     let (items, result) = run_stage(&mut stage, &fragment(1), &file, &[5]);
     result.unwrap();
     let tags = all_tags_of(&joined(&items));
@@ -410,7 +411,7 @@ fn a_slate_is_converted_to_the_stream_and_one_that_lacks_a_track_is_refused() {
     let directory = tempfile::tempdir().unwrap();
     let first = [init_segment(), media_segment()].concat();
     // A 640x360, 25 fps, 44.1 kHz mono slate, for a 320x180, 30 fps, 48 kHz stereo stream.
-    let mut stage = FlvPacketizerStage::default().with_filler(
+    let mut stage = Fmp4ToFlvStage::default().with_filler(
         FillerSource::File(slate(directory.path(), true)),
         "ffmpeg".into(),
     );
@@ -447,7 +448,7 @@ fn a_slate_is_converted_to_the_stream_and_one_that_lacks_a_track_is_refused() {
     assert!(audio.len() >= 45, "{} audio packets", audio.len());
 
     // A slate without audio for a stream with audio: the fill fails, saying so.
-    let mut stage = FlvPacketizerStage::default().with_filler(
+    let mut stage = Fmp4ToFlvStage::default().with_filler(
         FillerSource::File(slate(directory.path(), false)),
         "ffmpeg".into(),
     );
@@ -474,9 +475,9 @@ fn filler_configuration(items: &[StageItem]) -> Vec<u8> {
 }
 
 /// A stage with the generated filler that has read its first fragment.
-fn filling_stage() -> FlvPacketizerStage {
+fn filling_stage() -> Fmp4ToFlvStage {
     let mut stage =
-        FlvPacketizerStage::default().with_filler(FillerSource::Generate, "ffmpeg".into());
+        Fmp4ToFlvStage::default().with_filler(FillerSource::Generate, "ffmpeg".into());
     let (_, result) = run_stage(
         &mut stage,
         &fragment(1),
@@ -557,7 +558,7 @@ fn a_fragment_cut_short_sends_no_zeros_as_samples() {
     let cut = second.len() - 6;
     let completed = [&second[..cut], &[0; 6][..]].concat();
     let file = [init_segment(), media_segment(), completed].concat();
-    let mut stage = FlvPacketizerStage::default();
+    let mut stage = Fmp4ToFlvStage::default();
     let mut output = StageOutput::default();
     stage.begin_fragment(&fragment(1), &mut output).unwrap();
     stage
@@ -573,7 +574,7 @@ fn a_fragment_cut_short_sends_no_zeros_as_samples() {
         .collect();
     assert_eq!(timestamps, vec![0, 0, 21, 33]);
     // A whole fragment writes the last segment's tags when it ends.
-    let mut stage = FlvPacketizerStage::default();
+    let mut stage = Fmp4ToFlvStage::default();
     let whole = [init_segment(), media_segment(), media_segment_at(1)].concat();
     let (items, result) = run_stage(&mut stage, &fragment(1), &whole, &[usize::MAX]);
     result.unwrap();
@@ -595,7 +596,7 @@ fn a_fragment_resumed_from_inside_starts_at_its_last_keyframe_before_the_point_w
     ]
     .concat();
     for split in [5, usize::MAX] {
-        let mut stage = FlvPacketizerStage::default();
+        let mut stage = Fmp4ToFlvStage::default();
         stage.resume_fragment(Duration::from_millis(1500));
         let (items, result) = run_stage(&mut stage, &fragment(1), &file, &[split]);
         result.unwrap();
@@ -614,7 +615,7 @@ fn a_fragment_resumed_from_inside_starts_at_its_last_keyframe_before_the_point_w
         assert_eq!(tags.len(), 2 + 8, "split {split}");
 
         // Resumed past its last keyframe: from that keyframe, nothing after it skipped.
-        let mut stage = FlvPacketizerStage::default();
+        let mut stage = Fmp4ToFlvStage::default();
         stage.resume_fragment(Duration::from_secs(10));
         let (items, result) = run_stage(&mut stage, &fragment(1), &file, &[split]);
         result.unwrap();

@@ -13,8 +13,10 @@ use streampub_core::plugin::{StageError, StageOutput};
 
 use super::filler_clip::{read_ts_clip, Media, TsClip};
 use super::shape_probe::media_pids;
-use super::{FileState, TsTimelineStage};
+use super::reading::MpegtsFile;
+use super::MpegtsTimeline;
 use crate::filler::ClipContainer;
+use crate::timeline_engine::{OpenFile, TimelineFormat};
 use crate::mpegts::{PACKET_LEN, TICKS_PER_SECOND};
 
 /// Where the current gap's filler is.
@@ -26,6 +28,19 @@ pub(super) struct FillerRun {
     loop_start: u64,
     /// The latest `until` filled to, in ticks: the next file starts there or later.
     until: u64,
+    /// The loop being played, read as a file whose clock zero is the clip's.
+    loop_file: Option<OpenFile<MpegtsFile>>,
+}
+
+impl FillerRun {
+    fn new(loop_start: u64, until: u64) -> Self {
+        Self {
+            next: 0,
+            loop_start,
+            until,
+            loop_file: None,
+        }
+    }
 }
 
 fn ticks_of(time: Duration) -> u64 {
@@ -39,7 +54,7 @@ fn set_pid(packet: &mut [u8; PACKET_LEN], pid: u16) {
     packet[2] = pid as u8;
 }
 
-impl TsTimelineStage {
+impl MpegtsTimeline {
     /// After a whole file, starts making the filler for the stream if it still needs one.
     pub(super) fn prepare_filler(&mut self) {
         let (Some(probe), Some(program)) = (self.probe.take(), &self.program) else {
@@ -71,11 +86,9 @@ impl TsTimelineStage {
         let (video_pid, audio_pid) = media_pids(program).map_err(filler_error)?;
         let until = ticks_of(until);
         let position = self.position;
-        let run = self.filler_run.get_or_insert(FillerRun {
-            next: 0,
-            loop_start: position,
-            until,
-        });
+        let run = self
+            .filler_run
+            .get_or_insert_with(|| FillerRun::new(position, until));
         run.until = run.until.max(until);
         let mut buffer = Vec::new();
         loop {
@@ -89,23 +102,26 @@ impl TsTimelineStage {
             }
             run.next += 1;
             let loop_ended = run.next == clip.packets.len();
-            if self.file.is_none() {
-                // A loop begins: the clip is a file whose clock zero is known.
-                let mut file = FileState::new("filler");
-                file.base = Some(clip.zero);
-                self.file = Some(file);
-            }
+            // A loop begins: the clip is a file whose clock zero is known.
+            let mut loop_file = run.loop_file.take().unwrap_or_else(|| {
+                OpenFile::new("filler", Self::USABLE, MpegtsFile::starting_at(clip.zero))
+            });
             let pid = match item.media {
                 Media::Video => video_pid,
                 Media::Audio => audio_pid,
             };
             // The clip was made for the stream's kinds of track; after a rewind to before a
             // stream change they may differ, and a packet without a stream is left out.
-            if let Some(pid) = pid {
-                let mut packet = item.packet;
-                set_pid(&mut packet, pid);
-                self.take_packet(packet, &mut buffer, output)?;
-            }
+            let taken = match pid {
+                Some(pid) => {
+                    let mut packet = item.packet;
+                    set_pid(&mut packet, pid);
+                    self.take_packet(&mut loop_file, packet, &mut buffer, output)
+                }
+                None => Ok(()),
+            };
+            self.filler_run.as_mut().expect("set above").loop_file = Some(loop_file);
+            taken?;
             if loop_ended {
                 let loop_start = self.filler_run.as_ref().map_or(0, |run| run.loop_start);
                 self.end_filler_loop();
@@ -127,7 +143,8 @@ impl TsTimelineStage {
 
     /// Ends the loop being played: the timeline moves past it.
     fn end_filler_loop(&mut self) {
-        if let Some(file) = self.file.take() {
+        let loop_file = self.filler_run.as_mut().and_then(|run| run.loop_file.take());
+        if let Some(file) = loop_file {
             self.position += file.duration();
         }
     }
@@ -135,8 +152,8 @@ impl TsTimelineStage {
     /// Content resumes (or the stream is resent): the filler ends where it got to, and the
     /// next file starts after it, at the latest `until` filled to or later.
     pub(super) fn end_filler(&mut self) {
+        self.end_filler_loop();
         if let Some(run) = self.filler_run.take() {
-            self.end_filler_loop();
             self.position = self.position.max(run.until);
         }
     }
@@ -149,11 +166,7 @@ impl TsTimelineStage {
         }
         let until = self.filler_run.as_ref().map_or(0, |run| run.until);
         self.end_filler();
-        self.filler_run = Some(FillerRun {
-            next: 0,
-            loop_start: self.position,
-            until,
-        });
+        self.filler_run = Some(FillerRun::new(self.position, until));
         self.push_tables(output);
     }
 }

@@ -3,6 +3,7 @@
 use streampub_core::plugin::StageItem;
 
 use super::*;
+use crate::mpegts::*;
 use crate::stage_harness::{self, joined};
 
 const PMT: u16 = 0x1000;
@@ -138,7 +139,7 @@ fn info(sequence: u64) -> FragmentInfo {
 
 /// Runs `file` through the stage as fragment `sequence`, in chunks of `split` bytes.
 fn run_file(
-    stage: &mut TsTimelineStage,
+    stage: &mut MpegtsTimelineStage,
     sequence: u64,
     file: &[u8],
     split: usize,
@@ -176,7 +177,7 @@ fn read_stream(stream: &[u8]) -> (HashMap<u16, Vec<u64>>, Vec<u64>, bool) {
 
 #[test]
 fn files_join_onto_one_clock_with_continuous_counters() {
-    let mut stage = TsTimelineStage::default();
+    let mut stage = MpegtsTimelineStage::default();
     let mut stream = Vec::new();
     let mut spans = Vec::new();
     // Each file's clock starts anew (ffmpeg starts at 1.4 s); the third near the 33-bit wrap.
@@ -215,7 +216,7 @@ fn output_is_identical_whatever_the_chunk_boundaries() {
     let outputs: Vec<Vec<u8>> = [1, 7, 188, 500, 100_000]
         .iter()
         .map(|split| {
-            let mut stage = TsTimelineStage::default();
+            let mut stage = MpegtsTimelineStage::default();
             (1..=2u8)
                 .flat_map(|marker| {
                     let (items, result) = run_file(
@@ -235,7 +236,7 @@ fn output_is_identical_whatever_the_chunk_boundaries() {
 
 #[test]
 fn other_streams_start_a_new_session() {
-    let mut stage = TsTimelineStage::default();
+    let mut stage = MpegtsTimelineStage::default();
     run_file(&mut stage, 1, &upstream_file(126_000, 1, 0x0f), 188)
         .1
         .unwrap();
@@ -273,7 +274,7 @@ fn bad_files_fail_alone_with_what_is_wrong() {
         ),
     ];
     for (what, file, expected) in cases {
-        let mut stage = TsTimelineStage::default();
+        let mut stage = MpegtsTimelineStage::default();
         let (_, result) = run_file(&mut stage, 1, &file, 100);
         let error = result.expect_err(what);
         assert!(
@@ -292,7 +293,7 @@ fn bad_files_fail_alone_with_what_is_wrong() {
 
 #[test]
 fn a_rewind_and_a_restore_continue_the_clock() {
-    let mut stage = TsTimelineStage::default();
+    let mut stage = MpegtsTimelineStage::default();
     for marker in 1..=2u8 {
         run_file(
             &mut stage,
@@ -308,7 +309,7 @@ fn a_rewind_and_a_restore_continue_the_clock() {
     result.unwrap();
     assert_eq!(read_stream(&joined(&items)).0[&VIDEO][0], 126_000 + 19_200);
 
-    let mut restored = TsTimelineStage::default();
+    let mut restored = MpegtsTimelineStage::default();
     restored.restore(stage.checkpoint().unwrap()).unwrap();
     let (items, result) = run_file(&mut restored, 3, &upstream_file(126_000, 3, 0x0f), 188);
     result.unwrap();
@@ -320,12 +321,12 @@ fn a_rewind_and_a_restore_continue_the_clock() {
 
 #[test]
 fn random_and_damaged_input_never_panics() {
-    stage_harness::feed_damaged_copies::<TsTimelineStage>(&upstream_file(126_000, 1, 0x0f), 3000);
+    stage_harness::feed_damaged_copies::<MpegtsTimelineStage>(&upstream_file(126_000, 1, 0x0f), 3000);
 }
 
 #[test]
 fn every_pes_is_marked_with_its_time_for_pacing_also_across_the_33_bit_wrap() {
-    let mut stage = TsTimelineStage::default();
+    let mut stage = MpegtsTimelineStage::default();
     let mut previous_end = Duration::ZERO;
     for (sequence, first) in [(1, 126_000), (2, 126_000), (3, TIMESTAMP_MODULUS - 5000)] {
         let (items, result) = run_file(
@@ -353,7 +354,7 @@ fn every_pes_is_marked_with_its_time_for_pacing_also_across_the_33_bit_wrap() {
 #[test]
 fn spans_and_marks_go_on_past_the_33_bit_wrap_of_the_output_clock() {
     // A stream restored 26.5 hours in, 10,000 ticks before its clock wraps.
-    let mut stage = TsTimelineStage::default();
+    let mut stage = MpegtsTimelineStage::default();
     stage
         .restore(serde_json::json!({
             "offset_ticks": TIMESTAMP_MODULUS - 10_000,
@@ -396,8 +397,8 @@ fn real_file() -> Vec<u8> {
     )
 }
 
-fn filler_stage() -> TsTimelineStage {
-    TsTimelineStage::default().with_filler(FillerSource::Generate, "ffmpeg".into())
+fn filler_stage() -> MpegtsTimelineStage {
+    MpegtsTimelineStage::default().with_filler(FillerSource::Generate, "ffmpeg".into())
 }
 
 fn span_end(items: &[StageItem]) -> Duration {
@@ -410,7 +411,7 @@ fn span_end(items: &[StageItem]) -> Duration {
         .expect("a whole file marks its span")
 }
 
-fn fill(stage: &mut TsTimelineStage, until: Duration) -> Vec<u8> {
+fn fill(stage: &mut MpegtsTimelineStage, until: Duration) -> Vec<u8> {
     let mut output = StageOutput::default();
     stage.fill(until, &mut output).unwrap();
     joined(&output.drain().collect::<Vec<_>>())
@@ -532,7 +533,7 @@ fn a_stream_no_filler_can_match_fails_each_fill_naming_why() {
 #[test]
 fn a_session_that_carried_its_limit_ends_at_the_next_file_with_the_tables_first() {
     // Files last 5 × 3840 ticks of audio (0.21 s): the third begins 0.43 s into the session.
-    let mut stage = TsTimelineStage::default().with_session_limit(Duration::from_millis(300));
+    let mut stage = MpegtsTimelineStage::default().with_session_limit(Duration::from_millis(300));
     for (sequence, first) in [(1, 90_000), (2, 900_000), (3, 180_000)] {
         let (items, result) = run_file(
             &mut stage,
@@ -595,7 +596,7 @@ fn a_file_resumed_from_inside_starts_at_its_last_keyframe_before_the_point() {
             "5",
         ],
     );
-    let (whole, result) = run_file(&mut TsTimelineStage::default(), 1, &file, 4096);
+    let (whole, result) = run_file(&mut MpegtsTimelineStage::default(), 1, &file, 4096);
     result.unwrap();
     let whole = pes_starts(&whole);
     let first = whole[0].1;
@@ -607,7 +608,7 @@ fn a_file_resumed_from_inside_starts_at_its_last_keyframe_before_the_point() {
     assert!(keyframes.len() >= 4, "{keyframes:?}");
     let offset = keyframes[2] - first + Duration::from_millis(50);
     for split in [188 * 3 + 5, 4096] {
-        let mut stage = TsTimelineStage::default();
+        let mut stage = MpegtsTimelineStage::default();
         stage.resume_fragment(offset);
         let (items, result) = run_file(&mut stage, 1, &file, split);
         result.unwrap();

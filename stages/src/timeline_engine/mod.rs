@@ -90,6 +90,17 @@ pub(crate) struct OpenFile<F> {
 }
 
 impl<F> OpenFile<F> {
+    /// A file named `name` that is not read through the engine (a loop of a filler clip);
+    /// `usable` as [`TimelineFormat::USABLE`].
+    pub(crate) fn new(name: &str, usable: &'static str, state: F) -> Self {
+        Self {
+            name: name.to_owned(),
+            usable,
+            read: 0,
+            state,
+        }
+    }
+
     /// The fragment's name.
     pub(crate) fn name(&self) -> &str {
         &self.name
@@ -123,11 +134,17 @@ impl<F> std::ops::DerefMut for OpenFile<F> {
 }
 
 /// A timeline stage: the engine around a format.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TimelineEngine<F: TimelineFormat> {
     format: F,
     file: Option<OpenFile<F::File>>,
     history: FragmentHistory<F::Snapshot>,
+}
+
+impl<F: TimelineFormat + Default> Default for TimelineEngine<F> {
+    fn default() -> Self {
+        Self::new(F::default())
+    }
 }
 
 impl<F: TimelineFormat> TimelineEngine<F> {
@@ -137,6 +154,11 @@ impl<F: TimelineFormat> TimelineEngine<F> {
             file: None,
             history: FragmentHistory::default(),
         }
+    }
+
+    /// The format, to configure it as the stage is built.
+    pub(crate) fn format_mut(&mut self) -> &mut F {
+        &mut self.format
     }
 
     fn open_file(&mut self) -> Result<&mut OpenFile<F::File>, StageError> {
@@ -154,12 +176,7 @@ impl<F: TimelineFormat> Stage for TimelineEngine<F> {
     ) -> Result<(), StageError> {
         let state = self.format.begin_file(fragment, output)?;
         self.history.record(fragment.sequence, self.format.snapshot());
-        self.file = Some(OpenFile {
-            name: fragment.name.clone(),
-            usable: F::USABLE,
-            read: 0,
-            state,
-        });
+        self.file = Some(OpenFile::new(&fragment.name, F::USABLE, state));
         Ok(())
     }
 

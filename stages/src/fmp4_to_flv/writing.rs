@@ -1,0 +1,115 @@
+//! Writing FLV: a session's file header, `onMetaData` and sequence headers before its first
+//! tag, then the tags of the stream or of the filler, each after the sequence header it needs
+//! when that is not the one its kind had last.
+
+use bytes::Bytes;
+use streampub_core::plugin::StageOutput;
+
+use super::reading::Fmp4ToFlvFile;
+use super::Fmp4ToFlv;
+use crate::flv::tags::{write_tag, Kind, Tag, SCRIPT_TAG};
+use crate::flv::FILE_HEADER;
+
+impl Fmp4ToFlv {
+    /// Writes the tags of the last `mdat`: the fragment went on past it.
+    pub(super) fn write_held(&mut self, file: &mut Fmp4ToFlvFile, output: &mut StageOutput) {
+        let tags = std::mem::take(&mut file.held);
+        if let Some(end) = tags.iter().map(|tag| tag.decode_ms + tag.duration_ms).max() {
+            self.content_end_ms = Some(self.content_end_ms.map_or(end, |known| known.max(end)));
+        }
+        let tags = self.cut(tags);
+        self.write_tags(tags, self.stream_configurations(), output);
+    }
+
+    /// Per kind, the stream's decoder configuration.
+    pub(super) fn stream_configurations(&self) -> [Option<Bytes>; 2] {
+        let mut configurations = [None, None];
+        for track in &self.tracks {
+            configurations[track.kind.index()] = Some(track.configuration.clone());
+        }
+        configurations
+    }
+
+    /// What of `tags` is sent: all of them, unless a fragment resumed from inside is being cut.
+    fn cut(&mut self, tags: Vec<Tag>) -> Vec<Tag> {
+        let has_video = self.tracks.iter().any(|track| track.kind == Kind::Video);
+        let Some(cut) = &mut self.resume else {
+            return tags;
+        };
+        let mut send = Vec::new();
+        let mut tags = tags.into_iter();
+        let mut done = false;
+        for tag in tags.by_ref() {
+            // Without video, a decoder can start at any audio frame.
+            let random_access = tag.is_keyframe() || !has_video;
+            if cut.take(tag.media_time(), random_access, tag, &mut send) {
+                done = true;
+                break;
+            }
+        }
+        if done {
+            self.resume = None;
+        }
+        send.extend(tags);
+        send
+    }
+
+    /// The file header, `onMetaData` and the sequence headers of `configurations` (per kind:
+    /// those of the tags that follow, the stream's or the filler's): a session begins at the
+    /// sample decoded at `decode_ms`.
+    fn write_headers(
+        &mut self,
+        decode_ms: i128,
+        configurations: [Option<Bytes>; 2],
+        output: &mut StageOutput,
+    ) {
+        let zero = decode_ms - std::mem::take(&mut self.next_session_timestamp);
+        self.session_zero = Some(zero);
+        self.session.begin(std::time::Duration::ZERO);
+        let mut header = FILE_HEADER;
+        header[4] = self.header_flags;
+        output.push_chunk(Bytes::copy_from_slice(&header));
+        output.push_chunk(Bytes::from_static(&[0, 0, 0, 0]));
+        if let Some(shape) = &self.shape {
+            let timestamp = (decode_ms - zero).rem_euclid(1 << 32) as u32;
+            write_tag(SCRIPT_TAG, timestamp, &[], shape.on_metadata(), output);
+        }
+        for kind in [Kind::Video, Kind::Audio] {
+            if let Some(configuration) = &configurations[kind.index()] {
+                Tag::sequence_header(kind, configuration.clone(), decode_ms).write(zero, output);
+            }
+        }
+        self.sent_configurations = configurations;
+        self.headers_due = false;
+    }
+
+    /// Writes tags of the stream or of the filler (whose decoder configurations per kind are
+    /// `configurations`): after the session's headers when they are its first, and each after
+    /// a sequence header when it needs another decoder configuration than the last one sent
+    /// for its kind (a switch between stream and filler).
+    pub(super) fn write_tags(
+        &mut self,
+        tags: Vec<Tag>,
+        configurations: [Option<Bytes>; 2],
+        output: &mut StageOutput,
+    ) {
+        let Some(first) = tags.first() else {
+            return;
+        };
+        if self.headers_due {
+            self.write_headers(first.decode_ms, configurations, output);
+        }
+        for tag in tags {
+            let zero = self.session_zero.unwrap_or(tag.decode_ms);
+            let sent = &mut self.sent_configurations[tag.kind.index()];
+            if sent.as_ref() != Some(&tag.configuration) {
+                *sent = Some(tag.configuration.clone());
+                Tag::sequence_header(tag.kind, tag.configuration.clone(), tag.decode_ms)
+                    .write(zero, output);
+            }
+            output.mark_media_time(tag.media_time());
+            self.last_written = tag.decode_ms;
+            tag.write(zero, output);
+        }
+    }
+}
