@@ -77,12 +77,10 @@ async fn run_pipelines(config: LoadedConfig, reloading: Reloading<'_>) -> u8 {
             .pipelines
             .iter()
             .find(|plan| plan.name == pipeline.name);
-        if plan.is_some_and(|plan| plan.sink.type_name == "null") {
+        if let Some(plan) = plan.filter(|plan| plan.sink.config.discards_output()) {
             let summary = BenchmarkSummary::new(pipeline, wall_time, 0.0);
-            print!(
-                "{}",
-                summary.to_text(&format!("Pipeline {} (null sink):", pipeline.name))
-            );
+            let title = format!("Pipeline {} ({} sink):", pipeline.name, plan.sink.type_name);
+            print!("{}", summary.to_text(&title));
         }
     }
     exit_code(&report)

@@ -21,6 +21,12 @@ pub trait SinkConfig: Send + Sync + std::fmt::Debug {
     fn implied_stages(&self) -> Vec<ImpliedStage> {
         Vec::new()
     }
+
+    /// Whether the sink discards what it takes, so that a pipeline into it measures the rest
+    /// of the pipeline: `streampub run` then prints the pipeline's throughput summary.
+    fn discards_output(&self) -> bool {
+        false
+    }
 }
 
 /// A stage a sink needs in front of it: its `type` and its options, as a pipeline file would

@@ -38,6 +38,10 @@ impl SinkConfig for NullSinkConfig {
         Ok(())
     }
 
+    fn discards_output(&self) -> bool {
+        true
+    }
+
     async fn build(&self, _context: &ComponentContext) -> Result<Box<dyn Sink>, ComponentError> {
         Ok(Box::new(NullSink {
             bytes_per_second: self.bytes_per_second.map(ByteSize::bytes),

@@ -219,7 +219,7 @@ fn plan_component<T: ?Sized>(
     let available = || registry.names(kind).collect::<Vec<_>>().join(", ");
     let type_name = match node.get("type").map(|type_node| &type_node.value) {
         Some(NodeValue::String(name)) => name.clone(),
-        // YAML reads a bare `null` as no value; `type: null` means the null sink.
+        // YAML reads a bare `null` as no value; `type: null` names the plugin `null`.
         Some(NodeValue::Null) => "null".to_owned(),
         Some(_) => {
             let message = format!(

@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -9,10 +10,7 @@ use streampub_core::plugin::{
 };
 use streampub_core::register_sink;
 
-use super::{
-    ffmpeg_args, ffmpeg_line_level, ffmpeg_permanent_failure, ffmpeg_read_ahead, stream_key,
-    tls_args,
-};
+use super::{ffmpeg_args, ffmpeg_read_ahead, stream_key, tls_args, FfmpegStderr};
 use crate::process::{ProcessCommand, ProcessOptions, ProgressConfirmation};
 use streampub_core::plugin::find_program;
 use tracing::warn;
@@ -410,8 +408,7 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             pipe_buffer: None,
             stall_timeout: None,
             stdout: None,
-            stderr_level: ffmpeg_line_level,
-            permanent_failure: ffmpeg_permanent_failure,
+            dialect: Arc::new(FfmpegStderr),
             progress: Some(ProgressConfirmation {
                 confirm_margin: self.confirm_margin.get(),
                 read_ahead: ffmpeg_read_ahead(&self.input_args),

@@ -6,6 +6,8 @@ mod config;
 
 use tracing::Level;
 
+use crate::process::StderrDialect;
+
 pub use self::config::{
     link, Continuity, FfmpegInput, FfmpegRtmpSinkConfig, InputFormat, PacingMode,
 };
@@ -149,7 +151,7 @@ const CERTIFICATE_REMEDY: &str = "The server's TLS certificate did not verify (f
 /// rate, whatever the server; the server's certificate does not verify); returns the way out.
 /// A refused or dropped connection, or a server error, may be cured by a later attempt and is
 /// not one.
-pub(crate) fn ffmpeg_permanent_failure(line: &str) -> Option<&'static str> {
+fn ffmpeg_permanent_failure(line: &str) -> Option<&'static str> {
     let lower = line.to_ascii_lowercase();
     let flv_cannot_carry = lower.contains("not compatible with flv")
         || lower.contains("flv does not support")
@@ -179,9 +181,24 @@ pub(crate) fn stream_key(url: &str) -> Option<&str> {
     (!key.is_empty()).then_some(key)
 }
 
+/// How ffmpeg's stderr is understood (see [`ffmpeg_line_level`] and
+/// [`ffmpeg_permanent_failure`]).
+#[derive(Debug)]
+pub(crate) struct FfmpegStderr;
+
+impl StderrDialect for FfmpegStderr {
+    fn level(&self, line: &str) -> Level {
+        ffmpeg_line_level(line)
+    }
+
+    fn permanent_failure(&self, line: &str) -> Option<&'static str> {
+        ffmpeg_permanent_failure(line)
+    }
+}
+
 /// ffmpeg runs with `-loglevel warning`: what it prints is a warning, or an error when it says
 /// so; its known-harmless end-of-stream lines are debug.
-pub(crate) fn ffmpeg_line_level(line: &str) -> Level {
+fn ffmpeg_line_level(line: &str) -> Level {
     let lower = line.to_ascii_lowercase();
     // Normal at the end of a live output, which cannot seek back to its header: harmless.
     if lower.contains("failed to update header") {

@@ -1,4 +1,5 @@
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -9,7 +10,8 @@ use streampub_core::plugin::{
 use streampub_core::register_sink;
 
 use super::options::ProcessOptions;
-use super::{no_permanent_failure, stderr_as_warning, ProcessCommand};
+use super::session::GenericStderr;
+use super::ProcessCommand;
 
 register_sink!(
     ProcessSinkConfig,
@@ -75,8 +77,7 @@ impl SinkConfig for ProcessSinkConfig {
             pipe_buffer: None,
             stall_timeout: None,
             stdout: self.stdout.as_ref().map(|path| context.resolve_path(path)),
-            stderr_level: stderr_as_warning,
-            permanent_failure: no_permanent_failure,
+            dialect: Arc::new(GenericStderr),
             progress: None,
             pacing: None,
         };

@@ -30,13 +30,14 @@ use streampub_core::plugin::{
     async_trait, Bytes, FragmentInfo, MediaSpan, ReconnectPolicy, SessionReason, Sink,
     SinkCapabilities, SinkError,
 };
-use tracing::{info, Level};
+use tracing::info;
 
 pub use self::config::{link, ProcessSinkConfig};
 pub use self::options::ProcessOptions;
 use self::progress::OutputProgress;
 pub(crate) use self::progress::ProgressConfirmation;
 pub(crate) use self::session::ProcessCommand;
+pub(crate) use self::session::StderrDialect;
 use self::session::{describe_exit, ProcessSession};
 
 /// A sink that writes into a child process.
@@ -289,16 +290,6 @@ impl Sink for ProcessSink {
             Err(exit.error(&label, message))
         }
     }
-}
-
-/// A generic process's words are not understood: every failure may be cured by a new session.
-pub(crate) fn no_permanent_failure(_line: &str) -> Option<&'static str> {
-    None
-}
-
-/// Stderr of a generic process is diagnostics: log it as warnings.
-pub(crate) fn stderr_as_warning(_line: &str) -> Level {
-    Level::WARN
 }
 
 #[cfg(test)]

@@ -23,6 +23,32 @@ const STDERR_TAIL_LINES: usize = 12;
 /// How long a failed write waits for the process to exit, to report its status and last words.
 const EXIT_GRACE: Duration = Duration::from_millis(500);
 
+/// How a program's stderr is understood. A generic process's words are not: its lines are
+/// warnings, and any failure may be cured by a new session ([`GenericStderr`]); a sink that
+/// knows its program (ffmpeg) says more.
+pub(crate) trait StderrDialect: Send + Sync + std::fmt::Debug {
+    /// The level a stderr line is logged at.
+    fn level(&self, line: &str) -> Level;
+
+    /// Whether a stderr line shows a failure no new session can cure (a codec the output
+    /// cannot carry); the way out, for the error.
+    fn permanent_failure(&self, line: &str) -> Option<&'static str>;
+}
+
+/// The stderr of a program streampub does not know: diagnostics, logged as warnings.
+#[derive(Debug)]
+pub(crate) struct GenericStderr;
+
+impl StderrDialect for GenericStderr {
+    fn level(&self, _line: &str) -> Level {
+        Level::WARN
+    }
+
+    fn permanent_failure(&self, _line: &str) -> Option<&'static str> {
+        None
+    }
+}
+
 /// What to run and how to talk about it.
 #[derive(Debug, Clone)]
 pub(crate) struct ProcessCommand {
@@ -40,11 +66,8 @@ pub(crate) struct ProcessCommand {
     pub(crate) stall_timeout: Option<Duration>,
     /// A file the process's stdout is appended to; discarded when `None`.
     pub(crate) stdout: Option<PathBuf>,
-    /// The level each stderr line is logged at.
-    pub(crate) stderr_level: fn(&str) -> Level,
-    /// Recognises a stderr line that shows a failure no new session can cure (a codec the
-    /// output cannot carry); returns the way out, for the error.
-    pub(crate) permanent_failure: fn(&str) -> Option<&'static str>,
+    /// How the program's stderr lines are understood.
+    pub(crate) dialect: Arc<dyn StderrDialect>,
     /// The process reports its output progress on stderr (ffmpeg's `-progress pipe:2`), and
     /// fragments are confirmed by it; `None`: once the process has read them.
     pub(crate) progress: Option<ProgressConfirmation>,
@@ -402,7 +425,7 @@ async fn read_stderr(
         if line.is_empty() {
             continue;
         }
-        let level = (command.stderr_level)(&line);
+        let level = command.dialect.level(&line);
         let pipeline = command.pipeline.as_str();
         let label = command.label.as_str();
         // `event`, `program` and `line` let log readers pick the process's own words.
@@ -419,7 +442,7 @@ async fn read_stderr(
         }
         let mut record = record.lock().expect("stderr lock");
         if record.permanent.is_none() {
-            if let Some(remedy) = (command.permanent_failure)(&line) {
+            if let Some(remedy) = command.dialect.permanent_failure(&line) {
                 record.permanent = Some((line.clone(), remedy));
             }
         }

@@ -3,8 +3,25 @@ use std::time::Duration;
 
 use streampub_core::plugin::{ComponentContext, MediaSpan, Redactor, SessionReason, SinkConfig};
 
+use tracing::Level;
+
+use super::session::GenericStderr;
 use super::*;
 use crate::process::{ProcessOptions, ProcessSinkConfig};
+
+/// A stand-in's stderr: a line saying "cannot carry" is a failure no new session cures.
+#[derive(Debug)]
+struct CannotCarry;
+
+impl StderrDialect for CannotCarry {
+    fn level(&self, _line: &str) -> Level {
+        Level::WARN
+    }
+
+    fn permanent_failure(&self, line: &str) -> Option<&'static str> {
+        line.contains("cannot carry").then_some("do something else")
+    }
+}
 
 fn context(directory: &Path) -> ComponentContext {
     ComponentContext::new("test", directory)
@@ -99,8 +116,7 @@ async fn a_process_that_stops_reading_is_a_retryable_failure_with_its_last_words
         pipe_buffer: None,
         stall_timeout: None,
         stdout: None,
-        stderr_level: stderr_as_warning,
-        permanent_failure: no_permanent_failure,
+        dialect: Arc::new(GenericStderr),
         progress: None,
         pacing: None,
     };
@@ -218,8 +234,7 @@ async fn start_reporting_process(script: &str) -> ProcessSink {
         pipe_buffer: None,
         stall_timeout: None,
         stdout: None,
-        stderr_level: stderr_as_warning,
-        permanent_failure: |line| line.contains("cannot carry").then_some("do something else"),
+        dialect: Arc::new(CannotCarry),
         progress: Some(ProgressConfirmation {
             confirm_margin: Duration::from_secs(1),
             read_ahead: 0,

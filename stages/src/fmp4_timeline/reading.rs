@@ -87,7 +87,9 @@ impl Fmp4Timeline {
                 BoxReading::Collect { data, size, .. } => {
                     reader.fill(data, *size);
                 }
-                BoxReading::Pass { remaining } => output.push_chunk(reader.take(remaining.as_mut())),
+                BoxReading::Pass { remaining } => {
+                    output.push_chunk(reader.take(remaining.as_mut()))
+                }
                 BoxReading::Skip { remaining } => reader.skip(remaining.as_mut()),
             }
             self.finish_if_complete(file, reader.position(), output)?;

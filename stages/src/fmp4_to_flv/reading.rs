@@ -24,7 +24,10 @@ enum BoxReading {
     Header,
     Partial(Vec<u8>),
     /// Collecting an `mdat` as slices of the chunks read; `left`: bytes of it still to come.
-    MediaData { data: MediaData, left: u64 },
+    MediaData {
+        data: MediaData,
+        left: u64,
+    },
     /// Collecting a box (`moov`, `moof`; `keep`), or skipping one (only its header is in
     /// `data`).
     Box {

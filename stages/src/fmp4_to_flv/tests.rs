@@ -7,8 +7,8 @@ use streampub_core::plugin::FragmentInfo;
 use streampub_core::plugin::StageItem;
 
 use super::*;
-use crate::flv::FILE_HEADER;
 use crate::flv::TagHeader;
+use crate::flv::FILE_HEADER;
 use crate::mp4::boxes::write_box;
 use crate::stage_harness::{joined, media_times, run_stage};
 
@@ -242,8 +242,9 @@ fn timestamps_past_24_bits_use_the_extended_byte() {
 #[test]
 fn a_session_that_reached_its_limit_ends_at_the_next_fragment_and_the_next_starts_at_zero() {
     // A limit of 1 s, the first session starting at 990 ms: fragment 1's samples reach it.
-    let mut stage =
-        Fmp4ToFlvStage::default().with_session_limit(Duration::from_secs(1)).starting_at(Duration::from_millis(990));
+    let mut stage = Fmp4ToFlvStage::default()
+        .with_session_limit(Duration::from_secs(1))
+        .starting_at(Duration::from_millis(990));
     let first = [init_segment(), media_segment()].concat();
     let (items, result) = run_stage(&mut stage, &fragment(1), &first, &[usize::MAX]);
     result.unwrap();
@@ -282,8 +283,7 @@ fn a_session_that_reached_its_limit_ends_at_the_next_fragment_and_the_next_start
 
 #[test]
 fn filler_loops_from_its_keyframe_and_the_stream_takes_over_with_its_own_headers() {
-    let mut stage =
-        Fmp4ToFlvStage::default().with_filler(FillerSource::Generate, "ffmpeg".into());
+    let mut stage = Fmp4ToFlvStage::default().with_filler(FillerSource::Generate, "ffmpeg".into());
     let first = [init_segment(), media_segment()].concat();
     let (items, result) = run_stage(&mut stage, &fragment(1), &first, &[usize::MAX]);
     result.unwrap();
@@ -476,8 +476,7 @@ fn filler_configuration(items: &[StageItem]) -> Vec<u8> {
 
 /// A stage with the generated filler that has read its first fragment.
 fn filling_stage() -> Fmp4ToFlvStage {
-    let mut stage =
-        Fmp4ToFlvStage::default().with_filler(FillerSource::Generate, "ffmpeg".into());
+    let mut stage = Fmp4ToFlvStage::default().with_filler(FillerSource::Generate, "ffmpeg".into());
     let (_, result) = run_stage(
         &mut stage,
         &fragment(1),

@@ -12,12 +12,12 @@ use bytes::Bytes;
 use streampub_core::plugin::{StageError, StageOutput};
 
 use super::filler_clip::{read_ts_clip, Media, TsClip};
-use super::shape_probe::media_pids;
 use super::reading::MpegtsFile;
+use super::shape_probe::media_pids;
 use super::MpegtsTimeline;
 use crate::filler::ClipContainer;
-use crate::timeline_engine::{OpenFile, TimelineFormat};
 use crate::mpegts::{PACKET_LEN, TICKS_PER_SECOND};
+use crate::timeline_engine::{OpenFile, TimelineFormat};
 
 /// Where the current gap's filler is.
 #[derive(Debug)]
@@ -143,7 +143,10 @@ impl MpegtsTimeline {
 
     /// Ends the loop being played: the timeline moves past it.
     fn end_filler_loop(&mut self) {
-        let loop_file = self.filler_run.as_mut().and_then(|run| run.loop_file.take());
+        let loop_file = self
+            .filler_run
+            .as_mut()
+            .and_then(|run| run.loop_file.take());
         if let Some(file) = loop_file {
             self.position += file.duration();
         }

@@ -321,7 +321,10 @@ fn a_rewind_and_a_restore_continue_the_clock() {
 
 #[test]
 fn random_and_damaged_input_never_panics() {
-    stage_harness::feed_damaged_copies::<MpegtsTimelineStage>(&upstream_file(126_000, 1, 0x0f), 3000);
+    stage_harness::feed_damaged_copies::<MpegtsTimelineStage>(
+        &upstream_file(126_000, 1, 0x0f),
+        3000,
+    );
 }
 
 #[test]

@@ -14,8 +14,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use streampub_core::plugin::{FragmentInfo, Stage, StageError, StageOutput};
 
-use crate::history::FragmentHistory;
 pub(crate) use self::reader::ChunkReader;
+use crate::history::FragmentHistory;
 
 /// A media format's part of a timeline stage.
 pub(crate) trait TimelineFormat: Send + std::fmt::Debug + 'static {
@@ -175,7 +175,8 @@ impl<F: TimelineFormat> Stage for TimelineEngine<F> {
         output: &mut StageOutput,
     ) -> Result<(), StageError> {
         let state = self.format.begin_file(fragment, output)?;
-        self.history.record(fragment.sequence, self.format.snapshot());
+        self.history
+            .record(fragment.sequence, self.format.snapshot());
         self.file = Some(OpenFile::new(&fragment.name, F::USABLE, state));
         Ok(())
     }
