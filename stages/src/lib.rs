@@ -33,6 +33,7 @@ pub mod mpegts_timeline;
 mod padding;
 mod resume_cut;
 mod session_limit;
+mod session_options;
 #[cfg(test)]
 mod stage_harness;
 mod stream_shape;

@@ -69,9 +69,12 @@ impl Filler {
     }
 
     /// The filler tags after the media that ended at `from_ms` (where a new gap begins), up to
-    /// but not including `until_ms`.
+    /// but not including `until_ms`; none while the clip is still being made (a later call
+    /// then plays the gap from its start).
     pub(crate) fn tags_until(&mut self, from_ms: i128, until_ms: i128) -> Result<Vec<Tag>, String> {
-        let clip = self.clip.ready()?;
+        let Some(clip) = self.clip.ready()? else {
+            return Ok(Vec::new());
+        };
         let run = self.run.get_or_insert(Run {
             start_ms: from_ms,
             loop_index: 0,
@@ -91,6 +94,12 @@ impl Filler {
                 run.loop_index += 1;
             }
         }
+    }
+
+    /// Waits for the clip being made: for tests that fill at once.
+    #[cfg(test)]
+    pub(crate) fn wait_until_made(&mut self) {
+        self.clip.wait_until_made();
     }
 
     /// The stream is one no clip can match (`problem` says why): each fill fails with it.

@@ -39,19 +39,20 @@ use bytes::Bytes;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use streampub_core::plugin::{
-    ComponentContext, ComponentError, FragmentInfo, HumanDuration, MediaSpan, Stage, StageConfig,
-    StageError, StageOutput,
+    ComponentContext, ComponentError, FragmentInfo, MediaSpan, Stage, StageConfig, StageError,
+    StageOutput,
 };
 use streampub_core::register_stage;
 
 use self::reading::FlvFile;
 use self::saved::SavedFlvTimeline;
-use crate::filler::{default_ffmpeg, no_filler, validate_filler, FillerSource};
+use crate::filler::FillerSource;
 use crate::flv::filler::Filler;
 use crate::flv::tags::Kind;
 use crate::flv::{TagHeader, TagKind, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN};
 use crate::resume_cut::ResumeCut;
-use crate::session_limit::{default_session_limit, validate_session_limit, SessionLimit};
+use crate::session_limit::SessionLimit;
+use crate::session_options::SessionOptions;
 use crate::timeline_engine::{ChunkReader, OpenFile, TimelineEngine, TimelineFormat};
 
 /// The stage's `type`.
@@ -64,46 +65,27 @@ register_stage!(
 );
 
 /// Joins FLV files into one continuous FLV stream.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlvTimelineConfig {
-    /// A session that has carried this much media ends at the next file boundary and a new one
-    /// begins (a planned reconnect; ffmpeg starts each session's output timestamps at 0),
-    /// before RTMP's 32-bit millisecond timestamps wrap. At most 24 days (the default).
-    #[serde(default = "default_session_limit")]
-    pub session_limit: HumanDuration,
-    /// What plays while upstream is late, when the sink is paced and asks for filler:
-    /// `generate`, `none` (the default here; `ffmpeg-rtmp` sets it for the stage it adds
-    /// itself, see its `filler`), or a slate file's path. H.264 and AAC streams only.
-    #[serde(default = "no_filler")]
-    pub filler: FillerSource,
-    /// The ffmpeg program that makes the filler; looked up on `PATH` unless it contains a `/`.
-    #[serde(default = "default_ffmpeg")]
-    pub ffmpeg: PathBuf,
-}
-
-impl Default for FlvTimelineConfig {
-    fn default() -> Self {
-        Self {
-            session_limit: default_session_limit(),
-            filler: no_filler(),
-            ffmpeg: default_ffmpeg(),
-        }
-    }
+    #[serde(flatten)]
+    pub session: SessionOptions,
 }
 
 #[async_trait]
 impl StageConfig for FlvTimelineConfig {
     fn validate(&self, _context: &ComponentContext) -> Result<(), ComponentError> {
-        validate_session_limit(self.session_limit)?;
-        validate_filler(&self.filler)
+        self.session.validate()
     }
 
     async fn build(&self, _context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError> {
         Ok(Box::new(
             FlvTimelineStage::default()
-                .with_session_limit(self.session_limit.get())
-                .with_filler(self.filler.clone(), self.ffmpeg.clone()),
+                .with_session_limit(self.session.session_limit.get())
+                .with_filler(
+                    self.session.filler_or(FillerSource::None),
+                    self.session.ffmpeg.clone(),
+                ),
         ))
     }
 }

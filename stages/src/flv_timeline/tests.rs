@@ -361,7 +361,7 @@ fn video_frames(tags: &[OutTag]) -> Vec<(u32, bool)> {
 
 fn fill(stage: &mut FlvTimelineStage, until_ms: u64) -> Vec<u8> {
     let mut output = StageOutput::default();
-    stage
+    made(stage)
         .fill(Duration::from_millis(until_ms), &mut output)
         .unwrap();
     joined(&output.drain().collect::<Vec<_>>())
@@ -438,14 +438,16 @@ fn a_stream_no_filler_can_match_fails_each_fill_naming_why() {
     let mut stage =
         FlvTimelineStage::default().with_filler(FillerSource::Generate, "ffmpeg".into());
     let mut output = StageOutput::default();
-    let before = stage
+    let before = made(&mut stage)
         .fill(Duration::from_millis(100), &mut output)
         .unwrap_err();
     assert!(before.message.contains("no media"), "{}", before.message);
     run_file(&mut stage, 1, &upstream_file(1, b"sps", b"asc"), &[64])
         .1
         .unwrap();
-    let error = stage.fill(Duration::from_secs(1), &mut output).unwrap_err();
+    let error = made(&mut stage)
+        .fill(Duration::from_secs(1), &mut output)
+        .unwrap_err();
     assert!(
         error.message.contains("no filler can be made") && error.message.contains("avcC"),
         "{}",
@@ -555,4 +557,10 @@ fn a_file_resumed_from_inside_starts_at_its_last_keyframe_before_the_point_after
         });
         assert_eq!(first_time, Some(Duration::from_millis(120)));
     }
+}
+
+/// The stage, once the filler clip it is making is made: fills in these tests expect it.
+fn made(stage: &mut FlvTimelineStage) -> &mut FlvTimelineStage {
+    stage.format_mut().filler.wait_until_made();
+    stage
 }

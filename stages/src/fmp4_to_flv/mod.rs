@@ -46,12 +46,13 @@ use streampub_core::plugin::{
 use streampub_core::register_stage;
 
 use self::reading::Fmp4ToFlvFile;
-use crate::filler::{default_ffmpeg, validate_filler, FillerSource};
+use crate::filler::{default_ffmpeg, FillerSource};
 use crate::flv::filler::Filler;
 use crate::flv::tags::{FlvTrack, Tag};
 use crate::mp4::TrackDescription;
 use crate::resume_cut::ResumeCut;
-use crate::session_limit::{default_session_limit, validate_session_limit, SessionLimit};
+use crate::session_limit::SessionLimit;
+use crate::session_options::SessionOptions;
 use crate::stream_shape::StreamShape;
 use crate::timeline_engine::{ChunkReader, OpenFile, TimelineEngine, TimelineFormat};
 
@@ -68,37 +69,25 @@ register_stage!(
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fmp4ToFlvConfig {
-    /// A session that has carried this much media ends at the next fragment boundary and a new
-    /// one begins (a planned reconnect), before FLV's 32-bit millisecond timestamps wrap. Each
-    /// session's timestamps start at 0. At most 24 days (the default).
-    #[serde(default = "default_session_limit")]
-    pub session_limit: HumanDuration,
+    #[serde(flatten)]
+    pub session: SessionOptions,
     /// The timestamp of the first session's first tag (later sessions start at 0). Only for
     /// trying what happens late in a long run: e.g. `4h39m37s`, where timestamps begin to need
     /// FLV's extended byte (past 16,777,215 ms), or just under `session_limit`.
     #[serde(default)]
     pub start_timestamp: HumanDuration,
-    /// What plays while upstream is late, when the sink is paced and asks for filler (see
-    /// `filler` on `ffmpeg-rtmp`, which sets it for the stage it adds itself): `generate`,
-    /// `none`, or a slate file's path.
-    #[serde(default)]
-    pub filler: FillerSource,
-    /// The ffmpeg program that makes the filler; looked up on `PATH` unless it contains a `/`.
-    #[serde(default = "default_ffmpeg")]
-    pub ffmpeg: PathBuf,
 }
 
 #[async_trait]
 impl StageConfig for Fmp4ToFlvConfig {
     fn validate(&self, _context: &ComponentContext) -> Result<(), ComponentError> {
-        validate_session_limit(self.session_limit)?;
-        validate_filler(&self.filler)?;
-        if self.start_timestamp >= self.session_limit {
+        self.session.validate()?;
+        if self.start_timestamp >= self.session.session_limit {
             return Err(ComponentError::field(
                 "start_timestamp",
                 format!(
                     "must be less than session_limit ({}): a session cannot start past its end",
-                    self.session_limit
+                    self.session.session_limit
                 ),
             ));
         }
@@ -108,9 +97,12 @@ impl StageConfig for Fmp4ToFlvConfig {
     async fn build(&self, _context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError> {
         Ok(Box::new(
             Fmp4ToFlvStage::default()
-                .with_session_limit(self.session_limit.get())
+                .with_session_limit(self.session.session_limit.get())
                 .starting_at(self.start_timestamp.get())
-                .with_filler(self.filler.clone(), self.ffmpeg.clone()),
+                .with_filler(
+                    self.session.filler_or(FillerSource::Generate),
+                    self.session.ffmpeg.clone(),
+                ),
         ))
     }
 }
@@ -254,6 +246,22 @@ impl TimelineFormat for Fmp4ToFlv {
         self.session.end();
         self.next_session_timestamp = 0;
         self.filler.restart_at_keyframe();
+        Ok(())
+    }
+
+    fn begin_session_headers(&mut self) -> Option<Fmp4ToFlvFile> {
+        Some(Fmp4ToFlvFile::default())
+    }
+
+    fn end_session_headers(
+        &mut self,
+        mut headers: OpenFile<Fmp4ToFlvFile>,
+        output: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        if !headers.is_at_box_boundary() {
+            return Err(headers.error("it ends inside a box"));
+        }
+        self.write_held(&mut headers, output);
         Ok(())
     }
 

@@ -292,7 +292,7 @@ fn filler_loops_from_its_keyframe_and_the_stream_takes_over_with_its_own_headers
     // runtime asks for it, up to 2.5 s.
     let mut output = StageOutput::default();
     for step in 1..=10 {
-        stage
+        made(&mut stage)
             .fill(Duration::from_millis(67 + step * 250), &mut output)
             .unwrap();
     }
@@ -419,7 +419,7 @@ fn a_slate_is_converted_to_the_stream_and_one_that_lacks_a_track_is_refused() {
     result.unwrap();
     let mut output = StageOutput::default();
     for step in 1..=5 {
-        stage
+        made(&mut stage)
             .fill(Duration::from_millis(67 + step * 200), &mut output)
             .unwrap();
     }
@@ -454,7 +454,7 @@ fn a_slate_is_converted_to_the_stream_and_one_that_lacks_a_track_is_refused() {
     );
     let (_, result) = run_stage(&mut stage, &fragment(1), &first, &[usize::MAX]);
     result.unwrap();
-    let error = stage
+    let error = made(&mut stage)
         .fill(Duration::from_millis(300), &mut StageOutput::default())
         .unwrap_err()
         .message;
@@ -491,7 +491,9 @@ fn filling_stage() -> Fmp4ToFlvStage {
 fn a_changed_stream_is_described_anew_and_gets_its_own_filler() {
     let mut stage = filling_stage();
     let mut output = StageOutput::default();
-    stage.fill(Duration::from_millis(300), &mut output).unwrap();
+    made(&mut stage)
+        .fill(Duration::from_millis(300), &mut output)
+        .unwrap();
     let small = filler_configuration(&output.drain().collect::<Vec<_>>());
     // The same stream at 640x360 (the timeline stage asks the sink for a new session first).
     let mut larger = init_segment();
@@ -509,7 +511,7 @@ fn a_changed_stream_is_described_anew_and_gets_its_own_filler() {
     let tags = all_tags_of(&joined(&items));
     assert_eq!(metadata_number(&tags[0].2, "width"), Some(640.0));
     assert_eq!(metadata_number(&tags[0].2, "height"), Some(360.0));
-    stage
+    made(&mut stage)
         .fill(Duration::from_millis(1300), &mut output)
         .unwrap();
     let large = filler_configuration(&output.drain().collect::<Vec<_>>());
@@ -520,11 +522,15 @@ fn a_changed_stream_is_described_anew_and_gets_its_own_filler() {
 fn a_session_that_begins_in_a_gap_begins_with_the_filler_s_keyframe() {
     let mut stage = filling_stage();
     let mut output = StageOutput::default();
-    stage.fill(Duration::from_millis(500), &mut output).unwrap();
+    made(&mut stage)
+        .fill(Duration::from_millis(500), &mut output)
+        .unwrap();
     // The server dropped the session in the gap: a new one, filler goes on.
     let mut output = StageOutput::default();
     stage.start_session(&mut output).unwrap();
-    stage.fill(Duration::from_millis(900), &mut output).unwrap();
+    made(&mut stage)
+        .fill(Duration::from_millis(900), &mut output)
+        .unwrap();
     let items: Vec<StageItem> = output.drain().collect();
     let tags = tags_of(&joined(&items));
     let first_frame = tags
@@ -622,4 +628,46 @@ fn a_fragment_resumed_from_inside_starts_at_its_last_keyframe_before_the_point_w
         assert_eq!(tags.len(), 2 + 4, "split {split}");
         assert_eq!(tags[2].2[..5], [0x17, 1, 0, 0, 67]);
     }
+}
+
+#[test]
+fn a_new_session_reads_the_init_segment_sent_again_between_fragments() {
+    let mut stage = Fmp4ToFlvStage::default();
+    let first = [init_segment(), media_segment()].concat();
+    let (_, result) = run_stage(&mut stage, &fragment(1), &first, &[usize::MAX]);
+    result.unwrap();
+
+    // A reconnect: fmp4-timeline sends its init segment again before the next fragment.
+    let mut output = StageOutput::default();
+    stage.start_session(&mut output).unwrap();
+    for part in init_segment().chunks(7) {
+        stage
+            .process_chunk(Bytes::copy_from_slice(part), &mut output)
+            .unwrap();
+    }
+    let (items, result) = run_stage(&mut stage, &fragment(2), &media_segment_at(5), &[64]);
+    result.unwrap();
+    let stream = joined(&items);
+    assert_eq!(stream[..9], FILE_HEADER, "a file header first");
+    let tags = tags_of(&stream);
+    assert_eq!(tags[0].2[..2], [0x17, 0], "the video sequence header");
+    assert_eq!(tags[1].2[..2], [0xaf, 0], "the audio sequence header");
+    let timestamps: Vec<u32> = tags.iter().map(|tag| tag.1).collect();
+    assert_eq!(timestamps, [0, 0, 0, 0, 21, 33]);
+
+    // What begins a session must be whole by the next fragment.
+    stage.start_session(&mut output).unwrap();
+    let init = init_segment();
+    stage
+        .process_chunk(Bytes::copy_from_slice(&init[..init.len() - 5]), &mut output)
+        .unwrap();
+    let (_, result) = run_stage(&mut stage, &fragment(3), &media_segment_at(6), &[64]);
+    let error = result.unwrap_err().to_string();
+    assert!(error.contains("what began the new session"), "{error}");
+}
+
+/// The stage, once the filler clip it is making is made: fills in these tests expect it.
+fn made(stage: &mut Fmp4ToFlvStage) -> &mut Fmp4ToFlvStage {
+    stage.format_mut().filler.wait_until_made();
+    stage
 }

@@ -82,7 +82,11 @@ impl MpegtsTimeline {
             .program
             .as_ref()
             .ok_or_else(|| filler_error("no media has been written yet".to_owned()))?;
-        let clip: Arc<TsClip> = Arc::clone(self.clip.ready().map_err(filler_error)?);
+        // While the clip is still being made, the gap waits for it (the next call plays it).
+        let Some(clip) = self.clip.ready().map_err(filler_error)? else {
+            return Ok(());
+        };
+        let clip: Arc<TsClip> = Arc::clone(clip);
         let (video_pid, audio_pid) = media_pids(program).map_err(filler_error)?;
         let until = ticks_of(until);
         let position = self.position;

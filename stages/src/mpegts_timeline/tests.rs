@@ -416,7 +416,7 @@ fn span_end(items: &[StageItem]) -> Duration {
 
 fn fill(stage: &mut MpegtsTimelineStage, until: Duration) -> Vec<u8> {
     let mut output = StageOutput::default();
-    stage.fill(until, &mut output).unwrap();
+    made(stage).fill(until, &mut output).unwrap();
     joined(&output.drain().collect::<Vec<_>>())
 }
 
@@ -506,7 +506,9 @@ fn a_session_that_begins_in_a_gap_gets_the_program_tables_then_a_keyframe() {
 fn a_stream_no_filler_can_match_fails_each_fill_naming_why() {
     let mut stage = filler_stage();
     let mut output = StageOutput::default();
-    let before = stage.fill(Duration::from_secs(1), &mut output).unwrap_err();
+    let before = made(&mut stage)
+        .fill(Duration::from_secs(1), &mut output)
+        .unwrap_err();
     assert!(before.message.contains("no media"), "{}", before.message);
     // Synthetic PES data: no sequence parameter set.
     run_file(
@@ -517,7 +519,9 @@ fn a_stream_no_filler_can_match_fails_each_fill_naming_why() {
     )
     .1
     .unwrap();
-    let error = stage.fill(Duration::from_secs(5), &mut output).unwrap_err();
+    let error = made(&mut stage)
+        .fill(Duration::from_secs(5), &mut output)
+        .unwrap_err();
     assert!(
         error.message.contains("no filler can be made")
             && error.message.contains("sequence parameter set"),
@@ -529,7 +533,9 @@ fn a_stream_no_filler_can_match_fails_each_fill_naming_why() {
     run_file(&mut stage, 1, &upstream_file(90_000, 1, 0x03), 188)
         .1
         .unwrap();
-    let error = stage.fill(Duration::from_secs(5), &mut output).unwrap_err();
+    let error = made(&mut stage)
+        .fill(Duration::from_secs(5), &mut output)
+        .unwrap_err();
     assert!(error.message.contains("0x03"), "{}", error.message);
 }
 
@@ -633,4 +639,10 @@ fn a_file_resumed_from_inside_starts_at_its_last_keyframe_before_the_point() {
             "every PES from the keyframe on, split {split}"
         );
     }
+}
+
+/// The stage, once the filler clip it is making is made: fills in these tests expect it.
+fn made(stage: &mut MpegtsTimelineStage) -> &mut MpegtsTimelineStage {
+    stage.format_mut().clip.wait_until_made();
+    stage
 }

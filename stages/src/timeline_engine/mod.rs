@@ -60,6 +60,22 @@ pub(crate) trait TimelineFormat: Send + std::fmt::Debug + 'static {
     /// See [`Stage::start_session`].
     fn start_session(&mut self, output: &mut StageOutput) -> Result<(), StageError>;
 
+    /// A new session began between fragments: the state for reading what the stage before
+    /// this one sends for it there (`fmp4-timeline` sends its init segment again), or `None`
+    /// where nothing may come between fragments.
+    fn begin_session_headers(&mut self) -> Option<Self::File> {
+        None
+    }
+
+    /// What came for the new session is all read, as the next fragment begins.
+    fn end_session_headers(
+        &mut self,
+        _headers: OpenFile<Self::File>,
+        _output: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        Ok(())
+    }
+
     /// See [`Stage::fill`].
     fn fill(&mut self, until: Duration, output: &mut StageOutput) -> Result<(), StageError>;
 
@@ -83,6 +99,8 @@ pub(crate) trait TimelineFormat: Send + std::fmt::Debug + 'static {
 #[derive(Debug)]
 pub(crate) struct OpenFile<F> {
     name: String,
+    /// What errors call it: "fragment NAME".
+    described: String,
     usable: &'static str,
     /// Bytes read before the current chunk.
     read: u64,
@@ -95,6 +113,19 @@ impl<F> OpenFile<F> {
     pub(crate) fn new(name: &str, usable: &'static str, state: F) -> Self {
         Self {
             name: name.to_owned(),
+            described: format!("fragment {name}"),
+            usable,
+            read: 0,
+            state,
+        }
+    }
+
+    /// What a new session begins with between fragments (see
+    /// [`TimelineFormat::begin_session_headers`]).
+    fn session_headers(usable: &'static str, state: F) -> Self {
+        Self {
+            name: String::new(),
+            described: "what began the new session".to_owned(),
             usable,
             read: 0,
             state,
@@ -114,8 +145,8 @@ impl<F> OpenFile<F> {
     /// An error about this file: "fragment NAME is not usable FLV: MESSAGE".
     pub(crate) fn error(&self, message: impl std::fmt::Display) -> StageError {
         StageError::new(format!(
-            "fragment {} is not {}: {message}",
-            self.name, self.usable
+            "{} is not {}: {message}",
+            self.described, self.usable
         ))
     }
 }
@@ -138,6 +169,8 @@ impl<F> std::ops::DerefMut for OpenFile<F> {
 pub(crate) struct TimelineEngine<F: TimelineFormat> {
     format: F,
     file: Option<OpenFile<F::File>>,
+    /// What came between fragments for a new session, while it is read.
+    session_headers: Option<OpenFile<F::File>>,
     history: FragmentHistory<F::Snapshot>,
 }
 
@@ -152,6 +185,7 @@ impl<F: TimelineFormat> TimelineEngine<F> {
         Self {
             format,
             file: None,
+            session_headers: None,
             history: FragmentHistory::default(),
         }
     }
@@ -159,12 +193,6 @@ impl<F: TimelineFormat> TimelineEngine<F> {
     /// The format, to configure it as the stage is built.
     pub(crate) fn format_mut(&mut self) -> &mut F {
         &mut self.format
-    }
-
-    fn open_file(&mut self) -> Result<&mut OpenFile<F::File>, StageError> {
-        self.file
-            .as_mut()
-            .ok_or_else(|| StageError::new("a chunk came outside a fragment"))
     }
 }
 
@@ -174,6 +202,9 @@ impl<F: TimelineFormat> Stage for TimelineEngine<F> {
         fragment: &FragmentInfo,
         output: &mut StageOutput,
     ) -> Result<(), StageError> {
+        if let Some(headers) = self.session_headers.take() {
+            self.format.end_session_headers(headers, output)?;
+        }
         let state = self.format.begin_file(fragment, output)?;
         self.history
             .record(fragment.sequence, self.format.snapshot());
@@ -183,13 +214,15 @@ impl<F: TimelineFormat> Stage for TimelineEngine<F> {
 
     fn process_chunk(&mut self, chunk: Bytes, output: &mut StageOutput) -> Result<(), StageError> {
         let length = chunk.len() as u64;
+        // A chunk belongs to the fragment's file, or to what began a new session.
         let file = self
             .file
             .as_mut()
+            .or(self.session_headers.as_mut())
             .ok_or_else(|| StageError::new("a chunk came outside a fragment"))?;
         let mut reader = ChunkReader::new(chunk, file.read);
         let result = self.format.read(file, &mut reader, output);
-        self.open_file()?.read += length;
+        file.read += length;
         result
     }
 
@@ -202,7 +235,14 @@ impl<F: TimelineFormat> Stage for TimelineEngine<F> {
     }
 
     fn start_session(&mut self, output: &mut StageOutput) -> Result<(), StageError> {
-        self.format.start_session(output)
+        self.format.start_session(output)?;
+        if self.file.is_none() {
+            self.session_headers = self
+                .format
+                .begin_session_headers()
+                .map(|state| OpenFile::session_headers(F::USABLE, state));
+        }
+        Ok(())
     }
 
     fn fill(&mut self, until: Duration, output: &mut StageOutput) -> Result<(), StageError> {
@@ -210,6 +250,7 @@ impl<F: TimelineFormat> Stage for TimelineEngine<F> {
     }
 
     fn abort_fragment(&mut self) {
+        self.session_headers = None;
         self.format.abort_file(self.file.take());
     }
 
@@ -221,6 +262,7 @@ impl<F: TimelineFormat> Stage for TimelineEngine<F> {
         if let Some(snapshot) = self.history.rewind_to(fragment.sequence) {
             self.format.rewind_to(snapshot);
             self.file = None;
+            self.session_headers = None;
         }
     }
 
