@@ -104,7 +104,7 @@ fn serve_metrics(config: &LoadedConfig, services: &Services) -> Result<(), Confi
     let Some(metrics) = &config.metrics else {
         return Ok(());
     };
-    streampub_sources::http::serve_metrics(services, metrics.listen).map_err(|error| {
+    streampub_http::serve_metrics(services, metrics.listen).map_err(|error| {
         ConfigError::new(
             &config.path,
             format!("metrics: cannot listen on {}: {error}", metrics.listen),

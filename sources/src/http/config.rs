@@ -9,9 +9,10 @@ use streampub_core::plugin::{
     async_trait, ByteSize, ComponentContext, ComponentError, HumanDuration, Source, SourceConfig,
 };
 
-use super::api::UploadApi;
-use super::listeners::HttpListeners;
+use streampub_http::{HttpListeners, UploadRoutes};
+
 use super::spool::Spool;
+use super::uploads::SpoolUploads;
 use super::HttpSource;
 
 /// Default `max_fragment_size`.
@@ -137,16 +138,18 @@ impl SourceConfig for HttpSourceConfig {
         let backlog_limit = context.fragment_buffer_size + self.spool_limit;
         let (spool, queue) = Spool::open(&directory, backlog_limit)
             .map_err(|error| ComponentError::field("spool_dir", error.to_string()))?;
-        let api = UploadApi {
-            pipeline: context.pipeline.clone(),
-            spool: Arc::clone(&spool),
+        let routes = UploadRoutes {
             token: self.token()?,
-            max_fragment_size: self.max_fragment_size.bytes(),
-            upload_timeout: self.upload_timeout.get(),
+            uploads: Arc::new(SpoolUploads {
+                pipeline: context.pipeline.clone(),
+                spool: Arc::clone(&spool),
+                max_fragment_size: self.max_fragment_size.bytes(),
+                upload_timeout: self.upload_timeout.get(),
+            }),
         };
         let listeners = HttpListeners::shared(&context.services);
         listeners
-            .mount(self.listen, &context.pipeline, Arc::new(api))
+            .mount(self.listen, &context.pipeline, routes)
             .map_err(|error| {
                 ComponentError::field(
                     "listen",

@@ -1,29 +1,6 @@
 use std::sync::Arc;
 
-use super::api::{constant_time_eq, fragment_name};
 use super::spool::{Admission, FragmentState, Spool, SpoolError};
-
-#[test]
-fn fragment_names_are_plain_file_names() {
-    assert_eq!(fragment_name("batch-0.mp4").as_deref(), Ok("batch-0.mp4"));
-    assert_eq!(fragment_name("take%201.mp4").as_deref(), Ok("take 1.mp4"));
-    for bad in [
-        "", "a%2Fb", "a\\b", "a%5Cb", "..", "a..b", ".hidden", "a%0Ab", "a%00", "%zz",
-    ] {
-        assert!(fragment_name(bad).is_err(), "{bad} was accepted");
-    }
-    assert!(fragment_name(&"x".repeat(255)).is_ok());
-    let error = fragment_name(&"x".repeat(256)).unwrap_err();
-    assert!(error.contains("255 bytes"), "{error}");
-}
-
-#[test]
-fn tokens_compare_equal_only_when_identical() {
-    assert!(constant_time_eq(b"secret", b"secret"));
-    assert!(!constant_time_eq(b"secret", b"secreT"));
-    assert!(!constant_time_eq(b"secret", b"secret2"));
-    assert!(!constant_time_eq(b"", b"x"));
-}
 
 /// Receives `body` the way an upload does and commits it.
 fn upload(spool: &Arc<Spool>, name: &str, body: &[u8]) -> super::spool::Record {

@@ -1,4 +1,7 @@
-//! The upload API of one pipeline: `PUT` and `GET /v1/pipelines/{pipeline}/fragments/{name}`.
+//! What the `http` source does with the uploads its routes let through
+//! (`PUT` and `GET /v1/pipelines/{pipeline}/fragments/{name}`; the routes, names and tokens are
+//! `streampub-http`'s): each body is streamed into the spool, within `max_fragment_size` and
+//! `upload_timeout`, and synced before the answer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,22 +12,19 @@ use streampub_core::plugin::async_trait;
 use tokio::io::AsyncWriteExt;
 use tracing::{info, warn};
 
-use super::listeners::{
-    error_response, header, json_response, method_not_allowed, percent_decode, retry_later,
-    HttpRequest, HttpResponse, Method, PipelineRoutes, StatusCode,
+use streampub_http::{
+    error_response, header, json_response, retry_later, Body, FragmentUploads, HeaderMap, Response,
+    StatusCode,
 };
-use super::spool::{Admission, Record, Spool, UploadSlot, UPLOAD_PREFIX};
 
-/// Names longer than this many bytes are refused (the common file name limit).
-const MAX_NAME_BYTES: usize = 255;
+use super::spool::{Admission, Record, Spool, UploadSlot, UPLOAD_PREFIX};
 /// How long the rest of a body refused mid-upload is read and dropped.
 const DISCARD_TIME: Duration = Duration::from_secs(10);
 
-/// Serves one pipeline's uploads.
-pub(super) struct UploadApi {
+/// Keeps one pipeline's uploads in its spool.
+pub(super) struct SpoolUploads {
     pub(super) pipeline: String,
     pub(super) spool: Arc<Spool>,
-    pub(super) token: Option<String>,
     pub(super) max_fragment_size: u64,
     pub(super) upload_timeout: Duration,
 }
@@ -46,68 +46,16 @@ enum ReceiveError {
 }
 
 #[async_trait]
-impl PipelineRoutes for UploadApi {
-    async fn handle(&self, path: &str, request: HttpRequest) -> HttpResponse {
-        if !self.authorized(&request) {
-            let mut response = error_response(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong token; send `Authorization: Bearer <token>`",
-            );
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer realm=\"streampub\""),
-            );
-            return response;
-        }
-        let Some(encoded_name) = path.strip_prefix("fragments/") else {
-            return error_response(
-                StatusCode::NOT_FOUND,
-                format!("nothing at {}", request.uri().path()),
-            );
-        };
-        let name = match fragment_name(encoded_name) {
-            Ok(name) => name,
-            Err(message) => return error_response(StatusCode::BAD_REQUEST, message),
-        };
-        match *request.method() {
-            Method::PUT => self.put(name, request).await,
-            Method::GET => match self.spool.get(&name) {
-                Some(record) => json_response(StatusCode::OK, &self.describe(&record, true)),
-                None => error_response(
-                    StatusCode::NOT_FOUND,
-                    format!(
-                        "no fragment named `{name}` was uploaded to pipeline {}",
-                        self.pipeline
-                    ),
-                ),
-            },
-            _ => method_not_allowed("GET, PUT"),
-        }
-    }
-}
-
-impl UploadApi {
-    fn authorized(&self, request: &HttpRequest) -> bool {
-        let Some(token) = &self.token else {
-            return true;
-        };
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "));
-        presented.is_some_and(|presented| constant_time_eq(presented, token.as_bytes()))
-    }
-
-    async fn put(&self, name: String, request: HttpRequest) -> HttpResponse {
-        let declared = request
-            .headers()
+impl FragmentUploads for SpoolUploads {
+    async fn put(&self, name: String, headers: HeaderMap, body: Body) -> Response {
+        let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.max_fragment_size) {
             return self.too_large();
         }
         let slot = match self.spool.admit(&name) {
-            Admission::Existing(record) => return self.compare(record, request).await,
+            Admission::Existing(record) => return self.compare(record, body).await,
             Admission::InProgress => {
                 return error_response(
                     StatusCode::CONFLICT,
@@ -122,7 +70,7 @@ impl UploadApi {
             }
             Admission::Admitted(slot) => slot,
         };
-        match self.receive(request).await {
+        match self.receive(body).await {
             // Nothing to publish, ever: refused now rather than failed on every start.
             Ok(received) if received.bytes == 0 => {
                 drop(slot);
@@ -136,9 +84,24 @@ impl UploadApi {
         }
     }
 
+    fn get(&self, name: &str) -> Response {
+        match self.spool.get(name) {
+            Some(record) => json_response(StatusCode::OK, &self.describe(&record, true)),
+            None => error_response(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no fragment named `{name}` was uploaded to pipeline {}",
+                    self.pipeline
+                ),
+            ),
+        }
+    }
+}
+
+impl SpoolUploads {
     /// An upload of a name that exists: `200` if it is the same bytes, `409` if not.
-    async fn compare(&self, existing: Record, request: HttpRequest) -> HttpResponse {
-        match self.receive(request).await {
+    async fn compare(&self, existing: Record, body: Body) -> Response {
+        match self.receive(body).await {
             Ok(received) if received.sha256 == existing.sha256 && received.bytes == existing.bytes => {
                 json_response(StatusCode::OK, &self.describe(&existing, false))
             }
@@ -153,7 +116,7 @@ impl UploadApi {
         }
     }
 
-    async fn commit(&self, name: &str, slot: UploadSlot, received: Received) -> HttpResponse {
+    async fn commit(&self, name: &str, slot: UploadSlot, received: Received) -> Response {
         let spool = Arc::clone(&self.spool);
         let committed = tokio::task::spawn_blocking(move || {
             spool.commit(slot, received.file, received.bytes, received.sha256)
@@ -179,7 +142,7 @@ impl UploadApi {
         }
     }
 
-    fn refuse(&self, name: &str, error: ReceiveError) -> HttpResponse {
+    fn refuse(&self, name: &str, error: ReceiveError) -> Response {
         let (status, message) = match error {
             ReceiveError::TooLarge => return self.too_large(),
             ReceiveError::Stalled => (
@@ -220,7 +183,7 @@ impl UploadApi {
         error_response(status, message)
     }
 
-    fn too_large(&self) -> HttpResponse {
+    fn too_large(&self) -> Response {
         error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
@@ -232,14 +195,13 @@ impl UploadApi {
 
     /// Streams the body into a new file in the spool, hashing it, within `max_fragment_size`
     /// and `upload_timeout`; syncs it. Memory stays at one body frame.
-    async fn receive(&self, request: HttpRequest) -> Result<Received, ReceiveError> {
+    async fn receive(&self, mut body: Body) -> Result<Received, ReceiveError> {
         let (file, path) = tempfile::Builder::new()
             .prefix(UPLOAD_PREFIX)
             .tempfile_in(self.spool.directory())
             .map_err(ReceiveError::Storage)?
             .into_parts();
         let mut file = tokio::fs::File::from_std(file);
-        let mut body = request.into_body();
         let mut hasher = Sha256::new();
         let mut bytes = 0u64;
         loop {
@@ -291,44 +253,11 @@ impl UploadApi {
 
 /// Reads and drops what is left of a refused body (for at most [`DISCARD_TIME`]), so the
 /// client, still sending, gets to read the answer instead of a connection reset.
-async fn discard_rest(mut body: hyper::body::Incoming) {
+async fn discard_rest(mut body: Body) {
     let _ = tokio::time::timeout(DISCARD_TIME, async {
         while let Some(Ok(_)) = body.frame().await {}
     })
     .await;
-}
-
-/// Decodes and checks a fragment name from the URL; the error says what is wrong with it.
-pub(super) fn fragment_name(encoded: &str) -> Result<String, String> {
-    let name = percent_decode(encoded)
-        .ok_or_else(|| "the fragment name is not valid percent-encoded UTF-8".to_owned())?;
-    let problem = if name.is_empty() {
-        Some("is empty")
-    } else if name.len() > MAX_NAME_BYTES {
-        Some("is longer than 255 bytes")
-    } else if name.contains('/') || name.contains('\\') {
-        Some("contains a slash or backslash")
-    } else if name.contains("..") {
-        Some("contains `..`")
-    } else if name.starts_with('.') {
-        Some("starts with a dot")
-    } else if name.chars().any(char::is_control) {
-        Some("contains control characters")
-    } else {
-        None
-    };
-    match problem {
-        Some(problem) => Err(format!(
-            "fragment name {problem}; use a plain file name such as batch-42.mp4"
-        )),
-        None => Ok(name),
-    }
-}
-
-/// Compares without stopping at the first difference (`subtle`), so the time taken does not
-/// tell how much of a guessed token was right.
-pub(super) fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
-    subtle::ConstantTimeEq::ct_eq(left, right).into()
 }
 
 fn is_storage_full(error: &std::io::Error) -> bool {
