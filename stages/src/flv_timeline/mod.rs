@@ -52,8 +52,8 @@ use crate::flv::tags::Kind;
 use crate::flv::{TagHeader, TagKind, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN};
 use crate::resume_cut::ResumeCut;
 use crate::session_limit::SessionLimit;
-use crate::session_options::SessionOptions;
-use crate::timeline_engine::{ChunkReader, OpenFile, TimelineEngine, TimelineFormat};
+use crate::session_options::{SessionOptions, SessionSettings};
+use crate::timeline_engine::{OpenFile, TimelineEngine, TimelineFormat};
 
 /// The stage's `type`.
 pub const FLV_TIMELINE_STAGE: &str = "flv-timeline";
@@ -80,12 +80,7 @@ impl StageConfig for FlvTimelineConfig {
 
     async fn build(&self, _context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError> {
         Ok(Box::new(
-            FlvTimelineStage::default()
-                .with_session_limit(self.session.session_limit.get())
-                .with_filler(
-                    self.session.filler_or(FillerSource::None),
-                    self.session.ffmpeg.clone(),
-                ),
+            FlvTimelineStage::default().with_session_options(&self.session, FillerSource::None),
         ))
     }
 }
@@ -143,17 +138,13 @@ pub(crate) struct FlvTimeline {
     resume: Option<ResumeCut<(Duration, Vec<Bytes>)>>,
 }
 
-impl FlvTimelineStage {
-    /// Ends a session that has carried `limit` of media at the next file boundary.
-    pub(crate) fn with_session_limit(mut self, limit: Duration) -> Self {
-        self.format_mut().session = SessionLimit::new(limit);
-        self
+impl SessionSettings for FlvTimeline {
+    fn set_session_limit(&mut self, limit: SessionLimit) {
+        self.session = limit;
     }
 
-    /// Fills gaps with `source`, made or converted by the program `ffmpeg`.
-    pub(crate) fn with_filler(mut self, source: FillerSource, ffmpeg: PathBuf) -> Self {
-        self.format_mut().filler = Filler::new(source, ffmpeg);
-        self
+    fn set_filler(&mut self, source: FillerSource, ffmpeg: PathBuf) {
+        self.filler = Filler::new(source, ffmpeg);
     }
 }
 
@@ -238,7 +229,6 @@ fn push_tag(kind: TagKind, timestamp: u32, data: &Bytes, output: &mut StageOutpu
 impl TimelineFormat for FlvTimeline {
     const STAGE: &'static str = FLV_TIMELINE_STAGE;
     const USABLE: &'static str = "usable FLV";
-    type File = FlvFile;
     type Snapshot = FlvSnapshot;
     type Saved = SavedFlvTimeline;
 
@@ -257,15 +247,6 @@ impl TimelineFormat for FlvTimeline {
         // The stream takes over from any filler; a later gap starts the clip afresh.
         self.filler.stop();
         Ok(FlvFile::new(self.filler.wants_shape().then(Vec::new)))
-    }
-
-    fn read(
-        &mut self,
-        file: &mut OpenFile<FlvFile>,
-        reader: &mut ChunkReader,
-        output: &mut StageOutput,
-    ) -> Result<(), StageError> {
-        self.read_tags(file, reader, output)
     }
 
     fn end_file(

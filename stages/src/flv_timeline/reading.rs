@@ -12,7 +12,7 @@ use crate::flv::{
     classify, is_video_keyframe, read_file_header, Payload, TagHeader, TagKind, CLASSIFY_LEN,
     FILE_HEADER, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN,
 };
-use crate::timeline_engine::{ChunkReader, OpenFile};
+use crate::timeline_engine::{ChunkReader, FileReading, OpenFile};
 
 /// The largest sequence header or script tag buffered; larger ones are rejected as corrupt.
 const MAX_BUFFERED_TAG: u32 = 1 << 20;
@@ -150,8 +150,10 @@ impl FlvFile {
     }
 }
 
-impl FlvTimeline {
-    pub(super) fn read_tags(
+impl FileReading for FlvTimeline {
+    type File = FlvFile;
+
+    fn read(
         &mut self,
         file: &mut OpenFile<FlvFile>,
         reader: &mut ChunkReader,
@@ -220,7 +222,9 @@ impl FlvTimeline {
         }
         Ok(())
     }
+}
 
+impl FlvTimeline {
     /// Where a tag of this file lies on the stream's timeline, unwrapped (for pacing).
     fn media_time(&self, file: &mut FlvFile, timestamp: u32) -> Duration {
         let first = *file.first_timestamp.get_or_insert(timestamp);

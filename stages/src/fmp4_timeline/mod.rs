@@ -41,7 +41,7 @@ use self::reading::Fmp4File;
 use self::saved::SavedTimeline;
 use self::seconds::Seconds;
 use crate::mp4::TrackDescription;
-use crate::timeline_engine::{ChunkReader, OpenFile, TimelineEngine, TimelineFormat};
+use crate::timeline_engine::{OpenFile, TimelineEngine, TimelineFormat};
 
 /// The stage's `type`.
 pub const FMP4_TIMELINE_STAGE: &str = "fmp4-timeline";
@@ -142,7 +142,6 @@ impl Fmp4Timeline {
 impl TimelineFormat for Fmp4Timeline {
     const STAGE: &'static str = FMP4_TIMELINE_STAGE;
     const USABLE: &'static str = "usable fragmented MP4";
-    type File = Fmp4File;
     type Snapshot = Self;
     type Saved = SavedTimeline;
 
@@ -155,15 +154,6 @@ impl TimelineFormat for Fmp4Timeline {
             self.next_sequence = 1;
         }
         Ok(Fmp4File::default())
-    }
-
-    fn read(
-        &mut self,
-        file: &mut OpenFile<Fmp4File>,
-        reader: &mut ChunkReader,
-        output: &mut StageOutput,
-    ) -> Result<(), StageError> {
-        self.read_boxes(file, reader, output)
     }
 
     fn end_file(

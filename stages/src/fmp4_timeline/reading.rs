@@ -11,7 +11,7 @@ use super::{Fmp4Timeline, InitSegment};
 use crate::mp4::moof;
 use crate::mp4::{describe_change, describe_moov, BoxError, BoxHeader, FourCc};
 use crate::padding::push_zeros;
-use crate::timeline_engine::{ChunkReader, OpenFile};
+use crate::timeline_engine::{ChunkReader, FileReading, OpenFile};
 
 /// The largest `ftyp`, `moov` or `moof` buffered; larger ones are rejected as corrupt.
 const MAX_BUFFERED_BOX: u64 = 32 << 20;
@@ -64,8 +64,10 @@ impl Default for Fmp4File {
     }
 }
 
-impl Fmp4Timeline {
-    pub(super) fn read_boxes(
+impl FileReading for Fmp4Timeline {
+    type File = Fmp4File;
+
+    fn read(
         &mut self,
         file: &mut OpenFile<Fmp4File>,
         reader: &mut ChunkReader,
@@ -96,7 +98,9 @@ impl Fmp4Timeline {
         }
         Ok(())
     }
+}
 
+impl Fmp4Timeline {
     /// Completes a box whose bytes are all in: a collected one is handled, a passed or
     /// skipped one ends; the next box begins at `position`.
     fn finish_if_complete(

@@ -52,9 +52,9 @@ use crate::flv::tags::{FlvTrack, Tag};
 use crate::mp4::TrackDescription;
 use crate::resume_cut::ResumeCut;
 use crate::session_limit::SessionLimit;
-use crate::session_options::SessionOptions;
+use crate::session_options::{SessionOptions, SessionSettings};
 use crate::stream_shape::StreamShape;
-use crate::timeline_engine::{ChunkReader, OpenFile, TimelineEngine, TimelineFormat};
+use crate::timeline_engine::{OpenFile, TimelineEngine, TimelineFormat};
 
 /// The stage's `type`.
 pub const FMP4_TO_FLV_STAGE: &str = "fmp4-to-flv";
@@ -97,12 +97,8 @@ impl StageConfig for Fmp4ToFlvConfig {
     async fn build(&self, _context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError> {
         Ok(Box::new(
             Fmp4ToFlvStage::default()
-                .with_session_limit(self.session.session_limit.get())
-                .starting_at(self.start_timestamp.get())
-                .with_filler(
-                    self.session.filler_or(FillerSource::Generate),
-                    self.session.ffmpeg.clone(),
-                ),
+                .with_session_options(&self.session, FillerSource::Generate)
+                .starting_at(self.start_timestamp.get()),
         ))
     }
 }
@@ -110,19 +106,17 @@ impl StageConfig for Fmp4ToFlvConfig {
 /// The `fmp4-to-flv` stage.
 pub(crate) type Fmp4ToFlvStage = TimelineEngine<Fmp4ToFlv>;
 
+impl SessionSettings for Fmp4ToFlv {
+    fn set_session_limit(&mut self, limit: SessionLimit) {
+        self.session = limit;
+    }
+
+    fn set_filler(&mut self, source: FillerSource, ffmpeg: PathBuf) {
+        self.filler = Filler::new(source, ffmpeg);
+    }
+}
+
 impl Fmp4ToFlvStage {
-    /// Starts a new session once one has carried `limit` of media.
-    pub(crate) fn with_session_limit(mut self, limit: Duration) -> Self {
-        self.format_mut().session = SessionLimit::new(limit);
-        self
-    }
-
-    /// Fills gaps with `source`, made or converted by the program `ffmpeg`.
-    pub(crate) fn with_filler(mut self, source: FillerSource, ffmpeg: PathBuf) -> Self {
-        self.format_mut().filler = Filler::new(source, ffmpeg);
-        self
-    }
-
     /// The first session's first tag gets `timestamp` instead of 0.
     pub(crate) fn starting_at(mut self, timestamp: Duration) -> Self {
         self.format_mut().next_session_timestamp = timestamp.as_millis() as i128;
@@ -186,7 +180,6 @@ impl Default for Fmp4ToFlv {
 impl TimelineFormat for Fmp4ToFlv {
     const STAGE: &'static str = FMP4_TO_FLV_STAGE;
     const USABLE: &'static str = "convertible to FLV";
-    type File = Fmp4ToFlvFile;
     /// The timeline is `fmp4-timeline`'s; a fragment sent again is converted afresh.
     type Snapshot = ();
     type Saved = ();
@@ -209,24 +202,12 @@ impl TimelineFormat for Fmp4ToFlv {
         Ok(Fmp4ToFlvFile::default())
     }
 
-    fn read(
-        &mut self,
-        file: &mut OpenFile<Fmp4ToFlvFile>,
-        reader: &mut ChunkReader,
-        output: &mut StageOutput,
-    ) -> Result<(), StageError> {
-        self.read_boxes(file, reader, output)
-    }
-
     fn end_file(
         &mut self,
         mut file: OpenFile<Fmp4ToFlvFile>,
         output: &mut StageOutput,
     ) -> Result<(), StageError> {
-        if !file.is_at_box_boundary() {
-            return Err(file.error("it ends inside a box"));
-        }
-        self.write_held(&mut file, output);
+        self.finish_boxes(&mut file, output)?;
         if let Some(cut) = self.resume.take() {
             self.write_tags(cut.finish(), self.stream_configurations(), output);
         }
@@ -258,11 +239,7 @@ impl TimelineFormat for Fmp4ToFlv {
         mut headers: OpenFile<Fmp4ToFlvFile>,
         output: &mut StageOutput,
     ) -> Result<(), StageError> {
-        if !headers.is_at_box_boundary() {
-            return Err(headers.error("it ends inside a box"));
-        }
-        self.write_held(&mut headers, output);
-        Ok(())
+        self.finish_boxes(&mut headers, output)
     }
 
     fn fill(&mut self, until: Duration, output: &mut StageOutput) -> Result<(), StageError> {

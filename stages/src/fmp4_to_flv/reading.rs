@@ -9,7 +9,7 @@ use crate::flv::tags::{flv_track, media_tags, Kind, MediaData, Tag};
 use crate::mp4::samples::{read_samples, Sample};
 use crate::mp4::{describe_moov, BoxHeader, FourCc};
 use crate::stream_shape::{most_common, StreamShape};
-use crate::timeline_engine::{ChunkReader, OpenFile};
+use crate::timeline_engine::{ChunkReader, FileReading, OpenFile};
 
 /// The largest `moov` or `moof` buffered.
 const MAX_BOX: u64 = 32 << 20;
@@ -51,7 +51,7 @@ pub(crate) struct Fmp4ToFlvFile {
 
 impl Fmp4ToFlvFile {
     /// Whether no box is half read.
-    pub(super) fn is_at_box_boundary(&self) -> bool {
+    fn is_at_box_boundary(&self) -> bool {
         match &self.reading {
             BoxReading::Header => true,
             BoxReading::Partial(header) => header.is_empty(),
@@ -60,8 +60,10 @@ impl Fmp4ToFlvFile {
     }
 }
 
-impl Fmp4ToFlv {
-    pub(super) fn read_boxes(
+impl FileReading for Fmp4ToFlv {
+    type File = Fmp4ToFlvFile;
+
+    fn read(
         &mut self,
         file: &mut OpenFile<Fmp4ToFlvFile>,
         reader: &mut ChunkReader,
@@ -107,6 +109,22 @@ impl Fmp4ToFlv {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+impl Fmp4ToFlv {
+    /// What was read is all there is: it must end at a box boundary, and the tags of its last
+    /// `mdat` go out.
+    pub(super) fn finish_boxes(
+        &mut self,
+        file: &mut OpenFile<Fmp4ToFlvFile>,
+        output: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        if !file.is_at_box_boundary() {
+            return Err(file.error("it ends inside a box"));
+        }
+        self.write_held(file, output);
         Ok(())
     }
 

@@ -56,8 +56,8 @@ use crate::mpegts::{
     set_continuity, PacketHeader, Program, PACKET_LEN, TICKS_PER_SECOND, TIMESTAMP_MODULUS,
 };
 use crate::session_limit::SessionLimit;
-use crate::session_options::SessionOptions;
-use crate::timeline_engine::{ChunkReader, OpenFile, TimelineEngine, TimelineFormat};
+use crate::session_options::{SessionOptions, SessionSettings};
+use crate::timeline_engine::{OpenFile, TimelineEngine, TimelineFormat};
 
 /// The stage's `type`.
 pub const MPEGTS_TIMELINE_STAGE: &str = "mpegts-timeline";
@@ -88,12 +88,7 @@ impl StageConfig for MpegtsTimelineConfig {
 
     async fn build(&self, _context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError> {
         Ok(Box::new(
-            MpegtsTimelineStage::default()
-                .with_session_limit(self.session.session_limit.get())
-                .with_filler(
-                    self.session.filler_or(FillerSource::None),
-                    self.session.ffmpeg.clone(),
-                ),
+            MpegtsTimelineStage::default().with_session_options(&self.session, FillerSource::None),
         ))
     }
 }
@@ -157,17 +152,13 @@ impl Default for MpegtsTimeline {
     }
 }
 
-impl MpegtsTimelineStage {
-    /// Ends a session that has carried `limit` of media at the next file boundary.
-    pub(crate) fn with_session_limit(mut self, limit: Duration) -> Self {
-        self.format_mut().session = SessionLimit::new(limit);
-        self
+impl SessionSettings for MpegtsTimeline {
+    fn set_session_limit(&mut self, limit: SessionLimit) {
+        self.session = limit;
     }
 
-    /// Fills gaps with `source`, made or converted by the program `ffmpeg`.
-    pub(crate) fn with_filler(mut self, source: FillerSource, ffmpeg: PathBuf) -> Self {
-        self.format_mut().clip = ClipMaker::new(source, ffmpeg);
-        self
+    fn set_filler(&mut self, source: FillerSource, ffmpeg: PathBuf) {
+        self.clip = ClipMaker::new(source, ffmpeg);
     }
 }
 
@@ -201,7 +192,6 @@ fn keep_table(tables: &mut Vec<[u8; PACKET_LEN]>, packet: [u8; PACKET_LEN]) {
 impl TimelineFormat for MpegtsTimeline {
     const STAGE: &'static str = MPEGTS_TIMELINE_STAGE;
     const USABLE: &'static str = "usable MPEG-TS";
-    type File = MpegtsFile;
     type Snapshot = MpegtsSnapshot;
     type Saved = SavedMpegtsTimeline;
 
@@ -222,15 +212,6 @@ impl TimelineFormat for MpegtsTimeline {
             self.probe = Some(ShapeProbe::default());
         }
         Ok(MpegtsFile::default())
-    }
-
-    fn read(
-        &mut self,
-        file: &mut OpenFile<MpegtsFile>,
-        reader: &mut ChunkReader,
-        output: &mut StageOutput,
-    ) -> Result<(), StageError> {
-        self.read_packets(file, reader, output)
     }
 
     fn end_file(

@@ -16,7 +16,7 @@ use crate::mpegts::{
     write_pcr_base, write_timestamp, PacketHeader, Program, PACKET_LEN, PAT_PID,
     STREAM_TYPE_ADTS_AAC, SYNC_BYTE, TICKS_PER_SECOND, TIMESTAMP_MODULUS,
 };
-use crate::timeline_engine::{ChunkReader, OpenFile};
+use crate::timeline_engine::{ChunkReader, FileReading, OpenFile};
 
 /// Packets held before a file's first timestamp; a file without one that soon is refused.
 const MAX_HELD_PACKETS: usize = 4096;
@@ -147,10 +147,12 @@ impl MpegtsFile {
     }
 }
 
-impl MpegtsTimeline {
+impl FileReading for MpegtsTimeline {
+    type File = MpegtsFile;
+
     /// Rewrites the whole packets `reader` completes; what was rewritten goes out, also
     /// before an error.
-    pub(super) fn read_packets(
+    fn read(
         &mut self,
         file: &mut OpenFile<MpegtsFile>,
         reader: &mut ChunkReader,
@@ -167,7 +169,9 @@ impl MpegtsTimeline {
         output.push_chunk(Bytes::from(buffer));
         result
     }
+}
 
+impl MpegtsTimeline {
     /// Takes one packet of the file: holds it until the file's first timestamp is known, then
     /// rewrites it into `buffer`.
     pub(super) fn take_packet(

@@ -17,14 +17,26 @@ use streampub_core::plugin::{FragmentInfo, Stage, StageError, StageOutput};
 pub(crate) use self::reader::ChunkReader;
 use crate::history::FragmentHistory;
 
-/// A media format's part of a timeline stage.
-pub(crate) trait TimelineFormat: Send + std::fmt::Debug + 'static {
+/// How a format reads its files: the part of a format in its `reading` module.
+pub(crate) trait FileReading {
+    /// The state of the file being read.
+    type File: Send + std::fmt::Debug;
+
+    /// Reads what `reader` holds of the file.
+    fn read(
+        &mut self,
+        file: &mut OpenFile<Self::File>,
+        reader: &mut ChunkReader,
+        output: &mut StageOutput,
+    ) -> Result<(), StageError>;
+}
+
+/// A media format's part of a timeline stage: its reading, and the hooks of its timeline.
+pub(crate) trait TimelineFormat: FileReading + Send + std::fmt::Debug + 'static {
     /// The stage's `type`, for errors.
     const STAGE: &'static str;
     /// What a file that fails is not, for errors: "usable FLV".
     const USABLE: &'static str;
-    /// The state of the file being read.
-    type File: Send + std::fmt::Debug;
     /// The state a fragment begins with, put back when it is sent again.
     type Snapshot: Send + std::fmt::Debug;
     /// The state the pipeline's checkpoint keeps between fragments.
@@ -36,14 +48,6 @@ pub(crate) trait TimelineFormat: Send + std::fmt::Debug + 'static {
         fragment: &FragmentInfo,
         output: &mut StageOutput,
     ) -> Result<Self::File, StageError>;
-
-    /// Reads what `reader` holds of the file.
-    fn read(
-        &mut self,
-        file: &mut OpenFile<Self::File>,
-        reader: &mut ChunkReader,
-        output: &mut StageOutput,
-    ) -> Result<(), StageError>;
 
     /// The file is all read: what is held goes out, a file cut short fails, and the timeline
     /// moves past it.

@@ -1,0 +1,24 @@
+//! The end-to-end tests: the real `streampub` binary (and the programs it drives: ffmpeg,
+//! nginx-rtmp, GStreamer, stunnel) on real files and loopback sockets, one module per feature.
+//! One test binary, so the suite links once.
+
+mod bench;
+mod cli;
+mod delivery;
+mod directory;
+mod extending;
+mod filler;
+mod http;
+mod long_run;
+mod memory;
+mod muxers;
+mod pacing;
+mod packaging;
+mod pipelines;
+mod reload;
+mod restarts;
+mod resume;
+mod rtmp;
+mod sinks;
+mod status;
+mod timeline;
