@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 
-use super::tags::{flv_track, media_tags, FlvTrack, Kind, MediaData, Tag};
+use super::tags::{flv_track, media_tags, FlvTrack, MediaData, Tag};
+use super::MediaKind;
 use crate::filler::{check_aac, check_track_kinds, ClipContainer, ClipMaker, FillerSource};
 use crate::mp4::samples::read_samples;
 use crate::mp4::{describe_moov, BoxHeader};
@@ -189,15 +190,15 @@ fn read_clip(file: Bytes, shape: &StreamShape) -> Result<FillerClip, String> {
         at += size;
     }
     let has = |kind| tracks.iter().any(|track: &FlvTrack| track.kind == kind);
-    check_track_kinds(shape, has(Kind::Video), has(Kind::Audio))?;
+    check_track_kinds(shape, has(MediaKind::Video), has(MediaKind::Audio))?;
     if let (Some(audio), Some(track)) = (
         &shape.audio,
-        tracks.iter().find(|track| track.kind == Kind::Audio),
+        tracks.iter().find(|track| track.kind == MediaKind::Audio),
     ) {
         check_aac(&track.configuration, &audio.config)?;
         // The same decoder setup (ffmpeg may add an extension saying "no SBR"): the filler's
         // audio goes on with the stream's configuration, so no audio header is sent again.
-        for tag in tags.iter_mut().filter(|tag| tag.kind == Kind::Audio) {
+        for tag in tags.iter_mut().filter(|tag| tag.kind == MediaKind::Audio) {
             tag.configuration = audio.configuration.clone();
         }
     }
@@ -207,11 +208,11 @@ fn read_clip(file: Bytes, shape: &StreamShape) -> Result<FillerClip, String> {
     // (or, without video, the audio); audio beyond is cut, so that each loop starts again at
     // the first keyframe.
     let frame_ns = |kind| match kind {
-        Kind::Video => shape.video.as_ref().map(|video| {
+        MediaKind::Video => shape.video.as_ref().map(|video| {
             let (rate, duration) = video.frame_rate;
             i128::from(duration) * 1_000_000_000 / i128::from(rate)
         }),
-        Kind::Audio => shape.audio.as_ref().map(|audio| {
+        MediaKind::Audio => shape.audio.as_ref().map(|audio| {
             i128::from(audio.config.frame_length) * 1_000_000_000
                 / i128::from(audio.config.sampling_frequency.max(1))
         }),
@@ -225,9 +226,9 @@ fn read_clip(file: Bytes, shape: &StreamShape) -> Result<FillerClip, String> {
         *index += 1;
     }
     let timing = if shape.video.is_some() {
-        Kind::Video
+        MediaKind::Video
     } else {
-        Kind::Audio
+        MediaKind::Audio
     };
     let period_ns = counts[timing.index()] * frame_ns(timing).unwrap_or(0);
     tags.sort_by_key(|tag| tag.decode_ms);

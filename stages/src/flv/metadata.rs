@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 
-use super::tags::{FlvTrack, Kind};
+use super::tags::FlvTrack;
+use super::MediaKind;
 use crate::mp4::sample_entry::Shape;
 use crate::mp4::TrackDescription;
 use crate::stream_shape::{AudioShape, StreamShape, VideoShape};
@@ -30,14 +31,14 @@ impl StreamShape {
                 &description.sample_entries.first().map(|entry| &entry.shape),
                 track.kind,
             ) {
-                (Some(Shape::Video { width, height }), Kind::Video) => {
+                (Some(Shape::Video { width, height }), MediaKind::Video) => {
                     shape.video = Some(VideoShape {
                         width: *width,
                         height: *height,
                         frame_rate: (track.timescale, frame_duration.unwrap_or(1).max(1)),
                     });
                 }
-                (_, Kind::Audio) => {
+                (_, MediaKind::Audio) => {
                     match AudioShape::from_audio_specific_config(&track.configuration) {
                         Ok(audio) => shape.audio = Some(audio),
                         Err(problem) => unreadable = Err(problem),

@@ -25,6 +25,53 @@ pub enum TagKind {
     Script,
 }
 
+impl TagKind {
+    /// The tag type of a tag header.
+    pub fn type_byte(self) -> u8 {
+        match self {
+            Self::Audio => 8,
+            Self::Video => 9,
+            Self::Script => 18,
+        }
+    }
+
+    fn from_type_byte(byte: u8) -> Option<Self> {
+        [Self::Audio, Self::Video, Self::Script]
+            .into_iter()
+            .find(|kind| kind.type_byte() == byte)
+    }
+}
+
+/// The kind of a track, and of the tags that carry its samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MediaKind {
+    Video,
+    Audio,
+}
+
+impl MediaKind {
+    pub(crate) fn type_byte(self) -> u8 {
+        TagKind::from(self).type_byte()
+    }
+
+    /// Where per-kind state is kept in `[video, audio]` arrays.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Self::Video => 0,
+            Self::Audio => 1,
+        }
+    }
+}
+
+impl From<MediaKind> for TagKind {
+    fn from(kind: MediaKind) -> Self {
+        match kind {
+            MediaKind::Video => Self::Video,
+            MediaKind::Audio => Self::Audio,
+        }
+    }
+}
+
 /// A malformed FLV structure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlvError(pub String);
@@ -64,16 +111,12 @@ pub struct TagHeader {
 
 impl TagHeader {
     pub fn parse(bytes: &[u8; TAG_HEADER_LEN]) -> Result<Self, FlvError> {
-        let kind = match bytes[0] & 0x1f {
-            8 => TagKind::Audio,
-            9 => TagKind::Video,
-            18 => TagKind::Script,
-            other => {
-                return Err(FlvError(format!(
-                    "tag type {other} is not audio, video or script"
-                )))
-            }
-        };
+        let type_byte = bytes[0] & 0x1f;
+        let kind = TagKind::from_type_byte(type_byte).ok_or_else(|| {
+            FlvError(format!(
+                "tag type {type_byte} is not audio, video or script"
+            ))
+        })?;
         if bytes[0] & 0x20 != 0 {
             return Err(FlvError("an encrypted tag (filter bit set)".into()));
         }

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use streampub_core::plugin::StageOutput;
 
-use crate::flv::{TagHeader, TagKind, TAG_HEADER_LEN};
+use crate::flv::{MediaKind, TagHeader, TAG_HEADER_LEN};
 use crate::mp4::samples::Sample;
 use crate::mp4::TrackDescription;
 
@@ -12,47 +12,15 @@ use crate::mp4::TrackDescription;
 pub(crate) struct FlvTrack {
     pub(crate) track_id: u32,
     pub(crate) timescale: u32,
-    pub(crate) kind: Kind,
+    pub(crate) kind: MediaKind,
     /// The sequence header's body: `avcC`, or the AudioSpecificConfig.
     pub(crate) configuration: Bytes,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Video,
-    Audio,
-}
-
-impl Kind {
-    fn type_byte(self) -> u8 {
-        match self {
-            Self::Audio => 8,
-            Self::Video => 9,
-        }
-    }
-
-    /// Where per-kind state is kept in `[video, audio]` arrays.
-    pub(crate) fn index(self) -> usize {
-        match self {
-            Self::Video => 0,
-            Self::Audio => 1,
-        }
-    }
-}
-
-impl From<Kind> for TagKind {
-    fn from(kind: Kind) -> Self {
-        match kind {
-            Kind::Video => Self::Video,
-            Kind::Audio => Self::Audio,
-        }
-    }
 }
 
 /// One FLV tag to write: its header fields, the codec bytes and the sample.
 #[derive(Debug, Clone)]
 pub(crate) struct Tag {
-    pub(crate) kind: Kind,
+    pub(crate) kind: MediaKind,
     /// The decoder configuration the sample needs (its track's sequence header body).
     pub(crate) configuration: Bytes,
     /// The sample's decode time in milliseconds on the stream's timeline.
@@ -65,10 +33,10 @@ pub(crate) struct Tag {
 
 impl Tag {
     /// The sequence header of `kind` carrying `configuration`, at `decode_ms`.
-    pub(crate) fn sequence_header(kind: Kind, configuration: Bytes, decode_ms: i128) -> Self {
+    pub(crate) fn sequence_header(kind: MediaKind, configuration: Bytes, decode_ms: i128) -> Self {
         let prefix: &[u8] = match kind {
-            Kind::Video => &[0x17, 0, 0, 0, 0],
-            Kind::Audio => &[0xaf, 0],
+            MediaKind::Video => &[0x17, 0, 0, 0, 0],
+            MediaKind::Audio => &[0xaf, 0],
         };
         Self {
             kind,
@@ -82,7 +50,7 @@ impl Tag {
 
     /// Whether it is a video keyframe (a decoder can start at it).
     pub(crate) fn is_keyframe(&self) -> bool {
-        self.kind == Kind::Video && self.prefix.first() == Some(&0x17)
+        self.kind == MediaKind::Video && self.prefix.first() == Some(&0x17)
     }
 
     /// Its decode time, for pacing.
@@ -147,7 +115,7 @@ pub(crate) fn tag_of(track: &FlvTrack, sample: &Sample, body: Bytes) -> Tag {
     let decode = i128::from(sample.decode_time);
     let decode_ms = milliseconds(decode, track.timescale);
     let prefix = match track.kind {
-        Kind::Video => {
+        MediaKind::Video => {
             let presentation_ms = milliseconds(
                 decode + i128::from(sample.composition_offset),
                 track.timescale,
@@ -158,7 +126,7 @@ pub(crate) fn tag_of(track: &FlvTrack, sample: &Sample, body: Bytes) -> Tag {
             let [_, c1, c2, c3] = composition.to_be_bytes();
             vec![frame, 1, c1, c2, c3]
         }
-        Kind::Audio => vec![0xaf, 1],
+        MediaKind::Audio => vec![0xaf, 1],
     };
     Tag {
         kind: track.kind,
@@ -279,7 +247,7 @@ pub(crate) fn flv_track(track: &TrackDescription) -> Result<FlvTrack, String> {
     };
     let (kind, configuration) = match &entry.format.0 {
         b"avc1" | b"avc3" => (
-            Kind::Video,
+            MediaKind::Video,
             configuration(b"avcC").ok_or_else(|| "its H.264 track has no avcC".to_owned())?,
         ),
         b"mp4a" => {
@@ -289,7 +257,7 @@ pub(crate) fn flv_track(track: &TrackDescription) -> Result<FlvTrack, String> {
             if setup.first() != Some(&0x40) || setup.len() < 3 {
                 return Err("its mp4a track is not AAC".to_owned());
             }
-            (Kind::Audio, setup[2..].to_vec())
+            (MediaKind::Audio, setup[2..].to_vec())
         }
         other => {
             let codec = match other {

@@ -11,7 +11,8 @@ use streampub_core::plugin::{StageError, StageOutput};
 
 use super::reading::FlvFile;
 use super::{push_tag, FlvTimeline};
-use crate::flv::tags::{Kind, Tag};
+use crate::flv::tags::Tag;
+use crate::flv::MediaKind;
 use crate::flv::TagKind;
 use crate::stream_shape::{most_common, AudioShape, StreamShape, VideoShape};
 
@@ -27,8 +28,8 @@ const AAC_SOUND_FORMAT: u8 = 10;
 /// Where per-kind state is kept in `[video, audio]` arrays.
 fn index(kind: TagKind) -> usize {
     match kind {
-        TagKind::Video => Kind::Video.index(),
-        _ => Kind::Audio.index(),
+        TagKind::Video => MediaKind::Video.index(),
+        _ => MediaKind::Audio.index(),
     }
 }
 
@@ -66,7 +67,7 @@ impl FlvTimeline {
     /// session has it.
     pub(super) fn send_filler_configuration(
         &mut self,
-        kind: Kind,
+        kind: MediaKind,
         configuration: &Bytes,
         timestamp: u32,
         output: &mut StageOutput,

@@ -48,8 +48,7 @@ use self::reading::FlvFile;
 use self::saved::SavedFlvTimeline;
 use crate::filler::FillerSource;
 use crate::flv::filler::Filler;
-use crate::flv::tags::Kind;
-use crate::flv::{TagHeader, TagKind, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN};
+use crate::flv::{MediaKind, TagHeader, TagKind, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN};
 use crate::resume_cut::ResumeCut;
 use crate::session_limit::SessionLimit;
 use crate::session_options::{SessionOptions, SessionSettings};
@@ -163,7 +162,7 @@ impl FlvTimeline {
         self.session.begin(Duration::from_millis(self.offset));
         let timestamp = self.offset as u32;
         let filler_configurations = self.filler.configurations();
-        for kind in [Kind::Video, Kind::Audio] {
+        for kind in [MediaKind::Video, MediaKind::Audio] {
             match &filler_configurations[kind.index()] {
                 Some(configuration) if self.filler.is_playing() => {
                     self.send_filler_configuration(kind, configuration, timestamp, output);
@@ -210,14 +209,9 @@ fn send_tags(tags: Vec<(Duration, Vec<Bytes>)>, output: &mut StageOutput) {
 
 /// Emits one tag: header, data, `PreviousTagSize`.
 fn push_tag(kind: TagKind, timestamp: u32, data: &Bytes, output: &mut StageOutput) {
-    let type_byte = match kind {
-        TagKind::Audio => 8,
-        TagKind::Video => 9,
-        TagKind::Script => 18,
-    };
     let size = data.len() as u32;
     let [_, s1, s2, s3] = size.to_be_bytes();
-    let mut header = [type_byte, s1, s2, s3, 0, 0, 0, 0, 0, 0, 0];
+    let mut header = [kind.type_byte(), s1, s2, s3, 0, 0, 0, 0, 0, 0, 0];
     header = TagHeader::with_timestamp(&header, timestamp);
     output.push_chunk(Bytes::copy_from_slice(&header));
     output.push_chunk(data.clone());

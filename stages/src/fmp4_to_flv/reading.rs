@@ -5,7 +5,8 @@
 use streampub_core::plugin::{StageError, StageOutput};
 
 use super::Fmp4ToFlv;
-use crate::flv::tags::{flv_track, media_tags, Kind, MediaData, Tag};
+use crate::flv::tags::{flv_track, media_tags, MediaData, Tag};
+use crate::flv::MediaKind;
 use crate::mp4::samples::{read_samples, Sample};
 use crate::mp4::{describe_moov, BoxHeader, FourCc};
 use crate::stream_shape::{most_common, StreamShape};
@@ -238,8 +239,8 @@ impl Fmp4ToFlv {
         self.header_flags = tracks.iter().fold(0, |flags, track| {
             flags
                 | match track.kind {
-                    Kind::Audio => 0x04,
-                    Kind::Video => 0x01,
+                    MediaKind::Audio => 0x04,
+                    MediaKind::Video => 0x01,
                 }
         });
         if descriptions != self.descriptions {
@@ -256,7 +257,10 @@ impl Fmp4ToFlv {
     /// What the stream is, from its first media segment's `samples`: for `onMetaData`, and
     /// the filler made to match it.
     fn learn_shape(&mut self, samples: &[Sample]) {
-        let video = self.tracks.iter().find(|track| track.kind == Kind::Video);
+        let video = self
+            .tracks
+            .iter()
+            .find(|track| track.kind == MediaKind::Video);
         // The most common frame duration: encoders lengthen the first frame by the audio's
         // priming, so it is not the first one's.
         let frame_duration = video.and_then(|video| {

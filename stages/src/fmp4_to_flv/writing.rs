@@ -7,7 +7,8 @@ use streampub_core::plugin::StageOutput;
 
 use super::reading::Fmp4ToFlvFile;
 use super::Fmp4ToFlv;
-use crate::flv::tags::{write_tag, Kind, Tag, SCRIPT_TAG};
+use crate::flv::tags::{write_tag, Tag, SCRIPT_TAG};
+use crate::flv::MediaKind;
 use crate::flv::FILE_HEADER;
 
 impl Fmp4ToFlv {
@@ -32,7 +33,10 @@ impl Fmp4ToFlv {
 
     /// What of `tags` is sent: all of them, unless a fragment resumed from inside is being cut.
     fn cut(&mut self, tags: Vec<Tag>) -> Vec<Tag> {
-        let has_video = self.tracks.iter().any(|track| track.kind == Kind::Video);
+        let has_video = self
+            .tracks
+            .iter()
+            .any(|track| track.kind == MediaKind::Video);
         let Some(cut) = &mut self.resume else {
             return tags;
         };
@@ -74,7 +78,7 @@ impl Fmp4ToFlv {
             let timestamp = (decode_ms - zero).rem_euclid(1 << 32) as u32;
             write_tag(SCRIPT_TAG, timestamp, &[], shape.on_metadata(), output);
         }
-        for kind in [Kind::Video, Kind::Audio] {
+        for kind in [MediaKind::Video, MediaKind::Audio] {
             if let Some(configuration) = &configurations[kind.index()] {
                 Tag::sequence_header(kind, configuration.clone(), decode_ms).write(zero, output);
             }
