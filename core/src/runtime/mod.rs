@@ -26,7 +26,7 @@ use tracing::{error, info};
 use self::chunking::ChunkingStage;
 use self::driver::{Confirmations, Outages, Pacer, SinkDriver};
 pub use self::latency::HistogramSnapshot;
-use self::pipeline_checkpoint::PipelineCheckpoint;
+use self::pipeline_checkpoint::{PipelineCheckpoint, Snapshot};
 pub use self::reload::Reloaded;
 use self::stages::StageChain;
 pub use self::stats::{LatencySummary, PipelineReport, PipelineState, PipelineStats};
@@ -382,14 +382,30 @@ async fn resume(
     };
     let loaded =
         tokio::task::spawn_blocking(move || PipelineCheckpoint::load(path, stage_types)).await;
-    let checkpoint = loaded
+    let mut checkpoint = loaded
         .map_err(|panic| PipelineError::Internal(panic.to_string()))?
         .map_err(|error| PipelineError::State(error.to_string()))?;
-    if sink.resume(checkpoint.resume_from()).await? {
+    let resume_from = checkpoint.resume_from();
+    let starting = resume_from == ResumeFrom::Start;
+    if sink.resume(resume_from).await? {
         let states = checkpoint.stage_states().map_err(PipelineError::State)?;
         stages
             .restore(states)
             .map_err(|error| PipelineError::State(format!("a stage cannot resume: {error}")))?;
+    } else if let (true, Some(state)) = (starting, sink.checkpoint()) {
+        // Where a new output starts is saved before it takes a byte: a crash in its first
+        // fragment then cuts back to it, instead of leaving an output the state knows nothing
+        // of (which the next start would refuse).
+        let start = Snapshot {
+            sink: Some(state),
+            stages: stages.checkpoint(),
+        };
+        let saved =
+            tokio::task::spawn_blocking(move || checkpoint.record([], start).map(|()| checkpoint))
+                .await;
+        checkpoint = saved
+            .map_err(|panic| PipelineError::Internal(panic.to_string()))?
+            .map_err(|error| PipelineError::State(error.to_string()))?;
     }
     Ok(Some(checkpoint))
 }
