@@ -127,6 +127,11 @@ impl AppendFileSink {
             ))
         };
         let length = match self.length_on_disk().await? {
+            // Saved before its first byte: the run that saved it stopped before writing one.
+            None if saved.length == 0 => {
+                self.now = saved;
+                return Ok(());
+            }
             None => {
                 return Err(refuse(format!(
                     "is missing, but the pipeline's state records {} bytes published into it",
@@ -401,6 +406,22 @@ mod tests {
             restarted.checkpoint().unwrap(),
             serde_json::json!({"part": 0, "length": 17, "tail": hex::encode(b"acknowledged+next")})
         );
+    }
+
+    #[tokio::test]
+    async fn a_state_saved_before_the_first_byte_resumes_without_a_file() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("archive.bin");
+        let mut sink = AppendFileSink::new(path.clone(), true);
+        assert!(!sink.resume(ResumeFrom::Start).await.unwrap());
+        let saved = sink.checkpoint().unwrap();
+        drop(sink);
+
+        let mut restarted = AppendFileSink::new(path.clone(), true);
+        assert!(restarted.resume(ResumeFrom::Saved(saved)).await.unwrap());
+        write_fragment(&mut restarted, &[b"first"]).await;
+        restarted.end_fragment().await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
     }
 
     #[tokio::test]

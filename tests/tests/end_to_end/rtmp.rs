@@ -108,7 +108,8 @@ fn the_sink_retries_until_the_server_comes_up() {
     ));
 
     let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
-    std::thread::sleep(Duration::from_secs(3));
+    // The server stays down until the sink has failed and is waiting to reconnect.
+    running.wait_for_event(TIMEOUT, "sink_reconnecting", |_| true);
     server.restart();
     let run = running.wait(TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
@@ -397,7 +398,7 @@ fn the_stream_key_appears_in_no_log_line() {
         &["-vv", "run", config.to_str().unwrap()],
         &[("STREAM_KEY", KEY), ("SERVER_URL", &server_url)],
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    running.wait_for_event(TIMEOUT, "sink_reconnecting", |_| true);
     server.restart();
     let run = running.wait(TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());

@@ -326,7 +326,9 @@ fn a_stop_is_not_held_up_by_a_remux_that_hangs() {
     // An "ffmpeg" that never finishes (bounded, so nothing outlives the test).
     let bin = dir.mkdir("bin");
     let fake = bin.join("ffmpeg");
-    std::fs::write(&fake, "#!/bin/sh\nexec sleep 30\n").unwrap();
+    let remuxing = dir.join("remuxing");
+    let script = format!("#!/bin/sh\ntouch '{}'\nexec sleep 30\n", remuxing.display());
+    std::fs::write(&fake, script).unwrap();
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut config = pipeline(
         json!([{"type": "fmp4-timeline", "remux": "ffmpeg"}]),
@@ -340,8 +342,15 @@ fn a_stop_is_not_held_up_by_a_remux_that_hangs() {
         &["run", config.to_str().unwrap()],
         &[("PATH", &path)],
     );
-    running.wait_for_event(TIMEOUT, "pipeline_started", |_| true);
-    std::thread::sleep(Duration::from_millis(500));
+    // Stopped while the remux runs.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !remuxing.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the remux never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     running.signal(Signal::TERM);
     let started = std::time::Instant::now();
     let run = running.wait(Duration::from_secs(20));
