@@ -73,6 +73,11 @@ fn sighup_restarts_only_what_changed_and_a_broken_file_changes_nothing() {
     running.wait_for_event(TIMEOUT, "fragment_sent", |event| {
         event["pipeline"] == "added"
     });
+    // The restarted pipeline's new ffmpeg, however late it starts under load.
+    let first_change = pid_of(&running, "change")[0];
+    running.wait_for_event(TIMEOUT, "process_started", |event| {
+        event["pipeline"] == "change" && event["pid"].as_u64() != Some(first_change)
+    });
     assert_eq!(
         pid_of(&running, "keep"),
         kept_ffmpeg,
