@@ -400,12 +400,12 @@ async fn resume(
             sink: Some(state),
             stages: stages.checkpoint(),
         };
-        let saved =
-            tokio::task::spawn_blocking(move || checkpoint.record([], start).map(|()| checkpoint))
-                .await;
-        checkpoint = saved
-            .map_err(|panic| PipelineError::Internal(panic.to_string()))?
-            .map_err(|error| PipelineError::State(error.to_string()))?;
+        let (saved, result) = checkpoint
+            .write_in_background(move |state| state.record([], start))
+            .await
+            .map_err(|panic| PipelineError::Internal(panic.to_string()))?;
+        result.map_err(|error| PipelineError::State(error.to_string()))?;
+        checkpoint = saved;
     }
     Ok(Some(checkpoint))
 }

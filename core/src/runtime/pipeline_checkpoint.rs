@@ -157,6 +157,19 @@ impl PipelineCheckpoint {
         known
     }
 
+    /// Runs `write` on the state off the async threads (it syncs a file), and gives the state
+    /// back with what `write` returned.
+    pub(crate) async fn write_in_background(
+        mut self,
+        write: impl FnOnce(&mut Self) -> Result<(), CheckpointError> + Send + 'static,
+    ) -> Result<(Self, Result<(), CheckpointError>), tokio::task::JoinError> {
+        tokio::task::spawn_blocking(move || {
+            let result = write(&mut self);
+            (self, result)
+        })
+        .await
+    }
+
     /// Records `fragments` as confirmed, with the state after the last of them (blocking:
     /// an atomic, synced replacement of the file).
     pub(crate) fn record<'a>(

@@ -118,14 +118,10 @@ impl Confirmations {
         &mut self,
         write: impl FnOnce(&mut PipelineCheckpoint) -> Result<(), CheckpointError> + Send + 'static,
     ) -> Result<(), PipelineError> {
-        let Some(mut state) = self.state.take() else {
+        let Some(state) = self.state.take() else {
             return Ok(());
         };
-        let written = tokio::task::spawn_blocking(move || {
-            let result = write(&mut state);
-            (state, result)
-        })
-        .await;
+        let written = state.write_in_background(write).await;
         let (state, result) =
             written.map_err(|panic| PipelineError::Internal(panic.to_string()))?;
         self.state = Some(state);
