@@ -54,7 +54,8 @@ pub use crate::config::{
     MetricsOptions, PipelinePlan,
 };
 pub use crate::registry::{OptionDoc, PluginKind, PluginRegistration, Registry, RegistryError};
+pub use crate::runtime::reload::Reloaded;
 pub use crate::runtime::{
     Health, HistogramSnapshot, LatencySummary, PipelineReport, PipelineState, PipelineStats,
-    Reloaded, RunReport, Runtime, RuntimeShutdown, StatusBoard,
+    RunReport, Runtime, RuntimeShutdown, StatusBoard,
 };

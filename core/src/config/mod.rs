@@ -23,28 +23,14 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 pub use self::error::{ConfigError, ConfigErrorDetails};
-pub use self::plan::pipeline_options;
 use self::plan::plan_pipeline;
-use crate::chunk::ChunkSize;
-pub use crate::component::DEFAULT_FRAGMENT_BUFFER_SIZE;
+pub use self::plan::{pipeline_options, PipelinePlan, PlannedComponent};
 use crate::component::{check_duration, ComponentContext, ComponentError};
 use crate::node::{ConfigNode, NodeValue};
 use crate::registry::{OptionDoc, Registry};
 use crate::services::Services;
-use crate::sink::SinkConfig;
-use crate::source::SourceConfig;
-use crate::stage::StageConfig;
-use crate::units::{ByteSize, HumanDuration};
+use crate::units::HumanDuration;
 
-/// Default `chunk_size`: 256 KiB.
-pub const DEFAULT_CHUNK_SIZE: ByteSize = ByteSize::kib(256);
-/// Default `max_in_flight`: bytes buffered between source and sink.
-pub const DEFAULT_MAX_IN_FLIGHT: ByteSize = ByteSize::mib(1);
-/// Largest `max_in_flight`: the byte budget is one semaphore permit per byte, taken a chunk at
-/// a time in `u32` steps, and it is memory a pipeline may hold.
-pub const MAX_MAX_IN_FLIGHT: ByteSize = ByteSize::gib(1);
-/// Largest `fragment_buffer_size`.
-pub const MAX_FRAGMENT_BUFFER_SIZE: usize = 4096;
 /// Default `shutdown_timeout`: how long the fragment in flight may take to finish on shutdown.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: HumanDuration = HumanDuration::from_secs(30);
 
@@ -97,40 +83,6 @@ pub struct LoadedConfig {
     pub shutdown_timeout: HumanDuration,
     pub metrics: Option<MetricsOptions>,
     pub pipelines: Vec<PipelinePlan>,
-}
-
-/// One pipeline, ready to validate and build.
-#[derive(Debug)]
-pub struct PipelinePlan {
-    pub name: String,
-    /// What the file says of this pipeline, without locations (and with the file-level
-    /// options that shape every pipeline): equal fingerprints, equal pipelines. A reload
-    /// restarts only pipelines whose fingerprint changed.
-    pub fingerprint: String,
-    pub chunk_size: ChunkSize,
-    pub max_in_flight: ByteSize,
-    pub fragment_buffer_size: usize,
-    pub source: PlannedComponent<dyn SourceConfig>,
-    pub stages: Vec<PlannedComponent<dyn StageConfig>>,
-    pub sink: PlannedComponent<dyn SinkConfig>,
-}
-
-/// A component's parsed config and where it stood in the file.
-#[derive(Debug)]
-pub struct PlannedComponent<T: ?Sized> {
-    /// `source`, `sink` or `stages[N]`.
-    pub role: String,
-    /// The plugin's `type`.
-    pub type_name: String,
-    pub config: Box<T>,
-    node: ConfigNode,
-}
-
-impl<T: ?Sized> PlannedComponent<T> {
-    /// `sink \`file\``: how errors name the component.
-    pub fn describe(&self) -> String {
-        format!("{} `{}`", self.role, self.type_name)
-    }
 }
 
 impl LoadedConfig {

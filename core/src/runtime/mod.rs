@@ -6,10 +6,11 @@
 
 pub mod chunking;
 mod driver;
+mod error;
 mod latency;
 mod pacer;
 mod pipeline_checkpoint;
-mod reload;
+pub(crate) mod reload;
 mod stages;
 mod stats;
 mod status;
@@ -25,18 +26,17 @@ use tracing::{error, info};
 
 use self::chunking::ChunkingStage;
 use self::driver::{Confirmations, Outages, Pacer, SinkDriver};
+pub(crate) use self::error::PipelineError;
 pub use self::latency::HistogramSnapshot;
 use self::pipeline_checkpoint::{PipelineCheckpoint, Snapshot};
-pub use self::reload::Reloaded;
 use self::stages::StageChain;
 pub use self::stats::{LatencySummary, PipelineReport, PipelineState, PipelineStats};
 pub use self::status::{Health, StatusBoard};
 use crate::config::{ConfigError, LoadedConfig, PipelinePlan};
 use crate::services::Services;
-use crate::sink::{ResumeFrom, Sink, SinkError};
-use crate::source::{Source, SourceError};
+use crate::sink::{ResumeFrom, Sink};
+use crate::source::Source;
 use crate::stage::Stage;
-use crate::units::HumanDuration;
 
 /// How long the chunking stage may take to notice that the sink driver is done.
 const CHUNKING_STOP_GRACE: Duration = Duration::from_secs(1);
@@ -44,21 +44,6 @@ const CHUNKING_STOP_GRACE: Duration = Duration::from_secs(1);
 /// Chunk events queued between the chunking stage and the sink driver. Bytes are bounded by
 /// `max_in_flight`; this only bounds the count of small events (begin, end).
 const CHUNK_EVENT_QUEUE: usize = 64;
-
-/// Why a pipeline stopped before its input ended.
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    #[error("sink failed: {0}")]
-    Sink(#[from] SinkError),
-    #[error("source failed: {0}")]
-    Source(#[from] SourceError),
-    #[error("the fragment in flight did not finish within shutdown_timeout ({})", HumanDuration(*.0))]
-    ShutdownTimeout(Duration),
-    #[error("cannot save the pipeline state: {0}")]
-    State(String),
-    #[error("internal error: {0}")]
-    Internal(String),
-}
 
 /// Cancelled when the runtime is asked to stop: a [`Services`] entry for services that run
 /// tasks of their own (listeners) and must stop with the runtime.

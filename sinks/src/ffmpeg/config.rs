@@ -10,7 +10,8 @@ use streampub_core::plugin::{
 };
 use streampub_core::register_sink;
 
-use super::{ffmpeg_args, ffmpeg_read_ahead, stream_key, tls_args, FfmpegStderr};
+use super::arguments::{ffmpeg_args, ffmpeg_read_ahead, stream_key, tls_args};
+use super::stderr::FfmpegStderr;
 use crate::process::{ProcessCommand, ProcessOptions, ProgressConfirmation};
 use streampub_core::plugin::find_program;
 use tracing::warn;
@@ -391,7 +392,7 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             .as_ref()
             .map(|path| context.resolve_path(path));
         let args = ffmpeg_args(
-            self.ffmpeg_reads(),
+            self.ffmpeg_reads().ffmpeg_name(),
             self.use_rate_limit,
             self.continuity == Continuity::Off,
             &self.input_args,

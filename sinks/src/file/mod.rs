@@ -6,16 +6,14 @@
 //!   complete, so readers never see a partial file.
 
 mod append;
+mod file_errors;
 mod per_fragment;
 
-use std::io;
 use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use streampub_core::plugin::{
-    async_trait, ComponentContext, ComponentError, Sink, SinkConfig, SinkError,
-};
+use streampub_core::plugin::{async_trait, ComponentContext, ComponentError, Sink, SinkConfig};
 use streampub_core::register_sink;
 
 use self::append::AppendFileSink;
@@ -95,20 +93,6 @@ impl SinkConfig for FileSinkConfig {
                 Box::new(PerFragmentFileSink::new(path, self.fsync.unwrap_or(false)))
             }
         })
-    }
-}
-
-pub(crate) fn io_error(action: &str, path: &Path, error: io::Error) -> SinkError {
-    SinkError::fatal(format!("{action} {}: {error}", path.display()))
-}
-
-/// Creates the directories leading to `path`.
-pub(crate) async fn create_parent(path: &Path) -> Result<(), SinkError> {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|error| io_error("cannot create directory", parent, error)),
-        _ => Ok(()),
     }
 }
 

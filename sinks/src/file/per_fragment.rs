@@ -7,7 +7,7 @@ use streampub_core::plugin::{async_trait, Bytes, FragmentInfo, Sink, SinkError};
 use tokio::fs::File;
 use tokio::io::AsyncWriteExt;
 
-use super::io_error;
+use super::file_errors::io_error;
 
 /// `mode: per_fragment`.
 pub(super) struct PerFragmentFileSink {

@@ -11,7 +11,7 @@ use streampub_core::register_sink;
 
 use super::options::ProcessOptions;
 use super::session::GenericStderr;
-use super::ProcessCommand;
+use super::session::ProcessCommand;
 
 register_sink!(
     ProcessSinkConfig,

@@ -9,7 +9,8 @@ use streampub_core::plugin::{
     DEFAULT_MAX_RECONNECT_ATTEMPTS, DEFAULT_MAX_RECONNECT_DELAY, DEFAULT_RECONNECT_DELAY,
 };
 
-use super::{ProcessCommand, ProcessSink};
+use super::process_sink::ProcessSink;
+use super::session::ProcessCommand;
 
 /// Default `pipe_buffer`: a 1 MiB stdin buffer.
 pub const DEFAULT_PIPE_BUFFER: ByteSize = ByteSize::mib(1);

@@ -1,10 +1,15 @@
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use streampub_core::plugin::{ComponentContext, MediaSpan, Redactor, SessionReason, SinkConfig};
+use streampub_core::plugin::{
+    Bytes, ComponentContext, FragmentInfo, MediaSpan, ReconnectPolicy, Redactor, SessionReason,
+    Sink, SinkConfig,
+};
 
 use tracing::Level;
 
+use super::process_sink::ProcessSink;
 use super::session::GenericStderr;
 use super::*;
 use crate::process::{ProcessOptions, ProcessSinkConfig};

@@ -2,13 +2,9 @@ use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use streampub_core::plugin::check_duration;
-use streampub_core::plugin::{
-    async_trait, ComponentContext, ComponentError, HumanDuration, Source, SourceConfig,
-};
+use streampub_core::plugin::{ComponentError, HumanDuration};
 
 use super::scan::NamePatterns;
-use super::DirectorySource;
 
 /// Default `pattern`: every file.
 pub const DEFAULT_PATTERN: &str = "*";
@@ -109,7 +105,7 @@ impl<'de> Deserialize<'de> for Globs {
 
 impl Globs {
     /// The compiled globs, or an error naming `field` and the bad glob.
-    fn compile(&self, field: &str) -> Result<NamePatterns, ComponentError> {
+    pub(super) fn compile(&self, field: &str) -> Result<NamePatterns, ComponentError> {
         let globs = match self {
             Self::One(glob) => std::slice::from_ref(glob),
             Self::Any(globs) => globs.as_slice(),
@@ -160,69 +156,4 @@ fn default_empty_timeout() -> HumanDuration {
 
 fn default_poll_interval() -> HumanDuration {
     DEFAULT_POLL_INTERVAL
-}
-
-#[async_trait]
-impl SourceConfig for DirectorySourceConfig {
-    fn validate(&self, context: &ComponentContext) -> Result<(), ComponentError> {
-        let path = context.resolve_path(&self.path);
-        if !path.is_dir() {
-            return Err(ComponentError::field(
-                "path",
-                format!(
-                    "{} is not a directory; create it or fix `path`",
-                    path.display()
-                ),
-            ));
-        }
-        self.pattern.compile("pattern")?;
-        if let Some(init_pattern) = &self.init_pattern {
-            init_pattern.compile("init_pattern")?;
-        }
-        match (self.on_done, &self.done_dir) {
-            (OnDone::Move, None) => Err(ComponentError::field(
-                "on_done",
-                "`on_done: move` needs `done_dir`, the directory to move published files into",
-            )),
-            (OnDone::Keep | OnDone::Delete, Some(_)) => Err(ComponentError::field(
-                "done_dir",
-                "`done_dir` is only used with `on_done: move`",
-            )),
-            _ => Ok(()),
-        }?;
-        check_duration("settle", self.settle, true)?;
-        check_duration("empty_timeout", self.empty_timeout, true)?;
-        check_duration("poll_interval", self.poll_interval, false)
-    }
-
-    async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Source>, ComponentError> {
-        let done_dir = self.done_dir.as_ref().map(|dir| context.resolve_path(dir));
-        if let Some(dir) = &done_dir {
-            std::fs::create_dir_all(dir).map_err(|error| {
-                ComponentError::field(
-                    "done_dir",
-                    format!("cannot create {}: {error}", dir.display()),
-                )
-            })?;
-        }
-        Ok(Box::new(DirectorySource {
-            pipeline: context.pipeline.clone(),
-            directory: context.resolve_path(&self.path),
-            pattern: self.pattern.compile("pattern")?,
-            init_pattern: self
-                .init_pattern
-                .as_ref()
-                .map(|globs| globs.compile("init_pattern"))
-                .transpose()?,
-            follow: self.follow,
-            settle: self.settle.get(),
-            empty_timeout: self.empty_timeout.get(),
-            on_done: self.on_done,
-            done_dir,
-            poll_interval: self.poll_interval.get(),
-            checkpoint: context
-                .state_file("directory")
-                .map(streampub_core::plugin::CheckpointFile::new),
-        }))
-    }
 }

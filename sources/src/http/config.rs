@@ -1,19 +1,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use streampub_core::plugin::check_duration;
-use streampub_core::plugin::{
-    async_trait, ByteSize, ComponentContext, ComponentError, HumanDuration, Source, SourceConfig,
-};
-
-use streampub_http::{HttpListeners, UploadRoutes};
-
-use super::spool::Spool;
-use super::uploads::SpoolUploads;
-use super::HttpSource;
+use streampub_core::plugin::{ByteSize, ComponentContext, ComponentError, HumanDuration};
 
 /// Default `max_fragment_size`.
 pub const DEFAULT_MAX_FRAGMENT_SIZE: ByteSize = ByteSize::mib(64);
@@ -58,7 +48,7 @@ pub struct HttpSourceConfig {
 }
 
 /// Largest `spool_limit`.
-const MAX_SPOOL_LIMIT: usize = 100_000;
+pub(super) const MAX_SPOOL_LIMIT: usize = 100_000;
 
 fn default_max_fragment_size() -> ByteSize {
     DEFAULT_MAX_FRAGMENT_SIZE
@@ -73,7 +63,7 @@ fn default_spool_limit() -> usize {
 }
 
 impl HttpSourceConfig {
-    fn token(&self) -> Result<Option<String>, ComponentError> {
+    pub(super) fn token(&self) -> Result<Option<String>, ComponentError> {
         let Some(variable) = &self.token_env else {
             return Ok(None);
         };
@@ -86,7 +76,7 @@ impl HttpSourceConfig {
         }
     }
 
-    fn spool_dir(&self, context: &ComponentContext) -> Result<PathBuf, ComponentError> {
+    pub(super) fn spool_dir(&self, context: &ComponentContext) -> Result<PathBuf, ComponentError> {
         match (&self.spool_dir, &context.state_dir) {
             (Some(dir), _) => Ok(context.resolve_path(dir)),
             (None, Some(state_dir)) => Ok(state_dir.join(&context.pipeline).join("spool")),
@@ -95,73 +85,5 @@ impl HttpSourceConfig {
                 "the http source keeps uploads on disk until published; set `spool_dir` or the top-level `state_dir`",
             )),
         }
-    }
-}
-
-#[async_trait]
-impl SourceConfig for HttpSourceConfig {
-    fn validate(&self, context: &ComponentContext) -> Result<(), ComponentError> {
-        let token = self.token()?;
-        if token.is_some() && self.allow_unauthenticated {
-            return Err(ComponentError::field(
-                "allow_unauthenticated",
-                "a token is configured (`token_env`); remove `allow_unauthenticated`",
-            ));
-        }
-        if token.is_none() && !self.listen.ip().is_loopback() && !self.allow_unauthenticated {
-            return Err(ComponentError::field(
-                "listen",
-                format!(
-                    "{} is reachable from other machines and no token is configured; set `token_env`, listen on 127.0.0.1, or set `allow_unauthenticated: true`",
-                    self.listen
-                ),
-            ));
-        }
-        if self.max_fragment_size.bytes() == 0 {
-            return Err(ComponentError::field(
-                "max_fragment_size",
-                "must be more than 0 bytes",
-            ));
-        }
-        check_duration("upload_timeout", self.upload_timeout, false)?;
-        if self.spool_limit > MAX_SPOOL_LIMIT {
-            return Err(ComponentError::field(
-                "spool_limit",
-                format!("must be at most {MAX_SPOOL_LIMIT}"),
-            ));
-        }
-        self.spool_dir(context).map(drop)
-    }
-
-    async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Source>, ComponentError> {
-        let directory = self.spool_dir(context)?;
-        let backlog_limit = context.fragment_buffer_size + self.spool_limit;
-        let (spool, queue) = Spool::open(&directory, backlog_limit)
-            .map_err(|error| ComponentError::field("spool_dir", error.to_string()))?;
-        let routes = UploadRoutes {
-            token: self.token()?,
-            uploads: Arc::new(SpoolUploads {
-                pipeline: context.pipeline.clone(),
-                spool: Arc::clone(&spool),
-                max_fragment_size: self.max_fragment_size.bytes(),
-                upload_timeout: self.upload_timeout.get(),
-            }),
-        };
-        let listeners = HttpListeners::shared(&context.services);
-        listeners
-            .mount(self.listen, &context.pipeline, routes)
-            .map_err(|error| {
-                ComponentError::field(
-                    "listen",
-                    format!("cannot listen on {}: {error}", self.listen),
-                )
-            })?;
-        Ok(Box::new(HttpSource {
-            pipeline: context.pipeline.clone(),
-            spool,
-            queue,
-            listeners,
-            listen: self.listen,
-        }))
     }
 }

@@ -15,23 +15,93 @@ use std::sync::Arc;
 
 use futures::stream::{FuturesOrdered, StreamExt};
 use streampub_core::plugin::{
-    async_trait, CancellationToken, Fragment, FragmentBody, FragmentInfo, FragmentOutcome, Source,
-    SourceError,
+    async_trait, check_duration, CancellationToken, ComponentContext, ComponentError, Fragment,
+    FragmentBody, FragmentInfo, FragmentOutcome, Source, SourceConfig, SourceError,
 };
 use streampub_core::register_source;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info};
 
-use streampub_http::HttpListeners;
+use streampub_http::{HttpListeners, UploadRoutes};
 
 pub use self::config::HttpSourceConfig;
+use self::config::MAX_SPOOL_LIMIT;
 use self::spool::{Record, Spool};
+use self::uploads::SpoolUploads;
 
 register_source!(
     HttpSourceConfig,
     "http",
     "Accepts fragments uploaded over HTTP, spools them durably and publishes them in order",
 );
+
+#[async_trait]
+impl SourceConfig for HttpSourceConfig {
+    fn validate(&self, context: &ComponentContext) -> Result<(), ComponentError> {
+        let token = self.token()?;
+        if token.is_some() && self.allow_unauthenticated {
+            return Err(ComponentError::field(
+                "allow_unauthenticated",
+                "a token is configured (`token_env`); remove `allow_unauthenticated`",
+            ));
+        }
+        if token.is_none() && !self.listen.ip().is_loopback() && !self.allow_unauthenticated {
+            return Err(ComponentError::field(
+                "listen",
+                format!(
+                    "{} is reachable from other machines and no token is configured; set `token_env`, listen on 127.0.0.1, or set `allow_unauthenticated: true`",
+                    self.listen
+                ),
+            ));
+        }
+        if self.max_fragment_size.bytes() == 0 {
+            return Err(ComponentError::field(
+                "max_fragment_size",
+                "must be more than 0 bytes",
+            ));
+        }
+        check_duration("upload_timeout", self.upload_timeout, false)?;
+        if self.spool_limit > MAX_SPOOL_LIMIT {
+            return Err(ComponentError::field(
+                "spool_limit",
+                format!("must be at most {MAX_SPOOL_LIMIT}"),
+            ));
+        }
+        self.spool_dir(context).map(drop)
+    }
+
+    async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Source>, ComponentError> {
+        let directory = self.spool_dir(context)?;
+        let backlog_limit = context.fragment_buffer_size + self.spool_limit;
+        let (spool, queue) = Spool::open(&directory, backlog_limit)
+            .map_err(|error| ComponentError::field("spool_dir", error.to_string()))?;
+        let routes = UploadRoutes {
+            token: self.token()?,
+            uploads: Arc::new(SpoolUploads {
+                pipeline: context.pipeline.clone(),
+                spool: Arc::clone(&spool),
+                max_fragment_size: self.max_fragment_size.bytes(),
+                upload_timeout: self.upload_timeout.get(),
+            }),
+        };
+        let listeners = HttpListeners::shared(&context.services);
+        listeners
+            .mount(self.listen, &context.pipeline, routes)
+            .map_err(|error| {
+                ComponentError::field(
+                    "listen",
+                    format!("cannot listen on {}: {error}", self.listen),
+                )
+            })?;
+        Ok(Box::new(HttpSource {
+            pipeline: context.pipeline.clone(),
+            spool,
+            queue,
+            listeners,
+            listen: self.listen,
+        }))
+    }
+}
 
 pub(crate) struct HttpSource {
     pipeline: String,

@@ -1,9 +1,20 @@
 //! ffmpeg's command line for a clip that matches the stream: its size, frame rate, AAC rate
 //! and channel layout.
 
-use super::{ClipContainer, FillerSource, SLATE_SECONDS};
+use streampub_core::plugin::FillerSource;
+
 use crate::aac::{table_frequency, AAC_SAMPLE_RATES};
 use crate::stream_shape::{AudioShape, StreamShape};
+
+/// The largest slate read: a minute of it is converted.
+const SLATE_SECONDS: u32 = 60;
+
+/// The container ffmpeg writes the clip in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ClipContainer {
+    FragmentedMp4,
+    MpegTs,
+}
 
 /// ffmpeg's arguments to make the clip as `container` on stdout: H.264 without B-frames,
 /// keyframes at least every two seconds, AAC.

@@ -9,10 +9,9 @@ use std::sync::mpsc::{self, TryRecvError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use streampub_core::plugin::die_with_parent;
+use streampub_core::plugin::{die_with_parent, FillerSource};
 
-use super::clip_arguments::ffmpeg_args;
-use super::{check_fillable, ClipContainer, FillerSource};
+use super::clip_arguments::{ffmpeg_args, ClipContainer};
 use crate::stream_shape::StreamShape;
 
 /// How long a clip may take to make before fills fail for it.
@@ -167,4 +166,17 @@ fn make_clip<T>(
         ));
     }
     read(Bytes::from(output.stdout), shape).map_err(|problem| format!("{what}: {problem}"))
+}
+
+/// Why no clip can match the stream, if none can: the field that stands in the way and what to
+/// do (checked before ffmpeg is asked for one).
+fn check_fillable(shape: &StreamShape) -> Result<(), String> {
+    match shape
+        .audio
+        .as_ref()
+        .and_then(|audio| audio.config.lc_frames_cannot_play())
+    {
+        Some(problem) => Err(format!("{problem}, or set `filler: none`")),
+        None => Ok(()),
+    }
 }

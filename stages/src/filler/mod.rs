@@ -14,12 +14,10 @@ use std::path::PathBuf;
 use streampub_core::plugin::ComponentError;
 pub use streampub_core::plugin::FillerSource;
 
+pub(crate) use self::clip_arguments::ClipContainer;
 pub(crate) use self::clip_maker::ClipMaker;
 use crate::aac::AudioSpecificConfig;
 use crate::stream_shape::StreamShape;
-
-/// The largest slate read: a minute of it is converted.
-const SLATE_SECONDS: u32 = 60;
 
 /// Checks that a clip has the kinds of track the stream has (`has_video`, `has_audio`: the
 /// clip's).
@@ -60,19 +58,6 @@ pub(crate) fn check_aac(clip: &[u8], stream: &AudioSpecificConfig) -> Result<(),
     ))
 }
 
-/// Why no clip can match the stream, if none can: the field that stands in the way and what to
-/// do (checked before ffmpeg is asked for one).
-fn check_fillable(shape: &StreamShape) -> Result<(), String> {
-    match shape
-        .audio
-        .as_ref()
-        .and_then(|audio| audio.config.lc_frames_cannot_play())
-    {
-        Some(problem) => Err(format!("{problem}, or set `filler: none`")),
-        None => Ok(()),
-    }
-}
-
 /// Checks a `filler` option: a slate must be a readable file.
 pub(crate) fn validate_filler(source: &FillerSource) -> Result<(), ComponentError> {
     match source {
@@ -90,11 +75,4 @@ pub(crate) fn validate_filler(source: &FillerSource) -> Result<(), ComponentErro
 /// The default `ffmpeg` of the stages that make a filler: looked up on `PATH`.
 pub(crate) fn default_ffmpeg() -> PathBuf {
     PathBuf::from("ffmpeg")
-}
-
-/// The container ffmpeg writes the clip in.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum ClipContainer {
-    FragmentedMp4,
-    MpegTs,
 }

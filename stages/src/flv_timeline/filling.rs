@@ -10,7 +10,7 @@ use bytes::Bytes;
 use streampub_core::plugin::{StageError, StageOutput};
 
 use super::reading::FlvFile;
-use super::{push_tag, FlvTimeline};
+use super::stream_state::{push_tag, FlvTimeline};
 use crate::flv::tags::Tag;
 use crate::flv::MediaKind;
 use crate::flv::TagKind;

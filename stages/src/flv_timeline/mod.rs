@@ -28,14 +28,13 @@
 mod filling;
 mod reading;
 mod saved;
+mod stream_state;
 #[cfg(test)]
 mod tests;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use streampub_core::plugin::{
@@ -46,12 +45,10 @@ use streampub_core::register_stage;
 
 use self::reading::FlvFile;
 use self::saved::SavedFlvTimeline;
+use self::stream_state::{send_tags, FlvSnapshot, FlvTimeline};
 use crate::filler::FillerSource;
-use crate::flv::filler::Filler;
-use crate::flv::{MediaKind, TagHeader, TagKind, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN};
 use crate::resume_cut::ResumeCut;
-use crate::session_limit::SessionLimit;
-use crate::session_options::{SessionOptions, SessionSettings};
+use crate::session_options::SessionOptions;
 use crate::timeline_engine::{OpenFile, TimelineEngine, TimelineFormat};
 
 /// The stage's `type`.
@@ -84,141 +81,8 @@ impl StageConfig for FlvTimelineConfig {
     }
 }
 
-/// The decoder configurations of the stream: the data of its sequence header tags.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Configurations {
-    video: Option<Bytes>,
-    audio: Option<Bytes>,
-}
-
-impl Configurations {
-    fn get(&self, kind: TagKind) -> Option<&Bytes> {
-        match kind {
-            TagKind::Video => self.video.as_ref(),
-            _ => self.audio.as_ref(),
-        }
-    }
-
-    fn get_mut(&mut self, kind: TagKind) -> &mut Option<Bytes> {
-        match kind {
-            TagKind::Video => &mut self.video,
-            _ => &mut self.audio,
-        }
-    }
-}
-
-/// The state at the start of a fragment, for a rewind.
-#[derive(Debug, Clone)]
-pub(crate) struct FlvSnapshot {
-    offset: u64,
-    configurations: Configurations,
-    header: Option<[u8; 9]>,
-}
-
 /// The `flv-timeline` stage.
 pub(crate) type FlvTimelineStage = TimelineEngine<FlvTimeline>;
-
-/// The FLV part of the `flv-timeline` stage: the stream's state between files.
-#[derive(Debug, Default)]
-pub(crate) struct FlvTimeline {
-    /// The file header of the stream (from its first file, data offset 9).
-    header: Option<[u8; 9]>,
-    /// Whether the current session has had its file header.
-    header_written: bool,
-    configurations: Configurations,
-    /// Where the next file starts, in milliseconds.
-    offset: u64,
-    /// Per kind (video, audio), the decoder configuration (sequence header body) the session
-    /// got last: the stream's, or the filler's during a gap.
-    sent: [Option<Bytes>; 2],
-    filler: Filler,
-    session: SessionLimit,
-    /// While a file sent again from inside is being cut: its tags (time, parts).
-    resume: Option<ResumeCut<(Duration, Vec<Bytes>)>>,
-}
-
-impl SessionSettings for FlvTimeline {
-    fn set_session_limit(&mut self, limit: SessionLimit) {
-        self.session = limit;
-    }
-
-    fn set_filler(&mut self, source: FillerSource, ffmpeg: PathBuf) {
-        self.filler = Filler::new(source, ffmpeg);
-    }
-}
-
-impl FlvTimeline {
-    /// Writes the file header and the known decoder configurations: what a session needs
-    /// first. The configurations carry the current offset as their timestamp. A session that
-    /// begins during a gap gets the filler's, whose tags come first.
-    fn write_session_start(&mut self, output: &mut StageOutput) {
-        let Some(header) = self.header else {
-            return;
-        };
-        output.push_chunk(Bytes::copy_from_slice(&header));
-        output.push_chunk(Bytes::from_static(&[0; PREVIOUS_TAG_SIZE_LEN]));
-        self.sent = [None, None];
-        self.header_written = true;
-        self.session.begin(Duration::from_millis(self.offset));
-        let timestamp = self.offset as u32;
-        let filler_configurations = self.filler.configurations();
-        for kind in [MediaKind::Video, MediaKind::Audio] {
-            match &filler_configurations[kind.index()] {
-                Some(configuration) if self.filler.is_playing() => {
-                    self.send_filler_configuration(kind, configuration, timestamp, output);
-                }
-                _ => self.send_stream_configuration(kind.into(), timestamp, output),
-            }
-        }
-    }
-
-    /// Sends a whole media tag (its parts, at `time` on the timeline), unless a file resumed
-    /// from inside is being cut before it.
-    fn send_media_tag(
-        &mut self,
-        time: Duration,
-        random_access: bool,
-        parts: Vec<Bytes>,
-        output: &mut StageOutput,
-    ) {
-        let Some(cut) = &mut self.resume else {
-            return send_tag(time, parts, output);
-        };
-        let mut send = Vec::new();
-        if cut.take(time, random_access, (time, parts), &mut send) {
-            self.resume = None;
-        }
-        send_tags(send, output);
-    }
-}
-
-/// Emits a whole media tag (its parts), marked with its time.
-fn send_tag(time: Duration, parts: Vec<Bytes>, output: &mut StageOutput) {
-    output.mark_media_time(time);
-    for part in parts {
-        output.push_chunk(part);
-    }
-}
-
-/// Emits whole media tags.
-fn send_tags(tags: Vec<(Duration, Vec<Bytes>)>, output: &mut StageOutput) {
-    for (time, parts) in tags {
-        send_tag(time, parts, output);
-    }
-}
-
-/// Emits one tag: header, data, `PreviousTagSize`.
-fn push_tag(kind: TagKind, timestamp: u32, data: &Bytes, output: &mut StageOutput) {
-    let size = data.len() as u32;
-    let [_, s1, s2, s3] = size.to_be_bytes();
-    let mut header = [kind.type_byte(), s1, s2, s3, 0, 0, 0, 0, 0, 0, 0];
-    header = TagHeader::with_timestamp(&header, timestamp);
-    output.push_chunk(Bytes::copy_from_slice(&header));
-    output.push_chunk(data.clone());
-    output.push_chunk(Bytes::copy_from_slice(
-        &(size + TAG_HEADER_LEN as u32).to_be_bytes(),
-    ));
-}
 
 impl TimelineFormat for FlvTimeline {
     const STAGE: &'static str = FLV_TIMELINE_STAGE;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use streampub_core::plugin::StageError;
 
-use super::{Configurations, FlvTimeline};
+use super::stream_state::{Configurations, FlvTimeline};
 
 /// What is saved; byte strings in hexadecimal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,6 +20,7 @@ mod reading;
 mod remux;
 mod saved;
 mod seconds;
+mod stream_state;
 #[cfg(test)]
 mod tests;
 
@@ -28,7 +29,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use streampub_core::plugin::{
@@ -40,7 +40,7 @@ use streampub_core::register_stage;
 use self::reading::Fmp4File;
 use self::saved::SavedTimeline;
 use self::seconds::Seconds;
-use crate::mp4::TrackDescription;
+use self::stream_state::Fmp4Timeline;
 use crate::timeline_engine::{OpenFile, TimelineEngine, TimelineFormat};
 
 /// The stage's `type`.
@@ -100,25 +100,8 @@ impl StageConfig for Fmp4TimelineConfig {
     }
 }
 
-/// The current init segment: its bytes and what it describes.
-#[derive(Debug, Clone)]
-struct InitSegment {
-    bytes: Bytes,
-    tracks: Vec<TrackDescription>,
-}
-
 /// The `fmp4-timeline` stage.
 pub(crate) type Fmp4TimelineStage = TimelineEngine<Fmp4Timeline>;
-
-/// The fragmented MP4 part of the `fmp4-timeline` stage: the stream's state between files.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Fmp4Timeline {
-    init: Option<InitSegment>,
-    /// The next `mfhd` sequence number.
-    next_sequence: u32,
-    /// Where the next file starts on the output timeline.
-    offset: Seconds,
-}
 
 impl Fmp4Timeline {
     /// The longest track of what `file` emitted, added to the offset.

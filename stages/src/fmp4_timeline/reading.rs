@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use streampub_core::plugin::{StageError, StageOutput};
 
-use super::{Fmp4Timeline, InitSegment};
+use super::stream_state::{Fmp4Timeline, InitSegment};
 use crate::mp4::moof;
 use crate::mp4::{describe_change, describe_moov, BoxError, BoxHeader, FourCc};
 use crate::padding::push_zeros;

@@ -7,7 +7,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use streampub_core::plugin::StageError;
 
-use super::{Fmp4Timeline, InitSegment, Seconds};
+use super::seconds::Seconds;
+use super::stream_state::{Fmp4Timeline, InitSegment};
 use crate::mp4::boxes::children;
 use crate::mp4::{describe_moov, FourCc};
 

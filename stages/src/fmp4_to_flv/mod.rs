@@ -28,15 +28,14 @@
 //! ffmpeg as samples (a viewer would see corrupt frames until the next keyframe).
 
 mod reading;
+mod stream_state;
 #[cfg(test)]
 mod tests;
 mod writing;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use streampub_core::plugin::{
@@ -46,14 +45,10 @@ use streampub_core::plugin::{
 use streampub_core::register_stage;
 
 use self::reading::Fmp4ToFlvFile;
-use crate::filler::{default_ffmpeg, FillerSource};
-use crate::flv::filler::Filler;
-use crate::flv::tags::{FlvTrack, Tag};
-use crate::mp4::TrackDescription;
+use self::stream_state::Fmp4ToFlv;
+use crate::filler::FillerSource;
 use crate::resume_cut::ResumeCut;
-use crate::session_limit::SessionLimit;
-use crate::session_options::{SessionOptions, SessionSettings};
-use crate::stream_shape::StreamShape;
+use crate::session_options::SessionOptions;
 use crate::timeline_engine::{OpenFile, TimelineEngine, TimelineFormat};
 
 /// The stage's `type`.
@@ -106,74 +101,11 @@ impl StageConfig for Fmp4ToFlvConfig {
 /// The `fmp4-to-flv` stage.
 pub(crate) type Fmp4ToFlvStage = TimelineEngine<Fmp4ToFlv>;
 
-impl SessionSettings for Fmp4ToFlv {
-    fn set_session_limit(&mut self, limit: SessionLimit) {
-        self.session = limit;
-    }
-
-    fn set_filler(&mut self, source: FillerSource, ffmpeg: PathBuf) {
-        self.filler = Filler::new(source, ffmpeg);
-    }
-}
-
 impl Fmp4ToFlvStage {
     /// The first session's first tag gets `timestamp` instead of 0.
     pub(crate) fn starting_at(mut self, timestamp: Duration) -> Self {
         self.format_mut().next_session_timestamp = timestamp.as_millis() as i128;
         self
-    }
-}
-
-/// The FLV part of the `fmp4-to-flv` stage: the stream and its session as FLV.
-#[derive(Debug)]
-pub(crate) struct Fmp4ToFlv {
-    session: SessionLimit,
-    /// The decode time (ms) that is the session's timestamp 0, once its first tag is written.
-    session_zero: Option<i128>,
-    /// The timestamp the next session's first tag gets: `start_timestamp`, then 0.
-    next_session_timestamp: i128,
-    /// The decode time (ms) of the last tag written.
-    last_written: i128,
-    /// The stream's tracks as its `moov` describes them, and what each becomes in FLV.
-    descriptions: Vec<TrackDescription>,
-    tracks: Vec<FlvTrack>,
-    /// The FLV file header flags (audio, video) of the stream.
-    header_flags: u8,
-    /// The session still needs its file header and sequence headers.
-    headers_due: bool,
-    /// Why the stream's init segment cannot become FLV (a codec FLV cannot carry): every
-    /// fragment of that stream fails with it, until an init segment that can.
-    refused: Option<String>,
-    /// Per kind (video, audio), the decoder configuration the session got last.
-    sent_configurations: [Option<Bytes>; 2],
-    /// What the stream is (from its init segment and first media segment), for `onMetaData`
-    /// and the filler.
-    shape: Option<StreamShape>,
-    /// Where the stream's media written so far ends (ms): where filler would begin.
-    content_end_ms: Option<i128>,
-    filler: Filler,
-    /// While a fragment sent again from inside is being cut.
-    resume: Option<ResumeCut<Tag>>,
-}
-
-impl Default for Fmp4ToFlv {
-    fn default() -> Self {
-        Self {
-            session: SessionLimit::default(),
-            session_zero: None,
-            next_session_timestamp: 0,
-            last_written: 0,
-            descriptions: Vec::new(),
-            tracks: Vec::new(),
-            header_flags: 0,
-            headers_due: false,
-            refused: None,
-            sent_configurations: [None, None],
-            shape: None,
-            content_end_ms: None,
-            filler: Filler::new(FillerSource::None, default_ffmpeg()),
-            resume: None,
-        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use streampub_core::plugin::{StageError, StageOutput};
 
-use super::Fmp4ToFlv;
+use super::stream_state::Fmp4ToFlv;
 use crate::flv::tags::{flv_track, media_tags, MediaData, Tag};
 use crate::flv::MediaKind;
 use crate::mp4::samples::{read_samples, Sample};

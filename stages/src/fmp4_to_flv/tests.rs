@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use streampub_core::plugin::FragmentInfo;
 use streampub_core::plugin::StageItem;
 

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use streampub_core::plugin::StageOutput;
 
 use super::reading::Fmp4ToFlvFile;
-use super::Fmp4ToFlv;
+use super::stream_state::Fmp4ToFlv;
 use crate::flv::tags::{write_tag, Tag, SCRIPT_TAG};
 use crate::flv::MediaKind;
 use crate::flv::FILE_HEADER;

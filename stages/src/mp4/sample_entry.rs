@@ -9,8 +9,7 @@
 
 use std::fmt;
 
-use super::boxes::{children, BoxError, Reader};
-use super::FourCc;
+use super::boxes::{children, BoxError, FourCc, Reader};
 
 /// Boxes inside a sample entry that configure the decoder. Any other box is ignored.
 const DECODER_CONFIGURATIONS: &[&[u8; 4]] = &[

@@ -12,36 +12,12 @@ use bytes::Bytes;
 use streampub_core::plugin::{StageError, StageOutput};
 
 use super::filler_clip::{read_ts_clip, Media, TsClip};
-use super::reading::MpegtsFile;
+use super::mpegts_file::MpegtsFile;
 use super::shape_probe::media_pids;
-use super::MpegtsTimeline;
+use super::stream_state::{FillerRun, MpegtsTimeline};
 use crate::filler::ClipContainer;
 use crate::mpegts::{PACKET_LEN, TICKS_PER_SECOND};
 use crate::timeline_engine::{OpenFile, TimelineFormat};
-
-/// Where the current gap's filler is.
-#[derive(Debug)]
-pub(super) struct FillerRun {
-    /// The next packet of the clip.
-    next: usize,
-    /// Where the current loop began, in ticks (the stage's position when it began).
-    loop_start: u64,
-    /// The latest `until` filled to, in ticks: the next file starts there or later.
-    until: u64,
-    /// The loop being played, read as a file whose clock zero is the clip's.
-    loop_file: Option<OpenFile<MpegtsFile>>,
-}
-
-impl FillerRun {
-    fn new(loop_start: u64, until: u64) -> Self {
-        Self {
-            next: 0,
-            loop_start,
-            until,
-            loop_file: None,
-        }
-    }
-}
 
 fn ticks_of(time: Duration) -> u64 {
     u64::try_from(time.as_nanos() * u128::from(TICKS_PER_SECOND) / 1_000_000_000)

@@ -21,18 +21,18 @@
 //! When the sink is paced and upstream is late, it plays a filler between files (H.264 and
 //! AAC streams; see `filling`).
 
+mod clock;
 mod filler_clip;
 mod filling;
+mod mpegts_file;
 mod packet_cut;
 mod reading;
 mod saved;
 mod shape_probe;
+mod stream_state;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -45,18 +45,14 @@ use streampub_core::plugin::{
 };
 use streampub_core::register_stage;
 
-use self::filler_clip::TsClip;
-use self::filling::FillerRun;
+use self::clock::duration_of;
+use self::mpegts_file::MpegtsFile;
 use self::packet_cut::PacketCut;
-use self::reading::MpegtsFile;
 use self::saved::SavedMpegtsTimeline;
 use self::shape_probe::ShapeProbe;
-use crate::filler::{default_ffmpeg, ClipMaker, FillerSource};
-use crate::mpegts::{
-    set_continuity, PacketHeader, Program, PACKET_LEN, TICKS_PER_SECOND, TIMESTAMP_MODULUS,
-};
-use crate::session_limit::SessionLimit;
-use crate::session_options::{SessionOptions, SessionSettings};
+use self::stream_state::{MpegtsSnapshot, MpegtsTimeline};
+use crate::filler::FillerSource;
+use crate::session_options::SessionOptions;
 use crate::timeline_engine::{OpenFile, TimelineEngine, TimelineFormat};
 
 /// The stage's `type`.
@@ -67,10 +63,6 @@ register_stage!(
     MPEGTS_TIMELINE_STAGE,
     "Joins MPEG-TS files into one continuous transport stream: one clock, continuous counters",
 );
-
-/// Where the joined stream's clock starts: 1.4 s, ffmpeg's own start, so that a PCR up to
-/// that far ahead of the first frame stays positive.
-const START: u64 = 126_000;
 
 /// Joins MPEG-TS files into one continuous transport stream.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -93,101 +85,8 @@ impl StageConfig for MpegtsTimelineConfig {
     }
 }
 
-/// 90 kHz ticks as a duration.
-fn duration_of(ticks: u64) -> Duration {
-    let nanos = u128::from(ticks) * 1_000_000_000 / u128::from(TICKS_PER_SECOND);
-    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
-}
-
-/// Ticks from `from` to `to` on the 33-bit clock.
-fn ticks_between(from: u64, to: u64) -> u64 {
-    (to + TIMESTAMP_MODULUS - from) % TIMESTAMP_MODULUS
-}
-
-/// The state at the start of a fragment, for a rewind.
-#[derive(Debug, Clone)]
-pub(crate) struct MpegtsSnapshot {
-    position: u64,
-    continuity: HashMap<u16, u8>,
-    program: Option<Program>,
-}
-
 /// The `mpegts-timeline` stage.
 pub(crate) type MpegtsTimelineStage = TimelineEngine<MpegtsTimeline>;
-
-/// The MPEG-TS part of the `mpegts-timeline` stage: the stream's state between files.
-#[derive(Debug)]
-pub(crate) struct MpegtsTimeline {
-    /// Where the next file starts, in 90 kHz ticks since the stream's zero, never wrapped (the
-    /// timestamps written are this modulo 2³³; media spans and times for pacing use it as is).
-    position: u64,
-    /// The last continuity counter written per PID.
-    continuity: HashMap<u16, u8>,
-    /// The streams of the program (from the first PMT), to tell a changed stream.
-    program: Option<Program>,
-    /// The stream's last PAT and PMT packets, for a session that begins during a gap.
-    tables: Vec<[u8; PACKET_LEN]>,
-    clip: ClipMaker<Arc<TsClip>>,
-    /// What the stream is, being read while the filler needs it.
-    probe: Option<ShapeProbe>,
-    filler_run: Option<FillerRun>,
-    session: SessionLimit,
-    /// While a file sent again from inside is being cut.
-    resume: Option<PacketCut>,
-}
-
-impl Default for MpegtsTimeline {
-    fn default() -> Self {
-        Self {
-            position: START,
-            continuity: HashMap::new(),
-            program: None,
-            tables: Vec::new(),
-            clip: ClipMaker::new(FillerSource::None, default_ffmpeg()),
-            probe: None,
-            filler_run: None,
-            session: SessionLimit::default(),
-            resume: None,
-        }
-    }
-}
-
-impl SessionSettings for MpegtsTimeline {
-    fn set_session_limit(&mut self, limit: SessionLimit) {
-        self.session = limit;
-    }
-
-    fn set_filler(&mut self, source: FillerSource, ffmpeg: PathBuf) {
-        self.clip = ClipMaker::new(source, ffmpeg);
-    }
-}
-
-impl MpegtsTimeline {
-    /// Writes the stream's last PAT and PMT again, for a session that begins without them.
-    fn push_tables(&mut self, output: &mut StageOutput) {
-        let mut tables = Vec::with_capacity(self.tables.len() * PACKET_LEN);
-        for mut packet in self.tables.clone() {
-            let pid = PacketHeader::parse(&packet).pid;
-            let counter = self
-                .continuity
-                .entry(pid)
-                .and_modify(|counter| *counter = (*counter + 1) & 0x0f)
-                .or_insert(0);
-            set_continuity(&mut packet, *counter);
-            tables.extend_from_slice(&packet);
-        }
-        output.push_chunk(Bytes::from(tables));
-    }
-}
-
-/// Keeps `packet` as the last of its PID's table packets.
-fn keep_table(tables: &mut Vec<[u8; PACKET_LEN]>, packet: [u8; PACKET_LEN]) {
-    let pid = |packet: &[u8; PACKET_LEN]| PacketHeader::parse(packet).pid;
-    match tables.iter_mut().find(|kept| pid(kept) == pid(&packet)) {
-        Some(kept) => *kept = packet,
-        None => tables.push(packet),
-    }
-}
 
 impl TimelineFormat for MpegtsTimeline {
     const STAGE: &'static str = MPEGTS_TIMELINE_STAGE;

@@ -2,14 +2,14 @@
 //! known (every stream has shown its first timestamp), then each one's PES timestamps and PCR
 //! move onto the stream's clock and its PID's continuity counter continues.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use streampub_core::plugin::{StageError, StageOutput};
 
-use super::{duration_of, keep_table, ticks_between, MpegtsTimeline};
-use crate::mpegts::adts::AdtsFrames;
+use super::clock::{duration_of, ticks_between};
+use super::mpegts_file::{LastTimestamp, MpegtsFile, MAX_HELD_PACKETS};
+use super::stream_state::{keep_table, MpegtsTimeline};
 use crate::mpegts::{
     is_video_stream_type, pat_programs, pcr_position, pes_data_offset, pes_timestamp_positions,
     pmt_program, random_access, read_pcr_base, read_timestamp, section, set_continuity,
@@ -17,135 +17,6 @@ use crate::mpegts::{
     STREAM_TYPE_ADTS_AAC, SYNC_BYTE, TICKS_PER_SECOND, TIMESTAMP_MODULUS,
 };
 use crate::timeline_engine::{ChunkReader, FileReading, OpenFile};
-
-/// Packets held before a file's first timestamp; a file without one that soon is refused.
-const MAX_HELD_PACKETS: usize = 4096;
-
-/// The last timestamp of one PID in the current file, to tell how long the file lasts.
-#[derive(Debug, Clone, Copy)]
-struct LastTimestamp {
-    value: u64,
-    interval: u64,
-}
-
-impl LastTimestamp {
-    /// Where the stream ends, from `base`: its last PES plus how long that PES lasts if it is
-    /// known (`frames`: its counted audio frames), else the interval before it.
-    fn end(&self, base: u64, frames: Option<&AdtsFrames>) -> u64 {
-        let last = frames
-            .and_then(AdtsFrames::duration_ticks)
-            .unwrap_or(self.interval);
-        ticks_between(base, self.value) + last
-    }
-}
-
-/// The state of the file being read.
-#[derive(Debug, Default)]
-pub(crate) struct MpegtsFile {
-    /// The bytes of a packet split across chunks.
-    partial: Vec<u8>,
-    /// Where the packet being taken begins in the file, for error messages.
-    packet_start: u64,
-    /// The file's first PES timestamp: its clock's zero.
-    base: Option<u64>,
-    /// Packets before `base` was known.
-    held: Vec<[u8; PACKET_LEN]>,
-    /// The PMT PIDs its PAT names.
-    pmt_pids: Vec<u16>,
-    /// The elementary stream PIDs its first PMT names, and the first timestamp of each, while
-    /// the file's clock zero is being found.
-    streams: Vec<u16>,
-    starts: HashMap<u16, u64>,
-    last: HashMap<u16, LastTimestamp>,
-    /// The AAC frames of the PES packet being read, per ADTS stream.
-    frames: HashMap<u16, AdtsFrames>,
-}
-
-impl MpegtsFile {
-    /// A file whose clock zero is known: a loop of the filler clip.
-    pub(super) fn starting_at(base: u64) -> Self {
-        Self {
-            base: Some(base),
-            ..Self::default()
-        }
-    }
-
-    /// Notes what a packet held before the clock zero says: the PMT PIDs (PAT), the streams
-    /// (PMT), a stream's first timestamp (PES).
-    fn observe_start(&mut self, packet: &[u8; PACKET_LEN]) {
-        let header = PacketHeader::parse(packet);
-        let Some(payload) = header
-            .payload_offset(packet)
-            .filter(|_| header.payload_start)
-        else {
-            return;
-        };
-        if header.pid == PAT_PID {
-            if let Some(section) = section(packet, payload) {
-                self.pmt_pids = pat_programs(section);
-            }
-        } else if self.pmt_pids.contains(&header.pid) {
-            if let Some(program) = section(packet, payload).and_then(pmt_program) {
-                self.streams = program.streams.iter().map(|(_, pid)| *pid).collect();
-            }
-        } else if let Some((pts, dts)) = pes_timestamp_positions(packet, payload) {
-            if let Some(at) = dts.or(pts) {
-                self.starts
-                    .entry(header.pid)
-                    .or_insert_with(|| read_timestamp(packet, at));
-            }
-        }
-    }
-
-    /// Whether every stream of the program has shown its first timestamp.
-    fn knows_every_start(&self) -> bool {
-        !self.streams.is_empty() && self.streams.iter().all(|pid| self.starts.contains_key(pid))
-    }
-
-    /// The earliest first timestamp of the streams (on the 33-bit clock, the one the others
-    /// follow), the file's clock zero: no stream of the file then starts before the previous
-    /// file ends.
-    fn earliest_start(&self) -> Option<u64> {
-        let reference = *self.starts.values().next()?;
-        let behind = self
-            .starts
-            .values()
-            .map(|start| ticks_between(*start, reference))
-            .filter(|behind| *behind < TIMESTAMP_MODULUS / 2)
-            .max()
-            .unwrap_or(0);
-        Some((reference + TIMESTAMP_MODULUS - behind) % TIMESTAMP_MODULUS)
-    }
-
-    /// How long the file lasts, in 90 kHz ticks: where its last stream ends, each stream's
-    /// end being its last PES timestamp plus how long that PES lasts: for AAC (ADTS) its
-    /// counted frames (ffmpeg bundles several in one PES), else the interval before it.
-    pub(super) fn duration(&self) -> u64 {
-        let Some(base) = self.base else {
-            return 0;
-        };
-        self.last
-            .iter()
-            .map(|(pid, last)| last.end(base, self.frames.get(pid)))
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// What is wrong with the file if it ended after `length` bytes.
-    pub(super) fn problem_at_end(&self, length: u64) -> Option<String> {
-        if !self.partial.is_empty() {
-            Some(format!(
-                "it ends {} bytes into the packet at offset {} (a file holds whole 188-byte packets)",
-                self.partial.len(),
-                length - self.partial.len() as u64
-            ))
-        } else if self.base.is_none() {
-            Some("it has no PES timestamp".to_owned())
-        } else {
-            None
-        }
-    }
-}
 
 impl FileReading for MpegtsTimeline {
     type File = MpegtsFile;

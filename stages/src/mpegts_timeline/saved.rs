@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::MpegtsTimeline;
+use super::stream_state::MpegtsTimeline;
 
 /// What is saved.
 #[derive(Debug, Serialize, Deserialize)]

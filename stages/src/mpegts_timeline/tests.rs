@@ -1,5 +1,7 @@
 //! Tests of the MPEG-TS timeline stage on synthetic transport streams built here.
 
+use std::collections::HashMap;
+
 use streampub_core::plugin::StageItem;
 
 use super::*;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::buffer_pool::BufferPool;
-use super::ChunkData;
+use super::events::ChunkData;
 use crate::chunk::FileRange;
 use crate::fragment::FragmentBody;
 

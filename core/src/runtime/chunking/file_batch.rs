@@ -6,8 +6,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::buffer_pool::BufferPool;
-use super::sizer::ChunkSizer;
-use super::{try_budget, Chunk, ChunkData, ChunkEvent, Flow};
+use super::events::{Chunk, ChunkData, ChunkEvent, Flow};
+use super::sizer::{try_budget, ChunkSizer};
 
 /// Reads file chunks on a blocking thread for as long as the budget has room without waiting:
 /// one thread hand-over for a run of chunks instead of one per chunk, while the sink keeps up.

@@ -14,6 +14,7 @@
 
 mod body_reader;
 mod buffer_pool;
+mod events;
 mod file_batch;
 mod sizer;
 #[cfg(test)]
@@ -22,70 +23,18 @@ mod tests;
 use std::io;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 pub(crate) use self::body_reader::BodyReader;
 pub(crate) use self::buffer_pool::BufferPool;
 use self::buffer_pool::CachedRead;
+use self::events::Flow;
+pub use self::events::{Chunk, ChunkData, ChunkEvent};
 use self::file_batch::FileBatch;
-use self::sizer::ChunkSizer;
-use crate::chunk::{ChunkSize, FileRange};
+use self::sizer::{try_budget, ChunkSizer};
+use crate::chunk::ChunkSize;
 use crate::fragment::Fragment;
 use crate::stage::BodyPreparer;
-
-/// What the chunking stage sends towards the sink.
-#[derive(Debug)]
-pub enum ChunkEvent {
-    /// A fragment starts; its chunks follow, then `End` or `Failed`.
-    Begin(Fragment),
-    Chunk(Chunk),
-    End,
-    /// Reading failed mid-fragment; the message says why.
-    Failed(String),
-    /// The fragment could not even be opened, or is empty; nothing of it was sent. The
-    /// reason is one word for the `fragment_failed` line (`empty`, `unreadable`).
-    Unreadable(Fragment, &'static str, String),
-}
-
-/// A piece of a fragment, holding its share of the `max_in_flight` budget until dropped.
-#[derive(Debug)]
-pub struct Chunk {
-    pub data: ChunkData,
-    _budget: OwnedSemaphorePermit,
-}
-
-impl Chunk {
-    fn new(data: ChunkData, budget: OwnedSemaphorePermit) -> Self {
-        Self {
-            data,
-            _budget: budget,
-        }
-    }
-
-    /// Splits the chunk into its data and the budget permit; the permit must be dropped only
-    /// once the sink has taken the data.
-    pub fn into_parts(self) -> (ChunkData, OwnedSemaphorePermit) {
-        (self.data, self._budget)
-    }
-}
-
-/// What a chunk carries.
-#[derive(Debug)]
-pub enum ChunkData {
-    Bytes(Bytes),
-    /// A part of a file, not read: for sinks that splice it.
-    File(FileRange),
-}
-
-impl ChunkData {
-    pub fn len(&self) -> usize {
-        match self {
-            Self::Bytes(bytes) => bytes.len(),
-            Self::File(range) => range.length,
-        }
-    }
-}
 
 /// Reads fragments in chunks within a byte budget.
 #[derive(Clone)]
@@ -302,30 +251,6 @@ impl ChunkingStage {
         self.sizer.waited();
         permit
     }
-}
-
-/// Budget for a chunk of the sizer's current size if it is free right now (which the sizer
-/// counts as the sink keeping up).
-pub(super) fn try_budget(
-    budget: &Arc<Semaphore>,
-    sizer: &mut ChunkSizer,
-) -> Option<OwnedSemaphorePermit> {
-    let permit = Arc::clone(budget)
-        .try_acquire_many_owned(sizer.current() as u32)
-        .ok()?;
-    sizer.kept_up();
-    Some(permit)
-}
-
-/// How far a body's streaming got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Flow {
-    /// Stopped for lack of budget; go on once there is some.
-    More,
-    /// The body's end (or failure) was sent.
-    Ended,
-    /// The receiver is gone.
-    Stopped,
 }
 
 fn describe_read_error(fragment: &Fragment, error: &io::Error) -> String {

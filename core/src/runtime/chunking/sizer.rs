@@ -1,5 +1,9 @@
 //! How big each chunk is: fixed, or adapting to how fast the sink drains (`chunk_size: auto`).
 
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use crate::chunk::{ChunkSize, AUTO_CHUNK_MAX, AUTO_CHUNK_MIN};
 
 /// Where `chunk_size: auto` starts.
@@ -70,6 +74,19 @@ impl ChunkSizer {
         self.current = (self.current / 2).max(min);
         self.kept_up = 0;
     }
+}
+
+/// Budget for a chunk of the sizer's current size if it is free right now (which the sizer
+/// counts as the sink keeping up).
+pub(super) fn try_budget(
+    budget: &Arc<Semaphore>,
+    sizer: &mut ChunkSizer,
+) -> Option<OwnedSemaphorePermit> {
+    let permit = Arc::clone(budget)
+        .try_acquire_many_owned(sizer.current() as u32)
+        .ok()?;
+    sizer.kept_up();
+    Some(permit)
 }
 
 #[cfg(test)]

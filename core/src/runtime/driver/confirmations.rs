@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use tracing::info;
 
+use super::failure::fail_fragment;
 use crate::checkpoint::CheckpointError;
 use crate::fragment::{Fragment, FragmentInfo, FragmentOutcome};
+use crate::runtime::error::PipelineError;
 use crate::runtime::pipeline_checkpoint::{PipelineCheckpoint, Snapshot};
 use crate::runtime::stats::PipelineStats;
-use crate::runtime::PipelineError;
 
 /// How the sending of a fragment went, for the line and the counters when it is published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,7 +200,7 @@ impl Confirmations {
     /// The sink failed for good: nothing waiting will be confirmed.
     pub(crate) fn fail_all(&mut self, message: &Arc<str>) {
         for waiting in self.waiting.drain(..) {
-            super::fail_fragment(
+            fail_fragment(
                 &self.pipeline,
                 &self.stats,
                 waiting.fragment,

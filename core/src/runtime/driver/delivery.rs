@@ -6,12 +6,12 @@ use tracing::{debug, warn};
 
 use super::confirmations::Sent;
 use super::input::{ChunkInput, InputItem};
-use super::SinkDriver;
+use super::sink_driver::SinkDriver;
 use crate::fragment::FragmentInfo;
 use crate::runtime::chunking::ChunkData;
+use crate::runtime::error::PipelineError;
 use crate::runtime::pipeline_checkpoint::PARTIAL_SAVE_STEP;
 use crate::runtime::stages::StageCall;
-use crate::runtime::PipelineError;
 use crate::sink::{SessionReason, SinkError};
 use crate::stage::StageItem;
 

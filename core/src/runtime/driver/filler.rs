@@ -7,46 +7,18 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::filler_state::Gap;
 use super::recovery::Recovery;
-use super::SinkDriver;
+use super::sink_driver::SinkDriver;
 use crate::fragment::FragmentInfo;
+use crate::runtime::error::PipelineError;
 use crate::runtime::stages::StageCall;
-use crate::runtime::PipelineError;
 use crate::units::HumanDuration;
 
 /// How much filler each step adds. A fragment that arrives meanwhile starts at most this far
 /// ahead of the wall clock, so it is written at once; and a receiver's buffer never runs dry
 /// by more than this.
 pub(crate) const FILL_STEP: Duration = Duration::from_millis(200);
-
-/// What the driver knows for filling.
-#[derive(Debug, Default)]
-pub(crate) struct Filler {
-    /// Where the media written so far ends on the timeline: the last fragment's span, or the
-    /// filler after it.
-    timeline_end: Option<Duration>,
-    /// The gap being filled, if upstream is late now.
-    gap: Option<Gap>,
-    /// The stages could not fill: no filler for the rest of the run.
-    failed: bool,
-    /// The fragment that began last, to name the one that is late.
-    last_sequence: Option<u64>,
-}
-
-#[derive(Debug)]
-struct Gap {
-    /// Where on the timeline the filler began.
-    from: Duration,
-    /// When the wall clock reached `from`: the late fragment was due then.
-    due: Instant,
-}
-
-impl Filler {
-    /// The media written so far now ends at `end` (a fragment's span was written).
-    pub(crate) fn written_until(&mut self, end: Duration) {
-        self.timeline_end = Some(end);
-    }
-}
 
 impl SinkDriver {
     /// When the next filler step is due, if the sink fills: as the media written so far

@@ -4,7 +4,7 @@
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::runtime::chunking::{BodyReader, ChunkData, ChunkEvent};
-use crate::runtime::PipelineError;
+use crate::runtime::error::PipelineError;
 
 /// Where a fragment's chunks come from: the chunking stage, or the fragment's own body when it
 /// is sent again after a reconnect.

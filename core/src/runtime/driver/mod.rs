@@ -2,72 +2,52 @@
 //! acknowledges each fragment once the sink has fully taken it, and reconnects the sink when it
 //! fails with a retryable error, sending the fragment in flight again from its start.
 //!
+//! - [`sink_driver`]: the driver's state, which the modules below add methods to;
 //! - [`input`]: where a fragment's chunks come from (the chunking stage, or a re-read);
 //! - [`delivery`]: one fragment through the stages into the sink;
 //! - [`confirmations`]: accepted fragments waiting for the sink's confirmation;
 //! - [`recovery`]: reconnecting and resending after a retryable failure;
 //! - [`outages`]: failures counted per outage, and when a reconnect is done;
 //! - [`resume`]: where a fragment cut short is sent again from;
-//! - [`filler`]: filler on a paced sink while upstream is late.
+//! - [`filler`]: filler on a paced sink while upstream is late ([`filler_state`]: what it
+//!   knows of the gap);
+//! - [`failure`]: how a fragment that failed is told.
 
 mod confirmations;
 mod delivery;
+mod failure;
 mod filler;
+mod filler_state;
 mod input;
 mod outages;
 mod recovery;
 mod resume;
+mod sink_driver;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 pub(crate) use self::confirmations::{Confirmations, Sent};
 use self::delivery::FragmentResult;
-pub(crate) use self::filler::Filler;
 use self::input::ChunkInput;
 pub(crate) use self::outages::Outages;
 use self::recovery::Recovery;
-use self::resume::MediaClock;
+pub(crate) use self::sink_driver::SinkDriver;
 use super::chunking::ChunkEvent;
+use super::error::PipelineError;
 pub(crate) use super::pacer::Pacer;
 use super::pipeline_checkpoint::Snapshot;
-use super::stages::StageChain;
-use super::stats::PipelineStats;
-use super::PipelineError;
 use crate::fragment::{Fragment, FragmentInfo, FragmentOutcome};
-use crate::sink::{Sink, SinkError};
+use crate::sink::SinkError;
 use crate::units::HumanDuration;
 
 /// How often an idle driver asks the sink whether it has confirmed more fragments.
 const CONFIRMATION_POLL: Duration = Duration::from_millis(100);
-
-pub(crate) struct SinkDriver {
-    pub(crate) pipeline: String,
-    pub(crate) sink: Box<dyn Sink>,
-    pub(crate) stages: StageChain,
-    pub(crate) stats: Arc<PipelineStats>,
-    /// For reading a fragment again after a reconnect.
-    pub(crate) chunk_size: usize,
-    /// Cancelled on shutdown: the fragment in flight may finish, no new one starts.
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) shutdown_timeout: Duration,
-    /// Fragments the sink has ended but not yet confirmed.
-    pub(crate) confirmations: Confirmations,
-    /// Failures since the last session that did its job.
-    pub(crate) outages: Outages,
-    /// The wall clock a paced sink is written by.
-    pub(crate) pacer: Option<Pacer>,
-    /// Filler while upstream is late (paced sinks that fill).
-    pub(crate) filler: Filler,
-    /// The media times written, to resume a fragment cut short from inside.
-    pub(crate) clock: MediaClock,
-}
 
 impl SinkDriver {
     /// Runs until the events end, shutdown, or the sink fails; closes the sink in every case.
@@ -177,29 +157,6 @@ impl SinkDriver {
                 }
             }
         }
-    }
-
-    /// A fragment whose input or a stage failed (`reason`: `empty`, `unreadable`, `refused`).
-    fn fail(&self, fragment: Fragment, reason: &'static str, message: String) {
-        fail_fragment(
-            &self.pipeline,
-            &self.stats,
-            fragment,
-            reason,
-            message.into(),
-        );
-    }
-
-    /// A fragment lost with the sink, which failed for good with `error`.
-    fn fail_for_sink(&self, fragment: Fragment, error: &PipelineError) {
-        let message = error.to_string().into();
-        fail_fragment(
-            &self.pipeline,
-            &self.stats,
-            fragment,
-            "sink_failed",
-            message,
-        );
     }
 
     /// Acknowledges, oldest first, the fragments the sink now confirms; logs a reconnect as
@@ -372,31 +329,4 @@ async fn sleep_until(wake: Option<tokio::time::Instant>) {
 async fn shutdown_deadline(shutdown: &CancellationToken, timeout: Duration) {
     shutdown.cancelled().await;
     tokio::time::sleep(timeout).await;
-}
-
-/// The one line and count of a fragment that failed: what happened (`reason`: `empty`,
-/// `unreadable`, `refused` by a stage, `sink_failed` for good) and what its source does with
-/// it; then the source is told.
-pub(super) fn fail_fragment(
-    pipeline: &str,
-    stats: &PipelineStats,
-    fragment: Fragment,
-    reason: &'static str,
-    message: Arc<str>,
-) {
-    warn!(
-        event = "fragment_failed",
-        pipeline = %pipeline,
-        fragment = %fragment.info.name,
-        sequence = fragment.info.sequence,
-        reason,
-        error = %message,
-        then = %fragment.if_failed(),
-        "Fragment {} ({}) failed: {message}; {}",
-        fragment.info.sequence,
-        fragment.info.name,
-        fragment.if_failed()
-    );
-    stats.record_failed();
-    fragment.acknowledge(FragmentOutcome::Failed(message));
 }

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::delivery::FragmentResult;
+use super::failure::fail_fragment;
 use super::input::ChunkInput;
-use super::{fail_fragment, SinkDriver};
+use super::sink_driver::SinkDriver;
 use crate::fragment::Fragment;
 use crate::runtime::chunking::{BodyReader, BufferPool};
+use crate::runtime::error::PipelineError;
 use crate::runtime::stages::StageCall;
-use crate::runtime::PipelineError;
 use crate::sink::{SessionReason, SinkError};
 use crate::units::HumanDuration;
 

@@ -1,6 +1,6 @@
 //! The driver with a sink that fails and confirms late: what is resent, counted, acknowledged.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
@@ -9,7 +9,9 @@ use crate::chunk::ChunkSize;
 use crate::fragment::{FragmentBody, FragmentDelivery, FragmentInfo};
 use crate::reconnect::ReconnectPolicy;
 use crate::runtime::chunking::ChunkingStage;
-use crate::sink::{SessionReason, SinkCapabilities};
+use crate::runtime::stages::StageChain;
+use crate::runtime::stats::PipelineStats;
+use crate::sink::{SessionReason, Sink, SinkCapabilities};
 use crate::units::ByteSize;
 use bytes::Bytes;
 

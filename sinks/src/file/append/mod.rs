@@ -23,7 +23,7 @@ use tokio::fs::{File, OpenOptions};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tracing::{info, warn};
 
-use super::{create_parent, io_error};
+use super::file_errors::{create_parent, io_error};
 
 /// How many bytes before the recorded length are kept to recognise the file on the next start.
 const TAIL_BYTES: usize = 64;
