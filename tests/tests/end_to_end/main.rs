@@ -19,6 +19,7 @@ mod reload;
 mod restarts;
 mod resume;
 mod rtmp;
+mod rtmp_protocol;
 mod sinks;
 mod status;
 mod timeline;
