@@ -428,7 +428,16 @@ impl DirectorySource {
             Ok(watcher)
         });
         match watched {
-            Ok(watcher) => Some(watcher),
+            Ok(watcher) => {
+                info!(
+                    event = "source_watching",
+                    pipeline = %self.pipeline,
+                    path = %self.directory.display(),
+                    "Watching {} for new files",
+                    self.directory.display()
+                );
+                Some(watcher)
+            }
             Err(error) => {
                 warn!(
                     pipeline = %self.pipeline,

@@ -114,12 +114,18 @@ fn a_file_renamed_into_place_is_published_without_waiting_for_settle() {
         json!({}),
     ));
     let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
-    running.wait_for_event(TIMEOUT, "pipeline_started", is_started);
+    // A file renamed in before the source watches the directory is found by a scan and
+    // settles like any other: wait until it watches.
+    running.wait_for_event(TIMEOUT, "source_watching", is_started);
     dir.write("in/batch-0.mp4.part", test_bytes(1, 10_000));
     let renamed_at = Instant::now();
     std::fs::rename(dir.join("in/batch-0.mp4.part"), dir.join("in/batch-0.mp4")).unwrap();
-    running.wait_for_event(Duration::from_secs(5), "fragment_published", |_| true);
-    assert!(renamed_at.elapsed() < Duration::from_secs(3));
+    running.wait_for_event(TIMEOUT, "fragment_published", |_| true);
+    assert!(
+        renamed_at.elapsed() < Duration::from_secs(3),
+        "a renamed file waited {:?} (settle is 10 s)",
+        renamed_at.elapsed()
+    );
     running.signal(Signal::TERM);
     let run = running.wait(TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
