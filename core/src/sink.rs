@@ -210,7 +210,7 @@ pub enum SessionReason {
 }
 
 /// A sink failure, and whether starting a new session may cure it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct SinkError {
     pub message: String,

@@ -123,12 +123,3 @@ pub(super) fn ffmpeg_number(text: &str) -> Option<u64> {
     // Like ffmpeg, an integer option keeps the whole part.
     (suffix.is_empty() && value.is_finite()).then_some(value as u64)
 }
-
-/// The stream key of an RTMP URL: what follows the application in its path (`KEY` in
-/// `rtmp://host/live/KEY`, query included).
-pub(crate) fn stream_key(url: &str) -> Option<&str> {
-    let (_, rest) = url.split_once("://")?;
-    let (_, path) = rest.split_once('/')?;
-    let (_, key) = path.split_once('/')?;
-    (!key.is_empty()).then_some(key)
-}

@@ -6,22 +6,20 @@ use serde::{Deserialize, Serialize};
 use streampub_core::plugin::check_duration;
 use streampub_core::plugin::{
     async_trait, ComponentContext, ComponentError, FillerSource, HumanDuration, ImpliedStage,
-    Pacing, Redactor, Sink, SinkConfig,
+    Pacing, Sink, SinkConfig,
 };
 use streampub_core::register_sink;
 
-use super::arguments::{ffmpeg_args, ffmpeg_read_ahead, stream_key, tls_args};
+use super::arguments::{ffmpeg_args, ffmpeg_read_ahead, tls_args};
 use super::stderr::FfmpegStderr;
+use crate::live_output::{
+    default_max_lead, InputFormat, PacingMode, FLV_TIMELINE, FMP4_TIMELINE, FMP4_TO_FLV,
+    MPEGTS_TIMELINE,
+};
 use crate::process::{ProcessCommand, ProcessOptions, ProgressConfirmation};
+use crate::rtmp_destination::{rtmp_redactor, RtmpDestination};
 use streampub_core::plugin::find_program;
 use tracing::warn;
-
-// The stages `continuity: auto` puts in front of ffmpeg, by their registered types (in
-// `streampub-stages`).
-const FMP4_TIMELINE: &str = "fmp4-timeline";
-const FMP4_TO_FLV: &str = "fmp4-to-flv";
-const FLV_TIMELINE: &str = "flv-timeline";
-const MPEGTS_TIMELINE: &str = "mpegts-timeline";
 
 register_sink!(
     FfmpegRtmpSinkConfig,
@@ -38,17 +36,9 @@ register_sink!(
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FfmpegRtmpSinkConfig {
-    /// The full RTMP URL, e.g. `rtmp://127.0.0.1:1935/live/${STREAM_KEY}`. Give either this or
-    /// `server_url` (and optionally `stream_name`).
-    #[serde(default)]
-    pub url: Option<String>,
-    /// The server and application, e.g. `rtmp://127.0.0.1/live` ;
-    /// the stream name (`stream_name`) is appended.
-    #[serde(default)]
-    pub server_url: Option<String>,
-    /// The stream name after `server_url`; default: the pipeline name.
-    #[serde(default)]
-    pub stream_name: Option<String>,
+    /// Where to publish: `url`, or `server_url` and `stream_name`.
+    #[serde(flatten)]
+    pub destination: RtmpDestination,
     /// The ffmpeg program; looked up on `PATH` unless it contains a `/`.
     #[serde(default = "default_ffmpeg")]
     pub ffmpeg: PathBuf,
@@ -125,23 +115,6 @@ pub struct FfmpegRtmpSinkConfig {
     pub process: ProcessOptions,
 }
 
-/// Whether `ffmpeg-rtmp` paces what it writes by the wall clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PacingMode {
-    /// Each tag when the wall clock reaches its time (within `max_lead`).
-    Realtime,
-    /// As fast as ffmpeg takes it.
-    Off,
-}
-
-/// Default `max_lead`.
-pub const DEFAULT_MAX_LEAD: HumanDuration = HumanDuration::from_secs(2);
-
-fn default_max_lead() -> HumanDuration {
-    DEFAULT_MAX_LEAD
-}
-
 /// What ffmpeg reads for MP4 fragments with `continuity: auto`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -162,34 +135,6 @@ pub enum Continuity {
     Auto,
     /// Pass the fragments through unchanged.
     Off,
-}
-
-/// The container ffmpeg reads from its stdin.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum InputFormat {
-    /// Fragmented MP4 (or MP4 with the moov first).
-    #[default]
-    Mp4,
-    /// MPEG transport stream.
-    Mpegts,
-    /// FLV.
-    Flv,
-}
-
-impl InputFormat {
-    pub(crate) fn ffmpeg_name(self) -> &'static str {
-        match self {
-            Self::Mp4 => "mp4",
-            Self::Mpegts => "mpegts",
-            Self::Flv => "flv",
-        }
-    }
-}
-
-/// Hides the password and the stream key of RTMP URLs.
-fn rtmp_redactor() -> Redactor {
-    Redactor::with_secret_paths(["rtmp", "rtmps"])
 }
 
 /// Default `confirm_margin`: on loopback and ordinary links, far more than sits in socket
@@ -278,63 +223,12 @@ impl FfmpegRtmpSinkConfig {
             None => Ok(()),
         }
     }
-
-    /// The URL to publish to, before redaction.
-    fn publish_url(&self, pipeline: &str) -> Result<String, ComponentError> {
-        let url =
-            match (&self.url, &self.server_url) {
-                (Some(_), Some(_)) => {
-                    return Err(ComponentError::field(
-                        "server_url",
-                        "give either `url` or `server_url`, not both",
-                    ))
-                }
-                (None, None) => return Err(ComponentError::field(
-                    "url",
-                    "missing: give `url` (rtmp://host/app/key) or `server_url` (rtmp://host/app)",
-                )),
-                (Some(url), None) => {
-                    if self.stream_name.is_some() {
-                        return Err(ComponentError::field(
-                            "stream_name",
-                            "only used with `server_url`",
-                        ));
-                    }
-                    url.clone()
-                }
-                (None, Some(server)) => {
-                    let name = self.stream_name.as_deref().unwrap_or(pipeline);
-                    format!("{}/{name}", server.trim_end_matches('/'))
-                }
-            };
-        let field = if self.url.is_some() {
-            "url"
-        } else {
-            "server_url"
-        };
-        // Whatever its scheme, the URL given for the stream may hold its key.
-        let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
-        let redacted = Redactor::with_secret_paths(["rtmp", "rtmps", scheme]).redact(&url);
-        if !(url.starts_with("rtmp://") || url.starts_with("rtmps://")) {
-            return Err(ComponentError::field(
-                field,
-                format!("`{redacted}` is not an rtmp:// or rtmps:// URL"),
-            ));
-        }
-        if stream_key(&url).is_none() {
-            return Err(ComponentError::field(
-                field,
-                format!("`{redacted}` has no stream name; write it as rtmp://host/app/name"),
-            ));
-        }
-        Ok(url)
-    }
 }
 
 #[async_trait]
 impl SinkConfig for FfmpegRtmpSinkConfig {
     fn validate(&self, context: &ComponentContext) -> Result<(), ComponentError> {
-        self.publish_url(&context.pipeline)?;
+        self.destination.publish_url(&context.pipeline)?;
         if find_program(&self.ffmpeg).is_none() {
             let message = if self.ffmpeg == default_ffmpeg() {
                 "ffmpeg not found on PATH; Debian: apt-get install ffmpeg".to_owned()
@@ -345,7 +239,7 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
         }
         check_duration("confirm_margin", self.confirm_margin, true)?;
         check_duration("max_lead", self.max_lead, true)?;
-        self.validate_tls(&self.publish_url(&context.pipeline)?, context)?;
+        self.validate_tls(&self.destination.publish_url(&context.pipeline)?, context)?;
         if self.pacing == Some(PacingMode::Realtime) {
             if self.use_rate_limit {
                 return Err(ComponentError::field(
@@ -378,7 +272,7 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
     }
 
     async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Sink>, ComponentError> {
-        let url = self.publish_url(&context.pipeline)?;
+        let url = self.destination.publish_url(&context.pipeline)?;
         if url.starts_with("rtmps://") && !self.tls_verify {
             warn!(
                 event = "tls_unverified",

@@ -9,6 +9,4 @@ mod stderr;
 mod tests;
 
 pub use self::arguments::DEFAULT_OUTPUT_ARGS;
-pub use self::config::{
-    link, Continuity, FfmpegInput, FfmpegRtmpSinkConfig, InputFormat, PacingMode,
-};
+pub use self::config::{link, Continuity, FfmpegInput, FfmpegRtmpSinkConfig};

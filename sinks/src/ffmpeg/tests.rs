@@ -3,8 +3,8 @@
 use tracing::Level;
 
 use super::arguments::*;
-use super::config::InputFormat;
 use super::stderr::*;
+use crate::live_output::InputFormat;
 
 #[test]
 fn the_default_command_copies_into_flv() {
@@ -113,15 +113,4 @@ fn only_codecs_flv_cannot_carry_are_permanent() {
     ] {
         assert!(ffmpeg_permanent_failure(line).is_none(), "{line}");
     }
-}
-
-#[test]
-fn the_stream_key_is_the_path_after_the_application() {
-    assert_eq!(
-        stream_key("rtmp://127.0.0.1:1935/live/secret"),
-        Some("secret")
-    );
-    assert_eq!(stream_key("rtmps://h/app/a/b?token=x"), Some("a/b?token=x"));
-    assert_eq!(stream_key("rtmp://h/live/"), None);
-    assert_eq!(stream_key("rtmp://h/live"), None);
 }

@@ -4,13 +4,11 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use streampub_core::plugin::check_duration;
-use streampub_core::plugin::{ByteSize, ComponentError, HumanDuration, ReconnectPolicy};
-use streampub_core::plugin::{
-    DEFAULT_MAX_RECONNECT_ATTEMPTS, DEFAULT_MAX_RECONNECT_DELAY, DEFAULT_RECONNECT_DELAY,
-};
+use streampub_core::plugin::{ByteSize, ComponentError, HumanDuration};
 
 use super::process_sink::ProcessSink;
 use super::session::ProcessCommand;
+use crate::reconnect_options::ReconnectOptions;
 
 /// Default `pipe_buffer`: a 1 MiB stdin buffer.
 pub const DEFAULT_PIPE_BUFFER: ByteSize = ByteSize::mib(1);
@@ -27,16 +25,9 @@ const MAX_PIPE_BUFFER: usize = 1 << 30;
 /// options (serde `flatten`; the sink's config still refuses unknown fields).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub struct ProcessOptions {
-    /// Restarts allowed after one failure before the pipeline fails; 0 means forever.
-    #[serde(default = "default_max_reconnect_attempts")]
-    pub max_reconnect_attempts: u32,
-    /// Wait before the first restart; each next wait is 1.5 times longer, with jitter. At most
-    /// a day, like every duration.
-    #[serde(default = "default_reconnect_delay")]
-    pub reconnect_delay: HumanDuration,
-    /// Longest wait between restarts.
-    #[serde(default = "default_max_reconnect_delay")]
-    pub max_reconnect_delay: HumanDuration,
+    /// Restarts: `max_reconnect_attempts`, `reconnect_delay`, `max_reconnect_delay`.
+    #[serde(flatten)]
+    pub reconnect: ReconnectOptions,
     /// Capacity of the process's stdin pipe (`F_SETPIPE_SZ`), from 4KiB to 1GiB.
     #[serde(default = "default_pipe_buffer")]
     pub pipe_buffer: ByteSize,
@@ -59,9 +50,7 @@ pub struct ProcessOptions {
 impl Default for ProcessOptions {
     fn default() -> Self {
         Self {
-            max_reconnect_attempts: default_max_reconnect_attempts(),
-            reconnect_delay: default_reconnect_delay(),
-            max_reconnect_delay: default_max_reconnect_delay(),
+            reconnect: ReconnectOptions::default(),
             pipe_buffer: default_pipe_buffer(),
             flush_timeout: default_flush_timeout(),
             splice: default_splice(),
@@ -78,18 +67,6 @@ fn default_splice() -> bool {
     true
 }
 
-fn default_max_reconnect_attempts() -> u32 {
-    DEFAULT_MAX_RECONNECT_ATTEMPTS
-}
-
-fn default_reconnect_delay() -> HumanDuration {
-    DEFAULT_RECONNECT_DELAY
-}
-
-fn default_max_reconnect_delay() -> HumanDuration {
-    DEFAULT_MAX_RECONNECT_DELAY
-}
-
 fn default_pipe_buffer() -> ByteSize {
     DEFAULT_PIPE_BUFFER
 }
@@ -101,11 +78,9 @@ fn default_flush_timeout() -> HumanDuration {
 impl ProcessOptions {
     /// Checks the options without side effects.
     pub fn validate(&self) -> Result<(), ComponentError> {
-        check_duration("reconnect_delay", self.reconnect_delay, true)?;
-        check_duration("max_reconnect_delay", self.max_reconnect_delay, true)?;
         check_duration("flush_timeout", self.flush_timeout, false)?;
         check_duration("stall_timeout", self.stall_timeout, false)?;
-        self.reconnect_policy()?;
+        self.reconnect.policy()?;
         self.pipe_capacity()?;
         Ok(())
     }
@@ -115,29 +90,12 @@ impl ProcessOptions {
     pub(crate) fn sink(&self, mut command: ProcessCommand) -> Result<ProcessSink, ComponentError> {
         command.pipe_buffer = Some(self.pipe_capacity()?);
         command.stall_timeout = Some(self.stall_timeout.get());
-        let policy = self.reconnect_policy()?;
+        let policy = self.reconnect.policy()?;
         Ok(ProcessSink::new(
             command,
             policy,
             self.flush_timeout.get(),
             self.splice,
-        ))
-    }
-
-    fn reconnect_policy(&self) -> Result<ReconnectPolicy, ComponentError> {
-        if self.max_reconnect_delay < self.reconnect_delay {
-            return Err(ComponentError::field(
-                "max_reconnect_delay",
-                format!(
-                    "must be at least reconnect_delay ({})",
-                    self.reconnect_delay
-                ),
-            ));
-        }
-        Ok(ReconnectPolicy::from_option(
-            self.max_reconnect_attempts,
-            self.reconnect_delay.get(),
-            self.max_reconnect_delay.get(),
         ))
     }
 
@@ -171,8 +129,11 @@ mod tests {
             Some("pipe_buffer")
         );
         let inverted = ProcessOptions {
-            reconnect_delay: HumanDuration::from_secs(10),
-            max_reconnect_delay: HumanDuration::from_secs(1),
+            reconnect: ReconnectOptions {
+                reconnect_delay: HumanDuration::from_secs(10),
+                max_reconnect_delay: HumanDuration::from_secs(1),
+                ..ReconnectOptions::default()
+            },
             ..ProcessOptions::default()
         };
         assert_eq!(

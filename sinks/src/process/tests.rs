@@ -13,6 +13,7 @@ use super::process_sink::ProcessSink;
 use super::session::GenericStderr;
 use super::*;
 use crate::process::{ProcessOptions, ProcessSinkConfig};
+use crate::reconnect_options::ReconnectOptions;
 
 /// A stand-in's stderr: a line saying "cannot carry" is a failure no new session cures.
 #[derive(Debug)]
@@ -37,9 +38,11 @@ fn config(command: &[&str], stdout: Option<&str>) -> ProcessSinkConfig {
         command: command.iter().map(|part| part.to_string()).collect(),
         stdout: stdout.map(Into::into),
         process: ProcessOptions {
-            max_reconnect_attempts: 2,
-            reconnect_delay: streampub_core::plugin::HumanDuration::from_millis(10),
-            max_reconnect_delay: streampub_core::plugin::HumanDuration::from_millis(10),
+            reconnect: ReconnectOptions {
+                max_reconnect_attempts: 2,
+                reconnect_delay: streampub_core::plugin::HumanDuration::from_millis(10),
+                max_reconnect_delay: streampub_core::plugin::HumanDuration::from_millis(10),
+            },
             flush_timeout: streampub_core::plugin::HumanDuration::from_secs(5),
             ..ProcessOptions::default()
         },

@@ -12,6 +12,7 @@ mod http;
 mod long_run;
 mod memory;
 mod muxers;
+mod native_rtmp;
 mod pacing;
 mod packaging;
 mod pipelines;

@@ -55,7 +55,7 @@ fn flv_tags(path: &Path) -> Vec<Tag> {
 }
 
 /// A publishing session over a blocking socket.
-struct Publisher {
+pub(crate) struct Publisher {
     socket: TcpStream,
     request: PublishRequest,
     session: PublishSession,
@@ -63,7 +63,7 @@ struct Publisher {
 }
 
 impl Publisher {
-    fn connect(port: u16, app: &str, stream_name: &str, window_ack_size: u32) -> Self {
+    pub(crate) fn connect(port: u16, app: &str, stream_name: &str, window_ack_size: u32) -> Self {
         let socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
         Self::over(socket, port, app, stream_name, window_ack_size)
     }
@@ -126,7 +126,7 @@ impl Publisher {
     }
 
     /// Pumps until an event matches `wanted`.
-    fn wait_for(&mut self, wanted: impl Fn(&PublishEvent) -> bool) -> PublishEvent {
+    pub(crate) fn wait_for(&mut self, wanted: impl Fn(&PublishEvent) -> bool) -> PublishEvent {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             if let Some(event) = self.events.iter().find(|event| wanted(event)) {
@@ -161,7 +161,7 @@ impl Publisher {
     }
 
     /// Unpublishes cleanly and closes the connection.
-    fn finish(mut self) {
+    pub(crate) fn finish(mut self) {
         self.session.unpublish().unwrap();
         self.pump();
         let _ = self.socket.shutdown(std::net::Shutdown::Both);

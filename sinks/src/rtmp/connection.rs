@@ -1,0 +1,307 @@
+//! One RTMP session on its own task: connects, drives the protocol session, reads the socket
+//! the whole time (pings, acknowledgements, the server's statuses), and sends the tags the
+//! sink hands over, under a bounded queue and a bounded output buffer (backpressure).
+//!
+//! Confirmation: the server's acknowledgements, asked for every `ACKNOWLEDGEMENT_WINDOW`
+//! bytes. A server that has sent none by the time it should have (two windows and more) is
+//! confirmed by the kernel instead: the bytes the peer's TCP has acknowledged (written minus
+//! what is still in the socket's send queue, `SIOCOUTQ`). At a clean stop, after
+//! `FCUnpublish` and `deleteStream`, what the peer's TCP has acknowledged is confirmed too:
+//! the last window, which no acknowledgement will cover.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, BytesMut};
+use streampub_core::plugin::SinkError;
+use streampub_rtmp::acknowledgements::Counting;
+use streampub_rtmp::command::ConnectRequest;
+use streampub_rtmp::flv_tags::{FlvTag, TagKind};
+use streampub_rtmp::handshake::CLIENT_HANDSHAKE_BYTES;
+use streampub_rtmp::publish::{Phase, ProtocolError, Step};
+use streampub_rtmp::{PublishEvent, PublishRequest, PublishSession};
+use tokio::io::{AsyncReadExt, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::progress::Progress;
+use super::target::Target;
+
+/// The server is asked to acknowledge every this many bytes: about a second of a 2 Mbit/s
+/// stream, so fragments are confirmed soon after they are sent.
+const ACKNOWLEDGEMENT_WINDOW: u32 = 256 * 1024;
+/// The chunk size this client sends with, as FFmpeg and OBS do.
+const CHUNK_SIZE: u32 = 4096;
+/// Output buffered ahead of the socket before no more tags are taken.
+const OUTPUT_HIGH_WATER: usize = 256 * 1024;
+/// Tags queued between the sink and the task.
+const QUEUE: usize = 64;
+/// How often the kernel's count is read while it confirms, and a closing session checked.
+const TICK: Duration = Duration::from_millis(100);
+
+/// What the sink hands the task.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    Tag(FlvTag),
+    /// The fragment whose tags came last ends here.
+    FragmentEnd,
+    /// Unpublish, send what is left, and end once the peer has it all.
+    Close,
+}
+
+/// How a session connects.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionSettings {
+    pub pipeline: String,
+    pub target: Target,
+    pub connect_timeout: Duration,
+}
+
+/// A running session.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub outgoing: mpsc::Sender<Outgoing>,
+    pub progress: Arc<Mutex<Progress>>,
+    task: JoinHandle<()>,
+}
+
+impl Connection {
+    /// Starts a session: it connects and publishes in the background; tags queue meanwhile.
+    pub(crate) fn open(settings: &ConnectionSettings) -> Self {
+        let (outgoing, queue) = mpsc::channel(QUEUE);
+        let progress = Arc::new(Mutex::new(Progress::default()));
+        let task = tokio::spawn(run(settings.clone(), queue, Arc::clone(&progress)));
+        Self {
+            outgoing,
+            progress,
+            task,
+        }
+    }
+
+    /// Waits for the task to end (after `Outgoing::Close`), at most `timeout`.
+    pub(crate) async fn finished(&mut self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, &mut self.task).await.is_ok()
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn run(
+    settings: ConnectionSettings,
+    queue: mpsc::Receiver<Outgoing>,
+    progress: Arc<Mutex<Progress>>,
+) {
+    if let Err(error) = publish(&settings, queue, &progress).await {
+        debug!(pipeline = %settings.pipeline, error = %error, "RTMP session ended");
+        progress.lock().unwrap().failure = Some(error);
+    }
+}
+
+async fn publish(
+    settings: &ConnectionSettings,
+    mut queue: mpsc::Receiver<Outgoing>,
+    progress: &Mutex<Progress>,
+) -> Result<(), SinkError> {
+    let target = &settings.target;
+    let address = format!("{}:{}", target.host, target.port);
+    let socket = tokio::time::timeout(settings.connect_timeout, TcpStream::connect(&address))
+        .await
+        .map_err(|_| SinkError::retryable(format!("connecting to {address} timed out")))?
+        .map_err(|error| SinkError::retryable(format!("cannot connect to {address}: {error}")))?;
+    socket.set_nodelay(true).ok();
+    let descriptor = socket.as_raw_fd();
+    let (mut reader, mut writer) = socket.into_split();
+    let epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u32);
+    let mut session = PublishSession::new(
+        PublishRequest {
+            connect: ConnectRequest {
+                app: target.app.clone(),
+                tc_url: target.tc_url.clone(),
+                fourcc_list: Vec::new(),
+            },
+            stream_name: target.stream_name.clone(),
+            chunk_size: CHUNK_SIZE,
+            window_ack_size: ACKNOWLEDGEMENT_WINDOW,
+        },
+        epoch,
+    );
+    let mut output = BytesMut::new();
+    let mut written: u64 = 0;
+    let mut buffer = vec![0; 16 * 1024];
+    let mut closing = false;
+    let mut kernel_confirms = false;
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        output.extend_from_slice(session.pending_output());
+        let produced = session.pending_output().len();
+        session.consumed(produced);
+        while let Some(event) = session.next_event() {
+            handle_event(event, settings, kernel_confirms, progress)?;
+        }
+        if !kernel_confirms && acknowledgements_missing(&session) {
+            kernel_confirms = true;
+            warn!(
+                event = "acknowledgements_missing",
+                pipeline = %settings.pipeline,
+                sent = session.sent(),
+                "The RTMP server sends no acknowledgements; fragments are confirmed once the \
+                 peer's TCP has acknowledged their bytes"
+            );
+        }
+        if kernel_confirms || closing {
+            let acknowledged = kernel_acknowledged(descriptor, written);
+            progress
+                .lock()
+                .unwrap()
+                .confirm(acknowledged.min(session.sent()));
+        }
+        if closing && output.is_empty() && unacknowledged_in_kernel(descriptor) == Some(0) {
+            progress.lock().unwrap().confirm(session.sent());
+            return Ok(());
+        }
+        let take_tags =
+            session.phase() == Phase::Publishing && !closing && output.len() < OUTPUT_HIGH_WATER;
+        tokio::select! {
+            read = reader.read(&mut buffer) => match read {
+                // After the unpublish, a server may close first: it had everything.
+                Ok(0) if closing && output.is_empty() => {
+                    progress.lock().unwrap().confirm(session.sent());
+                    return Ok(());
+                }
+                Ok(0) => return Err(SinkError::retryable("the RTMP server closed the connection")),
+                Ok(n) => session.feed(&buffer[..n]).map_err(protocol_error)?,
+                Err(error) => return Err(SinkError::retryable(format!("reading from the RTMP server: {error}"))),
+            },
+            sent = writer.write(&output), if !output.is_empty() => {
+                let n = sent.map_err(|error| SinkError::retryable(format!("writing to the RTMP server: {error}")))?;
+                output.advance(n);
+                written += n as u64;
+            }
+            next = queue.recv(), if take_tags => match next {
+                Some(Outgoing::Tag(tag)) => {
+                    let timestamp = tag.timestamp;
+                    let end = match tag.kind {
+                        TagKind::Audio => session.send_audio(timestamp, tag.body),
+                        TagKind::Video => session.send_video(timestamp, tag.body),
+                        TagKind::Script => session.send_metadata(timestamp, &tag.body),
+                    }
+                    .map_err(protocol_error)?;
+                    progress.lock().unwrap().tag_sent(end, timestamp);
+                }
+                Some(Outgoing::FragmentEnd) => {
+                    progress.lock().unwrap().fragment_ended(session.sent());
+                }
+                Some(Outgoing::Close) | None => {
+                    session.unpublish().map_err(protocol_error)?;
+                    closing = true;
+                }
+            },
+            _ = tick.tick() => {}
+        }
+    }
+}
+
+/// What a session event means for the sink.
+fn handle_event(
+    event: PublishEvent,
+    settings: &ConnectionSettings,
+    kernel_confirms: bool,
+    progress: &Mutex<Progress>,
+) -> Result<(), SinkError> {
+    match event {
+        PublishEvent::Publishing { .. } => {
+            progress.lock().unwrap().live_since = Some(Instant::now());
+            info!(
+                event = "rtmp_publishing",
+                pipeline = %settings.pipeline,
+                server = %settings.target.tc_url,
+                "Publishing to {}",
+                settings.target.tc_url
+            );
+        }
+        PublishEvent::Acknowledged(bytes) if !kernel_confirms => {
+            progress.lock().unwrap().confirm(bytes);
+        }
+        PublishEvent::Refused { step, status } => {
+            return Err(SinkError::fatal(refusal(settings, step, &status)));
+        }
+        PublishEvent::ReconnectRequested(status) => {
+            return Err(SinkError::retryable(format!(
+                "the RTMP server asked to reconnect ({})",
+                status.description
+            )));
+        }
+        PublishEvent::Status(status) => {
+            debug!(pipeline = %settings.pipeline, code = %status.code, "RTMP status: {}", status.description);
+        }
+        PublishEvent::Connected { .. } | PublishEvent::Acknowledged(_) => {}
+    }
+    Ok(())
+}
+
+/// The server's refusal in its own words, and what to fix; the stream key never appears.
+fn refusal(
+    settings: &ConnectionSettings,
+    step: Step,
+    status: &streampub_rtmp::command::Status,
+) -> String {
+    let key = &settings.target.stream_name;
+    let description = status.description.replace(key.as_str(), "***");
+    let fix = match step {
+        Step::Connect => format!(
+            "check the application (`{}`) in `url` or `server_url`",
+            settings.target.app
+        ),
+        Step::CreateStream => "check the server's configuration for publishing".to_owned(),
+        Step::Publish => "check the stream key in `url` or `stream_name`; \
+             NetStream.Publish.BadName also means another publisher holds it"
+            .to_owned(),
+    };
+    format!(
+        "the RTMP server refused {}: {} ({}); {fix}",
+        step.name(),
+        status.code,
+        description
+    )
+}
+
+fn protocol_error(error: ProtocolError) -> SinkError {
+    match error {
+        ProtocolError::Handshake(error) => SinkError::fatal(error.to_string()),
+        other => SinkError::retryable(format!("RTMP: {other}")),
+    }
+}
+
+/// Whether the server should have acknowledged by now and has not.
+fn acknowledgements_missing(session: &PublishSession) -> bool {
+    session.counting() == Counting::Unknown
+        && session.sent() > 2 * u64::from(ACKNOWLEDGEMENT_WINDOW) + 64 * 1024
+}
+
+/// Bytes after the handshake the peer's TCP has acknowledged, of `written` in all.
+fn kernel_acknowledged(descriptor: RawFd, written: u64) -> u64 {
+    let Some(unacknowledged) = unacknowledged_in_kernel(descriptor) else {
+        return 0;
+    };
+    written
+        .saturating_sub(unacknowledged)
+        .saturating_sub(CLIENT_HANDSHAKE_BYTES)
+}
+
+/// Bytes in the socket's send queue that the peer has not acknowledged (`SIOCOUTQ`).
+fn unacknowledged_in_kernel(descriptor: RawFd) -> Option<u64> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: `descriptor` is the session's open TCP socket for as long as this task runs, and
+    // TIOCOUTQ (SIOCOUTQ) writes one int.
+    let result = unsafe { libc::ioctl(descriptor, libc::TIOCOUTQ, &mut queued) };
+    (result == 0).then_some(queued.max(0) as u64)
+}

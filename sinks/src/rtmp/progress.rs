@@ -1,0 +1,101 @@
+//! What one RTMP session has had confirmed: bytes after the handshake, the fragments whose
+//! last byte lies within them, and the media time of the last tag within them. Shared by the
+//! connection's task, which moves it, and the sink, which reports it to the runtime.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use streampub_core::plugin::SinkError;
+
+/// A session's confirmed progress.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// Bytes after the handshake the server (or, for a server that sends no
+    /// acknowledgements, the peer's TCP) has confirmed.
+    confirmed: u64,
+    /// Where each fragment ended in this session and not yet confirmed ended, oldest first.
+    fragment_ends: VecDeque<u64>,
+    /// Where each media tag not yet confirmed ended, and its timestamp.
+    media: VecDeque<(u64, u32)>,
+    /// The session's first tag's timestamp: its media time zero.
+    first_timestamp: Option<u32>,
+    /// The timestamp of the last tag confirmed.
+    confirmed_timestamp: Option<u32>,
+    /// Since when the server has let the stream be published.
+    pub live_since: Option<Instant>,
+    /// Why the session ended, if it failed.
+    pub failure: Option<SinkError>,
+}
+
+impl Progress {
+    /// A tag ending at `end` (bytes after the handshake) with `timestamp` was sent.
+    pub(crate) fn tag_sent(&mut self, end: u64, timestamp: u32) {
+        self.first_timestamp.get_or_insert(timestamp);
+        self.media.push_back((end, timestamp));
+    }
+
+    /// A fragment ended at `end`.
+    pub(crate) fn fragment_ended(&mut self, end: u64) {
+        if end > self.confirmed {
+            self.fragment_ends.push_back(end);
+        }
+    }
+
+    /// Everything up to `offset` is confirmed.
+    pub(crate) fn confirm(&mut self, offset: u64) {
+        if offset <= self.confirmed {
+            return;
+        }
+        self.confirmed = offset;
+        while let Some(&(end, timestamp)) = self.media.front() {
+            if end > offset {
+                break;
+            }
+            self.confirmed_timestamp = Some(timestamp);
+            self.media.pop_front();
+        }
+        while self.fragment_ends.front().is_some_and(|end| *end <= offset) {
+            self.fragment_ends.pop_front();
+        }
+    }
+
+    /// How many of the fragments ended in this session are not confirmed.
+    pub(crate) fn unconfirmed(&self) -> usize {
+        self.fragment_ends.len()
+    }
+
+    /// The media time (from the session's first tag) up to which the session is confirmed.
+    pub(crate) fn confirmed_output_time(&self) -> Option<Duration> {
+        let (first, last) = (self.first_timestamp?, self.confirmed_timestamp?);
+        Some(Duration::from_millis(u64::from(last.wrapping_sub(first))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fragment_is_confirmed_once_its_last_byte_is_and_media_time_follows_the_tags() {
+        let mut progress = Progress::default();
+        progress.tag_sent(100, 5_000);
+        progress.tag_sent(200, 5_040);
+        progress.fragment_ended(200);
+        progress.tag_sent(300, 5_080);
+        progress.fragment_ended(300);
+        assert_eq!(progress.unconfirmed(), 2);
+        assert_eq!(progress.confirmed_output_time(), None);
+        progress.confirm(250);
+        assert_eq!(progress.unconfirmed(), 1);
+        assert_eq!(
+            progress.confirmed_output_time(),
+            Some(Duration::from_millis(40))
+        );
+        progress.confirm(300);
+        assert_eq!(progress.unconfirmed(), 0);
+        assert_eq!(
+            progress.confirmed_output_time(),
+            Some(Duration::from_millis(80))
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! The `rtmp` sink (streampub's own RTMP publisher) against a real nginx-rtmp: one session with
+//! every packet and no ffmpeg in the publishing path, a refused stream name that fails at once
+//! in the server's words, and a server crash that loses no frame and repeats at most a GOP.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use streampub_tests::media::{probe_packets, small_fragments, total_duration, video_packet_hashes};
+use streampub_tests::recordings::{input_frames, recorded_stretches, repeats_between_sessions};
+use streampub_tests::rtmp::RtmpServer;
+use streampub_tests::{merged, run_pipeline_file, streampub_binary, Running, TestDir};
+
+use crate::rtmp_protocol::Publisher;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// 25 fps.
+const FRAME: f64 = 0.04;
+
+/// Five 3-s fragments of 320x180, 25 fps, 2-s GOPs.
+fn short_fragments(format: &str) -> Vec<std::path::PathBuf> {
+    small_fragments(5, 3, &["--bitrate", "400k", "--format", format])
+}
+
+/// Pipeline `channel-1` publishing the directory `in` with the `rtmp` sink to `url`.
+fn pipeline(url: &str, format: &str, sink_options: Value) -> Value {
+    json!({
+        "pipelines": [{
+            "name": "channel-1",
+            "source": {"type": "directory", "path": "in", "follow": false, "settle": "0s"},
+            "sink": merged(json!({"type": "rtmp", "url": url, "input_format": format}), sink_options),
+        }],
+    })
+}
+
+fn assert_one_session_with_every_packet(format: &str) {
+    let media = short_fragments(format);
+    let input_video: usize = media
+        .iter()
+        .map(|path| probe_packets(path).video.count())
+        .sum();
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    let url = format!("{}/native-{format}", server.server_url());
+    let config = dir.pipeline_file(&pipeline(&url, format, json!({})));
+    let started = Instant::now();
+    let run = run_pipeline_file(&config, TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.published().len(), 5, "{}", run.stderr());
+    assert!(
+        run.events("process_started").is_empty(),
+        "no process in the publishing path"
+    );
+    assert_eq!(run.events("rtmp_publishing").len(), 1);
+    // Paced: 15 s of media take about 15 s.
+    assert!(
+        started.elapsed() >= Duration::from_secs(13),
+        "{:?}",
+        started.elapsed()
+    );
+    server.stop();
+    let recordings = server.recordings();
+    assert_eq!(recordings.len(), 1, "one session: {recordings:?}");
+    let recorded = probe_packets(&recordings[0]);
+    assert_eq!(recorded.video.count(), input_video);
+    assert!(recorded.video.monotonic(true));
+    // Each fragment lasts its longest track (the audio, 3.02 s): the timeline adds them up.
+    let expected = total_duration(&media);
+    assert!(
+        (recorded.duration() - expected).abs() < 0.1,
+        "{} of {expected}",
+        recorded.duration()
+    );
+}
+
+#[test]
+fn mp4_fragments_become_one_paced_session_with_every_packet_and_no_ffmpeg() {
+    assert_one_session_with_every_packet("mp4");
+}
+
+#[test]
+fn flv_batches_become_one_paced_session_with_every_packet() {
+    assert_one_session_with_every_packet("flv");
+}
+
+#[test]
+fn a_stream_name_in_use_fails_at_once_in_the_servers_words() {
+    let server = RtmpServer::start();
+    let mut holder = Publisher::connect(server.port(), "live", "taken", 2_500_000);
+    holder.wait_for(|event| matches!(event, streampub_rtmp::PublishEvent::Publishing { .. }));
+    let dir = TestDir::new();
+    dir.copy_in("in", &short_fragments("mp4")[..1]);
+    let url = format!("{}/taken", server.server_url());
+    let config = dir.pipeline_file(&pipeline(&url, "mp4", json!({"pacing": "off"})));
+    let started = Instant::now();
+    let run = run_pipeline_file(&config, TIMEOUT);
+    assert_ne!(run.code(), Some(0), "{}", run.stderr());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}: {}",
+        started.elapsed(),
+        run.stderr()
+    );
+    assert!(run.events("sink_reconnecting").is_empty(), "never retried");
+    let failed = run.pipeline_event("pipeline_failed", "channel-1");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(error.contains("NetStream.Publish.BadName"), "{failed}");
+    assert!(
+        !error.contains("taken"),
+        "the stream key stays out: {error}"
+    );
+    holder.finish();
+}
+
+#[test]
+fn a_server_crash_mid_run_loses_no_frame_and_repeats_at_most_a_gop() {
+    let media = short_fragments("mp4");
+    let (content, position) = input_frames(&media, video_packet_hashes);
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    let url = format!("{}/crash", server.server_url());
+    let config = dir.pipeline_file(&pipeline(
+        &url,
+        "mp4",
+        json!({"reconnect_delay": "500ms", "max_reconnect_delay": "1s", "max_reconnect_attempts": 20}),
+    ));
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    running.wait_for_event(TIMEOUT, "rtmp_publishing", |_| true);
+    // 6.5 s into the 15 s: inside the third fragment, between its keyframes.
+    std::thread::sleep(Duration::from_millis(6_500));
+    server.kill();
+    running.wait_for_event(TIMEOUT, "sink_reconnecting", |_| true);
+    server.restart();
+    let run = running.wait(TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.published().len(), 5, "{}", run.stderr());
+    server.stop();
+    let stretches = recorded_stretches(&server, &position, video_packet_hashes);
+    let repeats = repeats_between_sessions(&stretches, content.len(), FRAME);
+    println!("recorded frames per session {stretches:?}; repeated {repeats:.2?} s");
+    assert_eq!(repeats.len(), 1, "{stretches:?}");
+    // At most a GOP (2 s) and a frame: confirmation is the server's acknowledgements, with no
+    // margin.
+    assert!(repeats[0] <= 2.04 + 0.3, "repeated {:.2} s", repeats[0]);
+}
