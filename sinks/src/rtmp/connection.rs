@@ -177,6 +177,15 @@ async fn publish(
                     progress.lock().unwrap().confirm(session.sent());
                     return Ok(());
                 }
+                // nginx-rtmp answers `connect` to an application it does not have so.
+                Ok(0) if session.phase() == Phase::Connecting => {
+                    return Err(SinkError::fatal(format!(
+                        "the RTMP server closed the connection in answer to connect for \
+                         application `{}` (nginx-rtmp does so for an application it does not \
+                         have); check the application in `url` or `server_url`",
+                        target.app
+                    )))
+                }
                 Ok(0) => return Err(SinkError::retryable("the RTMP server closed the connection")),
                 Ok(n) => session.feed(&buffer[..n]).map_err(protocol_error)?,
                 Err(error) => return Err(SinkError::retryable(format!("reading from the RTMP server: {error}"))),

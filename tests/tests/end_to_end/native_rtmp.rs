@@ -1,6 +1,7 @@
 //! The `rtmp` sink (streampub's own RTMP publisher) against a real nginx-rtmp: one session with
-//! every packet and no ffmpeg in the publishing path, a refused stream name that fails at once
-//! in the server's words, and a server crash that loses no frame and repeats at most a GOP.
+//! every packet and no ffmpeg in the publishing path, a refused stream name and a wrong
+//! application that fail at once naming the problem, and a server crash that loses no frame
+//! and repeats at most a GOP.
 
 use std::time::{Duration, Instant};
 
@@ -110,6 +111,26 @@ fn a_stream_name_in_use_fails_at_once_in_the_servers_words() {
         "the stream key stays out: {error}"
     );
     holder.finish();
+}
+
+#[test]
+fn a_wrong_application_fails_at_once_naming_it() {
+    let server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", &short_fragments("mp4")[..1]);
+    let url = format!("rtmp://127.0.0.1:{}/nope/key", server.port());
+    let config = dir.pipeline_file(&pipeline(&url, "mp4", json!({"pacing": "off"})));
+    let run = run_pipeline_file(&config, TIMEOUT);
+    assert_ne!(run.code(), Some(0), "{}", run.stderr());
+    assert!(run.events("sink_reconnecting").is_empty(), "never retried");
+    let failed = run.pipeline_event("pipeline_failed", "channel-1");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`nope`"),
+        "{failed}"
+    );
 }
 
 #[test]
