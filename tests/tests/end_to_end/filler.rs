@@ -56,6 +56,16 @@ impl Drop for Viewer {
 
 #[test]
 fn a_late_fragment_is_covered_by_filler_without_an_idle_drop_or_a_reconnect() {
+    late_fragment_covered_by_filler("ffmpeg-rtmp", "process_started");
+}
+
+#[test]
+fn the_native_rtmp_sink_covers_a_late_fragment_with_filler_in_one_session() {
+    late_fragment_covered_by_filler("rtmp", "rtmp_publishing");
+}
+
+/// `sink` publishes; `session_event` is logged once per session it starts.
+fn late_fragment_covered_by_filler(sink: &str, session_event: &str) {
     let media = small_fragments(10, 8, &["--bitrate", "400k"]);
     let mut server = RtmpServer::start_dropping_idle_publishers(Duration::from_secs(5));
     let dir = TestDir::new();
@@ -67,7 +77,7 @@ fn a_late_fragment_is_covered_by_filler_without_an_idle_drop_or_a_reconnect() {
         "pipelines": [{
             "name": "channel",
             "source": {"type": "directory", "path": "in", "settle": "0s"},
-            "sink": {"type": "ffmpeg-rtmp", "url": url},
+            "sink": {"type": sink, "url": url},
         }],
     }));
     let http = HttpClient::new(&address);
@@ -109,7 +119,7 @@ fn a_late_fragment_is_covered_by_filler_without_an_idle_drop_or_a_reconnect() {
         }
         rename_in(index);
         if index == 0 {
-            running.wait_for_event(Duration::from_secs(20), "process_started", |_| true);
+            running.wait_for_event(Duration::from_secs(20), session_event, |_| true);
             thread::sleep(Duration::from_secs(1));
             viewer = Some(Viewer::start(&url, &dir.join("viewer.flv")));
         }
@@ -125,8 +135,8 @@ fn a_late_fragment_is_covered_by_filler_without_an_idle_drop_or_a_reconnect() {
     let run = running.wait(Duration::from_secs(30));
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.published().len(), media.len(), "{}", run.stderr());
-    // One session: ffmpeg started once, never reconnected, no new session.
-    assert_eq!(run.events("process_started").len(), 1, "{}", run.stderr());
+    // One session: started once, never reconnected, no new session.
+    assert_eq!(run.events(session_event).len(), 1, "{}", run.stderr());
     assert!(
         run.events("sink_reconnected").is_empty(),
         "{}",
