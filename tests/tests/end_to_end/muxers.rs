@@ -103,10 +103,31 @@ fn publish_as_one_stream(media: &[PathBuf], stages: Value, input_format: &str, a
     ));
     let run = run_pipeline_file(&rtmp, TIMEOUT);
     assert_all_published(&run, media.len());
+    // The same through the native publisher (which takes MP4 and FLV batches).
+    if input_format != "mpegts" {
+        let native = dir.pipeline_file(&pipeline(
+            stages.clone(),
+            json!({
+                "type": "rtmp",
+                "url": format!("{}/native", server.server_url()),
+                "input_format": input_format,
+                "pacing": "off",
+            }),
+        ));
+        let run = run_pipeline_file(&native, TIMEOUT);
+        assert_all_published(&run, media.len());
+    }
     server.stop();
     let recordings = server.recordings();
-    assert_eq!(recordings.len(), 1, "one RTMP session: {recordings:?}");
-    assert_one_stream("recording", &recordings[0], media);
+    let expected = if input_format == "mpegts" { 1 } else { 2 };
+    assert_eq!(
+        recordings.len(),
+        expected,
+        "one RTMP session each: {recordings:?}"
+    );
+    for recording in &recordings {
+        assert_one_stream("recording", recording, media);
+    }
 
     // The directory source moved nothing: the same files again, into an archive.
     let archive = dir.join(archive);
@@ -414,24 +435,38 @@ fn b_frames_keep_their_presentation_order_through_flv_tags() {
 
 #[test]
 fn gstreamer_b_frames_reach_the_server_with_their_decode_times() {
-    b_frames_reach_the_server_with_their_decode_times(&gstreamer_b_frame_fragments(FIVE_FRAGMENTS));
+    b_frames_reach_the_server_with_their_decode_times(
+        &gstreamer_b_frame_fragments(FIVE_FRAGMENTS),
+        "ffmpeg-rtmp",
+    );
 }
 
 #[test]
 fn ffmpeg_b_frames_reach_the_server_with_their_decode_times() {
-    b_frames_reach_the_server_with_their_decode_times(&five_fragments(&["--bframes", "2"]));
+    b_frames_reach_the_server_with_their_decode_times(
+        &five_fragments(&["--bframes", "2"]),
+        "ffmpeg-rtmp",
+    );
 }
 
-/// B-frame fragments through the default `ffmpeg-rtmp` (paced, FLV tags) to nginx-rtmp: the
-/// recording's video decode times increase strictly and step as the input's do within each
-/// fragment (ffmpeg asked to regenerate DTS got B-frames wrong at every session start).
-fn b_frames_reach_the_server_with_their_decode_times(media: &[PathBuf]) {
+#[test]
+fn the_native_rtmp_sink_sends_gstreamer_b_frames_with_their_decode_times() {
+    b_frames_reach_the_server_with_their_decode_times(
+        &gstreamer_b_frame_fragments(FIVE_FRAGMENTS),
+        "rtmp",
+    );
+}
+
+/// B-frame fragments through `sink` (paced, FLV tags) to nginx-rtmp: the recording's video
+/// decode times increase strictly and step as the input's do within each fragment (ffmpeg
+/// asked to regenerate DTS got B-frames wrong at every session start).
+fn b_frames_reach_the_server_with_their_decode_times(media: &[PathBuf], sink: &str) {
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
     dir.copy_in("in", media);
     let config = dir.pipeline_file(&pipeline(
         json!([]),
-        json!({"type": "ffmpeg-rtmp", "url": format!("{}/bframes", server.server_url())}),
+        json!({"type": sink, "url": format!("{}/bframes", server.server_url())}),
     ));
     let run = run_pipeline_file(&config, TIMEOUT);
     assert_all_published(&run, media.len());
