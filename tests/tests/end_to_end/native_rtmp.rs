@@ -1,12 +1,14 @@
 //! The `rtmp` sink (streampub's own RTMP publisher) against a real nginx-rtmp: one session with
 //! every packet and no ffmpeg in the publishing path, a refused stream name and a wrong
 //! application that fail at once naming the problem, and a server crash that loses no frame
-//! and repeats at most a GOP.
+//! and repeats at most a GOP; a reload that changes another pipeline keeps the session.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use streampub_tests::media::{probe_packets, small_fragments, total_duration, video_packet_hashes};
+use streampub_tests::media::{
+    decoder_errors, probe_packets, small_fragments, total_duration, video_packet_hashes,
+};
 use streampub_tests::recordings::{input_frames, recorded_stretches, repeats_between_sessions};
 use streampub_tests::rtmp::RtmpServer;
 use streampub_tests::{merged, run_pipeline_file, streampub_binary, Running, TestDir};
@@ -164,4 +166,75 @@ fn a_server_crash_mid_run_loses_no_frame_and_repeats_at_most_a_gop() {
     // At most a GOP (2 s) and a frame: confirmation is the server's acknowledgements, with no
     // margin.
     assert!(repeats[0] <= 2.04 + 0.3, "repeated {:.2} s", repeats[0]);
+}
+
+#[test]
+fn a_reload_that_changes_another_pipeline_keeps_the_session() {
+    let media = short_fragments("mp4");
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.mkdir("in");
+    dir.mkdir("other");
+    let url = format!("{}/kept", server.server_url());
+    let file = |other_settle: &str| {
+        json!({"pipelines": [
+            {
+                "name": "channel-1",
+                "source": {"type": "directory", "path": "in", "settle": "0s"},
+                "sink": {"type": "rtmp", "url": url},
+            },
+            {
+                "name": "other",
+                "source": {"type": "directory", "path": "other", "settle": other_settle},
+                "sink": {"type": "null"},
+            },
+        ]})
+    };
+    let config = dir.pipeline_file(&file("0s"));
+    let running = Running::start(
+        &streampub_binary(),
+        &["run", "--watch", config.to_str().unwrap()],
+    );
+    let rename_in = |index: usize| {
+        let staged = dir.join(&format!("batch-{index}.mp4"));
+        std::fs::copy(&media[index], &staged).unwrap();
+        std::fs::rename(&staged, dir.join(&format!("in/batch-{index}.mp4"))).unwrap();
+    };
+    rename_in(0);
+    rename_in(1);
+    running.wait_for_event(TIMEOUT, "rtmp_publishing", |_| true);
+    dir.pipeline_file(&file("1s"));
+    let reloaded = running.wait_for_event(TIMEOUT, "config_reloaded", |_| true);
+    assert_eq!(reloaded["restarted"], "other");
+    assert_eq!(reloaded["unchanged"], "channel-1");
+    for index in 2..5 {
+        rename_in(index);
+    }
+    running.wait_for_event(TIMEOUT, "fragment_published", |event| {
+        event["fragment"] == "batch-4.mp4"
+    });
+    running.signal(streampub_tests::Signal::TERM);
+    let run = running.wait(TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(
+        run.events("rtmp_publishing").len(),
+        1,
+        "one session throughout"
+    );
+    server.stop();
+    let recordings = server.recordings();
+    assert_eq!(recordings.len(), 1, "{recordings:?}");
+    let input_video: usize = media
+        .iter()
+        .map(|path| probe_packets(path).video.count())
+        .sum();
+    // Filler covered the waits between the batches, in the same session.
+    let recorded = probe_packets(&recordings[0]);
+    assert!(
+        recorded.video.count() >= input_video,
+        "{}",
+        recorded.video.count()
+    );
+    assert!(recorded.video.monotonic(true));
+    assert_eq!(decoder_errors(&recordings[0]), 0);
 }
