@@ -36,9 +36,9 @@ const ACKNOWLEDGEMENT_WINDOW: u32 = 256 * 1024;
 /// The chunk size this client sends with, as FFmpeg and OBS do.
 const CHUNK_SIZE: u32 = 4096;
 /// Output buffered ahead of the socket before no more tags are taken.
-const OUTPUT_HIGH_WATER: usize = 256 * 1024;
+const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 /// Tags queued between the sink and the task.
-const QUEUE: usize = 64;
+const QUEUE: usize = 16;
 /// How often the kernel's count is read while it confirms, and a closing session checked.
 const TICK: Duration = Duration::from_millis(100);
 
