@@ -10,8 +10,8 @@
 //! last one after a large one is a counter that started again, and the total goes on from the
 //! last value seen (the bytes between that value and the restart are not counted: at most a
 //! window, so a resend may repeat a little more). A value below or equal to the last while both
-//! are small cannot be a restart: the server counts per window, and from then on each value is
-//! added. The handshake's bytes are taken off every total, so a server that does not count
+//! are small cannot be a restart: once, it may be a total sent again (nothing new); twice in a
+//! row, the server counts per window, and from then on each value is added. The handshake's bytes are taken off every total, so a server that does not count
 //! them is believed a few kilobytes short. A total is never more than was sent.
 //!
 //! Missing acknowledgements are never a reason to drop the connection: a server that sends
@@ -19,8 +19,9 @@
 
 use crate::handshake::CLIENT_HANDSHAKE_BYTES;
 
-/// A last value at or above this, followed by a smaller one, is a counter that started again.
-const RESTART_ABOVE: u32 = 0x8000_0000;
+/// A last value at or above this, followed by a smaller one, is a counter that started again
+/// (below 2^31, for servers whose counter wraps there); no server counts a window this large.
+const RESTART_ABOVE: u32 = 0x7000_0000;
 
 /// How the server counts, as far as its acknowledgements have shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,6 +54,8 @@ pub struct Acknowledgements {
     base: u64,
     /// The widened total, handshake included as the server may count it.
     total: u64,
+    /// Values in a row not above the last while small: two make a count per window.
+    small_repeats: u8,
     received: u64,
 }
 
@@ -65,16 +68,22 @@ impl Acknowledgements {
         match (self.counting, self.last) {
             (Counting::PerWindow, _) => self.total += value64,
             (_, Some(last)) if value <= last && last < RESTART_ABOVE => {
-                // Not a restart: each value counts one window. This one is a window more.
-                self.counting = Counting::PerWindow;
-                self.total += value64;
+                // Not a restart. Twice in a row, it is a count per window (this one a window
+                // more); once may be a repeated total, which claims nothing new.
+                self.small_repeats += 1;
+                if self.small_repeats >= 2 {
+                    self.counting = Counting::PerWindow;
+                    self.total += value64;
+                }
             }
             (_, Some(last)) if value < last => {
+                self.small_repeats = 0;
                 self.counting = Counting::Total;
                 self.base += u64::from(last);
                 self.total = self.base + value64;
             }
             _ => {
+                self.small_repeats = 0;
                 self.counting = Counting::Total;
                 self.total = self.base + value64;
             }
@@ -132,13 +141,28 @@ mod tests {
     }
 
     #[test]
-    fn a_fixed_count_per_window_adds_up() {
+    fn a_fixed_count_per_window_adds_up_once_it_is_told_from_a_repeated_total() {
         let mut acks = Acknowledgements::default();
+        // The first is read as a total, the second as a repeat (nothing new): only from the
+        // third is the count known to be per window, and each adds a window.
+        let mut last = 0;
         for round in 1..=10u64 {
             let acknowledged = acks.received(131_325, u64::MAX);
-            assert_eq!(acknowledged, (round * 131_325).saturating_sub(HANDSHAKE));
+            assert!(acknowledged >= last);
+            assert!(acknowledged <= round * 131_325, "never more than received");
+            last = acknowledged;
         }
         assert_eq!(acks.counting(), Counting::PerWindow);
+        assert_eq!(last, (9 * 131_325u64).saturating_sub(HANDSHAKE));
+    }
+
+    #[test]
+    fn a_total_sent_twice_claims_nothing_new() {
+        let mut acks = Acknowledgements::default();
+        acks.received(1_000_000, u64::MAX);
+        assert_eq!(acks.received(1_000_000, u64::MAX), 1_000_000 - HANDSHAKE);
+        assert_eq!(acks.received(1_250_000, u64::MAX), 1_250_000 - HANDSHAKE);
+        assert_eq!(acks.counting(), Counting::Total);
     }
 
     #[test]
@@ -147,6 +171,15 @@ mod tests {
         acks.received(u32::MAX - 100, u64::MAX);
         let acknowledged = acks.received(200, u64::MAX);
         assert_eq!(acknowledged, u64::from(u32::MAX) - 100 + 200 - HANDSHAKE);
+    }
+
+    #[test]
+    fn a_total_that_wraps_at_2_to_the_31_keeps_growing() {
+        let mut acks = Acknowledgements::default();
+        acks.received(0x7FFF_F000, u64::MAX);
+        let acknowledged = acks.received(0x2000, u64::MAX);
+        assert_eq!(acknowledged, 0x7FFF_F000 + 0x2000 - HANDSHAKE);
+        assert_eq!(acks.counting(), Counting::Total);
     }
 
     #[test]

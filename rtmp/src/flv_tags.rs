@@ -28,6 +28,28 @@ pub struct FlvTag {
     pub body: Bytes,
 }
 
+impl FlvTag {
+    /// Whether the tag carries a frame (video or audio data), not a sequence header, a sequence
+    /// end or metadata: the legacy AVC and AAC packet types and enhanced RTMP's.
+    pub fn is_frame(&self) -> bool {
+        let (Some(&first), second) = (self.body.first(), self.body.get(1)) else {
+            return false;
+        };
+        match self.kind {
+            TagKind::Script => false,
+            // Enhanced RTMP: CodedFrames (1) or CodedFramesX (3).
+            TagKind::Video if first & 0x80 != 0 => matches!(first & 0x0F, 1 | 3),
+            // AVC: packet type 1 is a NALU; other legacy codecs carry frames only.
+            TagKind::Video => first & 0x0F != 7 || second == Some(&1),
+            // AAC: packet type 1 is raw data.
+            TagKind::Audio if first >> 4 == 10 => second == Some(&1),
+            // Enhanced audio: CodedFrames (1).
+            TagKind::Audio if first >> 4 == 9 => first & 0x0F == 1,
+            TagKind::Audio => true,
+        }
+    }
+}
+
 /// Bytes that are not an FLV tag stream.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("byte {offset} of the stream is not an FLV tag (type {type_byte}): the sink needs FLV tags, which the flv-timeline or fmp4-to-flv stage writes")]
@@ -214,6 +236,31 @@ mod tests {
         assert_eq!(tags[0].timestamp, 0x0100_0002, "the extension byte counts");
         assert_eq!(tags[0].body.as_ptr(), body.as_ptr());
         assert!(reader.at_boundary());
+    }
+
+    #[test]
+    fn frames_are_told_from_headers() {
+        let tag = |kind, body: &'static [u8]| FlvTag {
+            kind,
+            timestamp: 0,
+            body: Bytes::from_static(body),
+        };
+        assert!(
+            !tag(TagKind::Video, &[0x17, 0, 0, 0, 0]).is_frame(),
+            "AVC header"
+        );
+        assert!(tag(TagKind::Video, &[0x17, 1, 0, 0, 0]).is_frame());
+        assert!(
+            !tag(TagKind::Video, &[0x90, b'h', b'v', b'c', b'1']).is_frame(),
+            "HEVC start"
+        );
+        assert!(tag(TagKind::Video, &[0xA1, b'h', b'v', b'c', b'1']).is_frame());
+        assert!(
+            !tag(TagKind::Audio, &[0xAF, 0, 0x12, 0x10]).is_frame(),
+            "AAC header"
+        );
+        assert!(tag(TagKind::Audio, &[0xAF, 1, 0x21]).is_frame());
+        assert!(!tag(TagKind::Script, &[2, 0, 10]).is_frame());
     }
 
     #[test]

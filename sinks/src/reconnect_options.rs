@@ -67,3 +67,22 @@ impl ReconnectOptions {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_wait_is_at_least_the_first() {
+        ReconnectOptions::default().policy().unwrap();
+        let inverted = ReconnectOptions {
+            reconnect_delay: HumanDuration::from_secs(10),
+            max_reconnect_delay: HumanDuration::from_secs(1),
+            ..ReconnectOptions::default()
+        };
+        assert_eq!(
+            inverted.policy().unwrap_err().field.as_deref(),
+            Some("max_reconnect_delay")
+        );
+    }
+}

@@ -73,6 +73,7 @@ fn embedding_program(pid_file: &Path) -> ! {
         command: vec!["sh".into(), "-c".into(), script],
         stdout: None,
         process: ProcessOptions::default(),
+        reconnect: streampub_sinks::reconnect_options::ReconnectOptions::default(),
     };
     let context = ComponentContext::new("embedded", Path::new("."));
     let handle = runtime.handle().clone();

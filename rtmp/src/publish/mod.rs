@@ -368,12 +368,16 @@ impl PublishSession {
                 self.phase = Phase::StartingPublish;
             }
             ServerCommand::Error { transaction, info }
-                if transaction == CONNECT || transaction == CREATE_STREAM =>
+                if transaction == CONNECT
+                    || transaction == CREATE_STREAM
+                    || transaction == PUBLISH =>
             {
                 let step = if transaction == CONNECT {
                     Step::Connect
-                } else {
+                } else if transaction == CREATE_STREAM {
                     Step::CreateStream
+                } else {
+                    Step::Publish
                 };
                 self.refused(step, Status::from_info(&info));
             }

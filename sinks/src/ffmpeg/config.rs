@@ -17,6 +17,7 @@ use crate::live_output::{
     MPEGTS_TIMELINE,
 };
 use crate::process::{ProcessCommand, ProcessOptions, ProgressConfirmation};
+use crate::reconnect_options::ReconnectOptions;
 use crate::rtmp_destination::{rtmp_redactor, RtmpDestination};
 use streampub_core::plugin::find_program;
 use tracing::warn;
@@ -113,6 +114,9 @@ pub struct FfmpegRtmpSinkConfig {
     /// Restarts, the stdin pipe and shutdown, as for the `process` sink.
     #[serde(flatten)]
     pub process: ProcessOptions,
+    /// Restarts: `max_reconnect_attempts`, `reconnect_delay`, `max_reconnect_delay`.
+    #[serde(flatten)]
+    pub reconnect: ReconnectOptions,
 }
 
 /// What ffmpeg reads for MP4 fragments with `continuity: auto`.
@@ -268,7 +272,8 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
                  off`): let streampub pace, or remove `filler`",
             ));
         }
-        self.process.validate()
+        self.process.validate()?;
+        self.reconnect.policy().map(drop)
     }
 
     async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Sink>, ComponentError> {
@@ -313,7 +318,7 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
                 filler: self.filler_source() != FillerSource::None,
             }),
         };
-        Ok(Box::new(self.process.sink(command)?))
+        Ok(Box::new(self.process.sink(command, &self.reconnect)?))
     }
 
     fn implied_stages(&self) -> Vec<ImpliedStage> {

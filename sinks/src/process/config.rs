@@ -9,6 +9,8 @@ use streampub_core::plugin::{
 };
 use streampub_core::register_sink;
 
+use crate::reconnect_options::ReconnectOptions;
+
 use super::options::ProcessOptions;
 use super::session::GenericStderr;
 use super::session::ProcessCommand;
@@ -33,6 +35,9 @@ pub struct ProcessSinkConfig {
     /// Restarts, the stdin pipe and shutdown: see [`ProcessOptions`].
     #[serde(flatten)]
     pub process: ProcessOptions,
+    /// Restarts: `max_reconnect_attempts`, `reconnect_delay`, `max_reconnect_delay`.
+    #[serde(flatten)]
+    pub reconnect: ReconnectOptions,
 }
 
 #[async_trait]
@@ -51,6 +56,7 @@ impl SinkConfig for ProcessSinkConfig {
             ));
         }
         self.process.validate()?;
+        self.reconnect.policy()?;
         if let Some(stdout) = &self.stdout {
             let stdout = context.resolve_path(stdout);
             if !stdout.parent().is_some_and(Path::is_dir) {
@@ -81,6 +87,6 @@ impl SinkConfig for ProcessSinkConfig {
             progress: None,
             pacing: None,
         };
-        Ok(Box::new(self.process.sink(command)?))
+        Ok(Box::new(self.process.sink(command, &self.reconnect)?))
     }
 }

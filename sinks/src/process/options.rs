@@ -1,5 +1,6 @@
 //! The options of every sink that runs a long-lived process and writes fragments into its
-//! stdin: `process` and `ffmpeg-rtmp` share them (one definition, one set of docs, one check).
+//! stdin: `process` and `ffmpeg-rtmp` share them (one definition, one set of docs, one check),
+//! beside the reconnect options every sink with sessions shares.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -25,9 +26,6 @@ const MAX_PIPE_BUFFER: usize = 1 << 30;
 /// options (serde `flatten`; the sink's config still refuses unknown fields).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub struct ProcessOptions {
-    /// Restarts: `max_reconnect_attempts`, `reconnect_delay`, `max_reconnect_delay`.
-    #[serde(flatten)]
-    pub reconnect: ReconnectOptions,
     /// Capacity of the process's stdin pipe (`F_SETPIPE_SZ`), from 4KiB to 1GiB.
     #[serde(default = "default_pipe_buffer")]
     pub pipe_buffer: ByteSize,
@@ -50,7 +48,6 @@ pub struct ProcessOptions {
 impl Default for ProcessOptions {
     fn default() -> Self {
         Self {
-            reconnect: ReconnectOptions::default(),
             pipe_buffer: default_pipe_buffer(),
             flush_timeout: default_flush_timeout(),
             splice: default_splice(),
@@ -80,17 +77,20 @@ impl ProcessOptions {
     pub fn validate(&self) -> Result<(), ComponentError> {
         check_duration("flush_timeout", self.flush_timeout, false)?;
         check_duration("stall_timeout", self.stall_timeout, false)?;
-        self.reconnect.policy()?;
         self.pipe_capacity()?;
         Ok(())
     }
 
-    /// The sink running the process of `command` with these options (started when the first
-    /// bytes are written).
-    pub(crate) fn sink(&self, mut command: ProcessCommand) -> Result<ProcessSink, ComponentError> {
+    /// The sink running the process of `command` with these options and `reconnect`'s
+    /// restarts (started when the first bytes are written).
+    pub(crate) fn sink(
+        &self,
+        mut command: ProcessCommand,
+        reconnect: &ReconnectOptions,
+    ) -> Result<ProcessSink, ComponentError> {
         command.pipe_buffer = Some(self.pipe_capacity()?);
         command.stall_timeout = Some(self.stall_timeout.get());
-        let policy = self.reconnect.policy()?;
+        let policy = reconnect.policy()?;
         Ok(ProcessSink::new(
             command,
             policy,
@@ -127,18 +127,6 @@ mod tests {
         assert_eq!(
             small.validate().unwrap_err().field.as_deref(),
             Some("pipe_buffer")
-        );
-        let inverted = ProcessOptions {
-            reconnect: ReconnectOptions {
-                reconnect_delay: HumanDuration::from_secs(10),
-                max_reconnect_delay: HumanDuration::from_secs(1),
-                ..ReconnectOptions::default()
-            },
-            ..ProcessOptions::default()
-        };
-        assert_eq!(
-            inverted.validate().unwrap_err().field.as_deref(),
-            Some("max_reconnect_delay")
         );
     }
 }

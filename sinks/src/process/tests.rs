@@ -38,13 +38,13 @@ fn config(command: &[&str], stdout: Option<&str>) -> ProcessSinkConfig {
         command: command.iter().map(|part| part.to_string()).collect(),
         stdout: stdout.map(Into::into),
         process: ProcessOptions {
-            reconnect: ReconnectOptions {
-                max_reconnect_attempts: 2,
-                reconnect_delay: streampub_core::plugin::HumanDuration::from_millis(10),
-                max_reconnect_delay: streampub_core::plugin::HumanDuration::from_millis(10),
-            },
             flush_timeout: streampub_core::plugin::HumanDuration::from_secs(5),
             ..ProcessOptions::default()
+        },
+        reconnect: ReconnectOptions {
+            max_reconnect_attempts: 2,
+            reconnect_delay: streampub_core::plugin::HumanDuration::from_millis(10),
+            max_reconnect_delay: streampub_core::plugin::HumanDuration::from_millis(10),
         },
     }
 }

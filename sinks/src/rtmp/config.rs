@@ -56,7 +56,8 @@ pub struct RtmpSinkConfig {
     /// How far ahead of the wall clock paced media may be written.
     #[serde(default = "default_max_lead")]
     pub max_lead: HumanDuration,
-    /// How long connecting to the server may take before the attempt counts as failed.
+    /// How long connecting to the server, the handshake and the start of the publication may
+    /// take before the attempt counts as failed.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
     /// How long a clean stop (or a new session after a stream change) may take to have what
@@ -134,6 +135,7 @@ impl SinkConfig for RtmpSinkConfig {
                 pipeline: context.pipeline.clone(),
                 target: self.target(&context.pipeline)?,
                 connect_timeout: self.connect_timeout.get(),
+                after_outage: false,
             },
             policy: self.reconnect.policy()?,
             pacing: (self.pacing == PacingMode::Realtime).then(|| Pacing {

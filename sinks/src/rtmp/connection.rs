@@ -41,6 +41,8 @@ const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 const QUEUE: usize = 16;
 /// How often the kernel's count is read while it confirms, and a closing session checked.
 const TICK: Duration = Duration::from_millis(100);
+/// A server that takes no byte of pending output for this long has stalled.
+const WRITE_STALL: Duration = Duration::from_secs(20);
 
 /// What the sink hands the task.
 #[derive(Debug)]
@@ -57,7 +59,10 @@ pub(crate) enum Outgoing {
 pub(crate) struct ConnectionSettings {
     pub pipeline: String,
     pub target: Target,
+    /// Connecting, the handshake and the start of the publication together.
     pub connect_timeout: Duration,
+    /// Whether an earlier session of this sink was publishing (this one follows an outage).
+    pub after_outage: bool,
 }
 
 /// A running session.
@@ -95,18 +100,20 @@ impl Drop for Connection {
 
 async fn run(
     settings: ConnectionSettings,
-    queue: mpsc::Receiver<Outgoing>,
+    mut queue: mpsc::Receiver<Outgoing>,
     progress: Arc<Mutex<Progress>>,
 ) {
-    if let Err(error) = publish(&settings, queue, &progress).await {
+    if let Err(error) = publish(&settings, &mut queue, &progress).await {
         debug!(pipeline = %settings.pipeline, error = %error, "RTMP session ended");
         progress.lock().unwrap().failure = Some(error);
     }
+    // Only now may the sink see the queue closed: the failure is there to be read.
+    drop(queue);
 }
 
 async fn publish(
     settings: &ConnectionSettings,
-    mut queue: mpsc::Receiver<Outgoing>,
+    queue: &mut mpsc::Receiver<Outgoing>,
     progress: &Mutex<Progress>,
 ) -> Result<(), SinkError> {
     let target = &settings.target;
@@ -140,14 +147,34 @@ async fn publish(
     let mut closing = false;
     let mut kernel_confirms = false;
     let mut tick = tokio::time::interval(TICK);
+    let connected_at = Instant::now();
+    let mut last_write = Instant::now();
     loop {
+        if session.phase() != Phase::Publishing
+            && !closing
+            && connected_at.elapsed() > settings.connect_timeout
+        {
+            return Err(SinkError::retryable(format!(
+                "the RTMP server did not start the publication within connect_timeout ({} s)",
+                settings.connect_timeout.as_secs()
+            )));
+        }
+        if !output.is_empty() && last_write.elapsed() > WRITE_STALL {
+            return Err(SinkError::retryable(format!(
+                "the RTMP server took nothing for {} s",
+                WRITE_STALL.as_secs()
+            )));
+        }
         output.extend_from_slice(session.pending_output());
         let produced = session.pending_output().len();
         session.consumed(produced);
         while let Some(event) = session.next_event() {
-            handle_event(event, settings, kernel_confirms, progress)?;
+            let delivered = kernel_acknowledged(descriptor, written);
+            handle_event(event, settings, kernel_confirms, delivered, progress)?;
         }
-        if !kernel_confirms && acknowledgements_missing(&session) {
+        if !kernel_confirms
+            && acknowledgements_missing(&session, kernel_acknowledged(descriptor, written))
+        {
             kernel_confirms = true;
             warn!(
                 event = "acknowledgements_missing",
@@ -174,7 +201,8 @@ async fn publish(
             read = reader.read(&mut buffer) => match read {
                 // After the unpublish, a server may close first: it had everything.
                 Ok(0) if closing && output.is_empty() => {
-                    progress.lock().unwrap().confirm(session.sent());
+                    let acknowledged = kernel_acknowledged(descriptor, written);
+                    progress.lock().unwrap().confirm(acknowledged.min(session.sent()));
                     return Ok(());
                 }
                 // nginx-rtmp answers `connect` to an application it does not have so.
@@ -194,17 +222,18 @@ async fn publish(
                 let n = sent.map_err(|error| SinkError::retryable(format!("writing to the RTMP server: {error}")))?;
                 output.advance(n);
                 written += n as u64;
+                last_write = Instant::now();
             }
             next = queue.recv(), if take_tags => match next {
                 Some(Outgoing::Tag(tag)) => {
-                    let timestamp = tag.timestamp;
+                    let (timestamp, frame) = (tag.timestamp, tag.is_frame());
                     let end = match tag.kind {
                         TagKind::Audio => session.send_audio(timestamp, tag.body),
                         TagKind::Video => session.send_video(timestamp, tag.body),
                         TagKind::Script => session.send_metadata(timestamp, &tag.body),
                     }
                     .map_err(protocol_error)?;
-                    progress.lock().unwrap().tag_sent(end, timestamp);
+                    progress.lock().unwrap().tag_sent(end, timestamp, frame);
                 }
                 Some(Outgoing::FragmentEnd) => {
                     progress.lock().unwrap().fragment_ended(session.sent());
@@ -224,6 +253,7 @@ fn handle_event(
     event: PublishEvent,
     settings: &ConnectionSettings,
     kernel_confirms: bool,
+    delivered: u64,
     progress: &Mutex<Progress>,
 ) -> Result<(), SinkError> {
     match event {
@@ -237,8 +267,17 @@ fn handle_event(
                 settings.target.tc_url
             );
         }
+        // Never more than the peer's TCP has acknowledged: a server's count that is misread
+        // cannot confirm what never left this host.
         PublishEvent::Acknowledged(bytes) if !kernel_confirms => {
-            progress.lock().unwrap().confirm(bytes);
+            progress.lock().unwrap().confirm(bytes.min(delivered));
+        }
+        // After an outage a server may still hold this publisher's old session for a while
+        // and refuse the name: that is retried within the reconnect policy, not fatal.
+        PublishEvent::Refused { step, status }
+            if settings.after_outage && status.code == "NetStream.Publish.BadName" =>
+        {
+            return Err(SinkError::retryable(refusal(settings, step, &status)));
         }
         PublishEvent::Refused { step, status } => {
             return Err(SinkError::fatal(refusal(settings, step, &status)));
@@ -290,10 +329,11 @@ fn protocol_error(error: ProtocolError) -> SinkError {
     }
 }
 
-/// Whether the server should have acknowledged by now and has not.
-fn acknowledgements_missing(session: &PublishSession) -> bool {
+/// Whether the server should have acknowledged by now and has not: its TCP has taken two
+/// windows and more.
+fn acknowledgements_missing(session: &PublishSession, delivered: u64) -> bool {
     session.counting() == Counting::Unknown
-        && session.sent() > 2 * u64::from(ACKNOWLEDGEMENT_WINDOW) + 64 * 1024
+        && delivered > 2 * u64::from(ACKNOWLEDGEMENT_WINDOW) + 64 * 1024
 }
 
 /// Bytes after the handshake the peer's TCP has acknowledged, of `written` in all.

@@ -15,9 +15,13 @@ pub(crate) struct Progress {
     confirmed: u64,
     /// Where each fragment ended in this session and not yet confirmed ended, oldest first.
     fragment_ends: VecDeque<u64>,
+    /// Fragments the sink has ended whose end the session's task has not reached yet (still
+    /// in the queue between them): unconfirmed too.
+    ends_queued: usize,
     /// Where each media tag not yet confirmed ended, and its timestamp.
     media: VecDeque<(u64, u32)>,
-    /// The session's first tag's timestamp: its media time zero.
+    /// The timestamp of the session's first media tag (not a sequence header or metadata):
+    /// its media time zero, as the runtime counts it.
     first_timestamp: Option<u32>,
     /// The timestamp of the last tag confirmed.
     confirmed_timestamp: Option<u32>,
@@ -28,14 +32,23 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    /// A tag ending at `end` (bytes after the handshake) with `timestamp` was sent.
-    pub(crate) fn tag_sent(&mut self, end: u64, timestamp: u32) {
-        self.first_timestamp.get_or_insert(timestamp);
+    /// A tag ending at `end` (bytes after the handshake) with `timestamp` was sent; `media`:
+    /// it is a frame, not a sequence header or metadata.
+    pub(crate) fn tag_sent(&mut self, end: u64, timestamp: u32, media: bool) {
+        if media {
+            self.first_timestamp.get_or_insert(timestamp);
+        }
         self.media.push_back((end, timestamp));
     }
 
-    /// A fragment ended at `end`.
+    /// The sink ended a fragment; its end is on its way to the session.
+    pub(crate) fn fragment_queued(&mut self) {
+        self.ends_queued += 1;
+    }
+
+    /// A fragment ended at `end` in the session.
     pub(crate) fn fragment_ended(&mut self, end: u64) {
+        self.ends_queued = self.ends_queued.saturating_sub(1);
         if end > self.confirmed {
             self.fragment_ends.push_back(end);
         }
@@ -61,13 +74,15 @@ impl Progress {
 
     /// How many of the fragments ended in this session are not confirmed.
     pub(crate) fn unconfirmed(&self) -> usize {
-        self.fragment_ends.len()
+        self.fragment_ends.len() + self.ends_queued
     }
 
     /// The media time (from the session's first tag) up to which the session is confirmed.
     pub(crate) fn confirmed_output_time(&self) -> Option<Duration> {
         let (first, last) = (self.first_timestamp?, self.confirmed_timestamp?);
-        Some(Duration::from_millis(u64::from(last.wrapping_sub(first))))
+        // Headers confirmed before the first frame: nothing of the media yet.
+        let since_first = last.wrapping_sub(first);
+        (since_first < 1 << 31).then(|| Duration::from_millis(u64::from(since_first)))
     }
 }
 
@@ -78,10 +93,15 @@ mod tests {
     #[test]
     fn a_fragment_is_confirmed_once_its_last_byte_is_and_media_time_follows_the_tags() {
         let mut progress = Progress::default();
-        progress.tag_sent(100, 5_000);
-        progress.tag_sent(200, 5_040);
+        // A sequence header at the session's start time, then frames from a later keyframe.
+        progress.tag_sent(50, 4_000, false);
+        progress.tag_sent(100, 5_000, true);
+        progress.tag_sent(200, 5_040, true);
+        progress.fragment_queued();
         progress.fragment_ended(200);
-        progress.tag_sent(300, 5_080);
+        progress.tag_sent(300, 5_080, true);
+        progress.fragment_queued();
+        assert_eq!(progress.unconfirmed(), 2, "an end still queued counts");
         progress.fragment_ended(300);
         assert_eq!(progress.unconfirmed(), 2);
         assert_eq!(progress.confirmed_output_time(), None);

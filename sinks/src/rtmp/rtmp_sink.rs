@@ -30,6 +30,15 @@ impl RtmpSink {
             .get_or_insert_with(|| Connection::open(&self.settings))
     }
 
+    /// Drops the session; the next one follows an outage if this one was publishing.
+    fn drop_session(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            if connection.progress.lock().unwrap().live_since.is_some() {
+                self.settings.after_outage = true;
+            }
+        }
+    }
+
     /// The session's failure, if it has failed.
     fn failure(&self) -> Option<SinkError> {
         let connection = self.connection.as_ref()?;
@@ -49,26 +58,39 @@ impl RtmpSink {
         Ok(())
     }
 
-    /// Ends the session cleanly: unpublishes and waits until what it sent is confirmed.
+    /// Ends the session cleanly: unpublishes and waits until what it sent is confirmed. On
+    /// failure the session stays, so that the runtime can ask what it confirmed.
     async fn finish_session(&mut self) -> Result<(), SinkError> {
-        let Some(mut connection) = self.connection.take() else {
+        let Some(connection) = self.connection.as_mut() else {
             return Ok(());
         };
-        let _ = connection.outgoing.send(Outgoing::Close).await;
-        if !connection.finished(self.flush_timeout).await {
+        let flush_timeout = self.flush_timeout;
+        let finished = tokio::time::timeout(flush_timeout, async {
+            let _ = connection.outgoing.send(Outgoing::Close).await;
+            connection.finished(flush_timeout).await
+        })
+        .await
+        .unwrap_or(false);
+        if !finished {
             return Err(SinkError::retryable(format!(
                 "the RTMP server did not take the end of the stream within flush_timeout ({} s)",
-                self.flush_timeout.as_secs()
+                flush_timeout.as_secs()
             )));
         }
-        let progress = connection.progress.lock().unwrap();
-        match &progress.failure {
-            Some(error) => Err(error.clone()),
-            None if progress.unconfirmed() > 0 => Err(SinkError::retryable(
-                "the RTMP session ended before the server confirmed everything",
-            )),
-            None => Ok(()),
+        let result = {
+            let progress = connection.progress.lock().unwrap();
+            match &progress.failure {
+                Some(error) => Err(error.clone()),
+                None if progress.unconfirmed() > 0 => Err(SinkError::retryable(
+                    "the RTMP session ended before the server confirmed everything",
+                )),
+                None => Ok(()),
+            }
+        };
+        if result.is_ok() {
+            self.connection = None;
         }
+        result
     }
 }
 
@@ -106,6 +128,8 @@ impl Sink for RtmpSink {
     }
 
     async fn end_fragment(&mut self) -> Result<(), SinkError> {
+        // Counted before it is queued: the runtime asks at once what is unconfirmed.
+        self.connection().progress.lock().unwrap().fragment_queued();
         self.hand_over(Outgoing::FragmentEnd).await
     }
 
@@ -120,7 +144,7 @@ impl Sink for RtmpSink {
         match reason {
             // The runtime sends again everything not confirmed: the old session just goes.
             SessionReason::Reconnect => {
-                self.connection = None;
+                self.drop_session();
                 Ok(())
             }
             // What the old session took must be confirmed before the new one begins.
