@@ -96,6 +96,9 @@ pub enum PublishEvent {
     Status(Status),
     /// The server's acknowledgements now cover this many bytes sent after the handshake.
     Acknowledged(u64),
+    /// The server answered a ping sent after this many bytes: it has read them all (it reads
+    /// the stream in order).
+    PingAnswered(u64),
 }
 
 /// Why the connection cannot go on.
@@ -133,6 +136,8 @@ pub struct PublishSession {
     acknowledged: u64,
     stream_id: Option<u32>,
     events: VecDeque<PublishEvent>,
+    /// Pings sent and not answered: their timestamp and the bytes sent before them.
+    pings: VecDeque<(u32, u64)>,
 }
 
 impl PublishSession {
@@ -154,6 +159,7 @@ impl PublishSession {
             acknowledged: 0,
             stream_id: None,
             events: VecDeque::new(),
+            pings: VecDeque::new(),
         }
     }
 
@@ -236,6 +242,18 @@ impl PublishSession {
         let mut payload = amf0::encode(&[Value::string("@setDataFrame")]);
         payload.extend_from_slice(body);
         self.send_media(DATA_CHUNK_STREAM, DATA, timestamp, Bytes::from(payload))
+    }
+
+    /// Asks the server to answer with `stamp`; its answer confirms every byte sent before the
+    /// ping ([`PublishEvent::PingAnswered`]), acknowledgement window or not.
+    pub fn ping(&mut self, stamp: u32) -> Result<(), ProtocolError> {
+        self.pings.push_back((stamp, self.sent));
+        self.send_control(Control::PingRequest(stamp))
+    }
+
+    /// Whether a ping is waiting for its answer.
+    pub fn ping_outstanding(&self) -> bool {
+        !self.pings.is_empty()
     }
 
     /// Ends the publication cleanly: `FCUnpublish` and `deleteStream`.
@@ -324,8 +342,14 @@ impl PublishSession {
             }
             Control::WindowAckSize(size) => self.server_window = size,
             Control::PingRequest(time) => self.send_control(Control::PingResponse(time))?,
-            Control::SetPeerBandwidth { .. } | Control::PingResponse(_) | Control::UserEvent(_) => {
+            Control::PingResponse(stamp) => {
+                // Pings older than the one answered will not be answered any more.
+                if let Some(at) = self.pings.iter().position(|(sent, _)| *sent == stamp) {
+                    let (_, offset) = self.pings.drain(..=at).next_back().expect("position found");
+                    self.events.push_back(PublishEvent::PingAnswered(offset));
+                }
             }
+            Control::SetPeerBandwidth { .. } | Control::UserEvent(_) => {}
         }
         Ok(())
     }

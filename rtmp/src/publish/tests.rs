@@ -257,6 +257,23 @@ fn pings_are_answered_and_the_servers_window_is_acknowledged_with_the_running_to
     assert_eq!(acknowledgements, [first_total as u32, second_total as u32]);
 }
 
+#[test]
+fn an_answered_ping_confirms_every_byte_sent_before_it() {
+    let (mut client, mut server) = publishing();
+    while client.next_event().is_some() {}
+    client.send_video(0, Bytes::from(vec![0x17; 500])).unwrap();
+    let before = client.sent();
+    client.ping(42).unwrap();
+    assert!(client.ping_outstanding());
+    server.take(&mut client);
+    server.send(&mut client, Control::PingResponse(42).message());
+    assert_eq!(
+        client.next_event(),
+        Some(PublishEvent::PingAnswered(before))
+    );
+    assert!(!client.ping_outstanding());
+}
+
 proptest! {
     #[test]
     fn any_bytes_from_the_server_are_taken_or_refused_without_panicking(

@@ -3,7 +3,8 @@
 //! sink hands over, under a bounded queue and a bounded output buffer (backpressure).
 //!
 //! Confirmation: the server's acknowledgements, asked for every `ACKNOWLEDGEMENT_WINDOW`
-//! bytes. A server that has sent none by the time it should have (two windows and more) is
+//! bytes, and between them the server's answers to pings, sent every second while a fragment
+//! waits (a server answers in order, so an answer means it has read everything before the ping). A server that has sent none by the time it should have (two windows and more) is
 //! confirmed by the kernel instead: the bytes the peer's TCP has acknowledged (written minus
 //! what is still in the socket's send queue, `SIOCOUTQ`). At a clean stop, after
 //! `FCUnpublish` and `deleteStream`, what the peer's TCP has acknowledged is confirmed too:
@@ -41,6 +42,8 @@ const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 const QUEUE: usize = 16;
 /// How often the kernel's count is read while it confirms, and a closing session checked.
 const TICK: Duration = Duration::from_millis(100);
+/// How often a ping asks the server to confirm what is waiting for confirmation.
+const PING_EVERY: Duration = Duration::from_secs(1);
 /// A server that takes no byte of pending output for this long has stalled.
 const WRITE_STALL: Duration = Duration::from_secs(20);
 
@@ -148,6 +151,7 @@ async fn publish(
     let mut kernel_confirms = false;
     let mut tick = tokio::time::interval(TICK);
     let connected_at = Instant::now();
+    let (mut pings, mut last_ping) = (0u32, Instant::now());
     let mut last_write = Instant::now();
     loop {
         if session.phase() != Phase::Publishing
@@ -243,7 +247,21 @@ async fn publish(
                     closing = true;
                 }
             },
-            _ = tick.tick() => {}
+            _ = tick.tick() => {
+                // Between acknowledgement windows (a quiet stream, filler), a ping answered
+                // confirms what was sent before it.
+                let waiting = progress.lock().unwrap().unconfirmed() > 0;
+                if waiting
+                    && session.phase() == Phase::Publishing
+                    && !closing
+                    && !session.ping_outstanding()
+                    && last_ping.elapsed() >= PING_EVERY
+                {
+                    pings += 1;
+                    session.ping(pings).map_err(protocol_error)?;
+                    last_ping = Instant::now();
+                }
+            }
         }
     }
 }
@@ -290,6 +308,9 @@ fn handle_event(
         }
         PublishEvent::Status(status) => {
             debug!(pipeline = %settings.pipeline, code = %status.code, "RTMP status: {}", status.description);
+        }
+        PublishEvent::PingAnswered(bytes) => {
+            progress.lock().unwrap().confirm(bytes.min(delivered));
         }
         PublishEvent::Connected { .. } | PublishEvent::Acknowledged(_) => {}
     }
