@@ -65,11 +65,7 @@ impl RtmpDestination {
                     format!("{}/{name}", server.trim_end_matches('/'))
                 }
             };
-        let field = if self.url.is_some() {
-            "url"
-        } else {
-            "server_url"
-        };
+        let field = self.url_field();
         // Whatever its scheme, the URL given for the stream may hold its key.
         let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
         let redacted = Redactor::with_secret_paths(["rtmp", "rtmps", scheme]).redact(&url);

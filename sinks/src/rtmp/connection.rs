@@ -172,13 +172,15 @@ async fn publish(
         output.extend_from_slice(session.pending_output());
         let produced = session.pending_output().len();
         session.consumed(produced);
+        // The kernel's count is read once for the events of a round, and only when there are
+        // some: this loop runs for every tag.
+        let mut delivered = None;
         while let Some(event) = session.next_event() {
-            let delivered = kernel_acknowledged(descriptor, written);
+            let delivered =
+                *delivered.get_or_insert_with(|| kernel_acknowledged(descriptor, written));
             handle_event(event, settings, kernel_confirms, delivered, progress)?;
         }
-        if !kernel_confirms
-            && acknowledgements_missing(&session, kernel_acknowledged(descriptor, written))
-        {
+        if !kernel_confirms && acknowledgements_missing(&session, descriptor, written) {
             kernel_confirms = true;
             warn!(
                 event = "acknowledgements_missing",
@@ -351,10 +353,12 @@ fn protocol_error(error: ProtocolError) -> SinkError {
 }
 
 /// Whether the server should have acknowledged by now and has not: its TCP has taken two
-/// windows and more.
-fn acknowledgements_missing(session: &PublishSession, delivered: u64) -> bool {
+/// windows and more. The kernel is asked only once that much has been sent at all.
+fn acknowledgements_missing(session: &PublishSession, descriptor: RawFd, written: u64) -> bool {
+    let due = 2 * u64::from(ACKNOWLEDGEMENT_WINDOW) + 64 * 1024;
     session.counting() == Counting::Unknown
-        && delivered > 2 * u64::from(ACKNOWLEDGEMENT_WINDOW) + 64 * 1024
+        && session.sent() > due
+        && kernel_acknowledged(descriptor, written) > due
 }
 
 /// Bytes after the handshake the peer's TCP has acknowledged, of `written` in all.
