@@ -14,6 +14,7 @@ pub mod process;
 pub mod reconnect_options;
 pub mod rtmp;
 pub mod rtmp_destination;
+pub mod tls_options;
 
 /// Forces this crate's plugins into a binary so `inventory` sees them; call it from `main`.
 /// (The linker keeps only object files something refers to, so each plugin module is named.)

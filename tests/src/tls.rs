@@ -33,6 +33,10 @@ impl TlsTunnel {
                 "/CN=127.0.0.1",
                 "-addext",
                 "subjectAltName=IP:127.0.0.1",
+                // A server's own certificate, not a CA's (openssl's default for -x509):
+                // rustls refuses a CA certificate presented as a server's.
+                "-addext",
+                "basicConstraints=critical,CA:FALSE",
             ])
             .arg("-keyout")
             .arg(root.join("key.pem"))

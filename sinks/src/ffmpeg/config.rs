@@ -19,8 +19,8 @@ use crate::live_output::{
 use crate::process::{ProcessCommand, ProcessOptions, ProgressConfirmation};
 use crate::reconnect_options::ReconnectOptions;
 use crate::rtmp_destination::{rtmp_redactor, RtmpDestination};
+use crate::tls_options::TlsOptions;
 use streampub_core::plugin::find_program;
-use tracing::warn;
 
 register_sink!(
     FfmpegRtmpSinkConfig,
@@ -101,16 +101,9 @@ pub struct FfmpegRtmpSinkConfig {
     /// them, which is coarser. At most a day.
     #[serde(default = "default_confirm_margin")]
     pub confirm_margin: HumanDuration,
-    /// For `rtmps://`: check the server's certificate (and that it is for the URL's host)
-    /// against `tls_ca_file`, or without one the system's trust store. A certificate that does
-    /// not verify fails the pipeline at once, naming the problem. `false` turns the check off
-    /// (logged at start: the stream key, an account credential, then goes to whoever answers).
-    #[serde(default = "default_tls_verify")]
-    pub tls_verify: bool,
-    /// A PEM file of the CA certificates to trust for `rtmps://` instead of the system's (a
-    /// private CA, or a server's self-signed certificate).
-    #[serde(default)]
-    pub tls_ca_file: Option<PathBuf>,
+    /// `rtmps://`: `tls_verify` and `tls_ca_file`.
+    #[serde(flatten)]
+    pub tls: TlsOptions,
     /// Restarts, the stdin pipe and shutdown, as for the `process` sink.
     #[serde(flatten)]
     pub process: ProcessOptions,
@@ -153,10 +146,6 @@ fn default_ffmpeg() -> PathBuf {
     PathBuf::from("ffmpeg")
 }
 
-fn default_tls_verify() -> bool {
-    true
-}
-
 impl FfmpegRtmpSinkConfig {
     /// What ffmpeg reads from its stdin: FLV when MP4 goes through the timeline and the
     /// `fmp4-to-flv` stage (ffmpeg's FLV demuxer keeps no index, so its memory stays flat, and
@@ -193,40 +182,6 @@ impl FfmpegRtmpSinkConfig {
             None => FillerSource::Generate,
         }
     }
-
-    /// `tls_verify` and `tls_ca_file` apply to `rtmps://` only; the CA file must be readable.
-    fn validate_tls(&self, url: &str, context: &ComponentContext) -> Result<(), ComponentError> {
-        let secure = url.starts_with("rtmps://");
-        match &self.tls_ca_file {
-            Some(_) if !secure => Err(ComponentError::field(
-                "tls_ca_file",
-                "only used with rtmps:// URLs; remove it, or publish to rtmps://",
-            )),
-            Some(_) if !self.tls_verify => Err(ComponentError::field(
-                "tls_ca_file",
-                "unused with `tls_verify: false`; keep one of the two",
-            )),
-            Some(path) => {
-                let path = context.resolve_path(path);
-                match std::fs::read_to_string(&path) {
-                    Ok(text) if text.contains("-----BEGIN CERTIFICATE-----") => Ok(()),
-                    Ok(_) => Err(ComponentError::field(
-                        "tls_ca_file",
-                        format!(
-                            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----); give \
-                             the CA's certificate in PEM form",
-                            path.display()
-                        ),
-                    )),
-                    Err(error) => Err(ComponentError::field(
-                        "tls_ca_file",
-                        format!("cannot read {}: {error}", path.display()),
-                    )),
-                }
-            }
-            None => Ok(()),
-        }
-    }
 }
 
 #[async_trait]
@@ -243,7 +198,8 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
         }
         check_duration("confirm_margin", self.confirm_margin, true)?;
         check_duration("max_lead", self.max_lead, true)?;
-        self.validate_tls(&self.destination.publish_url(&context.pipeline)?, context)?;
+        self.tls
+            .validate(&self.destination.publish_url(&context.pipeline)?, context)?;
         if self.pacing == Some(PacingMode::Realtime) {
             if self.use_rate_limit {
                 return Err(ComponentError::field(
@@ -278,15 +234,9 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
 
     async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Sink>, ComponentError> {
         let url = self.destination.publish_url(&context.pipeline)?;
-        if url.starts_with("rtmps://") && !self.tls_verify {
-            warn!(
-                event = "tls_unverified",
-                pipeline = %context.pipeline,
-                "tls_verify: false: the RTMPS server's certificate is not checked, so the \
-                 stream key goes to whoever answers at that address"
-            );
-        }
+        self.tls.warn_if_unverified(&url, &context.pipeline);
         let ca_file = self
+            .tls
             .tls_ca_file
             .as_ref()
             .map(|path| context.resolve_path(path));
@@ -296,7 +246,7 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             self.continuity == Continuity::Off,
             &self.input_args,
             self.output_args.as_deref(),
-            tls_args(&url, self.tls_verify, ca_file.as_deref()),
+            tls_args(&url, self.tls.tls_verify, ca_file.as_deref()),
             &url,
         );
         let command = ProcessCommand {

@@ -11,11 +11,13 @@ use streampub_rtmp::flv_tags::FlvTagReader;
 use super::connection::ConnectionSettings;
 use super::rtmp_sink::RtmpSink;
 use super::target::Target;
+use super::tls::client_config;
 use crate::live_output::{
     default_max_lead, InputFormat, PacingMode, FLV_TIMELINE, FMP4_TIMELINE, FMP4_TO_FLV,
 };
 use crate::reconnect_options::ReconnectOptions;
 use crate::rtmp_destination::RtmpDestination;
+use crate::tls_options::TlsOptions;
 
 /// Default `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: HumanDuration = HumanDuration::from_secs(10);
@@ -32,8 +34,8 @@ pub const DEFAULT_FLUSH_TIMEOUT: HumanDuration = HumanDuration::from_secs(10);
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RtmpSinkConfig {
-    /// Where to publish: `url` (`rtmp://host[:port]/app/key`), or `server_url` and
-    /// `stream_name`.
+    /// Where to publish: `url` (`rtmp://host[:port]/app/key`, or `rtmps://host[:port]/app/key`
+    /// for RTMP over TLS, port 443 unless given), or `server_url` and `stream_name`.
     #[serde(flatten)]
     pub destination: RtmpDestination,
     /// The container of the fragments: `mp4` (fragmented MP4) or `flv`. MPEG-TS batches need
@@ -64,6 +66,9 @@ pub struct RtmpSinkConfig {
     /// was sent confirmed.
     #[serde(default = "default_flush_timeout")]
     pub flush_timeout: HumanDuration,
+    /// `rtmps://`: `tls_verify` and `tls_ca_file`.
+    #[serde(flatten)]
+    pub tls: TlsOptions,
     /// Reconnects: `max_reconnect_attempts`, `reconnect_delay`, `max_reconnect_delay`.
     #[serde(flatten)]
     pub reconnect: ReconnectOptions,
@@ -104,6 +109,8 @@ impl RtmpSinkConfig {
 impl SinkConfig for RtmpSinkConfig {
     fn validate(&self, context: &ComponentContext) -> Result<(), ComponentError> {
         self.target(&context.pipeline)?;
+        self.tls
+            .validate(&self.destination.publish_url(&context.pipeline)?, context)?;
         if self.input_format == InputFormat::Mpegts {
             return Err(ComponentError::field(
                 "input_format",
@@ -130,10 +137,20 @@ impl SinkConfig for RtmpSinkConfig {
     }
 
     async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Sink>, ComponentError> {
+        let target = self.target(&context.pipeline)?;
+        let tls = match target.secure {
+            true => Some(client_config(&self.tls, context)?),
+            false => None,
+        };
+        self.tls.warn_if_unverified(
+            &self.destination.publish_url(&context.pipeline)?,
+            &context.pipeline,
+        );
         Ok(Box::new(RtmpSink {
             settings: ConnectionSettings {
                 pipeline: context.pipeline.clone(),
-                target: self.target(&context.pipeline)?,
+                target,
+                tls,
                 connect_timeout: self.connect_timeout.get(),
                 after_outage: false,
             },

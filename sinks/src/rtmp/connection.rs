@@ -1,6 +1,7 @@
-//! One RTMP session on its own task: connects, drives the protocol session, reads the socket
-//! the whole time (pings, acknowledgements, the server's statuses), and sends the tags the
-//! sink hands over, under a bounded queue and a bounded output buffer (backpressure).
+//! One RTMP session on its own task: connects, drives the protocol session (under TLS for
+//! `rtmps://`), reads the socket the whole time (pings, acknowledgements, the server's
+//! statuses), and sends the tags the sink hands over, under a bounded queue and a bounded
+//! output buffer (backpressure).
 //!
 //! Confirmation: the server's acknowledgements, asked for every `ACKNOWLEDGEMENT_WINDOW`
 //! bytes, and between them the server's answers to pings, sent every second while a fragment
@@ -30,6 +31,8 @@ use tracing::{debug, info, warn};
 
 use super::progress::Progress;
 use super::target::Target;
+use super::tls::server_name;
+use super::transport::Transport;
 
 /// The server is asked to acknowledge every this many bytes: about a second of a 2 Mbit/s
 /// stream, so fragments are confirmed soon after they are sent.
@@ -62,6 +65,8 @@ pub(crate) enum Outgoing {
 pub(crate) struct ConnectionSettings {
     pub pipeline: String,
     pub target: Target,
+    /// The TLS client configuration, for `rtmps://`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Connecting, the handshake and the start of the publication together.
     pub connect_timeout: Duration,
     /// Whether an earlier session of this sink was publishing (this one follows an outage).
@@ -128,6 +133,16 @@ async fn publish(
     socket.set_nodelay(true).ok();
     let descriptor = socket.as_raw_fd();
     let (mut reader, mut writer) = socket.into_split();
+    let mut output = BytesMut::new();
+    let mut transport = match &settings.tls {
+        Some(config) => Transport::tls(
+            Arc::clone(config),
+            server_name(&target.host).map_err(|error| SinkError::fatal(error.to_string()))?,
+            &target.host,
+            &mut output,
+        )?,
+        None => Transport::Plain,
+    };
     let epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as u32);
@@ -144,7 +159,6 @@ async fn publish(
         },
         epoch,
     );
-    let mut output = BytesMut::new();
     let mut written: u64 = 0;
     let mut buffer = vec![0; 16 * 1024];
     let mut closing = false;
@@ -169,18 +183,20 @@ async fn publish(
                 WRITE_STALL.as_secs()
             )));
         }
-        output.extend_from_slice(session.pending_output());
+        transport.send(session.pending_output(), &mut output)?;
         let produced = session.pending_output().len();
         session.consumed(produced);
         // The kernel's count is read once for the events of a round, and only when there are
         // some: this loop runs for every tag.
         let mut delivered = None;
         while let Some(event) = session.next_event() {
-            let delivered =
-                *delivered.get_or_insert_with(|| kernel_acknowledged(descriptor, written));
+            let delivered = *delivered
+                .get_or_insert_with(|| kernel_acknowledged(&mut transport, descriptor, written));
             handle_event(event, settings, kernel_confirms, delivered, progress)?;
         }
-        if !kernel_confirms && acknowledgements_missing(&session, descriptor, written) {
+        if !kernel_confirms
+            && acknowledgements_missing(&session, &mut transport, descriptor, written)
+        {
             kernel_confirms = true;
             warn!(
                 event = "acknowledgements_missing",
@@ -191,7 +207,7 @@ async fn publish(
             );
         }
         if kernel_confirms || closing {
-            let acknowledged = kernel_acknowledged(descriptor, written);
+            let acknowledged = kernel_acknowledged(&mut transport, descriptor, written);
             progress
                 .lock()
                 .unwrap()
@@ -207,7 +223,7 @@ async fn publish(
             read = reader.read(&mut buffer) => match read {
                 // After the unpublish, a server may close first: it had everything.
                 Ok(0) if closing && output.is_empty() => {
-                    let acknowledged = kernel_acknowledged(descriptor, written);
+                    let acknowledged = kernel_acknowledged(&mut transport, descriptor, written);
                     progress.lock().unwrap().confirm(acknowledged.min(session.sent()));
                     return Ok(());
                 }
@@ -221,7 +237,10 @@ async fn publish(
                     )))
                 }
                 Ok(0) => return Err(SinkError::retryable("the RTMP server closed the connection")),
-                Ok(n) => session.feed(&buffer[..n]).map_err(protocol_error)?,
+                Ok(n) => {
+                    let rtmp = transport.receive(&buffer[..n], &mut output)?;
+                    session.feed(&rtmp).map_err(protocol_error)?;
+                }
                 Err(error) => return Err(SinkError::retryable(format!("reading from the RTMP server: {error}"))),
             },
             sent = writer.write(&output), if !output.is_empty() => {
@@ -246,6 +265,10 @@ async fn publish(
                 }
                 Some(Outgoing::Close) | None => {
                     session.unpublish().map_err(protocol_error)?;
+                    transport.send(session.pending_output(), &mut output)?;
+                    let produced = session.pending_output().len();
+                    session.consumed(produced);
+                    transport.close(&mut output)?;
                     closing = true;
                 }
             },
@@ -354,20 +377,26 @@ fn protocol_error(error: ProtocolError) -> SinkError {
 
 /// Whether the server should have acknowledged by now and has not: its TCP has taken two
 /// windows and more. The kernel is asked only once that much has been sent at all.
-fn acknowledgements_missing(session: &PublishSession, descriptor: RawFd, written: u64) -> bool {
+fn acknowledgements_missing(
+    session: &PublishSession,
+    transport: &mut Transport,
+    descriptor: RawFd,
+    written: u64,
+) -> bool {
     let due = 2 * u64::from(ACKNOWLEDGEMENT_WINDOW) + 64 * 1024;
     session.counting() == Counting::Unknown
         && session.sent() > due
-        && kernel_acknowledged(descriptor, written) > due
+        && kernel_acknowledged(transport, descriptor, written) > due
 }
 
-/// Bytes after the handshake the peer's TCP has acknowledged, of `written` in all.
-fn kernel_acknowledged(descriptor: RawFd, written: u64) -> u64 {
+/// RTMP bytes after the handshake that the peer's TCP has acknowledged, of `written` socket
+/// bytes in all (under TLS, the RTMP bytes whose records it has acknowledged).
+fn kernel_acknowledged(transport: &mut Transport, descriptor: RawFd, written: u64) -> u64 {
     let Some(unacknowledged) = unacknowledged_in_kernel(descriptor) else {
         return 0;
     };
-    written
-        .saturating_sub(unacknowledged)
+    transport
+        .rtmp_delivered(written.saturating_sub(unacknowledged))
         .saturating_sub(CLIENT_HANDSHAKE_BYTES)
 }
 

@@ -3,7 +3,9 @@
 //!
 //! - `config`: the options and the stages the sink puts in front of itself;
 //! - `target`: host, port, application and stream of the URL;
+//! - `tls`: the TLS client configuration for `rtmps://`, and what a refused certificate is called;
 //! - `connection`: one session on its own task, reading the socket the whole time;
+//! - `transport`: the socket as it is, or TLS over it;
 //! - `progress`: what a session has had confirmed;
 //! - `rtmp_sink`: the sink the runtime drives.
 //!
@@ -17,6 +19,8 @@ mod connection;
 mod progress;
 mod rtmp_sink;
 mod target;
+mod tls;
+mod transport;
 
 use streampub_core::register_sink;
 

@@ -1,7 +1,8 @@
 //! The `rtmp` sink (streampub's own RTMP publisher) against a real nginx-rtmp: one session with
 //! every packet and no ffmpeg in the publishing path, a refused stream name and a wrong
 //! application that fail at once naming the problem, and a server crash that loses no frame
-//! and repeats at most a GOP; a reload that changes another pipeline keeps the session.
+//! and repeats at most a GOP; a reload that changes another pipeline keeps the session; RTMPS
+//! through a TLS terminator that checks the server's certificate.
 
 use std::time::{Duration, Instant};
 
@@ -11,8 +12,10 @@ use streampub_tests::media::{
 };
 use streampub_tests::recordings::{input_frames, recorded_stretches, repeats_between_sessions};
 use streampub_tests::rtmp::RtmpServer;
+use streampub_tests::tls::TlsTunnel;
 use streampub_tests::{merged, run_pipeline_file, streampub_binary, Running, TestDir};
 
+use crate::rtmp::assert_certificate_refused;
 use crate::rtmp_protocol::Publisher;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -236,5 +239,64 @@ fn a_reload_that_changes_another_pipeline_keeps_the_session() {
         recorded.video.count()
     );
     assert!(recorded.video.monotonic(true));
+    assert_eq!(decoder_errors(&recordings[0]), 0);
+}
+
+#[test]
+fn rtmps_refuses_an_unknown_certificate_by_default_and_trusts_tls_ca_file() {
+    let media = short_fragments("mp4");
+    let mut server = RtmpServer::start();
+    let tunnel = TlsTunnel::start(server.port());
+    let url = format!("rtmps://127.0.0.1:{}/live/secure", tunnel.port());
+    let dir = TestDir::new();
+    dir.copy_in("in", &media[..2]);
+    let options = json!({"pacing": "off", "reconnect_delay": "200ms", "max_reconnect_attempts": 5});
+
+    // A self-signed certificate: refused at the first attempt, the error names both options.
+    let refused = run_pipeline_file(
+        &dir.pipeline_file(&pipeline(&url, "mp4", options.clone())),
+        TIMEOUT,
+    );
+    assert_certificate_refused(&refused);
+
+    // Trusted, but for another host name: refused, naming the host.
+    let other_name = format!("rtmps://localhost:{}/live/secure", tunnel.port());
+    let ca_file = json!({"tls_ca_file": tunnel.certificate()});
+    let misnamed = run_pipeline_file(
+        &dir.pipeline_file(&pipeline(
+            &other_name,
+            "mp4",
+            merged(options.clone(), ca_file.clone()),
+        )),
+        TIMEOUT,
+    );
+    assert_eq!(misnamed.code(), Some(1), "{}", misnamed.stderr());
+    assert!(misnamed.events("sink_reconnecting").is_empty());
+    let failed = misnamed.pipeline_event("pipeline_failed", "channel-1");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`localhost`"),
+        "{failed}"
+    );
+    assert!(server.recordings().is_empty(), "nothing reached the server");
+
+    // Its certificate as the CA: published, every packet, no process.
+    let trusted = run_pipeline_file(
+        &dir.pipeline_file(&pipeline(&url, "mp4", merged(options, ca_file))),
+        TIMEOUT,
+    );
+    assert_eq!(trusted.code(), Some(0), "{}", trusted.stderr());
+    assert_eq!(trusted.published().len(), 2, "{}", trusted.stderr());
+    assert!(trusted.events("process_started").is_empty());
+    server.stop();
+    let recordings = server.recordings();
+    assert_eq!(recordings.len(), 1, "{recordings:?}");
+    let expected: usize = media[..2]
+        .iter()
+        .map(|path| probe_packets(path).video.count())
+        .sum();
+    assert_eq!(probe_packets(&recordings[0]).video.count(), expected);
     assert_eq!(decoder_errors(&recordings[0]), 0);
 }

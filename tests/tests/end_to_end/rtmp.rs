@@ -467,22 +467,8 @@ fn rtmps_refuses_an_unknown_certificate_by_default_and_trusts_tls_ca_file() {
         &dir.pipeline_file(&rtmp_pipeline(&url, "mpegts", options.clone())),
         TIMEOUT,
     );
-    assert_eq!(refused.code(), Some(1), "{}", refused.stderr());
-    assert!(
-        refused.events("sink_reconnecting").is_empty(),
-        "a certificate that does not verify is not retried: {}",
-        refused.stderr()
-    );
+    assert_certificate_refused(&refused);
     assert_eq!(refused.events("process_started").len(), 1);
-    let failed = refused.pipeline_event("pipeline_failed", "channel-1");
-    let error = failed["error"].as_str().unwrap_or_default();
-    assert!(
-        error.contains("certificate")
-            && error.contains("tls_ca_file")
-            && error.contains("tls_verify: false"),
-        "{error}"
-    );
-    assert!(refused.published().is_empty());
     assert!(server.recordings().is_empty(), "nothing reached the server");
 
     // Its certificate as the CA: published.
@@ -504,4 +490,24 @@ fn rtmps_refuses_an_unknown_certificate_by_default_and_trusts_tls_ca_file() {
         .map(|path| probe_packets(path).video.count())
         .sum();
     assert_eq!(probe_packets(&recordings[0]).video.count(), expected);
+}
+
+/// `run` failed at the first attempt on the server's certificate, naming both ways out, and
+/// published nothing.
+pub(crate) fn assert_certificate_refused(run: &streampub_tests::Finished) {
+    assert_eq!(run.code(), Some(1), "{}", run.stderr());
+    assert!(
+        run.events("sink_reconnecting").is_empty(),
+        "a certificate that does not verify is not retried: {}",
+        run.stderr()
+    );
+    let failed = run.pipeline_event("pipeline_failed", "channel-1");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("certificate")
+            && error.contains("tls_ca_file")
+            && error.contains("tls_verify: false"),
+        "{error}"
+    );
+    assert!(run.published().is_empty());
 }
