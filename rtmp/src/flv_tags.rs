@@ -48,6 +48,19 @@ impl FlvTag {
             TagKind::Audio => true,
         }
     }
+
+    /// The enhanced-RTMP FourCC of an audio or video tag with an extended header (`hvc1`,
+    /// `av01`, `vp09`, `Opus`, …): what `connect`'s `fourCcList` names.
+    pub fn enhanced_fourcc(&self) -> Option<[u8; 4]> {
+        let first = *self.body.first()?;
+        let enhanced = match self.kind {
+            TagKind::Video => first & 0x80 != 0,
+            TagKind::Audio => first >> 4 == 9,
+            TagKind::Script => false,
+        };
+        let fourcc = self.body.get(1..5)?;
+        enhanced.then(|| [fourcc[0], fourcc[1], fourcc[2], fourcc[3]])
+    }
 }
 
 /// Bytes that are not an FLV tag stream.
@@ -261,6 +274,22 @@ mod tests {
         );
         assert!(tag(TagKind::Audio, &[0xAF, 1, 0x21]).is_frame());
         assert!(!tag(TagKind::Script, &[2, 0, 10]).is_frame());
+        assert_eq!(
+            tag(TagKind::Video, &[0x90, b'h', b'v', b'c', b'1']).enhanced_fourcc(),
+            Some(*b"hvc1")
+        );
+        assert_eq!(
+            tag(TagKind::Audio, &[0x91, b'O', b'p', b'u', b's']).enhanced_fourcc(),
+            Some(*b"Opus")
+        );
+        assert_eq!(
+            tag(TagKind::Video, &[0x17, 0, 0, 0, 0]).enhanced_fourcc(),
+            None
+        );
+        assert_eq!(
+            tag(TagKind::Audio, &[0xAF, 0, 0x12, 0x10]).enhanced_fourcc(),
+            None
+        );
     }
 
     #[test]

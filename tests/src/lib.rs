@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod media;
+pub mod node_media_server;
 pub mod recordings;
 pub mod rtmp;
 pub mod tls;

@@ -84,8 +84,12 @@ impl Step {
 /// What happened on the connection.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PublishEvent {
-    /// `connect` was accepted; the server's answer (its version, its enhanced-RTMP maps).
-    Connected { server: Value },
+    /// `connect` was accepted; the server's answer: its properties (version, capabilities,
+    /// and on an enhanced-RTMP server its `fourCcList` or FourCC info maps) and information.
+    Connected {
+        properties: Value,
+        information: Value,
+    },
     /// `NetStream.Publish.Start`: media may be sent.
     Publishing { stream_id: u32 },
     /// The server refused at `step`, in its own words. The session has ended.
@@ -361,8 +365,11 @@ impl PublishSession {
                 object,
                 arguments,
             } if transaction == CONNECT && self.phase == Phase::Connecting => {
-                let server = arguments.into_iter().next().unwrap_or(object);
-                self.events.push_back(PublishEvent::Connected { server });
+                let information = arguments.into_iter().next().unwrap_or(Value::Null);
+                self.events.push_back(PublishEvent::Connected {
+                    properties: object,
+                    information,
+                });
                 self.connected()?;
             }
             ServerCommand::Result {

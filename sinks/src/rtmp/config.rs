@@ -173,10 +173,15 @@ impl SinkConfig for RtmpSinkConfig {
         });
         match self.input_format {
             InputFormat::Flv => vec![ImpliedStage::new(FLV_TIMELINE, filler)],
-            _ => vec![
-                ImpliedStage::new(FMP4_TIMELINE, serde_json::json!({})),
-                ImpliedStage::new(FMP4_TO_FLV, filler),
-            ],
+            _ => {
+                // This sink speaks enhanced RTMP: HEVC, AV1, VP9 and Opus become FourCC tags.
+                let mut conversion = filler;
+                conversion["enhanced_rtmp"] = serde_json::Value::Bool(true);
+                vec![
+                    ImpliedStage::new(FMP4_TIMELINE, serde_json::json!({})),
+                    ImpliedStage::new(FMP4_TO_FLV, conversion),
+                ]
+            }
         }
     }
 }

@@ -11,6 +11,7 @@
 //! `FCUnpublish` and `deleteStream`, what the peer's TCP has acknowledged is confirmed too:
 //! the last window, which no acknowledgement will cover.
 
+use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -29,6 +30,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use super::enhanced::{check_enhanced_codecs, enhanced_codecs};
 use super::progress::Progress;
 use super::target::Target;
 use super::tls::server_name;
@@ -125,6 +127,11 @@ async fn publish(
     progress: &Mutex<Progress>,
 ) -> Result<(), SinkError> {
     let target = &settings.target;
+    let mut leading = leading_tags(queue).await;
+    let fourcc_list = enhanced_codecs(leading.iter().filter_map(|outgoing| match outgoing {
+        Outgoing::Tag(tag) => Some(tag),
+        _ => None,
+    }));
     let address = format!("{}:{}", target.host, target.port);
     let socket = tokio::time::timeout(settings.connect_timeout, TcpStream::connect(&address))
         .await
@@ -151,7 +158,7 @@ async fn publish(
             connect: ConnectRequest {
                 app: target.app.clone(),
                 tc_url: target.tc_url.clone(),
-                fourcc_list: Vec::new(),
+                fourcc_list: fourcc_list.clone(),
             },
             stream_name: target.stream_name.clone(),
             chunk_size: CHUNK_SIZE,
@@ -192,6 +199,9 @@ async fn publish(
         while let Some(event) = session.next_event() {
             let delivered = *delivered
                 .get_or_insert_with(|| kernel_acknowledged(&mut transport, descriptor, written));
+            if let PublishEvent::Connected { properties, .. } = &event {
+                check_enhanced_codecs(&settings.pipeline, &fourcc_list, properties)?;
+            }
             handle_event(event, settings, kernel_confirms, delivered, progress)?;
         }
         if !kernel_confirms
@@ -249,7 +259,7 @@ async fn publish(
                 written += n as u64;
                 last_write = Instant::now();
             }
-            next = queue.recv(), if take_tags => match next {
+            next = next_outgoing(&mut leading, queue), if take_tags => match next {
                 Some(Outgoing::Tag(tag)) => {
                     let (timestamp, frame) = (tag.timestamp, tag.is_frame());
                     let end = match tag.kind {
@@ -288,6 +298,32 @@ async fn publish(
                 }
             }
         }
+    }
+}
+
+/// The tags a session begins with (metadata and sequence headers), up to and with its first
+/// frame or the end of its first fragment: taken before connecting, so that `connect` can name
+/// the enhanced-RTMP codecs the stream uses. The sink hands them over together.
+async fn leading_tags(queue: &mut mpsc::Receiver<Outgoing>) -> VecDeque<Outgoing> {
+    let mut leading = VecDeque::new();
+    while let Some(outgoing) = queue.recv().await {
+        let header = matches!(&outgoing, Outgoing::Tag(tag) if !tag.is_frame());
+        leading.push_back(outgoing);
+        if !header || leading.len() >= QUEUE {
+            break;
+        }
+    }
+    leading
+}
+
+/// The next thing to send: a leading tag held back, else the queue's next.
+async fn next_outgoing(
+    leading: &mut VecDeque<Outgoing>,
+    queue: &mut mpsc::Receiver<Outgoing>,
+) -> Option<Outgoing> {
+    match leading.pop_front() {
+        Some(outgoing) => Some(outgoing),
+        None => queue.recv().await,
     }
 }
 

@@ -6,6 +6,7 @@
 //! - `tls`: the TLS client configuration for `rtmps://`, and what a refused certificate is called;
 //! - `connection`: one session on its own task, reading the socket the whole time;
 //! - `transport`: the socket as it is, or TLS over it;
+//! - `enhanced`: enhanced RTMP's codecs at `connect`;
 //! - `progress`: what a session has had confirmed;
 //! - `rtmp_sink`: the sink the runtime drives.
 //!
@@ -16,6 +17,7 @@
 
 mod config;
 mod connection;
+mod enhanced;
 mod progress;
 mod rtmp_sink;
 mod target;

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::tags::{flv_track, media_tags, FlvTrack, MediaData, Tag};
+use super::tags::{flv_track, media_tags, Configuration, FlvTrack, MediaData, Tag};
 use super::MediaKind;
 use crate::filler::{check_aac, check_track_kinds, ClipContainer, ClipMaker, FillerSource};
 use crate::mp4::samples::read_samples;
@@ -120,7 +120,7 @@ impl Filler {
     }
 
     /// The decoder configuration per kind (video, audio) of the clip, once it is made.
-    pub(crate) fn configurations(&self) -> [Option<Bytes>; 2] {
+    pub(crate) fn configurations(&self) -> [Option<Configuration>; 2] {
         let mut configurations = [None, None];
         if let Some(clip) = self.clip.clip() {
             for tag in &clip.tags {
@@ -195,11 +195,11 @@ fn read_clip(file: Bytes, shape: &StreamShape) -> Result<FillerClip, String> {
         &shape.audio,
         tracks.iter().find(|track| track.kind == MediaKind::Audio),
     ) {
-        check_aac(&track.configuration, &audio.config)?;
+        check_aac(&track.configuration.bytes, &audio.config)?;
         // The same decoder setup (ffmpeg may add an extension saying "no SBR"): the filler's
         // audio goes on with the stream's configuration, so no audio header is sent again.
         for tag in tags.iter_mut().filter(|tag| tag.kind == MediaKind::Audio) {
-            tag.configuration = audio.configuration.clone();
+            tag.configuration.bytes = audio.configuration.clone();
         }
     }
     // ffmpeg lengthens the first frame by the AAC encoder's priming; the clip is constant

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::tags::FlvTrack;
+use super::tags::{FlvCodec, FlvTrack};
 use super::MediaKind;
 use crate::mp4::sample_entry::Shape;
 use crate::mp4::TrackDescription;
@@ -39,7 +39,7 @@ impl StreamShape {
                     });
                 }
                 (_, MediaKind::Audio) => {
-                    match AudioShape::from_audio_specific_config(&track.configuration) {
+                    match AudioShape::from_audio_specific_config(&track.configuration.bytes) {
                         Ok(audio) => shape.audio = Some(audio),
                         Err(problem) => unreadable = Err(problem),
                     }
@@ -55,7 +55,10 @@ impl StreamShape {
     /// The body of the `onMetaData` script tag (AMF0): the name, then an ECMA array of what
     /// readers use to set up their decoders before the first sample. `duration` is 0: a live
     /// stream has none.
-    pub(crate) fn on_metadata(&self) -> Bytes {
+    /// `codecs`: per kind (video, audio), the codec of the tags that follow, for
+    /// `videocodecid`/`audiocodecid` (H.264 and AAC when not known).
+    pub(crate) fn on_metadata(&self, codecs: [Option<FlvCodec>; 2]) -> Bytes {
+        let [video_codec, audio_codec] = codecs;
         let mut fields: Vec<(&str, Amf)> = vec![("duration", Amf::Number(0.0))];
         if let Some(video) = &self.video {
             let (rate, duration) = video.frame_rate;
@@ -66,12 +69,18 @@ impl StreamShape {
                     "framerate",
                     Amf::Number(f64::from(rate) / f64::from(duration)),
                 ),
-                ("videocodecid", Amf::Number(7.0)),
+                (
+                    "videocodecid",
+                    Amf::Number(video_codec.map_or(7.0, FlvCodec::codec_id)),
+                ),
             ]);
         }
         if let Some(audio) = &self.audio {
             fields.extend([
-                ("audiocodecid", Amf::Number(10.0)),
+                (
+                    "audiocodecid",
+                    Amf::Number(audio_codec.map_or(10.0, FlvCodec::codec_id)),
+                ),
                 (
                     "audiosamplerate",
                     Amf::Number(f64::from(audio.config.output_frequency())),

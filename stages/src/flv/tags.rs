@@ -1,4 +1,12 @@
 //! MP4 samples as FLV tags: what each track becomes, and one tag per sample.
+//!
+//! H.264 and AAC are FLV's own (codec id 7, sound format 10). HEVC, AV1 and VP9 video and Opus
+//! audio are written as enhanced RTMP (veovera's enhanced-rtmp v1 and v2) describes:
+//! `IsExHeader` set, the packet type (`SequenceStart`, `CodedFrames`, `CodedFramesX`) in the
+//! low nibble and the codec's FourCC after it; the sequence start carries the decoder
+//! configuration record as MP4 holds it (`hvcC`, `av1C`, `vpcC` with its version and flags),
+//! Opus's the `OpusHead` of RFC 7845 made from MP4's `dOps`. HEVC frames carry a composition
+//! time (`CodedFrames`) unless it is 0 (`CodedFramesX`); AV1 and VP9 have none.
 
 use bytes::Bytes;
 use streampub_core::plugin::StageOutput;
@@ -7,22 +15,116 @@ use crate::flv::{MediaKind, TagHeader, TAG_HEADER_LEN};
 use crate::mp4::samples::Sample;
 use crate::mp4::TrackDescription;
 
+/// How a track's samples are written in FLV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FlvCodec {
+    /// H.264, FLV's video codec 7.
+    Avc,
+    /// AAC, FLV's sound format 10.
+    Aac,
+    /// Enhanced RTMP video by FourCC: `hvc1`, `av01`, `vp09`.
+    EnhancedVideo([u8; 4]),
+    /// Enhanced RTMP audio by FourCC: `Opus`.
+    EnhancedAudio([u8; 4]),
+}
+
+/// Enhanced RTMP's packet types (the low nibble after `IsExHeader`).
+const SEQUENCE_START: u8 = 0;
+const CODED_FRAMES: u8 = 1;
+const CODED_FRAMES_X: u8 = 3;
+/// `IsExHeader` of a video tag; the sound format that says the same of an audio tag (9).
+const VIDEO_EX_HEADER: u8 = 0x80;
+const AUDIO_EX_HEADER: u8 = 0x90;
+
+impl FlvCodec {
+    pub(crate) fn kind(self) -> MediaKind {
+        match self {
+            Self::Avc | Self::EnhancedVideo(_) => MediaKind::Video,
+            Self::Aac | Self::EnhancedAudio(_) => MediaKind::Audio,
+        }
+    }
+
+    /// Whether it is FLV's own (H.264, AAC), not enhanced RTMP's.
+    pub(crate) fn is_legacy(self) -> bool {
+        matches!(self, Self::Avc | Self::Aac)
+    }
+
+    /// `onMetaData`'s `videocodecid`/`audiocodecid`: FLV's number, or the FourCC as one.
+    pub(crate) fn codec_id(self) -> f64 {
+        match self {
+            Self::Avc => 7.0,
+            Self::Aac => 10.0,
+            Self::EnhancedVideo(fourcc) | Self::EnhancedAudio(fourcc) => {
+                f64::from(u32::from_be_bytes(fourcc))
+            }
+        }
+    }
+
+    /// The codec bytes before a sequence header's body.
+    fn sequence_header_prefix(self) -> Vec<u8> {
+        match self {
+            Self::Avc => vec![0x17, 0, 0, 0, 0],
+            Self::Aac => vec![0xaf, 0],
+            Self::EnhancedVideo(fourcc) => {
+                ex_header(VIDEO_EX_HEADER | 0x10 | SEQUENCE_START, fourcc)
+            }
+            Self::EnhancedAudio(fourcc) => ex_header(AUDIO_EX_HEADER | SEQUENCE_START, fourcc),
+        }
+    }
+
+    /// The codec bytes before a sample: frame type, packet type, composition time (ms,
+    /// where the codec has one).
+    fn sample_prefix(self, keyframe: bool, composition: u32) -> Vec<u8> {
+        let [_, c1, c2, c3] = composition.to_be_bytes();
+        let frame_type = if keyframe { 0x10 } else { 0x20 };
+        match self {
+            Self::Avc => vec![frame_type | 0x07, 1, c1, c2, c3],
+            Self::Aac => vec![0xaf, 1],
+            Self::EnhancedVideo(fourcc) if &fourcc == b"hvc1" && composition != 0 => {
+                let mut prefix = ex_header(VIDEO_EX_HEADER | frame_type | CODED_FRAMES, fourcc);
+                prefix.extend_from_slice(&[c1, c2, c3]);
+                prefix
+            }
+            Self::EnhancedVideo(fourcc) if &fourcc == b"hvc1" => {
+                ex_header(VIDEO_EX_HEADER | frame_type | CODED_FRAMES_X, fourcc)
+            }
+            Self::EnhancedVideo(fourcc) => {
+                ex_header(VIDEO_EX_HEADER | frame_type | CODED_FRAMES, fourcc)
+            }
+            Self::EnhancedAudio(fourcc) => ex_header(AUDIO_EX_HEADER | CODED_FRAMES, fourcc),
+        }
+    }
+}
+
+fn ex_header(first: u8, fourcc: [u8; 4]) -> Vec<u8> {
+    let mut prefix = vec![first];
+    prefix.extend_from_slice(&fourcc);
+    prefix
+}
+
+/// A track's decoder configuration: its codec and the sequence header's body (`avcC`, the
+/// AudioSpecificConfig, `hvcC`, `av1C`, `vpcC`, `OpusHead`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Configuration {
+    pub(crate) codec: FlvCodec,
+    pub(crate) bytes: Bytes,
+}
+
 /// What one of the stream's tracks becomes in FLV.
 #[derive(Debug, Clone)]
 pub(crate) struct FlvTrack {
     pub(crate) track_id: u32,
     pub(crate) timescale: u32,
     pub(crate) kind: MediaKind,
-    /// The sequence header's body: `avcC`, or the AudioSpecificConfig.
-    pub(crate) configuration: Bytes,
+    pub(crate) configuration: Configuration,
 }
 
 /// One FLV tag to write: its header fields, the codec bytes and the sample.
 #[derive(Debug, Clone)]
 pub(crate) struct Tag {
     pub(crate) kind: MediaKind,
-    /// The decoder configuration the sample needs (its track's sequence header body).
-    pub(crate) configuration: Bytes,
+    /// The decoder configuration the sample needs (its track's).
+    pub(crate) configuration: Configuration,
     /// The sample's decode time in milliseconds on the stream's timeline.
     pub(crate) decode_ms: i128,
     /// How long it lasts, in milliseconds (rounded from ticks).
@@ -32,25 +134,26 @@ pub(crate) struct Tag {
 }
 
 impl Tag {
-    /// The sequence header of `kind` carrying `configuration`, at `decode_ms`.
-    pub(crate) fn sequence_header(kind: MediaKind, configuration: Bytes, decode_ms: i128) -> Self {
-        let prefix: &[u8] = match kind {
-            MediaKind::Video => &[0x17, 0, 0, 0, 0],
-            MediaKind::Audio => &[0xaf, 0],
-        };
+    /// The sequence header carrying `configuration`, at `decode_ms`.
+    pub(crate) fn sequence_header(configuration: Configuration, decode_ms: i128) -> Self {
         Self {
-            kind,
-            body: configuration.clone(),
+            kind: configuration.codec.kind(),
+            body: configuration.bytes.clone(),
+            prefix: configuration.codec.sequence_header_prefix(),
             configuration,
             decode_ms,
             duration_ms: 0,
-            prefix: prefix.to_vec(),
         }
     }
 
-    /// Whether it is a video keyframe (a decoder can start at it).
+    /// Whether it is a video keyframe (a decoder can start at it): frame type 1, in FLV's own
+    /// video tags and enhanced ones alike.
     pub(crate) fn is_keyframe(&self) -> bool {
-        self.kind == MediaKind::Video && self.prefix.first() == Some(&0x17)
+        self.kind == MediaKind::Video
+            && self
+                .prefix
+                .first()
+                .is_some_and(|first| (first >> 4) & 0x07 == 1)
     }
 
     /// Its decode time, for pacing.
@@ -114,20 +217,16 @@ pub(crate) fn milliseconds(ticks: i128, timescale: u32) -> i128 {
 pub(crate) fn tag_of(track: &FlvTrack, sample: &Sample, body: Bytes) -> Tag {
     let decode = i128::from(sample.decode_time);
     let decode_ms = milliseconds(decode, track.timescale);
-    let prefix = match track.kind {
-        MediaKind::Video => {
-            let presentation_ms = milliseconds(
-                decode + i128::from(sample.composition_offset),
-                track.timescale,
-            );
-            // A negative composition time would make ffmpeg doubt the decode times.
-            let composition = (presentation_ms - decode_ms).clamp(0, 0x7f_ffff) as u32;
-            let frame = if sample.sync { 0x17 } else { 0x27 };
-            let [_, c1, c2, c3] = composition.to_be_bytes();
-            vec![frame, 1, c1, c2, c3]
-        }
-        MediaKind::Audio => vec![0xaf, 1],
-    };
+    let presentation_ms = milliseconds(
+        decode + i128::from(sample.composition_offset),
+        track.timescale,
+    );
+    // A negative composition time would make ffmpeg doubt the decode times.
+    let composition = (presentation_ms - decode_ms).clamp(0, 0x7f_ffff) as u32;
+    let prefix = track
+        .configuration
+        .codec
+        .sample_prefix(sample.sync, composition);
     Tag {
         kind: track.kind,
         configuration: track.configuration.clone(),
@@ -245,43 +344,96 @@ pub(crate) fn flv_track(track: &TrackDescription) -> Result<FlvTrack, String> {
             .find(|(box_kind, _)| &box_kind.0 == kind)
             .map(|(_, payload)| payload.clone())
     };
-    let (kind, configuration) = match &entry.format.0 {
-        b"avc1" | b"avc3" => (
-            MediaKind::Video,
-            configuration(b"avcC").ok_or_else(|| "its H.264 track has no avcC".to_owned())?,
-        ),
+    let needed = |name: &str, kind: &[u8; 4]| {
+        configuration(kind).ok_or_else(|| {
+            format!(
+                "its {name} track has no {} box",
+                String::from_utf8_lossy(kind)
+            )
+        })
+    };
+    let (codec, bytes) = match &entry.format.0 {
+        b"avc1" | b"avc3" => (FlvCodec::Avc, needed("H.264", b"avcC")?),
         b"mp4a" => {
-            let setup =
-                configuration(b"esds").ok_or_else(|| "its AAC track has no esds".to_owned())?;
+            let setup = needed("AAC", b"esds")?;
             // Object type 0x40: MPEG-4 audio (AAC); then the stream type, then the config.
             if setup.first() != Some(&0x40) || setup.len() < 3 {
                 return Err("its mp4a track is not AAC".to_owned());
             }
-            (MediaKind::Audio, setup[2..].to_vec())
+            (FlvCodec::Aac, setup[2..].to_vec())
         }
+        // Both sample entries of HEVC carry an hvcC; enhanced RTMP names the codec `hvc1`.
+        b"hvc1" | b"hev1" => (FlvCodec::EnhancedVideo(*b"hvc1"), needed("HEVC", b"hvcC")?),
+        b"av01" => (FlvCodec::EnhancedVideo(*b"av01"), needed("AV1", b"av1C")?),
+        b"vp09" => (FlvCodec::EnhancedVideo(*b"vp09"), needed("VP9", b"vpcC")?),
+        b"Opus" => (
+            FlvCodec::EnhancedAudio(*b"Opus"),
+            opus_head(&needed("Opus", b"dOps")?)?,
+        ),
         other => {
-            let codec = match other {
-                b"hvc1" | b"hev1" => "HEVC (hevc)".to_owned(),
-                b"av01" => "AV1".to_owned(),
-                b"vp09" => "VP9".to_owned(),
-                b"Opus" => "Opus".to_owned(),
-                _ => String::from_utf8_lossy(other).into_owned(),
-            };
             return Err(format!(
-                "track {} is {codec}, which FLV carries only with enhanced RTMP; transcode \
-                 upstream to H.264 video and AAC audio, or set `ffmpeg_input: mp4` on the \
-                 ffmpeg-rtmp sink so that an ffmpeg with enhanced-RTMP support (6.1 or newer \
-                 for HEVC and AV1, 7.1 for Opus) publishes it",
-                track.track_id
+                "track {} is {}, which FLV cannot carry, not even with enhanced RTMP; \
+                 transcode upstream to H.264, HEVC, AV1 or VP9 video and AAC or Opus audio",
+                track.track_id,
+                String::from_utf8_lossy(other)
             ));
         }
     };
     Ok(FlvTrack {
         track_id: track.track_id,
         timescale: track.timescale,
-        kind,
-        configuration: Bytes::from(configuration),
+        kind: codec.kind(),
+        configuration: Configuration {
+            codec,
+            bytes: Bytes::from(bytes),
+        },
     })
+}
+
+/// Why a track cannot go to a reader without enhanced RTMP (ffmpeg's FLV demuxer before 6.1),
+/// and the ways out.
+pub(crate) fn needs_enhanced_rtmp(track: &FlvTrack) -> Option<String> {
+    let codec = match track.configuration.codec {
+        FlvCodec::Avc | FlvCodec::Aac => return None,
+        FlvCodec::EnhancedVideo(fourcc) if &fourcc == b"hvc1" => "HEVC (hevc)",
+        FlvCodec::EnhancedVideo(fourcc) if &fourcc == b"av01" => "AV1",
+        FlvCodec::EnhancedVideo(_) => "VP9",
+        FlvCodec::EnhancedAudio(_) => "Opus",
+    };
+    Some(format!(
+        "track {} is {codec}, which FLV carries only with enhanced RTMP; publish with the `rtmp` \
+         sink (it speaks enhanced RTMP), transcode upstream to H.264 video and AAC audio, or set \
+         `ffmpeg_input: mp4` on the ffmpeg-rtmp sink so that an ffmpeg with enhanced-RTMP \
+         support (6.1 or newer for HEVC and AV1, 7.1 for Opus) publishes it",
+        track.track_id
+    ))
+}
+
+/// RFC 7845's `OpusHead` from MP4's `dOps` (the same fields, big-endian there and
+/// little-endian here, after the magic; version 1).
+pub(crate) fn opus_head(dops: &[u8]) -> Result<Vec<u8>, String> {
+    if dops.len() < 11 || dops[0] != 0 {
+        return Err("its Opus track's dOps box is not version 0 or too short".to_owned());
+    }
+    let channels = dops[1];
+    let pre_skip = u16::from_be_bytes([dops[2], dops[3]]);
+    let input_rate = u32::from_be_bytes([dops[4], dops[5], dops[6], dops[7]]);
+    let gain = i16::from_be_bytes([dops[8], dops[9]]);
+    let mapping_family = dops[10];
+    let mut head = b"OpusHead".to_vec();
+    head.extend_from_slice(&[1, channels]);
+    head.extend_from_slice(&pre_skip.to_le_bytes());
+    head.extend_from_slice(&input_rate.to_le_bytes());
+    head.extend_from_slice(&gain.to_le_bytes());
+    head.push(mapping_family);
+    // A mapping family other than 0: stream count, coupled count and the mapping, as they are.
+    if mapping_family != 0 {
+        let table = dops
+            .get(11..13 + usize::from(channels))
+            .ok_or_else(|| "its Opus track's dOps box has no channel mapping".to_owned())?;
+        head.extend_from_slice(table);
+    }
+    Ok(head)
 }
 
 #[cfg(test)]

@@ -6,12 +6,11 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use streampub_core::plugin::{StageError, StageOutput};
 
 use super::reading::FlvFile;
 use super::stream_state::{push_tag, FlvTimeline};
-use crate::flv::tags::Tag;
+use crate::flv::tags::{Configuration, Tag};
 use crate::flv::MediaKind;
 use crate::flv::TagKind;
 use crate::stream_shape::{most_common, AudioShape, StreamShape, VideoShape};
@@ -67,16 +66,14 @@ impl FlvTimeline {
     /// session has it.
     pub(super) fn send_filler_configuration(
         &mut self,
-        kind: MediaKind,
-        configuration: &Bytes,
+        configuration: &Configuration,
         timestamp: u32,
         output: &mut StageOutput,
     ) {
-        let sent = &mut self.sent[kind.index()];
-        if sent.as_ref() != Some(configuration) {
-            *sent = Some(configuration.clone());
-            Tag::sequence_header(kind, configuration.clone(), i128::from(timestamp))
-                .write(0, output);
+        let sent = &mut self.sent[configuration.codec.kind().index()];
+        if sent.as_ref() != Some(&configuration.bytes) {
+            *sent = Some(configuration.bytes.clone());
+            Tag::sequence_header(configuration.clone(), i128::from(timestamp)).write(0, output);
         }
     }
 
@@ -156,7 +153,7 @@ impl FlvTimeline {
         }
         for tag in tags {
             let timestamp = tag.decode_ms as u32;
-            self.send_filler_configuration(tag.kind, &tag.configuration, timestamp, output);
+            self.send_filler_configuration(&tag.configuration, timestamp, output);
             output.mark_media_time(tag.media_time());
             tag.write(0, output);
         }

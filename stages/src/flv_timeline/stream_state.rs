@@ -91,7 +91,7 @@ impl FlvTimeline {
         for kind in [MediaKind::Video, MediaKind::Audio] {
             match &filler_configurations[kind.index()] {
                 Some(configuration) if self.filler.is_playing() => {
-                    self.send_filler_configuration(kind, configuration, timestamp, output);
+                    self.send_filler_configuration(configuration, timestamp, output);
                 }
                 _ => self.send_stream_configuration(kind.into(), timestamp, output),
             }

@@ -8,8 +8,9 @@
 //! sample, audio and video interleaved by decode time. A tag's timestamp is the sample's decode
 //! time in milliseconds and its composition time the presentation time in milliseconds minus
 //! that, both rounded from the exact tick values (never summed from rounded durations, which
-//! would drift). Samples are AVCC / raw AAC already and pass unchanged. H.264 and AAC only: FLV
-//! without enhanced RTMP carries nothing else.
+//! would drift). Samples are AVCC / raw AAC already and pass unchanged. With `enhanced_rtmp`,
+//! HEVC, AV1, VP9 and Opus become enhanced RTMP's FourCC tags (see `flv::tags`); without it
+//! they are refused, since FLV without enhanced RTMP carries only H.264 and AAC.
 //!
 //! A `moof`'s `mdat` is held whole (one fragment of the upstream file, bounded by
 //! `MAX_MEDIA_DATA`) to interleave its tracks, as slices of the chunks read: samples are not
@@ -57,7 +58,7 @@ pub const FMP4_TO_FLV_STAGE: &str = "fmp4-to-flv";
 register_stage!(
     Fmp4ToFlvConfig,
     FMP4_TO_FLV_STAGE,
-    "Turns the continuous fMP4 of fmp4-timeline into FLV tags (H.264 and AAC)",
+    "Turns the continuous fMP4 of fmp4-timeline into FLV tags (H.264 and AAC; HEVC, AV1, VP9 and Opus as enhanced RTMP)",
 );
 
 /// Turns fMP4 into FLV; put it after `fmp4-timeline`.
@@ -71,6 +72,12 @@ pub struct Fmp4ToFlvConfig {
     /// FLV's extended byte (past 16,777,215 ms), or just under `session_limit`.
     #[serde(default)]
     pub start_timestamp: HumanDuration,
+    /// Write HEVC, AV1 and VP9 video and Opus audio as enhanced RTMP's FourCC tags, for a
+    /// sink that speaks it (the `rtmp` sink sets this on the stage it puts in front of
+    /// itself). Off, such tracks fail with the ways out: ffmpeg's FLV reader before 6.1 takes
+    /// only H.264 and AAC.
+    #[serde(default)]
+    pub enhanced_rtmp: bool,
 }
 
 #[async_trait]
@@ -93,7 +100,8 @@ impl StageConfig for Fmp4ToFlvConfig {
         Ok(Box::new(
             Fmp4ToFlvStage::default()
                 .with_session_options(&self.session, FillerSource::Generate)
-                .starting_at(self.start_timestamp.get()),
+                .starting_at(self.start_timestamp.get())
+                .with_enhanced_rtmp(self.enhanced_rtmp),
         ))
     }
 }
@@ -102,6 +110,12 @@ impl StageConfig for Fmp4ToFlvConfig {
 pub(crate) type Fmp4ToFlvStage = TimelineEngine<Fmp4ToFlv>;
 
 impl Fmp4ToFlvStage {
+    /// Whether enhanced RTMP's codecs are written (else refused).
+    pub(crate) fn with_enhanced_rtmp(mut self, enabled: bool) -> Self {
+        self.format_mut().enhanced_rtmp = enabled;
+        self
+    }
+
     /// The first session's first tag gets `timestamp` instead of 0.
     pub(crate) fn starting_at(mut self, timestamp: Duration) -> Self {
         self.format_mut().next_session_timestamp = timestamp.as_millis() as i128;

@@ -5,7 +5,7 @@
 use streampub_core::plugin::{StageError, StageOutput};
 
 use super::stream_state::Fmp4ToFlv;
-use crate::flv::tags::{flv_track, media_tags, MediaData, Tag};
+use crate::flv::tags::{flv_track, media_tags, needs_enhanced_rtmp, MediaData, Tag};
 use crate::flv::MediaKind;
 use crate::mp4::samples::{read_samples, Sample};
 use crate::mp4::{describe_moov, BoxHeader, FourCc};
@@ -224,9 +224,16 @@ impl Fmp4ToFlv {
         let descriptions = describe_moov(moov)
             .map_err(|error| file.error(error.message))?
             .ok_or_else(|| file.error("its moov is not fragmented"))?;
+        let enhanced_rtmp = self.enhanced_rtmp;
         let tracks = match descriptions
             .iter()
-            .map(flv_track)
+            .map(|description| {
+                let track = flv_track(description)?;
+                match needs_enhanced_rtmp(&track) {
+                    Some(problem) if !enhanced_rtmp => Err(problem),
+                    _ => Ok(track),
+                }
+            })
             .collect::<Result<Vec<_>, String>>()
         {
             Ok(tracks) => tracks,
@@ -272,7 +279,18 @@ impl Fmp4ToFlv {
             most_common(&mut durations)
         });
         let (shape, audio) = StreamShape::of(&self.descriptions, &self.tracks, frame_duration);
+        let enhanced = self
+            .tracks
+            .iter()
+            .any(|track| !track.configuration.codec.is_legacy());
         match audio {
+            // Filler is H.264 and AAC: switching codecs inside a session breaks players.
+            _ if enhanced => self.filler.cannot_match(
+                "no filler can be made for this stream: filler is H.264 and AAC, and this \
+                 stream's codecs need enhanced RTMP (set `filler: none` to wait for upstream \
+                 without one)"
+                    .to_owned(),
+            ),
             Ok(()) if self.filler.wants_shape() => self.filler.prepare(shape.clone()),
             Ok(()) => {}
             Err(problem) => self.filler.cannot_match(format!(

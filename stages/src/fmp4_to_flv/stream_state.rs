@@ -3,12 +3,11 @@
 
 use std::path::PathBuf;
 
-use bytes::Bytes;
 use streampub_core::plugin::FillerSource;
 
 use crate::filler::default_ffmpeg;
 use crate::flv::filler::Filler;
-use crate::flv::tags::{FlvTrack, Tag};
+use crate::flv::tags::{Configuration, FlvTrack, Tag};
 use crate::mp4::TrackDescription;
 use crate::resume_cut::ResumeCut;
 use crate::session_limit::SessionLimit;
@@ -46,13 +45,15 @@ pub(crate) struct Fmp4ToFlv {
     /// fragment of that stream fails with it, until an init segment that can.
     pub(super) refused: Option<String>,
     /// Per kind (video, audio), the decoder configuration the session got last.
-    pub(super) sent_configurations: [Option<Bytes>; 2],
+    pub(super) sent_configurations: [Option<Configuration>; 2],
     /// What the stream is (from its init segment and first media segment), for `onMetaData`
     /// and the filler.
     pub(super) shape: Option<StreamShape>,
     /// Where the stream's media written so far ends (ms): where filler would begin.
     pub(super) content_end_ms: Option<i128>,
     pub(super) filler: Filler,
+    /// Whether HEVC, AV1, VP9 and Opus are written as enhanced RTMP (else refused).
+    pub(super) enhanced_rtmp: bool,
     /// While a fragment sent again from inside is being cut.
     pub(super) resume: Option<ResumeCut<Tag>>,
 }
@@ -73,6 +74,7 @@ impl Default for Fmp4ToFlv {
             shape: None,
             content_end_ms: None,
             filler: Filler::new(FillerSource::None, default_ffmpeg()),
+            enhanced_rtmp: false,
             resume: None,
         }
     }

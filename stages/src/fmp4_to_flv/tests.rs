@@ -183,15 +183,67 @@ fn samples_become_tags_interleaved_by_decode_time_after_the_sequence_headers() {
     }
 }
 
+/// The test stream with its video called HEVC: `hvc1` with an `hvcC`.
+fn hevc_stream() -> Vec<u8> {
+    let mut renamed = [init_segment(), media_segment()].concat();
+    for (from, to) in [(b"avc1", b"hvc1"), (b"avcC", b"hvcC")] {
+        let at = renamed
+            .windows(4)
+            .position(|window| window == from)
+            .unwrap();
+        renamed[at..at + 4].copy_from_slice(to);
+    }
+    renamed
+}
+
+#[test]
+fn hevc_becomes_enhanced_rtmp_fourcc_tags_when_asked() {
+    let mut stage = Fmp4ToFlvStage::default().with_enhanced_rtmp(true);
+    let (items, result) = run_stage(&mut stage, &fragment(1), &hevc_stream(), &[usize::MAX]);
+    result.unwrap();
+    let stream = joined(&items);
+    let tags = tags_of(&stream);
+    let expected: Vec<(u8, u32, Vec<u8>)> = vec![
+        // SequenceStart, keyframe: the hvcC record as MP4 holds it.
+        (9, 0, [&[0x90][..], b"hvc1", b"AVCC-RECORD"].concat()),
+        (8, 0, vec![0xaf, 0, 0x11, 0x90]),
+        // CodedFrames with its composition time (67 ms).
+        (9, 0, [&[0x91][..], b"hvc1", &[0, 0, 67], b"V0aa"].concat()),
+        (8, 0, [&[0xaf, 1][..], b"A0"].concat()),
+        (8, 21, [&[0xaf, 1][..], b"A1"].concat()),
+        // CodedFramesX, an inter frame: no composition time.
+        (9, 33, [&[0xa3][..], b"hvc1", b"V1bb"].concat()),
+    ];
+    assert_eq!(tags, expected);
+    // onMetaData names the codec by its FourCC.
+    let metadata = &all_tags_of(&stream)[0].2;
+    let at = metadata
+        .windows(12)
+        .position(|window| window == b"videocodecid")
+        .unwrap();
+    let number = f64::from_be_bytes(metadata[at + 13..at + 21].try_into().unwrap());
+    assert_eq!(number, f64::from(u32::from_be_bytes(*b"hvc1")));
+}
+
+#[test]
+fn opus_head_is_made_from_dops() {
+    // dOps: version 0, 2 channels, pre-skip 312, 48 kHz, gain 0, family 0.
+    let dops = [0, 2, 0x01, 0x38, 0, 0, 0xbb, 0x80, 0, 0, 0];
+    let head = crate::flv::tags::opus_head(&dops).unwrap();
+    assert_eq!(
+        head,
+        [
+            &b"OpusHead"[..],
+            &[1, 2, 0x38, 0x01, 0x80, 0xbb, 0, 0, 0, 0, 0]
+        ]
+        .concat()
+    );
+    assert!(crate::flv::tags::opus_head(&dops[..5]).is_err());
+}
+
 #[test]
 fn a_codec_flv_cannot_carry_fails_every_fragment_of_that_stream() {
-    // The same stream, its video sample entry called HEVC.
-    let mut renamed = [init_segment(), media_segment()].concat();
-    let at = renamed
-        .windows(4)
-        .position(|window| window == b"avc1")
-        .unwrap();
-    renamed[at..at + 4].copy_from_slice(b"hvc1");
+    let renamed = hevc_stream();
     let mut stage = Fmp4ToFlvStage::default();
     for sequence in 1..=2 {
         let info = FragmentInfo {

@@ -7,7 +7,7 @@ use streampub_core::plugin::StageOutput;
 
 use super::reading::Fmp4ToFlvFile;
 use super::stream_state::Fmp4ToFlv;
-use crate::flv::tags::{write_tag, Tag, SCRIPT_TAG};
+use crate::flv::tags::{write_tag, Configuration, Tag, SCRIPT_TAG};
 use crate::flv::MediaKind;
 use crate::flv::FILE_HEADER;
 
@@ -23,7 +23,7 @@ impl Fmp4ToFlv {
     }
 
     /// Per kind, the stream's decoder configuration.
-    pub(super) fn stream_configurations(&self) -> [Option<Bytes>; 2] {
+    pub(super) fn stream_configurations(&self) -> [Option<Configuration>; 2] {
         let mut configurations = [None, None];
         for track in &self.tracks {
             configurations[track.kind.index()] = Some(track.configuration.clone());
@@ -64,7 +64,7 @@ impl Fmp4ToFlv {
     fn write_headers(
         &mut self,
         decode_ms: i128,
-        configurations: [Option<Bytes>; 2],
+        configurations: [Option<Configuration>; 2],
         output: &mut StageOutput,
     ) {
         let zero = decode_ms - std::mem::take(&mut self.next_session_timestamp);
@@ -76,11 +76,20 @@ impl Fmp4ToFlv {
         output.push_chunk(Bytes::from_static(&[0, 0, 0, 0]));
         if let Some(shape) = &self.shape {
             let timestamp = (decode_ms - zero).rem_euclid(1 << 32) as u32;
-            write_tag(SCRIPT_TAG, timestamp, &[], shape.on_metadata(), output);
+            let codecs = configurations
+                .each_ref()
+                .map(|configuration| configuration.as_ref().map(|known| known.codec));
+            write_tag(
+                SCRIPT_TAG,
+                timestamp,
+                &[],
+                shape.on_metadata(codecs),
+                output,
+            );
         }
         for kind in [MediaKind::Video, MediaKind::Audio] {
             if let Some(configuration) = &configurations[kind.index()] {
-                Tag::sequence_header(kind, configuration.clone(), decode_ms).write(zero, output);
+                Tag::sequence_header(configuration.clone(), decode_ms).write(zero, output);
             }
         }
         self.sent_configurations = configurations;
@@ -94,7 +103,7 @@ impl Fmp4ToFlv {
     pub(super) fn write_tags(
         &mut self,
         tags: Vec<Tag>,
-        configurations: [Option<Bytes>; 2],
+        configurations: [Option<Configuration>; 2],
         output: &mut StageOutput,
     ) {
         let Some(first) = tags.first() else {
@@ -108,8 +117,7 @@ impl Fmp4ToFlv {
             let sent = &mut self.sent_configurations[tag.kind.index()];
             if sent.as_ref() != Some(&tag.configuration) {
                 *sent = Some(tag.configuration.clone());
-                Tag::sequence_header(tag.kind, tag.configuration.clone(), tag.decode_ms)
-                    .write(zero, output);
+                Tag::sequence_header(tag.configuration.clone(), tag.decode_ms).write(zero, output);
             }
             output.mark_media_time(tag.media_time());
             self.last_written = tag.decode_ms;

@@ -13,6 +13,7 @@ mod long_run;
 mod memory;
 mod muxers;
 mod native_rtmp;
+mod other_servers;
 mod pacing;
 mod packaging;
 mod pipelines;

@@ -224,16 +224,7 @@ fn ffmpegs_own_listener_decodes_the_same_stream() {
     let dir = TestDir::new();
     let port = free_port();
     let output = dir.join("received.flv");
-    let mut listener = KillOnDrop(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-listen", "1", "-i"])
-            .arg(format!("rtmp://127.0.0.1:{port}/live/key"))
-            .args(["-c", "copy", "-f", "flv"])
-            .arg(&output)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut listener = ffmpeg_listener(port, &output);
     let input = four_seconds_of_flv();
     let tags = flv_tags(&input);
     // ffmpeg takes one client: the first connection that gets through is the publisher.
@@ -274,8 +265,23 @@ fn a_stream_already_being_published_is_refused_in_the_servers_words() {
     first.finish();
 }
 
+/// ffmpeg's own RTMP server for one publisher of `rtmp://127.0.0.1:<port>/live/key`, copying
+/// what it receives into the FLV file `output`.
+pub(crate) fn ffmpeg_listener(port: u16, output: &std::path::Path) -> KillOnDrop {
+    KillOnDrop(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-listen", "1", "-i"])
+            .arg(format!("rtmp://127.0.0.1:{port}/live/key"))
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(output)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 /// A child process killed when the test ends, whichever way.
-struct KillOnDrop(Child);
+pub(crate) struct KillOnDrop(pub(crate) Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -284,7 +290,7 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+pub(crate) fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -1,0 +1,121 @@
+//! Enhanced RTMP at `connect`: the FourCCs a stream's first tags use, for `fourCcList`, and
+//! what the server's answer says of them.
+
+use streampub_core::plugin::SinkError;
+use streampub_rtmp::amf0::Value;
+use streampub_rtmp::flv_tags::FlvTag;
+use tracing::warn;
+
+/// The enhanced-RTMP FourCCs of `tags` (`hvc1`, `av01`, `vp09`, `Opus`), each once.
+pub(super) fn enhanced_codecs<'a>(tags: impl IntoIterator<Item = &'a FlvTag>) -> Vec<String> {
+    let mut codecs: Vec<String> = Vec::new();
+    for fourcc in tags.into_iter().filter_map(FlvTag::enhanced_fourcc) {
+        let fourcc = String::from_utf8_lossy(&fourcc).into_owned();
+        if !codecs.contains(&fourcc) {
+            codecs.push(fourcc);
+        }
+    }
+    codecs
+}
+
+/// An enhanced-RTMP server that lists what it accepts (`fourCcList`, or the FourCC info maps,
+/// in its answer to `connect`) and leaves out a codec of the stream has refused it: fatal.
+/// A server that lists nothing may not speak enhanced RTMP at all (nginx-rtmp, SRS before 6
+/// take the stream, and players cannot decode it): said once, as a warning.
+pub(super) fn check_enhanced_codecs(
+    pipeline: &str,
+    codecs: &[String],
+    properties: &Value,
+) -> Result<(), SinkError> {
+    if codecs.is_empty() {
+        return Ok(());
+    }
+    let listed = server_codecs(properties);
+    if listed.is_empty() {
+        warn!(
+            event = "enhanced_rtmp_unconfirmed",
+            pipeline = %pipeline,
+            codecs = %codecs.join(","),
+            "The RTMP server did not say that it accepts {} over enhanced RTMP; a server without \
+             enhanced RTMP (nginx-rtmp, SRS before 6) takes the stream but players cannot decode \
+             it",
+            codecs.join(", ")
+        );
+        return Ok(());
+    }
+    let refused: Vec<&str> = codecs
+        .iter()
+        .filter(|codec| {
+            !listed
+                .iter()
+                .any(|listed| listed == *codec || listed == "*")
+        })
+        .map(String::as_str)
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(SinkError::fatal(format!(
+        "the RTMP server does not accept {} over enhanced RTMP (it accepts {}); transcode \
+         upstream to codecs it accepts (H.264 and AAC need no enhanced RTMP), or publish to a \
+         server that accepts them",
+        refused.join(", "),
+        listed.join(", ")
+    )))
+}
+
+/// The codecs a server's `connect` answer lists: `fourCcList`, or the keys of
+/// `videoFourCcInfoMap` and `audioFourCcInfoMap`.
+fn server_codecs(properties: &Value) -> Vec<String> {
+    let mut listed = Vec::new();
+    if let Some(Value::StrictArray(list)) = properties.get("fourCcList") {
+        listed.extend(list.iter().filter_map(Value::as_str).map(str::to_owned));
+    }
+    for map in ["videoFourCcInfoMap", "audioFourCcInfoMap"] {
+        if let Some(Value::Object(pairs) | Value::EcmaArray(pairs)) = properties.get(map) {
+            listed.extend(pairs.iter().map(|(key, _)| key.clone()));
+        }
+    }
+    listed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_that_lists_codecs_without_the_streams_refuses_it() {
+        let settings = "p";
+        let hevc = ["hvc1".to_owned()];
+        let answer = |pairs: Vec<(&str, Value)>| Value::object(pairs);
+        let listing = answer(vec![(
+            "fourCcList",
+            Value::StrictArray(vec![Value::string("av01")]),
+        )]);
+        let error = check_enhanced_codecs(settings, &hevc, &listing).unwrap_err();
+        assert!(error.to_string().contains("hvc1"), "{error}");
+        let map = answer(vec![(
+            "videoFourCcInfoMap",
+            Value::object([("hvc1", Value::Number(1.0))]),
+        )]);
+        assert!(check_enhanced_codecs(settings, &hevc, &map).is_ok());
+        let any = answer(vec![(
+            "fourCcList",
+            Value::StrictArray(vec![Value::string("*")]),
+        )]);
+        assert!(check_enhanced_codecs(settings, &hevc, &any).is_ok());
+        // Silent: not refused (only warned).
+        assert!(check_enhanced_codecs(settings, &hevc, &answer(vec![])).is_ok());
+        assert!(check_enhanced_codecs(settings, &[], &listing).is_ok());
+        let tag = |body: &'static [u8]| FlvTag {
+            kind: streampub_rtmp::flv_tags::TagKind::Video,
+            timestamp: 0,
+            body: bytes::Bytes::from_static(body),
+        };
+        let tags = [
+            tag(&[0x90, b'h', b'v', b'c', b'1']),
+            tag(&[0x91, b'h', b'v', b'c', b'1']),
+        ];
+        assert_eq!(enhanced_codecs(&tags), ["hvc1"]);
+    }
+}
