@@ -117,12 +117,20 @@ impl FlvTagReader {
                     self.header.extend_from_slice(&chunk.split_to(take));
                     self.offset += take as u64;
                     if self.header.starts_with(b"FLV") {
-                        // A file header (9 bytes, then PreviousTagSize0): skip it whole.
-                        if self.header.len() >= 3 {
+                        // A file header (DataOffset bytes, 9 in FLV 1, then PreviousTagSize0):
+                        // skip it whole.
+                        if self.header.len() >= FILE_HEADER_LEN {
+                            let data_offset = u32::from_be_bytes([
+                                self.header[5],
+                                self.header[6],
+                                self.header[7],
+                                self.header[8],
+                            ]) as usize;
                             let taken = self.header.len();
                             self.header.clear();
                             self.reading = Reading::SkipFileHeader(
-                                FILE_HEADER_LEN + PREVIOUS_TAG_SIZE_LEN - taken,
+                                (data_offset.max(FILE_HEADER_LEN) + PREVIOUS_TAG_SIZE_LEN)
+                                    .saturating_sub(taken),
                             );
                         }
                         continue;
@@ -229,6 +237,28 @@ mod tests {
         let mut bytes = b"FLV\x01\x05\x00\x00\x00\x09".to_vec();
         bytes.extend_from_slice(&[0; 4]);
         bytes
+    }
+
+    #[test]
+    fn a_file_header_is_skipped_to_its_data_offset() {
+        // DataOffset 12: three bytes of header extension before PreviousTagSize0.
+        let mut stream = b"FLV\x01\x05\x00\x00\x00\x0cext".to_vec();
+        stream.extend_from_slice(&[0; 4]);
+        stream.extend(tag_bytes(8, 7, b"\xaf\x01a"));
+        for split in [1, 5, stream.len()] {
+            let mut reader = FlvTagReader::default();
+            let mut tags = Vec::new();
+            for piece in stream.chunks(split) {
+                reader
+                    .push(Bytes::copy_from_slice(piece), &mut tags)
+                    .unwrap();
+            }
+            assert_eq!(tags.len(), 1, "split {split}");
+            assert_eq!(
+                (tags[0].timestamp, &tags[0].body[..]),
+                (7, &b"\xaf\x01a"[..])
+            );
+        }
     }
 
     #[test]
