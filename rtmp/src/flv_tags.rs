@@ -155,6 +155,16 @@ impl FlvTagReader {
                         u32::from_be_bytes([header[7], header[4], header[5], header[6]]);
                     self.header = header;
                     self.header.clear();
+                    // A tag without a body is whole at its header, wherever the chunk ends.
+                    if left == 0 {
+                        tags.push(FlvTag {
+                            kind,
+                            timestamp,
+                            body: Bytes::new(),
+                        });
+                        self.reading = Reading::Trailer(PREVIOUS_TAG_SIZE_LEN);
+                        continue;
+                    }
                     self.reading = Reading::Body {
                         kind,
                         timestamp,
@@ -237,6 +247,18 @@ mod tests {
         let mut bytes = b"FLV\x01\x05\x00\x00\x00\x09".to_vec();
         bytes.extend_from_slice(&[0; 4]);
         bytes
+    }
+
+    #[test]
+    fn a_tag_without_a_body_is_read_when_its_header_is() {
+        let mut reader = FlvTagReader::default();
+        let mut tags = Vec::new();
+        let empty = tag_bytes(9, 5, b"");
+        reader
+            .push(Bytes::copy_from_slice(&empty[..11]), &mut tags)
+            .unwrap();
+        assert_eq!(tags.len(), 1);
+        assert!(tags[0].body.is_empty());
     }
 
     #[test]

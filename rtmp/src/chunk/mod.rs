@@ -54,7 +54,12 @@ pub enum ChunkError {
     TooManyChunkStreams,
     #[error("chunk size {0} is outside 1 to 2147483647")]
     BadChunkSize(u32),
+    #[error("chunk stream {0} is outside 2 to 65599, the ids a basic header can carry")]
+    BadChunkStream(u32),
 }
+
+/// The chunk stream ids a basic header can carry (0 and 1 are its escapes).
+const CHUNK_STREAMS: std::ops::RangeInclusive<u32> = 2..=65599;
 
 /// What the encoder remembers of a chunk stream's last message header.
 #[derive(Debug, Clone, Copy)]
@@ -102,6 +107,9 @@ impl ChunkEncoder {
         let length = message.payload.len();
         if length > MAX_MESSAGE_LEN {
             return Err(ChunkError::MessageTooLong(length));
+        }
+        if !CHUNK_STREAMS.contains(&chunk_stream) {
+            return Err(ChunkError::BadChunkStream(chunk_stream));
         }
         let length = length as u32;
         let previous = self.streams.get(&chunk_stream).copied();

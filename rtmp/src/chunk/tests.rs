@@ -192,3 +192,25 @@ proptest! {
         while let Ok(Some(_)) = decoder.next_message() {}
     }
 }
+
+#[test]
+fn chunk_streams_a_basic_header_cannot_carry_are_refused() {
+    let mut encoder = ChunkEncoder::default();
+    let mut out = BytesMut::new();
+    for chunk_stream in [0, 1, 65_600, u32::MAX] {
+        assert_eq!(
+            encoder.encode(chunk_stream, &message(20, 0, 0, b"x"), &mut out),
+            Err(ChunkError::BadChunkStream(chunk_stream))
+        );
+    }
+    assert!(out.is_empty());
+    for chunk_stream in [2, 63, 64, 319, 320, 65_599] {
+        let mut out = BytesMut::new();
+        encoder
+            .encode(chunk_stream, &message(20, 0, 0, b"x"), &mut out)
+            .unwrap();
+        let mut decoder = ChunkDecoder::new(1 << 20);
+        decoder.feed(&out);
+        assert!(decoder.next_message().unwrap().is_some(), "{chunk_stream}");
+    }
+}
