@@ -53,9 +53,11 @@ impl FlvTag {
     /// `av01`, `vp09`, `Opus`, …): what `connect`'s `fourCcList` names.
     pub fn enhanced_fourcc(&self) -> Option<[u8; 4]> {
         let first = *self.body.first()?;
+        // Multitrack and ModEx packets (video 6 and 7, audio 5 and 7) carry their FourCCs
+        // elsewhere.
         let enhanced = match self.kind {
-            TagKind::Video => first & 0x80 != 0,
-            TagKind::Audio => first >> 4 == 9,
+            TagKind::Video => first & 0x80 != 0 && first & 0x0F <= 5,
+            TagKind::Audio => first >> 4 == 9 && first & 0x0F <= 4,
             TagKind::Script => false,
         };
         let fourcc = self.body.get(1..5)?;

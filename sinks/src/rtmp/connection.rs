@@ -179,6 +179,9 @@ async fn publish(
             && !closing
             && connected_at.elapsed() > settings.connect_timeout
         {
+            if transport.tls_handshaking() {
+                return Err(no_tls_handshake(settings, "within connect_timeout"));
+            }
             return Err(SinkError::retryable(format!(
                 "the RTMP server did not start the publication within connect_timeout ({} s)",
                 settings.connect_timeout.as_secs()
@@ -231,11 +234,15 @@ async fn publish(
             session.phase() == Phase::Publishing && !closing && output.len() < OUTPUT_HIGH_WATER;
         tokio::select! {
             read = reader.read(&mut buffer) => match read {
-                // After the unpublish, a server may close first: it had everything.
-                Ok(0) if closing && output.is_empty() => {
+                // After the unpublish, a server may close first: it had everything (under TLS
+                // it may not wait for the close_notify).
+                Ok(0) if closing && transport.rtmp_all_written(written, &output) => {
                     let acknowledged = kernel_acknowledged(&mut transport, descriptor, written);
                     progress.lock().unwrap().confirm(acknowledged.min(session.sent()));
                     return Ok(());
+                }
+                Ok(0) if transport.tls_handshaking() => {
+                    return Err(no_tls_handshake(settings, "before closing the connection"))
                 }
                 // nginx-rtmp answers `connect` to an application it does not have so.
                 Ok(0) if session.phase() == Phase::Connecting => {
@@ -324,6 +331,20 @@ async fn next_outgoing(
     match leading.pop_front() {
         Some(outgoing) => Some(outgoing),
         None => queue.recv().await,
+    }
+}
+
+/// A server that never completed a TLS handshake, `when`: a plain RTMP server on that port
+/// waits for 1,537 bytes and never answers a ClientHello. Fatal on a sink's first session (a
+/// wrong URL), retried after an outage (the network).
+fn no_tls_handshake(settings: &ConnectionSettings, when: &str) -> SinkError {
+    let message = format!(
+        "the server did not complete a TLS handshake {when}; check that it serves RTMPS at \
+         that port (a plain RTMP server needs rtmp://)"
+    );
+    match settings.after_outage {
+        true => SinkError::retryable(message),
+        false => SinkError::fatal(message),
     }
 }
 

@@ -18,53 +18,67 @@ pub(super) fn enhanced_codecs<'a>(tags: impl IntoIterator<Item = &'a FlvTag>) ->
     codecs
 }
 
-/// An enhanced-RTMP server that lists what it accepts (`fourCcList`, or the FourCC info maps,
-/// in its answer to `connect`) and leaves out a codec of the stream has refused it: fatal.
-/// A server that lists nothing may not speak enhanced RTMP at all (nginx-rtmp, SRS before 6
-/// take the stream, and players cannot decode it): said once, as a warning.
+/// Enhanced RTMP's audio FourCCs; every other FourCC names video.
+const AUDIO_FOURCCS: &[&str] = &["Opus", "mp4a", "ac-3", "ec-3", "fLaC", ".mp3"];
+
+fn is_audio(fourcc: &str) -> bool {
+    AUDIO_FOURCCS.contains(&fourcc)
+}
+
+/// An enhanced-RTMP server that lists the video (or audio) codecs it accepts (`fourCcList`, or
+/// the FourCC info maps, in its answer to `connect`) and leaves out one of the stream's has
+/// refused it: fatal. A server that lists none of that kind may not speak enhanced RTMP for it
+/// (nginx-rtmp, SRS before 6 take the stream, and players cannot decode it): said once, as a
+/// warning. (ffmpeg, for one, lists only video codecs.)
 pub(super) fn check_enhanced_codecs(
     pipeline: &str,
     codecs: &[String],
     properties: &Value,
 ) -> Result<(), SinkError> {
-    if codecs.is_empty() {
-        return Ok(());
-    }
     let listed = server_codecs(properties);
-    if listed.is_empty() {
+    let (listed_audio, listed_video): (Vec<&String>, Vec<&String>) =
+        listed.iter().partition(|codec| is_audio(codec));
+    let (mut refused, mut unconfirmed) = (Vec::new(), Vec::new());
+    for codec in codecs {
+        let same_kind = if is_audio(codec) {
+            &listed_audio
+        } else {
+            &listed_video
+        };
+        if same_kind.is_empty() {
+            unconfirmed.push(codec.as_str());
+        } else if !same_kind
+            .iter()
+            .any(|listed| *listed == codec || *listed == "*")
+        {
+            refused.push(codec.as_str());
+        }
+    }
+    if !refused.is_empty() {
+        let accepted: Vec<&str> = listed.iter().map(String::as_str).collect();
+        return Err(SinkError::fatal(format!(
+            "the RTMP server does not accept {} over enhanced RTMP (it accepts {}); transcode \
+             upstream to codecs it accepts (H.264 and AAC need no enhanced RTMP), or publish to \
+             a server that accepts them",
+            refused.join(", "),
+            accepted.join(", ")
+        )));
+    }
+    if !unconfirmed.is_empty() {
         warn!(
             event = "enhanced_rtmp_unconfirmed",
             pipeline = %pipeline,
-            codecs = %codecs.join(","),
+            codecs = %unconfirmed.join(","),
             "The RTMP server did not say that it accepts {} over enhanced RTMP; a server without \
              enhanced RTMP (nginx-rtmp, SRS before 6) takes the stream but players cannot decode \
              it",
-            codecs.join(", ")
+            unconfirmed.join(", ")
         );
-        return Ok(());
     }
-    let refused: Vec<&str> = codecs
-        .iter()
-        .filter(|codec| {
-            !listed
-                .iter()
-                .any(|listed| listed == *codec || listed == "*")
-        })
-        .map(String::as_str)
-        .collect();
-    if refused.is_empty() {
-        return Ok(());
-    }
-    Err(SinkError::fatal(format!(
-        "the RTMP server does not accept {} over enhanced RTMP (it accepts {}); transcode \
-         upstream to codecs it accepts (H.264 and AAC need no enhanced RTMP), or publish to a \
-         server that accepts them",
-        refused.join(", "),
-        listed.join(", ")
-    )))
+    Ok(())
 }
 
-/// The codecs a server's `connect` answer lists: `fourCcList`, or the keys of
+/// The codecs a server's `connect` answer lists: `fourCcList`, and the keys of
 /// `videoFourCcInfoMap` and `audioFourCcInfoMap`.
 fn server_codecs(properties: &Value) -> Vec<String> {
     let mut listed = Vec::new();
@@ -104,6 +118,19 @@ mod tests {
             Value::StrictArray(vec![Value::string("*")]),
         )]);
         assert!(check_enhanced_codecs(settings, &hevc, &any).is_ok());
+        // A server that lists only video (as ffmpeg does) says nothing of Opus.
+        let video_only = answer(vec![(
+            "fourCcList",
+            Value::StrictArray(vec![Value::string("hvc1")]),
+        )]);
+        let hevc_and_opus = ["hvc1".to_owned(), "Opus".to_owned()];
+        assert!(check_enhanced_codecs(settings, &hevc_and_opus, &video_only).is_ok());
+        let opus_refused = answer(vec![(
+            "audioFourCcInfoMap",
+            Value::object([("fLaC", Value::Number(1.0))]),
+        )]);
+        let error = check_enhanced_codecs(settings, &["Opus".to_owned()], &opus_refused);
+        assert!(error.unwrap_err().to_string().contains("Opus"));
         // Silent: not refused (only warned).
         assert!(check_enhanced_codecs(settings, &hevc, &answer(vec![])).is_ok());
         assert!(check_enhanced_codecs(settings, &[], &listing).is_ok());

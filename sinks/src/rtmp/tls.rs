@@ -92,6 +92,10 @@ pub(crate) fn tls_error(error: rustls::Error, host: &str, handshaking: bool) -> 
                  RTMPS at that port, or publish to rtmp:// if it serves plain RTMP"
             ))
         }
+        rustls::Error::AlertReceived(alert) if handshaking => SinkError::fatal(format!(
+            "the server refused the TLS handshake (alert {alert:?}); check that it serves RTMPS \
+             for `{host}` at that port"
+        )),
         other => SinkError::retryable(format!("TLS: {other}")),
     }
 }

@@ -79,6 +79,23 @@ impl Transport {
         }
     }
 
+    /// Whether a TLS handshake is still under way.
+    pub(crate) fn tls_handshaking(&self) -> bool {
+        match self {
+            Self::Plain => false,
+            Self::Tls(tls) => tls.connection.is_handshaking(),
+        }
+    }
+
+    /// Whether every RTMP byte is on the socket, of `written` socket bytes, with
+    /// `socket_output` still to write (under TLS, only a `close_notify` may be left).
+    pub(crate) fn rtmp_all_written(&self, written: u64, socket_output: &BytesMut) -> bool {
+        match self {
+            Self::Plain => socket_output.is_empty(),
+            Self::Tls(tls) => tls.waiting.is_empty() && tls.record_ends.rtmp_end <= written,
+        }
+    }
+
     /// RTMP bytes the peer has, given the socket bytes its TCP acknowledged.
     pub(crate) fn rtmp_delivered(&mut self, socket_acknowledged: u64) -> u64 {
         match self {
@@ -214,13 +231,17 @@ struct RecordEnds {
     ends: VecDeque<(u64, u64)>,
     /// RTMP bytes known delivered.
     delivered: u64,
+    /// RTMP bytes noted so far, and where on the socket the last of them ends.
+    rtmp_bytes: u64,
+    rtmp_end: u64,
 }
 
 impl RecordEnds {
     fn note(&mut self, socket_bytes: u64, rtmp_bytes: u64) {
-        let noted = self.ends.back().map_or(self.delivered, |end| end.1);
-        if rtmp_bytes > noted {
+        if rtmp_bytes > self.rtmp_bytes {
             self.ends.push_back((socket_bytes, rtmp_bytes));
+            self.rtmp_bytes = rtmp_bytes;
+            self.rtmp_end = socket_bytes;
         }
     }
 
@@ -266,5 +287,6 @@ mod tests {
         assert_eq!(ends.delivered(10), 1500, "never less than known");
         ends.note(2000, 1500);
         assert!(ends.ends.is_empty(), "nothing new to note");
+        assert_eq!(ends.rtmp_end, 1858, "a close_notify after them is not RTMP");
     }
 }

@@ -259,6 +259,30 @@ fn rtmps_refuses_an_unknown_certificate_by_default_and_trusts_tls_ca_file() {
     );
     assert_certificate_refused(&refused);
 
+    // A plain RTMP server on an rtmps:// URL never answers the ClientHello: fatal at
+    // connect_timeout, naming rtmp://.
+    let plain = format!("rtmps://127.0.0.1:{}/live/secure", server.port());
+    let no_tls = run_pipeline_file(
+        &dir.pipeline_file(&pipeline(
+            &plain,
+            "mp4",
+            merged(options.clone(), json!({"connect_timeout": "2s"})),
+        )),
+        TIMEOUT,
+    );
+    assert_eq!(no_tls.code(), Some(1), "{}", no_tls.stderr());
+    assert!(
+        no_tls.events("sink_reconnecting").is_empty(),
+        "{}",
+        no_tls.stderr()
+    );
+    let failed = no_tls.pipeline_event("pipeline_failed", "channel-1");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("TLS handshake") && error.contains("rtmp://"),
+        "{error}"
+    );
+
     // Trusted, but for another host name: refused, naming the host.
     let other_name = format!("rtmps://localhost:{}/live/secure", tunnel.port());
     let ca_file = json!({"tls_ca_file": tunnel.certificate()});
