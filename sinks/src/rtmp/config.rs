@@ -11,7 +11,7 @@ use streampub_rtmp::flv_tags::FlvTagReader;
 use super::connection::ConnectionSettings;
 use super::rtmp_sink::RtmpSink;
 use super::target::Target;
-use super::tls::client_config;
+use super::tls::TlsSettings;
 use crate::live_output::{
     default_max_lead, InputFormat, PacingMode, FLV_TIMELINE, FMP4_TIMELINE, FMP4_TO_FLV,
 };
@@ -139,7 +139,7 @@ impl SinkConfig for RtmpSinkConfig {
     async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Sink>, ComponentError> {
         let target = self.target(&context.pipeline)?;
         let tls = match target.secure {
-            true => Some(client_config(&self.tls, context)?),
+            true => Some(TlsSettings::new(&self.tls, context, &target.host)?),
             false => None,
         };
         self.tls.warn_if_unverified(

@@ -33,7 +33,7 @@ use tracing::{debug, info, warn};
 use super::enhanced::{check_enhanced_codecs, enhanced_codecs};
 use super::progress::Progress;
 use super::target::Target;
-use super::tls::server_name;
+use super::tls::TlsSettings;
 use super::transport::Transport;
 
 /// The server is asked to acknowledge every this many bytes: about a second of a 2 Mbit/s
@@ -67,8 +67,8 @@ pub(crate) enum Outgoing {
 pub(crate) struct ConnectionSettings {
     pub pipeline: String,
     pub target: Target,
-    /// The TLS client configuration, for `rtmps://`.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// How TLS starts, for `rtmps://`.
+    pub tls: Option<TlsSettings>,
     /// Connecting, the handshake and the start of the publication together.
     pub connect_timeout: Duration,
     /// Whether an earlier session of this sink was publishing (this one follows an outage).
@@ -142,12 +142,7 @@ async fn publish(
     let (mut reader, mut writer) = socket.into_split();
     let mut output = BytesMut::new();
     let mut transport = match &settings.tls {
-        Some(config) => Transport::tls(
-            Arc::clone(config),
-            server_name(&target.host).map_err(|error| SinkError::fatal(error.to_string()))?,
-            &target.host,
-            &mut output,
-        )?,
+        Some(tls) => Transport::tls(tls, &target.host, &mut output)?,
         None => Transport::Plain,
     };
     let epoch = SystemTime::now()
@@ -193,19 +188,21 @@ async fn publish(
                 WRITE_STALL.as_secs()
             )));
         }
-        transport.send(session.pending_output(), &mut output)?;
-        let produced = session.pending_output().len();
-        session.consumed(produced);
+        take_output(&mut session, &mut transport, &mut output)?;
         // The kernel's count is read once for the events of a round, and only when there are
         // some: this loop runs for every tag.
         let mut delivered = None;
         while let Some(event) = session.next_event() {
             let delivered = *delivered
                 .get_or_insert_with(|| kernel_acknowledged(&mut transport, descriptor, written));
-            if let PublishEvent::Connected { properties, .. } = &event {
-                check_enhanced_codecs(&settings.pipeline, &fourcc_list, properties)?;
-            }
-            handle_event(event, settings, kernel_confirms, delivered, progress)?;
+            handle_event(
+                event,
+                settings,
+                &fourcc_list,
+                kernel_confirms,
+                delivered,
+                progress,
+            )?;
         }
         if !kernel_confirms
             && acknowledgements_missing(&session, &mut transport, descriptor, written)
@@ -282,9 +279,7 @@ async fn publish(
                 }
                 Some(Outgoing::Close) | None => {
                     session.unpublish().map_err(protocol_error)?;
-                    transport.send(session.pending_output(), &mut output)?;
-                    let produced = session.pending_output().len();
-                    session.consumed(produced);
+                    take_output(&mut session, &mut transport, &mut output)?;
                     transport.close(&mut output)?;
                     closing = true;
                 }
@@ -348,10 +343,24 @@ fn no_tls_handshake(settings: &ConnectionSettings, when: &str) -> SinkError {
     }
 }
 
-/// What a session event means for the sink.
+/// Moves what the protocol session has to send through the transport into `output`.
+fn take_output(
+    session: &mut PublishSession,
+    transport: &mut Transport,
+    output: &mut BytesMut,
+) -> Result<(), SinkError> {
+    transport.send(session.pending_output(), output)?;
+    let produced = session.pending_output().len();
+    session.consumed(produced);
+    Ok(())
+}
+
+/// What a session event means for the sink; `codecs`: the enhanced-RTMP codecs `connect`
+/// named.
 fn handle_event(
     event: PublishEvent,
     settings: &ConnectionSettings,
+    codecs: &[String],
     kernel_confirms: bool,
     delivered: u64,
     progress: &Mutex<Progress>,
@@ -394,7 +403,10 @@ fn handle_event(
         PublishEvent::PingAnswered(bytes) => {
             progress.lock().unwrap().confirm(bytes.min(delivered));
         }
-        PublishEvent::Connected { .. } | PublishEvent::Acknowledged(_) => {}
+        PublishEvent::Connected { properties, .. } => {
+            check_enhanced_codecs(&settings.pipeline, codecs, &properties)?;
+        }
+        PublishEvent::Acknowledged(_) => {}
     }
     Ok(())
 }

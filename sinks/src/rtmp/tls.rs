@@ -17,8 +17,36 @@ use streampub_core::plugin::{ComponentContext, ComponentError, SinkError};
 
 use crate::tls_options::{TlsOptions, CERTIFICATE_FIX};
 
+/// How every session of an `rtmps://` destination starts its TLS: built once, with the sink.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsSettings {
+    pub config: Arc<ClientConfig>,
+    /// The name the certificate must be for, and SNI: the URL's host.
+    pub server_name: ServerName<'static>,
+}
+
+impl TlsSettings {
+    /// The settings for `options` to `host`; errors name `tls_ca_file` or `url`.
+    pub(crate) fn new(
+        options: &TlsOptions,
+        context: &ComponentContext,
+        host: &str,
+    ) -> Result<Self, ComponentError> {
+        let server_name = ServerName::try_from(host.to_owned()).map_err(|_| {
+            ComponentError::field(
+                "url",
+                format!("`{host}` is neither a host name nor an IP address"),
+            )
+        })?;
+        Ok(Self {
+            config: client_config(options, context)?,
+            server_name,
+        })
+    }
+}
+
 /// The client configuration for `options`; errors name `tls_ca_file`.
-pub(crate) fn client_config(
+fn client_config(
     options: &TlsOptions,
     context: &ComponentContext,
 ) -> Result<Arc<ClientConfig>, ComponentError> {
@@ -66,16 +94,6 @@ fn trusted_roots(
         ));
     }
     Ok(roots)
-}
-
-/// The server name the certificate must be for, and SNI: the URL's host.
-pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, ComponentError> {
-    ServerName::try_from(host.to_owned()).map_err(|_| {
-        ComponentError::field(
-            "url",
-            format!("`{host}` is neither a host name nor an IP address"),
-        )
-    })
 }
 
 /// A TLS failure as the sink reports it: a certificate that does not verify, or a server that

@@ -13,11 +13,10 @@ use std::io::{ErrorKind, Read as _, Write as _};
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection};
+use rustls::ClientConnection;
 use streampub_core::plugin::SinkError;
 
-use super::tls::tls_error;
+use super::tls::{tls_error, TlsSettings};
 
 /// The socket itself, or TLS over it.
 #[derive(Debug)]
@@ -27,16 +26,16 @@ pub(crate) enum Transport {
 }
 
 impl Transport {
-    /// TLS to `server_name` (also sent as SNI); the client's first handshake message goes
-    /// into `socket_output`.
+    /// TLS as `settings` say (to their server name, also sent as SNI); the client's first
+    /// handshake message goes into `socket_output`.
     pub(crate) fn tls(
-        config: Arc<ClientConfig>,
-        server_name: ServerName<'static>,
+        settings: &TlsSettings,
         host: &str,
         socket_output: &mut BytesMut,
     ) -> Result<Self, SinkError> {
-        let connection = ClientConnection::new(config, server_name)
-            .map_err(|error| tls_error(error, host, true))?;
+        let connection =
+            ClientConnection::new(Arc::clone(&settings.config), settings.server_name.clone())
+                .map_err(|error| tls_error(error, host, true))?;
         let mut tls = TlsTransport {
             connection,
             host: host.to_owned(),
@@ -148,11 +147,7 @@ impl TlsTransport {
         }
         // rustls takes at most its buffer limit at a time; each part is written out at once.
         while !rtmp.is_empty() {
-            let taken = self
-                .connection
-                .writer()
-                .write(rtmp)
-                .map_err(|error| SinkError::retryable(format!("TLS: {error}")))?;
+            let taken = self.connection.writer().write(rtmp).map_err(io_error)?;
             if taken == 0 {
                 return Err(SinkError::retryable("TLS: the session takes no more data"));
             }
@@ -171,10 +166,7 @@ impl TlsTransport {
         self.received.clear();
         while !read.is_empty() {
             let handshaking = self.connection.is_handshaking();
-            let taken = self
-                .connection
-                .read_tls(&mut read)
-                .map_err(|error| SinkError::retryable(format!("TLS: {error}")))?;
+            let taken = self.connection.read_tls(&mut read).map_err(io_error)?;
             self.connection
                 .process_new_packets()
                 .map_err(|error| tls_error(error, &self.host, handshaking))?;
@@ -191,15 +183,12 @@ impl TlsTransport {
         Ok(&self.received)
     }
 
+    /// Appends what rustls has decrypted to `received`. Its reader says `WouldBlock` once it
+    /// has given everything (what it read is appended all the same).
     fn read_plaintext(&mut self) -> Result<(), SinkError> {
-        let mut buffer = [0; 4096];
-        loop {
-            match self.connection.reader().read(&mut buffer) {
-                Ok(0) => return Ok(()),
-                Ok(n) => self.received.extend_from_slice(&buffer[..n]),
-                Err(error) if error.kind() == ErrorKind::WouldBlock => return Ok(()),
-                Err(error) => return Err(SinkError::retryable(format!("TLS: {error}"))),
-            }
+        match self.connection.reader().read_to_end(&mut self.received) {
+            Err(error) if error.kind() != ErrorKind::WouldBlock => Err(io_error(error)),
+            _ => Ok(()),
         }
     }
 
@@ -208,10 +197,7 @@ impl TlsTransport {
     fn write_records(&mut self, socket_output: &mut BytesMut) -> Result<(), SinkError> {
         let mut writer = socket_output.writer();
         while self.connection.wants_write() {
-            let written = self
-                .connection
-                .write_tls(&mut writer)
-                .map_err(|error| SinkError::retryable(format!("TLS: {error}")))?;
+            let written = self.connection.write_tls(&mut writer).map_err(io_error)?;
             self.socket_bytes += written as u64;
         }
         self.record_ends.note(self.socket_bytes, self.rtmp_bytes);
@@ -221,6 +207,10 @@ impl TlsTransport {
     fn delivered(&mut self, socket_acknowledged: u64) -> u64 {
         self.record_ends.delivered(socket_acknowledged)
     }
+}
+
+fn io_error(error: std::io::Error) -> SinkError {
+    SinkError::retryable(format!("TLS: {error}"))
 }
 
 /// Where encrypted RTMP bytes end on the socket: (socket bytes, RTMP bytes) once that many

@@ -124,7 +124,7 @@ impl Filler {
         let mut configurations = [None, None];
         if let Some(clip) = self.clip.clip() {
             for tag in &clip.tags {
-                configurations[tag.kind.index()].get_or_insert_with(|| tag.configuration.clone());
+                configurations[tag.kind().index()].get_or_insert_with(|| tag.configuration.clone());
             }
         }
         configurations
@@ -189,16 +189,16 @@ fn read_clip(file: Bytes, shape: &StreamShape) -> Result<FillerClip, String> {
         }
         at += size;
     }
-    let has = |kind| tracks.iter().any(|track: &FlvTrack| track.kind == kind);
+    let has = |kind| tracks.iter().any(|track: &FlvTrack| track.kind() == kind);
     check_track_kinds(shape, has(MediaKind::Video), has(MediaKind::Audio))?;
     if let (Some(audio), Some(track)) = (
         &shape.audio,
-        tracks.iter().find(|track| track.kind == MediaKind::Audio),
+        tracks.iter().find(|track| track.kind() == MediaKind::Audio),
     ) {
         check_aac(&track.configuration.bytes, &audio.config)?;
         // The same decoder setup (ffmpeg may add an extension saying "no SBR"): the filler's
         // audio goes on with the stream's configuration, so no audio header is sent again.
-        for tag in tags.iter_mut().filter(|tag| tag.kind == MediaKind::Audio) {
+        for tag in tags.iter_mut().filter(|tag| tag.kind() == MediaKind::Audio) {
             tag.configuration.bytes = audio.configuration.clone();
         }
     }
@@ -219,8 +219,8 @@ fn read_clip(file: Bytes, shape: &StreamShape) -> Result<FillerClip, String> {
     };
     let mut counts = [0i128; 2];
     for tag in &mut tags {
-        let index = &mut counts[tag.kind.index()];
-        let frame = frame_ns(tag.kind).unwrap_or(0);
+        let index = &mut counts[tag.kind().index()];
+        let frame = frame_ns(tag.kind()).unwrap_or(0);
         tag.decode_ms = (*index * frame + 500_000) / 1_000_000;
         tag.duration_ms = (frame + 500_000) / 1_000_000;
         *index += 1;

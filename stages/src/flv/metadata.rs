@@ -29,7 +29,7 @@ impl StreamShape {
         for (description, track) in descriptions.iter().zip(tracks) {
             match (
                 &description.sample_entries.first().map(|entry| &entry.shape),
-                track.kind,
+                track.kind(),
             ) {
                 (Some(Shape::Video { width, height }), MediaKind::Video) => {
                     shape.video = Some(VideoShape {

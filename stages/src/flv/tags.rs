@@ -115,14 +115,18 @@ pub(crate) struct Configuration {
 pub(crate) struct FlvTrack {
     pub(crate) track_id: u32,
     pub(crate) timescale: u32,
-    pub(crate) kind: MediaKind,
     pub(crate) configuration: Configuration,
+}
+
+impl FlvTrack {
+    pub(crate) fn kind(&self) -> MediaKind {
+        self.configuration.codec.kind()
+    }
 }
 
 /// One FLV tag to write: its header fields, the codec bytes and the sample.
 #[derive(Debug, Clone)]
 pub(crate) struct Tag {
-    pub(crate) kind: MediaKind,
     /// The decoder configuration the sample needs (its track's).
     pub(crate) configuration: Configuration,
     /// The sample's decode time in milliseconds on the stream's timeline.
@@ -134,10 +138,13 @@ pub(crate) struct Tag {
 }
 
 impl Tag {
+    pub(crate) fn kind(&self) -> MediaKind {
+        self.configuration.codec.kind()
+    }
+
     /// The sequence header carrying `configuration`, at `decode_ms`.
     pub(crate) fn sequence_header(configuration: Configuration, decode_ms: i128) -> Self {
         Self {
-            kind: configuration.codec.kind(),
             body: configuration.bytes.clone(),
             prefix: configuration.codec.sequence_header_prefix(),
             configuration,
@@ -149,7 +156,7 @@ impl Tag {
     /// Whether it is a video keyframe (a decoder can start at it): frame type 1, in FLV's own
     /// video tags and enhanced ones alike.
     pub(crate) fn is_keyframe(&self) -> bool {
-        self.kind == MediaKind::Video
+        self.kind() == MediaKind::Video
             && self
                 .prefix
                 .first()
@@ -173,7 +180,7 @@ impl Tag {
     pub(crate) fn write(self, session_zero: i128, output: &mut StageOutput) {
         let timestamp = (self.decode_ms - session_zero).rem_euclid(1 << 32) as u32;
         write_tag(
-            self.kind.type_byte(),
+            self.kind().type_byte(),
             timestamp,
             &self.prefix,
             self.body,
@@ -228,7 +235,6 @@ pub(crate) fn tag_of(track: &FlvTrack, sample: &Sample, body: Bytes) -> Tag {
         .codec
         .sample_prefix(sample.sync, composition);
     Tag {
-        kind: track.kind,
         configuration: track.configuration.clone(),
         decode_ms,
         duration_ms: milliseconds(decode + i128::from(sample.duration), track.timescale)
@@ -382,7 +388,6 @@ pub(crate) fn flv_track(track: &TrackDescription) -> Result<FlvTrack, String> {
     Ok(FlvTrack {
         track_id: track.track_id,
         timescale: track.timescale,
-        kind: codec.kind(),
         configuration: Configuration {
             codec,
             bytes: Bytes::from(bytes),

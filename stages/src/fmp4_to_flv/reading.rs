@@ -245,7 +245,7 @@ impl Fmp4ToFlv {
         self.refused = None;
         self.header_flags = tracks.iter().fold(0, |flags, track| {
             flags
-                | match track.kind {
+                | match track.kind() {
                     MediaKind::Audio => 0x04,
                     MediaKind::Video => 0x01,
                 }
@@ -267,7 +267,7 @@ impl Fmp4ToFlv {
         let video = self
             .tracks
             .iter()
-            .find(|track| track.kind == MediaKind::Video);
+            .find(|track| track.kind() == MediaKind::Video);
         // The most common frame duration: encoders lengthen the first frame by the audio's
         // priming, so it is not the first one's.
         let frame_duration = video.and_then(|video| {

@@ -26,7 +26,7 @@ impl Fmp4ToFlv {
     pub(super) fn stream_configurations(&self) -> [Option<Configuration>; 2] {
         let mut configurations = [None, None];
         for track in &self.tracks {
-            configurations[track.kind.index()] = Some(track.configuration.clone());
+            configurations[track.kind().index()] = Some(track.configuration.clone());
         }
         configurations
     }
@@ -36,7 +36,7 @@ impl Fmp4ToFlv {
         let has_video = self
             .tracks
             .iter()
-            .any(|track| track.kind == MediaKind::Video);
+            .any(|track| track.kind() == MediaKind::Video);
         let Some(cut) = &mut self.resume else {
             return tags;
         };
@@ -114,7 +114,7 @@ impl Fmp4ToFlv {
         }
         for tag in tags {
             let zero = self.session_zero.unwrap_or(tag.decode_ms);
-            let sent = &mut self.sent_configurations[tag.kind.index()];
+            let sent = &mut self.sent_configurations[tag.kind().index()];
             if sent.as_ref() != Some(&tag.configuration) {
                 *sent = Some(tag.configuration.clone());
                 Tag::sequence_header(tag.configuration.clone(), tag.decode_ms).write(zero, output);
