@@ -12,6 +12,7 @@ pub(crate) const FMP4_TIMELINE: &str = "fmp4-timeline";
 pub(crate) const FMP4_TO_FLV: &str = "fmp4-to-flv";
 pub(crate) const FLV_TIMELINE: &str = "flv-timeline";
 pub(crate) const MPEGTS_TIMELINE: &str = "mpegts-timeline";
+pub(crate) const MPEGTS_TO_FLV: &str = "mpegts-to-flv";
 
 /// Whether a live sink paces what it writes by the wall clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

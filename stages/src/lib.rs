@@ -13,6 +13,8 @@
 //! - [`mpegts`]: MPEG transport stream packets, PES timestamps, PCR and program tables.
 //! - [`mpegts_timeline`]: the `mpegts-timeline` stage, which joins MPEG-TS files onto one
 //!   clock.
+//! - [`mpegts_to_flv`]: the `mpegts-to-flv` stage, which turns that stream into FLV tags.
+//! - `h264` (crate-private): H.264 access units between Annex B and AVCC.
 //! - `aac`, `filler`, `stream_shape`, `session_limit` (crate-private): AAC's decoder
 //!   configuration, the filler clip made by ffmpeg and what it must match, and the planned
 //!   new session of long runs, shared by the stages.
@@ -26,10 +28,12 @@ pub mod flv;
 pub mod flv_timeline;
 pub mod fmp4_timeline;
 pub mod fmp4_to_flv;
+mod h264;
 mod history;
 pub mod mp4;
 pub mod mpegts;
 pub mod mpegts_timeline;
+pub mod mpegts_to_flv;
 mod padding;
 mod resume_cut;
 mod session_limit;
@@ -46,4 +50,5 @@ pub fn link() {
     flv_timeline::link();
     fmp4_to_flv::link();
     mpegts_timeline::link();
+    mpegts_to_flv::link();
 }

@@ -14,6 +14,7 @@ use super::target::Target;
 use super::tls::TlsSettings;
 use crate::live_output::{
     default_max_lead, InputFormat, PacingMode, FLV_TIMELINE, FMP4_TIMELINE, FMP4_TO_FLV,
+    MPEGTS_TIMELINE, MPEGTS_TO_FLV,
 };
 use crate::reconnect_options::ReconnectOptions;
 use crate::rtmp_destination::RtmpDestination;
@@ -27,9 +28,9 @@ pub const DEFAULT_FLUSH_TIMEOUT: HumanDuration = HumanDuration::from_secs(10);
 /// Publishes the pipeline's fragments as one RTMP stream over streampub's own connection: no
 /// ffmpeg, and a fragment is published once the server's acknowledgements cover its last byte.
 ///
-/// The fragments go through the timeline stage of `input_format` (`fmp4-timeline` and
-/// `fmp4-to-flv` for MP4, `flv-timeline` for FLV), which the sink puts in front of itself
-/// unless the pipeline lists it. The stream key (the URL path after the application) never
+/// The fragments go through the timeline stages of `input_format` (`fmp4-timeline` and
+/// `fmp4-to-flv` for MP4, `flv-timeline` for FLV, `mpegts-timeline` and `mpegts-to-flv` for
+/// MPEG-TS), which the sink puts in front of itself unless the pipeline lists them. The stream key (the URL path after the application) never
 /// appears in logs or errors.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -38,8 +39,8 @@ pub struct RtmpSinkConfig {
     /// for RTMP over TLS, port 443 unless given), or `server_url` and `stream_name`.
     #[serde(flatten)]
     pub destination: RtmpDestination,
-    /// The container of the fragments: `mp4` (fragmented MP4) or `flv`. MPEG-TS batches need
-    /// `ffmpeg-rtmp` for now.
+    /// The container of the fragments: `mp4` (fragmented MP4), `flv` or `mpegts` (H.264 and
+    /// AAC; HEVC, AV1, VP9 and Opus only from MP4).
     #[serde(default)]
     pub input_format: InputFormat,
     /// `realtime`: each FLV tag is sent when the wall clock reaches its time, at most
@@ -111,13 +112,6 @@ impl SinkConfig for RtmpSinkConfig {
         self.target(&context.pipeline)?;
         self.tls
             .validate(&self.destination.publish_url(&context.pipeline)?, context)?;
-        if self.input_format == InputFormat::Mpegts {
-            return Err(ComponentError::field(
-                "input_format",
-                "MPEG-TS batches cannot be published by `rtmp` yet (no MPEG-TS to FLV stage); \
-                 use `ffmpeg-rtmp`",
-            ));
-        }
         if self.pacing == PacingMode::Off
             && self
                 .filler
@@ -173,7 +167,11 @@ impl SinkConfig for RtmpSinkConfig {
         });
         match self.input_format {
             InputFormat::Flv => vec![ImpliedStage::new(FLV_TIMELINE, filler)],
-            _ => {
+            InputFormat::Mpegts => vec![
+                ImpliedStage::new(MPEGTS_TIMELINE, filler),
+                ImpliedStage::new(MPEGTS_TO_FLV, serde_json::json!({})),
+            ],
+            InputFormat::Mp4 => {
                 // This sink speaks enhanced RTMP: HEVC, AV1, VP9 and Opus become FourCC tags.
                 let mut conversion = filler;
                 conversion["enhanced_rtmp"] = serde_json::Value::Bool(true);

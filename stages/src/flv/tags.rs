@@ -11,9 +11,10 @@
 use bytes::Bytes;
 use streampub_core::plugin::StageOutput;
 
-use crate::flv::{MediaKind, TagHeader, TAG_HEADER_LEN};
+use crate::flv::{MediaKind, TagHeader, FILE_HEADER, TAG_HEADER_LEN};
 use crate::mp4::samples::Sample;
 use crate::mp4::TrackDescription;
+use crate::stream_shape::StreamShape;
 
 /// How a track's samples are written in FLV.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +154,27 @@ impl Tag {
         }
     }
 
+    /// The tag of one frame (`body`, as FLV carries it: AVCC, raw AAC, …) that needs
+    /// `configuration`: decoded at `timing.0` ms, lasting `timing.1` ms, presented
+    /// `composition_ms` after its decode time.
+    pub(crate) fn frame(
+        configuration: Configuration,
+        timing: (i128, i128),
+        keyframe: bool,
+        composition_ms: i128,
+        body: Bytes,
+    ) -> Self {
+        // A negative composition time would make ffmpeg doubt the decode times.
+        let composition = composition_ms.clamp(0, 0x7f_ffff) as u32;
+        Self {
+            prefix: configuration.codec.sample_prefix(keyframe, composition),
+            configuration,
+            decode_ms: timing.0,
+            duration_ms: timing.1,
+            body,
+        }
+    }
+
     /// Whether it is a video keyframe (a decoder can start at it): frame type 1, in FLV's own
     /// video tags and enhanced ones alike.
     pub(crate) fn is_keyframe(&self) -> bool {
@@ -213,6 +235,50 @@ pub(crate) fn write_tag(
     ));
 }
 
+/// Writes what an FLV session begins with: the file header (with `header_flags`: audio,
+/// video), `onMetaData` when the stream's shape is known, and the sequence headers of
+/// `configurations` (per kind: those of the tags that follow), all at the decode time
+/// `decode_ms` of the session's first tag, timestamps counted from `session_zero`.
+pub(crate) fn write_session_start(
+    header_flags: u8,
+    shape: Option<&StreamShape>,
+    configurations: &[Option<Configuration>; 2],
+    (decode_ms, session_zero): (i128, i128),
+    output: &mut StageOutput,
+) {
+    let mut header = FILE_HEADER;
+    header[4] = header_flags;
+    output.push_chunk(Bytes::copy_from_slice(&header));
+    output.push_chunk(Bytes::from_static(&[0, 0, 0, 0]));
+    if let Some(shape) = shape {
+        let timestamp = (decode_ms - session_zero).rem_euclid(1 << 32) as u32;
+        let codecs = configurations
+            .each_ref()
+            .map(|configuration| configuration.as_ref().map(|known| known.codec));
+        write_tag(SCRIPT_TAG, timestamp, &[], shape.on_metadata(codecs), output);
+    }
+    for configuration in configurations.iter().flatten() {
+        Tag::sequence_header(configuration.clone(), decode_ms).write(session_zero, output);
+    }
+}
+
+/// Writes `tag`, after a sequence header when it needs another decoder configuration than
+/// the one its kind had last (`sent`, per kind: a switch between stream and filler, or new
+/// parameter sets), timestamps counted from `session_zero`.
+pub(crate) fn write_with_configuration(
+    tag: Tag,
+    sent: &mut [Option<Configuration>; 2],
+    session_zero: i128,
+    output: &mut StageOutput,
+) {
+    let sent = &mut sent[tag.kind().index()];
+    if sent.as_ref() != Some(&tag.configuration) {
+        *sent = Some(tag.configuration.clone());
+        Tag::sequence_header(tag.configuration.clone(), tag.decode_ms).write(session_zero, output);
+    }
+    tag.write(session_zero, output);
+}
+
 /// Milliseconds of `ticks` at `timescale`, rounded.
 pub(crate) fn milliseconds(ticks: i128, timescale: u32) -> i128 {
     let timescale = i128::from(timescale);
@@ -228,20 +294,15 @@ pub(crate) fn tag_of(track: &FlvTrack, sample: &Sample, body: Bytes) -> Tag {
         decode + i128::from(sample.composition_offset),
         track.timescale,
     );
-    // A negative composition time would make ffmpeg doubt the decode times.
-    let composition = (presentation_ms - decode_ms).clamp(0, 0x7f_ffff) as u32;
-    let prefix = track
-        .configuration
-        .codec
-        .sample_prefix(sample.sync, composition);
-    Tag {
-        configuration: track.configuration.clone(),
-        decode_ms,
-        duration_ms: milliseconds(decode + i128::from(sample.duration), track.timescale)
-            - decode_ms,
-        prefix,
+    let duration_ms =
+        milliseconds(decode + i128::from(sample.duration), track.timescale) - decode_ms;
+    Tag::frame(
+        track.configuration.clone(),
+        (decode_ms, duration_ms),
+        sample.sync,
+        presentation_ms - decode_ms,
         body,
-    }
+    )
 }
 
 /// An `mdat` box as it was read: its header, then its payload in the pieces it came in (slices

@@ -2,14 +2,12 @@
 //! tag, then the tags of the stream or of the filler, each after the sequence header it needs
 //! when that is not the one its kind had last.
 
-use bytes::Bytes;
 use streampub_core::plugin::StageOutput;
 
 use super::reading::Fmp4ToFlvFile;
 use super::stream_state::Fmp4ToFlv;
-use crate::flv::tags::{write_tag, Configuration, Tag, SCRIPT_TAG};
+use crate::flv::tags::{write_session_start, write_with_configuration, Configuration, Tag};
 use crate::flv::MediaKind;
-use crate::flv::FILE_HEADER;
 
 impl Fmp4ToFlv {
     /// Writes the tags of the last `mdat`: the fragment went on past it.
@@ -70,28 +68,13 @@ impl Fmp4ToFlv {
         let zero = decode_ms - std::mem::take(&mut self.next_session_timestamp);
         self.session_zero = Some(zero);
         self.session.begin(std::time::Duration::ZERO);
-        let mut header = FILE_HEADER;
-        header[4] = self.header_flags;
-        output.push_chunk(Bytes::copy_from_slice(&header));
-        output.push_chunk(Bytes::from_static(&[0, 0, 0, 0]));
-        if let Some(shape) = &self.shape {
-            let timestamp = (decode_ms - zero).rem_euclid(1 << 32) as u32;
-            let codecs = configurations
-                .each_ref()
-                .map(|configuration| configuration.as_ref().map(|known| known.codec));
-            write_tag(
-                SCRIPT_TAG,
-                timestamp,
-                &[],
-                shape.on_metadata(codecs),
-                output,
-            );
-        }
-        for kind in [MediaKind::Video, MediaKind::Audio] {
-            if let Some(configuration) = &configurations[kind.index()] {
-                Tag::sequence_header(configuration.clone(), decode_ms).write(zero, output);
-            }
-        }
+        write_session_start(
+            self.header_flags,
+            self.shape.as_ref(),
+            &configurations,
+            (decode_ms, zero),
+            output,
+        );
         self.sent_configurations = configurations;
         self.headers_due = false;
     }
@@ -114,14 +97,9 @@ impl Fmp4ToFlv {
         }
         for tag in tags {
             let zero = self.session_zero.unwrap_or(tag.decode_ms);
-            let sent = &mut self.sent_configurations[tag.kind().index()];
-            if sent.as_ref() != Some(&tag.configuration) {
-                *sent = Some(tag.configuration.clone());
-                Tag::sequence_header(tag.configuration.clone(), tag.decode_ms).write(zero, output);
-            }
             output.mark_media_time(tag.media_time());
             self.last_written = tag.decode_ms;
-            tag.write(zero, output);
+            write_with_configuration(tag, &mut self.sent_configurations, zero, output);
         }
     }
 }

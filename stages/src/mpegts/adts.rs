@@ -1,5 +1,6 @@
 //! AAC in ADTS framing, as MPEG-TS carries it: counting the frames of a PES packet as its
-//! bytes go by, to tell how long the packet lasts (ffmpeg puts several frames in one PES).
+//! bytes go by, to tell how long the packet lasts (ffmpeg puts several frames in one PES), and
+//! splitting a whole PES payload into its frames.
 
 use crate::aac::AAC_SAMPLE_RATES;
 
@@ -69,6 +70,60 @@ impl AdtsFrames {
     }
 }
 
+/// One ADTS frame of a PES payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdtsFrame<'a> {
+    /// Its fixed header (the first 7 bytes), which says the AudioSpecificConfig.
+    pub header: &'a [u8],
+    /// The raw data block after the header (and its CRC, if it has one).
+    pub raw: &'a [u8],
+    pub sample_rate: u32,
+}
+
+/// The ADTS frames of a whole PES payload, or what is wrong with it.
+pub fn split_frames(mut payload: &[u8]) -> Result<Vec<AdtsFrame<'_>>, String> {
+    let mut frames = Vec::new();
+    while !payload.is_empty() {
+        let header = payload
+            .get(..HEADER_LEN)
+            .filter(|header| header[0] == 0xff && header[1] & 0xf6 == 0xf0)
+            .ok_or_else(|| {
+                format!(
+                    "its AAC is not in ADTS frames (a frame begins with {:02x?})",
+                    &payload[..payload.len().min(HEADER_LEN)]
+                )
+            })?;
+        let sample_rate = *AAC_SAMPLE_RATES
+            .get(usize::from(header[2] >> 2 & 0x0f))
+            .ok_or("an ADTS header gives a reserved sampling frequency index")?;
+        let length = (usize::from(header[3] & 0x03) << 11)
+            | (usize::from(header[4]) << 3)
+            | usize::from(header[5] >> 5);
+        // Without `protection_absent`, a 16-bit CRC follows the header.
+        let raw_start = if header[1] & 0x01 == 0 { HEADER_LEN + 2 } else { HEADER_LEN };
+        if length < raw_start || length > payload.len() {
+            return Err(format!(
+                "an ADTS frame says it is {length} bytes long, with {} left in its PES packet",
+                payload.len()
+            ));
+        }
+        if header[6] & 0x03 != 0 {
+            return Err(
+                "an ADTS frame holds several raw data blocks, which FLV cannot carry as one; \
+                 encode with one block per frame (every encoder's default)"
+                    .to_owned(),
+            );
+        }
+        frames.push(AdtsFrame {
+            header,
+            raw: &payload[raw_start..length],
+            sample_rate,
+        });
+        payload = &payload[length..];
+    }
+    Ok(frames)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +153,16 @@ mod tests {
         let mut garbage = AdtsFrames::default();
         garbage.feed(&[0u8; 20]);
         assert_eq!(garbage.duration_ticks(), None);
+    }
+
+    #[test]
+    fn a_payload_splits_into_its_raw_frames() {
+        let payload = [frame(100), frame(7), frame(30)].concat();
+        let frames = split_frames(&payload).unwrap();
+        let raw: Vec<usize> = frames.iter().map(|frame| frame.raw.len()).collect();
+        assert_eq!(raw, [93, 0, 23]);
+        assert!(frames.iter().all(|frame| frame.sample_rate == 48_000));
+        assert!(split_frames(&payload[..120]).unwrap_err().contains("30 bytes"));
+        assert!(split_frames(&[0u8; 9]).unwrap_err().contains("not in ADTS"));
     }
 }

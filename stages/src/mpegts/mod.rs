@@ -14,6 +14,8 @@ pub const TIMESTAMP_MODULUS: u64 = 1 << 33;
 pub const TICKS_PER_SECOND: u64 = 90_000;
 /// The PMT stream type of AAC in ADTS framing.
 pub const STREAM_TYPE_ADTS_AAC: u8 = 0x0f;
+/// The PMT stream type of H.264.
+pub const STREAM_TYPE_H264: u8 = 0x1b;
 /// The PID of the program association table.
 pub const PAT_PID: u16 = 0;
 
@@ -175,6 +177,32 @@ pub struct Program {
 }
 
 impl Program {
+    /// Its first H.264 and first ADTS AAC stream's PIDs (video, audio), or why it has another
+    /// kind of video or audio (a filler made with H.264 and AAC cannot stand in for it, nor
+    /// does FLV without enhanced RTMP carry it). Streams that are neither (data, subtitles,
+    /// SCTE-35) do not count.
+    pub fn h264_and_aac_pids(&self) -> Result<(Option<u16>, Option<u16>), String> {
+        let mut pids = (None, None);
+        for (stream_type, pid) in &self.streams {
+            match *stream_type {
+                STREAM_TYPE_H264 => {
+                    pids.0.get_or_insert(*pid);
+                }
+                STREAM_TYPE_ADTS_AAC => {
+                    pids.1.get_or_insert(*pid);
+                }
+                // MPEG-1/2 and MPEG-4 part 2 video, HEVC, MP3, LATM AAC, AC-3, E-AC-3.
+                0x01 | 0x02 | 0x10 | 0x24 | 0x03 | 0x04 | 0x11 | 0x81 | 0x87 => {
+                    return Err(format!(
+                        "its stream type {stream_type:#04x} (PID {pid}) is not H.264 or ADTS AAC"
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(pids)
+    }
+
     /// Whether one of its streams is video.
     pub fn has_video(&self) -> bool {
         self.streams
@@ -237,5 +265,23 @@ mod tests {
             assert_eq!(pcr[4] & 0x7f, 0x7e, "reserved bits and extension kept");
             assert_eq!(pcr[5], 0x55);
         }
+    }
+
+    #[test]
+    fn video_and_audio_other_than_h264_and_aac_are_named() {
+        let program = Program {
+            pcr_pid: 256,
+            streams: vec![(0x24, 256), (STREAM_TYPE_ADTS_AAC, 257)],
+        };
+        assert!(program.h264_and_aac_pids().unwrap_err().contains("0x24"));
+        let program = Program {
+            pcr_pid: 256,
+            streams: vec![
+                (STREAM_TYPE_H264, 256),
+                (STREAM_TYPE_ADTS_AAC, 257),
+                (0x06, 258),
+            ],
+        };
+        assert_eq!(program.h264_and_aac_pids(), Ok((Some(256), Some(257))));
     }
 }

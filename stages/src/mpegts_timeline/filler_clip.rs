@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::shape_probe::{media_pids, STREAM_TYPE_H264};
+use crate::mpegts::STREAM_TYPE_H264;
 use crate::filler::{check_aac, check_track_kinds};
 use crate::mpegts::adts::AdtsFrames;
 use crate::mpegts::{
@@ -101,7 +101,7 @@ pub(super) fn read_ts_clip(file: Bytes, shape: &StreamShape) -> Result<Arc<TsCli
         });
     }
     let program = program.ok_or("ffmpeg's MPEG-TS has no program table")?;
-    let (video, audio) = media_pids(&program)?;
+    let (video, audio) = program.h264_and_aac_pids()?;
     check_track_kinds(shape, video.is_some(), audio.is_some())?;
     let video_frames = packets
         .iter()

@@ -13,7 +13,6 @@ use streampub_core::plugin::{StageError, StageOutput};
 
 use super::filler_clip::{read_ts_clip, Media, TsClip};
 use super::mpegts_file::MpegtsFile;
-use super::shape_probe::media_pids;
 use super::stream_state::{FillerRun, MpegtsTimeline};
 use crate::filler::ClipContainer;
 use crate::mpegts::{PACKET_LEN, TICKS_PER_SECOND};
@@ -63,7 +62,7 @@ impl MpegtsTimeline {
             return Ok(());
         };
         let clip: Arc<TsClip> = Arc::clone(clip);
-        let (video_pid, audio_pid) = media_pids(program).map_err(filler_error)?;
+        let (video_pid, audio_pid) = program.h264_and_aac_pids().map_err(filler_error)?;
         let until = ticks_of(until);
         let position = self.position;
         let run = self

@@ -74,6 +74,13 @@ impl MpegtsTimeline {
             )));
         };
         file.base = Some(base);
+        // The file's media begins at its earliest stream's first timestamp, which need not be
+        // the first PES in the file's order: the session's first media time, for a sink that
+        // counts its output from there (a file resumed from inside begins at its cut).
+        if self.resume.is_none() {
+            output.push_chunk(Bytes::from(std::mem::take(buffer)));
+            output.mark_media_time(duration_of(self.position));
+        }
         for held in std::mem::take(&mut file.held) {
             self.rewrite(file, held, buffer, output);
         }

@@ -2,41 +2,14 @@
 //! packets as they go by (the H.264 sequence parameter set at the start of the first video PES,
 //! the intervals between video DTS values, the first ADTS header).
 
+use crate::h264::{annex_b_units, unit_type, SEQUENCE_PARAMETER_SET};
 use crate::mpegts::{
     pes_data_offset, pes_timestamp_positions, read_timestamp, PacketHeader, Program, PACKET_LEN,
-    STREAM_TYPE_ADTS_AAC,
 };
 use crate::stream_shape::{most_common, AudioShape, StreamShape, VideoShape};
 
-/// The MPEG-TS stream type of H.264.
-pub(super) const STREAM_TYPE_H264: u8 = 0x1b;
 /// Bytes of the first video PES kept to find its sequence parameter set.
 const VIDEO_START_LEN: usize = 2048;
-/// The H.264 NAL unit type of a sequence parameter set.
-const SPS_UNIT_TYPE: u8 = 7;
-
-/// The stream's video and audio PIDs (H.264 and ADTS AAC), or why no filler can match it.
-pub(super) fn media_pids(program: &Program) -> Result<(Option<u16>, Option<u16>), String> {
-    let mut pids = (None, None);
-    for (stream_type, pid) in &program.streams {
-        match *stream_type {
-            STREAM_TYPE_H264 => {
-                pids.0.get_or_insert(*pid);
-            }
-            STREAM_TYPE_ADTS_AAC => {
-                pids.1.get_or_insert(*pid);
-            }
-            // Video and audio types a filler made with H.264 and AAC cannot stand in for.
-            0x01 | 0x02 | 0x10 | 0x24 | 0x03 | 0x04 | 0x11 | 0x81 | 0x87 => {
-                return Err(format!(
-                    "its stream type {stream_type:#04x} (PID {pid}) is not H.264 or ADTS AAC"
-                ))
-            }
-            _ => {}
-        }
-    }
-    Ok(pids)
-}
 
 /// What has been seen of the stream so far.
 #[derive(Debug, Default)]
@@ -55,7 +28,7 @@ pub(super) struct ShapeProbe {
 impl ShapeProbe {
     /// Takes a packet of the stream (before its timestamps are moved).
     pub(super) fn observe(&mut self, program: &Program, packet: &[u8; PACKET_LEN]) {
-        let Some((video, audio)) = *self.pids.get_or_insert_with(|| media_pids(program).ok())
+        let Some((video, audio)) = *self.pids.get_or_insert_with(|| program.h264_and_aac_pids().ok())
         else {
             return;
         };
@@ -101,7 +74,7 @@ impl ShapeProbe {
 
     /// The stream's shape, from what was seen.
     pub(super) fn shape(&self, program: &Program) -> Result<StreamShape, String> {
-        let (video, audio) = media_pids(program)?;
+        let (video, audio) = program.h264_and_aac_pids()?;
         let video = match video {
             None => None,
             Some(_) => {
@@ -124,22 +97,7 @@ impl ShapeProbe {
 
 /// The first sequence parameter set NAL unit in Annex B bytes (start codes between units).
 fn sps_unit(bytes: &[u8]) -> Option<&[u8]> {
-    let starts: Vec<usize> = bytes
-        .windows(3)
-        .enumerate()
-        .filter(|(_, window)| *window == [0, 0, 1])
-        .map(|(at, _)| at + 3)
-        .collect();
-    starts.iter().enumerate().find_map(|(index, &start)| {
-        let unit_type = bytes.get(start)? & 0x1f;
-        if unit_type != SPS_UNIT_TYPE {
-            return None;
-        }
-        // Up to the next start code (its leading zero byte of a 4-byte code aside).
-        let end = starts.get(index + 1).map_or(bytes.len(), |next| next - 3);
-        let unit = &bytes[start..end];
-        Some(unit.strip_suffix(&[0]).unwrap_or(unit))
-    })
+    annex_b_units(bytes).find(|unit| unit_type(unit) == SEQUENCE_PARAMETER_SET)
 }
 
 #[cfg(test)]
@@ -156,23 +114,5 @@ mod tests {
         .concat();
         assert_eq!(sps_unit(&bytes), Some(&[0x67, 0x64, 0x00, 0x0c][..]));
         assert_eq!(sps_unit(&[0, 0, 1, 0x65, 1, 2]), None);
-    }
-
-    #[test]
-    fn streams_no_filler_can_match_are_named() {
-        let program = Program {
-            pcr_pid: 256,
-            streams: vec![(0x24, 256), (STREAM_TYPE_ADTS_AAC, 257)],
-        };
-        assert!(media_pids(&program).unwrap_err().contains("0x24"));
-        let program = Program {
-            pcr_pid: 256,
-            streams: vec![
-                (STREAM_TYPE_H264, 256),
-                (STREAM_TYPE_ADTS_AAC, 257),
-                (0x06, 258),
-            ],
-        };
-        assert_eq!(media_pids(&program), Ok((Some(256), Some(257))));
     }
 }

@@ -345,8 +345,9 @@ fn every_pes_is_marked_with_its_time_for_pacing_also_across_the_33_bit_wrap() {
         let Some(StageItem::MediaSpan(span)) = items.last() else {
             panic!("no media span");
         };
-        // One mark per PES (five video, ten audio), inside the file's span, unwrapped.
-        assert_eq!(marks.len(), 15, "{marks:?}");
+        // The file's start, then one mark per PES (five video, ten audio), inside the file's
+        // span, unwrapped.
+        assert_eq!(marks.len(), 16, "{marks:?}");
         assert_eq!(marks[0], span.start);
         assert!(marks
             .iter()

@@ -38,17 +38,19 @@ fn pipeline(url: &str, format: &str, sink_options: Value) -> Value {
     })
 }
 
-fn assert_one_session_with_every_packet(format: &str) {
+/// Publishes five `format` fragments, paced or not, and reads back one session with every
+/// video and audio packet, decoding cleanly.
+fn assert_one_session_with_every_packet(format: &str, paced: bool) {
     let media = short_fragments(format);
-    let input_video: usize = media
-        .iter()
-        .map(|path| probe_packets(path).video.count())
-        .sum();
+    let input: Vec<_> = media.iter().map(|path| probe_packets(path)).collect();
+    let input_video: usize = input.iter().map(|packets| packets.video.count()).sum();
+    let input_audio: usize = input.iter().map(|packets| packets.audio.count()).sum();
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
     dir.copy_in("in", &media);
     let url = format!("{}/native-{format}", server.server_url());
-    let config = dir.pipeline_file(&pipeline(&url, format, json!({})));
+    let pacing = if paced { "realtime" } else { "off" };
+    let config = dir.pipeline_file(&pipeline(&url, format, json!({"pacing": pacing})));
     let started = Instant::now();
     let run = run_pipeline_file(&config, TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
@@ -60,7 +62,7 @@ fn assert_one_session_with_every_packet(format: &str) {
     assert_eq!(run.events("rtmp_publishing").len(), 1);
     // Paced: 15 s of media take about 15 s.
     assert!(
-        started.elapsed() >= Duration::from_secs(13),
+        !paced || started.elapsed() >= Duration::from_secs(13),
         "{:?}",
         started.elapsed()
     );
@@ -69,7 +71,9 @@ fn assert_one_session_with_every_packet(format: &str) {
     assert_eq!(recordings.len(), 1, "one session: {recordings:?}");
     let recorded = probe_packets(&recordings[0]);
     assert_eq!(recorded.video.count(), input_video);
+    assert_eq!(recorded.audio.count(), input_audio);
     assert!(recorded.video.monotonic(true));
+    assert_eq!(decoder_errors(&recordings[0]), 0);
     // Each fragment lasts its longest track (the audio, 3.02 s): the timeline adds them up.
     let expected = total_duration(&media);
     assert!(
@@ -81,12 +85,18 @@ fn assert_one_session_with_every_packet(format: &str) {
 
 #[test]
 fn mp4_fragments_become_one_paced_session_with_every_packet_and_no_ffmpeg() {
-    assert_one_session_with_every_packet("mp4");
+    assert_one_session_with_every_packet("mp4", true);
 }
 
 #[test]
 fn flv_batches_become_one_paced_session_with_every_packet() {
-    assert_one_session_with_every_packet("flv");
+    assert_one_session_with_every_packet("flv", true);
+}
+
+/// Unpaced: the conversion is what is new here, the pacing is the same as above.
+#[test]
+fn mpegts_batches_become_one_session_with_every_packet_and_no_ffmpeg() {
+    assert_one_session_with_every_packet("mpegts", false);
 }
 
 #[test]
