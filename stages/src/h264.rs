@@ -148,7 +148,10 @@ mod tests {
         .concat();
         let unit = AccessUnit::from_annex_b(&bytes);
         assert!(unit.idr);
-        assert_eq!(unit.avcc, [&[0, 0, 0, 2, 6, 5][..], &[0, 0, 0, 4, 0x65, 1, 2, 3]].concat());
+        assert_eq!(
+            unit.avcc,
+            [&[0, 0, 0, 2, 6, 5][..], &[0, 0, 0, 4, 0x65, 1, 2, 3]].concat()
+        );
         let record = decoder_configuration_record(
             &unit.sequence_parameter_sets,
             &unit.picture_parameter_sets,
@@ -156,7 +159,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             record,
-            [1, 0x64, 0x00, 0x0c, 0xff, 0xe1, 0, 5, 0x67, 0x64, 0x00, 0x0c, 0xac, 1, 0, 2, 0x68, 0xeb]
+            [
+                1, 0x64, 0x00, 0x0c, 0xff, 0xe1, 0, 5, 0x67, 0x64, 0x00, 0x0c, 0xac, 1, 0, 2, 0x68,
+                0xeb
+            ]
         );
         assert!(decoder_configuration_record(&[], &unit.picture_parameter_sets).is_err());
         assert!(!AccessUnit::from_annex_b(&[0, 0, 1, 0x41, 9]).idr);

@@ -187,9 +187,11 @@ fn probe(path: &std::path::Path, options: &[&str]) -> Packets {
             "audio" => &mut packets.audio,
             _ => continue,
         };
-        let (Ok(dts), Ok(duration)) = (fields[1].parse::<f64>(), fields[2].parse::<f64>()) else {
+        let Ok(dts) = fields[1].parse::<f64>() else {
             continue;
         };
+        // An MP4's first AAC packet often has none ("N/A"); it is a packet all the same.
+        let duration = fields[2].parse::<f64>().unwrap_or(0.0);
         stream.dts.push(dts);
         stream.durations.push(duration);
         stream.keyframes.push(fields[3].starts_with('K'));

@@ -255,7 +255,13 @@ pub(crate) fn write_session_start(
         let codecs = configurations
             .each_ref()
             .map(|configuration| configuration.as_ref().map(|known| known.codec));
-        write_tag(SCRIPT_TAG, timestamp, &[], shape.on_metadata(codecs), output);
+        write_tag(
+            SCRIPT_TAG,
+            timestamp,
+            &[],
+            shape.on_metadata(codecs),
+            output,
+        );
     }
     for configuration in configurations.iter().flatten() {
         Tag::sequence_header(configuration.clone(), decode_ms).write(session_zero, output);

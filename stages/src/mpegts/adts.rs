@@ -100,7 +100,11 @@ pub fn split_frames(mut payload: &[u8]) -> Result<Vec<AdtsFrame<'_>>, String> {
             | (usize::from(header[4]) << 3)
             | usize::from(header[5] >> 5);
         // Without `protection_absent`, a 16-bit CRC follows the header.
-        let raw_start = if header[1] & 0x01 == 0 { HEADER_LEN + 2 } else { HEADER_LEN };
+        let raw_start = if header[1] & 0x01 == 0 {
+            HEADER_LEN + 2
+        } else {
+            HEADER_LEN
+        };
         if length < raw_start || length > payload.len() {
             return Err(format!(
                 "an ADTS frame says it is {length} bytes long, with {} left in its PES packet",
@@ -162,7 +166,9 @@ mod tests {
         let raw: Vec<usize> = frames.iter().map(|frame| frame.raw.len()).collect();
         assert_eq!(raw, [93, 0, 23]);
         assert!(frames.iter().all(|frame| frame.sample_rate == 48_000));
-        assert!(split_frames(&payload[..120]).unwrap_err().contains("30 bytes"));
+        assert!(split_frames(&payload[..120])
+            .unwrap_err()
+            .contains("30 bytes"));
         assert!(split_frames(&[0u8; 9]).unwrap_err().contains("not in ADTS"));
     }
 }

@@ -28,7 +28,9 @@ pub(super) struct ShapeProbe {
 impl ShapeProbe {
     /// Takes a packet of the stream (before its timestamps are moved).
     pub(super) fn observe(&mut self, program: &Program, packet: &[u8; PACKET_LEN]) {
-        let Some((video, audio)) = *self.pids.get_or_insert_with(|| program.h264_and_aac_pids().ok())
+        let Some((video, audio)) = *self
+            .pids
+            .get_or_insert_with(|| program.h264_and_aac_pids().ok())
         else {
             return;
         };

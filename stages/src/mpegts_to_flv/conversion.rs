@@ -103,7 +103,11 @@ impl Conversion {
             }
             Err(problem) => return Err(format!("its H.264 has {problem}")),
         };
-        if self.video.as_ref().is_none_or(|known| known.bytes != record) {
+        if self
+            .video
+            .as_ref()
+            .is_none_or(|known| known.bytes != record)
+        {
             self.video = Some(Configuration {
                 codec: FlvCodec::Avc,
                 bytes: Bytes::from(record),
@@ -114,9 +118,9 @@ impl Conversion {
         }
         let decode_ms = milliseconds(dts, TICKS_PER_SECOND as u32);
         let presentation_ms = milliseconds(pts, TICKS_PER_SECOND as u32);
-        let duration_ms = self
-            .frame_interval
-            .map_or(0, |interval| milliseconds(interval.into(), TICKS_PER_SECOND as u32));
+        let duration_ms = self.frame_interval.map_or(0, |interval| {
+            milliseconds(interval.into(), TICKS_PER_SECOND as u32)
+        });
         tags.push(Tag::frame(
             self.video.clone().expect("set above"),
             (decode_ms, duration_ms),
@@ -130,7 +134,10 @@ impl Conversion {
     fn audio_tags(&mut self, pes: &Pes, pts: i128, tags: &mut Vec<Tag>) -> Result<(), String> {
         for (index, frame) in split_frames(&pes.data)?.into_iter().enumerate() {
             let header: [u8; 7] = frame.header.try_into().expect("an ADTS header is 7 bytes");
-            if self.adts_header.is_none_or(|known| !same_configuration(&known, &header)) {
+            if self
+                .adts_header
+                .is_none_or(|known| !same_configuration(&known, &header))
+            {
                 let shape = AudioShape::from_adts_header(&header)?;
                 self.adts_header = Some(header);
                 self.audio = Some(Configuration {
@@ -188,7 +195,10 @@ mod tests {
         let start = TIMESTAMP_MODULUS - 3000;
         assert_eq!(clock.ticks(start), i128::from(start));
         assert_eq!(clock.ticks(1000), i128::from(start) + 4000);
-        assert_eq!(clock.ticks(TIMESTAMP_MODULUS - 500), i128::from(start) + 2500);
+        assert_eq!(
+            clock.ticks(TIMESTAMP_MODULUS - 500),
+            i128::from(start) + 2500
+        );
         assert_eq!(clock.ticks(4000), i128::from(start) + 7000);
     }
 

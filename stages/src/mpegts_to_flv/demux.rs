@@ -125,7 +125,11 @@ impl Demuxer {
             return Ok(());
         };
         if header.payload_start {
-            found.extend(self.collecting[index].take().map(|collecting| collecting.pes));
+            found.extend(
+                self.collecting[index]
+                    .take()
+                    .map(|collecting| collecting.pes),
+            );
             self.collecting[index] = Some(pes_start(packet, payload, index, header.pid)?);
         } else if let Some(collecting) = &mut self.collecting[index] {
             collecting.pes.data.extend_from_slice(&packet[payload..]);
@@ -159,7 +163,11 @@ impl Demuxer {
         })?;
         for (index, pid) in [video, audio].into_iter().enumerate() {
             if self.pids[index] != pid {
-                found.extend(self.collecting[index].take().map(|collecting| collecting.pes));
+                found.extend(
+                    self.collecting[index]
+                        .take()
+                        .map(|collecting| collecting.pes),
+                );
                 self.pids[index] = pid;
             }
         }
@@ -175,14 +183,18 @@ fn pes_start(
     index: usize,
     pid: u16,
 ) -> Result<Collecting, String> {
-    let unreadable = || format!("a PES header on PID {pid} is unreadable or does not fit its packet");
+    let unreadable =
+        || format!("a PES header on PID {pid} is unreadable or does not fit its packet");
     let (pts, dts) = pes_timestamp_positions(packet, payload).ok_or_else(unreadable)?;
     let pts = pts
         .map(|at| read_timestamp(packet, at))
         .ok_or_else(|| format!("a PES packet on PID {pid} has no presentation time (PTS)"))?;
     let dts = dts.map_or(pts, |at| read_timestamp(packet, at));
     let data = pes_data_offset(packet, payload).ok_or_else(unreadable)?;
-    let length = usize::from(u16::from_be_bytes([packet[payload + 4], packet[payload + 5]]));
+    let length = usize::from(u16::from_be_bytes([
+        packet[payload + 4],
+        packet[payload + 5],
+    ]));
     // The length counts the bytes after itself: three of flags and header length, the rest
     // of the header, then the data.
     let header_rest = data - (payload + 6);

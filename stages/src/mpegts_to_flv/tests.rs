@@ -57,7 +57,12 @@ fn tags(flv: &[u8]) -> Vec<(TagKind, u32, u8)> {
 /// presentation time first).
 fn packets(path: &std::path::Path) -> Vec<(String, i64, i64)> {
     let output = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "packet=codec_type,dts_time,pts_time"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=codec_type,dts_time,pts_time",
+        ])
         .args(["-of", "csv=p=0"])
         .arg(path)
         .output()
@@ -123,8 +128,14 @@ fn transport_streams_become_one_flv_session_that_decodes_to_the_same_frames() {
         assert_eq!(expected.len(), converted.len(), "{kind}");
         let shift = expected[0].0 - converted[0].0;
         for (want, got) in expected.iter().zip(&converted) {
-            assert!((want.0 - shift - got.0).abs() <= 1, "{kind}: {want:?} {got:?}");
-            assert!((want.1 - shift - got.1).abs() <= 1, "{kind}: {want:?} {got:?}");
+            assert!(
+                (want.0 - shift - got.0).abs() <= 1,
+                "{kind}: {want:?} {got:?}"
+            );
+            assert!(
+                (want.1 - shift - got.1).abs() <= 1,
+                "{kind}: {want:?} {got:?}"
+            );
         }
     }
     let video: Vec<(i64, i64)> = converted
@@ -157,7 +168,10 @@ fn tags_are_in_decode_order_after_the_headers_whatever_the_chunk_boundaries() {
     assert_eq!(tags[2].0, TagKind::Audio);
     assert_eq!(tags[3].0, TagKind::Video, "the first frame is the keyframe");
     let timestamps: Vec<u32> = tags.iter().map(|tag| tag.1).collect();
-    assert!(timestamps.windows(2).all(|pair| pair[0] <= pair[1]), "{timestamps:?}");
+    assert!(
+        timestamps.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{timestamps:?}"
+    );
 }
 
 #[test]
@@ -175,7 +189,10 @@ fn a_new_session_begins_with_its_headers_and_timestamps_from_zero() {
         sessions.push(tags(&joined(&items)));
         let mut output = StageOutput::default();
         stage.start_session(&mut output).unwrap();
-        assert!(output.drain().next().is_none(), "nothing until the next tag");
+        assert!(
+            output.drain().next().is_none(),
+            "nothing until the next tag"
+        );
     }
     // The same tags (timestamps may round 1 ms apart: the second file starts at a fraction of
     // a millisecond), the headers first at 0.
@@ -190,7 +207,15 @@ fn a_new_session_begins_with_its_headers_and_timestamps_from_zero() {
 #[test]
 fn video_or_audio_flv_cannot_carry_fails_naming_the_stream_and_the_way_out() {
     let mpeg2 = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-f", "lavfi", "-i", "testsrc=size=320x180:rate=25"])
+        .args([
+            "-v",
+            "error",
+            "-nostdin",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x180:rate=25",
+        ])
         .args(["-t", "1", "-c:v", "mpeg2video", "-f", "mpegts", "pipe:1"])
         .output()
         .unwrap()

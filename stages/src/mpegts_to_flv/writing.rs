@@ -84,7 +84,9 @@ impl FlvWriter {
             if !flush && self.headers_due && kinds[0] && conversion.frame_interval.is_none() {
                 return;
             }
-            let tag = self.queues[kind.index()].pop_front().expect("it has a front");
+            let tag = self.queues[kind.index()]
+                .pop_front()
+                .expect("it has a front");
             self.write_tag(tag, kinds, conversion, output);
         }
     }

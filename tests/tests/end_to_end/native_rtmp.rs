@@ -8,13 +8,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use streampub_tests::media::{
-    decoder_errors, probe_packets, small_fragments, total_duration, video_packet_hashes,
+    decoder_errors, fragments, probe_all_packets, probe_packets, small_fragments, total_duration,
+    video_packet_hashes,
 };
 use streampub_tests::recordings::{input_frames, recorded_stretches, repeats_between_sessions};
 use streampub_tests::rtmp::RtmpServer;
 use streampub_tests::tls::TlsTunnel;
-use streampub_tests::{merged, run_pipeline_file, streampub_binary, Running, TestDir};
+use streampub_tests::{merged, run_pipeline_file, streampub_binary, Random, Running, TestDir};
 
+use crate::resume::{BATCHES, SEED};
 use crate::rtmp::assert_certificate_refused;
 use crate::rtmp_protocol::Publisher;
 
@@ -42,7 +44,8 @@ fn pipeline(url: &str, format: &str, sink_options: Value) -> Value {
 /// video and audio packet, decoding cleanly.
 fn assert_one_session_with_every_packet(format: &str, paced: bool) {
     let media = short_fragments(format);
-    let input: Vec<_> = media.iter().map(|path| probe_packets(path)).collect();
+    // Every sample, also an MP4 edit list's hidden AAC priming, which a joined stream keeps.
+    let input: Vec<_> = media.iter().map(|path| probe_all_packets(path)).collect();
     let input_video: usize = input.iter().map(|packets| packets.video.count()).sum();
     let input_audio: usize = input.iter().map(|packets| packets.audio.count()).sum();
     let mut server = RtmpServer::start();
@@ -179,6 +182,65 @@ fn a_server_crash_mid_run_loses_no_frame_and_repeats_at_most_a_gop() {
     // At most a GOP (2 s) and a frame: confirmation is the server's acknowledgements, with no
     // margin.
     assert!(repeats[0] <= 2.04 + 0.3, "repeated {:.2} s", repeats[0]);
+}
+
+/// The batches users deliver (30 s, 2-s GOPs, 2 Mbit/s), the server killed at a seeded moment
+/// inside each of two and back 1-3 s later: every frame arrives, and each outage repeats at
+/// most a GOP and what the last acknowledgement window had not covered yet (256 KiB: 1 s at
+/// 2 Mbit/s), where `ffmpeg-rtmp` repeats up to the whole batch.
+#[test]
+fn outages_inside_30_s_batches_lose_no_frame_and_repeat_at_most_a_gop() {
+    let media = fragments(BATCHES);
+    let media = &media[..2];
+    let (content, position) = input_frames(media, video_packet_hashes);
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", media);
+    let url = format!("{}/batches", server.server_url());
+    let config = dir.pipeline_file(&pipeline(
+        &url,
+        "mp4",
+        json!({"reconnect_delay": "500ms", "max_reconnect_delay": "1s", "max_reconnect_attempts": 20}),
+    ));
+    let mut random = Random(SEED);
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    running.wait_for_event(TIMEOUT, "rtmp_publishing", |_| true);
+    let started = Instant::now();
+    for batch in 0..2 {
+        // Between 4 and 26 s into the batch: never at its first or last keyframe.
+        let due = started + Duration::from_millis(30_000 * batch + 4_000 + random.below(22_000));
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let reconnects = running.events_so_far("sink_reconnecting").len();
+        server.kill();
+        let deadline = Instant::now() + TIMEOUT;
+        while running.events_so_far("sink_reconnecting").len() == reconnects {
+            assert!(
+                Instant::now() < deadline,
+                "no reconnect after outage {batch}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(1_000 + random.below(2_000)));
+        server.restart();
+    }
+    let run = running.wait(TIMEOUT * 2);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.published(), ["batch-0.mp4", "batch-1.mp4"]);
+    let resumed = run.events("fragment_resent");
+    server.stop();
+    let stretches = recorded_stretches(&server, &position, video_packet_hashes);
+    let repeats = repeats_between_sessions(&stretches, content.len(), FRAME);
+    println!("seed {SEED}: frames per session {stretches:?}; repeated {repeats:.2?} s");
+    assert_eq!(repeats.len(), 2, "a session per outage: {stretches:?}");
+    for repeat in &repeats {
+        assert!(*repeat <= 2.04 + 1.1, "an outage repeated {repeat:.2} s");
+    }
+    // Each batch was resumed from inside, not from its start.
+    let inside = resumed
+        .iter()
+        .filter(|event| event["resumed_at_ms"].as_u64().is_some_and(|at| at > 0))
+        .count();
+    assert_eq!(inside, 2, "{resumed:?}");
 }
 
 #[test]

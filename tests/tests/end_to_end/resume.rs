@@ -14,14 +14,14 @@ use streampub_tests::recordings::{input_frames, recorded_stretches, repeats_betw
 use streampub_tests::rtmp::RtmpServer;
 use streampub_tests::{send_signal, streampub_binary, Random, Running, Signal, TestDir};
 
-const SEED: u64 = 20261202;
+pub(crate) const SEED: u64 = 20261202;
 /// 25 fps.
 const FRAME: f64 = 0.04;
 
-/// Six 30-s batches of 640x360 at 2 Mbit/s, 2-s GOPs: 180 s of content.
-const BATCHES: &[&str] = &[
+/// Four 30-s batches of 640x360 at 2 Mbit/s, 2-s GOPs: 120 s of content.
+pub(crate) const BATCHES: &[&str] = &[
     "--count",
-    "6",
+    "4",
     "--seconds",
     "30",
     "--size",
@@ -62,8 +62,8 @@ fn disruptions_every_25_seconds_repeat_at_most_a_gop_and_lose_no_frame() {
     let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
     running.wait_for_event(Duration::from_secs(60), "process_started", |_| true);
     let started = Instant::now();
-    // Alternately the server crashes (down 2-3 s) and ffmpeg is killed, every 25 s, six times.
-    for disruption in 0..6 {
+    // Alternately the server crashes (down 2-3 s) and ffmpeg is killed, every 25 s, four times.
+    for disruption in 0..4 {
         let due = started + Duration::from_secs(25 * (disruption + 1));
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
         assert!(
@@ -102,7 +102,7 @@ fn disruptions_every_25_seconds_repeat_at_most_a_gop_and_lose_no_frame() {
     let repeats = repeats_between_sessions(&stretches, content.len(), FRAME);
     println!("seed {SEED}: repeated per disruption {repeats:.2?} s");
     assert!(
-        repeats.len() >= 6,
+        repeats.len() >= 4,
         "a session per disruption: {stretches:?}"
     );
     // At most a GOP (2 s) and confirm_margin (1 s), plus ffmpeg's report interval and a frame;
@@ -121,7 +121,7 @@ fn disruptions_every_25_seconds_repeat_at_most_a_gop_and_lose_no_frame() {
     // A disruption within a batch's first GOP resends it from its start; the others resume
     // inside it.
     assert!(
-        resumed.len() >= 4,
+        resumed.len() >= 3,
         "the disruptions resumed inside the batches: {resumed:?}"
     );
 }
