@@ -22,6 +22,14 @@ pub trait SinkConfig: Send + Sync + std::fmt::Debug {
         Vec::new()
     }
 
+    /// Whether the sink writes by the wall clock (paced in real time): it takes media no faster
+    /// than it plays, so its pipeline reads smaller chunks within a smaller budget unless the
+    /// file sets them (`PACED_CHUNK_SIZE`, `PACED_MAX_IN_FLIGHT`): memory per live stream, not
+    /// read speed, is what such a pipeline costs.
+    fn paced(&self) -> bool {
+        false
+    }
+
     /// Whether the sink discards what it takes, so that a pipeline into it measures the rest
     /// of the pipeline: `streampub run` then prints the pipeline's throughput summary.
     fn discards_output(&self) -> bool {

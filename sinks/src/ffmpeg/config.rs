@@ -271,6 +271,10 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
         Ok(Box::new(self.process.sink(command, &self.reconnect)?))
     }
 
+    fn paced(&self) -> bool {
+        self.paces()
+    }
+
     fn implied_stages(&self) -> Vec<ImpliedStage> {
         if self.continuity == Continuity::Off {
             return Vec::new();

@@ -160,6 +160,10 @@ impl SinkConfig for RtmpSinkConfig {
         }))
     }
 
+    fn paced(&self) -> bool {
+        self.pacing == PacingMode::Realtime
+    }
+
     fn implied_stages(&self) -> Vec<ImpliedStage> {
         let filler = serde_json::json!({
             "filler": self.filler_source(),

@@ -63,7 +63,10 @@ struct MakingSlot;
 impl MakingSlot {
     fn wait() -> Self {
         let slots = &*MAKING_SLOTS;
-        let mut busy = slots.busy.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut busy = slots
+            .busy
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         while *busy >= slots.limit {
             busy = slots
                 .freed
@@ -78,7 +81,10 @@ impl MakingSlot {
 impl Drop for MakingSlot {
     fn drop(&mut self) {
         let slots = &*MAKING_SLOTS;
-        *slots.busy.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) -= 1;
+        *slots
+            .busy
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) -= 1;
         slots.freed.notify_one();
     }
 }
@@ -238,7 +244,10 @@ fn make_clip<T>(
 /// Runs `command` to its end, its output collected; `None` if it ran longer than `timeout`
 /// (it is then killed).
 fn run_within(command: &mut Command, timeout: Duration) -> std::io::Result<Option<Output>> {
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
     // Read on threads of their own, so that a full pipe never stops ffmpeg.
     let read_all = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
@@ -320,7 +329,9 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
         let mut quick = Command::new("echo");
         quick.arg("clip");
-        let output = run_within(&mut quick, Duration::from_secs(5)).unwrap().unwrap();
+        let output = run_within(&mut quick, Duration::from_secs(5))
+            .unwrap()
+            .unwrap();
         assert_eq!(output.stdout, b"clip\n");
     }
 }
