@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::tags::{FlvCodec, FlvTrack};
+use super::tags::{Configuration, FlvCodec, FlvTrack};
 use super::MediaKind;
 use crate::mp4::sample_entry::Shape;
 use crate::mp4::TrackDescription;
@@ -55,10 +55,13 @@ impl StreamShape {
     /// The body of the `onMetaData` script tag (AMF0): the name, then an ECMA array of what
     /// readers use to set up their decoders before the first sample. `duration` is 0: a live
     /// stream has none.
-    /// `codecs`: per kind (video, audio), the codec of the tags that follow, for
-    /// `videocodecid`/`audiocodecid` (H.264 and AAC when not known).
-    pub(crate) fn on_metadata(&self, codecs: [Option<FlvCodec>; 2]) -> Bytes {
-        let [video_codec, audio_codec] = codecs;
+    /// `configurations`: per kind (video, audio), the decoder configuration of the tags that
+    /// follow, for `videocodecid`/`audiocodecid` (H.264 and AAC when not known) and, for Opus,
+    /// the audio fields (from its `OpusHead`; the shape's audio is AAC's).
+    pub(crate) fn on_metadata(&self, configurations: &[Option<Configuration>; 2]) -> Bytes {
+        let [video_codec, audio_codec] = configurations
+            .each_ref()
+            .map(|configuration| configuration.as_ref().map(|known| known.codec));
         let mut fields: Vec<(&str, Amf)> = vec![("duration", Amf::Number(0.0))];
         if let Some(video) = &self.video {
             let (rate, duration) = video.frame_rate;
@@ -73,6 +76,19 @@ impl StreamShape {
                     "videocodecid",
                     Amf::Number(video_codec.map_or(7.0, FlvCodec::codec_id)),
                 ),
+            ]);
+        }
+        if let (None, Some(opus)) = (&self.audio, opus_head(&configurations[1])) {
+            // Opus decodes at 48 kHz whatever its input rate; its channel count is byte 9.
+            let channels = opus.get(9).copied().unwrap_or(2);
+            fields.extend([
+                (
+                    "audiocodecid",
+                    Amf::Number(audio_codec.map_or(10.0, FlvCodec::codec_id)),
+                ),
+                ("audiosamplerate", Amf::Number(48_000.0)),
+                ("audiosamplesize", Amf::Number(16.0)),
+                ("stereo", Amf::Boolean(channels != 1)),
             ]);
         }
         if let Some(audio) = &self.audio {
@@ -109,6 +125,14 @@ impl StreamShape {
     }
 }
 
+/// The `OpusHead` of an Opus decoder configuration.
+fn opus_head(configuration: &Option<Configuration>) -> Option<&[u8]> {
+    configuration
+        .as_ref()
+        .filter(|known| known.codec == FlvCodec::EnhancedAudio(*b"Opus"))
+        .map(|known| known.bytes.as_ref())
+}
+
 /// The AMF0 values `onMetaData` uses.
 enum Amf {
     Number(f64),
@@ -130,5 +154,49 @@ impl Amf {
                 output.extend_from_slice(text.as_bytes());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AMF0 encoding of `name` followed by the first byte of its value.
+    fn field(name: &str, value: &[u8]) -> Vec<u8> {
+        let mut bytes = (name.len() as u16).to_be_bytes().to_vec();
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.extend_from_slice(value);
+        bytes
+    }
+
+    fn contains(body: &[u8], part: &[u8]) -> bool {
+        body.windows(part.len()).any(|window| window == part)
+    }
+
+    #[test]
+    fn an_opus_stream_s_metadata_has_its_audio_fields_from_its_opus_head() {
+        let mut head = b"OpusHead".to_vec();
+        head.extend_from_slice(&[1, 1, 0x38, 0x01, 0x80, 0xbb, 0, 0, 0, 0, 0]);
+        let opus = Configuration {
+            codec: FlvCodec::EnhancedAudio(*b"Opus"),
+            bytes: Bytes::from(head),
+        };
+        let shape = StreamShape {
+            video: None,
+            audio: None,
+        };
+        let body = shape.on_metadata(&[None, Some(opus)]);
+        let opus_id = f64::from(u32::from_be_bytes(*b"Opus")).to_be_bytes();
+        assert!(contains(
+            &body,
+            &field("audiocodecid", &[&[0][..], &opus_id].concat())
+        ));
+        let rate = 48_000f64.to_be_bytes();
+        assert!(contains(
+            &body,
+            &field("audiosamplerate", &[&[0][..], &rate].concat())
+        ));
+        assert!(contains(&body, &field("stereo", &[1, 0])), "mono");
+        assert!(!contains(&body, b"videocodecid"));
     }
 }

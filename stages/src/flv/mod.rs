@@ -161,8 +161,15 @@ pub fn classify(kind: TagKind, data: &[u8]) -> Payload {
     };
     match kind {
         TagKind::Video if first & 0x80 != 0 => match first & 0x0f {
-            // Enhanced FLV: the packet type is in the low bits.
-            0 => Payload::SequenceHeader,
+            // Enhanced FLV: the packet type is in the low bits (SequenceStart, or AV1's
+            // MPEG2TSSequenceStart).
+            0 | 5 => Payload::SequenceHeader,
+            2 => Payload::SequenceEnd,
+            _ => Payload::Media,
+        },
+        // Enhanced audio (sound format 9, ExHeader): SequenceStart or MultichannelConfig.
+        TagKind::Audio if first >> 4 == 9 => match first & 0x0f {
+            0 | 4 => Payload::SequenceHeader,
             2 => Payload::SequenceEnd,
             _ => Payload::Media,
         },
@@ -218,6 +225,13 @@ mod tests {
         );
         assert_eq!(classify(TagKind::Audio, &[0xaf, 1]), Payload::Media);
         assert_eq!(classify(TagKind::Audio, &[0x2f, 0]), Payload::Media);
+        // Enhanced audio (Opus): SequenceStart, CodedFrames, SequenceEnd.
+        assert_eq!(
+            classify(TagKind::Audio, b"\x90Opus"),
+            Payload::SequenceHeader
+        );
+        assert_eq!(classify(TagKind::Audio, b"\x91Opus"), Payload::Media);
+        assert_eq!(classify(TagKind::Audio, b"\x92Opus"), Payload::SequenceEnd);
         assert!(read_file_header(b"FLV\x01\x05\0\0\0\x09").is_ok());
         assert!(read_file_header(b"\0\0\0\x18ftyp\0").is_err());
     }

@@ -252,14 +252,11 @@ pub(crate) fn write_session_start(
     output.push_chunk(Bytes::from_static(&[0, 0, 0, 0]));
     if let Some(shape) = shape {
         let timestamp = (decode_ms - session_zero).rem_euclid(1 << 32) as u32;
-        let codecs = configurations
-            .each_ref()
-            .map(|configuration| configuration.as_ref().map(|known| known.codec));
         write_tag(
             SCRIPT_TAG,
             timestamp,
             &[],
-            shape.on_metadata(codecs),
+            shape.on_metadata(configurations),
             output,
         );
     }
