@@ -1,7 +1,8 @@
 //! The `rtmp` sink against servers other than nginx-rtmp: node-media-server 4 (an
 //! enhanced-RTMP server, from npm) and ffmpeg's own listener (`ffmpeg -listen 1`). H.264 and
 //! AAC: one session, every packet, no decoder error. HEVC over enhanced RTMP to
-//! node-media-server: every sample it recorded is byte for byte the input's.
+//! node-media-server, from MP4 fragments and from enhanced-FLV batches: every sample it
+//! recorded is byte for byte the input's.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,13 +20,14 @@ use crate::rtmp_protocol::{ffmpeg_listener, wait_with_timeout};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Pipeline `channel-1` publishing the directory `in` with the `rtmp` sink to `url`, unpaced.
-fn pipeline(url: &str) -> Value {
+/// Pipeline `channel-1` publishing the `format` batches in the directory `in` with the `rtmp`
+/// sink to `url`, unpaced.
+fn pipeline(url: &str, format: &str) -> Value {
     json!({
         "pipelines": [{
             "name": "channel-1",
             "source": {"type": "directory", "path": "in", "follow": false, "settle": "0s"},
-            "sink": {"type": "rtmp", "url": url, "input_format": "mp4", "pacing": "off",
+            "sink": {"type": "rtmp", "url": url, "input_format": format, "pacing": "off",
                      "reconnect_delay": "200ms", "max_reconnect_attempts": 50},
         }],
     })
@@ -65,7 +67,7 @@ fn node_media_server_records_one_session_with_every_packet() {
     let dir = TestDir::new();
     dir.copy_in("in", &media);
     let url = format!("{}/h264", server.server_url());
-    let run = run_pipeline_file(&dir.pipeline_file(&pipeline(&url)), TIMEOUT);
+    let run = run_pipeline_file(&dir.pipeline_file(&pipeline(&url, "mp4")), TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.published().len(), 3);
     assert!(run.events("process_started").is_empty());
@@ -85,7 +87,7 @@ fn ffmpegs_own_listener_receives_one_session_with_every_packet() {
     // It takes one client; the sink retries until it listens.
     let mut listener = ffmpeg_listener(port, &output);
     let url = format!("rtmp://127.0.0.1:{port}/live/key");
-    let run = run_pipeline_file(&dir.pipeline_file(&pipeline(&url)), TIMEOUT);
+    let run = run_pipeline_file(&dir.pipeline_file(&pipeline(&url, "mp4")), TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.published().len(), 3);
     assert_eq!(run.events("rtmp_publishing").len(), 1, "one session");
@@ -102,22 +104,46 @@ fn hevc_goes_over_enhanced_rtmp_with_every_sample_unchanged() {
     let dir = TestDir::new();
     dir.copy_in("in", &media);
     let url = format!("{}/hevc", server.server_url());
-    let run = run_pipeline_file(&dir.pipeline_file(&pipeline(&url)), TIMEOUT);
+    let run = run_pipeline_file(&dir.pipeline_file(&pipeline(&url, "mp4")), TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.published().len(), 3);
     let input: Vec<String> = media.iter().flat_map(|path| sample_hashes(path)).collect();
-    // Debian's ffmpeg 5.1 cannot read enhanced FLV: the recording is read here, tag by tag.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (starts, frames) = loop {
-        let recordings = server.recordings("hevc");
-        assert!(recordings.len() <= 1, "one session: {recordings:?}");
-        let read = recordings.first().map(|path| hevc_tags(path));
-        match read {
-            Some((starts, frames)) if frames.len() >= input.len() => break (starts, frames),
-            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
-            _ => panic!("no whole recording: {}", server.log()),
-        }
-    };
+    let (starts, frames) = whole_hevc_recording(&server, "hevc", input.len());
+    assert_eq!(starts, 1, "one SequenceStart: the stream did not change");
+    assert_eq!(
+        frames, input,
+        "every sample's bytes are the input's, in order"
+    );
+}
+
+/// HEVC as enhanced-FLV batches (made here by streampub's own `fmp4-to-flv`: Debian's ffmpeg
+/// 5.1 writes no enhanced FLV), through `flv-timeline` to node-media-server: one session, every
+/// sample byte for byte the input's.
+#[test]
+fn hevc_flv_batches_go_over_enhanced_rtmp_with_every_sample_unchanged() {
+    let media = small_fragments(3, 2, &["--bitrate", "300k", "--video-codec", "hevc"]);
+    let dir = TestDir::new();
+    dir.mkdir("in");
+    for (index, path) in media.iter().enumerate() {
+        let source = format!("mp4-{index}");
+        dir.copy_in(&source, std::slice::from_ref(path));
+        let conversion = json!({"pipelines": [{
+            "name": "convert",
+            "source": {"type": "directory", "path": source, "follow": false, "settle": "0s"},
+            "stages": [{"type": "fmp4-timeline"}, {"type": "fmp4-to-flv", "enhanced_rtmp": true}],
+            "sink": {"type": "file", "path": format!("in/batch-{index}.flv"), "mode": "append"},
+        }]});
+        let run = run_pipeline_file(&dir.pipeline_file(&conversion), TIMEOUT);
+        assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    }
+    let server = NodeMediaServer::start();
+    let url = format!("{}/hevc-flv", server.server_url());
+    let run = run_pipeline_file(&dir.pipeline_file(&pipeline(&url, "flv")), TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.published().len(), 3);
+    assert_eq!(run.events("rtmp_publishing").len(), 1, "one session");
+    let input: Vec<String> = media.iter().flat_map(|path| sample_hashes(path)).collect();
+    let (starts, frames) = whole_hevc_recording(&server, "hevc-flv", input.len());
     assert_eq!(starts, 1, "one SequenceStart: the stream did not change");
     assert_eq!(
         frames, input,
@@ -144,6 +170,25 @@ fn sample_hashes(path: &Path) -> Vec<String> {
         .filter_map(|line| line.trim().strip_prefix("SHA256:"))
         .map(str::to_owned)
         .collect()
+}
+
+/// The HEVC tags (see `hevc_tags`) of node-media-server's one recording of `stream`, once it
+/// holds `frames` frames. Debian's ffmpeg 5.1 cannot read enhanced FLV: it is read here.
+fn whole_hevc_recording(
+    server: &NodeMediaServer,
+    stream: &str,
+    frames: usize,
+) -> (usize, Vec<String>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let recordings = server.recordings(stream);
+        assert!(recordings.len() <= 1, "one session: {recordings:?}");
+        match recordings.first().map(|path| hevc_tags(path)) {
+            Some(read) if read.1.len() >= frames => return read,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            _ => panic!("no whole recording: {}", server.log()),
+        }
+    }
 }
 
 /// In an enhanced FLV recording: how many HEVC SequenceStart tags, and the SHA-256 of each
