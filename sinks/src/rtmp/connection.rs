@@ -4,8 +4,9 @@
 //! output buffer (backpressure).
 //!
 //! Confirmation: the server's acknowledgements, asked for every `ACKNOWLEDGEMENT_WINDOW`
-//! bytes, and between them the server's answers to pings, sent every second while a fragment
-//! waits (a server answers in order, so an answer means it has read everything before the ping). A server that has sent none by the time it should have (two windows and more) is
+//! bytes, and between them the server's answers to pings, sent every `PING_EVERY` while
+//! anything sent is unconfirmed (a server answers in order, so an answer means it has read
+//! everything before the ping). A server that has sent none by the time it should have (two windows and more) is
 //! confirmed by the kernel instead: the bytes the peer's TCP has acknowledged (written minus
 //! what is still in the socket's send queue, `SIOCOUTQ`). At a clean stop, after
 //! `FCUnpublish` and `deleteStream`, what the peer's TCP has acknowledged is confirmed too:
@@ -49,8 +50,10 @@ const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 const QUEUE: usize = 16;
 /// How often the kernel's count is read while it confirms, and a closing session checked.
 const TICK: Duration = Duration::from_millis(100);
-/// How often a ping asks the server to confirm what is waiting for confirmation.
-const PING_EVERY: Duration = Duration::from_secs(1);
+/// How often a ping asks the server to confirm what is waiting for confirmation: what an
+/// outage may find sent and unconfirmed is this much of the stream at most (and less than a
+/// window), whatever its bitrate (64 KiB are 1.3 s of a 400 kbit/s stream).
+const PING_EVERY: Duration = Duration::from_millis(250);
 /// A server that takes no byte of pending output for this long has stalled.
 const WRITE_STALL: Duration = Duration::from_secs(20);
 
@@ -287,9 +290,9 @@ async fn publish(
                 }
             },
             _ = tick.tick() => {
-                // Between acknowledgement windows (a quiet stream, filler), a ping answered
-                // confirms what was sent before it.
-                let waiting = progress.lock().unwrap().unconfirmed() > 0;
+                // Between acknowledgement windows (a slow or quiet stream, filler), a ping
+                // answered confirms what was sent before it.
+                let waiting = progress.lock().unwrap().waits_for_confirmation();
                 if waiting
                     && session.phase() == Phase::Publishing
                     && !closing

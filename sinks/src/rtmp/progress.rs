@@ -72,6 +72,11 @@ impl Progress {
         }
     }
 
+    /// Whether anything sent in this session (a tag, a fragment's end) is not confirmed.
+    pub(crate) fn waits_for_confirmation(&self) -> bool {
+        !self.media.is_empty() || self.unconfirmed() > 0
+    }
+
     /// How many of the fragments ended in this session are not confirmed.
     pub(crate) fn unconfirmed(&self) -> usize {
         self.fragment_ends.len() + self.ends_queued
@@ -117,5 +122,18 @@ mod tests {
             progress.confirmed_output_time(),
             Some(Duration::from_millis(80))
         );
+    }
+
+    #[test]
+    fn a_fragment_half_sent_waits_for_confirmation_too() {
+        let mut progress = Progress::default();
+        assert!(!progress.waits_for_confirmation());
+        // Inside a fragment: no fragment has ended, its tags wait all the same.
+        progress.tag_sent(100, 0, true);
+        assert!(progress.waits_for_confirmation());
+        progress.confirm(100);
+        assert!(!progress.waits_for_confirmation());
+        progress.fragment_queued();
+        assert!(progress.waits_for_confirmation(), "its end is on its way");
     }
 }

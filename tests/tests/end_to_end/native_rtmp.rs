@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use streampub_tests::media::{
     decoder_errors, fragments, probe_all_packets, probe_packets, small_fragments, total_duration,
-    video_packet_hashes,
+    video_frame_hashes, video_packet_hashes,
 };
-use streampub_tests::recordings::{input_frames, recorded_stretches, repeats_between_sessions};
+use streampub_tests::recordings::{
+    input_frames, recorded_stretches, repeats_between_sessions, FrameHashes,
+};
 use streampub_tests::rtmp::RtmpServer;
 use streampub_tests::tls::TlsTunnel;
 use streampub_tests::{merged, run_pipeline_file, streampub_binary, Random, Running, TestDir};
@@ -153,15 +155,29 @@ fn a_wrong_application_fails_at_once_naming_it() {
 
 #[test]
 fn a_server_crash_mid_run_loses_no_frame_and_repeats_at_most_a_gop() {
-    let media = short_fragments("mp4");
-    let (content, position) = input_frames(&media, video_packet_hashes);
+    server_crash_mid_run("mp4", video_packet_hashes);
+}
+
+/// Through `mpegts-timeline`'s cut and `mpegts-to-flv`: the new session starts at the
+/// keyframe with its parameter sets (frames matched by their decoded pictures: the server
+/// records AVCC, the input is Annex B).
+#[test]
+fn an_mpegts_batch_cut_by_a_server_crash_resumes_at_its_keyframe() {
+    server_crash_mid_run("mpegts", video_frame_hashes);
+}
+
+/// Five `format` fragments published by the rtmp sink, the server killed 6.5 s in and
+/// restarted: every frame arrives, and the crash repeats at most a GOP.
+fn server_crash_mid_run(format: &str, hashes: FrameHashes) {
+    let media = short_fragments(format);
+    let (content, position) = input_frames(&media, hashes);
     let mut server = RtmpServer::start();
     let dir = TestDir::new();
     dir.copy_in("in", &media);
-    let url = format!("{}/crash", server.server_url());
+    let url = format!("{}/crash-{format}", server.server_url());
     let config = dir.pipeline_file(&pipeline(
         &url,
-        "mp4",
+        format,
         json!({"reconnect_delay": "500ms", "max_reconnect_delay": "1s", "max_reconnect_attempts": 20}),
     ));
     let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
@@ -175,9 +191,9 @@ fn a_server_crash_mid_run_loses_no_frame_and_repeats_at_most_a_gop() {
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.published().len(), 5, "{}", run.stderr());
     server.stop();
-    let stretches = recorded_stretches(&server, &position, video_packet_hashes);
+    let stretches = recorded_stretches(&server, &position, hashes);
     let repeats = repeats_between_sessions(&stretches, content.len(), FRAME);
-    println!("recorded frames per session {stretches:?}; repeated {repeats:.2?} s");
+    println!("{format}: recorded frames per session {stretches:?}; repeated {repeats:.2?} s");
     assert_eq!(repeats.len(), 1, "{stretches:?}");
     // At most a GOP (2 s) and a frame: confirmation is the server's acknowledgements, with no
     // margin.
