@@ -93,8 +93,12 @@ pub(crate) fn decoder_configuration_record(
     if picture_parameter_sets.is_empty() {
         return Err("no picture parameter set".to_owned());
     }
-    if sequence_parameter_sets.len() > 31 || picture_parameter_sets.len() > 255 {
-        return Err("more parameter sets than an avcC holds".to_owned());
+    if sequence_parameter_sets.len() > 31
+        || picture_parameter_sets.len() > 255
+        || (sequence_parameter_sets.iter().chain(picture_parameter_sets))
+            .any(|unit| unit.len() > usize::from(u16::MAX))
+    {
+        return Err("more or longer parameter sets than an avcC holds".to_owned());
     }
     let mut record = vec![1, first[1], first[2], first[3], 0xff];
     record.push(0xe0 | sequence_parameter_sets.len() as u8);

@@ -103,15 +103,30 @@ pub fn pipeline_options() -> Vec<OptionDoc> {
 }
 
 /// `chunk_size` and `max_in_flight` as the file gives them, or their defaults for the sink.
+/// The paced defaults apply only where they agree with what the file gives, so that they never
+/// make a file invalid that the general defaults accept (nor valid one that they refuse).
 fn read_budget(options: &PipelineOptions, sink: &dyn SinkConfig) -> (ChunkSize, ByteSize) {
-    let (chunk_size, max_in_flight) = match sink.paced() {
-        true => (PACED_CHUNK_SIZE, PACED_MAX_IN_FLIGHT),
-        false => (DEFAULT_CHUNK_SIZE, DEFAULT_MAX_IN_FLIGHT),
-    };
-    (
-        options.chunk_size.unwrap_or(ChunkSize::Fixed(chunk_size)),
-        options.max_in_flight.unwrap_or(max_in_flight),
-    )
+    let paced = sink.paced();
+    let chunk_size = options.chunk_size.unwrap_or_else(|| {
+        let fits = options
+            .max_in_flight
+            .is_none_or(|budget| PACED_CHUNK_SIZE <= budget);
+        ChunkSize::Fixed(match paced && fits {
+            true => PACED_CHUNK_SIZE,
+            false => DEFAULT_CHUNK_SIZE,
+        })
+    });
+    let max_in_flight = options.max_in_flight.unwrap_or_else(|| {
+        let fits = match chunk_size {
+            ChunkSize::Fixed(size) => size <= PACED_MAX_IN_FLIGHT,
+            ChunkSize::Auto => true,
+        };
+        match paced && fits {
+            true => PACED_MAX_IN_FLIGHT,
+            false => DEFAULT_MAX_IN_FLIGHT,
+        }
+    });
+    (chunk_size, max_in_flight)
 }
 
 fn default_fragment_buffer_size() -> usize {
@@ -406,6 +421,23 @@ mod tests {
         assert_eq!(
             read_budget(&given, &Live(true)),
             (fixed(ByteSize::mib(1)), ByteSize::mib(4))
+        );
+        // One given that the paced default of the other contradicts: the general default, as
+        // for any sink (a budget below 256 KiB then fails as it always did).
+        let chunk = options(serde_json::json!({"chunk_size": "512KiB"}));
+        assert_eq!(
+            read_budget(&chunk, &Live(true)),
+            (fixed(ByteSize::kib(512)), DEFAULT_MAX_IN_FLIGHT)
+        );
+        let budget = options(serde_json::json!({"max_in_flight": "32KiB"}));
+        assert_eq!(
+            read_budget(&budget, &Live(true)),
+            (fixed(DEFAULT_CHUNK_SIZE), ByteSize::kib(32))
+        );
+        let budget = options(serde_json::json!({"max_in_flight": "128KiB"}));
+        assert_eq!(
+            read_budget(&budget, &Live(true)),
+            (fixed(PACED_CHUNK_SIZE), ByteSize::kib(128))
         );
     }
 }

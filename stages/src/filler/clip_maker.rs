@@ -127,7 +127,10 @@ impl<T: Send + 'static> ClipMaker<T> {
         let (source, ffmpeg) = (self.source.clone(), self.ffmpeg.clone());
         std::thread::spawn(move || {
             let _slot = MakingSlot::wait();
-            let _ = sender.send(Progress::Started);
+            // Nobody wants the clip any more (the stream changed, the stage is gone).
+            if sender.send(Progress::Started).is_err() {
+                return;
+            }
             let clip = make_clip(&source, &ffmpeg, &shape, container, read);
             let _ = sender.send(Progress::Done(clip));
         });

@@ -86,7 +86,12 @@ impl Conversion {
             }
         }
         let unit = AccessUnit::from_annex_b(&pes.data);
-        if !unit.sequence_parameter_sets.is_empty() {
+        // A unit too short to name its profile and level would make no record.
+        if unit
+            .sequence_parameter_sets
+            .first()
+            .is_some_and(|first| first.len() >= 4)
+        {
             self.sequence_parameter_sets = unit.sequence_parameter_sets;
         }
         if !unit.picture_parameter_sets.is_empty() {
@@ -159,6 +164,15 @@ impl Conversion {
             ));
         }
         Ok(())
+    }
+
+    /// The stream has another video stream: what was known of the last one goes.
+    pub(super) fn forget_video(&mut self) {
+        self.sequence_parameter_sets.clear();
+        self.picture_parameter_sets.clear();
+        self.video = None;
+        self.last_video_ticks = None;
+        self.frame_interval = None;
     }
 
     /// What the stream is, for `onMetaData`: as far as its parameter sets, frame rate and

@@ -79,13 +79,24 @@ impl Demuxer {
                 "it ends inside a transport stream packet ({left} of its {PACKET_LEN} bytes)"
             ));
         }
+        self.complete(found);
+        Ok(())
+    }
+
+    /// The PES packets being collected are whole: what follows (a file after the filler)
+    /// begins new ones on every PID.
+    pub(super) fn complete(&mut self, found: &mut Vec<Pes>) {
         found.extend(
             self.collecting
                 .iter_mut()
                 .filter_map(Option::take)
                 .map(|collecting| collecting.pes),
         );
-        Ok(())
+    }
+
+    /// The PID of the program's H.264, if it has one.
+    pub(super) fn video_pid(&self) -> Option<u16> {
+        self.pids[0]
     }
 
     /// The file failed or is sent again: what was collected of it goes.

@@ -76,6 +76,8 @@ pub struct MpegtsToFlvStage {
     /// The current fragment's name, for errors.
     fragment: String,
     pes: Vec<Pes>,
+    /// The video PID the conversion's parameter sets are of.
+    video_pid: Option<u16>,
 }
 
 impl Default for MpegtsToFlvStage {
@@ -86,6 +88,7 @@ impl Default for MpegtsToFlvStage {
             writer: FlvWriter::new(),
             fragment: String::new(),
             pes: Vec::new(),
+            video_pid: None,
         }
     }
 }
@@ -100,6 +103,11 @@ impl MpegtsToFlvStage {
 
     /// Converts the PES packets found and writes what can be written.
     fn convert(&mut self, flush: bool, output: &mut StageOutput) -> Result<(), StageError> {
+        // Another video stream: its own parameter sets, not the last one's.
+        if self.demuxer.video_pid() != self.video_pid {
+            self.video_pid = self.demuxer.video_pid();
+            self.conversion.forget_video();
+        }
         let mut tags = Vec::new();
         for pes in std::mem::take(&mut self.pes) {
             if let Err(problem) = self.conversion.convert(pes, &mut tags) {
@@ -117,10 +125,14 @@ impl Stage for MpegtsToFlvStage {
     fn begin_fragment(
         &mut self,
         fragment: &FragmentInfo,
-        _output: &mut StageOutput,
+        output: &mut StageOutput,
     ) -> Result<(), StageError> {
+        // What came between files (the filler) is whole and goes out before the file, in the
+        // session it belongs to; a file that fails later cannot take it with it.
+        self.demuxer.complete(&mut self.pes);
+        let written = self.convert(true, output);
         self.fragment.clone_from(&fragment.name);
-        Ok(())
+        written
     }
 
     fn process_chunk(&mut self, chunk: Bytes, output: &mut StageOutput) -> Result<(), StageError> {
@@ -150,6 +162,9 @@ impl Stage for MpegtsToFlvStage {
     }
 
     fn start_session(&mut self, _output: &mut StageOutput) -> Result<(), StageError> {
+        // Only a program change inside a file leaves something of the old session here.
+        self.demuxer.abort();
+        self.pes.clear();
         self.writer.start_session();
         Ok(())
     }
@@ -158,5 +173,6 @@ impl Stage for MpegtsToFlvStage {
         self.demuxer.abort();
         self.writer.abort();
         self.pes.clear();
+        self.conversion.undecodable_frames = 0;
     }
 }

@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+use bytes::Bytes;
+
 use streampub_core::plugin::StageItem;
 
 use super::*;
@@ -236,4 +238,74 @@ fn video_or_audio_flv_cannot_carry_fails_naming_the_stream_and_the_way_out() {
 #[test]
 fn random_and_damaged_input_never_panics() {
     feed_damaged_copies::<MpegtsToFlvStage>(&ffmpeg_media("mpegts", &[]), 150);
+}
+
+#[test]
+fn after_an_abort_the_tags_sent_again_are_interleaved_as_the_first_time() {
+    use crate::flv::tags::{Configuration, FlvCodec, Tag};
+    let tag = |codec, ms| {
+        let configuration = Configuration {
+            codec,
+            bytes: Bytes::from_static(b"config"),
+        };
+        Tag::frame(
+            configuration,
+            (ms, 0),
+            true,
+            0,
+            Bytes::from_static(b"frame"),
+        )
+    };
+    let mut conversion = conversion::Conversion::default();
+    conversion.frame_interval = Some(3600);
+    let mut writer = writing::FlvWriter::new();
+    let mut output = StageOutput::default();
+    // The first time, the fragment got 5 s in before it failed.
+    writer.queue(tag(FlvCodec::Avc, 5000));
+    writer.abort();
+    writer.start_session();
+    // Sent again from its start: video waits for the audio it is interleaved with.
+    writer.queue(tag(FlvCodec::Avc, 0));
+    writer.write([true, true], &conversion, false, &mut output);
+    assert!(
+        output.drain().next().is_none(),
+        "nothing written before the audio came"
+    );
+    writer.queue(tag(FlvCodec::Aac, 0));
+    writer.queue(tag(FlvCodec::Avc, 40));
+    writer.write([true, true], &conversion, false, &mut output);
+    let written = joined(&output.drain().collect::<Vec<_>>());
+    assert!(!written.is_empty());
+}
+
+#[test]
+fn what_came_between_files_is_written_before_the_next_file_begins() {
+    let mut timeline = MpegtsTimelineStage::default();
+    let info = fragment(1, "batch-0.ts");
+    let (items, result) = run_stage(&mut timeline, &info, &ffmpeg_media("mpegts", &[]), &[4096]);
+    result.unwrap();
+    let stream = joined(&items);
+    let (whole_file, result) = run_stage(&mut MpegtsToFlvStage::default(), &info, &stream, &[4096]);
+    result.unwrap();
+
+    // The same stream between files (as the filler comes), then a file begins.
+    let mut stage = MpegtsToFlvStage::default();
+    let mut output = StageOutput::default();
+    stage
+        .process_chunk(Bytes::from(stream), &mut output)
+        .unwrap();
+    stage
+        .begin_fragment(&fragment(2, "batch-1.ts"), &mut output)
+        .unwrap();
+    let between: Vec<StageItem> = output.drain().collect();
+    assert_eq!(
+        joined(&between),
+        joined(&whole_file),
+        "all of it, before the file"
+    );
+    // The file fails: what was written before it stays written, nothing is held for it.
+    stage.abort_fragment();
+    let mut output = StageOutput::default();
+    stage.end_fragment(&mut output).unwrap();
+    assert!(output.drain().next().is_none());
 }

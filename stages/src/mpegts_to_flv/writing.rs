@@ -20,8 +20,6 @@ const MAX_WAIT_MS: i128 = 1000;
 pub(super) struct FlvWriter {
     /// Per kind (video, audio), the tags not written yet, in decode order.
     queues: [VecDeque<Tag>; 2],
-    /// The latest decode time queued.
-    newest_ms: i128,
     /// The session still needs its file header and sequence headers.
     headers_due: bool,
     /// The decode time (ms) that is the session's timestamp 0.
@@ -39,12 +37,14 @@ impl FlvWriter {
     }
 
     pub(super) fn queue(&mut self, tag: Tag) {
-        self.newest_ms = self.newest_ms.max(tag.decode_ms);
         self.queues[tag.kind().index()].push_back(tag);
     }
 
-    /// A new session: headers again, timestamps from 0.
+    /// A new session: headers again, timestamps from 0. What is still queued belongs to the
+    /// old one (a program change inside a file) and goes: the tail of a GOP cannot open a
+    /// session.
     pub(super) fn start_session(&mut self) {
+        self.abort();
         self.headers_due = true;
         self.session_zero = None;
         self.sent = [None, None];
@@ -53,6 +53,14 @@ impl FlvWriter {
     /// The fragment failed or is sent again: its queued tags go.
     pub(super) fn abort(&mut self) {
         self.queues.iter_mut().for_each(VecDeque::clear);
+    }
+
+    /// The latest decode time queued.
+    fn newest_ms(&self) -> Option<i128> {
+        self.queues
+            .iter()
+            .filter_map(|queue| queue.back().map(|tag| tag.decode_ms))
+            .max()
     }
 
     /// Writes what can be written: the earliest tag while each of the stream's kinds
@@ -76,7 +84,9 @@ impl FlvWriter {
             let waiting_for_other = (0..2).any(|other| {
                 kinds[other] && self.queues[other].is_empty() && other != kind.index()
             });
-            let waited_enough = self.newest_ms - decode_ms >= MAX_WAIT_MS;
+            let waited_enough = self
+                .newest_ms()
+                .is_some_and(|newest| newest - decode_ms >= MAX_WAIT_MS);
             if !flush && waiting_for_other && !waited_enough {
                 return;
             }
