@@ -1,9 +1,11 @@
 //! FLV format code shared by the stages: the file header, tag headers, and what a tag's first
 //! bytes say about it; tags made from MP4 samples (`tags`), the `onMetaData` tag
-//! (`metadata`) and the filler as FLV tags (`filler`). No plugin lives here.
+//! (`metadata`), a session's start and configuration switches (`session`) and the filler as
+//! FLV tags (`filler`). No plugin lives here.
 
 pub(crate) mod filler;
 pub(crate) mod metadata;
+pub(crate) mod session;
 pub(crate) mod tags;
 
 use std::fmt;

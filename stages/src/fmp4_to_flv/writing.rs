@@ -6,7 +6,8 @@ use streampub_core::plugin::StageOutput;
 
 use super::reading::Fmp4ToFlvFile;
 use super::stream_state::Fmp4ToFlv;
-use crate::flv::tags::{write_session_start, write_with_configuration, Configuration, Tag};
+use crate::flv::session::{write_session_start, write_with_configuration};
+use crate::flv::tags::{Configuration, Tag};
 use crate::flv::MediaKind;
 
 impl Fmp4ToFlv {

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 
 use super::demux::Pes;
-use crate::flv::tags::{milliseconds, Configuration, FlvCodec, Tag};
+use crate::flv::tags::{milliseconds, rounded_division, Configuration, FlvCodec, Tag};
 use crate::flv::MediaKind;
 use crate::h264::{decoder_configuration_record, AccessUnit};
 use crate::mpegts::adts::split_frames;
@@ -87,36 +87,40 @@ impl Conversion {
         }
         let unit = AccessUnit::from_annex_b(&pes.data);
         // A unit too short to name its profile and level would make no record.
-        if unit
+        let new_sequence_sets = unit
             .sequence_parameter_sets
             .first()
-            .is_some_and(|first| first.len() >= 4)
-        {
+            .is_some_and(|first| first.len() >= 4);
+        let new_picture_sets = !unit.picture_parameter_sets.is_empty();
+        if new_sequence_sets {
             self.sequence_parameter_sets = unit.sequence_parameter_sets;
         }
-        if !unit.picture_parameter_sets.is_empty() {
+        if new_picture_sets {
             self.picture_parameter_sets = unit.picture_parameter_sets;
         }
-        let record = match decoder_configuration_record(
-            &self.sequence_parameter_sets,
-            &self.picture_parameter_sets,
-        ) {
-            Ok(record) => record,
-            Err(_) if self.video.is_none() => {
-                self.undecodable_frames += 1;
-                return Ok(());
+        // The record changes only with the parameter sets: not made again for every frame.
+        if new_sequence_sets || new_picture_sets || self.video.is_none() {
+            let record = match decoder_configuration_record(
+                &self.sequence_parameter_sets,
+                &self.picture_parameter_sets,
+            ) {
+                Ok(record) => record,
+                Err(_) if self.video.is_none() => {
+                    self.undecodable_frames += 1;
+                    return Ok(());
+                }
+                Err(problem) => return Err(format!("its H.264 has {problem}")),
+            };
+            if self
+                .video
+                .as_ref()
+                .is_none_or(|known| known.bytes != record)
+            {
+                self.video = Some(Configuration {
+                    codec: FlvCodec::Avc,
+                    bytes: Bytes::from(record),
+                });
             }
-            Err(problem) => return Err(format!("its H.264 has {problem}")),
-        };
-        if self
-            .video
-            .as_ref()
-            .is_none_or(|known| known.bytes != record)
-        {
-            self.video = Some(Configuration {
-                codec: FlvCodec::Avc,
-                bytes: Bytes::from(record),
-            });
         }
         if unit.avcc.is_empty() {
             return Ok(());
@@ -193,10 +197,6 @@ impl Conversion {
 /// minding the lengths and buffer fullness that change from frame to frame.
 fn same_configuration(one: &[u8; 7], other: &[u8; 7]) -> bool {
     one[2] & 0xfd == other[2] & 0xfd && one[3] & 0xc0 == other[3] & 0xc0
-}
-
-fn rounded_division(value: i128, divisor: i128) -> i128 {
-    (value + divisor / 2).div_euclid(divisor)
 }
 
 #[cfg(test)]

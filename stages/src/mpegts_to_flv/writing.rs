@@ -8,7 +8,8 @@ use std::collections::VecDeque;
 use streampub_core::plugin::StageOutput;
 
 use super::conversion::Conversion;
-use crate::flv::tags::{write_session_start, write_with_configuration, Configuration, Tag};
+use crate::flv::session::{write_session_start, write_with_configuration};
+use crate::flv::tags::{Configuration, Tag};
 use crate::flv::MediaKind;
 
 /// How long a tag waits for one of the other kind to be interleaved with before it is
