@@ -25,15 +25,20 @@ pub(crate) fn list(as_json: bool) -> u8 {
             "pipeline",
             streampub_core::pipeline_options(),
         ),
+        (
+            "Every destination (beside its sink's options, in `sink:` or each of `sinks:`)",
+            "destination",
+            streampub_core::destination_options(),
+        ),
     ];
     if as_json {
         // The pipeline file's own options, beside the plugins': kind `file` (type
-        // `top-level`) and kind `pipeline` (type `pipeline`).
+        // `top-level`), kind `pipeline` (type `pipeline`) and kind `destination` (type
+        // `destination`).
         let sections = file_options.iter().map(|(title, kind, options)| {
-            let name = if *kind == "file" {
-                "top-level"
-            } else {
-                "pipeline"
+            let name = match *kind {
+                "file" => "top-level",
+                other => other,
             };
             json!({"kind": kind, "type": name, "summary": title, "options": options})
         });

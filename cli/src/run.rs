@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use streampub_core::plugin::Services;
-use streampub_core::{ConfigError, LoadedConfig, RunReport, Runtime};
+use streampub_core::{ConfigError, LoadedConfig, PipelinePlan, RunReport, Runtime};
 
 use crate::config_file::load;
 use crate::logging::report_config_error;
@@ -77,9 +77,19 @@ async fn run_pipelines(config: LoadedConfig, reloading: Reloading<'_>) -> u8 {
             .pipelines
             .iter()
             .find(|plan| plan.name == pipeline.name);
-        if let Some(plan) = plan.filter(|plan| plan.sink.config.discards_output()) {
+        let discards = |plan: &&PipelinePlan| {
+            plan.destinations
+                .iter()
+                .all(|destination| destination.sink.config.discards_output())
+        };
+        if let Some(plan) = plan.filter(discards) {
             let summary = BenchmarkSummary::new(pipeline, wall_time, 0.0);
-            let title = format!("Pipeline {} ({} sink):", pipeline.name, plan.sink.type_name);
+            let sinks: Vec<&str> = plan
+                .destinations
+                .iter()
+                .map(|destination| destination.sink.type_name.as_str())
+                .collect();
+            let title = format!("Pipeline {} ({} sink):", pipeline.name, sinks.join(", "));
             print!("{}", summary.to_text(&title));
         }
     }

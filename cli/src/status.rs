@@ -42,6 +42,18 @@ struct PipelineRow {
     filler_seconds: f64,
     #[serde(default)]
     output_lead_seconds: Option<f64>,
+    #[serde(default)]
+    fragments_skipped: u64,
+    /// A fan-out's destinations.
+    #[serde(default)]
+    sinks: serde_json::Map<String, serde_json::Value>,
+    /// A destination's lag.
+    #[serde(default)]
+    lag_fragments: Option<u64>,
+    #[serde(default)]
+    lag_seconds: Option<f64>,
+    #[serde(default)]
+    last_error: Option<String>,
 }
 
 /// Prints the status of the instance at `url`: a table, or its JSON as it came with `json`.
@@ -106,6 +118,8 @@ fn table(health: &Health, now: SystemTime) -> String {
         "AGO".to_owned(),
         "IN FLIGHT".to_owned(),
         "RECONNECTS".to_owned(),
+        "SKIPPED".to_owned(),
+        "LAG".to_owned(),
         "FILLER".to_owned(),
         "LEAD".to_owned(),
     ]];
@@ -113,28 +127,13 @@ fn table(health: &Health, now: SystemTime) -> String {
         let Ok(row) = serde_json::from_value::<PipelineRow>(value.clone()) else {
             continue;
         };
-        let ago = row
-            .last_publish_unix_seconds
-            .map_or("-".to_owned(), |then| {
-                HumanDuration(Duration::from_secs_f64((now - then).max(0.0).round())).to_string()
-            });
-        let state = match &row.error {
-            Some(error) => format!("{} ({error})", row.state),
-            None => row.state.clone(),
-        };
-        rows.push([
-            name.clone(),
-            state,
-            row.fragments_published.to_string(),
-            row.fragments_failed.to_string(),
-            row.last_fragment.unwrap_or_else(|| "-".to_owned()),
-            ago,
-            ByteSize(row.bytes_in_flight).to_string(),
-            row.sink_reconnects.to_string(),
-            HumanDuration(Duration::from_secs_f64(row.filler_seconds.max(0.0).round())).to_string(),
-            row.output_lead_seconds
-                .map_or("-".to_owned(), |lead| format!("{lead:.1}s")),
-        ]);
+        rows.push(cells(name, &row, now));
+        // A fan-out's destinations, under it.
+        for (sink, value) in &row.sinks {
+            if let Ok(sink_row) = serde_json::from_value::<PipelineRow>(value.clone()) {
+                rows.push(cells(&format!("  {name}/{sink}"), &sink_row, now));
+            }
+        }
     }
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|column| {
@@ -155,6 +154,39 @@ fn table(health: &Health, now: SystemTime) -> String {
         text.push('\n');
     }
     text
+}
+
+/// One row's cells, in the header's order.
+fn cells(name: &str, row: &PipelineRow, now: f64) -> [String; 12] {
+    let ago = row
+        .last_publish_unix_seconds
+        .map_or("-".to_owned(), |then| {
+            HumanDuration(Duration::from_secs_f64((now - then).max(0.0).round())).to_string()
+        });
+    let state = match (&row.error, &row.last_error) {
+        (Some(error), _) => format!("{} ({error})", row.state),
+        (None, Some(error)) if row.state != "live" => format!("{} ({error})", row.state),
+        _ => row.state.clone(),
+    };
+    let lag = match (row.lag_fragments, row.lag_seconds) {
+        (Some(fragments), Some(seconds)) => format!("{fragments} ({seconds:.0}s)"),
+        _ => "-".to_owned(),
+    };
+    [
+        name.to_owned(),
+        state,
+        row.fragments_published.to_string(),
+        row.fragments_failed.to_string(),
+        row.last_fragment.clone().unwrap_or_else(|| "-".to_owned()),
+        ago,
+        ByteSize(row.bytes_in_flight).to_string(),
+        row.sink_reconnects.to_string(),
+        row.fragments_skipped.to_string(),
+        lag,
+        HumanDuration(Duration::from_secs_f64(row.filler_seconds.max(0.0).round())).to_string(),
+        row.output_lead_seconds
+            .map_or("-".to_owned(), |lead| format!("{lead:.1}s")),
+    ]
 }
 
 #[cfg(test)]

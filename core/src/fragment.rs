@@ -110,7 +110,7 @@ impl Fragment {
             info,
             body,
             if_failed: None,
-            acknowledgement: FragmentAck(Some(sender)),
+            acknowledgement: FragmentAck(Some(AckTarget::Source(sender))),
         };
         (fragment, FragmentDelivery(receiver))
     }
@@ -135,18 +135,59 @@ impl Fragment {
     pub fn acknowledge(mut self, outcome: FragmentOutcome) {
         self.acknowledgement.send(outcome);
     }
+
+    /// Takes the fragment apart: what a fan-out hands each destination a copy of, and the
+    /// acknowledgement it sends once the destinations are done.
+    pub(crate) fn into_parts(self) -> (FragmentInfo, FragmentBody, Option<Arc<str>>, FragmentAck) {
+        (self.info, self.body, self.if_failed, self.acknowledgement)
+    }
+
+    /// A fragment whose outcome goes to `acknowledge` instead of a source (one destination's
+    /// copy in a fan-out); dropped unacknowledged, it reports `Abandoned` there.
+    pub(crate) fn with_callback(
+        info: FragmentInfo,
+        body: FragmentBody,
+        if_failed: Option<Arc<str>>,
+        acknowledge: Box<dyn FnOnce(FragmentOutcome) + Send>,
+    ) -> Self {
+        Self {
+            info,
+            body,
+            if_failed,
+            acknowledgement: FragmentAck(Some(AckTarget::Callback(acknowledge))),
+        }
+    }
 }
 
 /// The sending half of a fragment's acknowledgement; sends `Abandoned` when dropped unsent.
-#[derive(Debug)]
-struct FragmentAck(Option<oneshot::Sender<FragmentOutcome>>);
+pub(crate) struct FragmentAck(Option<AckTarget>);
+
+/// Who learns a fragment's outcome.
+enum AckTarget {
+    /// The source that made it, awaiting its [`FragmentDelivery`].
+    Source(oneshot::Sender<FragmentOutcome>),
+    /// The runtime, for one destination's copy of a fragment.
+    Callback(Box<dyn FnOnce(FragmentOutcome) + Send>),
+}
 
 impl FragmentAck {
-    fn send(&mut self, outcome: FragmentOutcome) {
-        if let Some(sender) = self.0.take() {
+    pub(crate) fn send(&mut self, outcome: FragmentOutcome) {
+        match self.0.take() {
             // The source may have stopped listening; the outcome then has no one to act on it.
-            let _ = sender.send(outcome);
+            Some(AckTarget::Source(sender)) => drop(sender.send(outcome)),
+            Some(AckTarget::Callback(callback)) => callback(outcome),
+            None => {}
         }
+    }
+}
+
+impl fmt::Debug for FragmentAck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match &self.0 {
+            Some(AckTarget::Source(_)) => "FragmentAck(source)",
+            Some(AckTarget::Callback(_)) => "FragmentAck(callback)",
+            None => "FragmentAck(sent)",
+        })
     }
 }
 

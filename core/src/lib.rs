@@ -50,8 +50,8 @@ mod units;
 pub use inventory;
 
 pub use crate::config::{
-    pipeline_options, top_level_options, ConfigError, ConfigErrorDetails, LoadedConfig,
-    MetricsOptions, PipelinePlan,
+    destination_options, pipeline_options, top_level_options, ConfigError, ConfigErrorDetails,
+    Destination, LoadedConfig, MetricsOptions, PipelinePlan,
 };
 pub use crate::registry::{OptionDoc, PluginKind, PluginRegistration, Registry, RegistryError};
 pub use crate::runtime::reload::Reloaded;

@@ -43,7 +43,10 @@ const RUNTIME_MODULES: &[&str] = &[
     "pacer",
     "stages",
     "chunking",
+    "lane_queue",
     "driver",
+    "lane",
+    "fan_out",
     "reload",
 ];
 

@@ -1,5 +1,6 @@
 //! `/metrics`: every pipeline's stats in the OpenMetrics text format (which Prometheus scrapes
-//! natively), one metric family per counter with a `pipeline` label.
+//! natively), one metric family per counter with a `pipeline` label. In a fan-out, what is per
+//! destination has one sample per destination with a `sink` label too.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
@@ -32,6 +33,8 @@ struct Family {
     name: &'static str,
     help: &'static str,
     value: Value,
+    /// Counted per destination: a fan-out has a sample per destination (`sink` label).
+    per_sink: bool,
 }
 
 enum Value {
@@ -46,56 +49,91 @@ const FAMILIES: &[Family] = &[
         name: "streampub_fragments_published",
         help: "Fragments the sink has fully taken.",
         value: Value::Counter(PipelineStats::fragments_published),
+        per_sink: true,
     },
     Family {
         name: "streampub_bytes_published",
         help: "Bytes of the fragments published.",
         value: Value::Counter(PipelineStats::bytes_published),
+        per_sink: true,
     },
     Family {
         name: "streampub_fragments_failed",
         help: "Fragments that failed (unreadable, rejected by a stage, or the sink gave up).",
         value: Value::Counter(PipelineStats::fragments_failed),
+        per_sink: true,
     },
     Family {
         name: "streampub_sink_reconnects",
         help: "New sink sessions started after a sink failure.",
         value: Value::Counter(PipelineStats::sink_reconnects),
+        per_sink: true,
     },
     Family {
         name: "streampub_filler_seconds",
         help: "Seconds of filler a paced sink received while upstream was late.",
         value: Value::SecondsCounter(PipelineStats::filler_seconds),
+        per_sink: true,
     },
     Family {
         name: "streampub_publish_latency_seconds",
         help: "Per fragment, from its first chunk handed to the sink to the sink taking the last.",
         value: Value::Histogram(|stats| stats.publish_latency().snapshot()),
+        per_sink: true,
     },
     Family {
         name: "streampub_bytes_in_flight",
         help: "Bytes read from fragments and not yet taken by the sink (bounded by max_in_flight).",
         value: Value::Gauge(|stats| stats.bytes_in_flight() as f64),
+        per_sink: false,
     },
     Family {
         name: "streampub_fragments_queued",
         help: "Fragments sent by the source and not yet opened (bounded by fragment_buffer_size).",
         value: Value::Gauge(|stats| stats.fragments_queued() as f64),
+        per_sink: false,
     },
     Family {
         name: "streampub_last_publish_timestamp_seconds",
         help: "Unix time of the last fragment published; 0 before the first.",
         value: Value::Gauge(|stats| stats.last_publish_unix_seconds().unwrap_or(0.0)),
+        per_sink: true,
     },
     Family {
         name: "streampub_output_lead_seconds",
         help: "Paced sinks: how far the media written runs ahead of the wall clock (negative: behind); 0 if not paced.",
         value: Value::Gauge(|stats| stats.output_lead_seconds().unwrap_or(0.0)),
+        per_sink: true,
+    },
+    Family {
+        name: "streampub_fragments_skipped",
+        help: "Fragments not sent: published before a restart, or skipped by a destination with required: false while it was behind.",
+        value: Value::Counter(PipelineStats::fragments_skipped),
+        per_sink: true,
+    },
+    Family {
+        name: "streampub_sink_lag_fragments",
+        help: "Fan-out: fragments handed to the destination that it has not confirmed yet.",
+        value: Value::Gauge(|stats| stats.lag_fragments() as f64),
+        per_sink: true,
+    },
+    Family {
+        name: "streampub_sink_lag_seconds",
+        help: "Fan-out: how long ago the oldest fragment the destination has not confirmed was handed to it.",
+        value: Value::Gauge(PipelineStats::lag_seconds),
+        per_sink: true,
+    },
+    Family {
+        name: "streampub_sink_up",
+        help: "Fan-out: 1 while the destination is live (not behind, reconnecting or failed).",
+        value: Value::Gauge(|stats| f64::from(u8::from(stats.sink_state() == "live"))),
+        per_sink: true,
     },
     Family {
         name: "streampub_pipeline_up",
         help: "1 while the pipeline runs, 0 once it finished or failed.",
         value: Value::Gauge(|stats| f64::from(u8::from(stats.state() == PipelineState::Running))),
+        per_sink: false,
     },
 ];
 
@@ -110,21 +148,31 @@ impl Collector for BoardCollector {
             };
             let mut metric =
                 encoder.encode_descriptor(family.name, family.help, None, metric_type)?;
-            for stats in &pipelines {
-                let labels = [("pipeline", stats.name())];
-                let mut sample = metric.encode_family(&labels)?;
-                match family.value {
-                    Value::Counter(read) => ConstCounter::new(read(stats)).encode(sample)?,
-                    Value::SecondsCounter(read) => ConstCounter::new(read(stats)).encode(sample)?,
-                    Value::Gauge(read) => ConstGauge::new(read(stats)).encode(sample)?,
-                    Value::Histogram(read) => {
-                        let snapshot = read(stats);
-                        sample.encode_histogram::<NoLabelSet>(
-                            snapshot.sum_seconds,
-                            snapshot.count,
-                            &snapshot.buckets,
-                            None,
-                        )?
+            for pipeline in &pipelines {
+                let sinks = pipeline.sinks();
+                let rows = match family.per_sink && !sinks.is_empty() {
+                    true => sinks,
+                    false => vec![std::sync::Arc::clone(pipeline)],
+                };
+                for stats in &rows {
+                    let mut labels = vec![("pipeline", stats.name())];
+                    labels.extend(stats.sink().map(|sink| ("sink", sink)));
+                    let mut sample = metric.encode_family(&labels)?;
+                    match family.value {
+                        Value::Counter(read) => ConstCounter::new(read(stats)).encode(sample)?,
+                        Value::SecondsCounter(read) => {
+                            ConstCounter::new(read(stats)).encode(sample)?
+                        }
+                        Value::Gauge(read) => ConstGauge::new(read(stats)).encode(sample)?,
+                        Value::Histogram(read) => {
+                            let snapshot = read(stats);
+                            sample.encode_histogram::<NoLabelSet>(
+                                snapshot.sum_seconds,
+                                snapshot.count,
+                                &snapshot.buckets,
+                                None,
+                            )?
+                        }
                     }
                 }
             }

@@ -10,6 +10,7 @@
 //! Validation ([`LoadedConfig::validate`]) then asks every plugin to check its environment
 //! without side effects.
 
+mod destination;
 mod error;
 mod plan;
 mod variables;
@@ -22,6 +23,7 @@ use schemars::JsonSchema;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+pub use self::destination::{destination_options, Destination};
 pub use self::error::{ConfigError, ConfigErrorDetails};
 use self::plan::plan_pipeline;
 pub use self::plan::{pipeline_options, PipelinePlan, PlannedComponent};
@@ -213,11 +215,17 @@ impl LoadedConfig {
                             self.check(pipeline, stage, stage.config.validate(&context))
                         }),
                     )
-                    .chain(std::iter::once(self.check(
-                        pipeline,
-                        &pipeline.sink,
-                        pipeline.sink.config.validate(&context),
-                    )));
+                    .chain(pipeline.destinations.iter().flat_map(|destination| {
+                        let implied = destination.implied_stages.iter().map(|stage| {
+                            self.check(pipeline, stage, stage.config.validate(&context))
+                        });
+                        let sink = &destination.sink;
+                        implied.chain(std::iter::once(self.check(
+                            pipeline,
+                            sink,
+                            sink.config.validate(&context),
+                        )))
+                    }));
             errors.extend(results.filter_map(Result::err));
         }
         ConfigError::all(errors)

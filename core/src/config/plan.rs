@@ -1,5 +1,5 @@
 //! Planning one pipeline of the file: its own options, then each component's plugin found by
-//! its `type` and its config parsed, then the stages its sink implies.
+//! its `type` and its config parsed, then its destinations (`destination.rs`).
 
 use std::path::Path;
 
@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+use super::destination::{plan_destinations, Destination};
 use super::error::ConfigError;
 use crate::chunk::{ChunkSize, AUTO_CHUNK_MIN};
 use crate::component::DEFAULT_FRAGMENT_BUFFER_SIZE;
@@ -40,12 +41,25 @@ pub struct PipelinePlan {
     /// options that shape every pipeline): equal fingerprints, equal pipelines. A reload
     /// restarts only pipelines whose fingerprint changed.
     pub fingerprint: String,
+    /// The fingerprint without the destinations: when only destinations changed, a reload
+    /// starts, stops or restarts those and leaves the rest of the pipeline running.
+    pub shared_fingerprint: String,
     pub chunk_size: ChunkSize,
     pub max_in_flight: ByteSize,
     pub fragment_buffer_size: usize,
     pub source: PlannedComponent<dyn SourceConfig>,
+    /// The stages the pipeline lists, in order; each destination runs its own copy of them
+    /// before the stages its sink implies.
     pub stages: Vec<PlannedComponent<dyn StageConfig>>,
-    pub sink: PlannedComponent<dyn SinkConfig>,
+    /// Where fragments go: the one of `sink:`, or those of `sinks:`, in order.
+    pub destinations: Vec<Destination>,
+}
+
+impl PipelinePlan {
+    /// Whether fragments go to more than one destination.
+    pub fn fans_out(&self) -> bool {
+        self.destinations.len() > 1
+    }
 }
 
 /// A component's parsed config and where it stood in the file.
@@ -56,7 +70,7 @@ pub struct PlannedComponent<T: ?Sized> {
     /// The plugin's `type`.
     pub type_name: String,
     pub config: Box<T>,
-    pub(super) node: ConfigNode,
+    pub(crate) node: ConfigNode,
 }
 
 impl<T: ?Sized> PlannedComponent<T> {
@@ -91,10 +105,16 @@ struct PipelineOptions {
     #[serde(rename = "stages", default)]
     #[schemars(with = "Option<Vec<serde_json::Value>>")]
     _stages: Option<IgnoredAny>,
-    /// Where fragments go: `{type: ffmpeg-rtmp, …}`; see the sinks.
-    #[serde(rename = "sink")]
-    #[schemars(with = "serde_json::Value")]
-    _sink: IgnoredAny,
+    /// Where fragments go: `{type: ffmpeg-rtmp, …}`; see the sinks. Each sink also takes
+    /// `name`, `required` and `max_lag` (see "Every destination").
+    #[serde(rename = "sink", default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    _sink: Option<IgnoredAny>,
+    /// Several destinations instead of `sink:`: `[{type: rtmp, name: a, …}, {type: file, …}]`.
+    /// Each gets every fragment; one that fails never stalls the others.
+    #[serde(rename = "sinks", default)]
+    #[schemars(with = "Option<Vec<serde_json::Value>>")]
+    _sinks: Option<IgnoredAny>,
 }
 
 /// A pipeline's own options (beside its source, stages and sink), for `streampub plugins`.
@@ -105,8 +125,7 @@ pub fn pipeline_options() -> Vec<OptionDoc> {
 /// `chunk_size` and `max_in_flight` as the file gives them, or their defaults for the sink.
 /// The paced defaults apply only where they agree with what the file gives, so that they never
 /// make a file invalid that the general defaults accept (nor valid one that they refuse).
-fn read_budget(options: &PipelineOptions, sink: &dyn SinkConfig) -> (ChunkSize, ByteSize) {
-    let paced = sink.paced();
+fn read_budget(options: &PipelineOptions, paced: bool) -> (ChunkSize, ByteSize) {
     let chunk_size = options.chunk_size.unwrap_or_else(|| {
         let fits = options
             .max_in_flight
@@ -155,13 +174,7 @@ pub(super) fn plan_pipeline(
             .in_pipeline(&options.name)
             .field(field)
     };
-    if options.name.is_empty()
-        || !options
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        || options.name.starts_with('.')
-    {
+    if !is_file_name(&options.name) {
         return Err(range_error(
             "name",
             "a pipeline name may use letters, digits, `-`, `_` and `.` (it names state \
@@ -184,15 +197,6 @@ pub(super) fn plan_pipeline(
         registry,
         pipeline,
         (PluginKind::Source, PluginFactory::source),
-    );
-    let sink = node.get("sink").expect("required by PipelineOptions");
-    let sink = plan_component(
-        "sink",
-        sink,
-        path,
-        registry,
-        pipeline,
-        (PluginKind::Sink, PluginFactory::sink),
     );
     let stage_nodes = match node.get("stages").map(|stages| &stages.value) {
         Some(NodeValue::Sequence(stages)) => stages.as_slice(),
@@ -220,16 +224,22 @@ pub(super) fn plan_pipeline(
     }
     let mut errors = Vec::new();
     let source = keep(source, &mut errors);
-    let sink = keep(sink, &mut errors);
     let stages: Vec<PlannedComponent<dyn StageConfig>> = stages
         .into_iter()
         .filter_map(|stage| keep(stage, &mut errors))
         .collect();
+    let destinations = keep(
+        plan_destinations(node, &stages, path, registry, pipeline),
+        &mut errors,
+    );
     ConfigError::all(errors)?;
-    let (Some(source), Some(sink)) = (source, sink) else {
+    let (Some(source), Some(destinations)) = (source, destinations) else {
         unreachable!("a component that was not read is an error");
     };
-    let (chunk_size, max_in_flight) = read_budget(&options, sink.config.as_ref());
+    let paced = destinations
+        .iter()
+        .any(|destination| destination.sink.config.paced());
+    let (chunk_size, max_in_flight) = read_budget(&options, paced);
     let smallest_budget = match chunk_size {
         ChunkSize::Fixed(size) if size.bytes() == 0 => {
             return Err(range_error("chunk_size", "must be at least 1 byte"));
@@ -251,27 +261,34 @@ pub(super) fn plan_pipeline(
             &format!("must be at most {MAX_MAX_IN_FLIGHT}"),
         ));
     }
-    let mut stages = stages;
-    let implied = plan_implied_stages(&sink, &stages, path, registry, pipeline)?;
-    stages.extend(implied);
-
     Ok(PipelinePlan {
         fingerprint: node.canonical(),
+        shared_fingerprint: node.without("sink").without("sinks").canonical(),
         name: options.name,
         chunk_size,
         max_in_flight,
         fragment_buffer_size: options.fragment_buffer_size,
         source,
         stages,
-        sink,
+        destinations,
     })
+}
+
+/// Whether `name` can name a state directory or file: letters, digits, `-`, `_` and `.`, not
+/// starting with a dot.
+pub(super) fn is_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.')
 }
 
 /// Picks the parse function of one plugin kind out of a registration.
 type ParserOf<T> = fn(PluginFactory) -> Option<ParseFn<T>>;
 
 /// Finds a component's plugin by its `type` and parses the rest of its mapping with it.
-fn plan_component<T: ?Sized>(
+pub(super) fn plan_component<T: ?Sized>(
     role: &str,
     node: &ConfigNode,
     path: &Path,
@@ -329,7 +346,7 @@ fn plan_component<T: ?Sized>(
 
 /// The stages `sink` needs that the pipeline does not list, found in the registry and parsed
 /// from the options the sink gives; their errors point at the sink.
-fn plan_implied_stages(
+pub(super) fn plan_implied_stages(
     sink: &PlannedComponent<dyn SinkConfig>,
     listed: &[PlannedComponent<dyn StageConfig>],
     path: &Path,
@@ -374,27 +391,7 @@ fn plan_implied_stages(
 
 #[cfg(test)]
 mod tests {
-    use async_trait::async_trait;
-
     use super::*;
-    use crate::component::{ComponentContext, ComponentError};
-    use crate::sink::Sink;
-
-    #[derive(Debug)]
-    struct Live(bool);
-
-    #[async_trait]
-    impl SinkConfig for Live {
-        fn validate(&self, _: &ComponentContext) -> Result<(), ComponentError> {
-            Ok(())
-        }
-        async fn build(&self, _: &ComponentContext) -> Result<Box<dyn Sink>, ComponentError> {
-            Err(ComponentError::new("not buildable"))
-        }
-        fn paced(&self) -> bool {
-            self.0
-        }
-    }
 
     fn options(extra: serde_json::Value) -> PipelineOptions {
         let mut options = serde_json::json!({"name": "p", "source": {}, "sink": {}});
@@ -410,33 +407,33 @@ mod tests {
         let fixed = |size| ChunkSize::Fixed(size);
         let none = options(serde_json::json!({}));
         assert_eq!(
-            read_budget(&none, &Live(false)),
+            read_budget(&none, false),
             (fixed(DEFAULT_CHUNK_SIZE), DEFAULT_MAX_IN_FLIGHT)
         );
         assert_eq!(
-            read_budget(&none, &Live(true)),
+            read_budget(&none, true),
             (fixed(PACED_CHUNK_SIZE), PACED_MAX_IN_FLIGHT)
         );
         let given = options(serde_json::json!({"chunk_size": "1MiB", "max_in_flight": "4MiB"}));
         assert_eq!(
-            read_budget(&given, &Live(true)),
+            read_budget(&given, true),
             (fixed(ByteSize::mib(1)), ByteSize::mib(4))
         );
         // One given that the paced default of the other contradicts: the general default, as
         // for any sink (a budget below 256 KiB then fails as it always did).
         let chunk = options(serde_json::json!({"chunk_size": "512KiB"}));
         assert_eq!(
-            read_budget(&chunk, &Live(true)),
+            read_budget(&chunk, true),
             (fixed(ByteSize::kib(512)), DEFAULT_MAX_IN_FLIGHT)
         );
         let budget = options(serde_json::json!({"max_in_flight": "32KiB"}));
         assert_eq!(
-            read_budget(&budget, &Live(true)),
+            read_budget(&budget, true),
             (fixed(DEFAULT_CHUNK_SIZE), ByteSize::kib(32))
         );
         let budget = options(serde_json::json!({"max_in_flight": "128KiB"}));
         assert_eq!(
-            read_budget(&budget, &Live(true)),
+            read_budget(&budget, true),
             (fixed(PACED_CHUNK_SIZE), ByteSize::kib(128))
         );
     }

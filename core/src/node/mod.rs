@@ -155,6 +155,25 @@ impl ConfigNode {
         }
     }
 
+    /// This mapping split in two: the entries under `keys`, and the rest.
+    pub fn partition(&self, keys: &[&str]) -> (ConfigNode, ConfigNode) {
+        let (picked, rest) = match &self.value {
+            NodeValue::Mapping(entries) => {
+                let (picked, rest): (Vec<_>, Vec<_>) = entries
+                    .iter()
+                    .cloned()
+                    .partition(|(entry, _)| keys.contains(&entry.name.as_str()));
+                (NodeValue::Mapping(picked), NodeValue::Mapping(rest))
+            }
+            other => (NodeValue::Mapping(Vec::new()), other.clone()),
+        };
+        let node = |value| ConfigNode {
+            value,
+            location: self.location,
+        };
+        (node(picked), node(rest))
+    }
+
     /// Deserializes this node into `T`, with errors that name the location and the field.
     pub fn deserialize_into<T: de::DeserializeOwned>(&self) -> Result<T, NodeError> {
         T::deserialize(self)

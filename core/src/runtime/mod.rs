@@ -7,6 +7,9 @@
 pub mod chunking;
 mod driver;
 mod error;
+mod fan_out;
+mod lane;
+mod lane_queue;
 mod latency;
 mod pacer;
 mod pipeline_checkpoint;
@@ -15,7 +18,6 @@ mod stages;
 mod stats;
 mod status;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,18 +27,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use self::chunking::ChunkingStage;
-use self::driver::{Confirmations, Outages, Pacer, SinkDriver};
+use self::driver::Events;
 pub(crate) use self::error::PipelineError;
+use self::fan_out::{Dispatcher, LaneChange};
+use self::lane::{build_lane, BuiltLane, LaneContext};
 pub use self::latency::HistogramSnapshot;
-use self::pipeline_checkpoint::{PipelineCheckpoint, Snapshot};
-use self::stages::StageChain;
 pub use self::stats::{LatencySummary, PipelineReport, PipelineState, PipelineStats};
 pub use self::status::{Health, StatusBoard};
 use crate::config::{ConfigError, LoadedConfig, PipelinePlan};
 use crate::services::Services;
-use crate::sink::{ResumeFrom, Sink};
 use crate::source::Source;
-use crate::stage::Stage;
 
 /// How long the chunking stage may take to notice that the sink driver is done.
 const CHUNKING_STOP_GRACE: Duration = Duration::from_secs(1);
@@ -65,6 +65,12 @@ struct RunningPipeline {
     name: String,
     /// See [`PipelinePlan::fingerprint`].
     fingerprint: String,
+    /// See [`PipelinePlan::shared_fingerprint`].
+    shared_fingerprint: String,
+    /// A fan-out's destinations, by name, with their fingerprints; empty for one destination.
+    destinations: Vec<(String, String)>,
+    /// Adds and removes a fan-out's destinations while it runs.
+    changes: Option<mpsc::UnboundedSender<LaneChange>>,
     stats: Arc<PipelineStats>,
     /// Stops this pipeline alone (a reload); cancelled with the runtime's shutdown too.
     stop: CancellationToken,
@@ -109,12 +115,9 @@ struct BuiltPipeline {
     chunking: ChunkingStage,
     fragment_buffer_size: usize,
     source: Box<dyn Source>,
-    stages: Vec<Box<dyn Stage>>,
-    /// The stages' types, in order (implied ones included).
-    stage_types: Vec<String>,
-    sink: Box<dyn Sink>,
-    /// `<state_dir>/<pipeline>/pipeline.json`, with a `state_dir`.
-    checkpoint_file: Option<PathBuf>,
+    /// Its destinations: one, or a fan-out's.
+    lanes: Vec<BuiltLane>,
+    fans_out: bool,
 }
 
 impl Runtime {
@@ -139,10 +142,7 @@ impl Runtime {
         let board = StatusBoard::clone(&services.get_or_insert_with(StatusBoard::default));
         let mut built = Vec::with_capacity(config.pipelines.len());
         for plan in &config.pipelines {
-            built.push((
-                build(config, plan, &services).await?,
-                plan.fingerprint.clone(),
-            ));
+            built.push((build(config, plan, &services).await?, plan));
         }
         let mut runtime = Self {
             services,
@@ -151,26 +151,45 @@ impl Runtime {
             pipelines: Vec::with_capacity(built.len()),
             stopped: Vec::new(),
         };
-        for (pipeline, fingerprint) in built {
-            runtime.spawn(pipeline, fingerprint, config.shutdown_timeout.get());
+        for (pipeline, plan) in built {
+            runtime.spawn(pipeline, plan, config.shutdown_timeout.get());
         }
         Ok(runtime)
     }
 
     /// Starts a built pipeline.
-    fn spawn(&mut self, pipeline: BuiltPipeline, fingerprint: String, shutdown_timeout: Duration) {
+    fn spawn(&mut self, pipeline: BuiltPipeline, plan: &PipelinePlan, shutdown_timeout: Duration) {
         let stats = self.board.add(&pipeline.name);
         let stop = self.shutdown.child_token();
         let name = pipeline.name.clone();
+        let (changes, changes_rx) = match plan.fans_out() {
+            true => {
+                let (sender, receiver) = mpsc::unbounded_channel();
+                (Some(sender), Some(receiver))
+            }
+            false => (None, None),
+        };
         let task = tokio::spawn(run_pipeline(
             pipeline,
             Arc::clone(&stats),
             stop.clone(),
             shutdown_timeout,
+            changes_rx,
         ));
+        let destinations = match plan.fans_out() {
+            true => plan
+                .destinations
+                .iter()
+                .map(|destination| (destination.name.clone(), destination.fingerprint.clone()))
+                .collect(),
+            false => Vec::new(),
+        };
         self.pipelines.push(RunningPipeline {
             name,
-            fingerprint,
+            fingerprint: plan.fingerprint.clone(),
+            shared_fingerprint: plan.shared_fingerprint.clone(),
+            destinations,
+            changes,
             stats,
             stop,
             task,
@@ -234,26 +253,48 @@ async fn build(
 ) -> Result<BuiltPipeline, ConfigError> {
     let context = config.context(plan, services);
     let source = config.check(plan, &plan.source, plan.source.config.build(&context).await)?;
-    let mut stages = Vec::with_capacity(plan.stages.len());
-    let mut stage_names: Vec<&str> = Vec::with_capacity(plan.stages.len());
-    for stage in &plan.stages {
-        stages.push(config.check(plan, stage, stage.config.build(&context).await)?);
-        stage_names.push(&stage.type_name);
+    let mut lanes = Vec::with_capacity(plan.destinations.len());
+    for destination in &plan.destinations {
+        lanes.push(build_lane(config, plan, destination, &context).await?);
     }
-    let sink = config.check(plan, &plan.sink, plan.sink.config.build(&context).await)?;
+    let stages = plan.stages.iter().map(|stage| stage.type_name.as_str());
+    let sinks = plan.destinations.iter().map(|destination| {
+        let type_name = &destination.sink.type_name;
+        match destination.name == *type_name {
+            true => type_name.clone(),
+            false => format!("{type_name} {}", destination.name),
+        }
+    });
+    let sinks = sinks.collect::<Vec<_>>();
+    let sinks = match plan.fans_out() {
+        true => format!("[{}]", sinks.join(", ")),
+        false => sinks.concat(),
+    };
     let shape = std::iter::once(plan.source.type_name.as_str())
-        .chain(stage_names.iter().copied())
-        .chain(std::iter::once(plan.sink.type_name.as_str()))
+        .chain(stages)
+        .chain(std::iter::once(sinks.as_str()))
         .collect::<Vec<_>>()
         .join(" → ");
-    let preparers = plan
-        .stages
-        .iter()
+    // Work on the body before it is read is shared by every destination: only the listed
+    // stages' in a fan-out.
+    let preparers = match plan.fans_out() {
+        true => plan.stages.iter().collect::<Vec<_>>(),
+        false => plan
+            .stages
+            .iter()
+            .chain(&plan.destinations[0].implied_stages)
+            .collect(),
+    };
+    let preparers = preparers
+        .into_iter()
         .filter_map(|stage| stage.config.body_preparer(&context))
         .collect();
     // Nothing rewrites the bytes between chunking stage and sink: a splicing sink can take
     // file ranges instead of bytes.
-    let file_ranges = stages.is_empty() && sink.capabilities().file_ranges;
+    let file_ranges = match lanes.as_slice() {
+        [lane] => !lane.has_stages() && lane.sink.capabilities().file_ranges,
+        _ => false,
+    };
     let chunking = ChunkingStage::new(plan.chunk_size, plan.max_in_flight.bytes())
         .with_file_ranges(file_ranges)
         .with_preparers(preparers);
@@ -263,10 +304,8 @@ async fn build(
         chunking,
         fragment_buffer_size: plan.fragment_buffer_size,
         source,
-        stages,
-        stage_types: stage_names.iter().map(|name| name.to_string()).collect(),
-        sink,
-        checkpoint_file: context.state_file("pipeline"),
+        lanes,
+        fans_out: plan.fans_out(),
     })
 }
 
@@ -275,6 +314,7 @@ async fn run_pipeline(
     stats: Arc<PipelineStats>,
     shutdown: CancellationToken,
     shutdown_timeout: Duration,
+    changes: Option<mpsc::UnboundedReceiver<LaneChange>>,
 ) -> PipelineReport {
     info!(
         event = "pipeline_started",
@@ -284,7 +324,7 @@ async fn run_pipeline(
         pipeline.name,
         pipeline.shape
     );
-    let result = run_to_end(pipeline, &stats, shutdown, shutdown_timeout).await;
+    let result = run_to_end(pipeline, &stats, shutdown, shutdown_timeout, changes).await;
     ended(&stats, result)
 }
 
@@ -294,41 +334,45 @@ async fn run_to_end(
     stats: &Arc<PipelineStats>,
     shutdown: CancellationToken,
     shutdown_timeout: Duration,
+    changes: Option<mpsc::UnboundedReceiver<LaneChange>>,
 ) -> Result<(), PipelineError> {
-    let mut sink = pipeline.sink;
-    let mut stages = StageChain::new(pipeline.stages);
-    let checkpoint = resume(
-        &mut sink,
-        &mut stages,
-        pipeline.checkpoint_file,
-        pipeline.stage_types,
-    )
-    .await?;
+    let lane_context = LaneContext {
+        pipeline: pipeline.name.clone(),
+        chunk_size: pipeline.chunking.chunk_size(),
+        shutdown_timeout,
+    };
+    // Every destination resumes before the source starts: one that cannot fails the pipeline
+    // before anything is read.
+    let mut dispatcher = None;
+    let mut driver = None;
+    if pipeline.fans_out {
+        let mut fan_out = Dispatcher::new(lane_context, Arc::clone(stats), shutdown.clone());
+        for lane in pipeline.lanes {
+            fan_out.add(lane).await?;
+        }
+        dispatcher = Some(fan_out);
+    } else {
+        let lane = pipeline
+            .lanes
+            .into_iter()
+            .next()
+            .expect("a pipeline has a destination");
+        let started = lane.start(&lane_context, Arc::clone(stats), shutdown.clone(), None);
+        driver = Some(started.await?);
+    }
     // Cancelled on shutdown, and also when this pipeline's sink fails, so its source stops.
     let stop_source = shutdown.child_token();
     let (fragment_tx, fragment_rx) = mpsc::channel(pipeline.fragment_buffer_size);
     let (event_tx, event_rx) = mpsc::channel(CHUNK_EVENT_QUEUE);
-    let chunk_size = pipeline.chunking.chunk_size();
     let (budget, budget_size) = pipeline.chunking.budget();
     stats.attach_queues(&fragment_tx, budget, budget_size);
     let source_task = tokio::spawn(pipeline.source.run(fragment_tx, stop_source.clone()));
     let mut chunking_task = tokio::spawn(pipeline.chunking.run(fragment_rx, event_tx));
-    let pacer = sink.capabilities().pacing.map(Pacer::new);
-    let driver = SinkDriver {
-        pipeline: pipeline.name.clone(),
-        sink,
-        stages,
-        stats: Arc::clone(stats),
-        chunk_size,
-        shutdown,
-        shutdown_timeout,
-        confirmations: Confirmations::new(&pipeline.name, Arc::clone(stats), checkpoint),
-        outages: Outages::new(stats.fragments_published()),
-        pacer,
-        filler: Default::default(),
-        clock: Default::default(),
+    let delivered = match (driver, dispatcher) {
+        (Some(driver), _) => driver.run(Events::Channel(event_rx)).await,
+        (None, Some(dispatcher)) => dispatcher.run(event_rx, changes).await,
+        (None, None) => unreachable!("one of them was made above"),
     };
-    let delivered = driver.run(event_rx).await;
     if delivered.is_err() {
         stop_source.cancel();
     }
@@ -351,48 +395,6 @@ async fn run_to_end(
         ))),
     };
     delivered.and(sourced)
-}
-
-/// Loads the pipeline's checkpoint (with a `state_dir`) and lets the sink resume from it; when
-/// the sink continues its earlier output, the stages get their saved state back.
-async fn resume(
-    sink: &mut Box<dyn Sink>,
-    stages: &mut StageChain,
-    checkpoint_file: Option<PathBuf>,
-    stage_types: Vec<String>,
-) -> Result<Option<PipelineCheckpoint>, PipelineError> {
-    let Some(path) = checkpoint_file else {
-        sink.resume(ResumeFrom::Nothing).await?;
-        return Ok(None);
-    };
-    let loaded =
-        tokio::task::spawn_blocking(move || PipelineCheckpoint::load(path, stage_types)).await;
-    let mut checkpoint = loaded
-        .map_err(|panic| PipelineError::Internal(panic.to_string()))?
-        .map_err(|error| PipelineError::State(error.to_string()))?;
-    let resume_from = checkpoint.resume_from();
-    let starting = resume_from == ResumeFrom::Start;
-    if sink.resume(resume_from).await? {
-        let states = checkpoint.stage_states().map_err(PipelineError::State)?;
-        stages
-            .restore(states)
-            .map_err(|error| PipelineError::State(format!("a stage cannot resume: {error}")))?;
-    } else if let (true, Some(state)) = (starting, sink.checkpoint()) {
-        // Where a new output starts is saved before it takes a byte: a crash in its first
-        // fragment then cuts back to it, instead of leaving an output the state knows nothing
-        // of (which the next start would refuse).
-        let start = Snapshot {
-            sink: Some(state),
-            stages: stages.checkpoint(),
-        };
-        let (saved, result) = checkpoint
-            .write_in_background(move |state| state.record([], start))
-            .await
-            .map_err(|panic| PipelineError::Internal(panic.to_string()))?;
-        result.map_err(|error| PipelineError::State(error.to_string()))?;
-        checkpoint = saved;
-    }
-    Ok(Some(checkpoint))
 }
 
 /// Records and logs how a pipeline ended, and makes its report.

@@ -1,11 +1,15 @@
 //! Reloading a pipeline file into a running runtime: added pipelines start, removed ones stop
 //! gracefully, changed ones restart, and unchanged ones are not touched (their processes and
-//! sessions stay up, their state goes on).
+//! sessions stay up, their state goes on). A fan-out whose destinations alone changed keeps
+//! running: the destinations added, removed or changed start, stop or restart, the others are
+//! not touched.
 
 use tracing::{error, info};
 
-use super::{build, Runtime};
-use crate::config::{ConfigError, LoadedConfig};
+use super::fan_out::LaneChange;
+use super::lane::build_lane;
+use super::{build, RunningPipeline, Runtime};
+use crate::config::{ConfigError, LoadedConfig, PipelinePlan};
 
 /// What a reload did, by pipeline name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -14,6 +18,9 @@ pub struct Reloaded {
     pub stopped: Vec<String>,
     pub restarted: Vec<String>,
     pub unchanged: Vec<String>,
+    /// Fan-outs that went on running with destinations started, stopped or restarted, as
+    /// `pipeline/destination` with `+` (started), `-` (stopped) or `~` (restarted) before it.
+    pub reconfigured: Vec<String>,
     /// Pipelines that could not be started from the new file (a component failed to build),
     /// with why; the old version of a changed one was stopped already.
     pub failed: Vec<(String, String)>,
@@ -29,7 +36,7 @@ impl Runtime {
         let mut reloaded = Reloaded::default();
         let mut running = Vec::with_capacity(self.pipelines.len());
         let mut stopping = Vec::new();
-        for pipeline in self.pipelines.drain(..) {
+        for mut pipeline in self.pipelines.drain(..) {
             let wanted = config
                 .pipelines
                 .iter()
@@ -37,6 +44,12 @@ impl Runtime {
             match wanted {
                 Some(plan) if plan.fingerprint == pipeline.fingerprint => {
                     reloaded.unchanged.push(pipeline.name.clone());
+                    running.push(pipeline);
+                }
+                Some(plan) if reconfigurable(&pipeline, plan) => {
+                    let changes = reconfigure(&mut pipeline, plan, config, &self.services).await;
+                    reloaded.reconfigured.extend(changes.0);
+                    reloaded.failed.extend(changes.1);
                     running.push(pipeline);
                 }
                 Some(_) => {
@@ -70,11 +83,7 @@ impl Runtime {
                 reloaded.started.push(plan.name.clone());
             }
             match build(config, plan, &self.services).await {
-                Ok(built) => self.spawn(
-                    built,
-                    plan.fingerprint.clone(),
-                    config.shutdown_timeout.get(),
-                ),
+                Ok(built) => self.spawn(built, plan, config.shutdown_timeout.get()),
                 Err(build_error) => {
                     error!(
                         event = "pipeline_not_started",
@@ -95,13 +104,85 @@ impl Runtime {
             stopped = %reloaded.stopped.join(","),
             restarted = %reloaded.restarted.join(","),
             unchanged = %reloaded.unchanged.join(","),
-            "Reloaded {}: started {:?}, stopped {:?}, restarted {:?}, unchanged {:?}",
+            reconfigured = %reloaded.reconfigured.join(","),
+            "Reloaded {}: started {:?}, stopped {:?}, restarted {:?}, unchanged {:?}, destinations changed {:?}",
             config.path.display(),
             reloaded.started,
             reloaded.stopped,
             reloaded.restarted,
             reloaded.unchanged,
+            reloaded.reconfigured,
         );
         Ok(reloaded)
     }
+}
+
+/// Whether a running fan-out can take `plan` by changing destinations only.
+fn reconfigurable(pipeline: &RunningPipeline, plan: &PipelinePlan) -> bool {
+    pipeline.changes.is_some()
+        && plan.fans_out()
+        && plan.shared_fingerprint == pipeline.shared_fingerprint
+}
+
+/// Starts, stops and restarts the destinations of a running fan-out that `plan` adds, removes
+/// or changes. A destination that cannot be built is left as it was (a changed one keeps
+/// running in its old form) and reported as failed.
+async fn reconfigure(
+    pipeline: &mut RunningPipeline,
+    plan: &PipelinePlan,
+    config: &LoadedConfig,
+    services: &crate::services::Services,
+) -> (Vec<String>, Vec<(String, String)>) {
+    let (mut done, mut failed) = (Vec::new(), Vec::new());
+    let changes = pipeline.changes.clone().expect("checked by reconfigurable");
+    let context = config.context(plan, services);
+    let mut kept = Vec::new();
+    for (name, fingerprint) in pipeline.destinations.drain(..) {
+        if !plan.destinations.iter().any(|wanted| wanted.name == name) {
+            let _ = changes.send(LaneChange::Remove(name.clone()));
+            done.push(format!("-{}/{name}", plan.name));
+        } else {
+            kept.push((name, fingerprint));
+        }
+    }
+    for destination in &plan.destinations {
+        let old = kept.iter().position(|(name, _)| *name == destination.name);
+        if old.is_some_and(|index| kept[index].1 == destination.fingerprint) {
+            continue;
+        }
+        match build_lane(config, plan, destination, &context).await {
+            Ok(built) => {
+                let _ = changes.send(LaneChange::Add(built));
+                let sign = if old.is_some() { '~' } else { '+' };
+                done.push(format!("{sign}{}/{}", plan.name, destination.name));
+                match old {
+                    Some(index) => kept[index].1 = destination.fingerprint.clone(),
+                    None => kept.push((destination.name.clone(), destination.fingerprint.clone())),
+                }
+            }
+            Err(build_error) => {
+                error!(
+                    event = "sink_not_started",
+                    pipeline = %plan.name,
+                    sink = %destination.name,
+                    error = %build_error,
+                    "Destination {} of pipeline {} could not be started from the reloaded file: {build_error}",
+                    destination.name,
+                    plan.name
+                );
+                failed.push((
+                    format!("{}/{}", plan.name, destination.name),
+                    build_error.to_string(),
+                ));
+            }
+        }
+    }
+    pipeline.destinations = kept;
+    // What runs now is what the file says, except destinations that failed to build: those
+    // are tried again by the next reload that changes them.
+    pipeline.fingerprint = match failed.is_empty() {
+        true => plan.fingerprint.clone(),
+        false => String::new(),
+    };
+    (done, failed)
 }

@@ -63,6 +63,27 @@ impl BodyReader {
         }
     }
 
+    /// Skips the first `bytes` of the body (a destination of a fan-out that reads the rest of a
+    /// fragment whose first part it took as chunks).
+    pub fn skip(&mut self, bytes: u64) -> io::Result<()> {
+        match self {
+            Self::File { offset, .. } => *offset += bytes,
+            Self::Memory(memory) => {
+                let skipped = usize::try_from(bytes)
+                    .unwrap_or(usize::MAX)
+                    .min(memory.len());
+                let _ = memory.split_to(skipped);
+            }
+            Self::Reader(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "a one-shot reader cannot be read again from inside",
+                ))
+            }
+        }
+        Ok(())
+    }
+
     /// The next chunk of at most `max` bytes, as a [`FileRange`] of a file body when
     /// `file_ranges` is set (the kernel is asked to read it ahead, since nothing here will),
     /// else as bytes; `None` at the end.

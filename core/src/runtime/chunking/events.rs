@@ -1,6 +1,8 @@
 //! What the chunking stage sends towards the sink: fragment boundaries and chunks that hold
 //! their share of the byte budget.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -19,32 +21,48 @@ pub enum ChunkEvent {
     /// The fragment could not even be opened, or is empty; nothing of it was sent. The
     /// reason is one word for the `fragment_failed` line (`empty`, `unreadable`).
     Unreadable(Fragment, &'static str, String),
+    /// Fan-out only, to a destination that fell behind: a fragment without chunks, to be read
+    /// from its body by the destination itself.
+    ReadBody(Fragment),
+    /// Fan-out only, inside a fragment: no more chunks come; the destination reads the rest
+    /// from the fragment's body, from where its chunks stopped.
+    ReadRest,
 }
 
 /// A piece of a fragment, holding its share of the `max_in_flight` budget until dropped.
+/// In a fan-out every destination holds a copy of the chunk (the same bytes) and the share
+/// returns once the last has taken it.
 #[derive(Debug)]
 pub struct Chunk {
     pub data: ChunkData,
-    _budget: OwnedSemaphorePermit,
+    budget: Arc<OwnedSemaphorePermit>,
 }
 
 impl Chunk {
     pub(super) fn new(data: ChunkData, budget: OwnedSemaphorePermit) -> Self {
         Self {
             data,
-            _budget: budget,
+            budget: Arc::new(budget),
         }
     }
 
-    /// Splits the chunk into its data and the budget permit; the permit must be dropped only
+    /// Another handle on the same bytes and budget share, for another destination.
+    pub(crate) fn share(&self) -> Self {
+        Self {
+            data: self.data.clone(),
+            budget: Arc::clone(&self.budget),
+        }
+    }
+
+    /// Splits the chunk into its data and the budget share; the share must be dropped only
     /// once the sink has taken the data.
-    pub fn into_parts(self) -> (ChunkData, OwnedSemaphorePermit) {
-        (self.data, self._budget)
+    pub fn into_parts(self) -> (ChunkData, Arc<OwnedSemaphorePermit>) {
+        (self.data, self.budget)
     }
 }
 
-/// What a chunk carries.
-#[derive(Debug)]
+/// What a chunk carries; cloning it shares the bytes.
+#[derive(Debug, Clone)]
 pub enum ChunkData {
     Bytes(Bytes),
     /// A part of a file, not read: for sinks that splice it.

@@ -178,6 +178,7 @@ impl Confirmations {
         info!(
             event = "fragment_published",
             pipeline = %self.pipeline,
+            sink = self.stats.sink(),
             fragment = %info.name,
             sequence = info.sequence,
             bytes = sent.bytes,

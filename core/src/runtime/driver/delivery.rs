@@ -77,6 +77,7 @@ impl SinkDriver {
                     if chunks % PROGRESS_EVERY_CHUNKS == 0 {
                         debug!(
                             pipeline = %self.pipeline,
+                            sink = self.stats.sink(),
                             "Streamed {chunks} chunks ({} KiB) for fragment {}",
                             bytes / 1024,
                             info.sequence
@@ -96,6 +97,7 @@ impl SinkDriver {
                     self.sink.end_fragment().await?;
                     debug!(
                         pipeline = %self.pipeline,
+                        sink = self.stats.sink(),
                         "Completed streaming {chunks} chunks ({} KiB) for fragment {}",
                         bytes / 1024,
                         info.sequence
@@ -187,7 +189,13 @@ impl SinkDriver {
                 StageItem::MediaTime(time) => {
                     self.clock.media_written(time);
                     if let Some(pacer) = &mut self.pacer {
+                        if let Some(signal) = &self.signal {
+                            signal.set_pacing(true);
+                        }
                         pacer.wait_for(time, &self.shutdown).await;
+                        if let Some(signal) = &self.signal {
+                            signal.set_pacing(false);
+                        }
                         if let Some(due) = pacer.due(time) {
                             let now = tokio::time::Instant::now();
                             match due.checked_duration_since(now) {
@@ -201,6 +209,7 @@ impl SinkDriver {
                     warn!(
                         event = "session_started",
                         pipeline = %self.pipeline,
+                        sink = self.stats.sink(),
                         reason = "stream_changed",
                         change = %change,
                         "The stream changed ({change}): starting a new sink session"

@@ -10,7 +10,7 @@ use crate::runtime::stats::PipelineStats;
 /// The one line and count of a fragment that failed: what happened (`reason`: `empty`,
 /// `unreadable`, `refused` by a stage, `sink_failed` for good) and what its source does with
 /// it; then the source is told.
-pub(super) fn fail_fragment(
+pub(crate) fn fail_fragment(
     pipeline: &str,
     stats: &PipelineStats,
     fragment: Fragment,
@@ -20,6 +20,7 @@ pub(super) fn fail_fragment(
     warn!(
         event = "fragment_failed",
         pipeline = %pipeline,
+        sink = stats.sink(),
         fragment = %fragment.info.name,
         sequence = fragment.info.sequence,
         reason,

@@ -41,6 +41,7 @@ impl SinkDriver {
             warn!(
                 event = "filler_started",
                 pipeline = %self.pipeline,
+                sink = self.stats.sink(),
                 sequence = late,
                 from_ms = end.as_millis() as u64,
                 "Upstream late: filling from {} (fragment {late} not there)",
@@ -70,6 +71,7 @@ impl SinkDriver {
                 warn!(
                     event = "filler_failed",
                     pipeline = %self.pipeline,
+                    sink = self.stats.sink(),
                     error = %error,
                     "Cannot fill while upstream is late ({error}); the output waits for the \
                      next fragment"
@@ -94,6 +96,7 @@ impl SinkDriver {
         info!(
             event = "filler_ended",
             pipeline = %self.pipeline,
+            sink = self.stats.sink(),
             fragment = %fragment.name,
             sequence = fragment.sequence,
             late_ms = late.as_millis() as u64,

@@ -28,13 +28,14 @@ mod tests;
 
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 pub(crate) use self::confirmations::{Confirmations, Sent};
 use self::delivery::FragmentResult;
+pub(crate) use self::failure::fail_fragment;
 use self::input::ChunkInput;
+pub(crate) use self::input::Events;
 pub(crate) use self::outages::Outages;
 use self::recovery::Recovery;
 pub(crate) use self::sink_driver::SinkDriver;
@@ -51,10 +52,7 @@ const CONFIRMATION_POLL: Duration = Duration::from_millis(100);
 
 impl SinkDriver {
     /// Runs until the events end, shutdown, or the sink fails; closes the sink in every case.
-    pub(crate) async fn run(
-        mut self,
-        mut events: mpsc::Receiver<ChunkEvent>,
-    ) -> Result<(), PipelineError> {
+    pub(crate) async fn run(mut self, mut events: Events) -> Result<(), PipelineError> {
         let delivered = self.deliver_all(&mut events).await;
         // Release the chunking stage (and with it every fragment still queued) before closing.
         drop(events);
@@ -72,10 +70,7 @@ impl SinkDriver {
         delivered.and(closed)
     }
 
-    async fn deliver_all(
-        &mut self,
-        events: &mut mpsc::Receiver<ChunkEvent>,
-    ) -> Result<(), PipelineError> {
+    async fn deliver_all(&mut self, events: &mut Events) -> Result<(), PipelineError> {
         loop {
             let filler_wake = self.filler_wake();
             let event = tokio::select! {
@@ -96,7 +91,7 @@ impl SinkDriver {
                     continue;
                 }
             };
-            let fragment = match event {
+            let (fragment, from_body) = match event {
                 None => return Ok(()),
                 Some(ChunkEvent::Unreadable(fragment, reason, message)) => {
                     self.fail(fragment, reason, message);
@@ -105,24 +100,30 @@ impl SinkDriver {
                 Some(ChunkEvent::Begin(fragment))
                     if self.confirmations.already_published(&fragment.info) =>
                 {
-                    self.skip_published(fragment, events).await;
+                    self.skip_published(fragment, Some(events)).await;
                     continue;
                 }
-                Some(ChunkEvent::Begin(fragment)) => {
-                    self.fragment_arrived(&fragment.info);
-                    self.resume_where_the_last_run_stopped(&fragment.info);
-                    fragment
+                // Read from its body: no chunks of it to skip.
+                Some(ChunkEvent::ReadBody(fragment))
+                    if self.confirmations.already_published(&fragment.info) =>
+                {
+                    self.skip_published(fragment, None).await;
+                    continue;
                 }
+                Some(ChunkEvent::Begin(fragment)) => (fragment, false),
+                Some(ChunkEvent::ReadBody(fragment)) => (fragment, true),
                 Some(other) => {
                     return Err(PipelineError::Internal(format!(
                         "chunk event {other:?} outside a fragment"
                     )))
                 }
             };
+            self.fragment_arrived(&fragment.info);
+            self.resume_where_the_last_run_stopped(&fragment.info);
             let shutdown = self.shutdown.clone();
             let deadline = shutdown_deadline(&shutdown, self.shutdown_timeout);
             let result = tokio::select! {
-                result = self.publish(fragment, events) => result,
+                result = self.publish(fragment, events, from_body) => result,
                 () = deadline => Err(PipelineError::ShutdownTimeout(self.shutdown_timeout)),
             };
             match result? {
@@ -188,6 +189,7 @@ impl SinkDriver {
         info!(
             event = "fragment_resumed",
             pipeline = %self.pipeline,
+            sink = self.stats.sink(),
             fragment = %fragment.name,
             sequence = fragment.sequence,
             confirmed_ms = offset.as_millis() as u64,
@@ -200,21 +202,17 @@ impl SinkDriver {
     }
 
     /// Acknowledges a fragment that an earlier run published although its source offers it
-    /// again, without sending it.
-    async fn skip_published(
-        &mut self,
-        fragment: Fragment,
-        events: &mut mpsc::Receiver<ChunkEvent>,
-    ) {
-        ChunkInput::Chunker {
-            events,
-            finished: false,
+    /// again, without sending it (skipping its chunks in `events`, when it comes with chunks).
+    async fn skip_published(&mut self, mut fragment: Fragment, events: Option<&mut Events>) {
+        if let Some(events) = events {
+            ChunkInput::chunker(events, &mut fragment.body, self.chunk_size)
+                .skip_rest()
+                .await;
         }
-        .skip_rest()
-        .await;
         info!(
             event = "fragment_skipped",
             pipeline = %self.pipeline,
+            sink = self.stats.sink(),
             fragment = %fragment.info.name,
             reason = "already_published",
             "Fragment {} was published before the last stop; acknowledged without sending it again",
@@ -258,6 +256,7 @@ impl SinkDriver {
         info!(
             event,
             pipeline = %self.pipeline,
+            sink = self.stats.sink(),
             fragment = %info.name,
             sequence = info.sequence,
             bytes = sent.bytes,
@@ -280,16 +279,25 @@ impl SinkDriver {
         Ok(())
     }
 
-    /// Delivers one fragment from the chunking stage; on a retryable sink failure, reconnects
-    /// and resends it together with every fragment not yet confirmed.
+    /// Delivers one fragment from the chunking stage, or read from its body (`from_body`: a
+    /// fan-out's destination that fell behind); on a retryable sink failure, reconnects and
+    /// resends it together with every fragment not yet confirmed.
     async fn publish(
         &mut self,
-        fragment: Fragment,
-        events: &mut mpsc::Receiver<ChunkEvent>,
+        mut fragment: Fragment,
+        events: &mut Events,
+        from_body: bool,
     ) -> Result<Recovery, PipelineError> {
-        let mut input = ChunkInput::Chunker {
-            events,
-            finished: false,
+        let mut input = if from_body {
+            match ChunkInput::reread(&mut fragment.body, self.chunk_size).await {
+                Ok(input) => input,
+                Err(message) => {
+                    self.fail(fragment, "unreadable", message);
+                    return Ok(Recovery::Done);
+                }
+            }
+        } else {
+            ChunkInput::chunker(events, &mut fragment.body, self.chunk_size)
         };
         let error = match self.deliver(&fragment.info, &mut input).await {
             Ok(FragmentResult::Delivered(sent)) => {

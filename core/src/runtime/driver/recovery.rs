@@ -12,7 +12,6 @@ use super::failure::fail_fragment;
 use super::input::ChunkInput;
 use super::sink_driver::SinkDriver;
 use crate::fragment::Fragment;
-use crate::runtime::chunking::{BodyReader, BufferPool};
 use crate::runtime::error::PipelineError;
 use crate::runtime::stages::StageCall;
 use crate::sink::{SessionReason, SinkError};
@@ -53,13 +52,15 @@ impl SinkDriver {
         mut queue: VecDeque<Fragment>,
         mut error: SinkError,
     ) -> Result<Recovery, PipelineError> {
+        self.signal_down(true);
         loop {
             self.stages.abort_fragment();
             if let Some(first) = queue.front() {
                 self.stages.rewind(&first.info);
             }
+            self.stats.set_last_error(&error.message);
             match self.reconnect(error).await {
-                Ok(true) => {}
+                Ok(true) => self.signal_down(false),
                 Ok(false) => return Ok(Recovery::Interrupted),
                 Err(fatal) => {
                     let message: Arc<str> = fatal.to_string().into();
@@ -105,20 +106,16 @@ impl SinkDriver {
                 self.fail_for_sink(fragment, &error);
                 return Err(error);
             }
-            let reader = match BodyReader::open(&mut fragment.body, &BufferPool::default()).await {
-                Ok(reader) => reader,
-                Err(error) => {
-                    let message = format!(
-                        "cannot read {} again after the reconnect: {error}",
-                        fragment.body.describe()
+            let mut input = match ChunkInput::reread(&mut fragment.body, self.chunk_size).await {
+                Ok(input) => input,
+                Err(message) => {
+                    self.fail(
+                        fragment,
+                        "unreadable",
+                        format!("{message} after the reconnect"),
                     );
-                    self.fail(fragment, "unreadable", message);
                     continue;
                 }
-            };
-            let mut input = ChunkInput::Reread {
-                reader,
-                chunk_size: self.chunk_size,
             };
             match self.deliver(&fragment.info, &mut input).await {
                 Ok(FragmentResult::Delivered(sent)) => self.accepted(fragment, sent, true).await?,
@@ -171,6 +168,7 @@ impl SinkDriver {
             warn!(
                 event = "sink_reconnecting",
                 pipeline = %self.pipeline,
+                sink = self.stats.sink(),
                 attempt,
                 delay_ms = delay.as_millis() as u64,
                 error = %error,
@@ -209,6 +207,7 @@ impl SinkDriver {
         info!(
             event = "sink_reconnected",
             pipeline = %self.pipeline,
+            sink = self.stats.sink(),
             attempt = recovered.attempts,
             outage_ms = recovered.outage.as_millis() as u64,
             "Sink reconnected: output live again after an outage of {outage} ({} attempts)",

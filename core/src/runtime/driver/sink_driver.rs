@@ -14,6 +14,7 @@ use super::outages::Outages;
 use super::resume::MediaClock;
 use crate::fragment::Fragment;
 use crate::runtime::error::PipelineError;
+use crate::runtime::lane_queue::LaneSignal;
 use crate::runtime::pacer::Pacer;
 use crate::runtime::stages::StageChain;
 use crate::runtime::stats::PipelineStats;
@@ -39,9 +40,18 @@ pub(crate) struct SinkDriver {
     pub(crate) filler: FillerState,
     /// The media times written, to resume a fragment cut short from inside.
     pub(crate) clock: MediaClock,
+    /// What a fan-out's destination tells the dispatcher (down, pacing); `None` alone.
+    pub(crate) signal: Option<Arc<LaneSignal>>,
 }
 
 impl SinkDriver {
+    /// Tells a fan-out's dispatcher that the sink is down (reconnecting) or back.
+    pub(super) fn signal_down(&self, down: bool) {
+        if let Some(signal) = &self.signal {
+            signal.set_down(down);
+        }
+    }
+
     /// A fragment whose input or a stage failed (`reason`: `empty`, `unreadable`, `refused`).
     pub(super) fn fail(&self, fragment: Fragment, reason: &'static str, message: String) {
         fail_fragment(

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
 use super::*;
 use crate::chunk::ChunkSize;
@@ -146,8 +147,9 @@ async fn drive_through(
         pacer: None,
         filler: Default::default(),
         clock: Default::default(),
+        signal: None,
     };
-    let result = driver.run(event_rx).await;
+    let result = driver.run(Events::Channel(event_rx)).await;
     let mut outcomes = Vec::new();
     for delivery in deliveries {
         outcomes.push(delivery.await);
