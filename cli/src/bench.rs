@@ -38,6 +38,9 @@ pub(crate) struct BenchArgs {
     /// `null`, or `process:CMD` to pipe into `sh -c CMD` (e.g. `process:cat > /dev/null`).
     #[arg(long, default_value = "null")]
     sink: String,
+    /// Fan out to this many copies of the sink (`sinks:`), from one read of each fragment.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    destinations: u16,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -84,8 +87,16 @@ pub(crate) fn bench(args: &BenchArgs) -> u8 {
             return EXIT_CONFIG_ERROR;
         }
     };
+    let sinks = match args.destinations {
+        1 => format!("    sink:\n{sink}"),
+        count => {
+            let entry = sink.trim_start().replace("\n      ", "\n        ");
+            let entries: String = (1..=count).map(|_| format!("      - {entry}")).collect();
+            format!("    sinks:\n{entries}")
+        }
+    };
     let yaml = format!(
-        "pipelines:\n  - name: {PIPELINE}\n    chunk_size: {}\n    max_in_flight: {}\n    source:\n      type: directory\n      path: {}\n      follow: false\n      settle: 0s\n    sink:\n{sink}",
+        "pipelines:\n  - name: {PIPELINE}\n    chunk_size: {}\n    max_in_flight: {}\n    source:\n      type: directory\n      path: {}\n      follow: false\n      settle: 0s\n{sinks}",
         quote(&args.chunk_size),
         quote(&args.max_in_flight.to_string()),
         quote(&directory.display().to_string()),

@@ -45,6 +45,9 @@ pub struct ComponentContext {
     pub services: Services,
     /// The pipeline's `fragment_buffer_size`: fragments queued between source and sink.
     pub fragment_buffer_size: usize,
+    /// The destination's name in a fan-out (`sinks:`), for the `sink` field of a sink's log
+    /// lines; `None` for a pipeline's one sink and for sources and stages.
+    pub sink: Option<String>,
 }
 
 impl ComponentContext {
@@ -57,6 +60,7 @@ impl ComponentContext {
             state_dir: None,
             services: Services::default(),
             fragment_buffer_size: DEFAULT_FRAGMENT_BUFFER_SIZE,
+            sink: None,
         }
     }
 

@@ -324,6 +324,11 @@ impl Running {
     }
 
     /// Waits until a log line satisfies `predicate`; panics with the logs after `timeout`.
+    /// The process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn wait_for_log(&self, timeout: Duration, predicate: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {

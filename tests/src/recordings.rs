@@ -33,9 +33,18 @@ pub fn recorded_stretches(
     position: &HashMap<String, usize>,
     hashes: FrameHashes,
 ) -> Vec<(usize, usize)> {
+    stretches_of(&server.recordings(), position, hashes)
+}
+
+/// [`recorded_stretches`] of some recordings (one stream's of a server that records several).
+pub fn stretches_of(
+    recordings: &[PathBuf],
+    position: &HashMap<String, usize>,
+    hashes: FrameHashes,
+) -> Vec<(usize, usize)> {
     let mut stretches = Vec::new();
-    for recording in server.recordings() {
-        let hashes = hashes(&recording);
+    for recording in recordings {
+        let hashes = hashes(recording);
         if hashes.is_empty() {
             continue;
         }
@@ -52,14 +61,14 @@ pub fn recorded_stretches(
             "{} skips or repeats frames inside one session",
             recording.display()
         );
-        let packets = probe_packets(&recording);
+        let packets = probe_packets(recording);
         assert_eq!(
             packets.video.keyframes.first(),
             Some(&true),
             "{} starts with a keyframe",
             recording.display()
         );
-        assert_eq!(decoder_errors(&recording), 0, "{}", recording.display());
+        assert_eq!(decoder_errors(recording), 0, "{}", recording.display());
         stretches.push((frames[0], *frames.last().unwrap()));
     }
     stretches

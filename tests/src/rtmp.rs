@@ -160,6 +160,19 @@ rtmp {{
         files
     }
 
+    /// The recordings of the stream `name` (nginx names them `<name>-<time>.flv`), oldest first.
+    pub fn recordings_of(&self, name: &str) -> Vec<PathBuf> {
+        let prefix = format!("{name}-");
+        self.recordings()
+            .into_iter()
+            .filter(|path| {
+                path.file_name()
+                    .and_then(|file| file.to_str())
+                    .is_some_and(|file| file.starts_with(&prefix))
+            })
+            .collect()
+    }
+
     pub fn error_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
     }

@@ -1,10 +1,11 @@
 //! A pipeline's destinations: `sink:` (one) or `sinks:` (a list), each a sink with the options
-//! the runtime reads beside the sink's own (`name`, `required`, `max_lag`), and the stages its
-//! sink implies.
+//! the runtime reads beside the sink's own (`name`, `required`, `max_lag`, `stages`), and the
+//! stages its sink implies.
 
 use std::path::Path;
 
 use schemars::JsonSchema;
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::error::ConfigError;
@@ -20,7 +21,7 @@ pub const DEFAULT_MAX_LAG: usize = 20;
 pub const MAX_MAX_LAG: usize = 200;
 
 /// The keys of a sink's mapping that the runtime reads; the rest is the sink's own config.
-const DESTINATION_KEYS: [&str; 3] = ["name", "required", "max_lag"];
+const DESTINATION_KEYS: [&str; 4] = ["name", "required", "max_lag", "stages"];
 
 /// What the runtime reads of each entry of `sinks:` (and of `sink:`), beside the sink's own
 /// options.
@@ -42,6 +43,12 @@ struct DestinationOptions {
     /// others; beyond that the others wait for it (the status says so). 1 to 200, default 20.
     #[serde(default = "default_max_lag")]
     max_lag: usize,
+    /// Stages for this destination alone, run after the pipeline's `stages` and before those
+    /// its sink implies: `[{type: fmp4-timeline}]` for an MP4 archive beside RTMP
+    /// destinations that make FLV tags of the same fragments.
+    #[serde(rename = "stages", default)]
+    #[schemars(with = "Option<Vec<serde_json::Value>>")]
+    _stages: Option<IgnoredAny>,
 }
 
 fn default_required() -> bool {
@@ -68,8 +75,8 @@ pub struct Destination {
     /// fingerprint changed, and only it.
     pub fingerprint: String,
     pub sink: PlannedComponent<dyn SinkConfig>,
-    /// The stages its sink needs that the pipeline does not list, run after the listed ones.
-    pub implied_stages: Vec<PlannedComponent<dyn StageConfig>>,
+    /// Its own `stages`, then those its sink needs that neither the pipeline nor it lists.
+    pub stages: Vec<PlannedComponent<dyn StageConfig>>,
 }
 
 /// Reads `sink:` or `sinks:` of the pipeline `node`.
@@ -165,14 +172,40 @@ fn plan_destination(
         pipeline,
         (PluginKind::Sink, PluginFactory::sink),
     )?;
-    let implied_stages = plan_implied_stages(&sink, listed, path, registry, pipeline)?;
+    let mut stages = match entry.get("stages").map(|stages| &stages.value) {
+        Some(NodeValue::Sequence(stages)) => stages
+            .iter()
+            .enumerate()
+            .map(|(index, stage)| {
+                plan_component(
+                    &format!("{role}.stages[{index}]"),
+                    stage,
+                    path,
+                    registry,
+                    pipeline,
+                    (PluginKind::Stage, PluginFactory::stage),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(NodeValue::Null) | None => Vec::new(),
+        Some(_) => {
+            return Err(ConfigError::new(path, "must be a list of stages")
+                .at(entry.location_of("stages"))
+                .in_pipeline(pipeline)
+                .in_component(role.to_owned())
+                .field("stages"))
+        }
+    };
+    let listed: Vec<&PlannedComponent<dyn StageConfig>> = listed.iter().chain(&stages).collect();
+    let implied = plan_implied_stages(&sink, &listed, path, registry, pipeline)?;
+    stages.extend(implied);
     Ok(Destination {
         name: options.name.unwrap_or_default(),
         required: options.required,
         max_lag: options.max_lag,
         fingerprint: entry.canonical(),
         sink,
-        implied_stages,
+        stages,
     })
 }
 

@@ -196,6 +196,7 @@ impl LoadedConfig {
             state_dir: self.state_dir.clone(),
             services: services.clone(),
             fragment_buffer_size: pipeline.fragment_buffer_size,
+            sink: None,
         }
     }
 
@@ -216,7 +217,7 @@ impl LoadedConfig {
                         }),
                     )
                     .chain(pipeline.destinations.iter().flat_map(|destination| {
-                        let implied = destination.implied_stages.iter().map(|stage| {
+                        let implied = destination.stages.iter().map(|stage| {
                             self.check(pipeline, stage, stage.config.validate(&context))
                         });
                         let sink = &destination.sink;

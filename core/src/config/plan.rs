@@ -53,6 +53,9 @@ pub struct PipelinePlan {
     pub stages: Vec<PlannedComponent<dyn StageConfig>>,
     /// Where fragments go: the one of `sink:`, or those of `sinks:`, in order.
     pub destinations: Vec<Destination>,
+    /// The file lists `sinks:` (even of one): each destination keeps its state in a file of
+    /// its own, so that adding or removing one later keeps the others' state.
+    pub sinks_listed: bool,
 }
 
 impl PipelinePlan {
@@ -271,6 +274,7 @@ pub(super) fn plan_pipeline(
         source,
         stages,
         destinations,
+        sinks_listed: node.get("sinks").is_some(),
     })
 }
 
@@ -348,7 +352,7 @@ pub(super) fn plan_component<T: ?Sized>(
 /// from the options the sink gives; their errors point at the sink.
 pub(super) fn plan_implied_stages(
     sink: &PlannedComponent<dyn SinkConfig>,
-    listed: &[PlannedComponent<dyn StageConfig>],
+    listed: &[&PlannedComponent<dyn StageConfig>],
     path: &Path,
     registry: &Registry,
     pipeline: &str,

@@ -23,13 +23,14 @@ pub(crate) struct BuiltLane {
     pub(crate) name: String,
     pub(crate) required: bool,
     pub(crate) max_lag: usize,
-    /// The pipeline's listed stages (its own copy), then those its sink implies.
+    /// The pipeline's listed stages (its own copy), then the destination's own and those its
+    /// sink implies.
     stages: Vec<Box<dyn Stage>>,
     /// The stages' types, in order.
     stage_types: Vec<String>,
     pub(crate) sink: Box<dyn Sink>,
-    /// Its checkpoint: `<state_dir>/<pipeline>/pipeline.json` for a pipeline's one
-    /// destination, `sink-<name>.json` beside it for each of a fan-out's.
+    /// Its checkpoint: `<state_dir>/<pipeline>/pipeline.json` for the destination of `sink:`,
+    /// `sink-<name>.json` beside it for each of `sinks:`.
     checkpoint_file: Option<PathBuf>,
 }
 
@@ -51,13 +52,15 @@ pub(crate) async fn build_lane(
 ) -> Result<BuiltLane, ConfigError> {
     let mut stages = Vec::new();
     let mut stage_types = Vec::new();
-    for stage in plan.stages.iter().chain(&destination.implied_stages) {
+    for stage in plan.stages.iter().chain(&destination.stages) {
         stages.push(config.check(plan, stage, stage.config.build(context).await)?);
         stage_types.push(stage.type_name.clone());
     }
     let sink = &destination.sink;
-    let sink = config.check(plan, sink, sink.config.build(context).await)?;
-    let checkpoint_file = match plan.fans_out() {
+    let mut sink_context = context.clone();
+    sink_context.sink = plan.fans_out().then(|| destination.name.clone());
+    let sink = config.check(plan, sink, sink.config.build(&sink_context).await)?;
+    let checkpoint_file = match plan.sinks_listed {
         false => context.state_file("pipeline"),
         true => context.state_file(&format!("sink-{}", destination.name)),
     };
@@ -98,6 +101,9 @@ impl BuiltLane {
         )
         .await?;
         let pacer = sink.capabilities().pacing.map(Pacer::new);
+        if let Some(signal) = &signal {
+            signal.set_paced(pacer.is_some());
+        }
         Ok(SinkDriver {
             pipeline: context.pipeline.clone(),
             sink,

@@ -34,6 +34,7 @@ use self::lane::{build_lane, BuiltLane, LaneContext};
 pub use self::latency::HistogramSnapshot;
 pub use self::stats::{LatencySummary, PipelineReport, PipelineState, PipelineStats};
 pub use self::status::{Health, StatusBoard};
+use crate::component::ComponentError;
 use crate::config::{ConfigError, LoadedConfig, PipelinePlan};
 use crate::services::Services;
 use crate::source::Source;
@@ -277,12 +278,25 @@ async fn build(
         .join(" → ");
     // Work on the body before it is read is shared by every destination: only the listed
     // stages' in a fan-out.
+    if plan.fans_out() {
+        for destination in &plan.destinations {
+            for stage in &destination.stages {
+                if stage.config.body_preparer(&context).is_some() {
+                    let refused = Err(ComponentError::new(
+                        "prepares each fragment's file before it is read, which in a fan-out \
+                         every destination shares: list this stage in the pipeline's `stages`",
+                    ));
+                    config.check(plan, stage, refused)?;
+                }
+            }
+        }
+    }
     let preparers = match plan.fans_out() {
         true => plan.stages.iter().collect::<Vec<_>>(),
         false => plan
             .stages
             .iter()
-            .chain(&plan.destinations[0].implied_stages)
+            .chain(&plan.destinations[0].stages)
             .collect(),
     };
     let preparers = preparers
@@ -348,7 +362,10 @@ async fn run_to_end(
     if pipeline.fans_out {
         let mut fan_out = Dispatcher::new(lane_context, Arc::clone(stats), shutdown.clone());
         for lane in pipeline.lanes {
-            fan_out.add(lane).await?;
+            if let Err(error) = fan_out.add(lane).await {
+                // The destinations started already stop before the pipeline reports.
+                return fan_out.finish(Err(error)).await;
+            }
         }
         dispatcher = Some(fan_out);
     } else {

@@ -120,6 +120,7 @@ impl Runtime {
 /// Whether a running fan-out can take `plan` by changing destinations only.
 fn reconfigurable(pipeline: &RunningPipeline, plan: &PipelinePlan) -> bool {
     pipeline.changes.is_some()
+        && !pipeline.task.is_finished()
         && plan.fans_out()
         && plan.shared_fingerprint == pipeline.shared_fingerprint
 }

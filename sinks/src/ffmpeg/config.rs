@@ -254,6 +254,7 @@ impl SinkConfig for FfmpegRtmpSinkConfig {
             args,
             label: "ffmpeg".into(),
             pipeline: context.pipeline.clone(),
+            sink: context.sink.clone(),
             redactor: rtmp_redactor(),
             pipe_buffer: None,
             stall_timeout: None,

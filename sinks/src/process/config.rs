@@ -79,6 +79,7 @@ impl SinkConfig for ProcessSinkConfig {
             program,
             args: self.command[1..].to_vec(),
             pipeline: context.pipeline.clone(),
+            sink: context.sink.clone(),
             redactor: Redactor::default(),
             pipe_buffer: None,
             stall_timeout: None,

@@ -247,6 +247,7 @@ impl Sink for ProcessSink {
             info!(
                 event = "process_exited",
                 pipeline = %self.command.pipeline,
+                sink = self.command.sink.as_deref(),
                 program = %label,
                 exit_code = exit.status.code(),
                 "{label} finished ({})",

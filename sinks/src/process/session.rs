@@ -57,6 +57,8 @@ pub(crate) struct ProcessCommand {
     /// How logs and errors name the process: `ffmpeg`, or the program's name.
     pub(crate) label: String,
     pub(crate) pipeline: String,
+    /// The destination's name in a fan-out.
+    pub(crate) sink: Option<String>,
     /// Secrets (a stream key) to keep out of every log line and error.
     pub(crate) redactor: Redactor,
     /// Capacity to set on the stdin pipe (`F_SETPIPE_SZ`).
@@ -189,6 +191,7 @@ impl ProcessSession {
         info!(
             event = "process_started",
             pipeline = %command.pipeline,
+            sink = command.sink.as_deref(),
             program = %command.label,
             pid = child.id(),
             "Started {} (pid {}): {}",
@@ -458,6 +461,7 @@ fn set_pipe_size(stdin: &ChildStdin, size: usize, command: &ProcessCommand) {
     if let Err(error) = rustix::pipe::fcntl_setpipe_size(stdin, size) {
         tracing::warn!(
             pipeline = %command.pipeline,
+            sink = command.sink.as_deref(),
             "Cannot set the {} stdin pipe to {size} bytes ({error}); see /proc/sys/fs/pipe-max-size",
             command.label,
         );

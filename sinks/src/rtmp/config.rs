@@ -143,6 +143,7 @@ impl SinkConfig for RtmpSinkConfig {
         Ok(Box::new(RtmpSink {
             settings: ConnectionSettings {
                 pipeline: context.pipeline.clone(),
+                sink: context.sink.clone(),
                 target,
                 tls,
                 connect_timeout: self.connect_timeout.get(),

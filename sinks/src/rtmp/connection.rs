@@ -71,6 +71,8 @@ pub(crate) enum Outgoing {
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionSettings {
     pub pipeline: String,
+    /// The destination's name in a fan-out.
+    pub sink: Option<String>,
     pub target: Target,
     /// How TLS starts, for `rtmps://`.
     pub tls: Option<TlsSettings>,
@@ -119,7 +121,8 @@ async fn run(
     progress: Arc<Mutex<Progress>>,
 ) {
     if let Err(error) = publish(&settings, &mut queue, &progress).await {
-        debug!(pipeline = %settings.pipeline, error = %error, "RTMP session ended");
+        debug!(pipeline = %settings.pipeline,
+                sink = settings.sink.as_deref(), error = %error, "RTMP session ended");
         progress.lock().unwrap().failure = Some(error);
     }
     // Only now may the sink see the queue closed: the failure is there to be read.
@@ -216,6 +219,7 @@ async fn publish(
             warn!(
                 event = "acknowledgements_missing",
                 pipeline = %settings.pipeline,
+                sink = settings.sink.as_deref(),
                 sent = session.sent(),
                 "The RTMP server sends no acknowledgements; fragments are confirmed once the \
                  peer's TCP has acknowledged their bytes"
@@ -376,6 +380,7 @@ fn handle_event(
             info!(
                 event = "rtmp_publishing",
                 pipeline = %settings.pipeline,
+                sink = settings.sink.as_deref(),
                 server = %settings.target.tc_url,
                 "Publishing to {}",
                 settings.target.tc_url
@@ -403,7 +408,8 @@ fn handle_event(
             )));
         }
         PublishEvent::Status(status) => {
-            debug!(pipeline = %settings.pipeline, code = %status.code, "RTMP status: {}", status.description);
+            debug!(pipeline = %settings.pipeline,
+                sink = settings.sink.as_deref(), code = %status.code, "RTMP status: {}", status.description);
         }
         PublishEvent::PingAnswered(bytes) => {
             progress.lock().unwrap().confirm(bytes.min(delivered));

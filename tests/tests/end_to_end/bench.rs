@@ -73,6 +73,21 @@ fn bench_reports_every_field_for_synthetic_fragments() {
     assert_sane(&summary, 4_000_000, 4);
 }
 
+/// A fan-out to three null sinks: each fragment counted once (acknowledged when all three
+/// took it), every destination publishing all of them.
+#[test]
+fn bench_measures_a_fan_out() {
+    let summary = bench_json(&[
+        "--fragments",
+        "3",
+        "--fragment-size",
+        "1MB",
+        "--destinations",
+        "3",
+    ]);
+    assert_sane(&summary, 3_000_000, 3);
+}
+
 #[test]
 fn bench_pipes_into_a_process_and_reads_a_given_directory() {
     let dir = TestDir::new();

@@ -7,6 +7,7 @@ mod cli;
 mod delivery;
 mod directory;
 mod extending;
+mod fan_out;
 mod filler;
 mod http;
 mod long_run;

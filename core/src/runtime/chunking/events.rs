@@ -46,6 +46,16 @@ impl Chunk {
         }
     }
 
+    /// A chunk of `bytes` with a budget of its own (for tests of what consumes chunks).
+    #[cfg(test)]
+    pub(crate) fn detached(bytes: Bytes) -> Self {
+        let budget = Arc::new(tokio::sync::Semaphore::new(bytes.len().max(1)));
+        let permit = budget
+            .try_acquire_many_owned(bytes.len().max(1) as u32)
+            .expect("a new semaphore has the permits");
+        Self::new(ChunkData::Bytes(bytes), permit)
+    }
+
     /// Another handle on the same bytes and budget share, for another destination.
     pub(crate) fn share(&self) -> Self {
         Self {

@@ -314,6 +314,9 @@ impl SinkDriver {
                 return Err(error);
             }
         };
+        // Before waiting for the rest of the fragment: a fan-out's dispatcher then takes the
+        // rest back instead of streaming it to a destination that is down.
+        self.signal_down(true);
         input.skip_rest().await;
         let in_flight = (
             fragment.info.sequence,

@@ -52,15 +52,17 @@ impl SinkDriver {
         mut queue: VecDeque<Fragment>,
         mut error: SinkError,
     ) -> Result<Recovery, PipelineError> {
-        self.signal_down(true);
         loop {
+            // Down until everything is sent again: a fan-out's dispatcher takes back what it
+            // queued for this destination meanwhile.
+            self.signal_down(true);
             self.stages.abort_fragment();
             if let Some(first) = queue.front() {
                 self.stages.rewind(&first.info);
             }
             self.stats.set_last_error(&error.message);
             match self.reconnect(error).await {
-                Ok(true) => self.signal_down(false),
+                Ok(true) => {}
                 Ok(false) => return Ok(Recovery::Interrupted),
                 Err(fatal) => {
                     let message: Arc<str> = fatal.to_string().into();
@@ -77,7 +79,10 @@ impl SinkDriver {
                 }
             }
             error = match self.resend(&mut queue).await? {
-                None => return Ok(Recovery::Done),
+                None => {
+                    self.signal_down(false);
+                    return Ok(Recovery::Done);
+                }
                 Some(next) => next,
             };
             // Whatever the new session accepted before failing is unconfirmed again.

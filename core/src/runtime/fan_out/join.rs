@@ -147,3 +147,74 @@ impl Join {
         acknowledgement.send(outcome);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn shared(required: usize) -> (SharedFragment, crate::fragment::FragmentDelivery) {
+        let info = FragmentInfo {
+            sequence: 1,
+            name: "f1".into(),
+            length: Some(3),
+        };
+        let (fragment, delivery) = Fragment::new(info, FragmentBody::Memory(Bytes::from("abc")));
+        let stats = Arc::new(PipelineStats::new("p"));
+        (SharedFragment::new(fragment, required, stats), delivery)
+    }
+
+    fn owner(required: bool) -> CopyOwner {
+        CopyOwner {
+            required,
+            removed: Default::default(),
+            stats: Arc::new(PipelineStats::new("p")).add_sink("s", required),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fragment_is_delivered_once_every_required_destination_delivered_it() {
+        let (shared, mut delivery) = shared(2);
+        let (first, second, optional) = (owner(true), owner(true), owner(false));
+        let copies = [
+            shared.copy_for(&first),
+            shared.copy_for(&second),
+            shared.copy_for(&optional),
+        ];
+        let [first_copy, second_copy, optional_copy] = copies;
+        drop(optional_copy);
+        first_copy.acknowledge(FragmentOutcome::Delivered);
+        assert!(
+            futures::poll!(&mut delivery).is_pending(),
+            "one required is not done"
+        );
+        second_copy.acknowledge(FragmentOutcome::Delivered);
+        assert_eq!(delivery.await, FragmentOutcome::Delivered);
+        assert_eq!(first.stats.lag_fragments(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_required_destination_that_stops_leaves_the_fragment_for_the_next_start() {
+        let (shared, delivery) = shared(2);
+        let (first, second) = (owner(true), owner(true));
+        shared
+            .copy_for(&first)
+            .acknowledge(FragmentOutcome::Delivered);
+        drop(shared.copy_for(&second));
+        assert_eq!(delivery.await, FragmentOutcome::Abandoned);
+    }
+
+    #[tokio::test]
+    async fn a_removed_destination_holds_nothing() {
+        let (shared, delivery) = shared(2);
+        let (first, removed) = (owner(true), owner(true));
+        let copy = shared.copy_for(&removed);
+        shared
+            .copy_for(&first)
+            .acknowledge(FragmentOutcome::Delivered);
+        removed.removed.store(true, Ordering::Relaxed);
+        drop(copy);
+        assert_eq!(delivery.await, FragmentOutcome::Delivered);
+    }
+}

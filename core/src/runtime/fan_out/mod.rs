@@ -2,17 +2,20 @@
 //! with its own stages, session, pacing, filler, reconnects and confirmations), from one read.
 //!
 //! The dispatcher hands every live destination the same chunk events: a chunk's bytes and its
-//! share of the read budget are shared, never copied. A destination that fails or stops
-//! taking chunks while another waits for them is detached: what it has queued is taken back
-//! (so it holds none of the budget) and it reads the rest of its fragment, and every fragment
-//! after that, from the fragment's body (`required: true`), or skips whole fragments
-//! (`required: false`). Once it waits with nothing queued it is live again from the next
-//! fragment. A required destination more than `max_lag` fragments behind holds the others
-//! back: the dispatcher stops reading until it catches up.
+//! share of the read budget are shared, never copied, so the slowest live destination holds
+//! the budget. One that falls behind is detached ([`destination`]): its session failed, or it
+//! holds chunks while the budget is used up and a paced destination has run out of them, or it
+//! took nothing for 2 s while another waited. What it has queued is taken back (so it holds
+//! none of the budget) and it reads the rest of its fragment, and every fragment after that,
+//! from the fragment's body (`required: true`), or skips whole fragments (`required: false`).
+//! Once it waits with nothing queued it is live again from the next fragment. A required
+//! destination `max_lag` fragments behind holds the others back: the dispatcher reads no
+//! further fragment until it catches up.
 //!
 //! A fragment is acknowledged to its source once every required destination is done with its
 //! copy ([`join`]).
 
+mod destination;
 mod join;
 
 use std::sync::atomic::Ordering;
@@ -20,54 +23,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use self::destination::{begin, detach, lane_ended, start_driver, Behind, Lane, LaneTask};
 use self::join::{CopyOwner, SharedFragment};
 use super::chunking::ChunkEvent;
 use super::driver::{fail_fragment, Events};
 use super::error::PipelineError;
 use super::lane::{BuiltLane, LaneContext};
-use super::lane_queue::{lane_queue, LaneQueue, LaneSignal};
+use super::lane_queue::{lane_queue, LaneSignal};
 use super::stats::PipelineStats;
 
 /// How often the dispatcher looks at its destinations.
 const LANE_CHECK: Duration = Duration::from_millis(100);
 
 /// A destination that has neither taken a chunk nor paced for this long, while another waits
-/// for chunks, is behind: longer than a paced sink's wait between two chunks, shorter than the
-/// lead a paced sink keeps, so the others neither starve nor fill.
+/// for chunks, is behind (a hung sink, whichever the others are).
 const LANE_STALL: Duration = Duration::from_secs(2);
+
+/// A paced destination waiting this long for chunks that others hold while the budget is used
+/// up is starved by them: well inside the 2 s a paced sink writes ahead, so it never fills.
+const LANE_STARVED: Duration = Duration::from_millis(300);
 
 /// A change to a running fan-out, from a reload.
 pub(crate) enum LaneChange {
-    /// Starts a destination (in place of one of the same name); it joins at the next fragment.
+    /// Starts a destination (in place of one of the same name, once that one has finished); it
+    /// joins at the next fragment, and a required one holds every fragment from then on.
     Add(BuiltLane),
     /// Stops a destination; what it holds no longer holds the source.
     Remove(String),
-}
-
-/// One destination, as the dispatcher sees it.
-struct Lane {
-    name: String,
-    max_lag: usize,
-    queue: LaneQueue,
-    owner: CopyOwner,
-    /// Takes the chunks of every fragment (else it reads from bodies, or skips).
-    live: bool,
-    /// The fragment being dispatched goes to it as chunks.
-    streaming: bool,
-    /// Fragments skipped since it fell behind.
-    skipped: u64,
-    stop: CancellationToken,
-    task: JoinHandle<Result<(), PipelineError>>,
-}
-
-impl Lane {
-    fn stats(&self) -> &PipelineStats {
-        &self.owner.stats
-    }
 }
 
 /// Hands one pipeline's chunk events to its destinations.
@@ -80,16 +65,7 @@ pub(crate) struct Dispatcher {
     stopping: Vec<(String, LaneTask)>,
     /// The fragment whose chunks are being dispatched.
     current: Option<SharedFragment>,
-    /// Destinations a reload added, once started (in the background: one replacing another
-    /// waits for it to finish first, and the others must not wait meanwhile).
-    started: (
-        mpsc::UnboundedSender<StartedLane>,
-        mpsc::UnboundedReceiver<StartedLane>,
-    ),
 }
-
-type LaneTask = JoinHandle<Result<(), PipelineError>>;
-type StartedLane = Result<Lane, PipelineError>;
 
 impl Dispatcher {
     pub(crate) fn new(
@@ -104,23 +80,53 @@ impl Dispatcher {
             lanes: Vec::new(),
             stopping: Vec::new(),
             current: None,
-            started: mpsc::unbounded_channel(),
         }
     }
 
     /// Resumes a destination from its checkpoint and starts its driver, before the pipeline
     /// reads anything: it takes the first fragment's chunks.
     pub(crate) async fn add(&mut self, built: BuiltLane) -> Result<(), PipelineError> {
-        let mut lane = start_lane(
-            built,
-            self.context.clone(),
-            Arc::clone(&self.stats),
-            self.shutdown.child_token(),
-        )
-        .await?;
+        let (name, required, max_lag) = (built.name.clone(), built.required, built.max_lag);
+        let stats = self.stats.add_sink(&name, required);
+        let signal = Arc::new(LaneSignal::default());
+        let stop = self.shutdown.child_token();
+        let driver = start_driver(built, &self.context, &stats, &stop, &signal).await?;
+        let (queue, receiver) = lane_queue(signal);
+        let task = tokio::spawn(driver.run(Events::Lane(receiver)));
+        let mut lane = Lane::new(name, required, max_lag, queue, stats, stop, task);
         lane.live = true;
         self.lanes.push(lane);
         Ok(())
+    }
+
+    /// Adds a destination while the pipeline runs: its queue at once (a required one is
+    /// handed every fragment from now on), its driver once `previous` (the one it replaces)
+    /// has finished with their state file.
+    fn add_running(&mut self, built: BuiltLane, previous: Option<LaneTask>) {
+        let (name, required, max_lag) = (built.name.clone(), built.required, built.max_lag);
+        let stats = self.stats.add_sink(&name, required);
+        let signal = Arc::new(LaneSignal::default());
+        let stop = self.shutdown.child_token();
+        let (queue, receiver) = lane_queue(Arc::clone(&signal));
+        let (context, lane_stats, lane_stop) =
+            (self.context.clone(), Arc::clone(&stats), stop.clone());
+        let task = tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            let driver = start_driver(built, &context, &lane_stats, &lane_stop, &signal).await?;
+            info!(
+                event = "sink_added",
+                pipeline = %context.pipeline,
+                sink = lane_stats.sink(),
+                "Destination {} of pipeline {} started; it joins at the next fragment",
+                lane_stats.sink().unwrap_or_default(),
+                context.pipeline
+            );
+            driver.run(Events::Lane(receiver)).await
+        });
+        self.lanes
+            .push(Lane::new(name, required, max_lag, queue, stats, stop, task));
     }
 
     /// Dispatches until the input ends, shutdown, or a required destination fails; then lets
@@ -145,12 +151,11 @@ impl Dispatcher {
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             // Held back only between fragments, so that no destination waits inside one.
-            let held = self.current.is_none() && self.stats.waiting_for().is_some();
+            let held = self.current.is_none() && self.held_back_by().is_some();
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => return Ok(()),
                 change = next_change(changes) => self.apply(change),
-                Some(started) = self.started.1.recv() => self.attach(started),
                 _ = check.tick() => self.check_lanes().await?,
                 event = events.recv(), if !held => match event {
                     None => return Ok(()),
@@ -165,8 +170,10 @@ impl Dispatcher {
             ChunkEvent::Begin(fragment) => {
                 let required = self.lanes.iter().filter(|lane| lane.owner.required).count();
                 let shared = SharedFragment::new(fragment, required, Arc::clone(&self.stats));
+                let live = self.lanes.iter().filter(|lane| lane.live).count();
                 for lane in &mut self.lanes {
-                    begin(lane, &shared, &self.context.pipeline);
+                    let others_live = live > usize::from(lane.live);
+                    begin(lane, &shared, others_live, &self.context.pipeline);
                 }
                 self.current = Some(shared);
             }
@@ -202,9 +209,9 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Detaches destinations that fell behind, notes their state, says whether one holds the
-    /// others back, and takes in those that ended (a required one that failed fails the
-    /// pipeline).
+    /// Takes in destinations that ended (a required one that failed fails the pipeline),
+    /// detaches those that fell behind, notes their state, and says whether one holds the
+    /// others back.
     async fn check_lanes(&mut self) -> Result<(), PipelineError> {
         let mut index = 0;
         while index < self.lanes.len() {
@@ -216,26 +223,86 @@ impl Dispatcher {
             let ended = (&mut lane.task).await;
             lane_ended(&lane, ended, &self.context.pipeline)?;
         }
+        let idle = |lane: &Lane, paced_only: bool, longer_than: Duration| {
+            lane.live
+                && (!paced_only || lane.queue.signal().is_paced())
+                && lane
+                    .queue
+                    .idle_for()
+                    .is_some_and(|idle| idle >= longer_than)
+        };
         let someone_waits = self
             .lanes
             .iter()
-            .any(|lane| lane.live && lane.queue.is_idle());
+            .any(|lane| idle(lane, false, Duration::ZERO));
+        let someone_starves = self.lanes.iter().any(|lane| idle(lane, true, LANE_STARVED));
+        let budget_used_up = self
+            .stats
+            .budget_free()
+            .is_some_and(|free| free < self.context.chunk_size as u64);
         let streaming = self.current.as_ref().map(|shared| shared.info().sequence);
         for lane in &mut self.lanes {
-            let down = lane.queue.signal().is_down();
-            if lane.live && (down || (someone_waits && lane.queue.stalled(LANE_STALL))) {
-                detach(lane, streaming, down, &self.context.pipeline);
+            let failures = lane.queue.signal().failures();
+            let failed = lane.queue.signal().is_down() || failures != lane.failures_seen;
+            lane.failures_seen = failures;
+            let behind = if failed {
+                Some(Behind::Down)
+            } else if lane.gated_on.is_some() {
+                // Held back on purpose until the others reach its first fragment.
+                None
+            } else if someone_starves && budget_used_up && !lane.queue.is_empty() {
+                Some(Behind::Starving)
+            } else if someone_waits && lane.queue.stalled(LANE_STALL) {
+                Some(Behind::Stalled)
+            } else {
+                None
+            };
+            if let (true, Some(behind)) = (lane.live, behind) {
+                detach(lane, streaming, behind, &self.context.pipeline);
             }
-            lane.stats().set_sink_state(match (down, lane.live) {
-                (true, _) => "reconnecting",
-                (false, true) => "live",
-                (false, false) => "behind",
-            });
+            lane.stats()
+                .set_sink_state(match (lane.queue.signal().is_down(), lane.live) {
+                    (true, _) => "reconnecting",
+                    (false, true) => "live",
+                    (false, false) => "behind",
+                });
         }
-        let behind = self
-            .lanes
+        self.open_gates();
+        self.note_waiting();
+        Ok(())
+    }
+
+    /// Lets a destination that joined at a fragment's start take it once every other live
+    /// destination has taken that start too: it then runs in step with them instead of a
+    /// read budget ahead (where it would wait for chunks the others hold, and fill).
+    fn open_gates(&mut self) {
+        for index in 0..self.lanes.len() {
+            let Some(sequence) = self.lanes[index].gated_on else {
+                continue;
+            };
+            let others_there = self.lanes.iter().enumerate().all(|(other, lane)| {
+                other == index
+                    || !lane.live
+                    || lane.gated_on.is_some()
+                    || !lane.queue.holds_start_of(sequence)
+            });
+            if others_there {
+                self.lanes[index].gated_on = None;
+                self.lanes[index].queue.open_gate();
+            }
+        }
+    }
+
+    /// The required destination that holds the others back, being `max_lag` fragments behind.
+    fn held_back_by(&self) -> Option<&Lane> {
+        self.lanes
             .iter()
-            .find(|lane| lane.owner.required && lane.queue.backlog() >= lane.max_lag);
+            .find(|lane| lane.owner.required && lane.queue.backlog() >= lane.max_lag)
+    }
+
+    /// Says in the pipeline's row, and once in the log, when a destination holds the others.
+    fn note_waiting(&self) {
+        let behind = self.held_back_by();
         let waiting_for = behind.map(|lane| {
             format!(
                 "destination {} is {} fragments behind (max_lag {}); the others wait for it",
@@ -262,7 +329,6 @@ impl Dispatcher {
             }
         }
         self.stats.set_waiting_for(waiting_for);
-        Ok(())
     }
 
     fn apply(&mut self, change: LaneChange) {
@@ -270,21 +336,12 @@ impl Dispatcher {
             LaneChange::Add(built) => {
                 let name = built.name.clone();
                 self.remove(&name);
-                // A destination replacing one of its name starts once that one has finished
-                // with their state file.
                 let previous = self
                     .stopping
                     .iter()
                     .position(|(stopping, _)| *stopping == name)
                     .map(|index| self.stopping.remove(index).1);
-                let (context, stats) = (self.context.clone(), Arc::clone(&self.stats));
-                let (stop, started) = (self.shutdown.child_token(), self.started.0.clone());
-                tokio::spawn(async move {
-                    if let Some(previous) = previous {
-                        let _ = previous.await;
-                    }
-                    let _ = started.send(start_lane(built, context, stats, stop).await);
-                });
+                self.add_running(built, previous);
             }
             LaneChange::Remove(name) => {
                 if self.remove(&name) {
@@ -300,30 +357,6 @@ impl Dispatcher {
         }
     }
 
-    /// A destination a reload added has started (or could not): it joins at the next fragment.
-    fn attach(&mut self, started: StartedLane) {
-        match started {
-            Ok(lane) => {
-                info!(
-                    event = "sink_added",
-                    pipeline = %self.context.pipeline,
-                    sink = %lane.name,
-                    "Destination {} of pipeline {} started; it joins at the next fragment",
-                    lane.name,
-                    self.context.pipeline
-                );
-                self.lanes.push(lane);
-            }
-            Err(error) => warn!(
-                event = "sink_not_started",
-                pipeline = %self.context.pipeline,
-                error = %error,
-                "A destination of pipeline {} could not start: {error}",
-                self.context.pipeline
-            ),
-        }
-    }
-
     /// Stops the destination `name`, if there is one; what it holds no longer holds the source.
     fn remove(&mut self, name: &str) -> bool {
         let Some(index) = self.lanes.iter().position(|lane| lane.name == name) else {
@@ -331,6 +364,11 @@ impl Dispatcher {
         };
         let lane = self.lanes.remove(index);
         lane.owner.removed.store(true, Ordering::Relaxed);
+        // What it has queued holds the budget no longer: it finishes its fragment from the
+        // file and stops.
+        let streaming = self.current.as_ref().map(|shared| shared.info().sequence);
+        lane.queue
+            .detach(false, streaming.filter(|_| lane.streaming));
         lane.stop.cancel();
         self.stats.remove_sink(name);
         self.stopping.push((lane.name, lane.task));
@@ -339,18 +377,28 @@ impl Dispatcher {
 
     /// Ends every destination's queue (each finishes what it has, or stops at once after a
     /// failure), waits for them, and reports the first required destination's failure.
-    async fn finish(self, dispatched: Result<(), PipelineError>) -> Result<(), PipelineError> {
+    pub(crate) async fn finish(
+        self,
+        dispatched: Result<(), PipelineError>,
+    ) -> Result<(), PipelineError> {
         let mut result = dispatched;
         for lane in &self.lanes {
+            // Stopped inside a fragment (shutdown, a failure): the rest comes from its file.
+            if lane.streaming {
+                lane.queue.push(ChunkEvent::ReadRest);
+            }
             if result.is_err() {
                 lane.stop.cancel();
             }
         }
-        for lane in self.lanes {
-            let Lane {
-                queue, task, owner, ..
-            } = lane;
-            drop(queue);
+        // Every queue ends first: one destination still busy must not keep the others waiting
+        // (and filling) for their end.
+        let lanes: Vec<(LaneTask, CopyOwner)> = self
+            .lanes
+            .into_iter()
+            .map(|lane| (lane.task, lane.owner))
+            .collect();
+        for (task, owner) in lanes {
             let ended = task.await;
             let lane_result = match ended {
                 Ok(Ok(())) => {
@@ -375,140 +423,6 @@ impl Dispatcher {
         }
         result
     }
-}
-
-/// Resumes a destination from its checkpoint and starts its driver, which runs until `stop`;
-/// it is not live yet (see [`Dispatcher::add`]).
-async fn start_lane(
-    built: BuiltLane,
-    context: LaneContext,
-    pipeline_stats: Arc<PipelineStats>,
-    stop: CancellationToken,
-) -> Result<Lane, PipelineError> {
-    let (name, required, max_lag) = (built.name.clone(), built.required, built.max_lag);
-    let stats = pipeline_stats.add_sink(&name, required);
-    let signal = Arc::new(LaneSignal::default());
-    let started = built.start(
-        &context,
-        Arc::clone(&stats),
-        stop.clone(),
-        Some(Arc::clone(&signal)),
-    );
-    let driver = match started.await {
-        Ok(driver) => driver,
-        Err(error) => {
-            stats.set_sink_state("failed");
-            stats.set_last_error(&error.to_string());
-            return Err(error);
-        }
-    };
-    let (queue, receiver) = lane_queue(signal);
-    let task = tokio::spawn(driver.run(Events::Lane(receiver)));
-    Ok(Lane {
-        name,
-        max_lag,
-        queue,
-        owner: CopyOwner {
-            required,
-            removed: Default::default(),
-            stats,
-        },
-        live: false,
-        streaming: false,
-        skipped: 0,
-        stop,
-        task,
-    })
-}
-
-/// A new fragment starts: as chunks to a live destination (one that caught up becomes live
-/// again), read from its body by a required one that is behind, skipped by another.
-fn begin(lane: &mut Lane, shared: &SharedFragment, pipeline: &str) {
-    if !lane.live && lane.queue.is_idle() && !lane.queue.signal().is_down() {
-        lane.live = true;
-        info!(
-            event = "sink_caught_up",
-            pipeline = %pipeline,
-            sink = %lane.name,
-            sequence = shared.info().sequence,
-            fragments_skipped = lane.skipped,
-            "Destination {} is live again from fragment {} ({} skipped while behind)",
-            lane.name,
-            shared.info().sequence,
-            lane.skipped
-        );
-        lane.skipped = 0;
-    }
-    if lane.live {
-        lane.queue
-            .push(ChunkEvent::Begin(shared.copy_for(&lane.owner)));
-        lane.streaming = true;
-    } else if lane.owner.required {
-        lane.queue
-            .push(ChunkEvent::ReadBody(shared.copy_for(&lane.owner)));
-    } else {
-        lane.stats().record_skipped();
-        lane.skipped += 1;
-    }
-}
-
-/// Takes back what `lane` has queued: it fell behind (`down`: its session failed).
-fn detach(lane: &mut Lane, streaming: Option<u64>, down: bool, pipeline: &str) {
-    let streaming = streaming.filter(|_| lane.streaming);
-    let detached = lane.queue.detach(lane.owner.required, streaming);
-    lane.live = false;
-    lane.streaming = false;
-    let skipped = detached.skipped.len() as u64;
-    for _ in 0..skipped {
-        lane.stats().record_skipped();
-    }
-    lane.skipped += skipped;
-    drop(detached);
-    let then = match lane.owner.required {
-        true => "it reads what it missed from the fragments' files and holds them until confirmed",
-        false => "it skips whole fragments until it is back, then rejoins at the live edge",
-    };
-    warn!(
-        event = "sink_behind",
-        pipeline = %pipeline,
-        sink = %lane.name,
-        reason = if down { "reconnecting" } else { "slow" },
-        required = lane.owner.required,
-        "Destination {} fell behind ({}); the others go on; {then}",
-        lane.name,
-        if down { "its session failed" } else { "it took nothing for 2 s while others waited" },
-    );
-}
-
-/// A destination whose driver ended while the pipeline runs: a required one that failed fails
-/// the pipeline; another is logged and left out.
-fn lane_ended(
-    lane: &Lane,
-    ended: Result<Result<(), PipelineError>, tokio::task::JoinError>,
-    pipeline: &str,
-) -> Result<(), PipelineError> {
-    let error = match ended {
-        Ok(Ok(())) => {
-            lane.stats().set_sink_state("finished");
-            return Ok(());
-        }
-        Ok(Err(error)) => error,
-        Err(panic) => PipelineError::Internal(format!("a destination panicked: {panic}")),
-    };
-    lane.stats().set_sink_state("failed");
-    lane.stats().set_last_error(&error.to_string());
-    if lane.owner.required {
-        return Err(error);
-    }
-    warn!(
-        event = "sink_failed",
-        pipeline = %pipeline,
-        sink = %lane.name,
-        error = %error,
-        "Destination {} failed for good: {error}; it is not required, the others go on",
-        lane.name
-    );
-    Ok(())
 }
 
 /// The next change from a reload; never, without a channel (or once it closed).

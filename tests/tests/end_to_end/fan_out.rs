@@ -1,0 +1,367 @@
+//! Fan-out (`sinks:`): one channel to two nginx-rtmp servers and an append archive, paced. A
+//! server killed for 40 s stalls none of the others; the destination on it resumes where it
+//! stopped (`required: true`, the source's `on_done` waiting for it) or at the live edge
+//! (`required: false`, skipping whole fragments); a reload that adds a destination and removes
+//! one leaves the others' sessions alone; a kill -9 and a restart continue every destination;
+//! three destinations read each file once.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use streampub_tests::http::{parse_prometheus_text, HttpClient};
+use streampub_tests::media::{
+    decoder_errors, probe_all_packets, probe_packets, small_fragments, video_packet_hashes,
+};
+use streampub_tests::recordings::{input_frames, repeats_between_sessions, stretches_of};
+use streampub_tests::rtmp::{free_port, RtmpServer};
+use streampub_tests::{events, streampub_binary, Random, Running, Signal, TestDir};
+
+const TIMEOUT: Duration = Duration::from_secs(240);
+/// 25 fps.
+const FRAME: f64 = 0.04;
+/// Seeds the moment of the kill.
+const SEED: u64 = 24;
+
+/// An `rtmp` destination named `name`, publishing the stream `name` on `server`.
+fn rtmp(name: &str, server: &RtmpServer, required: bool) -> Value {
+    json!({
+        "type": "rtmp", "name": name, "required": required,
+        "url": format!("{}/{name}", server.server_url()),
+        "reconnect_delay": "500ms", "max_reconnect_delay": "2s", "max_reconnect_attempts": 200,
+    })
+}
+
+/// The append archive, made one MP4 stream by its own `fmp4-timeline`.
+fn archive(path: &Path) -> Value {
+    json!({
+        "type": "file", "name": "archive", "path": path, "mode": "append",
+        "stages": [{"type": "fmp4-timeline"}],
+    })
+}
+
+/// Names of the fragments `sink` logged as published.
+fn published_by(logs: &[String], sink: &str) -> Vec<String> {
+    events(logs, "fragment_published")
+        .into_iter()
+        .filter(|event| event["sink"] == sink)
+        .map(|event| event["fragment"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn files_in(directory: &Path) -> usize {
+    std::fs::read_dir(directory).map_or(0, |entries| entries.count())
+}
+
+/// The archive holds every input packet once, in order, decoding cleanly.
+fn assert_archive_complete(archive: &Path, media: &[PathBuf]) {
+    let input: Vec<_> = media.iter().map(|path| probe_all_packets(path)).collect();
+    let recorded = probe_all_packets(archive);
+    let video: usize = input.iter().map(|packets| packets.video.count()).sum();
+    let audio: usize = input.iter().map(|packets| packets.audio.count()).sum();
+    assert_eq!(recorded.video.count(), video, "archive video packets");
+    assert_eq!(recorded.audio.count(), audio, "archive audio packets");
+    assert!(recorded.video.monotonic(true));
+    assert_eq!(decoder_errors(archive), 0);
+}
+
+/// The largest step between two video frames of `recording`, in seconds.
+fn largest_video_step(recording: &Path) -> f64 {
+    let packets = probe_packets(recording);
+    packets
+        .video
+        .dts
+        .windows(2)
+        .map(|pair| pair[1] - pair[0])
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn a_destination_down_for_40_s_stalls_none_of_the_others() {
+    // 80 s of media in 5-s fragments, 2-s GOPs: the outage from 8 to 48 s, and B back for
+    // the last 30.
+    let media = small_fragments(16, 5, &["--bitrate", "400k"]);
+    let (content, position) = input_frames(&media, video_packet_hashes);
+    let mut server_a = RtmpServer::start();
+    let mut server_b = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    let archive_path = dir.join("archive.mp4");
+    let address = format!("127.0.0.1:{}", free_port());
+    let config = dir.pipeline_file(&json!({
+        "metrics": {"listen": address},
+        "pipelines": [{
+            "name": "channel-1",
+            "source": {"type": "directory", "path": "in", "follow": false, "settle": "0s",
+                       "on_done": "move", "done_dir": "done"},
+            "sinks": [
+                rtmp("a", &server_a, true),
+                rtmp("b-live", &server_b, false),
+                rtmp("b-all", &server_b, true),
+                archive(&archive_path),
+            ],
+        }],
+    }));
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    for sink in ["a", "b-live", "b-all"] {
+        running.wait_for_event(TIMEOUT, "rtmp_publishing", |event| event["sink"] == sink);
+    }
+    std::thread::sleep(Duration::from_secs(8));
+    server_b.kill();
+    let killed = Instant::now();
+    for sink in ["b-live", "b-all"] {
+        running.wait_for_event(TIMEOUT, "sink_behind", |event| event["sink"] == sink);
+    }
+
+    // 30 s into the outage: A goes on, B's required destination is behind and holds the
+    // files it has not confirmed in the source's directory.
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(killed.elapsed()));
+    let health = HttpClient::new(&address).get("/healthz").json();
+    let sinks = &health["pipelines"]["channel-1"]["sinks"];
+    assert_eq!(sinks["a"]["state"], "live", "{health}");
+    assert_eq!(sinks["archive"]["state"], "live", "{health}");
+    assert_ne!(sinks["b-all"]["state"], "live", "{health}");
+    assert!(
+        sinks["b-all"]["lag_fragments"].as_u64().unwrap() >= 5,
+        "{health}"
+    );
+    let logs = running.logs_so_far();
+    assert!(published_by(&logs, "a").len() >= 6, "A went on");
+    let moved = files_in(&dir.join("done"));
+    assert!(
+        moved <= published_by(&logs, "b-all").len() && moved <= 2,
+        "only what b-all confirmed before the outage is moved: {moved}"
+    );
+
+    std::thread::sleep(Duration::from_secs(40).saturating_sub(killed.elapsed()));
+    server_b.restart();
+    let caught_up =
+        running.wait_for_event(TIMEOUT, "sink_caught_up", |event| event["sink"] == "b-live");
+    assert!(
+        caught_up["fragments_skipped"].as_u64().unwrap() >= 1,
+        "{caught_up}"
+    );
+    let metrics = parse_prometheus_text(&HttpClient::new(&address).get("/metrics").body);
+    let skipped = metrics
+        .get("streampub_fragments_skipped_total{pipeline=\"channel-1\",sink=\"b-live\"}")
+        .copied()
+        .unwrap_or_default();
+    assert!(skipped >= 1.0, "skipped fragments counted: {metrics:?}");
+
+    let run = running.wait(TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let names: Vec<String> = media
+        .iter()
+        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for sink in ["a", "b-all", "archive"] {
+        assert_eq!(published_by(&run.logs, sink), names, "{sink}");
+    }
+    assert!(published_by(&run.logs, "b-live").len() < names.len());
+    assert_eq!(
+        files_in(&dir.join("done")),
+        names.len(),
+        "every file moved at the end"
+    );
+    assert_eq!(files_in(&dir.join("in")), 0);
+    server_a.stop();
+    server_b.stop();
+
+    // A: one session with every frame, no gap beyond a frame, no filler.
+    let recorded_a = server_a.recordings_of("a");
+    assert_eq!(recorded_a.len(), 1, "one session on A: {recorded_a:?}");
+    let stretches = stretches_of(&recorded_a, &position, video_packet_hashes);
+    assert_eq!(stretches, [(0, content.len() - 1)]);
+    assert!(largest_video_step(&recorded_a[0]) <= 2.0 * FRAME + 0.001);
+    let filled: Vec<Value> = run
+        .events("filler_started")
+        .into_iter()
+        .filter(|event| event["sink"] == "a")
+        .collect();
+    assert!(filled.is_empty(), "A never waited: {filled:?}");
+    assert_archive_complete(&archive_path, &media);
+
+    // B, required: every frame, over the sessions before and after the outage.
+    let recorded_b = server_b.recordings_of("b-all");
+    let stretches = stretches_of(&recorded_b, &position, video_packet_hashes);
+    let repeats = repeats_between_sessions(&stretches, content.len(), FRAME);
+    println!("b-all: sessions {stretches:?}, repeated {repeats:.2?} s");
+    assert!(
+        repeats.iter().all(|repeat| *repeat <= 2.04 + 0.3),
+        "{repeats:?}"
+    );
+
+    // B, not required: clean sessions, from keyframes, that skip what it missed and reach the
+    // end (with filler while it waited to rejoin at a fragment's start).
+    let recorded_live = server_b.recordings_of("b-live");
+    let mut frames = Vec::new();
+    for recording in &recorded_live {
+        assert_eq!(decoder_errors(recording), 0, "{}", recording.display());
+        let packets = probe_packets(recording);
+        assert_eq!(packets.video.keyframes.first(), Some(&true));
+        frames.extend(
+            video_packet_hashes(recording)
+                .iter()
+                .filter_map(|hash| position.get(hash)),
+        );
+    }
+    frames.sort_unstable();
+    frames.dedup();
+    assert!(
+        frames.len() < content.len(),
+        "b-live skipped what it missed"
+    );
+    assert_eq!(
+        frames.last(),
+        Some(&(content.len() - 1)),
+        "b-live reached the end"
+    );
+}
+
+/// The second pipeline file: `b` removed, `c` added.
+fn reloaded(servers: (&RtmpServer, &RtmpServer), archive_path: &Path, state: &Path) -> Value {
+    json!({
+        "state_dir": state,
+        "pipelines": [{
+            "name": "channel-1",
+            "source": {"type": "directory", "path": "in", "follow": false, "settle": "0s"},
+            "sinks": [rtmp("a", servers.0, true), archive(archive_path), rtmp("c", servers.1, true)],
+        }],
+    })
+}
+
+#[test]
+fn a_reload_and_a_kill_keep_every_destination_in_place() {
+    // 27 s of media in 3-s fragments.
+    let media = small_fragments(9, 3, &["--bitrate", "400k"]);
+    let (content, position) = input_frames(&media, video_packet_hashes);
+    let mut server_a = RtmpServer::start();
+    let mut server_b = RtmpServer::start();
+    let mut server_c = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    let archive_path = dir.join("archive.mp4");
+    let state = dir.join("state");
+    let config = dir.pipeline_file(&json!({
+        "state_dir": state,
+        "pipelines": [{
+            "name": "channel-1",
+            "source": {"type": "directory", "path": "in", "follow": false, "settle": "0s"},
+            "sinks": [rtmp("a", &server_a, true), rtmp("b", &server_b, true), archive(&archive_path)],
+        }],
+    }));
+    let running = Running::start(
+        &streampub_binary(),
+        &["run", "--watch", config.to_str().unwrap()],
+    );
+    running.wait_for_event(TIMEOUT, "rtmp_publishing", |event| event["sink"] == "a");
+    std::thread::sleep(Duration::from_secs(4));
+    dir.pipeline_file(&reloaded((&server_a, &server_c), &archive_path, &state));
+    let reload = running.wait_for_event(TIMEOUT, "config_reloaded", |_| true);
+    assert_eq!(
+        reload["reconfigured"], "-channel-1/b,+channel-1/c",
+        "{reload}"
+    );
+    running.wait_for_event(TIMEOUT, "rtmp_publishing", |event| event["sink"] == "c");
+    // A kill at a seeded moment, 2 to 6 s after c started.
+    let mut random = Random(SEED);
+    std::thread::sleep(Duration::from_millis(2_000 + random.below(4_000)));
+    let logs = running.logs_so_far();
+    running.signal(Signal::KILL);
+    let killed = running.wait(TIMEOUT);
+    assert_eq!(killed.code(), None, "killed by the signal");
+    let sessions_of = |logs: &[String], sink: &str| {
+        events(logs, "rtmp_publishing")
+            .into_iter()
+            .filter(|event| event["sink"] == sink)
+            .count()
+    };
+    assert_eq!(
+        sessions_of(&logs, "a"),
+        1,
+        "the reload left A's session alone"
+    );
+    let reconnects: Vec<Value> = events(&logs, "sink_reconnecting");
+    assert!(reconnects.is_empty(), "{reconnects:?}");
+
+    let run = streampub_tests::run_pipeline_file(&config, TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let names: Vec<String> = media
+        .iter()
+        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for sink in ["a", "archive"] {
+        let mut published = published_by(&killed.logs, sink);
+        published.extend(published_by(&run.logs, sink));
+        assert_eq!(
+            published, names,
+            "{sink}: every fragment once over both runs"
+        );
+    }
+    server_a.stop();
+    server_b.stop();
+    server_c.stop();
+    assert_archive_complete(&archive_path, &media);
+    // A: a session per run; the second repeats at most a GOP of what the first sent.
+    let stretches = stretches_of(&server_a.recordings_of("a"), &position, video_packet_hashes);
+    let repeats = repeats_between_sessions(&stretches, content.len(), FRAME);
+    println!("a: sessions {stretches:?}, repeated {repeats:.2?} s");
+    assert_eq!(repeats.len(), 1, "{stretches:?}");
+    assert!(repeats[0] <= 2.04 + 0.3, "{repeats:?}");
+    // B stopped at the reload; C started there and reached the end.
+    assert_eq!(server_b.recordings_of("b").len(), 1);
+    let recorded_c = server_c.recordings_of("c");
+    let stretches = stretches_of(&recorded_c, &position, video_packet_hashes);
+    assert!(
+        stretches[0].0 > 0,
+        "c joined at the live edge: {stretches:?}"
+    );
+    assert_eq!(stretches.last().unwrap().1, content.len() - 1);
+}
+
+/// Bytes `pid` has read (`rchar`: every read, from the page cache or the disk).
+fn bytes_read(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines()
+        .find_map(|line| line.strip_prefix("rchar: "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn three_destinations_read_each_file_once() {
+    let media = small_fragments(6, 4, &["--bitrate", "2M"]);
+    let total: u64 = media
+        .iter()
+        .map(|path| std::fs::metadata(path).unwrap().len())
+        .sum();
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    let config = dir.pipeline_file(&json!({
+        "pipelines": [{
+            "name": "channel-1",
+            "source": {"type": "directory", "path": "in", "settle": "0s"},
+            "sinks": [
+                {"type": "null", "name": "one"},
+                {"type": "null", "name": "two"},
+                archive(&dir.join("archive.mp4")),
+            ],
+        }],
+    }));
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    let deadline = Instant::now() + TIMEOUT;
+    while running.events_so_far("fragment_published").len() < 3 * media.len() {
+        assert!(Instant::now() < deadline, "not all published");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let read = bytes_read(running.pid());
+    running.signal(Signal::TERM);
+    let run = running.wait(TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    println!(
+        "3 destinations: {read} bytes read for {total} bytes of fragments ({:.2}x)",
+        read as f64 / total as f64
+    );
+    // The files once, and a little for the pipeline file and the state.
+    assert!(read < total + total / 10 + 256 * 1024, "{read} of {total}");
+}
