@@ -219,4 +219,32 @@ mod tests {
         assert!(lines[2].trim_end().ends_with('-'), "not paced: {text}");
         assert!(lines[2].contains("failed (sink failed)"), "{text}");
     }
+
+    #[test]
+    fn a_fan_out_has_a_row_per_destination_under_its_pipeline() {
+        let health: Health = serde_json::from_value(serde_json::json!({
+            "status": "ok",
+            "pipelines": {
+                "channel-1": {"state": "running", "fragments_published": 7,
+                    "sinks": {
+                        "own": {"state": "live", "fragments_published": 7, "lag_fragments": 1,
+                            "lag_seconds": 4.2},
+                        "youtube": {"state": "reconnecting", "fragments_published": 3,
+                            "fragments_skipped": 2, "lag_fragments": 0, "lag_seconds": 0.0,
+                            "last_error": "connection refused"},
+                    }},
+            },
+        }))
+        .unwrap();
+        let text = table(&health, UNIX_EPOCH + Duration::from_secs(1003));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("channel-1 "), "{text}");
+        assert!(lines[2].starts_with("  channel-1/own "), "{text}");
+        assert!(lines[2].contains("1 (4s)"), "lag: {text}");
+        assert!(lines[3].starts_with("  channel-1/youtube "), "{text}");
+        assert!(
+            lines[3].contains("reconnecting (connection refused)"),
+            "{text}"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! `/metrics`: every pipeline's stats in the OpenMetrics text format (which Prometheus scrapes
-//! natively), one metric family per counter with a `pipeline` label. In a fan-out, what is per
-//! destination has one sample per destination with a `sink` label too.
+//! natively), one metric family per counter with a `pipeline` label; what is about a sink also
+//! has a `sink` label (the destination's name), with a sample per destination in a fan-out.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
@@ -125,7 +125,7 @@ const FAMILIES: &[Family] = &[
     },
     Family {
         name: "streampub_sink_up",
-        help: "Fan-out: 1 while the destination is live (not behind, reconnecting or failed).",
+        help: "1 while the destination is live (in a fan-out: not behind, reconnecting or failed).",
         value: Value::Gauge(|stats| f64::from(u8::from(stats.sink_state() == "live"))),
         per_sink: true,
     },
@@ -156,7 +156,9 @@ impl Collector for BoardCollector {
                 };
                 for stats in &rows {
                     let mut labels = vec![("pipeline", stats.name())];
-                    labels.extend(stats.sink().map(|sink| ("sink", sink)));
+                    if family.per_sink {
+                        labels.extend(stats.sink_label().map(|sink| ("sink", sink)));
+                    }
                     let mut sample = metric.encode_family(&labels)?;
                     match family.value {
                         Value::Counter(read) => ConstCounter::new(read(stats)).encode(sample)?,
@@ -220,5 +222,26 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn a_fan_out_has_a_sample_per_destination_for_what_is_per_sink() {
+        let board = StatusBoard::default();
+        let pipeline = board.add("channel-1");
+        let own = pipeline.add_sink("own", true);
+        pipeline.add_sink("youtube", false).record_skipped();
+        own.record_published("a", 1000, Duration::from_millis(20));
+        let text = render_metrics(&board);
+        for sample in [
+            "streampub_fragments_published_total{pipeline=\"channel-1\",sink=\"own\"} 1\n",
+            "streampub_fragments_published_total{pipeline=\"channel-1\",sink=\"youtube\"} 0\n",
+            "streampub_fragments_skipped_total{pipeline=\"channel-1\",sink=\"youtube\"} 1\n",
+            "streampub_sink_up{pipeline=\"channel-1\",sink=\"own\"} 1.0\n",
+            // About the pipeline's reading: once.
+            "streampub_pipeline_up{pipeline=\"channel-1\"} 1.0\n",
+        ] {
+            assert!(text.contains(sample), "{sample} missing: {text}");
+        }
+        assert!(!text.contains("streampub_fragments_published_total{pipeline=\"channel-1\"}"));
     }
 }

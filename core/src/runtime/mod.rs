@@ -258,7 +258,16 @@ async fn build(
     for destination in &plan.destinations {
         lanes.push(build_lane(config, plan, destination, &context).await?);
     }
-    let stages = plan.stages.iter().map(|stage| stage.type_name.as_str());
+    // One destination's own and implied stages show as the pipeline's, as they run.
+    let stages = match plan.fans_out() {
+        true => plan.stages.iter().collect::<Vec<_>>(),
+        false => plan
+            .stages
+            .iter()
+            .chain(&plan.destinations[0].stages)
+            .collect(),
+    };
+    let stages = stages.into_iter().map(|stage| stage.type_name.as_str());
     let sinks = plan.destinations.iter().map(|destination| {
         let type_name = &destination.sink.type_name;
         match destination.name == *type_name {
@@ -374,6 +383,7 @@ async fn run_to_end(
             .into_iter()
             .next()
             .expect("a pipeline has a destination");
+        stats.name_sink(&lane.name);
         let started = lane.start(&lane_context, Arc::clone(stats), shutdown.clone(), None);
         driver = Some(started.await?);
     }

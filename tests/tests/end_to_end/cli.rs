@@ -308,6 +308,7 @@ fn plugins_lists_every_builtin_with_its_options() {
         ("sink", "null"),
         ("file", "top-level"),
         ("pipeline", "pipeline"),
+        ("destination", "destination"),
     ] {
         assert!(
             names.contains(&(kind.to_owned(), name.to_owned())),
@@ -341,8 +342,13 @@ fn plugins_lists_every_builtin_with_its_options() {
             "fragment_buffer_size",
             "source",
             "stages",
-            "sink"
+            "sink",
+            "sinks"
         ]
+    );
+    assert_eq!(
+        option_names("destination"),
+        ["name", "required", "max_lag", "stages"]
     );
     let directory = plugins
         .as_array()

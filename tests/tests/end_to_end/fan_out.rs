@@ -22,6 +22,8 @@ const TIMEOUT: Duration = Duration::from_secs(240);
 const FRAME: f64 = 0.04;
 /// Seeds the moment of the kill.
 const SEED: u64 = 24;
+/// The most a kill -9 and a restart repeat to an RTMP destination, in seconds (see the test).
+const KILL_REPEAT: f64 = 2.04 + 1.0 + 1.31 + 0.25;
 
 /// An `rtmp` destination named `name`, publishing the stream `name` on `server`.
 fn rtmp(name: &str, server: &RtmpServer, required: bool) -> Value {
@@ -302,12 +304,14 @@ fn a_reload_and_a_kill_keep_every_destination_in_place() {
     server_b.stop();
     server_c.stop();
     assert_archive_complete(&archive_path, &media);
-    // A: a session per run; the second repeats at most a GOP of what the first sent.
+    // A: a session per run; the second repeats what the first sent after the last save of its
+    // progress: at most a GOP (2 s), the interval between saves (1 s), a chunk of media (64 KiB:
+    // 1.3 s at 400 kbit/s) and the acknowledgement window (0.25 s).
     let stretches = stretches_of(&server_a.recordings_of("a"), &position, video_packet_hashes);
     let repeats = repeats_between_sessions(&stretches, content.len(), FRAME);
     println!("a: sessions {stretches:?}, repeated {repeats:.2?} s");
     assert_eq!(repeats.len(), 1, "{stretches:?}");
-    assert!(repeats[0] <= 2.04 + 0.3, "{repeats:?}");
+    assert!(repeats[0] <= KILL_REPEAT, "{repeats:?}");
     // B stopped at the reload; C started there and reached the end.
     assert_eq!(server_b.recordings_of("b").len(), 1);
     let recorded_c = server_c.recordings_of("c");
@@ -317,6 +321,19 @@ fn a_reload_and_a_kill_keep_every_destination_in_place() {
         "c joined at the live edge: {stretches:?}"
     );
     assert_eq!(stretches.last().unwrap().1, content.len() - 1);
+    // From there on nothing lost, and the restart repeats no more than A's.
+    for pair in stretches.windows(2) {
+        let ((_, earlier_end), (later_start, _)) = (pair[0], pair[1]);
+        assert!(
+            later_start <= earlier_end + 1,
+            "c lost frames: {stretches:?}"
+        );
+        let repeated = (earlier_end + 1 - later_start) as f64 * FRAME;
+        assert!(
+            repeated <= KILL_REPEAT,
+            "c repeated {repeated:.2} s: {stretches:?}"
+        );
+    }
 }
 
 /// Bytes `pid` has read (`rchar`: every read, from the page cache or the disk).
@@ -364,4 +381,57 @@ fn three_destinations_read_each_file_once() {
     );
     // The files once, and a little for the pipeline file and the state.
     assert!(read < total + total / 10 + 256 * 1024, "{read} of {total}");
+}
+
+/// Every kind of sink as a destination of one fan-out, unpaced: each gets every fragment.
+#[test]
+fn every_kind_of_sink_is_a_destination() {
+    let media = small_fragments(3, 2, &["--bitrate", "400k"]);
+    let input_video: usize = media
+        .iter()
+        .map(|path| probe_all_packets(path).video.count())
+        .sum();
+    let mut server = RtmpServer::start();
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    let piped = dir.join("piped.bin");
+    let config = dir.pipeline_file(&json!({
+        "pipelines": [{
+            "name": "channel-1",
+            "source": {"type": "directory", "path": "in", "follow": false, "settle": "0s"},
+            "sinks": [
+                {"type": "rtmp", "url": format!("{}/native", server.server_url()), "pacing": "off"},
+                {"type": "ffmpeg-rtmp", "url": format!("{}/ffmpeg", server.server_url()), "pacing": "off"},
+                {"type": "file", "path": "copies", "mode": "per_fragment"},
+                {"type": "process", "command": ["sh", "-c", format!("cat > {}", piped.display())]},
+                {"type": "null", "required": false},
+            ],
+        }],
+    }));
+    let run = streampub_tests::run_pipeline_file(&config, TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    for sink in ["rtmp", "ffmpeg-rtmp", "file", "process", "null"] {
+        assert_eq!(published_by(&run.logs, sink).len(), media.len(), "{sink}");
+    }
+    server.stop();
+    for stream in ["native", "ffmpeg"] {
+        let recordings = server.recordings_of(stream);
+        assert_eq!(recordings.len(), 1, "{stream}: one session");
+        assert_eq!(
+            probe_packets(&recordings[0]).video.count(),
+            input_video,
+            "{stream}"
+        );
+        assert_eq!(decoder_errors(&recordings[0]), 0, "{stream}");
+    }
+    let mut joined = Vec::new();
+    for path in &media {
+        let copy = dir.join("copies").join(path.file_name().unwrap());
+        assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(path).unwrap());
+        joined.extend(std::fs::read(path).unwrap());
+    }
+    assert!(
+        std::fs::read(&piped).unwrap() == joined,
+        "the process got every byte in order"
+    );
 }

@@ -129,7 +129,8 @@ fn late_fragment_covered_by_filler(sink: &str, session_event: &str) {
         event["fragment"] == last.as_str()
     });
     let metrics = parse_prometheus_text(&http.get("/metrics").body);
-    let metric = metrics["streampub_filler_seconds_total{pipeline=\"channel\"}"];
+    let metric =
+        metrics[&format!("streampub_filler_seconds_total{{pipeline=\"channel\",sink=\"{sink}\"}}")];
     assert!(metric >= 12.5, "streampub_filler_seconds_total {metric}");
     running.signal(Signal::TERM);
     let run = running.wait(Duration::from_secs(30));

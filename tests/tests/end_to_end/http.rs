@@ -547,23 +547,23 @@ fn metrics_and_health_cover_every_pipeline_whatever_its_source() {
             .unwrap_or_else(|| panic!("no {series} in\n{}", metrics.body))
     };
     assert_eq!(
-        value(r#"streampub_fragments_published_total{pipeline="files"}"#),
+        value(r#"streampub_fragments_published_total{pipeline="files",sink="null"}"#),
         3.0
     );
     assert_eq!(
-        value(r#"streampub_bytes_published_total{pipeline="files"}"#),
+        value(r#"streampub_bytes_published_total{pipeline="files",sink="null"}"#),
         300_003.0
     );
     assert_eq!(
-        value(r#"streampub_publish_latency_seconds_count{pipeline="files"}"#),
+        value(r#"streampub_publish_latency_seconds_count{pipeline="files",sink="null"}"#),
         3.0
     );
     assert_eq!(
-        value(r#"streampub_fragments_failed_total{pipeline="files"}"#),
+        value(r#"streampub_fragments_failed_total{pipeline="files",sink="null"}"#),
         0.0
     );
     assert_eq!(
-        value(r#"streampub_fragments_published_total{pipeline="broken"}"#),
+        value(r#"streampub_fragments_published_total{pipeline="broken",sink="file"}"#),
         0.0
     );
     assert_eq!(value(r#"streampub_pipeline_up{pipeline="files"}"#), 1.0);
@@ -574,10 +574,11 @@ fn metrics_and_health_cover_every_pipeline_whatever_its_source() {
         0.0
     );
     assert_eq!(
-        value(r#"streampub_sink_reconnects_total{pipeline="files"}"#),
+        value(r#"streampub_sink_reconnects_total{pipeline="files",sink="null"}"#),
         0.0
     );
-    let last_publish = value(r#"streampub_last_publish_timestamp_seconds{pipeline="files"}"#);
+    let last_publish =
+        value(r#"streampub_last_publish_timestamp_seconds{pipeline="files",sink="null"}"#);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -614,11 +615,11 @@ fn uploads_and_metrics_share_one_listener_across_pipelines() {
     });
     let samples = parse_prometheus_text(&client.get("/metrics").body);
     assert_eq!(
-        samples[r#"streampub_bytes_published_total{pipeline="first"}"#],
+        samples[r#"streampub_bytes_published_total{pipeline="first",sink="null"}"#],
         5.0
     );
     assert_eq!(
-        samples[r#"streampub_bytes_published_total{pipeline="second"}"#],
+        samples[r#"streampub_bytes_published_total{pipeline="second",sink="null"}"#],
         7.0
     );
     running.signal(Signal::TERM);

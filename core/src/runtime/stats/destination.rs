@@ -27,7 +27,7 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl PipelineStats {
     /// Adds a destination's counters to a fan-out pipeline's (replacing one of the same name).
-    pub(crate) fn add_sink(&self, sink: &str, required: bool) -> Arc<PipelineStats> {
+    pub fn add_sink(&self, sink: &str, required: bool) -> Arc<PipelineStats> {
         let mut stats = Self::new(&self.name);
         stats.sink = Some(Destination {
             name: sink.to_owned(),
@@ -67,6 +67,17 @@ impl PipelineStats {
         self.sink.as_ref().map(|sink| sink.name.as_str())
     }
 
+    /// Names the one destination of a pipeline without a fan-out.
+    pub(crate) fn name_sink(&self, name: &str) {
+        let _ = self.sink_name.set(name.to_owned());
+    }
+
+    /// The destination these counters are about, for metrics' `sink` label: a fan-out's
+    /// destination, or a pipeline's one sink.
+    pub fn sink_label(&self) -> Option<&str> {
+        self.sink().or(self.sink_name.get().map(String::as_str))
+    }
+
     /// Whether this destination's confirmation holds fragments back (`required: true`).
     pub fn sink_required(&self) -> bool {
         self.sink.as_ref().is_some_and(|sink| sink.required)
@@ -74,7 +85,15 @@ impl PipelineStats {
 
     /// A destination's state: `live`, `behind`, `reconnecting`, `finished` or `failed`.
     pub fn sink_state(&self) -> &'static str {
-        self.sink.as_ref().map_or("live", |sink| *lock(&sink.state))
+        match &self.sink {
+            Some(sink) => *lock(&sink.state),
+            // A pipeline's one sink is as the pipeline.
+            None => match self.state() {
+                super::PipelineState::Running => "live",
+                super::PipelineState::Finished => "finished",
+                super::PipelineState::Failed(_) => "failed",
+            },
+        }
     }
 
     pub(crate) fn set_sink_state(&self, state: &'static str) {

@@ -55,6 +55,8 @@ pub struct PipelineStats {
     sink: Option<Destination>,
     /// A fan-out's destinations, in config order.
     sinks: RwLock<Vec<Arc<PipelineStats>>>,
+    /// The name of a pipeline's one destination (`sink:`), for metrics' `sink` label.
+    sink_name: OnceLock<String>,
     /// Why the pipeline waits instead of reading on (a required destination too far behind).
     waiting_for: Mutex<Option<String>>,
     started: Instant,
@@ -87,6 +89,7 @@ impl PipelineStats {
             name: name.to_owned(),
             sink: None,
             sinks: RwLock::default(),
+            sink_name: OnceLock::new(),
             waiting_for: Mutex::default(),
             started: Instant::now(),
             fragments_published: AtomicU64::new(0),
