@@ -57,5 +57,5 @@ pub use crate::registry::{OptionDoc, PluginKind, PluginRegistration, Registry, R
 pub use crate::runtime::reload::Reloaded;
 pub use crate::runtime::{
     Health, HistogramSnapshot, LatencySummary, PipelineReport, PipelineState, PipelineStats,
-    RunReport, Runtime, RuntimeShutdown, StatusBoard,
+    Readiness, RunReport, Runtime, RuntimeShutdown, StatusBoard,
 };

@@ -1,6 +1,7 @@
 //! `/healthz`: each pipeline's state and the figures an operator looks at first (`streampub
 //! status` prints them), with a row per destination of a fan-out under `sinks`; `503` while
-//! any pipeline is failing.
+//! any pipeline is failing. `/readyz`: `503` also while a sink is in an outage (a readiness
+//! probe; the process reconnects by itself, so liveness asks `/livez`).
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -66,4 +67,16 @@ fn row(stats: &PipelineStats) -> serde_json::Value {
         "filler_seconds": stats.filler_seconds(),
         "output_lead_seconds": stats.output_lead_seconds(),
     })
+}
+
+pub(crate) fn readiness(board: &StatusBoard) -> Response {
+    let readiness = board.readiness();
+    let (status, word) = match readiness.ready {
+        true => (StatusCode::OK, "ready"),
+        false => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+    };
+    json_response(
+        status,
+        &serde_json::json!({ "status": word, "reasons": readiness.reasons }),
+    )
 }

@@ -1,4 +1,5 @@
-//! What a listener answers: `/healthz` and `/metrics` for every pipeline, and the upload
+//! What a listener answers: `/healthz`, `/readyz`, `/livez` and `/metrics` for every
+//! pipeline, and the upload
 //! routes of the pipelines mounted on it. Anything else is a JSON `404`; a method a route does
 //! not take is a JSON `405` with `Allow`.
 
@@ -14,9 +15,11 @@ use axum::routing::get;
 use axum::Router;
 use streampub_core::StatusBoard;
 
-use crate::health::health;
+use crate::health::{health, readiness};
 use crate::metrics::{render_metrics, METRICS_CONTENT_TYPE};
-use crate::responses::{error_response, method_not_allowed, retry_later, text_response};
+use crate::responses::{
+    error_response, json_response, method_not_allowed, retry_later, text_response,
+};
 use crate::uploads::{check_fragment_name, unauthorized, UploadRoutes};
 
 /// One fragment of one pipeline.
@@ -123,6 +126,8 @@ impl IntoResponse for Refusal {
 pub(crate) fn router(listener: Arc<Listener>) -> Router {
     Router::new()
         .route("/healthz", get(healthz).fallback(only_get))
+        .route("/readyz", get(readyz).fallback(only_get))
+        .route("/livez", get(livez).fallback(only_get))
         .route("/metrics", get(metrics).fallback(only_get))
         .route(
             FRAGMENT_ROUTE,
@@ -136,6 +141,14 @@ pub(crate) fn router(listener: Arc<Listener>) -> Router {
 
 async fn healthz(State(listener): State<Arc<Listener>>) -> Response {
     health(&listener.board)
+}
+
+async fn readyz(State(listener): State<Arc<Listener>>) -> Response {
+    readiness(&listener.board)
+}
+
+async fn livez() -> Response {
+    json_response(StatusCode::OK, &serde_json::json!({"status": "alive"}))
 }
 
 async fn metrics(State(listener): State<Arc<Listener>>) -> Response {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::fragment::Fragment;
 use crate::runtime::chunking::ChunkEvent;
 
 /// What a destination's sink driver tells the dispatcher about itself.
@@ -174,6 +175,22 @@ impl LaneQueue {
             true => state.waiting_since.map(|since| since.elapsed()),
             false => None,
         }
+    }
+
+    /// Takes out the fragments queued to be read from their bodies (for the destination that
+    /// replaces this one); what is left (the rest of a fragment inside) stays.
+    pub(crate) fn take_backlog(&self) -> Vec<Fragment> {
+        let mut state = self.0.state();
+        let mut backlog = Vec::new();
+        let mut kept = VecDeque::new();
+        for event in std::mem::take(&mut state.events) {
+            match event {
+                ChunkEvent::ReadBody(fragment) => backlog.push(fragment),
+                other => kept.push_back(other),
+            }
+        }
+        state.events = kept;
+        backlog
     }
 
     /// Whether anything is queued.
@@ -378,6 +395,20 @@ mod tests {
         assert_eq!(queue.detach(true, Some(3)), 0);
         assert_eq!(queued(&queue), ["rest", "body 2", "body 3"]);
         assert_eq!(queue.backlog(), 2);
+    }
+
+    #[test]
+    fn a_replaced_destination_hands_over_what_it_has_not_started() {
+        let (queue, _receiver) = filled(vec![chunk(), ChunkEvent::End, begin(2), chunk()]);
+        queue.detach(true, Some(2));
+        let backlog = queue.take_backlog();
+        assert_eq!(backlog.len(), 1);
+        assert_eq!(backlog[0].info.sequence, 2);
+        assert_eq!(
+            queued(&queue),
+            ["rest"],
+            "the rest of its own fragment stays"
+        );
     }
 
     #[test]

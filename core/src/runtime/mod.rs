@@ -33,7 +33,7 @@ use self::fan_out::{Dispatcher, LaneChange};
 use self::lane::{build_lane, BuiltLane, LaneContext};
 pub use self::latency::HistogramSnapshot;
 pub use self::stats::{LatencySummary, PipelineReport, PipelineState, PipelineStats};
-pub use self::status::{Health, StatusBoard};
+pub use self::status::{Health, Readiness, StatusBoard};
 use crate::component::ComponentError;
 use crate::config::{ConfigError, LoadedConfig, PipelinePlan};
 use crate::services::Services;

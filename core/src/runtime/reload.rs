@@ -134,32 +134,24 @@ async fn reconfigure(
     config: &LoadedConfig,
     services: &crate::services::Services,
 ) -> (Vec<String>, Vec<(String, String)>) {
-    let (mut done, mut failed) = (Vec::new(), Vec::new());
+    let (mut added, mut removed, mut failed) = (Vec::new(), Vec::new(), Vec::new());
     let changes = pipeline.changes.clone().expect("checked by reconfigurable");
     let context = config.context(plan, services);
+    let old = std::mem::take(&mut pipeline.destinations);
     let mut kept = Vec::new();
-    for (name, fingerprint) in pipeline.destinations.drain(..) {
-        if !plan.destinations.iter().any(|wanted| wanted.name == name) {
-            let _ = changes.send(LaneChange::Remove(name.clone()));
-            done.push(format!("-{}/{name}", plan.name));
-        } else {
-            kept.push((name, fingerprint));
-        }
-    }
+    // Added and changed destinations first, so that a required one is there at every moment.
     for destination in &plan.destinations {
-        let old = kept.iter().position(|(name, _)| *name == destination.name);
-        if old.is_some_and(|index| kept[index].1 == destination.fingerprint) {
+        let previous = old.iter().find(|(name, _)| *name == destination.name);
+        if previous.is_some_and(|(_, fingerprint)| *fingerprint == destination.fingerprint) {
+            kept.extend(previous.cloned());
             continue;
         }
         match build_lane(config, plan, destination, &context).await {
             Ok(built) => {
                 let _ = changes.send(LaneChange::Add(built));
-                let sign = if old.is_some() { '~' } else { '+' };
-                done.push(format!("{sign}{}/{}", plan.name, destination.name));
-                match old {
-                    Some(index) => kept[index].1 = destination.fingerprint.clone(),
-                    None => kept.push((destination.name.clone(), destination.fingerprint.clone())),
-                }
+                let sign = if previous.is_some() { '~' } else { '+' };
+                added.push(format!("{sign}{}/{}", plan.name, destination.name));
+                kept.push((destination.name.clone(), destination.fingerprint.clone()));
             }
             Err(build_error) => {
                 error!(
@@ -175,9 +167,31 @@ async fn reconfigure(
                     format!("{}/{}", plan.name, destination.name),
                     build_error.to_string(),
                 ));
+                // A changed one goes on in its old form.
+                kept.extend(previous.cloned());
             }
         }
     }
+    // Then those the file no longer has, unless no required destination of the file runs.
+    let required_runs = plan.destinations.iter().any(|destination| {
+        destination.required && kept.iter().any(|(name, _)| *name == destination.name)
+    });
+    for (name, fingerprint) in old {
+        if plan.destinations.iter().any(|wanted| wanted.name == name) {
+            continue;
+        }
+        if !required_runs {
+            failed.push((
+                format!("{}/{name}", plan.name),
+                "kept running: no required destination of the reloaded file could start".into(),
+            ));
+            kept.push((name, fingerprint));
+            continue;
+        }
+        let _ = changes.send(LaneChange::Remove(name.clone()));
+        removed.push(format!("-{}/{name}", plan.name));
+    }
+    let done = removed.into_iter().chain(added).collect();
     pipeline.destinations = kept;
     // What runs now is what the file says, except destinations that failed to build: those
     // are tried again by the next reload that changes them.

@@ -24,7 +24,40 @@ pub struct Health {
     pub pipelines: Vec<(String, PipelineState)>,
 }
 
+/// What `/readyz` reports: whether the process does its job now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// No pipeline failed and no sink is in an outage.
+    pub ready: bool,
+    /// Why not, one line each (`channel-1/origin: reconnecting`).
+    pub reasons: Vec<String>,
+}
+
 impl StatusBoard {
+    /// Ready while no pipeline has failed and no sink (or destination of a fan-out) is in an
+    /// outage: a load balancer or Kubernetes then sends no work here, and nothing restarts
+    /// the process for it (it reconnects by itself).
+    pub fn readiness(&self) -> Readiness {
+        let mut reasons = Vec::new();
+        for pipeline in self.pipelines() {
+            if let PipelineState::Failed(error) = pipeline.state() {
+                reasons.push(format!("{}: failed: {error}", pipeline.name()));
+            }
+            let sinks = pipeline.sinks();
+            if sinks.is_empty() && pipeline.in_outage() {
+                reasons.push(format!("{}: sink reconnecting", pipeline.name()));
+            }
+            for sink in sinks.iter().filter(|sink| sink.in_outage()) {
+                let name = sink.sink().unwrap_or_default();
+                reasons.push(format!("{}/{name}: reconnecting", pipeline.name()));
+            }
+        }
+        Readiness {
+            ready: reasons.is_empty(),
+            reasons,
+        }
+    }
+
     /// Adds a pipeline and returns the stats its runtime updates.
     pub fn add(&self, name: &str) -> Arc<PipelineStats> {
         let stats = Arc::new(PipelineStats::new(name));
@@ -69,6 +102,25 @@ impl StatusBoard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sink_in_an_outage_makes_the_process_not_ready() {
+        let board = StatusBoard::default();
+        let pipeline = board.add("channel-1");
+        let destination = pipeline.add_sink("origin", true);
+        assert!(board.readiness().ready);
+        destination.set_in_outage(true);
+        assert_eq!(
+            board.readiness().reasons,
+            ["channel-1/origin: reconnecting".to_owned()]
+        );
+        destination.set_in_outage(false);
+        board.add("single").set_in_outage(true);
+        assert_eq!(
+            board.readiness().reasons,
+            ["single: sink reconnecting".to_owned()]
+        );
+    }
 
     #[test]
     fn health_names_pipelines_that_are_not_running() {

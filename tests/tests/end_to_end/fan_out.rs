@@ -127,6 +127,16 @@ fn a_destination_down_for_40_s_stalls_none_of_the_others() {
         sinks["b-all"]["lag_fragments"].as_u64().unwrap() >= 5,
         "{health}"
     );
+    // Not ready while a destination is in an outage; alive all the same.
+    let client = HttpClient::new(&address);
+    let ready = client.get("/readyz");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    let reasons = ready.json()["reasons"].to_string();
+    assert!(
+        reasons.contains("channel-1/b-all: reconnecting"),
+        "{reasons}"
+    );
+    assert_eq!(client.get("/livez").status, 200);
     let logs = running.logs_so_far();
     assert!(published_by(&logs, "a").len() >= 6, "A went on");
     let moved = files_in(&dir.join("done"));

@@ -47,6 +47,7 @@ pub(crate) struct SinkDriver {
 impl SinkDriver {
     /// Tells a fan-out's dispatcher that the sink is down (reconnecting) or back.
     pub(super) fn signal_down(&self, down: bool) {
+        self.stats.set_in_outage(down);
         if let Some(signal) = &self.signal {
             signal.set_down(down);
         }

@@ -40,10 +40,9 @@ pub(super) struct Lane {
 impl Lane {
     pub(super) fn new(
         name: String,
-        required: bool,
         max_lag: usize,
         queue: LaneQueue,
-        stats: Arc<PipelineStats>,
+        owner: CopyOwner,
         stop: CancellationToken,
         task: LaneTask,
     ) -> Self {
@@ -51,11 +50,7 @@ impl Lane {
             name,
             max_lag,
             queue,
-            owner: CopyOwner {
-                required,
-                removed: Default::default(),
-                stats,
-            },
+            owner,
             live: false,
             streaming: false,
             skipped: 0,

@@ -44,6 +44,16 @@ pub(crate) struct CopyOwner {
     pub(crate) stats: Arc<PipelineStats>,
 }
 
+impl CopyOwner {
+    pub(crate) fn new(required: bool, stats: Arc<PipelineStats>) -> Self {
+        Self {
+            required,
+            removed: Default::default(),
+            stats,
+        }
+    }
+}
+
 impl SharedFragment {
     /// Shares `fragment` among destinations of which `required` are required.
     pub(crate) fn new(fragment: Fragment, required: usize, stats: Arc<PipelineStats>) -> Self {

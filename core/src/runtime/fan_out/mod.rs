@@ -34,6 +34,7 @@ use super::error::PipelineError;
 use super::lane::{BuiltLane, LaneContext};
 use super::lane_queue::{lane_queue, LaneSignal};
 use super::stats::PipelineStats;
+use crate::fragment::Fragment;
 
 /// How often the dispatcher looks at its destinations.
 const LANE_CHECK: Duration = Duration::from_millis(100);
@@ -93,28 +94,56 @@ impl Dispatcher {
         let driver = start_driver(built, &self.context, &stats, &stop, &signal).await?;
         let (queue, receiver) = lane_queue(signal);
         let task = tokio::spawn(driver.run(Events::Lane(receiver)));
-        let mut lane = Lane::new(name, required, max_lag, queue, stats, stop, task);
+        let owner = CopyOwner::new(required, stats);
+        let mut lane = Lane::new(name, max_lag, queue, owner, stop, task);
         lane.live = true;
         self.lanes.push(lane);
         Ok(())
     }
 
-    /// Adds a destination while the pipeline runs: its queue at once (a required one is
-    /// handed every fragment from now on), its driver once `previous` (the one it replaces)
-    /// has finished with their state file.
-    fn add_running(&mut self, built: BuiltLane, previous: Option<LaneTask>) {
+    /// Adds a destination while the pipeline runs: its queue at once, holding `backlog` (what
+    /// the destination it replaces had not sent) and, for a required one, every fragment from
+    /// now on; its driver once `previous` (the one it replaces) has finished with their state
+    /// file. One that cannot start is logged, shows as failed, and holds nothing.
+    fn add_running(
+        &mut self,
+        built: BuiltLane,
+        previous: Option<LaneTask>,
+        backlog: Vec<Fragment>,
+    ) {
         let (name, required, max_lag) = (built.name.clone(), built.required, built.max_lag);
         let stats = self.stats.add_sink(&name, required);
+        let owner = CopyOwner::new(required, Arc::clone(&stats));
         let signal = Arc::new(LaneSignal::default());
         let stop = self.shutdown.child_token();
         let (queue, receiver) = lane_queue(Arc::clone(&signal));
-        let (context, lane_stats, lane_stop) =
-            (self.context.clone(), Arc::clone(&stats), stop.clone());
+        for fragment in backlog {
+            queue.push(ChunkEvent::ReadBody(fragment));
+        }
+        let removed = Arc::clone(&owner.removed);
+        let (context, lane_stats, lane_stop) = (self.context.clone(), stats, stop.clone());
         let task = tokio::spawn(async move {
             if let Some(previous) = previous {
                 let _ = previous.await;
             }
-            let driver = start_driver(built, &context, &lane_stats, &lane_stop, &signal).await?;
+            let started = start_driver(built, &context, &lane_stats, &lane_stop, &signal).await;
+            let driver = match started {
+                Ok(driver) => driver,
+                Err(error) => {
+                    // As if it were not in the file: what it was handed holds nothing.
+                    removed.store(true, Ordering::Relaxed);
+                    warn!(
+                        event = "sink_not_started",
+                        pipeline = %context.pipeline,
+                        sink = lane_stats.sink(),
+                        error = %error,
+                        "Destination {} of pipeline {} could not start: {error}",
+                        lane_stats.sink().unwrap_or_default(),
+                        context.pipeline
+                    );
+                    return Ok(());
+                }
+            };
             info!(
                 event = "sink_added",
                 pipeline = %context.pipeline,
@@ -126,7 +155,7 @@ impl Dispatcher {
             driver.run(Events::Lane(receiver)).await
         });
         self.lanes
-            .push(Lane::new(name, required, max_lag, queue, stats, stop, task));
+            .push(Lane::new(name, max_lag, queue, owner, stop, task));
     }
 
     /// Dispatches until the input ends, shutdown, or a required destination fails; then lets
@@ -193,13 +222,19 @@ impl Dispatcher {
                 }
                 self.current = None;
             }
-            ChunkEvent::Unreadable(fragment, reason, message) => fail_fragment(
-                &self.context.pipeline,
-                &self.stats,
-                fragment,
-                reason,
-                message.into(),
-            ),
+            ChunkEvent::Unreadable(fragment, reason, message) => {
+                // Failed for every destination alike.
+                for lane in &self.lanes {
+                    lane.stats().record_failed();
+                }
+                fail_fragment(
+                    &self.context.pipeline,
+                    &self.stats,
+                    fragment,
+                    reason,
+                    message.into(),
+                )
+            }
             other => {
                 return Err(PipelineError::Internal(format!(
                     "chunk event {other:?} from the chunking stage"
@@ -231,10 +266,11 @@ impl Dispatcher {
                     .idle_for()
                     .is_some_and(|idle| idle >= longer_than)
         };
+        // A lane held at its gate waits too: for the others to reach its fragment.
         let someone_waits = self
             .lanes
             .iter()
-            .any(|lane| idle(lane, false, Duration::ZERO));
+            .any(|lane| idle(lane, false, Duration::ZERO) || lane.gated_on.is_some());
         let someone_starves = self.lanes.iter().any(|lane| idle(lane, true, LANE_STARVED));
         let budget_used_up = self
             .stats
@@ -335,13 +371,13 @@ impl Dispatcher {
         match change {
             LaneChange::Add(built) => {
                 let name = built.name.clone();
-                self.remove(&name);
+                let backlog = self.hand_over(&name);
                 let previous = self
                     .stopping
                     .iter()
                     .position(|(stopping, _)| *stopping == name)
                     .map(|index| self.stopping.remove(index).1);
-                self.add_running(built, previous);
+                self.add_running(built, previous, backlog);
             }
             LaneChange::Remove(name) => {
                 if self.remove(&name) {
@@ -355,6 +391,24 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// Stops the destination `name` that a new version replaces, and returns the fragments it
+    /// had queued and not started: the new version sends them (its copies still hold the
+    /// source, and so does what the old one finishes on its way out).
+    fn hand_over(&mut self, name: &str) -> Vec<Fragment> {
+        let Some(index) = self.lanes.iter().position(|lane| lane.name == name) else {
+            return Vec::new();
+        };
+        let lane = self.lanes.remove(index);
+        let streaming = self.current.as_ref().map(|shared| shared.info().sequence);
+        lane.queue
+            .detach(true, streaming.filter(|_| lane.streaming));
+        let backlog = lane.queue.take_backlog();
+        lane.stop.cancel();
+        self.stats.remove_sink(name);
+        self.stopping.push((lane.name, lane.task));
+        backlog
     }
 
     /// Stops the destination `name`, if there is one; what it holds no longer holds the source.

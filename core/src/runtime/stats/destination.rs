@@ -67,6 +67,17 @@ impl PipelineStats {
         self.sink.as_ref().map(|sink| sink.name.as_str())
     }
 
+    /// The sink is in an outage (reconnecting or resending) or back.
+    pub(crate) fn set_in_outage(&self, outage: bool) {
+        self.in_outage
+            .store(outage, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the sink is in an outage: reconnecting, or resending what it had not confirmed.
+    pub fn in_outage(&self) -> bool {
+        self.in_outage.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Names the one destination of a pipeline without a fan-out.
     pub(crate) fn name_sink(&self, name: &str) {
         let _ = self.sink_name.set(name.to_owned());
@@ -89,6 +100,7 @@ impl PipelineStats {
             Some(sink) => *lock(&sink.state),
             // A pipeline's one sink is as the pipeline.
             None => match self.state() {
+                super::PipelineState::Running if self.in_outage() => "reconnecting",
                 super::PipelineState::Running => "live",
                 super::PipelineState::Finished => "finished",
                 super::PipelineState::Failed(_) => "failed",

@@ -57,6 +57,8 @@ pub struct PipelineStats {
     sinks: RwLock<Vec<Arc<PipelineStats>>>,
     /// The name of a pipeline's one destination (`sink:`), for metrics' `sink` label.
     sink_name: OnceLock<String>,
+    /// The sink's session failed and it is reconnecting (or resending).
+    in_outage: std::sync::atomic::AtomicBool,
     /// Why the pipeline waits instead of reading on (a required destination too far behind).
     waiting_for: Mutex<Option<String>>,
     started: Instant,
@@ -90,6 +92,7 @@ impl PipelineStats {
             sink: None,
             sinks: RwLock::default(),
             sink_name: OnceLock::new(),
+            in_outage: Default::default(),
             waiting_for: Mutex::default(),
             started: Instant::now(),
             fragments_published: AtomicU64::new(0),
