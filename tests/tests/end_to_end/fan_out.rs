@@ -445,3 +445,61 @@ fn every_kind_of_sink_is_a_destination() {
         "the process got every byte in order"
     );
 }
+
+/// A required destination that cannot reach its server holds the others back once it is
+/// `max_lag` fragments behind (the status says why), and everything goes out when it is back.
+#[test]
+fn a_required_destination_max_lag_behind_holds_the_others() {
+    let media = small_fragments(8, 1, &["--bitrate", "400k"]);
+    let mut server = RtmpServer::reserve();
+    let dir = TestDir::new();
+    dir.copy_in("in", &media);
+    let address = format!("127.0.0.1:{}", free_port());
+    let config = dir.pipeline_file(&json!({
+        "metrics": {"listen": address},
+        "pipelines": [{
+            "name": "channel-1",
+            "source": {"type": "directory", "path": "in", "follow": false, "settle": "0s"},
+            "sinks": [
+                {"type": "null", "name": "fast"},
+                {"type": "rtmp", "name": "late", "url": format!("{}/late", server.server_url()),
+                 "pacing": "off", "max_lag": 2, "reconnect_delay": "200ms",
+                 "max_reconnect_delay": "500ms", "max_reconnect_attempts": 200},
+            ],
+        }],
+    }));
+    let running = Running::start(&streampub_binary(), &["run", config.to_str().unwrap()]);
+    let waiting = running.wait_for_event(TIMEOUT, "pipeline_waiting", |_| true);
+    assert_eq!(waiting["sink"], "late", "{waiting}");
+    // Held: a second later the fast destination has got no further.
+    let held = published_by(&running.logs_so_far(), "fast").len();
+    std::thread::sleep(Duration::from_secs(1));
+    let logs = running.logs_so_far();
+    assert_eq!(published_by(&logs, "fast").len(), held, "the others wait");
+    assert!(held < media.len(), "{held} published before waiting");
+    let health = HttpClient::new(&address).get("/healthz").json();
+    let why = health["pipelines"]["channel-1"]["waiting_for"].to_string();
+    assert!(
+        why.contains("late") && why.contains("max_lag 2"),
+        "{health}"
+    );
+
+    server.restart();
+    let run = running.wait(TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert!(!run.events("pipeline_resumed").is_empty());
+    for sink in ["fast", "late"] {
+        assert_eq!(published_by(&run.logs, sink).len(), media.len(), "{sink}");
+    }
+    server.stop();
+    let recordings = server.recordings_of("late");
+    let video: usize = recordings
+        .iter()
+        .map(|recording| probe_packets(recording).video.count())
+        .sum();
+    let input: usize = media
+        .iter()
+        .map(|path| probe_all_packets(path).video.count())
+        .sum();
+    assert!(video >= input, "late got every frame: {video} of {input}");
+}
