@@ -1,7 +1,7 @@
 //! `/healthz`: each pipeline's state and the figures an operator looks at first (`streampub
 //! status` prints them), with a row per destination of a fan-out under `sinks`; `503` while
-//! any pipeline is failing. `/readyz`: `503` also while a sink is in an outage (a readiness
-//! probe; the process reconnects by itself, so liveness asks `/livez`).
+//! any pipeline is failing. `/readyz`: `503` while a pipeline failed or a sink is in an outage
+//! or failed (a readiness probe; the process reconnects by itself, so liveness asks `/livez`).
 
 use axum::http::StatusCode;
 use axum::response::Response;

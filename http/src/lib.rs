@@ -2,7 +2,7 @@
 //!
 //! A runtime shares its listeners, one per address ([`HttpListeners`], kept in its
 //! services): the first component that asks for an address binds it, later ones share it.
-//! Every listener answers `GET /healthz` and `GET /metrics` for all pipelines, and the upload
+//! Every listener answers `GET /healthz`, `/readyz`, `/livez` and `/metrics` for all pipelines, and the upload
 //! routes `GET` and `PUT /v1/pipelines/{pipeline}/fragments/{name}` of each pipeline that
 //! mounted them ([`UploadRoutes`]; the `http` source does, with its spool behind
 //! [`FragmentUploads`]). Routing is axum's; connections are hyper's, with a limit on how long

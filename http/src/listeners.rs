@@ -105,7 +105,7 @@ impl HttpListeners {
     }
 }
 
-/// Serves `/healthz` and `/metrics` for every pipeline of the runtime that `services` belongs
+/// Serves `/healthz`, `/readyz`, `/livez` and `/metrics` for every pipeline of the runtime that `services` belongs
 /// to on `address` (sharing the listener if an `http` source listens there too). Call it
 /// before [`Runtime::start_with`](streampub_core::Runtime::start_with) to fail before any
 /// pipeline starts; must be called within a Tokio runtime.

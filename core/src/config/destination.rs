@@ -28,8 +28,8 @@ const DESTINATION_KEYS: [&str; 4] = ["name", "required", "max_lag", "stages"];
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct DestinationOptions {
-    /// Names the destination in logs (`sink` field), metrics (`sink` label), `/healthz` and
-    /// `streampub status`, and its state file. Default: its `type`, then `<type>-2`,
+    /// Names the destination in metrics (`sink` label) and, in a fan-out, in logs (`sink`
+    /// field), `/healthz`, `streampub status` and its state file. Default: its `type`, then `<type>-2`,
     /// `<type>-3`, … when the type is repeated.
     #[serde(default)]
     name: Option<String>,
@@ -39,8 +39,9 @@ struct DestinationOptions {
     /// (counted) and rejoins at the live edge. Default `true`; at least one must be required.
     #[serde(default = "default_required")]
     required: bool,
-    /// How many fragments a required destination that is down or slow may fall behind the
-    /// others; beyond that the others wait for it (the status says so). 1 to 200, default 20.
+    /// How many fragments a required destination that is down or slow may have queued to read
+    /// from their files (the one it is on not counted); with that many, the others wait for
+    /// it (the status says so). 1 to 200, default 20.
     #[serde(default = "default_max_lag")]
     max_lag: usize,
     /// Stages for this destination alone, run after the pipeline's `stages` and before those

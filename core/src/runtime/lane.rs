@@ -43,7 +43,8 @@ pub(crate) struct LaneContext {
     pub(crate) shutdown_timeout: Duration,
 }
 
-/// Builds one destination of `plan`: a copy of the listed stages, its implied stages, its sink.
+/// Builds one destination of `plan`: a copy of the listed stages, its own and implied stages,
+/// its sink.
 pub(crate) async fn build_lane(
     config: &LoadedConfig,
     plan: &PipelinePlan,

@@ -29,7 +29,8 @@ pub(crate) struct LaneSignal {
     paced: AtomicBool,
     /// It waits for the wall clock on purpose (a paced sink ahead of time).
     pacing: AtomicBool,
-    /// When it last took an event or stopped pacing.
+    /// When it last took an event, got one in an empty queue, or started or stopped pacing or
+    /// being down.
     last_active: Mutex<Instant>,
 }
 
@@ -233,7 +234,7 @@ impl LaneQueue {
     }
 
     /// Empties the queue of chunks for a destination that fell behind, so that it holds none of
-    /// the read budget: the fragment it is inside (`inside`: the one the dispatcher streams to
+    /// the read budget: the fragment it is inside (`streaming`: the one the dispatcher streams to
     /// it now, if its start was taken; or one whose chunks are still queued) it reads the rest
     /// of from the body; every fragment queued after that it reads whole from its body when
     /// `required`, or skips.

@@ -35,7 +35,7 @@ pub struct Readiness {
 
 impl StatusBoard {
     /// Ready while no pipeline has failed and no sink (or destination of a fan-out) is in an
-    /// outage: a load balancer or Kubernetes then sends no work here, and nothing restarts
+    /// outage or failed: a load balancer or Kubernetes then sends no work here, and nothing restarts
     /// the process for it (it reconnects by itself).
     pub fn readiness(&self) -> Readiness {
         let mut reasons = Vec::new();
@@ -47,9 +47,19 @@ impl StatusBoard {
             if sinks.is_empty() && pipeline.in_outage() {
                 reasons.push(format!("{}: sink reconnecting", pipeline.name()));
             }
-            for sink in sinks.iter().filter(|sink| sink.in_outage()) {
+            for sink in &sinks {
                 let name = sink.sink().unwrap_or_default();
-                reasons.push(format!("{}/{name}: reconnecting", pipeline.name()));
+                match sink.sink_state() {
+                    "failed" => reasons.push(format!(
+                        "{}/{name}: failed: {}",
+                        pipeline.name(),
+                        sink.last_error().unwrap_or_default()
+                    )),
+                    _ if sink.in_outage() => {
+                        reasons.push(format!("{}/{name}: reconnecting", pipeline.name()))
+                    }
+                    _ => {}
+                }
             }
         }
         Readiness {

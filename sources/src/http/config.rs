@@ -16,7 +16,7 @@ pub const DEFAULT_SPOOL_LIMIT: usize = 32;
 /// spools them durably and publishes them in the order they were accepted.
 ///
 /// Pipelines with the same `listen` share one server. Every listener also answers
-/// `GET /healthz` and `GET /metrics` (without a token). An upload answered `201` is on disk and
+/// `GET /healthz`, `/readyz`, `/livez` and `/metrics` (without a token). An upload answered `201` is on disk and
 /// journaled: it is published even if the process stops first, on the next start.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -186,6 +186,14 @@ pub(super) fn lane_ended(
     ended: Result<Result<(), PipelineError>, tokio::task::JoinError>,
     pipeline: &str,
 ) -> Result<(), PipelineError> {
+    // One that could not start (a reload added it) has said so and holds nothing.
+    if lane
+        .owner
+        .removed
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Ok(());
+    }
     let error = match ended {
         Ok(Ok(())) => {
             lane.stats().set_sink_state("finished");

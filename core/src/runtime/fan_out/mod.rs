@@ -104,7 +104,8 @@ impl Dispatcher {
     /// Adds a destination while the pipeline runs: its queue at once, holding `backlog` (what
     /// the destination it replaces had not sent) and, for a required one, every fragment from
     /// now on; its driver once `previous` (the one it replaces) has finished with their state
-    /// file. One that cannot start is logged, shows as failed, and holds nothing.
+    /// file. One that cannot start is logged and shows as failed; its own copies hold nothing,
+    /// those it took over are left for the next start.
     fn add_running(
         &mut self,
         built: BuiltLane,

@@ -54,7 +54,8 @@ impl PipelineStats {
             .retain(|other| other.sink() != Some(sink));
     }
 
-    /// A fan-out's destinations' counters, in config order; empty for one destination.
+    /// A fan-out's destinations' counters (one a reload added or changed comes last); empty
+    /// for one destination.
     pub fn sinks(&self) -> Vec<Arc<PipelineStats>> {
         self.sinks
             .read()

@@ -53,7 +53,7 @@ pub struct PipelineStats {
     name: String,
     /// The destination these counters are of, in a fan-out; `None` for a pipeline's own.
     sink: Option<Destination>,
-    /// A fan-out's destinations, in config order.
+    /// A fan-out's destinations (one a reload added or changed comes last).
     sinks: RwLock<Vec<Arc<PipelineStats>>>,
     /// The name of a pipeline's one destination (`sink:`), for metrics' `sink` label.
     sink_name: OnceLock<String>,
@@ -142,7 +142,8 @@ impl PipelineStats {
         self.fragments_failed.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A fragment an earlier run had published was offered again and acknowledged unsent.
+    /// A fragment was not sent: an earlier run had published it (offered again, acknowledged
+    /// unsent), or a fan-out's destination with `required: false` skipped it while behind.
     pub fn record_skipped(&self) {
         self.fragments_skipped.fetch_add(1, Ordering::Relaxed);
     }
@@ -243,7 +244,8 @@ impl PipelineStats {
         self.fragments_failed.load(Ordering::Relaxed)
     }
 
-    /// Fragments offered again after a stop although they had been published before it.
+    /// Fragments not sent: offered again after a stop although published before it, or
+    /// skipped by a destination with `required: false` while it was behind.
     pub fn fragments_skipped(&self) -> u64 {
         self.fragments_skipped.load(Ordering::Relaxed)
     }
@@ -346,7 +348,8 @@ pub struct PipelineReport {
     pub name: String,
     pub fragments_published: u64,
     pub fragments_failed: u64,
-    /// Offered again after a stop although published before it; not sent twice.
+    /// Offered again after a stop although published before it (not sent twice), or skipped
+    /// by a destination with `required: false` while it was behind.
     pub fragments_skipped: u64,
     /// Neither published nor failed: left for the next start (a stop, or a failure).
     pub fragments_left: u64,
