@@ -456,6 +456,8 @@ impl Dispatcher {
         for (task, owner) in lanes {
             let ended = task.await;
             let lane_result = match ended {
+                // One that could not start (a reload added it) stays shown as failed.
+                Ok(Ok(())) if owner.removed.load(Ordering::Relaxed) => Ok(()),
                 Ok(Ok(())) => {
                     owner.stats.set_sink_state("finished");
                     Ok(())
