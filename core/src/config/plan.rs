@@ -63,6 +63,19 @@ impl PipelinePlan {
     pub fn fans_out(&self) -> bool {
         self.destinations.len() > 1
     }
+
+    /// The stages that act for the whole pipeline (its start line, the work on a body before
+    /// it is read): the listed ones, and with one destination its own and implied ones too.
+    pub fn pipeline_stages(&self) -> Vec<&PlannedComponent<dyn StageConfig>> {
+        match self.fans_out() {
+            true => self.stages.iter().collect(),
+            false => self
+                .stages
+                .iter()
+                .chain(&self.destinations[0].stages)
+                .collect(),
+        }
+    }
 }
 
 /// A component's parsed config and where it stood in the file.

@@ -258,16 +258,8 @@ async fn build(
     for destination in &plan.destinations {
         lanes.push(build_lane(config, plan, destination, &context).await?);
     }
-    // One destination's own and implied stages show as the pipeline's, as they run.
-    let stages = match plan.fans_out() {
-        true => plan.stages.iter().collect::<Vec<_>>(),
-        false => plan
-            .stages
-            .iter()
-            .chain(&plan.destinations[0].stages)
-            .collect(),
-    };
-    let stages = stages.into_iter().map(|stage| stage.type_name.as_str());
+    let pipeline_stages = plan.pipeline_stages();
+    let stages = pipeline_stages.iter().map(|stage| stage.type_name.as_str());
     let sinks = plan.destinations.iter().map(|destination| {
         let type_name = &destination.sink.type_name;
         match destination.name == *type_name {
@@ -300,16 +292,8 @@ async fn build(
             }
         }
     }
-    let preparers = match plan.fans_out() {
-        true => plan.stages.iter().collect::<Vec<_>>(),
-        false => plan
-            .stages
-            .iter()
-            .chain(&plan.destinations[0].stages)
-            .collect(),
-    };
-    let preparers = preparers
-        .into_iter()
+    let preparers = pipeline_stages
+        .iter()
         .filter_map(|stage| stage.config.body_preparer(&context))
         .collect();
     // Nothing rewrites the bytes between chunking stage and sink: a splicing sink can take

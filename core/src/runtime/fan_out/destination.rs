@@ -17,6 +17,29 @@ use crate::runtime::stats::PipelineStats;
 
 pub(super) type LaneTask = JoinHandle<Result<(), PipelineError>>;
 
+/// How a destination's task ended.
+pub(super) type TaskEnd = Result<Result<(), PipelineError>, tokio::task::JoinError>;
+
+/// Shows how a destination's driver ended in its row (`finished`, or `failed` with the
+/// error) and returns the error. One that could not start (a reload added it) has said so
+/// already and holds nothing.
+pub(super) fn record_end(owner: &CopyOwner, ended: TaskEnd) -> Result<(), PipelineError> {
+    if owner.removed.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    let error = match ended {
+        Ok(Ok(())) => {
+            owner.stats.set_sink_state("finished");
+            return Ok(());
+        }
+        Ok(Err(error)) => error,
+        Err(panic) => PipelineError::Internal(format!("a destination panicked: {panic}")),
+    };
+    owner.stats.set_sink_state("failed");
+    owner.stats.set_last_error(&error.to_string());
+    Err(error)
+}
+
 /// One destination.
 pub(super) struct Lane {
     pub(super) name: String,
@@ -181,29 +204,10 @@ pub(super) fn detach(lane: &mut Lane, streaming: Option<u64>, behind: Behind, pi
 
 /// A destination whose driver ended while the pipeline runs: a required one that failed fails
 /// the pipeline; another is logged and left out.
-pub(super) fn lane_ended(
-    lane: &Lane,
-    ended: Result<Result<(), PipelineError>, tokio::task::JoinError>,
-    pipeline: &str,
-) -> Result<(), PipelineError> {
-    // One that could not start (a reload added it) has said so and holds nothing.
-    if lane
-        .owner
-        .removed
-        .load(std::sync::atomic::Ordering::Relaxed)
-    {
+pub(super) fn lane_ended(lane: &Lane, ended: TaskEnd, pipeline: &str) -> Result<(), PipelineError> {
+    let Err(error) = record_end(&lane.owner, ended) else {
         return Ok(());
-    }
-    let error = match ended {
-        Ok(Ok(())) => {
-            lane.stats().set_sink_state("finished");
-            return Ok(());
-        }
-        Ok(Err(error)) => error,
-        Err(panic) => PipelineError::Internal(format!("a destination panicked: {panic}")),
     };
-    lane.stats().set_sink_state("failed");
-    lane.stats().set_last_error(&error.to_string());
     if lane.owner.required {
         return Err(error);
     }

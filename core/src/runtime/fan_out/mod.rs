@@ -26,7 +26,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use self::destination::{begin, detach, lane_ended, start_driver, Behind, Lane, LaneTask};
+use self::destination::{
+    begin, detach, lane_ended, record_end, start_driver, Behind, Lane, LaneTask,
+};
 use self::join::{CopyOwner, SharedFragment};
 use super::chunking::ChunkEvent;
 use super::driver::{fail_fragment, Events};
@@ -454,23 +456,7 @@ impl Dispatcher {
             .map(|lane| (lane.task, lane.owner))
             .collect();
         for (task, owner) in lanes {
-            let ended = task.await;
-            let lane_result = match ended {
-                // One that could not start (a reload added it) stays shown as failed.
-                Ok(Ok(())) if owner.removed.load(Ordering::Relaxed) => Ok(()),
-                Ok(Ok(())) => {
-                    owner.stats.set_sink_state("finished");
-                    Ok(())
-                }
-                Ok(Err(error)) => {
-                    owner.stats.set_sink_state("failed");
-                    owner.stats.set_last_error(&error.to_string());
-                    Err(error)
-                }
-                Err(panic) => Err(PipelineError::Internal(format!(
-                    "a destination panicked: {panic}"
-                ))),
-            };
+            let lane_result = record_end(&owner, task.await);
             if owner.required && result.is_ok() {
                 result = lane_result;
             }
