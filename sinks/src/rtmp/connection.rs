@@ -10,7 +10,8 @@
 //! confirmed by the kernel instead: the bytes the peer's TCP has acknowledged (written minus
 //! what is still in the socket's send queue, `SIOCOUTQ`). At a clean stop, after
 //! `FCUnpublish` and `deleteStream`, what the peer's TCP has acknowledged is confirmed too:
-//! the last window, which no acknowledgement will cover.
+//! the last window, which no acknowledgement will cover; then the socket is let go of
+//! gracefully (`closing`).
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
@@ -31,6 +32,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use super::closing::{close_gracefully, LINGER};
 use super::enhanced::{check_enhanced_codecs, enhanced_codecs};
 use super::progress::Progress;
 use super::target::Target;
@@ -234,7 +236,7 @@ async fn publish(
         }
         if closing && output.is_empty() && unacknowledged_in_kernel(descriptor) == Some(0) {
             progress.lock().unwrap().confirm(session.sent());
-            return Ok(());
+            break;
         }
         let take_tags =
             session.phase() == Phase::Publishing && !closing && output.len() < OUTPUT_HIGH_WATER;
@@ -245,7 +247,7 @@ async fn publish(
                 Ok(0) if closing && transport.rtmp_all_written(written, &output) => {
                     let acknowledged = kernel_acknowledged(&mut transport, descriptor, written);
                     progress.lock().unwrap().confirm(acknowledged.min(session.sent()));
-                    return Ok(());
+                    break;
                 }
                 Ok(0) if transport.tls_handshaking() => {
                     return Err(no_tls_handshake(settings, "before closing the connection"))
@@ -310,6 +312,8 @@ async fn publish(
             }
         }
     }
+    close_gracefully(reader, writer, LINGER).await;
+    Ok(())
 }
 
 /// The tags a session begins with (metadata and sequence headers), up to and with its first

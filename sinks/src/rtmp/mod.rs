@@ -6,6 +6,7 @@
 //! - `tls`: the TLS client configuration for `rtmps://`, and what a refused certificate is called;
 //! - `connection`: one session on its own task, reading the socket the whole time;
 //! - `transport`: the socket as it is, or TLS over it;
+//! - `closing`: how a finished session lets go of its socket;
 //! - `enhanced`: enhanced RTMP's codecs at `connect`;
 //! - `progress`: what a session has had confirmed;
 //! - `rtmp_sink`: the sink the runtime drives.
@@ -15,6 +16,7 @@
 //! fragment cut short again from its last keyframe at or before the confirmed point, in a new
 //! session that begins with metadata and sequence headers.
 
+mod closing;
 mod config;
 mod connection;
 mod enhanced;
