@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::io::AsyncRead;
 use tokio::sync::oneshot;
@@ -44,6 +45,9 @@ pub enum FragmentBody {
     Memory(Bytes),
     /// A file streampub made (a converted copy); deleted when the fragment is done with.
     Temporary(tempfile::TempPath),
+    /// Bytes kept elsewhere (an object in a store), read a range at a time and never held
+    /// whole; it can be read again.
+    Remote(Arc<dyn RemoteBody>),
     /// A one-shot reader (a socket, a pipe); it cannot be resent.
     Reader(Box<dyn AsyncRead + Send + Unpin>),
     /// What a `Reader` body becomes once it has been read: it cannot be read again.
@@ -57,14 +61,33 @@ impl FragmentBody {
             Self::File(path) => path.display().to_string(),
             Self::Temporary(path) => path.display().to_string(),
             Self::Memory(_) => "memory".to_owned(),
+            Self::Remote(remote) => remote.describe(),
             Self::Reader(_) | Self::Consumed => "a reader".to_owned(),
         }
     }
 
     /// Whether the body can be read again from its start (for a resend after a reconnect).
     pub fn is_rereadable(&self) -> bool {
-        matches!(self, Self::File(_) | Self::Temporary(_) | Self::Memory(_))
+        matches!(
+            self,
+            Self::File(_) | Self::Temporary(_) | Self::Memory(_) | Self::Remote(_)
+        )
     }
+}
+
+/// A body kept elsewhere and read in ranges: an object in a store, read as the pipeline takes
+/// its chunks, so that neither memory nor disk holds it whole.
+#[async_trait]
+pub trait RemoteBody: Send + Sync {
+    /// Its length in bytes.
+    fn length(&self) -> u64;
+
+    /// Where it is, for messages (`s3://bucket/key`).
+    fn describe(&self) -> String;
+
+    /// At most `max` bytes from `offset` (fewer only at the end). Reads usually come in order;
+    /// one that does not (a resend from the start) is valid too.
+    async fn read(&self, offset: u64, max: usize) -> std::io::Result<Bytes>;
 }
 
 impl fmt::Debug for FragmentBody {
@@ -73,6 +96,7 @@ impl fmt::Debug for FragmentBody {
             Self::File(path) => f.debug_tuple("File").field(path).finish(),
             Self::Temporary(path) => f.debug_tuple("Temporary").field(path).finish(),
             Self::Memory(bytes) => write!(f, "Memory({} bytes)", bytes.len()),
+            Self::Remote(remote) => f.debug_tuple("Remote").field(&remote.describe()).finish(),
             Self::Reader(_) => f.write_str("Reader"),
             Self::Consumed => f.write_str("Consumed"),
         }

@@ -105,6 +105,7 @@ pub use crate::component::{check_duration, ComponentContext, ComponentError};
 pub use crate::filler_source::FillerSource;
 pub use crate::fragment::{
     Fragment, FragmentBody, FragmentDelivery, FragmentInfo, FragmentOutcome, MediaSpan,
+    RemoteBody,
 };
 pub use crate::program::{die_with_parent, find_program};
 pub use crate::reconnect::{

@@ -5,6 +5,7 @@
 pub mod http;
 pub mod media;
 pub mod node_media_server;
+pub mod object_store;
 pub mod recordings;
 pub mod rtmp;
 pub mod tls;

@@ -2,9 +2,9 @@ use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use streampub_core::plugin::{ComponentError, HumanDuration};
+use streampub_core::plugin::HumanDuration;
 
-use super::scan::NamePatterns;
+use crate::name_order::Globs;
 
 /// Default `pattern`: every file.
 pub const DEFAULT_PATTERN: &str = "*";
@@ -59,70 +59,6 @@ pub struct DirectorySourceConfig {
     /// (network filesystems do not deliver them).
     #[serde(default = "default_poll_interval")]
     pub poll_interval: HumanDuration,
-}
-
-/// One glob on file names, or a list of them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(untagged)]
-pub enum Globs {
-    One(String),
-    Any(Vec<String>),
-}
-
-impl<'de> Deserialize<'de> for Globs {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        /// Reads a glob, or a list of globs.
-        struct Written;
-
-        impl<'de> serde::de::Visitor<'de> for Written {
-            type Value = Globs;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(
-                    "a glob like \"*.mp4\", or a list of globs like [\"*.m4s\", \"init.mp4\"]",
-                )
-            }
-
-            fn visit_str<E: serde::de::Error>(self, glob: &str) -> Result<Globs, E> {
-                Ok(Globs::One(glob.to_owned()))
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut items: A,
-            ) -> Result<Globs, A::Error> {
-                let mut globs = Vec::new();
-                while let Some(glob) = items.next_element::<String>()? {
-                    globs.push(glob);
-                }
-                Ok(Globs::Any(globs))
-            }
-        }
-
-        deserializer.deserialize_any(Written)
-    }
-}
-
-impl Globs {
-    /// The compiled globs, or an error naming `field` and the bad glob.
-    pub(super) fn compile(&self, field: &str) -> Result<NamePatterns, ComponentError> {
-        let globs = match self {
-            Self::One(glob) => std::slice::from_ref(glob),
-            Self::Any(globs) => globs.as_slice(),
-        };
-        if globs.is_empty() {
-            return Err(ComponentError::field(field, "give at least one glob"));
-        }
-        globs
-            .iter()
-            .map(|glob| {
-                glob::Pattern::new(glob).map_err(|error| {
-                    ComponentError::field(field, format!("invalid glob `{glob}`: {error}"))
-                })
-            })
-            .collect::<Result<_, _>>()
-            .map(NamePatterns)
-    }
 }
 
 /// What happens to a published file.

@@ -15,7 +15,8 @@ use streampub_core::plugin::{
 };
 use streampub_core::register_source;
 
-pub use self::config::{DirectorySourceConfig, Globs, OnDone};
+pub use self::config::{DirectorySourceConfig, OnDone};
+pub use crate::name_order::Globs;
 use self::source::DirectorySource;
 
 register_source!(

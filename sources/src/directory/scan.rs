@@ -1,20 +1,11 @@
 //! Listing a directory's candidate files and deciding when each one is complete.
 
-use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-/// Globs on file names: a name matches if any of them matches.
-#[derive(Debug, Clone)]
-pub(crate) struct NamePatterns(pub(crate) Vec<glob::Pattern>);
-
-impl NamePatterns {
-    pub(crate) fn matches(&self, name: &str) -> bool {
-        self.0.iter().any(|pattern| pattern.matches(name))
-    }
-}
+use crate::name_order::{is_ignored, publication_order, NamePatterns};
 
 /// A file that may be published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,59 +72,10 @@ pub(crate) fn scan(
             modified: metadata.modified()?,
         });
     }
-    listing.candidates.sort_by(|a, b| {
-        let comes_later = |name: &str| !first.is_some_and(|first| first.matches(name));
-        comes_later(&a.name)
-            .cmp(&comes_later(&b.name))
-            .then_with(|| natural_order(&a.name, &b.name))
-    });
+    listing
+        .candidates
+        .sort_by(|a, b| publication_order(&a.name, &b.name, first));
     Ok(listing)
-}
-
-/// Files that are being written under a temporary name.
-pub(crate) fn is_ignored(name: &str) -> bool {
-    name.starts_with('.') || name.ends_with(".tmp") || name.ends_with(".part")
-}
-
-/// Compares names so that runs of digits compare as numbers: `batch-9` < `batch-10`.
-pub(crate) fn natural_order(a: &str, b: &str) -> Ordering {
-    let (mut a, mut b) = (a, b);
-    loop {
-        match (a.is_empty(), b.is_empty()) {
-            (true, true) => return Ordering::Equal,
-            (true, false) => return Ordering::Less,
-            (false, true) => return Ordering::Greater,
-            _ => {}
-        }
-        let a_digits = a.starts_with(|c: char| c.is_ascii_digit());
-        let b_digits = b.starts_with(|c: char| c.is_ascii_digit());
-        let (a_run, a_rest) = split_run(a, a_digits);
-        let (b_run, b_rest) = split_run(b, b_digits);
-        let order = if a_digits && b_digits {
-            let a_number = a_run.trim_start_matches('0');
-            let b_number = b_run.trim_start_matches('0');
-            a_number
-                .len()
-                .cmp(&b_number.len())
-                .then_with(|| a_number.cmp(b_number))
-                // `01` after `1`, so that distinct names never compare equal.
-                .then_with(|| a_run.len().cmp(&b_run.len()))
-        } else {
-            a_run.cmp(b_run)
-        };
-        if order != Ordering::Equal {
-            return order;
-        }
-        (a, b) = (a_rest, b_rest);
-    }
-}
-
-/// Splits off the leading run of digits (or of non-digits).
-fn split_run(text: &str, digits: bool) -> (&str, &str) {
-    let end = text
-        .find(|c: char| c.is_ascii_digit() != digits)
-        .unwrap_or(text.len());
-    text.split_at(end)
 }
 
 /// Whether a candidate is complete, or how long to wait before looking again.
@@ -210,32 +152,6 @@ impl SettleTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_in_names_sort_numerically() {
-        let mut names = vec![
-            "batch-10.mp4",
-            "batch-9.mp4",
-            "batch-1.mp4",
-            "batch-0.mp4",
-            "a",
-            "batch-02.mp4",
-        ];
-        names.sort_by(|a, b| natural_order(a, b));
-        assert_eq!(
-            names,
-            vec![
-                "a",
-                "batch-0.mp4",
-                "batch-1.mp4",
-                "batch-02.mp4",
-                "batch-9.mp4",
-                "batch-10.mp4"
-            ]
-        );
-        assert_eq!(natural_order("x1", "x01"), Ordering::Less);
-        assert_eq!(natural_order("x", "x"), Ordering::Equal);
-    }
 
     #[test]
     fn scan_ignores_temporary_names_and_applies_the_pattern() {

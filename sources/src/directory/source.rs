@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use super::config::OnDone;
-use super::scan::{self, Candidate, NamePatterns, Readiness, SettleTracker};
+use super::scan::{self, Candidate, Readiness, SettleTracker};
+use crate::name_order::NamePatterns;
 
 pub(crate) struct DirectorySource {
     pub(crate) pipeline: String,

@@ -14,6 +14,7 @@ mod long_run;
 mod memory;
 mod muxers;
 mod native_rtmp;
+mod object_store;
 mod other_servers;
 mod pacing;
 mod packaging;

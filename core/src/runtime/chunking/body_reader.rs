@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use super::buffer_pool::BufferPool;
 use super::events::ChunkData;
 use crate::chunk::FileRange;
-use crate::fragment::FragmentBody;
+use crate::fragment::{FragmentBody, RemoteBody};
 
 /// Reads a fragment's body chunk by chunk.
 pub enum BodyReader {
@@ -21,6 +21,10 @@ pub enum BodyReader {
         buffers: BufferPool,
     },
     Memory(Bytes),
+    Remote {
+        body: Arc<dyn RemoteBody>,
+        offset: u64,
+    },
     Reader(Box<dyn AsyncRead + Send + Unpin>),
 }
 
@@ -50,6 +54,10 @@ impl BodyReader {
                 })
             }
             FragmentBody::Memory(bytes) => Ok(Self::Memory(bytes.clone())),
+            FragmentBody::Remote(body) => Ok(Self::Remote {
+                body: Arc::clone(body),
+                offset: 0,
+            }),
             FragmentBody::Reader(_) => {
                 match std::mem::replace(body, FragmentBody::Consumed) {
                     FragmentBody::Reader(reader) => Ok(Self::Reader(reader)),
@@ -67,7 +75,7 @@ impl BodyReader {
     /// fragment whose first part it took as chunks).
     pub fn skip(&mut self, bytes: u64) -> io::Result<()> {
         match self {
-            Self::File { offset, .. } => *offset += bytes,
+            Self::File { offset, .. } | Self::Remote { offset, .. } => *offset += bytes,
             Self::Memory(memory) => {
                 let skipped = usize::try_from(bytes)
                     .unwrap_or(usize::MAX)
@@ -145,6 +153,26 @@ impl BodyReader {
                     return Ok(None);
                 }
                 Ok(Some(bytes.split_to(max.min(bytes.len()))))
+            }
+            Self::Remote { body, offset } => {
+                let left = body.length().saturating_sub(*offset);
+                if left == 0 {
+                    return Ok(None);
+                }
+                let take = max.min(usize::try_from(left).unwrap_or(usize::MAX));
+                let chunk = body.read(*offset, take).await?;
+                if chunk.is_empty() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "{} ended at byte {offset} of {}",
+                            body.describe(),
+                            body.length()
+                        ),
+                    ));
+                }
+                *offset += chunk.len() as u64;
+                Ok(Some(chunk))
             }
             Self::Reader(reader) => {
                 let mut buffer = Vec::with_capacity(max);

@@ -177,3 +177,47 @@ async fn file_ranges_cover_a_file_within_the_budget_and_other_bodies_stay_bytes(
     assert_eq!(ranges, [(0, 1000), (1000, 1000), (2000, 500)]);
     assert_eq!(bytes, b"memory");
 }
+
+/// A remote body made of bytes in memory that counts the bytes each read asks for.
+struct CountingRemote {
+    bytes: Bytes,
+    asked: std::sync::Mutex<Vec<usize>>,
+}
+
+#[async_trait::async_trait]
+impl crate::fragment::RemoteBody for CountingRemote {
+    fn length(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    fn describe(&self) -> String {
+        "test://remote".to_owned()
+    }
+
+    async fn read(&self, offset: u64, max: usize) -> std::io::Result<Bytes> {
+        self.asked.lock().unwrap().push(max);
+        let start = offset as usize;
+        Ok(self.bytes.slice(start..(start + max).min(self.bytes.len())))
+    }
+}
+
+#[tokio::test]
+async fn a_remote_body_is_read_a_chunk_at_a_time_whole_and_in_order() {
+    let remote_bytes: Bytes = (0..10_500u32).map(|i| (i % 249) as u8).collect();
+    let remote = std::sync::Arc::new(CountingRemote {
+        bytes: remote_bytes.clone(),
+        asked: std::sync::Mutex::new(Vec::new()),
+    });
+    let (fragment_tx, fragment_rx) = mpsc::channel(4);
+    let (event_tx, event_rx) = mpsc::channel(4);
+    let stage = ChunkingStage::new(ChunkSize::Fixed(ByteSize(1000)), 3000);
+    tokio::spawn(stage.run(fragment_rx, event_tx));
+    let (whole, _) = fragment(1, FragmentBody::Remote(remote.clone()));
+    fragment_tx.send(whole).await.unwrap();
+    drop(fragment_tx);
+    let fragments = collect(event_rx).await;
+    assert_eq!(fragments, vec![(1, remote_bytes.to_vec())]);
+    let asked = remote.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 11, "one read per chunk: {asked:?}");
+    assert!(asked.iter().all(|&max| max <= 1000), "{asked:?}");
+}

@@ -92,6 +92,7 @@ impl SharedFragment {
             FragmentBody::File(path) => FragmentBody::File(path.clone()),
             FragmentBody::Temporary(path) => FragmentBody::File(path.to_path_buf()),
             FragmentBody::Memory(bytes) => FragmentBody::Memory(bytes.clone()),
+            FragmentBody::Remote(remote) => FragmentBody::Remote(Arc::clone(remote)),
             FragmentBody::Reader(_) | FragmentBody::Consumed => FragmentBody::Consumed,
         };
         let sequence = self.join.info.sequence;

@@ -1,0 +1,161 @@
+//! An object as a fragment's body: read as the pipeline takes its chunks, with ranged GETs of
+//! at most `RANGE` bytes each pinned to its ETag, so that it is never held whole, and read
+//! again from wherever a resend starts.
+
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use streampub_core::plugin::{async_trait, Bytes, RemoteBody};
+use tracing::{info, warn};
+
+use super::client::{S3Client, StoreError};
+
+/// Bytes one GET asks for. Small enough that even a slow paced stream reads one well within
+/// the store's patience with an open request, large enough that an 8.8 MB object takes five.
+const RANGE: u64 = 2 * 1024 * 1024;
+/// The first pause before a failed read is tried again; it doubles up to `MAX_PAUSE`.
+const FIRST_PAUSE: Duration = Duration::from_millis(200);
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+/// One listed object of the bucket.
+pub(crate) struct S3Object {
+    inner: Arc<ObjectReader>,
+}
+
+struct ObjectReader {
+    client: Arc<S3Client>,
+    pipeline: String,
+    key: String,
+    size: u64,
+    etag: String,
+    retry_for: Duration,
+    /// The GET being read: where its next byte lies, where it ends, and its body.
+    open: Mutex<Option<OpenRange>>,
+}
+
+struct OpenRange {
+    next: u64,
+    end: u64,
+    reader: ureq::BodyReader<'static>,
+}
+
+impl S3Object {
+    pub(crate) fn new(
+        client: Arc<S3Client>,
+        pipeline: String,
+        key: String,
+        size: u64,
+        etag: String,
+        retry_for: Duration,
+    ) -> Self {
+        Self {
+            inner: Arc::new(ObjectReader {
+                client,
+                pipeline,
+                key,
+                size,
+                etag,
+                retry_for,
+                open: Mutex::new(None),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl RemoteBody for S3Object {
+    fn length(&self) -> u64 {
+        self.inner.size
+    }
+
+    fn describe(&self) -> String {
+        self.inner.client.describe(&self.inner.key)
+    }
+
+    async fn read(&self, offset: u64, max: usize) -> io::Result<Bytes> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.read_retrying(offset, max))
+            .await
+            .map_err(io::Error::other)?
+    }
+}
+
+impl ObjectReader {
+    /// Reads, trying again after passing failures for `retry_for`.
+    fn read_retrying(&self, offset: u64, max: usize) -> io::Result<Bytes> {
+        let started = Instant::now();
+        let mut pause = FIRST_PAUSE;
+        let mut warned = false;
+        loop {
+            match self.read(offset, max) {
+                Ok(bytes) => {
+                    if warned {
+                        info!(event = "store_available", pipeline = %self.pipeline,
+                            object = %self.client.describe(&self.key),
+                            "Reading {} again", self.client.describe(&self.key));
+                    }
+                    return Ok(bytes);
+                }
+                Err(StoreError::Passing(message)) if started.elapsed() < self.retry_for => {
+                    if !std::mem::replace(&mut warned, true) {
+                        warn!(event = "store_unavailable", pipeline = %self.pipeline,
+                            error = %message,
+                            "{message}; trying again for up to {} s (`retry_for`)",
+                            self.retry_for.as_secs());
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(MAX_PAUSE);
+                }
+                Err(error) => return Err(io::Error::other(error.to_string())),
+            }
+        }
+    }
+
+    /// At most `max` bytes from `offset`, from the open GET when it is there, else a new one.
+    fn read(&self, offset: u64, max: usize) -> Result<Bytes, StoreError> {
+        let mut open = self.open.lock().unwrap_or_else(|poison| poison.into_inner());
+        if open
+            .as_ref()
+            .is_none_or(|range| range.next != offset || range.next == range.end)
+        {
+            let end = (offset + RANGE).min(self.size);
+            let reader = self.client.read_range(&self.key, &self.etag, offset, end)?;
+            *open = Some(OpenRange {
+                next: offset,
+                end,
+                reader,
+            });
+        }
+        let range = open.as_mut().expect("opened above");
+        let want = (max as u64).min(range.end - range.next) as usize;
+        let mut buffer = vec![0; want];
+        let mut filled = 0;
+        while filled < want {
+            match range.reader.read(&mut buffer[filled..]) {
+                Ok(0) => break,
+                Ok(read) => filled += read,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    *open = None;
+                    return Err(StoreError::Passing(format!(
+                        "reading {} at byte {}: {error}",
+                        self.client.describe(&self.key),
+                        offset + filled as u64
+                    )));
+                }
+            }
+        }
+        if filled < want {
+            *open = None;
+            return Err(StoreError::Passing(format!(
+                "{} ended at byte {} of the range the store was asked for",
+                self.client.describe(&self.key),
+                offset + filled as u64
+            )));
+        }
+        range.next += filled as u64;
+        buffer.truncate(filled);
+        Ok(Bytes::from(buffer))
+    }
+}
