@@ -104,8 +104,7 @@ pub use crate::chunk::FileRange;
 pub use crate::component::{check_duration, ComponentContext, ComponentError};
 pub use crate::filler_source::FillerSource;
 pub use crate::fragment::{
-    Fragment, FragmentBody, FragmentDelivery, FragmentInfo, FragmentOutcome, MediaSpan,
-    RemoteBody,
+    Fragment, FragmentBody, FragmentDelivery, FragmentInfo, FragmentOutcome, MediaSpan, RemoteBody,
 };
 pub use crate::program::{die_with_parent, find_program};
 pub use crate::reconnect::{

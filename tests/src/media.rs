@@ -451,3 +451,19 @@ fn frame_md5(path: &std::path::Path, options: &[&str]) -> Vec<String> {
         .map(|hash| hash.trim().to_owned())
         .collect()
 }
+
+/// Asserts that `recording` (an archive) holds every packet of `media` once, in order (video
+/// DTS strictly increasing), and decodes cleanly.
+pub fn assert_every_packet_once(recording: &std::path::Path, media: &[PathBuf], context: &str) {
+    let input: Vec<Packets> = media.iter().map(|path| probe_all_packets(path)).collect();
+    let recorded = probe_all_packets(recording);
+    let video: usize = input.iter().map(|packets| packets.video.count()).sum();
+    let audio: usize = input.iter().map(|packets| packets.audio.count()).sum();
+    assert_eq!(recorded.video.count(), video, "{context}: video packets");
+    assert_eq!(recorded.audio.count(), audio, "{context}: audio packets");
+    assert!(
+        recorded.video.monotonic(true),
+        "{context}: video DTS increase"
+    );
+    assert_eq!(decoder_errors(recording), 0, "{context}: decoding errors");
+}

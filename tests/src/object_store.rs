@@ -16,7 +16,9 @@ use crate::workspace_root;
 const SIGNED_FOR: Duration = Duration::from_secs(600);
 
 fn python_tool(name: &str) -> PathBuf {
-    workspace_root().join("target/test-tools/python/bin").join(name)
+    workspace_root()
+        .join("target/test-tools/python/bin")
+        .join(name)
 }
 
 /// Access keys for the store.
@@ -134,7 +136,13 @@ if allowed:
 print(key["AccessKeyId"], key["SecretAccessKey"])
 "#;
         let output = Command::new(python_tool("python"))
-            .args(["-c", script, &self.endpoint(), name, if allowed { "1" } else { "0" }])
+            .args([
+                "-c",
+                script,
+                &self.endpoint(),
+                name,
+                if allowed { "1" } else { "0" },
+            ])
             .output()
             .unwrap();
         assert!(
@@ -170,7 +178,15 @@ with open(path, "rb") as body:
     s3.put_object(Bucket=bucket, Key=key, Body=body.read())
 "#;
         let output = Command::new(python_tool("python"))
-            .args(["-c", script, &self.endpoint(), &keys.id, &keys.secret, bucket, key])
+            .args([
+                "-c",
+                script,
+                &self.endpoint(),
+                &keys.id,
+                &keys.secret,
+                bucket,
+                key,
+            ])
             .arg(file)
             .output()
             .unwrap();
@@ -223,9 +239,16 @@ pub struct StoreBucket {
 
 impl StoreBucket {
     pub fn create(&self) {
-        let url = self.bucket.create_bucket(&self.credentials).sign(SIGNED_FOR);
+        let url = self
+            .bucket
+            .create_bucket(&self.credentials)
+            .sign(SIGNED_FOR);
         let response = self.agent.put(url.as_str()).send_empty().unwrap();
-        assert!(response.status().is_success(), "create bucket: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "create bucket: {}",
+            response.status()
+        );
     }
 
     pub fn put(&self, key: &str, bytes: &[u8]) {
@@ -234,7 +257,11 @@ impl StoreBucket {
             .put_object(Some(&self.credentials), key)
             .sign(SIGNED_FOR);
         let response = self.agent.put(url.as_str()).send(bytes).unwrap();
-        assert!(response.status().is_success(), "put {key}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "put {key}: {}",
+            response.status()
+        );
     }
 
     /// Every key under `prefix`, in the store's order.
@@ -249,7 +276,11 @@ impl StoreBucket {
             }
             let url = action.sign(SIGNED_FOR);
             let mut response = self.agent.get(url.as_str()).call().unwrap();
-            assert!(response.status().is_success(), "list: {}", response.status());
+            assert!(
+                response.status().is_success(),
+                "list: {}",
+                response.status()
+            );
             let text = response.body_mut().read_to_string().unwrap();
             let page = ListObjectsV2::parse_response(&text).unwrap();
             keys.extend(page.contents.into_iter().map(|content| content.key));

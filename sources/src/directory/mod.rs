@@ -16,8 +16,8 @@ use streampub_core::plugin::{
 use streampub_core::register_source;
 
 pub use self::config::{DirectorySourceConfig, OnDone};
-pub use crate::name_order::Globs;
 use self::source::DirectorySource;
+pub use crate::name_order::Globs;
 
 register_source!(
     DirectorySourceConfig,

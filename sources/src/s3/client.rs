@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rusty_s3::actions::{ListObjectsV2, S3Action};
-use ureq::typestate::{WithBody, WithoutBody};
-use ureq::RequestBuilder;
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 use ureq::http::StatusCode;
+use ureq::typestate::{WithBody, WithoutBody};
+use ureq::RequestBuilder;
 
 use super::signing::{canonical_url, signed_headers, EMPTY_PAYLOAD};
 
@@ -68,13 +68,14 @@ impl S3Client {
             true => UrlStyle::Path,
             false => UrlStyle::VirtualHost,
         };
-        let bucket = Bucket::new(endpoint, style, bucket.to_owned(), region.to_owned())
-            .map_err(|error| {
+        let bucket = Bucket::new(endpoint, style, bucket.to_owned(), region.to_owned()).map_err(
+            |error| {
                 format!(
                     "{error}; an endpoint that is an IP address or a bucket name that cannot be \
                      part of a host name needs `path_style: true`"
                 )
-            })?;
+            },
+        )?;
         let tls = ureq::tls::TlsConfig::builder()
             .root_certs(ureq::tls::RootCerts::Specific(Arc::new(native_roots())))
             .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -125,7 +126,9 @@ impl S3Client {
             let response = self.get(&url, &[]).call();
             let text = self.answer(response, &what, None)?;
             let page = ListObjectsV2::parse_response(&text).map_err(|error| {
-                StoreError::Passing(format!("{what}: the store's answer is not a listing: {error}"))
+                StoreError::Passing(format!(
+                    "{what}: the store's answer is not a listing: {error}"
+                ))
             })?;
             objects.extend(page.contents.into_iter().map(|content| ListedObject {
                 key: content.key,
@@ -186,7 +189,13 @@ impl S3Client {
         let text = self.answer(response, &what, Some(from))?;
         // CopyObject may fail after its 200 has gone out: the error is then the body.
         match text.contains("<Error>") {
-            true => Err(classify(&what, StatusCode::INTERNAL_SERVER_ERROR, &text, None, "")),
+            true => Err(classify(
+                &what,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &text,
+                None,
+                "",
+            )),
             false => Ok(()),
         }
     }
@@ -285,12 +294,23 @@ fn classify(
     let passing = status.is_server_error()
         || status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT
-        || matches!(code.as_str(), "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable" | "Throttling" | "RequestTimeTooSkewed");
+        || matches!(
+            code.as_str(),
+            "SlowDown"
+                | "RequestTimeout"
+                | "InternalError"
+                | "ServiceUnavailable"
+                | "Throttling"
+                | "RequestTimeTooSkewed"
+        );
     if passing {
         return StoreError::Passing(format!("{what}: {words}"));
     }
     let fix = match code.as_str() {
-        "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken" | "ExpiredToken"
+        "InvalidAccessKeyId"
+        | "SignatureDoesNotMatch"
+        | "InvalidToken"
+        | "ExpiredToken"
         | "TokenRefreshRequired" => {
             format!("the store refuses the credentials from {credentials_origin}; fix them")
         }
@@ -300,7 +320,9 @@ fn classify(
              and s3:PutObject) on its keys"
         ),
         "NoSuchBucket" => "create the bucket, or fix `bucket` (and `endpoint`)".to_owned(),
-        "PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException" => {
+        "PermanentRedirect"
+        | "AuthorizationHeaderMalformed"
+        | "IllegalLocationConstraintException" => {
             "the bucket is in another region: set `region` to it".to_owned()
         }
         "NoSuchKey" => format!(
@@ -385,16 +407,29 @@ mod tests {
         assert!(message.contains("create the bucket"));
         let throttled = "<Error><Code>SlowDown</Code><Message>Reduce</Message></Error>";
         assert!(matches!(
-            classify("read", StatusCode::SERVICE_UNAVAILABLE, throttled, None, "env"),
+            classify(
+                "read",
+                StatusCode::SERVICE_UNAVAILABLE,
+                throttled,
+                None,
+                "env"
+            ),
             StoreError::Passing(_)
         ));
         let refused = "<Error><Code>InvalidAccessKeyId</Code><Message>no</Message></Error>";
-        let StoreError::Lasting(message) =
-            classify("list", StatusCode::FORBIDDEN, refused, None, "the environment")
-        else {
+        let StoreError::Lasting(message) = classify(
+            "list",
+            StatusCode::FORBIDDEN,
+            refused,
+            None,
+            "the environment",
+        ) else {
             panic!("refused credentials last")
         };
-        assert!(message.contains("credentials from the environment"), "{message}");
+        assert!(
+            message.contains("credentials from the environment"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -48,12 +48,14 @@ pub(crate) fn find_credentials(
             });
         }
         (Some(_), None) => {
-            return Err("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not; set both"
-                .to_owned())
+            return Err(
+                "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not; set both".to_owned(),
+            )
         }
         (None, Some(_)) => {
-            return Err("AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not; set both"
-                .to_owned())
+            return Err(
+                "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not; set both".to_owned(),
+            )
         }
         (None, None) => {}
     }
@@ -64,8 +66,16 @@ pub(crate) fn find_credentials(
     let Some(file) = credentials_file(environment) else {
         return Err(no_credentials(&profile, None));
     };
-    let Ok(text) = std::fs::read_to_string(&file) else {
-        return Err(no_credentials(&profile, Some(&file)));
+    let text = match std::fs::read_to_string(&file) {
+        Ok(text) => text,
+        Err(error) => {
+            return Err(format!(
+                "no credentials for the store: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are \
+                 not set and the shared credentials file {} cannot be read ({error}); set them, \
+                 or write profile {profile} there (or point AWS_SHARED_CREDENTIALS_FILE at one)",
+                file.display()
+            ))
+        }
     };
     let section = profile_section(&text, &profile);
     let value = |name: &str| {
@@ -97,7 +107,10 @@ fn credentials_file(environment: &dyn Environment) -> Option<PathBuf> {
 
 fn no_credentials(profile: &str, file: Option<&Path>) -> String {
     let looked_in = match file {
-        Some(file) => format!("profile {profile} has no aws_access_key_id and aws_secret_access_key in {}", file.display()),
+        Some(file) => format!(
+            "profile {profile} has no aws_access_key_id and aws_secret_access_key in {}",
+            file.display()
+        ),
         None => "no shared credentials file (HOME is not set)".to_owned(),
     };
     format!(
@@ -115,7 +128,10 @@ fn profile_section(text: &str, profile: &str) -> Vec<(String, String)> {
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
             continue;
         }
-        if let Some(name) = line.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) {
+        if let Some(name) = line
+            .strip_prefix('[')
+            .and_then(|rest| rest.strip_suffix(']'))
+        {
             in_section = name.trim() == profile;
             continue;
         }

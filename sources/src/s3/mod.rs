@@ -27,8 +27,8 @@ use streampub_core::plugin::{
 use streampub_core::register_source;
 use tracing::{info, warn};
 
-pub use self::config::{OnDone, S3SourceConfig};
 use self::client::{S3Client, StoreError};
+pub use self::config::{OnDone, S3SourceConfig};
 use self::credentials::{find_credentials, FoundCredentials, ProcessEnvironment};
 use self::source::S3Source;
 
@@ -55,7 +55,9 @@ impl S3SourceConfig {
             "http" | "https" => Ok(url),
             other => Err(ComponentError::field(
                 "endpoint",
-                format!("`{other}://` is not served; the store's URL starts with http:// or https://"),
+                format!(
+                    "`{other}://` is not served; the store's URL starts with http:// or https://"
+                ),
             )),
         }
     }

@@ -114,7 +114,10 @@ impl ObjectReader {
 
     /// At most `max` bytes from `offset`, from the open GET when it is there, else a new one.
     fn read(&self, offset: u64, max: usize) -> Result<Bytes, StoreError> {
-        let mut open = self.open.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         if open
             .as_ref()
             .is_none_or(|range| range.next != offset || range.next == range.end)

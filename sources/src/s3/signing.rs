@@ -66,11 +66,10 @@ pub(crate) fn signed_headers(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex::encode(Sha256::digest(canonical_request.as_bytes()))
     );
-    let key = [date, region, "s3", "aws4_request"]
-        .iter()
-        .fold(format!("AWS4{}", credentials.secret()).into_bytes(), |key, part| {
-            hmac(&key, part.as_bytes())
-        });
+    let key = [date, region, "s3", "aws4_request"].iter().fold(
+        format!("AWS4{}", credentials.secret()).into_bytes(),
+        |key, part| hmac(&key, part.as_bytes()),
+    );
     let signature = hex::encode(hmac(&key, string_to_sign.as_bytes()));
     let mut out = vec![
         ("x-amz-date", amz_date),

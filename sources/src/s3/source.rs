@@ -160,7 +160,9 @@ impl Source for S3Source {
                     Ok(permit) => {
                         let (fragment, delivery) = self.fragment(object, &mut state.saved);
                         debug!(pipeline = %self.pipeline, "Queued {}", object.key);
-                        state.in_flight.insert(object.key.clone(), published(object));
+                        state
+                            .in_flight
+                            .insert(object.key.clone(), published(object));
                         let key = object.key.clone();
                         deliveries.push_back(async move { (key, delivery.await) });
                         permit.send(fragment);

@@ -5,13 +5,14 @@
 //! one leaves the others' sessions alone; a kill -9 and a restart continue every destination;
 //! three destinations read each file once.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use streampub_tests::http::{parse_prometheus_text, HttpClient};
 use streampub_tests::media::{
-    decoder_errors, probe_all_packets, probe_packets, small_fragments, video_packet_hashes,
+    assert_every_packet_once, decoder_errors, probe_all_packets, probe_packets, small_fragments,
+    video_packet_hashes,
 };
 use streampub_tests::recordings::{input_frames, repeats_between_sessions, stretches_of};
 use streampub_tests::rtmp::{free_port, RtmpServer};
@@ -53,18 +54,6 @@ fn published_by(logs: &[String], sink: &str) -> Vec<String> {
 
 fn files_in(directory: &Path) -> usize {
     std::fs::read_dir(directory).map_or(0, |entries| entries.count())
-}
-
-/// The archive holds every input packet once, in order, decoding cleanly.
-fn assert_archive_complete(archive: &Path, media: &[PathBuf]) {
-    let input: Vec<_> = media.iter().map(|path| probe_all_packets(path)).collect();
-    let recorded = probe_all_packets(archive);
-    let video: usize = input.iter().map(|packets| packets.video.count()).sum();
-    let audio: usize = input.iter().map(|packets| packets.audio.count()).sum();
-    assert_eq!(recorded.video.count(), video, "archive video packets");
-    assert_eq!(recorded.audio.count(), audio, "archive audio packets");
-    assert!(recorded.video.monotonic(true));
-    assert_eq!(decoder_errors(archive), 0);
 }
 
 /// The largest step between two video frames of `recording`, in seconds.
@@ -191,7 +180,7 @@ fn a_destination_down_for_40_s_stalls_none_of_the_others() {
         .filter(|event| event["sink"] == "a")
         .collect();
     assert!(filled.is_empty(), "A never waited: {filled:?}");
-    assert_archive_complete(&archive_path, &media);
+    assert_every_packet_once(&archive_path, &media, "archive");
 
     // B, required: every frame, over the sessions before and after the outage.
     let recorded_b = server_b.recordings_of("b-all");
@@ -313,7 +302,7 @@ fn a_reload_and_a_kill_keep_every_destination_in_place() {
     server_a.stop();
     server_b.stop();
     server_c.stop();
-    assert_archive_complete(&archive_path, &media);
+    assert_every_packet_once(&archive_path, &media, "archive");
     // A: a session per run; the second repeats what the first sent after the last save of its
     // progress: at most a GOP (2 s), the interval between saves (1 s), a chunk of media (64 KiB:
     // 1.3 s at 400 kbit/s) and the acknowledgement window (0.25 s).

@@ -7,18 +7,19 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use streampub_tests::media::{
-    decoder_errors, fragments, probe_all_packets, small_fragments, video_packet_hashes,
+    assert_every_packet_once, decoder_errors, fragments, probe_all_packets, small_fragments,
+    video_packet_hashes,
 };
-use streampub_tests::recordings::{input_frames, repeats_between_sessions, stretches_of};
 use streampub_tests::object_store::{any_keys, AccessKeys, MotoServer, StoreBucket};
-use streampub_tests::rtmp::{free_port, RtmpServer};
+use streampub_tests::recordings::{input_frames, repeats_between_sessions, stretches_of};
+use streampub_tests::rtmp::RtmpServer;
 use streampub_tests::{streampub_binary, Finished, Random, Running, Signal, TestDir};
 
 const TIMEOUT: Duration = Duration::from_secs(240);
@@ -37,7 +38,10 @@ fn credentials(keys: &AccessKeys) -> [(&'static str, String); 3] {
 
 fn start(config: &Path, keys: &AccessKeys) -> Running {
     let env = credentials(keys);
-    let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let env: Vec<(&str, &str)> = env
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
     Running::start_with_env(
         &streampub_binary(),
         &["run", config.to_str().unwrap()],
@@ -66,18 +70,6 @@ fn upload(bucket: &StoreBucket, key: &str, file: &Path) {
     bucket.put(key, &std::fs::read(file).unwrap());
 }
 
-/// The archive holds every input packet once, in order, decoding cleanly.
-fn assert_archive_complete(archive: &Path, media: &[PathBuf], context: &str) {
-    let input: Vec<_> = media.iter().map(|path| probe_all_packets(path)).collect();
-    let recorded = probe_all_packets(archive);
-    let video: usize = input.iter().map(|packets| packets.video.count()).sum();
-    let audio: usize = input.iter().map(|packets| packets.audio.count()).sum();
-    assert_eq!(recorded.video.count(), video, "{context}: archive video packets");
-    assert_eq!(recorded.audio.count(), audio, "{context}: archive audio packets");
-    assert!(recorded.video.monotonic(true), "{context}: video DTS increase");
-    assert_eq!(decoder_errors(archive), 0, "{context}: decoding errors");
-}
-
 #[test]
 fn objects_uploaded_while_it_runs_reach_nginx_and_the_archive_as_one_session_in_key_order() {
     let media = small_fragments(20, 1, &["--bitrate", "300k"]);
@@ -87,7 +79,8 @@ fn objects_uploaded_while_it_runs_reach_nginx_and_the_archive_as_one_session_in_
     // Key order is numeric-aware: batch-10 comes after batch-9, not after batch-1 (the store
     // lists in byte order).
     let key = |index: usize| format!("in/batch-{index}.mp4");
-    for (index, file) in media.iter().enumerate().take(5) {
+    // Twelve before the start: one listing holds batch-2 and batch-10.
+    for (index, file) in media.iter().enumerate().take(12) {
         upload(&bucket, &key(index), file);
     }
     let server = RtmpServer::start();
@@ -108,19 +101,25 @@ fn objects_uploaded_while_it_runs_reach_nginx_and_the_archive_as_one_session_in_
     }));
     let running = start(&config, &any_keys());
     running.wait_for_event(TIMEOUT, "fragment_published", |_| true);
-    for (index, file) in media.iter().enumerate().skip(5) {
+    for (index, file) in media.iter().enumerate().skip(12) {
         upload(&bucket, &key(index), file);
         std::thread::sleep(Duration::from_millis(150));
     }
     let deadline = Instant::now() + TIMEOUT;
     while running.published_so_far().len() < 2 * media.len() {
-        assert!(Instant::now() < deadline, "not all published: {:?}", running.logs_so_far());
+        assert!(
+            Instant::now() < deadline,
+            "not all published: {:?}",
+            running.logs_so_far()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     running.signal(Signal::TERM);
     let run = running.wait(TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
-    let expected: Vec<String> = (0..media.len()).map(|index| format!("batch-{index}.mp4")).collect();
+    let expected: Vec<String> = (0..media.len())
+        .map(|index| format!("batch-{index}.mp4"))
+        .collect();
     let published_by = |sink: &str| -> Vec<String> {
         run.events("fragment_published")
             .into_iter()
@@ -137,20 +136,38 @@ fn objects_uploaded_while_it_runs_reach_nginx_and_the_archive_as_one_session_in_
     let input: Vec<_> = media.iter().map(|path| probe_all_packets(path)).collect();
     assert_eq!(
         recorded.video.count(),
-        input.iter().map(|packets| packets.video.count()).sum::<usize>()
+        input
+            .iter()
+            .map(|packets| packets.video.count())
+            .sum::<usize>()
     );
     assert_eq!(
         recorded.audio.count(),
-        input.iter().map(|packets| packets.audio.count()).sum::<usize>()
+        input
+            .iter()
+            .map(|packets| packets.audio.count())
+            .sum::<usize>()
     );
     assert_eq!(decoder_errors(&recordings[0]), 0);
-    assert_archive_complete(&archive, &media, "archive");
+    assert_every_packet_once(&archive, &media, "archive");
 }
 
 /// Four 8-s batches of about 3 MB: each is read in two ranged GETs.
 const LARGE_BATCHES: &[&str] = &[
-    "--count", "4", "--seconds", "8", "--size", "640x360", "--bitrate", "3000k", "--fps", "25",
-    "--gop", "2", "--audio-bitrate", "128k",
+    "--count",
+    "4",
+    "--seconds",
+    "8",
+    "--size",
+    "640x360",
+    "--bitrate",
+    "3000k",
+    "--fps",
+    "25",
+    "--gop",
+    "2",
+    "--audio-bitrate",
+    "128k",
 ];
 
 #[test]
@@ -199,16 +216,27 @@ fn a_kill_9_mid_object_and_a_restart_lose_and_repeat_nothing() {
             .filter(|event| event["sink"] == sink)
             .map(|event| event["fragment"].as_str().unwrap().to_owned())
             .collect();
-        let expected: Vec<String> =
-            (0..media.len()).map(|index| format!("batch-{index}.mp4")).collect();
-        assert_eq!(published, expected, "{sink}: every batch confirmed once, in order");
+        let expected: Vec<String> = (0..media.len())
+            .map(|index| format!("batch-{index}.mp4"))
+            .collect();
+        assert_eq!(
+            published, expected,
+            "{sink}: every batch confirmed once, in order"
+        );
     }
-    assert_archive_complete(&archive, &media, "after kill -9 and restart");
+    assert_every_packet_once(&archive, &media, "after kill -9 and restart");
     // The live destination: two sessions that together hold every frame, the second
     // repeating at most what the first had sent unconfirmed (a GOP and a window).
-    let stretches = stretches_of(&server.recordings_of("channel-1"), &position, video_packet_hashes);
+    let stretches = stretches_of(
+        &server.recordings_of("channel-1"),
+        &position,
+        video_packet_hashes,
+    );
     let repeats = repeats_between_sessions(&stretches, content.len(), 0.04);
-    assert!(repeats.iter().all(|repeat| *repeat <= 2.04 + 1.0 + 0.3), "{repeats:?}");
+    assert!(
+        repeats.iter().all(|repeat| *repeat <= 2.04 + 1.0 + 0.3),
+        "{repeats:?}"
+    );
     // Read in ranges (206 answers), never as one GET of a whole object.
     assert!(
         store.requests_containing("\" 206 ") >= 2 * media.len(),
@@ -245,12 +273,17 @@ fn twelve_hundred_keys_are_published_in_order_and_moved_under_done_prefix() {
     let run = run_to_end(&config, &any_keys());
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     let expected: String = (0..count).map(|index| format!("{index}\n")).collect();
-    assert_eq!(std::fs::read_to_string(dir.join("parts.txt")).unwrap(), expected);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("parts.txt")).unwrap(),
+        expected
+    );
     assert_eq!(run.published().len(), count);
     assert_eq!(bucket.keys("in/"), Vec::<String>::new(), "all moved");
     let mut done = bucket.keys("done/");
     done.sort();
-    let mut expected_done: Vec<String> = (0..count).map(|index| format!("done/part-{index}")).collect();
+    let mut expected_done: Vec<String> = (0..count)
+        .map(|index| format!("done/part-{index}"))
+        .collect();
     expected_done.sort();
     assert_eq!(done, expected_done);
     // Nothing is published again by a second run.
@@ -281,6 +314,13 @@ fn refused_credentials_and_a_denied_bucket_stop_it_at_once_with_the_stores_words
     let published = run_to_end(&config, &allowed);
     assert_eq!(published.code(), Some(0), "{}", published.stderr());
     assert_eq!(published.published(), vec!["batch-0.mp4"]);
+    // Where the credentials came from is said; what they are, never.
+    let found = published.events("credentials_found");
+    assert_eq!(
+        found[0]["credentials"],
+        "the environment (AWS_ACCESS_KEY_ID)"
+    );
+    assert!(!published.stderr().contains(&allowed.secret));
 
     let wrong = AccessKeys {
         id: "AKIAWRONGWRONGWRONG1".to_owned(),
@@ -297,10 +337,18 @@ fn refused_credentials_and_a_denied_bucket_stop_it_at_once_with_the_stores_words
         let stderr = refused.stderr();
         assert!(stderr.contains(code), "{stderr}");
         assert!(stderr.contains(fix), "{stderr}");
-        assert!(!stderr.contains(&keys.secret), "the secret is never logged: {stderr}");
+        assert!(
+            !stderr.contains(&keys.secret),
+            "the secret is never logged: {stderr}"
+        );
         assert!(started.elapsed() < Duration::from_secs(20));
         // One request: no retry storm.
-        assert_eq!(store.requests_containing("GET /media") - before, 1, "{}", store.log());
+        assert_eq!(
+            store.requests_containing("GET /media") - before,
+            1,
+            "{}",
+            store.log()
+        );
     }
 }
 
@@ -331,7 +379,8 @@ impl Relay {
                     (server, client),
                 ] {
                     let up = Arc::clone(&relay_up);
-                    from.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+                    from.set_read_timeout(Some(Duration::from_millis(100)))
+                        .unwrap();
                     std::thread::spawn(move || {
                         let mut buffer = [0; 16 * 1024];
                         while up.load(Ordering::SeqCst) {
@@ -371,31 +420,37 @@ impl Relay {
 
 #[test]
 fn a_store_that_goes_away_and_comes_back_costs_nothing() {
-    let media = small_fragments(8, 2, &["--bitrate", "2M"]);
+    let mut args = LARGE_BATCHES.to_vec();
+    args[1] = "6";
+    let media = fragments(&args);
     let store = MotoServer::start();
     let bucket = store.bucket(BUCKET, &any_keys());
     bucket.create();
     for (index, file) in media.iter().enumerate().take(4) {
         upload(&bucket, &format!("in/batch-{index}.mp4"), file);
     }
-    let relay = Relay::start(format!("127.0.0.1:{}", store.endpoint().rsplit(':').next().unwrap()));
+    let store_port = store.endpoint().rsplit(':').next().unwrap().to_owned();
+    let relay = Relay::start(format!("127.0.0.1:{store_port}"));
+    let server = RtmpServer::start();
     let dir = TestDir::new();
     let archive = dir.join("archive.mp4");
-    let address = format!("127.0.0.1:{}", free_port());
     let config = dir.pipeline_file(&json!({
         "state_dir": "state",
-        "metrics": {"listen": address},
         "pipelines": [{
-            "name": "archive",
+            "name": "channel-1",
             "source": source(&relay.endpoint(), json!({})),
-            "stages": [{"type": "fmp4-timeline"}],
-            "sink": {"type": "file", "path": archive, "mode": "append", "pacing": "realtime"},
+            "sinks": [
+                {"type": "rtmp", "name": "live", "url": format!("{}/channel-1", server.server_url())},
+                {"type": "file", "name": "archive", "path": archive, "mode": "append",
+                 "stages": [{"type": "fmp4-timeline"}]},
+            ],
         }],
     }));
     let running = start(&config, &any_keys());
-    running.wait_for_event(TIMEOUT, "fragment_published", |_| true);
+    running.wait_for_event(TIMEOUT, "rtmp_publishing", |_| true);
     // Cut for 6 s while a batch is being read and the prefix listed; the rest is uploaded
     // meanwhile.
+    std::thread::sleep(Duration::from_secs(3));
     relay.set_up(false);
     for (index, file) in media.iter().enumerate().skip(4) {
         upload(&bucket, &format!("in/batch-{index}.mp4"), file);
@@ -403,17 +458,33 @@ fn a_store_that_goes_away_and_comes_back_costs_nothing() {
     std::thread::sleep(Duration::from_secs(6));
     relay.set_up(true);
     let deadline = Instant::now() + TIMEOUT;
-    while running.published_so_far().len() < media.len() {
-        assert!(Instant::now() < deadline, "not all published: {:?}", running.logs_so_far());
+    while running.published_so_far().len() < 2 * media.len() {
+        assert!(
+            Instant::now() < deadline,
+            "not all published: {:?}",
+            running.logs_so_far()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     running.signal(Signal::TERM);
     let run = running.wait(TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
-    assert!(!run.events("store_unavailable").is_empty(), "the outage was seen");
+    assert!(
+        !run.events("store_unavailable").is_empty(),
+        "the outage was seen"
+    );
     assert!(!run.events("store_available").is_empty(), "and its end");
     assert!(run.events("fragment_failed").is_empty(), "{}", run.stderr());
-    let expected: Vec<String> = (0..media.len()).map(|index| format!("batch-{index}.mp4")).collect();
-    assert_eq!(run.published(), expected);
-    assert_archive_complete(&archive, &media, "after the outage");
+    let expected: Vec<String> = (0..media.len())
+        .map(|index| format!("batch-{index}.mp4"))
+        .collect();
+    let archived: Vec<String> = run
+        .events("fragment_published")
+        .into_iter()
+        .filter(|event| event["sink"] == "archive")
+        .map(|event| event["fragment"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(archived, expected);
+    assert_every_packet_once(&archive, &media, "after the outage");
+    assert_eq!(server.recordings_of("channel-1").len(), 1, "one session");
 }
