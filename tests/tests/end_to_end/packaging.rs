@@ -92,7 +92,13 @@ fn the_configmaps_pipeline_file_loads() {
     let checked = Running::start_with_env(
         &streampub_binary(),
         &["validate", path.to_str().unwrap()],
-        &[("CHANNEL_1_KEY", "key"), ("STREAMPUB_TOKEN", "token")],
+        &[
+            ("CHANNEL_1_KEY", "key"),
+            ("CHANNEL_2_KEY", "key"),
+            ("STREAMPUB_TOKEN", "token"),
+            ("AWS_ACCESS_KEY_ID", "key-id"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ],
     )
     .wait(TIMEOUT);
     assert_eq!(checked.code(), Some(0), "{}", checked.stderr());
