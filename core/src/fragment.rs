@@ -85,8 +85,9 @@ pub trait RemoteBody: Send + Sync {
     /// Where it is, for messages (`s3://bucket/key`).
     fn describe(&self) -> String;
 
-    /// At most `max` bytes from `offset` (fewer only at the end). Reads usually come in order;
-    /// one that does not (a resend from the start) is valid too.
+    /// At most `max` bytes from `offset`, at least one before the end (fewer than `max` where
+    /// the remote's own reads end). Reads usually come in order; one that does not (a resend
+    /// from the start, a second reader) is valid too.
     async fn read(&self, offset: u64, max: usize) -> std::io::Result<Bytes>;
 }
 

@@ -168,12 +168,24 @@ print(key["AccessKeyId"], key["SecretAccessKey"])
         key: &str,
         file: &std::path::Path,
     ) {
+        self.boto_put(keys, bucket, key, file, true);
+    }
+
+    fn boto_put(
+        &self,
+        keys: &AccessKeys,
+        bucket: &str,
+        key: &str,
+        file: &std::path::Path,
+        create: bool,
+    ) {
         let script = r#"
 import boto3, sys
-endpoint, key_id, secret, bucket, key, path = sys.argv[1:7]
+endpoint, key_id, secret, bucket, key, path, create = sys.argv[1:8]
 s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                   aws_access_key_id=key_id, aws_secret_access_key=secret)
-s3.create_bucket(Bucket=bucket)
+if create == "1":
+    s3.create_bucket(Bucket=bucket)
 with open(path, "rb") as body:
     s3.put_object(Bucket=bucket, Key=key, Body=body.read())
 "#;
@@ -188,6 +200,7 @@ with open(path, "rb") as body:
                 key,
             ])
             .arg(file)
+            .arg(if create { "1" } else { "0" })
             .output()
             .unwrap();
         assert!(

@@ -71,7 +71,12 @@ impl RtmpSink {
         })
         .await
         .unwrap_or(false);
-        if !finished {
+        // A session still letting go of its socket (`closing`) has had everything confirmed.
+        let confirmed = {
+            let progress = connection.progress.lock().unwrap();
+            progress.failure.is_none() && progress.unconfirmed() == 0
+        };
+        if !finished && !confirmed {
             return Err(SinkError::retryable(format!(
                 "the RTMP server did not take the end of the stream within flush_timeout ({} s)",
                 flush_timeout.as_secs()

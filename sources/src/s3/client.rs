@@ -126,8 +126,8 @@ impl S3Client {
             let response = self.get(&url, &[]).call();
             let text = self.answer(response, &what, None)?;
             let page = ListObjectsV2::parse_response(&text).map_err(|error| {
-                StoreError::Passing(format!(
-                    "{what}: the store's answer is not a listing: {error}"
+                StoreError::Lasting(format!(
+                    "{what}: the answer is not an S3 listing ({error}); check `endpoint`"
                 ))
             })?;
             objects.extend(page.contents.into_iter().map(|content| ListedObject {
@@ -153,10 +153,27 @@ impl S3Client {
         let url = self.bucket.get_object(None, key).sign(UNSIGNED);
         let what = format!("read {}", self.describe(key));
         let range = format!("bytes={start}-{}", end - 1);
+        let mut headers = vec![("range", range.as_str())];
+        if !etag.is_empty() {
+            headers.push(("if-match", etag));
+        }
         let response = self
-            .get(&url, &[("range", &range), ("if-match", etag)])
+            .get(&url, &headers)
             .call()
             .map_err(|error| transport_error(&what, error))?;
+        // A store that ignores If-Match would splice two uploads: the ETag it answers with
+        // must be the one listed.
+        let answered = response
+            .headers()
+            .get("etag")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or(etag);
+        if response.status().is_success() && answered != etag {
+            return Err(StoreError::Lasting(format!(
+                "{what}: the object changed since it was listed (ETag {answered} instead of \
+                 {etag}); the new upload is published as a new object"
+            )));
+        }
         match response.status() {
             StatusCode::PARTIAL_CONTENT => Ok(response.into_body().into_reader()),
             // A store that ignores Range sends the whole object: only right when asked for it.
@@ -177,14 +194,23 @@ impl S3Client {
         self.answer(response, &what, Some(key)).map(drop)
     }
 
-    /// Copies `from` to `to` inside the bucket (S3's CopyObject: a PUT naming its source).
-    pub(crate) fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+    /// Copies `from` to `to` inside the bucket (S3's CopyObject: a PUT naming its source), as
+    /// long as `from` is still the object `etag` names.
+    pub(crate) fn copy(&self, from: &str, etag: &str, to: &str) -> Result<(), StoreError> {
         let source = format!("/{}/{}", self.bucket.name(), encode_key(from));
         let url = self.bucket.put_object(None, to).sign(UNSIGNED);
         let what = format!("copy {} to {to}", self.describe(from));
         let put = |url: &str| -> RequestBuilder<WithBody> { self.agent.put(url) };
         let response = self
-            .sign(put, "PUT", &url, &[("x-amz-copy-source", &source)])
+            .sign(
+                put,
+                "PUT",
+                &url,
+                &[
+                    ("x-amz-copy-source", &source),
+                    ("x-amz-copy-source-if-match", etag),
+                ],
+            )
             .send_empty();
         let text = self.answer(response, &what, Some(from))?;
         // CopyObject may fail after its 200 has gone out: the error is then the body.
@@ -296,12 +322,7 @@ fn classify(
         || status == StatusCode::REQUEST_TIMEOUT
         || matches!(
             code.as_str(),
-            "SlowDown"
-                | "RequestTimeout"
-                | "InternalError"
-                | "ServiceUnavailable"
-                | "Throttling"
-                | "RequestTimeTooSkewed"
+            "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable" | "Throttling"
         );
     if passing {
         return StoreError::Passing(format!("{what}: {words}"));
@@ -320,6 +341,9 @@ fn classify(
              and s3:PutObject) on its keys"
         ),
         "NoSuchBucket" => "create the bucket, or fix `bucket` (and `endpoint`)".to_owned(),
+        "RequestTimeTooSkewed" => {
+            "this machine's clock is off by more than 15 minutes; set it right (NTP)".to_owned()
+        }
         "PermanentRedirect"
         | "AuthorizationHeaderMalformed"
         | "IllegalLocationConstraintException" => {
@@ -430,6 +454,21 @@ mod tests {
             message.contains("credentials from the environment"),
             "{message}"
         );
+    }
+
+    /// SigV4 signs the path as sent: it must be the canonical one, each byte outside the
+    /// unreserved set encoded once.
+    #[test]
+    fn object_paths_are_canonically_encoded() {
+        let bucket = Bucket::new(
+            "http://127.0.0.1:9000".parse().unwrap(),
+            UrlStyle::Path,
+            "media",
+            "us-east-1",
+        )
+        .unwrap();
+        let url = bucket.get_object(None, "in/a b+ü~(1).mp4").sign(UNSIGNED);
+        assert_eq!(url.path(), "/media/in/a%20b%2B%C3%BC~%281%29.mp4");
     }
 
     #[test]

@@ -98,7 +98,11 @@ impl SourceConfig for S3SourceConfig {
                 "done_prefix",
                 "`done_prefix` is only used with `on_done: move`",
             )),
-            (OnDone::Move, Some(done)) if done.is_empty() || self.prefix.starts_with(done.as_str()) => {
+            (OnDone::Move, Some(done)) if !done.ends_with('/') => Err(ComponentError::field(
+                "done_prefix",
+                format!("`{done}` does not end with `/`; write `{done}/`, the folder objects go into"),
+            )),
+            (OnDone::Move, Some(done)) if self.prefix.starts_with(done.as_str()) => {
                 Err(ComponentError::field(
                     "done_prefix",
                     format!(

@@ -17,6 +17,8 @@ const RANGE: u64 = 2 * 1024 * 1024;
 /// The first pause before a failed read is tried again; it doubles up to `MAX_PAUSE`.
 const FIRST_PAUSE: Duration = Duration::from_millis(200);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
+/// GETs of one object kept open for readers that continue where they stopped.
+const OPEN_RANGES: usize = 2;
 
 /// One listed object of the bucket.
 pub(crate) struct S3Object {
@@ -30,8 +32,9 @@ struct ObjectReader {
     size: u64,
     etag: String,
     retry_for: Duration,
-    /// The GET being read: where its next byte lies, where it ends, and its body.
-    open: Mutex<Option<OpenRange>>,
+    /// The GETs being read, each by one reader of the body (a fan-out destination reading
+    /// what it missed reads beside the others): at most `OPEN_RANGES`, the oldest let go.
+    open: Mutex<Vec<OpenRange>>,
 }
 
 struct OpenRange {
@@ -57,7 +60,7 @@ impl S3Object {
                 size,
                 etag,
                 retry_for,
-                open: Mutex::new(None),
+                open: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -112,53 +115,63 @@ impl ObjectReader {
         }
     }
 
-    /// At most `max` bytes from `offset`, from the open GET when it is there, else a new one.
+    /// At most `max` bytes from `offset`, from the open GET that ends there if there is one,
+    /// else from a new one; no lock is held while the store is asked or read.
     fn read(&self, offset: u64, max: usize) -> Result<Bytes, StoreError> {
-        let mut open = self
-            .open
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        if open
-            .as_ref()
-            .is_none_or(|range| range.next != offset || range.next == range.end)
-        {
-            let end = (offset + RANGE).min(self.size);
-            let reader = self.client.read_range(&self.key, &self.etag, offset, end)?;
-            *open = Some(OpenRange {
-                next: offset,
-                end,
-                reader,
-            });
-        }
-        let range = open.as_mut().expect("opened above");
+        let continued = {
+            let mut open = self
+                .open
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            open.iter()
+                .position(|range| range.next == offset && range.next < range.end)
+                .map(|index| open.remove(index))
+        };
+        let mut range = match continued {
+            Some(range) => range,
+            None => {
+                let end = (offset + RANGE).min(self.size);
+                OpenRange {
+                    next: offset,
+                    end,
+                    reader: self.client.read_range(&self.key, &self.etag, offset, end)?,
+                }
+            }
+        };
         let want = (max as u64).min(range.end - range.next) as usize;
         let mut buffer = vec![0; want];
         let mut filled = 0;
         while filled < want {
             match range.reader.read(&mut buffer[filled..]) {
-                Ok(0) => break,
+                Ok(0) => {
+                    return Err(StoreError::Passing(format!(
+                        "{} ended at byte {} of the range the store was asked for",
+                        self.client.describe(&self.key),
+                        offset + filled as u64
+                    )))
+                }
                 Ok(read) => filled += read,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
-                    *open = None;
                     return Err(StoreError::Passing(format!(
                         "reading {} at byte {}: {error}",
                         self.client.describe(&self.key),
                         offset + filled as u64
-                    )));
+                    )))
                 }
             }
         }
-        if filled < want {
-            *open = None;
-            return Err(StoreError::Passing(format!(
-                "{} ended at byte {} of the range the store was asked for",
-                self.client.describe(&self.key),
-                offset + filled as u64
-            )));
-        }
         range.next += filled as u64;
-        buffer.truncate(filled);
+        if range.next < range.end {
+            let mut open = self
+                .open
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            open.push(range);
+            if open.len() > OPEN_RANGES {
+                open.remove(0);
+            }
+        }
         Ok(Bytes::from(buffer))
     }
 }

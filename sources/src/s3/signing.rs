@@ -137,35 +137,56 @@ fn encode(text: &str) -> String {
 mod tests {
     use super::*;
 
-    /// AWS's worked example of a signed GET Object ("Signature Calculations for the
-    /// Authorization Header", S3 API reference): the same signature, to the digit.
-    #[test]
-    fn the_signature_is_aws_worked_examples() {
+    /// The `Authorization` header of a GET of `url` with `headers`, signed as in AWS's worked
+    /// examples ("Signature Calculations for the Authorization Header", S3 API reference).
+    fn worked_example(url: &str, headers: &[(&str, &str)]) -> String {
         let credentials = Credentials::new(
             "AKIAIOSFODNN7EXAMPLE",
             "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
         );
-        let url = Url::parse("https://examplebucket.s3.amazonaws.com/test.txt").unwrap();
         let time: jiff::Timestamp = "2013-05-24T00:00:00Z".parse().unwrap();
-        let headers = signed_headers(
+        let url = Url::parse(url).unwrap();
+        signed_headers(
             "GET",
             &url,
-            &[("range", "bytes=0-9")],
+            headers,
             EMPTY_PAYLOAD,
             &credentials,
             "us-east-1",
             time,
-        );
-        let authorization = &headers
-            .iter()
-            .find(|(name, _)| *name == "authorization")
-            .unwrap()
-            .1;
+        )
+        .into_iter()
+        .find(|(name, _)| *name == "authorization")
+        .unwrap()
+        .1
+    }
+
+    /// GET Object: the same signature, to the digit.
+    #[test]
+    fn an_object_read_is_signed_as_aws_worked_example() {
         assert_eq!(
-            authorization,
+            worked_example(
+                "https://examplebucket.s3.amazonaws.com/test.txt",
+                &[("range", "bytes=0-9")]
+            ),
             "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
              SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, \
              Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+        );
+    }
+
+    /// GET Bucket (List Objects), with a query.
+    #[test]
+    fn a_listing_is_signed_as_aws_worked_example() {
+        let authorization = worked_example(
+            "https://examplebucket.s3.amazonaws.com/?max-keys=2&prefix=J",
+            &[],
+        );
+        assert!(
+            authorization.ends_with(
+                "Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"
+            ),
+            "{authorization}"
         );
     }
 

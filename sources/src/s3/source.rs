@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesOrdered, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,8 @@ use crate::name_order::{is_ignored, last_part, publication_order, NamePatterns};
 
 /// The longest pause between listings of a store that is unavailable.
 const MAX_LISTING_PAUSE: Duration = Duration::from_secs(30);
+/// How often `on_done` is tried again for a published object it could not move or delete.
+const ON_DONE_RETRY: Duration = Duration::from_secs(60);
 
 pub(crate) struct S3Source {
     pub(crate) pipeline: String,
@@ -77,6 +79,10 @@ struct RunState {
     /// Failed in this run, as listed when sent: offered again once uploaded anew, or on the
     /// next start.
     failed: HashMap<String, Published>,
+    /// When `on_done` is next tried again for published objects still under the prefix.
+    on_done_retry: Option<Instant>,
+    /// Keys already reported as unusable (once each).
+    reported: HashSet<String>,
 }
 
 impl RunState {
@@ -99,6 +105,8 @@ impl Source for S3Source {
             saved: self.load_state().await?,
             in_flight: HashMap::new(),
             failed: HashMap::new(),
+            on_done_retry: None,
+            reported: HashSet::new(),
         };
         let mut deliveries = FuturesOrdered::new();
         let mut objects: Vec<ListedObject> = Vec::new();
@@ -109,7 +117,8 @@ impl Source for S3Source {
             let mut wait = self.poll_interval;
             if list_now {
                 match self.list().await {
-                    Ok(listed) => {
+                    Ok((listed, unusable)) => {
+                        self.report_unusable(&mut state, unusable);
                         if listing_failures > 0 {
                             info!(event = "store_available", pipeline = %self.pipeline,
                                 "The store answers again: {}", self.client.describe(&self.prefix));
@@ -129,6 +138,8 @@ impl Source for S3Source {
                         }
                     }
                     Err(StoreError::Lasting(message)) => {
+                        // The output ends first: a sink may confirm its last fragments only then.
+                        drop(output);
                         self.drain(deliveries, &mut state).await;
                         return Err(SourceError::new(message));
                     }
@@ -205,12 +216,21 @@ impl S3Source {
 
     /// The objects to publish, in publication order: under the prefix, not under
     /// `done_prefix`, whose last part matches the pattern and is no temporary name.
-    async fn list(&self) -> Result<Vec<ListedObject>, StoreError> {
+    /// Keys with a `.` or `..` segment are left out and returned apart: a URL cannot name them
+    /// (it resolves the segment), so they could be neither read nor moved.
+    async fn list(&self) -> Result<(Vec<ListedObject>, Vec<String>), StoreError> {
         let client = Arc::clone(&self.client);
         let prefix = self.prefix.clone();
         let mut objects = tokio::task::spawn_blocking(move || client.list(&prefix, None))
             .await
             .map_err(|error| StoreError::Passing(error.to_string()))??;
+        let (unusable, mut objects): (Vec<ListedObject>, Vec<ListedObject>) =
+            objects.drain(..).partition(|object| {
+                object
+                    .key
+                    .split('/')
+                    .any(|segment| segment == "." || segment == "..")
+            });
         objects.retain(|object| {
             let name = last_part(&object.key);
             !object.key.ends_with('/')
@@ -228,7 +248,26 @@ impl S3Source {
                 self.init_pattern.as_ref(),
             )
         });
-        Ok(objects)
+        Ok((
+            objects,
+            unusable.into_iter().map(|object| object.key).collect(),
+        ))
+    }
+
+    fn report_unusable(&self, state: &mut RunState, keys: Vec<String>) {
+        for key in keys {
+            if state.reported.insert(key.clone()) {
+                error!(
+                    event = "entry_unusable",
+                    pipeline = %self.pipeline,
+                    fragment = %key,
+                    error = "its key has a `.` or `..` segment, which no URL can name",
+                    "{} cannot be published: its key has a `.` or `..` segment, which no URL \
+                     can name; rename it",
+                    self.client.describe(&key)
+                );
+            }
+        }
     }
 
     fn fragment(
@@ -238,7 +277,7 @@ impl S3Source {
     ) -> (Fragment, streampub_core::plugin::FragmentDelivery) {
         let info = FragmentInfo {
             sequence: saved.next_sequence,
-            name: last_part(&object.key).to_owned(),
+            name: self.after_prefix(&object.key).to_owned(),
             length: Some(object.size),
         };
         saved.next_sequence += 1;
@@ -258,22 +297,36 @@ impl S3Source {
         (fragment, delivery)
     }
 
-    /// Forgets published objects that left the prefix, and finishes `on_done` for published
-    /// objects still there (a crash may have come between checkpoint and move).
+    /// Forgets published objects that left the prefix or were uploaded again (another size or
+    /// ETag: a new object, published as such), and finishes `on_done` for published objects
+    /// still there (a crash between checkpoint and move, a move that failed): on the first
+    /// listing, then at most every `ON_DONE_RETRY`.
     async fn finish_completed(&self, state: &mut RunState, objects: &[ListedObject]) {
-        let present: HashSet<&str> = objects.iter().map(|object| object.key.as_str()).collect();
+        let present: HashMap<&str, Published> = objects
+            .iter()
+            .map(|object| (object.key.as_str(), published(object)))
+            .collect();
         let before = state.saved.completed.len();
         state
             .saved
             .completed
-            .retain(|key, _| present.contains(key.as_str()));
+            .retain(|key, done| present.get(key.as_str()) == Some(done));
         if state.saved.completed.len() != before {
             self.save_state(&state.saved).await;
         }
-        if self.on_done != OnDone::Keep {
-            for key in state.saved.completed.keys().cloned().collect::<Vec<_>>() {
-                self.apply_on_done(&key).await;
-            }
+        let due = state.on_done_retry.is_none_or(|at| Instant::now() >= at);
+        if self.on_done == OnDone::Keep || state.saved.completed.is_empty() || !due {
+            return;
+        }
+        state.on_done_retry = Some(Instant::now() + ON_DONE_RETRY);
+        let pending: Vec<(String, Published)> = state
+            .saved
+            .completed
+            .iter()
+            .map(|(key, done)| (key.clone(), done.clone()))
+            .collect();
+        for (key, done) in pending {
+            self.apply_on_done(&key, &done.etag).await;
         }
     }
 
@@ -286,7 +339,15 @@ impl S3Source {
                 }
                 // Checkpoint first: a crash before the move then only means moving it later.
                 self.save_state(&state.saved).await;
-                self.apply_on_done(&key).await;
+                let etag = state
+                    .saved
+                    .completed
+                    .get(&key)
+                    .map(|done| done.etag.clone());
+                // The next listing, which no longer finds it once moved or deleted, forgets it.
+                if let Some(etag) = etag {
+                    self.apply_on_done(&key, &etag).await;
+                }
             }
             // The runtime's `fragment_failed` line said what happened and what happens now.
             FragmentOutcome::Failed(message) => {
@@ -301,7 +362,8 @@ impl S3Source {
         }
     }
 
-    async fn apply_on_done(&self, key: &str) {
+    /// Applies `on_done` to `key`, listed with `etag`.
+    async fn apply_on_done(&self, key: &str, etag: &str) {
         let target = match (self.on_done, &self.done_prefix) {
             (OnDone::Keep, _) => return,
             (OnDone::Delete, _) => None,
@@ -311,10 +373,10 @@ impl S3Source {
             (OnDone::Move, None) => unreachable!("validate requires done_prefix for on_done: move"),
         };
         let client = Arc::clone(&self.client);
-        let (source, moved_to) = (key.to_owned(), target.clone());
+        let (source, moved_to, etag) = (key.to_owned(), target.clone(), etag.to_owned());
         let result = tokio::task::spawn_blocking(move || {
             if let Some(target) = &moved_to {
-                client.copy(&source, target)?;
+                client.copy(&source, &etag, target)?;
             }
             client.delete(&source)
         })
@@ -325,24 +387,30 @@ impl S3Source {
             None => "deleted",
         };
         match result {
-            Ok(()) => info!(
-                event = "fragment_done",
-                pipeline = %self.pipeline,
-                fragment = %key,
-                action,
-                "{action} {} after publishing{}",
-                self.client.describe(key),
-                target.map(|target| format!(" (to {target})")).unwrap_or_default()
-            ),
-            // It stays checkpointed: the next listing that finds it tries again.
-            Err(error) => warn!(
-                event = "fragment_done_failed",
-                pipeline = %self.pipeline,
-                fragment = %key,
-                error = %error,
-                "Published {} but could not apply on_done ({action}): {error}",
-                self.client.describe(key)
-            ),
+            Ok(()) => {
+                info!(
+                    event = "fragment_done",
+                    pipeline = %self.pipeline,
+                    fragment = %self.after_prefix(key),
+                    action,
+                    "{action} {} after publishing{}",
+                    self.client.describe(key),
+                    target.map(|target| format!(" (to {target})")).unwrap_or_default()
+                );
+            }
+            // It stays checkpointed: a later listing that finds it tries again.
+            Err(error) => {
+                warn!(
+                    event = "fragment_done_failed",
+                    pipeline = %self.pipeline,
+                    fragment = %self.after_prefix(key),
+                    error = %error,
+                    "Published {} but could not apply on_done ({action}): {error}; tried again \
+                     in {} s",
+                    self.client.describe(key),
+                    ON_DONE_RETRY.as_secs()
+                );
+            }
         }
     }
 
