@@ -13,6 +13,7 @@ pub mod tls;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -194,6 +195,8 @@ pub fn test_bytes(seed: u64, length: usize) -> Vec<u8> {
 pub struct Running {
     child: Child,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Set once the process's stderr has closed (it exited): its logs are complete.
+    logs_complete: Arc<AtomicBool>,
     stdout: Arc<Mutex<String>>,
     peak_rss_kib: Arc<Mutex<u64>>,
     readers: Vec<thread::JoinHandle<()>>,
@@ -291,10 +294,13 @@ impl Running {
         let stdout_pipe = child.stdout.take().unwrap();
         let mut readers = Vec::new();
         let log_sink = Arc::clone(&logs);
+        let logs_complete = Arc::new(AtomicBool::new(false));
+        let complete = Arc::clone(&logs_complete);
         readers.push(thread::spawn(move || {
             for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
                 log_sink.lock().unwrap().push(line);
             }
+            complete.store(true, Ordering::SeqCst);
         }));
         let stdout_sink = Arc::clone(&stdout);
         readers.push(thread::spawn(move || {
@@ -318,34 +324,40 @@ impl Running {
         Self {
             child,
             logs,
+            logs_complete,
             stdout,
             peak_rss_kib,
             readers,
         }
     }
 
-    /// Waits until a log line satisfies `predicate`; panics with the logs after `timeout`.
     /// The process's id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// Waits until a log line satisfies `predicate`; panics with the logs after `timeout`, or
+    /// at once when the process has exited without one.
     pub fn wait_for_log(&self, timeout: Duration, predicate: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
+            let complete = self.logs_complete.load(Ordering::SeqCst);
             if self.logs.lock().unwrap().iter().any(|line| predicate(line)) {
                 return;
+            }
+            if complete {
+                break;
             }
             thread::sleep(Duration::from_millis(20));
         }
         panic!(
-            "no matching log line within {timeout:?}; logs:\n{}",
+            "no matching log line within {timeout:?} (or before the process exited); logs:\n{}",
             self.logs.lock().unwrap().join("\n")
         );
     }
 
     /// Waits until a JSON log event named `event` satisfies `predicate`, and returns it; panics
-    /// with the logs after `timeout`.
+    /// with the logs after `timeout`, or at once when the process has exited without one.
     pub fn wait_for_event(
         &self,
         timeout: Duration,
@@ -354,16 +366,21 @@ impl Running {
     ) -> Value {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
+            let complete = self.logs_complete.load(Ordering::SeqCst);
             let found = events(&self.logs.lock().unwrap(), event)
                 .into_iter()
                 .find(|found| predicate(found));
             if let Some(found) = found {
                 return found;
             }
+            if complete {
+                break;
+            }
             thread::sleep(Duration::from_millis(20));
         }
         panic!(
-            "no `{event}` event as expected within {timeout:?}; logs:\n{}",
+            "no `{event}` event as expected within {timeout:?} (or before the process exited); \
+             logs:\n{}",
             self.logs.lock().unwrap().join("\n")
         );
     }
