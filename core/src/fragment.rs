@@ -88,7 +88,9 @@ pub trait RemoteBody: Send + Sync {
     /// At most `max` bytes from `offset`, at least one before the end (fewer than `max` where
     /// the remote's own reads end). Reads usually come in order; one that does not (a resend
     /// from the start, a second reader) is valid too.
-    async fn read(&self, offset: u64, max: usize) -> std::io::Result<Bytes>;
+    /// Takes the body shared (`Arc`), so that an implementation can move it onto a blocking
+    /// thread.
+    async fn read(self: Arc<Self>, offset: u64, max: usize) -> std::io::Result<Bytes>;
 }
 
 impl fmt::Debug for FragmentBody {

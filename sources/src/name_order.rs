@@ -50,9 +50,27 @@ impl<'de> Deserialize<'de> for Globs {
     }
 }
 
+/// Default `pattern`: every name.
+pub const DEFAULT_PATTERN: &str = "*";
+
+pub(crate) fn default_pattern() -> Globs {
+    Globs::One(DEFAULT_PATTERN.to_owned())
+}
+
+/// `pattern` and `init_pattern` compiled, or an error naming the field and the bad glob.
+pub(crate) fn compile_name_globs(
+    pattern: &Globs,
+    init_pattern: Option<&Globs>,
+) -> Result<(NamePatterns, Option<NamePatterns>), ComponentError> {
+    let init_pattern = init_pattern
+        .map(|globs| globs.compile("init_pattern"))
+        .transpose()?;
+    Ok((pattern.compile("pattern")?, init_pattern))
+}
+
 impl Globs {
     /// The compiled globs, or an error naming `field` and the bad glob.
-    pub(crate) fn compile(&self, field: &str) -> Result<NamePatterns, ComponentError> {
+    fn compile(&self, field: &str) -> Result<NamePatterns, ComponentError> {
         let globs = match self {
             Self::One(glob) => std::slice::from_ref(glob),
             Self::Any(globs) => globs.as_slice(),

@@ -266,6 +266,15 @@ pub fn published_fragments(logs: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Names of the fragments the destination `sink` logged as published, in order.
+pub fn published_by(logs: &[String], sink: &str) -> Vec<String> {
+    events(logs, "fragment_published")
+        .into_iter()
+        .filter(|event| event["sink"] == sink)
+        .map(|event| event["fragment"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 impl Running {
     /// Starts `binary` with `args` and JSON logs.
     pub fn start(binary: &Path, args: &[&str]) -> Self {

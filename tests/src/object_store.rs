@@ -135,23 +135,12 @@ if allowed:
     iam.attach_user_policy(UserName=name, PolicyArn=policy["Policy"]["Arn"])
 print(key["AccessKeyId"], key["SecretAccessKey"])
 "#;
-        let output = Command::new(python_tool("python"))
-            .args([
-                "-c",
-                script,
-                &self.endpoint(),
-                name,
-                if allowed { "1" } else { "0" },
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "creating the user failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+        let printed = self.boto3(
+            "creating the user",
+            script,
+            &[name, if allowed { "1" } else { "0" }],
         );
-        let text = String::from_utf8(output.stdout).unwrap();
-        let (id, secret) = text.trim().split_once(' ').unwrap();
+        let (id, secret) = printed.trim().split_once(' ').unwrap();
         AccessKeys {
             id: id.to_owned(),
             secret: secret.to_owned(),
@@ -168,46 +157,37 @@ print(key["AccessKeyId"], key["SecretAccessKey"])
         key: &str,
         file: &std::path::Path,
     ) {
-        self.boto_put(keys, bucket, key, file, true);
-    }
-
-    fn boto_put(
-        &self,
-        keys: &AccessKeys,
-        bucket: &str,
-        key: &str,
-        file: &std::path::Path,
-        create: bool,
-    ) {
         let script = r#"
 import boto3, sys
-endpoint, key_id, secret, bucket, key, path, create = sys.argv[1:8]
+endpoint, key_id, secret, bucket, key, path = sys.argv[1:7]
 s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                   aws_access_key_id=key_id, aws_secret_access_key=secret)
-if create == "1":
-    s3.create_bucket(Bucket=bucket)
+s3.create_bucket(Bucket=bucket)
 with open(path, "rb") as body:
     s3.put_object(Bucket=bucket, Key=key, Body=body.read())
 "#;
+        let path = file.to_str().expect("test paths are UTF-8");
+        self.boto3(
+            "the upload",
+            script,
+            &[&keys.id, &keys.secret, bucket, key, path],
+        );
+    }
+
+    /// Runs `script` with the environment's Python (and its boto3), the server's endpoint and
+    /// `args` as its arguments; what it printed.
+    fn boto3(&self, what: &str, script: &str, args: &[&str]) -> String {
         let output = Command::new(python_tool("python"))
-            .args([
-                "-c",
-                script,
-                &self.endpoint(),
-                &keys.id,
-                &keys.secret,
-                bucket,
-                key,
-            ])
-            .arg(file)
-            .arg(if create { "1" } else { "0" })
+            .args(["-c", script, &self.endpoint()])
+            .args(args)
             .output()
             .unwrap();
         assert!(
             output.status.success(),
-            "the upload failed: {}",
+            "{what} failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+        String::from_utf8(output.stdout).unwrap()
     }
 
     /// A client of `bucket` signing with `keys` (any, when the server takes any).

@@ -6,8 +6,6 @@ use streampub_core::plugin::HumanDuration;
 
 use crate::name_order::Globs;
 
-/// Default `pattern`: every file.
-pub const DEFAULT_PATTERN: &str = "*";
 /// Default `settle`: how long a file must stay unchanged before it counts as complete.
 pub const DEFAULT_SETTLE: HumanDuration = HumanDuration::from_millis(500);
 /// Default `empty_timeout`: how long an empty file holds back the files after it.
@@ -28,7 +26,7 @@ pub struct DirectorySourceConfig {
     pub path: PathBuf,
     /// Glob on file names, e.g. `batch-*.mp4`, or a list of globs (a file matches if any
     /// does), e.g. `["*.m4s", "init.mp4"]`.
-    #[serde(default = "default_pattern")]
+    #[serde(default = "crate::name_order::default_pattern")]
     pub pattern: Globs,
     /// Glob on the names of files to publish before all others found with them, whatever
     /// their names sort as: the init segments of packagers that write them apart, e.g.
@@ -72,10 +70,6 @@ pub enum OnDone {
     Delete,
     /// Move it into `done_dir`.
     Move,
-}
-
-fn default_pattern() -> Globs {
-    Globs::One(DEFAULT_PATTERN.to_owned())
 }
 
 fn default_follow() -> bool {

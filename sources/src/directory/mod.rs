@@ -17,6 +17,7 @@ use streampub_core::register_source;
 
 pub use self::config::{DirectorySourceConfig, OnDone};
 use self::source::DirectorySource;
+use crate::name_order::compile_name_globs;
 pub use crate::name_order::Globs;
 
 register_source!(
@@ -38,10 +39,7 @@ impl SourceConfig for DirectorySourceConfig {
                 ),
             ));
         }
-        self.pattern.compile("pattern")?;
-        if let Some(init_pattern) = &self.init_pattern {
-            init_pattern.compile("init_pattern")?;
-        }
+        compile_name_globs(&self.pattern, self.init_pattern.as_ref())?;
         match (self.on_done, &self.done_dir) {
             (OnDone::Move, None) => Err(ComponentError::field(
                 "on_done",
@@ -68,15 +66,13 @@ impl SourceConfig for DirectorySourceConfig {
                 )
             })?;
         }
+        let (pattern, init_pattern) =
+            compile_name_globs(&self.pattern, self.init_pattern.as_ref())?;
         Ok(Box::new(DirectorySource {
             pipeline: context.pipeline.clone(),
             directory: context.resolve_path(&self.path),
-            pattern: self.pattern.compile("pattern")?,
-            init_pattern: self
-                .init_pattern
-                .as_ref()
-                .map(|globs| globs.compile("init_pattern"))
-                .transpose()?,
+            pattern,
+            init_pattern,
             follow: self.follow,
             settle: self.settle.get(),
             empty_timeout: self.empty_timeout.get(),

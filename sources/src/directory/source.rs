@@ -18,6 +18,7 @@ use tracing::{debug, error, info, warn};
 use super::config::OnDone;
 use super::scan::{self, Candidate, Readiness, SettleTracker};
 use crate::name_order::NamePatterns;
+use crate::source_state::{load_state, save_state};
 
 pub(crate) struct DirectorySource {
     pub(crate) pipeline: String,
@@ -96,7 +97,7 @@ impl Source for DirectorySource {
         output: mpsc::Sender<Fragment>,
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
-        let saved = self.load_state().await?;
+        let saved = load_state(self.checkpoint.as_ref()).await?;
         let mut state = RunState {
             saved,
             in_flight: HashMap::new(),
@@ -217,40 +218,6 @@ fn handle_watch_event(state: &mut RunState, event: WatchEvent) {
 }
 
 impl DirectorySource {
-    async fn load_state(&self) -> Result<DirectoryState, SourceError> {
-        let Some(checkpoint) = self.checkpoint.clone() else {
-            return Ok(DirectoryState::default());
-        };
-        let loaded = tokio::task::spawn_blocking(move || checkpoint.load::<DirectoryState>())
-            .await
-            .map_err(|error| SourceError::new(error.to_string()))?;
-        let state = loaded.map_err(|error| SourceError::new(error.to_string()))?;
-        Ok(state.unwrap_or_default())
-    }
-
-    async fn save_state(&self, state: &DirectoryState) {
-        let Some(checkpoint) = self.checkpoint.clone() else {
-            return;
-        };
-        let snapshot = state.clone();
-        let saved = tokio::task::spawn_blocking(move || checkpoint.save(&snapshot)).await;
-        match saved {
-            Ok(Ok(())) => {}
-            Ok(Err(save_error)) => error!(
-                event = "state_save_failed",
-                pipeline = %self.pipeline,
-                error = %save_error,
-                "{save_error}"
-            ),
-            Err(join_error) => error!(
-                event = "state_save_failed",
-                pipeline = %self.pipeline,
-                error = %join_error,
-                "saving state failed: {join_error}"
-            ),
-        }
-    }
-
     /// Logs once that an empty file holds back the files after it for at most `left`.
     fn report_empty(&self, state: &mut RunState, candidate: &Candidate, left: Duration) {
         if state.reported.insert(candidate.name.clone()) {
@@ -326,7 +293,7 @@ impl DirectorySource {
             .completed
             .retain(|name| present.contains(name.as_str()));
         if state.saved.completed.len() != before {
-            self.save_state(&state.saved).await;
+            save_state(&self.pipeline, self.checkpoint.as_ref(), &state.saved).await;
         }
         if self.on_done != OnDone::Keep {
             for name in state.saved.completed.clone() {
@@ -342,7 +309,7 @@ impl DirectorySource {
                 state.settle.forget(&name);
                 state.saved.completed.insert(name.clone());
                 // Checkpoint first: a crash before the move then only means moving it later.
-                self.save_state(&state.saved).await;
+                save_state(&self.pipeline, self.checkpoint.as_ref(), &state.saved).await;
                 self.apply_on_done(&name).await;
             }
             // The runtime's `fragment_failed` line said what happened and what happens now.

@@ -181,7 +181,7 @@ impl S3Client {
             StatusCode::OK => Err(StoreError::Lasting(format!(
                 "{what}: the store ignored the byte range asked for; it must support ranged GETs"
             ))),
-            _ => Err(self.refusal(Ok(response), &what, Some(key)).unwrap_err()),
+            _ => Err(self.refusal(response, &what, Some(key))),
         }
     }
 
@@ -219,8 +219,8 @@ impl S3Client {
                 &what,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &text,
-                None,
-                "",
+                Some(from),
+                &self.credentials_origin,
             )),
             false => Ok(()),
         }
@@ -278,17 +278,16 @@ impl S3Client {
                 .map_err(|error| StoreError::Passing(format!("{what}: {error}")))?;
             return Ok(text);
         }
-        self.refusal(Ok(response), what, key)
+        Err(self.refusal(response, what, key))
     }
 
     /// The error an unsuccessful answer means.
     fn refusal(
         &self,
-        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        response: ureq::http::Response<ureq::Body>,
         what: &str,
         key: Option<&str>,
-    ) -> Result<String, StoreError> {
-        let response = response.map_err(|error| transport_error(what, error))?;
+    ) -> StoreError {
         let status = response.status();
         let mut text = String::new();
         // An error body is small; one that cannot be read still has its status.
@@ -297,7 +296,7 @@ impl S3Client {
             .into_reader()
             .take(64 * 1024)
             .read_to_string(&mut text);
-        Err(classify(what, status, &text, key, &self.credentials_origin))
+        classify(what, status, &text, key, &self.credentials_origin)
     }
 }
 

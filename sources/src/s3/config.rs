@@ -6,8 +6,6 @@ use crate::name_order::Globs;
 
 /// Default `region`: the one S3-compatible stores accept when they have none.
 pub const DEFAULT_REGION: &str = "us-east-1";
-/// Default `pattern`: every object.
-pub const DEFAULT_PATTERN: &str = "*";
 /// Default `poll_interval`: a listing every 2 s costs about 43,000 LIST requests a day.
 pub const DEFAULT_POLL_INTERVAL: HumanDuration = HumanDuration::from_secs(2);
 /// Default `retry_for`: how long a request that fails for a passing reason is tried again.
@@ -25,8 +23,8 @@ pub const DEFAULT_RETRY_FOR: HumanDuration = HumanDuration::from_secs(120);
 /// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, else from a profile of the shared
 /// credentials file (`AWS_SHARED_CREDENTIALS_FILE`, default `~/.aws/credentials`); they are
 /// never logged. Network errors, 5xx answers and throttling are retried with backoff; a
-/// missing bucket, refused credentials or a denied key stop the source with the store's own
-/// words and what to fix.
+/// missing bucket, refused credentials or a denied listing stop the source with the store's
+/// own words and what to fix (an object whose read is denied fails alone).
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct S3SourceConfig {
@@ -54,7 +52,7 @@ pub struct S3SourceConfig {
     pub profile: Option<String>,
     /// Glob on the key's last part, e.g. `batch-*.mp4`, or a list of globs (an object matches
     /// if any does). Dot names and `*.tmp` / `*.part` are ignored, as by the directory source.
-    #[serde(default = "default_pattern")]
+    #[serde(default = "crate::name_order::default_pattern")]
     pub pattern: Globs,
     /// Glob on the last part of keys to publish before all others found with them (init
     /// segments), e.g. `init*`. Unset: key order only.
@@ -96,10 +94,6 @@ pub enum OnDone {
 
 fn default_region() -> String {
     DEFAULT_REGION.to_owned()
-}
-
-fn default_pattern() -> Globs {
-    Globs::One(DEFAULT_PATTERN.to_owned())
 }
 
 fn default_follow() -> bool {

@@ -31,6 +31,7 @@ use self::client::{S3Client, StoreError};
 pub use self::config::{OnDone, S3SourceConfig};
 use self::credentials::{find_credentials, FoundCredentials, ProcessEnvironment};
 use self::source::S3Source;
+use crate::name_order::compile_name_globs;
 
 register_source!(
     S3SourceConfig,
@@ -85,10 +86,7 @@ impl SourceConfig for S3SourceConfig {
         if self.bucket.is_empty() {
             return Err(ComponentError::field("bucket", "give the bucket's name"));
         }
-        self.pattern.compile("pattern")?;
-        if let Some(init_pattern) = &self.init_pattern {
-            init_pattern.compile("init_pattern")?;
-        }
+        compile_name_globs(&self.pattern, self.init_pattern.as_ref())?;
         match (self.on_done, &self.done_prefix) {
             (OnDone::Move, None) => Err(ComponentError::field(
                 "on_done",
@@ -148,16 +146,14 @@ impl SourceConfig for S3SourceConfig {
             ),
             Ok(Ok(_)) | Err(_) => {}
         }
+        let (pattern, init_pattern) =
+            compile_name_globs(&self.pattern, self.init_pattern.as_ref())?;
         Ok(Box::new(S3Source {
             pipeline: context.pipeline.clone(),
             client,
             prefix: self.prefix.clone(),
-            pattern: self.pattern.compile("pattern")?,
-            init_pattern: self
-                .init_pattern
-                .as_ref()
-                .map(|globs| globs.compile("init_pattern"))
-                .transpose()?,
+            pattern,
+            init_pattern,
             follow: self.follow,
             poll_interval: self.poll_interval.get(),
             on_done: self.on_done,

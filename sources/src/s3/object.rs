@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use streampub_core::plugin::{async_trait, Bytes, RemoteBody};
 use tracing::{info, warn};
 
-use super::client::{S3Client, StoreError};
+use super::client::{ListedObject, S3Client, StoreError};
 
 /// Bytes one GET asks for. Small enough that even a slow paced stream reads one well within
 /// the store's patience with an open request, large enough that an 8.8 MB object takes five.
@@ -22,15 +22,9 @@ const OPEN_RANGES: usize = 2;
 
 /// One listed object of the bucket.
 pub(crate) struct S3Object {
-    inner: Arc<ObjectReader>,
-}
-
-struct ObjectReader {
     client: Arc<S3Client>,
     pipeline: String,
-    key: String,
-    size: u64,
-    etag: String,
+    object: ListedObject,
     retry_for: Duration,
     /// The GETs being read, each by one reader of the body (a fan-out destination reading
     /// what it missed reads beside the others): at most `OPEN_RANGES`, the oldest let go.
@@ -47,21 +41,15 @@ impl S3Object {
     pub(crate) fn new(
         client: Arc<S3Client>,
         pipeline: String,
-        key: String,
-        size: u64,
-        etag: String,
+        object: ListedObject,
         retry_for: Duration,
     ) -> Self {
         Self {
-            inner: Arc::new(ObjectReader {
-                client,
-                pipeline,
-                key,
-                size,
-                etag,
-                retry_for,
-                open: Mutex::new(Vec::new()),
-            }),
+            client,
+            pipeline,
+            object,
+            retry_for,
+            open: Mutex::new(Vec::new()),
         }
     }
 }
@@ -69,22 +57,21 @@ impl S3Object {
 #[async_trait]
 impl RemoteBody for S3Object {
     fn length(&self) -> u64 {
-        self.inner.size
+        self.object.size
     }
 
     fn describe(&self) -> String {
-        self.inner.client.describe(&self.inner.key)
+        self.client.describe(&self.object.key)
     }
 
-    async fn read(&self, offset: u64, max: usize) -> io::Result<Bytes> {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || inner.read_retrying(offset, max))
+    async fn read(self: Arc<Self>, offset: u64, max: usize) -> io::Result<Bytes> {
+        tokio::task::spawn_blocking(move || self.read_retrying(offset, max))
             .await
             .map_err(io::Error::other)?
     }
 }
 
-impl ObjectReader {
+impl S3Object {
     /// Reads, trying again after passing failures for `retry_for`.
     fn read_retrying(&self, offset: u64, max: usize) -> io::Result<Bytes> {
         let started = Instant::now();
@@ -95,8 +82,8 @@ impl ObjectReader {
                 Ok(bytes) => {
                     if warned {
                         info!(event = "store_available", pipeline = %self.pipeline,
-                            object = %self.client.describe(&self.key),
-                            "Reading {} again", self.client.describe(&self.key));
+                            object = %self.describe(),
+                            "Reading {} again", self.describe());
                     }
                     return Ok(bytes);
                 }
@@ -130,11 +117,16 @@ impl ObjectReader {
         let mut range = match continued {
             Some(range) => range,
             None => {
-                let end = (offset + RANGE).min(self.size);
+                let end = (offset + RANGE).min(self.object.size);
                 OpenRange {
                     next: offset,
                     end,
-                    reader: self.client.read_range(&self.key, &self.etag, offset, end)?,
+                    reader: self.client.read_range(
+                        &self.object.key,
+                        &self.object.etag,
+                        offset,
+                        end,
+                    )?,
                 }
             }
         };
@@ -146,7 +138,7 @@ impl ObjectReader {
                 Ok(0) => {
                     return Err(StoreError::Passing(format!(
                         "{} ended at byte {} of the range the store was asked for",
-                        self.client.describe(&self.key),
+                        self.describe(),
                         offset + filled as u64
                     )))
                 }
@@ -155,7 +147,7 @@ impl ObjectReader {
                 Err(error) => {
                     return Err(StoreError::Passing(format!(
                         "reading {} at byte {}: {error}",
-                        self.client.describe(&self.key),
+                        self.describe(),
                         offset + filled as u64
                     )))
                 }

@@ -18,6 +18,7 @@ use super::client::{ListedObject, S3Client, StoreError};
 use super::config::OnDone;
 use super::object::S3Object;
 use crate::name_order::{is_ignored, last_part, publication_order, NamePatterns};
+use crate::source_state::{load_state, save_state};
 
 /// The longest pause between listings of a store that is unavailable.
 const MAX_LISTING_PAUSE: Duration = Duration::from_secs(30);
@@ -102,7 +103,7 @@ impl Source for S3Source {
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
         let mut state = RunState {
-            saved: self.load_state().await?,
+            saved: load_state(self.checkpoint.as_ref()).await?,
             in_flight: HashMap::new(),
             failed: HashMap::new(),
             on_done_retry: None,
@@ -284,9 +285,7 @@ impl S3Source {
         let body = S3Object::new(
             Arc::clone(&self.client),
             self.pipeline.clone(),
-            object.key.clone(),
-            object.size,
-            object.etag.clone(),
+            object.clone(),
             self.retry_for,
         );
         let (fragment, delivery) = Fragment::new(info, FragmentBody::Remote(Arc::new(body)));
@@ -312,7 +311,7 @@ impl S3Source {
             .completed
             .retain(|key, done| present.get(key.as_str()) == Some(done));
         if state.saved.completed.len() != before {
-            self.save_state(&state.saved).await;
+            save_state(&self.pipeline, self.checkpoint.as_ref(), &state.saved).await;
         }
         let due = state.on_done_retry.is_none_or(|at| Instant::now() >= at);
         if self.on_done == OnDone::Keep || state.saved.completed.is_empty() || !due {
@@ -338,7 +337,7 @@ impl S3Source {
                     state.saved.completed.insert(key.clone(), sent_as);
                 }
                 // Checkpoint first: a crash before the move then only means moving it later.
-                self.save_state(&state.saved).await;
+                save_state(&self.pipeline, self.checkpoint.as_ref(), &state.saved).await;
                 let etag = state
                     .saved
                     .completed
@@ -421,32 +420,6 @@ impl S3Source {
     {
         while let Some((key, outcome)) = deliveries.next().await {
             self.settle_outcome(state, key, outcome).await;
-        }
-    }
-
-    async fn load_state(&self) -> Result<S3State, SourceError> {
-        let Some(checkpoint) = self.checkpoint.clone() else {
-            return Ok(S3State::default());
-        };
-        tokio::task::spawn_blocking(move || checkpoint.load::<S3State>())
-            .await
-            .map_err(|error| SourceError::new(error.to_string()))?
-            .map_err(|error| SourceError::new(error.to_string()))
-            .map(Option::unwrap_or_default)
-    }
-
-    async fn save_state(&self, state: &S3State) {
-        let Some(checkpoint) = self.checkpoint.clone() else {
-            return;
-        };
-        let snapshot = state.clone();
-        let saved = tokio::task::spawn_blocking(move || checkpoint.save(&snapshot))
-            .await
-            .map_err(|error| error.to_string())
-            .and_then(|saved| saved.map_err(|error| error.to_string()));
-        if let Err(save_error) = saved {
-            error!(event = "state_save_failed", pipeline = %self.pipeline,
-                error = %save_error, "{save_error}");
         }
     }
 }

@@ -16,7 +16,7 @@ use streampub_tests::media::{
 };
 use streampub_tests::recordings::{input_frames, repeats_between_sessions, stretches_of};
 use streampub_tests::rtmp::{free_port, RtmpServer};
-use streampub_tests::{events, streampub_binary, Random, Running, Signal, TestDir};
+use streampub_tests::{events, published_by, streampub_binary, Random, Running, Signal, TestDir};
 
 const TIMEOUT: Duration = Duration::from_secs(240);
 /// 25 fps.
@@ -41,15 +41,6 @@ fn archive(path: &Path) -> Value {
         "type": "file", "name": "archive", "path": path, "mode": "append",
         "stages": [{"type": "fmp4-timeline"}],
     })
-}
-
-/// Names of the fragments `sink` logged as published.
-fn published_by(logs: &[String], sink: &str) -> Vec<String> {
-    events(logs, "fragment_published")
-        .into_iter()
-        .filter(|event| event["sink"] == sink)
-        .map(|event| event["fragment"].as_str().unwrap_or_default().to_owned())
-        .collect()
 }
 
 fn files_in(directory: &Path) -> usize {

@@ -20,7 +20,7 @@ use streampub_tests::media::{
 use streampub_tests::object_store::{any_keys, AccessKeys, MotoServer, StoreBucket};
 use streampub_tests::recordings::{input_frames, repeats_between_sessions, stretches_of};
 use streampub_tests::rtmp::RtmpServer;
-use streampub_tests::{streampub_binary, Finished, Random, Running, Signal, TestDir};
+use streampub_tests::{published_by, streampub_binary, Finished, Random, Running, Signal, TestDir};
 
 const TIMEOUT: Duration = Duration::from_secs(240);
 const BUCKET: &str = "media";
@@ -66,6 +66,24 @@ fn source(endpoint: &str, extra: Value) -> Value {
     source
 }
 
+/// `batch-0.mp4` … `batch-<count - 1>.mp4`.
+fn batch_names(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|index| format!("batch-{index}.mp4"))
+        .collect()
+}
+
+/// Destinations `live` (the stream `channel-1` on `server`, with `pacing`) and `archive` (an
+/// append archive at `archive`, one MP4 stream by its own `fmp4-timeline`).
+fn live_and_archive(server: &RtmpServer, archive: &Path, pacing: &str) -> Value {
+    json!([
+        {"type": "rtmp", "name": "live", "url": format!("{}/channel-1", server.server_url()),
+         "pacing": pacing},
+        {"type": "file", "name": "archive", "path": archive, "mode": "append",
+         "stages": [{"type": "fmp4-timeline"}]},
+    ])
+}
+
 /// Waits until `running` has logged `count` confirmations (of all its destinations).
 fn wait_for_published(running: &Running, count: usize) {
     let deadline = Instant::now() + TIMEOUT;
@@ -104,12 +122,7 @@ fn objects_uploaded_while_it_runs_reach_nginx_and_the_archive_as_one_session_in_
         "pipelines": [{
             "name": "channel-1",
             "source": source(&store.endpoint(), json!({})),
-            "sinks": [
-                {"type": "rtmp", "name": "live", "url": format!("{}/channel-1", server.server_url()),
-                 "pacing": "off"},
-                {"type": "file", "name": "archive", "path": archive, "mode": "append",
-                 "stages": [{"type": "fmp4-timeline"}]},
-            ],
+            "sinks": live_and_archive(&server, &archive, "off"),
         }],
     }));
     let running = start(&config, &any_keys());
@@ -122,18 +135,17 @@ fn objects_uploaded_while_it_runs_reach_nginx_and_the_archive_as_one_session_in_
     running.signal(Signal::TERM);
     let run = running.wait(TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
-    let expected: Vec<String> = (0..media.len())
-        .map(|index| format!("batch-{index}.mp4"))
-        .collect();
-    let published_by = |sink: &str| -> Vec<String> {
-        run.events("fragment_published")
-            .into_iter()
-            .filter(|event| event["sink"] == sink)
-            .map(|event| event["fragment"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    assert_eq!(published_by("live"), expected, "key order, each once");
-    assert_eq!(published_by("archive"), expected, "key order, each once");
+    let expected = batch_names(media.len());
+    assert_eq!(
+        published_by(&run.logs, "live"),
+        expected,
+        "key order, each once"
+    );
+    assert_eq!(
+        published_by(&run.logs, "archive"),
+        expected,
+        "key order, each once"
+    );
     assert_eq!(run.events("rtmp_publishing").len(), 1, "one session");
     let recordings = server.recordings_of("channel-1");
     assert_eq!(recordings.len(), 1, "one session: {recordings:?}");
@@ -195,11 +207,7 @@ fn a_kill_9_mid_object_and_a_restart_lose_and_repeat_nothing() {
         "pipelines": [{
             "name": "channel-1",
             "source": source(&store.endpoint(), json!({"follow": false})),
-            "sinks": [
-                {"type": "rtmp", "name": "live", "url": format!("{}/channel-1", server.server_url())},
-                {"type": "file", "name": "archive", "path": archive, "mode": "append",
-                 "stages": [{"type": "fmp4-timeline"}]},
-            ],
+            "sinks": live_and_archive(&server, &archive, "realtime"),
         }],
     }));
     let mut random = Random(SEED);
@@ -208,24 +216,14 @@ fn a_kill_9_mid_object_and_a_restart_lose_and_repeat_nothing() {
     std::thread::sleep(Duration::from_millis(3_000 + random.below(18_000)));
     running.signal(Signal::KILL);
     let killed = running.wait(TIMEOUT);
-    let before = killed.published();
     let restarted = run_to_end(&config, &any_keys());
     assert_eq!(restarted.code(), Some(0), "{}", restarted.stderr());
-    let mut all = before.clone();
-    all.extend(restarted.published());
     for sink in ["live", "archive"] {
-        let published: Vec<String> = killed
-            .events("fragment_published")
-            .into_iter()
-            .chain(restarted.events("fragment_published"))
-            .filter(|event| event["sink"] == sink)
-            .map(|event| event["fragment"].as_str().unwrap().to_owned())
-            .collect();
-        let expected: Vec<String> = (0..media.len())
-            .map(|index| format!("batch-{index}.mp4"))
-            .collect();
+        let mut published = published_by(&killed.logs, sink);
+        published.extend(published_by(&restarted.logs, sink));
         assert_eq!(
-            published, expected,
+            published,
+            batch_names(media.len()),
             "{sink}: every batch confirmed once, in order"
         );
     }
@@ -501,11 +499,7 @@ fn a_store_that_goes_away_and_comes_back_costs_nothing() {
         "pipelines": [{
             "name": "channel-1",
             "source": source(&relay.endpoint(), json!({})),
-            "sinks": [
-                {"type": "rtmp", "name": "live", "url": format!("{}/channel-1", server.server_url())},
-                {"type": "file", "name": "archive", "path": archive, "mode": "append",
-                 "stages": [{"type": "fmp4-timeline"}]},
-            ],
+            "sinks": live_and_archive(&server, &archive, "realtime"),
         }],
     }));
     let running = start(&config, &any_keys());
@@ -529,16 +523,8 @@ fn a_store_that_goes_away_and_comes_back_costs_nothing() {
     );
     assert!(!run.events("store_available").is_empty(), "and its end");
     assert!(run.events("fragment_failed").is_empty(), "{}", run.stderr());
-    let expected: Vec<String> = (0..media.len())
-        .map(|index| format!("batch-{index}.mp4"))
-        .collect();
-    let archived: Vec<String> = run
-        .events("fragment_published")
-        .into_iter()
-        .filter(|event| event["sink"] == "archive")
-        .map(|event| event["fragment"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(archived, expected);
+    let expected = batch_names(media.len());
+    assert_eq!(published_by(&run.logs, "archive"), expected);
     assert_every_packet_once(&archive, &media, "after the outage");
     assert_eq!(server.recordings_of("channel-1").len(), 1, "one session");
 }

@@ -160,7 +160,7 @@ impl BodyReader {
                     return Ok(None);
                 }
                 let take = max.min(usize::try_from(left).unwrap_or(usize::MAX));
-                let chunk = body.read(*offset, take).await?;
+                let chunk = Arc::clone(body).read(*offset, take).await?;
                 if chunk.is_empty() {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,

@@ -194,7 +194,7 @@ impl crate::fragment::RemoteBody for CountingRemote {
         "test://remote".to_owned()
     }
 
-    async fn read(&self, offset: u64, max: usize) -> std::io::Result<Bytes> {
+    async fn read(self: std::sync::Arc<Self>, offset: u64, max: usize) -> std::io::Result<Bytes> {
         self.asked.lock().unwrap().push(max);
         let start = offset as usize;
         Ok(self.bytes.slice(start..(start + max).min(self.bytes.len())))
