@@ -12,6 +12,7 @@
 mod bench;
 mod completions;
 mod config_file;
+mod docs;
 mod logging;
 mod plugins;
 mod run;
@@ -77,6 +78,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Writes the reference (every option of the pipeline file and of every plugin, and every
+    /// command) as Markdown pages generated from the code's own docs.
+    Docs {
+        /// The directory to write the pages to.
+        #[arg(long, default_value = docs::DEFAULT_DIRECTORY)]
+        out: PathBuf,
+        /// Write nothing: exit 1, naming each page, if the pages in --out differ from what
+        /// the code documents.
+        #[arg(long)]
+        check: bool,
+    },
     /// Shows what a running instance is doing, one row per pipeline, from its /healthz (the
     /// pipeline file's `metrics.listen`). Exit 0 if every pipeline runs, 1 otherwise.
     Status {
@@ -122,6 +134,7 @@ pub fn main() -> ExitCode {
         Command::Validate { pipeline } => run::validate(&pipeline),
         Command::Bench(args) => bench::bench(&args),
         Command::Plugins { json } => plugins::list(json),
+        Command::Docs { out, check } => docs::write(&out, check),
         Command::Status { url, json } => status::print(&url, json),
         Command::Completions { shell } => completions::print(shell),
     };

@@ -61,7 +61,7 @@ pub(crate) fn list(as_json: bool) -> u8 {
     let mut text = String::new();
     for (title, _, options) in &file_options {
         text += &format!("{title}:\n");
-        describe_options(options, &mut text);
+        describe_options(options, 0, &mut text);
         text.push('\n');
     }
     for (kind, title) in [
@@ -72,24 +72,33 @@ pub(crate) fn list(as_json: bool) -> u8 {
         text += &format!("{title}:\n");
         for plugin in registry.iter().filter(|plugin| plugin.kind() == kind) {
             text += &format!("  {:<14} {}\n", plugin.name, plugin.summary);
-            describe_options(&plugin.options(), &mut text);
+            describe_options(&plugin.options(), 0, &mut text);
         }
         text.push('\n');
     }
     write_stdout(text.as_bytes())
 }
 
-/// Each option with its type, default and description, indented under its heading.
-fn describe_options(options: &[OptionDoc], text: &mut String) {
+/// Each option with its type, default and description, indented under its heading (and the
+/// options it holds under it).
+fn describe_options(options: &[OptionDoc], depth: usize, text: &mut String) {
+    let indent = "    ".repeat(depth);
     for option in options {
         let default = match &option.default {
             Some(default) => format!(", default {default}"),
             None if option.required => ", required".to_owned(),
             None => String::new(),
         };
-        *text += &format!("      {} ({}{default})\n", option.name, option.value_type);
+        *text += &format!(
+            "{indent}      {} ({}{default})\n",
+            option.name, option.value_type
+        );
         if !option.description.is_empty() {
-            *text += &format!("          {}\n", option.description.replace('\n', " "));
+            *text += &format!(
+                "{indent}          {}\n",
+                option.description.replace('\n', " ")
+            );
         }
+        describe_options(&option.options, depth + 1, text);
     }
 }

@@ -169,16 +169,25 @@ pub struct OptionDoc {
     pub required: bool,
     pub default: Option<serde_json::Value>,
     pub description: String,
+    /// The options inside an option that is itself a set of options (`metrics: {listen: …}`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<OptionDoc>,
 }
 
 impl OptionDoc {
     pub(crate) fn from_schema(schema: &Schema) -> Vec<OptionDoc> {
         let root = schema.as_value();
-        let required: Vec<&str> = root["required"]
+        Self::from_object(root, root)
+    }
+
+    /// The options of `object`, a schema with `properties`; `root` holds the `$defs` its
+    /// references point to.
+    fn from_object(root: &serde_json::Value, object: &serde_json::Value) -> Vec<OptionDoc> {
+        let required: Vec<&str> = object["required"]
             .as_array()
             .map(|names| names.iter().filter_map(|name| name.as_str()).collect())
             .unwrap_or_default();
-        let Some(properties) = root["properties"].as_object() else {
+        let Some(properties) = object["properties"].as_object() else {
             return Vec::new();
         };
         properties
@@ -196,9 +205,24 @@ impl OptionDoc {
                     .or_else(|| resolve(root, property)["description"].as_str())
                     .unwrap_or_default()
                     .to_owned(),
+                options: Self::from_object(root, nested_object(root, property)),
             })
             .collect()
     }
+}
+
+/// The set of options an option holds: its definition when that has `properties`, also when
+/// it is optional (`anyOf` of it and `null`); `null` otherwise.
+fn nested_object<'a>(
+    root: &'a serde_json::Value,
+    property: &'a serde_json::Value,
+) -> &'a serde_json::Value {
+    let alternatives = property["anyOf"].as_array().into_iter().flatten();
+    std::iter::once(property)
+        .chain(alternatives)
+        .map(|candidate| resolve(root, candidate))
+        .find(|candidate| candidate["properties"].is_object())
+        .unwrap_or(&serde_json::Value::Null)
 }
 
 /// Follows a local `$ref` (`#/$defs/Name`) to its definition.

@@ -11,6 +11,9 @@ mod spool;
 mod tests;
 mod uploads;
 
+#[cfg(fuzzing)]
+pub use self::spool::open_for_fuzzing;
+
 use std::sync::Arc;
 
 use futures::stream::{FuturesOrdered, StreamExt};

@@ -318,6 +318,19 @@ impl Spool {
     }
 }
 
+/// Opens the spool in `directory` as a start does (its journal read, cleaned and compacted),
+/// for the fuzz targets in `fuzz/`: the sequences queued for publishing, in order.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn open_for_fuzzing(directory: &Path) -> Result<Vec<u64>, String> {
+    let (_spool, mut queue) = Spool::open(directory, usize::MAX).map_err(|error| error.to_string())?;
+    let mut sequences = Vec::new();
+    while let Ok(record) = queue.try_recv() {
+        sequences.push(record.sequence);
+    }
+    Ok(sequences)
+}
+
 fn append(journal: &mut File, record: &Record) -> io::Result<()> {
     let mut line = serde_json::to_vec(record).expect("records are plain data");
     line.push(b'\n');
