@@ -56,7 +56,9 @@ pub(crate) fn write(directory: &Path, check: bool) -> u8 {
 fn check_pages(directory: &Path, pages: &BTreeMap<&'static str, String>) -> u8 {
     let mut differing: Vec<PathBuf> = pages
         .iter()
-        .filter(|(name, text)| std::fs::read_to_string(directory.join(name)).ok().as_ref() != Some(text))
+        .filter(|(name, text)| {
+            std::fs::read_to_string(directory.join(name)).ok().as_ref() != Some(text)
+        })
         .map(|(name, _)| directory.join(name))
         .collect();
     differing.extend(stale_pages(directory, pages));

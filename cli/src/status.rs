@@ -8,7 +8,7 @@ use streampub_core::plugin::{ByteSize, HumanDuration};
 
 use crate::{write_stdout, EXIT_RUNTIME_FAILURE, EXIT_SUCCESS};
 
-/// The default instance: `metrics.listen` as the README suggests it.
+/// The default instance: `metrics.listen` as the guide writes it.
 pub(crate) const DEFAULT_URL: &str = "http://127.0.0.1:9090";
 /// How long the instance may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);

@@ -16,7 +16,7 @@
 //! Modules, in layers (each uses only those above it; `tests/layers.rs` checks it):
 //!
 //! 1. model: `registration` (the macros), `units`, `fragment`, `chunk`, `reconnect`,
-//!    `redact`, `checkpoint`, `program`, `filler_source`;
+//!    `redact`, `durable_file`, `checkpoint`, `program`, `filler_source`;
 //! 2. plugin traits: `services`, `component`, `source`, `stage`, `sink`, and [`plugin`],
 //!    which gathers them;
 //! 3. registry and config: `node`, `registry`, `config`;
@@ -27,6 +27,7 @@ mod checkpoint;
 mod chunk;
 mod component;
 mod config;
+mod durable_file;
 mod filler_source;
 mod fragment;
 mod node;

@@ -99,9 +99,10 @@ pub use bytes::Bytes;
 pub use schemars::{self, JsonSchema};
 pub use tokio_util::sync::CancellationToken;
 
-pub use crate::checkpoint::{replace_file, sync_directory, CheckpointFile};
+pub use crate::checkpoint::CheckpointFile;
 pub use crate::chunk::FileRange;
 pub use crate::component::{check_duration, ComponentContext, ComponentError};
+pub use crate::durable_file::{replace_file, sync_directory};
 pub use crate::filler_source::FillerSource;
 pub use crate::fragment::{
     Fragment, FragmentBody, FragmentDelivery, FragmentInfo, FragmentOutcome, MediaSpan, RemoteBody,

@@ -158,3 +158,36 @@ pub async fn publish(
     }
     sink.close().await
 }
+
+/// Counts on a [`StatusBoard`] as the runtime does, for tests of what reads it (metrics,
+/// health, status): outside core, only the runtime writes stats, so these are the one way in.
+pub mod stats {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::runtime::{PipelineStats, StatusBoard};
+
+    /// A pipeline on `board`, as a starting pipeline is added.
+    pub fn add_pipeline(board: &StatusBoard, name: &str) -> Arc<PipelineStats> {
+        board.add(name)
+    }
+
+    /// A destination of a fan-out on `pipeline`.
+    pub fn add_destination(
+        pipeline: &PipelineStats,
+        name: &str,
+        required: bool,
+    ) -> Arc<PipelineStats> {
+        pipeline.add_sink(name, required)
+    }
+
+    /// A fragment `name` of `bytes` confirmed `latency` after it began.
+    pub fn record_published(stats: &PipelineStats, name: &str, bytes: u64, latency: Duration) {
+        stats.record_published(name, bytes, latency);
+    }
+
+    /// A fragment a destination skipped.
+    pub fn record_skipped(stats: &PipelineStats) {
+        stats.record_skipped();
+    }
+}

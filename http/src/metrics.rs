@@ -187,15 +187,19 @@ impl Collector for BoardCollector {
 mod tests {
     use std::time::Duration;
 
+    use streampub_core::testing::stats::{
+        add_destination, add_pipeline, record_published, record_skipped,
+    };
+
     use super::*;
 
     #[test]
     fn metrics_have_one_sample_per_pipeline() {
         let board = StatusBoard::default();
-        let first = board.add("first");
-        board.add("second");
-        first.record_published("a", 1000, Duration::from_millis(20));
-        first.record_published("b", 500, Duration::from_millis(30));
+        let first = add_pipeline(&board, "first");
+        add_pipeline(&board, "second");
+        record_published(&first, "a", 1000, Duration::from_millis(20));
+        record_published(&first, "b", 500, Duration::from_millis(30));
         let text = render_metrics(&board);
         assert!(
             text.contains("streampub_fragments_published_total{pipeline=\"first\"} 2\n"),
@@ -227,10 +231,10 @@ mod tests {
     #[test]
     fn a_fan_out_has_a_sample_per_destination_for_what_is_per_sink() {
         let board = StatusBoard::default();
-        let pipeline = board.add("channel-1");
-        let own = pipeline.add_sink("own", true);
-        pipeline.add_sink("youtube", false).record_skipped();
-        own.record_published("a", 1000, Duration::from_millis(20));
+        let pipeline = add_pipeline(&board, "channel-1");
+        let own = add_destination(&pipeline, "own", true);
+        record_skipped(&add_destination(&pipeline, "youtube", false));
+        record_published(&own, "a", 1000, Duration::from_millis(20));
         let text = render_metrics(&board);
         for sample in [
             "streampub_fragments_published_total{pipeline=\"channel-1\",sink=\"own\"} 1\n",

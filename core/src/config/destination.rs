@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+use super::component_plan::{is_file_name, plan_component, plan_implied_stages, PlannedComponent};
 use super::error::ConfigError;
-use super::plan::{plan_component, plan_implied_stages, PlannedComponent};
 use crate::node::{ConfigNode, NodeValue};
 use crate::registry::{OptionDoc, PluginFactory, PluginKind, Registry};
 use crate::sink::SinkConfig;
@@ -226,7 +226,7 @@ fn name_destinations(
     };
     for destination in destinations.iter() {
         let name = &destination.name;
-        if !name.is_empty() && !super::plan::is_file_name(name) {
+        if !name.is_empty() && !is_file_name(name) {
             let message = format!(
                 "`{name}`: a destination name may use letters, digits, `-`, `_` and `.` (it \
                  names a state file and metrics)"

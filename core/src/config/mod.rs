@@ -10,6 +10,7 @@
 //! Validation ([`LoadedConfig::validate`]) then asks every plugin to check its environment
 //! without side effects.
 
+mod component_plan;
 mod destination;
 mod error;
 mod plan;
@@ -23,10 +24,11 @@ use schemars::JsonSchema;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+pub use self::component_plan::PlannedComponent;
 pub use self::destination::{destination_options, Destination};
 pub use self::error::{ConfigError, ConfigErrorDetails};
 use self::plan::plan_pipeline;
-pub use self::plan::{pipeline_options, PipelinePlan, PlannedComponent};
+pub use self::plan::{pipeline_options, PipelinePlan};
 use crate::component::{check_duration, ComponentContext, ComponentError};
 use crate::node::{ConfigNode, NodeValue};
 use crate::registry::{OptionDoc, Registry};

@@ -69,7 +69,7 @@ impl StatusBoard {
     }
 
     /// Adds a pipeline and returns the stats its runtime updates.
-    pub fn add(&self, name: &str) -> Arc<PipelineStats> {
+    pub(crate) fn add(&self, name: &str) -> Arc<PipelineStats> {
         let stats = Arc::new(PipelineStats::new(name));
         self.write().push(Arc::clone(&stats));
         stats

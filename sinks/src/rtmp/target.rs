@@ -2,6 +2,7 @@
 //! whether TLS carries the session, and the `tcUrl` that `connect` carries.
 
 use streampub_core::plugin::ComponentError;
+use url::{Host, Url};
 
 /// RTMP's port when an `rtmp://` URL gives none.
 const DEFAULT_PORT: u16 = 1935;
@@ -25,9 +26,18 @@ pub(crate) struct Target {
 
 impl Target {
     /// Reads `url` (`rtmp[s]://host[:port]/app/name`); `field` is the option it came from.
-    pub(crate) fn parse(url: &str, field: &str) -> Result<Self, ComponentError> {
-        let (scheme, rest) = url.split_once("://").unwrap_or_default();
-        let secure = match scheme {
+    ///
+    /// The `url` crate reads the scheme, host and port; the application and stream name are
+    /// taken from the text as written, because `url` would percent-encode a stream key's
+    /// spaces or braces and the server would be sent another name than the one configured.
+    pub(crate) fn parse(text: &str, field: &str) -> Result<Self, ComponentError> {
+        let url = Url::parse(text).map_err(|error| {
+            ComponentError::field(
+                field,
+                format!("{error}: write it as rtmp://host[:port]/application/stream"),
+            )
+        })?;
+        let secure = match url.scheme() {
             "rtmp" => false,
             "rtmps" => true,
             _ => {
@@ -37,54 +47,48 @@ impl Target {
                 ))
             }
         };
-        let (authority, path) = rest
-            .split_once('/')
-            .ok_or_else(|| ComponentError::field(field, "no application in the URL"))?;
-        let (app, stream_name) = path
-            .split_once('/')
-            .ok_or_else(|| ComponentError::field(field, "no stream name in the URL"))?;
         // A user and password before the host are not part of RTMP's handshake: refuse them
         // rather than send them nowhere.
-        if authority.contains('@') {
+        if !url.username().is_empty() || url.password().is_some() {
             return Err(ComponentError::field(
                 field,
                 "credentials in the URL's host part are not sent by `rtmp`; put them in the \
                  stream key as the server expects (e.g. a query string)",
             ));
         }
-        let (host, port) = match authority.strip_prefix('[') {
-            // An IPv6 address: `[::1]` or `[::1]:1935`.
-            Some(bracketed) => {
-                let (host, rest) = bracketed.split_once(']').ok_or_else(|| {
-                    ComponentError::field(field, "an IPv6 host needs its closing `]`")
-                })?;
-                (host, rest.strip_prefix(':'))
-            }
-            None => match authority.rsplit_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (authority, None),
-            },
+        let host = match url.host() {
+            Some(Host::Ipv6(address)) => address.to_string(),
+            Some(host) => host.to_string(),
+            None => String::new(),
         };
-        let port = match port {
-            Some(port) => port.parse().map_err(|_| {
-                ComponentError::field(field, format!("`{port}` is not a port number"))
-            })?,
-            None if secure => DEFAULT_SECURE_PORT,
-            None => DEFAULT_PORT,
-        };
+        let port = url.port().unwrap_or(if secure {
+            DEFAULT_SECURE_PORT
+        } else {
+            DEFAULT_PORT
+        });
+        // What follows the authority, exactly as written: `/app/stream?query`.
+        let after_scheme = &text[url.scheme().len() + "://".len()..];
+        let path = after_scheme
+            .find('/')
+            .map(|start| &after_scheme[start + 1..])
+            .ok_or_else(|| ComponentError::field(field, "no application in the URL"))?;
+        let (app, stream_name) = path
+            .split_once('/')
+            .ok_or_else(|| ComponentError::field(field, "no stream name in the URL"))?;
         if host.is_empty() || app.is_empty() || stream_name.is_empty() {
             return Err(ComponentError::field(
                 field,
                 "write it as rtmp://host[:port]/application/stream",
             ));
         }
+        let authority = &after_scheme[..after_scheme.len() - path.len() - 1];
         Ok(Self {
-            host: host.to_owned(),
+            tc_url: format!("{}://{authority}/{app}", url.scheme()),
+            host,
             port,
             secure,
             app: app.to_owned(),
             stream_name: stream_name.to_owned(),
-            tc_url: format!("{scheme}://{authority}/{app}"),
         })
     }
 }
@@ -115,5 +119,11 @@ mod tests {
         assert_eq!(target.tc_url, "rtmps://ingest.example.com/live2");
         assert!(Target::parse("srt://host/live/key", "url").is_err());
         assert!(Target::parse("rtmp://user:pw@host/live/key", "url").is_err());
+        assert!(Target::parse("rtmp://host:99999/live/key", "url").is_err());
+        assert!(Target::parse("rtmp://host/live", "url").is_err());
+        assert!(Target::parse("rtmp:///live/key", "url").is_err());
+        // The stream key goes to the server as written, not percent-encoded.
+        let target = Target::parse("rtmp://host/live/a key{1}?x=ü", "url").unwrap();
+        assert_eq!(target.stream_name, "a key{1}?x=ü");
     }
 }

@@ -3,7 +3,7 @@
 //! The source mounts its upload routes on the runtime's shared listeners (`streampub-http`);
 //! `uploads` receives what they let through into the `spool` (durably, before answering);
 //! this module's source publishes spooled fragments in sequence order and records, for each,
-//! whether its sink took it. See the README's "HTTP source" section for the API.
+//! whether its sink took it. `docs/sources.md` ("Source `http`") describes the API.
 
 mod config;
 mod spool;

@@ -323,7 +323,8 @@ impl Spool {
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub fn open_for_fuzzing(directory: &Path) -> Result<Vec<u64>, String> {
-    let (_spool, mut queue) = Spool::open(directory, usize::MAX).map_err(|error| error.to_string())?;
+    let (_spool, mut queue) =
+        Spool::open(directory, usize::MAX).map_err(|error| error.to_string())?;
     let mut sequences = Vec::new();
     while let Ok(record) = queue.try_recv() {
         sequences.push(record.sequence);

@@ -10,13 +10,15 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
+use instant_xml::FromXml;
+use percent_encoding::utf8_percent_encode;
 use rusty_s3::actions::{ListObjectsV2, S3Action};
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 use ureq::http::StatusCode;
 use ureq::typestate::{WithBody, WithoutBody};
 use ureq::RequestBuilder;
 
-use super::signing::{canonical_url, signed_headers, EMPTY_PAYLOAD};
+use super::signing::{canonical_url, signed_headers, EMPTY_PAYLOAD, KEY_UNRESERVED};
 
 /// Unused by unsigned URLs, which `rusty-s3` builds when given no credentials.
 const UNSIGNED: Duration = Duration::from_secs(0);
@@ -197,7 +199,11 @@ impl S3Client {
     /// Copies `from` to `to` inside the bucket (S3's CopyObject: a PUT naming its source), as
     /// long as `from` is still the object `etag` names.
     pub(crate) fn copy(&self, from: &str, etag: &str, to: &str) -> Result<(), StoreError> {
-        let source = format!("/{}/{}", self.bucket.name(), encode_key(from));
+        let source = format!(
+            "/{}/{}",
+            self.bucket.name(),
+            utf8_percent_encode(from, KEY_UNRESERVED)
+        );
         let url = self.bucket.put_object(None, to).sign(UNSIGNED);
         let what = format!("copy {} to {to}", self.describe(from));
         let put = |url: &str| -> RequestBuilder<WithBody> { self.agent.put(url) };
@@ -214,7 +220,7 @@ impl S3Client {
             .send_empty();
         let text = self.answer(response, &what, Some(from))?;
         // CopyObject may fail after its 200 has gone out: the error is then the body.
-        match text.contains("<Error>") {
+        match ErrorBody::read(&text).is_some() {
             true => Err(classify(
                 &what,
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -309,8 +315,9 @@ fn classify(
     key: Option<&str>,
     credentials_origin: &str,
 ) -> StoreError {
-    let code = xml_element(body, "Code").unwrap_or_default();
-    let message = xml_element(body, "Message").unwrap_or_default();
+    // A body that is not S3's XML (a proxy's page) leaves the status to speak.
+    let ErrorBody { code, message } = ErrorBody::read(body).unwrap_or_default();
+    let (code, message) = (code.unwrap_or_default(), message.unwrap_or_default());
     let words = match (code.is_empty(), message.is_empty()) {
         (true, _) => format!("HTTP {status}"),
         (false, true) => format!("{code} (HTTP {})", status.as_u16()),
@@ -378,31 +385,20 @@ fn transport_error(what: &str, error: ureq::Error) -> StoreError {
     }
 }
 
-/// The text of the first `<name>` element of an XML body.
-fn xml_element(body: &str, name: &str) -> Option<String> {
-    let start = body.find(&format!("<{name}>"))? + name.len() + 2;
-    let end = body[start..].find(&format!("</{name}>"))? + start;
-    let text = body[start..end].trim();
-    let text = text
-        .strip_prefix("<![CDATA[")
-        .and_then(|text| text.strip_suffix("]]>"))
-        .unwrap_or(text);
-    Some(text.to_owned())
+/// An error answer's body: `<Error><Code>…</Code><Message>…</Message>…</Error>`.
+#[derive(Debug, Default, FromXml)]
+#[xml(rename = "Error")]
+struct ErrorBody {
+    #[xml(rename = "Code")]
+    code: Option<String>,
+    #[xml(rename = "Message")]
+    message: Option<String>,
 }
 
-/// A key as it goes in `x-amz-copy-source`: each byte outside the unreserved set and `/`
-/// percent-encoded.
-fn encode_key(key: &str) -> String {
-    let mut encoded = String::with_capacity(key.len());
-    for byte in key.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                encoded.push(byte as char)
-            }
-            _ => encoded.push_str(&format!("%{byte:02X}")),
-        }
+impl ErrorBody {
+    fn read(body: &str) -> Option<Self> {
+        instant_xml::from_str(body).ok()
     }
-    encoded
 }
 
 /// The system's trusted roots (as the RTMPS sink uses); none found means https fails clearly.
@@ -420,8 +416,11 @@ mod tests {
 
     #[test]
     fn errors_are_told_in_the_stores_words_with_the_fix() {
-        let body = "<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code>\
-                    <Message>The specified bucket does not exist</Message></Error>";
+        // As AWS writes it: a declaration, and elements beside Code and Message.
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchBucket</Code>\
+                    <Message>The specified bucket does not exist</Message>\
+                    <BucketName>b</BucketName><RequestId>4442587FB7D0A2F9</RequestId>\
+                    <HostId>xyz=</HostId></Error>";
         let error = classify("list s3://b/", StatusCode::NOT_FOUND, body, None, "env");
         let StoreError::Lasting(message) = error else {
             panic!("a missing bucket lasts")
@@ -472,6 +471,9 @@ mod tests {
 
     #[test]
     fn copy_sources_are_percent_encoded_but_keep_their_slashes() {
-        assert_eq!(encode_key("in/batch 1+2.mp4"), "in/batch%201%2B2.mp4");
+        assert_eq!(
+            utf8_percent_encode("in/batch 1+2.mp4", KEY_UNRESERVED).to_string(),
+            "in/batch%201%2B2.mp4"
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! `rusty-s3` still builds the URLs and reads the listings.
 
 use hmac::{Hmac, KeyInit, Mac};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use rusty_s3::Credentials;
 use sha2::{Digest, Sha256};
 use url::Url;
@@ -119,18 +120,19 @@ fn canonical_query(url: &Url) -> String {
         .join("&")
 }
 
-/// Every byte but the unreserved ones percent-encoded, in upper-case hex.
+/// What SigV4 leaves as it is: RFC 3986's unreserved characters; every other byte is
+/// percent-encoded in upper-case hex.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// An object key in `x-amz-copy-source`: the unreserved characters and `/` stay.
+pub(crate) const KEY_UNRESERVED: &AsciiSet = &UNRESERVED.remove(b'/');
+
 fn encode(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                encoded.push(byte as char)
-            }
-            _ => encoded.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    encoded
+    utf8_percent_encode(text, UNRESERVED).to_string()
 }
 
 #[cfg(test)]

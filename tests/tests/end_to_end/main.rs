@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod delivery;
 mod directory;
+mod documentation;
 mod extending;
 mod fan_out;
 mod filler;

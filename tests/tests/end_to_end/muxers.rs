@@ -173,7 +173,7 @@ fn fragments_with_absolute_data_offsets_make_one_stream() {
     // Without default_base_moof, ffmpeg's tfhd holds each moof's data position in its own file.
     // Video only: with frag_every_frame, ffmpeg ends the audio with two samples at one
     // timestamp that only the file's edit list hides, and the timeline does not apply edit
-    // lists (see the README).
+    // lists (see docs/timeline.md).
     let media = five_fragments(&["--movflags", "frag_every_frame+empty_moov", "--audio", "no"]);
     publish_as_one_stream(
         &media,

@@ -27,7 +27,7 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl PipelineStats {
     /// Adds a destination's counters to a fan-out pipeline's (replacing one of the same name).
-    pub fn add_sink(&self, sink: &str, required: bool) -> Arc<PipelineStats> {
+    pub(crate) fn add_sink(&self, sink: &str, required: bool) -> Arc<PipelineStats> {
         let mut stats = Self::new(&self.name);
         stats.sink = Some(Destination {
             name: sink.to_owned(),

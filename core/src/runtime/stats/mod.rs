@@ -114,7 +114,7 @@ impl PipelineStats {
 
     /// Records a delivered fragment, its name and size and how long its transfer took;
     /// returns how many were delivered so far.
-    pub fn record_published(&self, name: &str, bytes: u64, latency: Duration) -> u64 {
+    pub(crate) fn record_published(&self, name: &str, bytes: u64, latency: Duration) -> u64 {
         *self
             .last_published
             .lock()
@@ -138,27 +138,27 @@ impl PipelineStats {
         self.fragments_published.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    pub fn record_failed(&self) {
+    pub(crate) fn record_failed(&self) {
         self.fragments_failed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A fragment was not sent: an earlier run had published it (offered again, acknowledged
     /// unsent), or a fan-out's destination with `required: false` skipped it while behind.
-    pub fn record_skipped(&self) {
+    pub(crate) fn record_skipped(&self) {
         self.fragments_skipped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The source offered `count` fragments in this run.
-    pub fn record_offered(&self, count: u64) {
+    pub(crate) fn record_offered(&self, count: u64) {
         self.fragments_offered.fetch_add(count, Ordering::Relaxed);
     }
 
-    pub fn record_reconnect(&self) {
+    pub(crate) fn record_reconnect(&self) {
         self.sink_reconnects.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A paced sink was written media that is due `ahead` from now (negative: overdue).
-    pub fn record_paced(&self, ahead: Duration, overdue: bool) {
+    pub(crate) fn record_paced(&self, ahead: Duration, overdue: bool) {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
@@ -184,12 +184,12 @@ impl PipelineStats {
         Some((due as f64 - now.as_millis() as f64) / 1000.0)
     }
 
-    pub fn record_filler(&self, filled: Duration) {
+    pub(crate) fn record_filler(&self, filled: Duration) {
         self.filler_ms
             .fetch_add(filled.as_millis() as u64, Ordering::Relaxed);
     }
 
-    pub fn set_state(&self, state: PipelineState) {
+    pub(crate) fn set_state(&self, state: PipelineState) {
         *self
             .state
             .lock()
