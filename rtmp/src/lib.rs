@@ -10,9 +10,10 @@
 //!   the server's `_result`, `_error` and `onStatus`;
 //! - [`acknowledgements`]: what the server's acknowledgements say it received, whichever way
 //!   it counts;
-//! - [`publish`]: the whole publishing sequence as one session;
-//! - [`flv_tags`]: the FLV tags a timeline stage writes, read out of its chunks (each tag's
-//!   body is an RTMP media message).
+//! - [`publish`]: the whole publishing sequence as one session.
+//!
+//! The media it carries are FLV tags' bodies; `streampub-flv` reads them out of a timeline
+//! stage's output.
 //!
 //! Written here rather than taken from a crate: none gives the server's acknowledgements,
 //! correct extended timestamps and enhanced RTMP's `connect` together (`shiguredo_rtmp` hides
@@ -26,7 +27,6 @@ pub mod amf0;
 pub mod chunk;
 pub mod command;
 pub mod control;
-pub mod flv_tags;
 pub mod handshake;
 pub mod publish;
 

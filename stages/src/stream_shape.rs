@@ -9,7 +9,7 @@ use h264_reader::nal::sps::SeqParameterSet;
 use h264_reader::nal::Nal;
 use h264_reader::nal::RefNal;
 
-use crate::aac::AudioSpecificConfig;
+use crate::formats::aac::AudioSpecificConfig;
 
 /// What the stream's tracks are: for FLV's `onMetaData` and for a filler that matches it.
 #[derive(Debug, Clone)]

@@ -38,8 +38,9 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds (once per test process) and returns the path of a binary of this workspace: a `bin`
-/// of `package`, or an example when `example` is set.
+/// Builds (once per test process, unless `STREAMPUB_TEST_BINARIES_BUILT` says the test command
+/// built it) and returns the path of a binary of this workspace: a `bin` of `package`, or an
+/// example when `example` is set.
 fn build_binary(package: &str, target: &str, example: bool) -> PathBuf {
     static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
     let built = BUILT.get_or_init(|| Mutex::new(Vec::new()));
@@ -55,7 +56,10 @@ fn build_binary(package: &str, target: &str, example: bool) -> PathBuf {
     } else {
         target_dir.join("debug").join(target)
     };
-    if !built.contains(&key) {
+    // `scripts/test` builds every binary once before the tests start; each test process
+    // would otherwise run cargo (which waits for the others' lock) only to find it built.
+    let prebuilt = std::env::var_os("STREAMPUB_TEST_BINARIES_BUILT").is_some();
+    if !prebuilt && !built.contains(&key) {
         let kind = if example { "--example" } else { "--bin" };
         let status = Command::new(env!("CARGO"))
             .args(["build", "--quiet", "--locked", "-p", package, kind, target])

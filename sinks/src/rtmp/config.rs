@@ -6,7 +6,7 @@ use streampub_core::plugin::{
     async_trait, check_duration, ComponentContext, ComponentError, FillerSource, HumanDuration,
     ImpliedStage, Pacing, Sink, SinkConfig,
 };
-use streampub_rtmp::flv_tags::FlvTagReader;
+use streampub_flv::FlvTagReader;
 
 use super::connection::ConnectionSettings;
 use super::rtmp_sink::RtmpSink;

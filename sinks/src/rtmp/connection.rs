@@ -20,9 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BytesMut};
 use streampub_core::plugin::SinkError;
+use streampub_flv::{FlvTag, TagKind};
 use streampub_rtmp::acknowledgements::Counting;
 use streampub_rtmp::command::ConnectRequest;
-use streampub_rtmp::flv_tags::{FlvTag, TagKind};
 use streampub_rtmp::handshake::CLIENT_HANDSHAKE_BYTES;
 use streampub_rtmp::publish::{Phase, ProtocolError, Step};
 use streampub_rtmp::{PublishEvent, PublishRequest, PublishSession};

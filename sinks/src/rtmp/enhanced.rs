@@ -2,8 +2,8 @@
 //! what the server's answer says of them.
 
 use streampub_core::plugin::SinkError;
+use streampub_flv::FlvTag;
 use streampub_rtmp::amf0::Value;
-use streampub_rtmp::flv_tags::FlvTag;
 use tracing::warn;
 
 /// The enhanced-RTMP FourCCs of `tags` (`hvc1`, `av01`, `vp09`, `Opus`), each once.
@@ -135,7 +135,7 @@ mod tests {
         assert!(check_enhanced_codecs(settings, &hevc, &answer(vec![])).is_ok());
         assert!(check_enhanced_codecs(settings, &[], &listing).is_ok());
         let tag = |body: &'static [u8]| FlvTag {
-            kind: streampub_rtmp::flv_tags::TagKind::Video,
+            kind: streampub_flv::TagKind::Video,
             timestamp: 0,
             body: bytes::Bytes::from_static(body),
         };

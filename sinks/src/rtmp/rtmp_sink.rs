@@ -7,7 +7,7 @@ use streampub_core::plugin::{
     async_trait, Bytes, FragmentInfo, Pacing, ReconnectPolicy, SessionReason, Sink,
     SinkCapabilities, SinkError,
 };
-use streampub_rtmp::flv_tags::{FlvTag, FlvTagReader};
+use streampub_flv::{FlvTag, FlvTagReader};
 
 use super::connection::{Connection, ConnectionSettings, Outgoing};
 

@@ -3,7 +3,7 @@
 
 use streampub_core::plugin::FillerSource;
 
-use crate::aac::{table_frequency, AAC_SAMPLE_RATES};
+use crate::formats::aac::{table_frequency, AAC_SAMPLE_RATES};
 use crate::stream_shape::{AudioShape, StreamShape};
 
 /// The largest slate read: a minute of it is converted.

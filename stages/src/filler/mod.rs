@@ -2,7 +2,7 @@
 //! PATH`) and the clip made from it with ffmpeg to match the stream (black and silence, or a
 //! slate converted once), in the background as soon as the stream is known, so that it is
 //! ready long before upstream is first late. The stages play it in their own format
-//! ([`crate::flv::filler`] as FLV tags, [`crate::mpegts_timeline`] as transport stream packets).
+//! ([`crate::formats::flv::filler`] as FLV tags, [`crate::mpegts_timeline`] as transport stream packets).
 
 mod clip_arguments;
 mod clip_maker;
@@ -16,7 +16,7 @@ pub use streampub_core::plugin::FillerSource;
 
 pub(crate) use self::clip_arguments::ClipContainer;
 pub(crate) use self::clip_maker::ClipMaker;
-use crate::aac::AudioSpecificConfig;
+use crate::formats::aac::AudioSpecificConfig;
 use crate::stream_shape::StreamShape;
 
 /// Checks that a clip has the kinds of track the stream has (`has_video`, `has_audio`: the

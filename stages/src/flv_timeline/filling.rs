@@ -1,4 +1,4 @@
-//! Filler between FLV files while upstream is late: the clip of [`crate::flv::filler`], made to
+//! Filler between FLV files while upstream is late: the clip of [`crate::formats::flv::filler`], made to
 //! match the stream's size, frame rate and audio (read from its sequence headers and the
 //! intervals between its video tags), played on the stream's timeline; the next file starts
 //! after it. Sequence headers follow each switch between the filler's decoder configuration
@@ -10,9 +10,9 @@ use streampub_core::plugin::{StageError, StageOutput};
 
 use super::reading::FlvFile;
 use super::stream_state::{push_tag, FlvTimeline};
-use crate::flv::tags::{Configuration, Tag};
-use crate::flv::MediaKind;
-use crate::flv::TagKind;
+use crate::formats::flv::tags::{Configuration, Tag};
+use crate::formats::flv::MediaKind;
+use crate::formats::flv::TagKind;
 use crate::stream_shape::{most_common, AudioShape, StreamShape, VideoShape};
 
 /// Bytes before the decoder configuration in a sequence header tag's data: AVC's

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use streampub_core::plugin::{StageError, StageOutput};
 
 use super::stream_state::FlvTimeline;
-use crate::flv::{
+use crate::formats::flv::{
     classify, is_video_keyframe, read_file_header, Payload, TagHeader, TagKind, CLASSIFY_LEN,
     FILE_HEADER, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN,
 };

@@ -7,8 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use streampub_core::plugin::{FillerSource, StageOutput};
 
-use crate::flv::filler::Filler;
-use crate::flv::{MediaKind, TagHeader, TagKind, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN};
+use crate::formats::flv::filler::Filler;
+use crate::formats::flv::{MediaKind, TagHeader, TagKind, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN};
 use crate::resume_cut::ResumeCut;
 use crate::session_limit::SessionLimit;
 use crate::session_options::SessionSettings;

@@ -3,7 +3,7 @@
 use streampub_core::plugin::StageItem;
 
 use super::*;
-use crate::flv::{TagHeader, FILE_HEADER};
+use crate::formats::flv::{TagHeader, FILE_HEADER};
 use crate::stage_harness::{self, joined};
 
 // ---- building FLV ----------------------------------------------------------------------

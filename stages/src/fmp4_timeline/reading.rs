@@ -8,8 +8,8 @@ use bytes::Bytes;
 use streampub_core::plugin::{StageError, StageOutput};
 
 use super::stream_state::{Fmp4Timeline, InitSegment};
-use crate::mp4::moof;
-use crate::mp4::{describe_change, describe_moov, BoxError, BoxHeader, FourCc};
+use crate::formats::mp4::moof;
+use crate::formats::mp4::{describe_change, describe_moov, BoxError, BoxHeader, FourCc};
 use crate::padding::push_zeros;
 use crate::timeline_engine::{ChunkReader, FileReading, OpenFile};
 

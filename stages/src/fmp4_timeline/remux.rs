@@ -13,7 +13,7 @@ use tracing::info;
 use streampub_core::plugin::BodyPreparer;
 use streampub_core::plugin::{Fragment, FragmentBody};
 
-use crate::mp4::{BoxHeader, FourCc};
+use crate::formats::mp4::{BoxHeader, FourCc};
 
 /// How ffmpeg writes the converted file: what the timeline stage reads best.
 const FRAGMENTED_MOVFLAGS: &str = "+frag_keyframe+empty_moov+default_base_moof";

@@ -9,8 +9,8 @@ use streampub_core::plugin::StageError;
 
 use super::seconds::Seconds;
 use super::stream_state::{Fmp4Timeline, InitSegment};
-use crate::mp4::boxes::children;
-use crate::mp4::{describe_moov, FourCc};
+use crate::formats::mp4::boxes::children;
+use crate::formats::mp4::{describe_moov, FourCc};
 
 /// What is saved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,7 +69,7 @@ impl SavedTimeline {
 }
 
 /// The tracks the `moov` among `init`'s boxes describes.
-fn tracks_of(init: &[u8]) -> Option<Vec<crate::mp4::TrackDescription>> {
+fn tracks_of(init: &[u8]) -> Option<Vec<crate::formats::mp4::TrackDescription>> {
     let moov = children(init).find_map(|entry| match entry {
         Ok((kind, payload)) if kind == FourCc::MOOV => Some(payload),
         _ => None,

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::seconds::Seconds;
-use crate::mp4::TrackDescription;
+use crate::formats::mp4::TrackDescription;
 
 /// The current init segment: its bytes and what it describes.
 #[derive(Debug, Clone)]

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use streampub_core::plugin::StageItem;
 
 use super::*;
-use crate::mp4::boxes::{children, write_box, BoxHeader, Reader};
-use crate::mp4::FourCc;
+use crate::formats::mp4::boxes::{children, write_box, BoxHeader, Reader};
+use crate::formats::mp4::FourCc;
 use crate::stage_harness::{self, joined};
 
 // ---- building fragmented MP4 -------------------------------------------------------------

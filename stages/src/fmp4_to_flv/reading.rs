@@ -5,10 +5,10 @@
 use streampub_core::plugin::{StageError, StageOutput};
 
 use super::stream_state::Fmp4ToFlv;
-use crate::flv::tags::{flv_track, media_tags, needs_enhanced_rtmp, MediaData, Tag};
-use crate::flv::MediaKind;
-use crate::mp4::samples::{read_samples, Sample};
-use crate::mp4::{describe_moov, BoxHeader, FourCc};
+use crate::formats::flv::tags::{flv_track, media_tags, needs_enhanced_rtmp, MediaData, Tag};
+use crate::formats::flv::MediaKind;
+use crate::formats::mp4::samples::{read_samples, Sample};
+use crate::formats::mp4::{describe_moov, BoxHeader, FourCc};
 use crate::stream_shape::{most_common, StreamShape};
 use crate::timeline_engine::{ChunkReader, FileReading, OpenFile};
 

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use streampub_core::plugin::FillerSource;
 
 use crate::filler::default_ffmpeg;
-use crate::flv::filler::Filler;
-use crate::flv::tags::{Configuration, FlvTrack, Tag};
-use crate::mp4::TrackDescription;
+use crate::formats::flv::filler::Filler;
+use crate::formats::flv::tags::{Configuration, FlvTrack, Tag};
+use crate::formats::mp4::TrackDescription;
 use crate::resume_cut::ResumeCut;
 use crate::session_limit::SessionLimit;
 use crate::session_options::SessionSettings;

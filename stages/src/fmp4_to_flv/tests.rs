@@ -9,9 +9,9 @@ use streampub_core::plugin::FragmentInfo;
 use streampub_core::plugin::StageItem;
 
 use super::*;
-use crate::flv::TagHeader;
-use crate::flv::FILE_HEADER;
-use crate::mp4::boxes::write_box;
+use crate::formats::flv::TagHeader;
+use crate::formats::flv::FILE_HEADER;
+use crate::formats::mp4::boxes::write_box;
 use crate::stage_harness::{joined, media_times, run_stage};
 
 fn boxed(kind: &[u8; 4], parts: &[&[u8]]) -> Vec<u8> {
@@ -229,7 +229,7 @@ fn hevc_becomes_enhanced_rtmp_fourcc_tags_when_asked() {
 fn opus_head_is_made_from_dops() {
     // dOps: version 0, 2 channels, pre-skip 312, 48 kHz, gain 0, family 0.
     let dops = [0, 2, 0x01, 0x38, 0, 0, 0xbb, 0x80, 0, 0, 0];
-    let head = crate::flv::tags::opus_head(&dops).unwrap();
+    let head = crate::formats::flv::tags::opus_head(&dops).unwrap();
     assert_eq!(
         head,
         [
@@ -238,7 +238,7 @@ fn opus_head_is_made_from_dops() {
         ]
         .concat()
     );
-    assert!(crate::flv::tags::opus_head(&dops[..5]).is_err());
+    assert!(crate::formats::flv::tags::opus_head(&dops[..5]).is_err());
 }
 
 #[test]

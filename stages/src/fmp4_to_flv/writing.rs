@@ -6,9 +6,9 @@ use streampub_core::plugin::StageOutput;
 
 use super::reading::Fmp4ToFlvFile;
 use super::stream_state::Fmp4ToFlv;
-use crate::flv::session::{write_session_start, write_with_configuration};
-use crate::flv::tags::{Configuration, Tag};
-use crate::flv::MediaKind;
+use crate::formats::flv::session::{write_session_start, write_with_configuration};
+use crate::formats::flv::tags::{Configuration, Tag};
+use crate::formats::flv::MediaKind;
 
 impl Fmp4ToFlv {
     /// Writes the tags of the last `mdat`: the fragment went on past it.

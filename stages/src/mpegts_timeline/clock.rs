@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::mpegts::{TICKS_PER_SECOND, TIMESTAMP_MODULUS};
+use crate::formats::mpegts::{TICKS_PER_SECOND, TIMESTAMP_MODULUS};
 
 /// Where the joined stream's clock starts: 1.4 s, ffmpeg's own start, so that a PCR up to
 /// that far ahead of the first frame stays positive.

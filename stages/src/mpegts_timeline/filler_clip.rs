@@ -7,9 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::filler::{check_aac, check_track_kinds};
-use crate::mpegts::adts::AdtsFrames;
-use crate::mpegts::STREAM_TYPE_H264;
-use crate::mpegts::{
+use crate::formats::mpegts::adts::AdtsFrames;
+use crate::formats::mpegts::STREAM_TYPE_H264;
+use crate::formats::mpegts::{
     pat_programs, pes_data_offset, pes_timestamp_positions, pmt_program, read_timestamp, section,
     PacketHeader, Program, PACKET_LEN, PAT_PID, STREAM_TYPE_ADTS_AAC, SYNC_BYTE,
 };

@@ -15,7 +15,7 @@ use super::filler_clip::{read_ts_clip, Media, TsClip};
 use super::mpegts_file::MpegtsFile;
 use super::stream_state::{FillerRun, MpegtsTimeline};
 use crate::filler::ClipContainer;
-use crate::mpegts::{PACKET_LEN, TICKS_PER_SECOND};
+use crate::formats::mpegts::{PACKET_LEN, TICKS_PER_SECOND};
 use crate::timeline_engine::{OpenFile, TimelineFormat};
 
 fn ticks_of(time: Duration) -> u64 {

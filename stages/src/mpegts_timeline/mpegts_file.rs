@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use super::clock::ticks_between;
-use crate::mpegts::adts::AdtsFrames;
-use crate::mpegts::{
+use crate::formats::mpegts::adts::AdtsFrames;
+use crate::formats::mpegts::{
     pat_programs, pes_timestamp_positions, pmt_program, read_timestamp, section, PacketHeader,
     PACKET_LEN, PAT_PID, TIMESTAMP_MODULUS,
 };

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::mpegts::PACKET_LEN;
+use crate::formats::mpegts::PACKET_LEN;
 use crate::resume_cut::ResumeCut;
 
 /// A packet to send, with its PES's decode time when it begins one (marked for pacing).

@@ -10,7 +10,7 @@ use streampub_core::plugin::{StageError, StageOutput};
 use super::clock::{duration_of, ticks_between};
 use super::mpegts_file::{LastTimestamp, MpegtsFile, MAX_HELD_PACKETS};
 use super::stream_state::{keep_table, MpegtsTimeline};
-use crate::mpegts::{
+use crate::formats::mpegts::{
     is_video_stream_type, pat_programs, pcr_position, pes_data_offset, pes_timestamp_positions,
     pmt_program, random_access, read_pcr_base, read_timestamp, section, set_continuity,
     write_pcr_base, write_timestamp, PacketHeader, Program, PACKET_LEN, PAT_PID,

@@ -2,8 +2,8 @@
 //! packets as they go by (the H.264 sequence parameter set at the start of the first video PES,
 //! the intervals between video DTS values, the first ADTS header).
 
-use crate::h264::{annex_b_units, unit_type, SEQUENCE_PARAMETER_SET};
-use crate::mpegts::{
+use crate::formats::h264::{annex_b_units, unit_type, SEQUENCE_PARAMETER_SET};
+use crate::formats::mpegts::{
     pes_data_offset, pes_timestamp_positions, read_timestamp, PacketHeader, Program, PACKET_LEN,
 };
 use crate::stream_shape::{most_common, AudioShape, StreamShape, VideoShape};

@@ -14,7 +14,7 @@ use super::mpegts_file::MpegtsFile;
 use super::packet_cut::PacketCut;
 use super::shape_probe::ShapeProbe;
 use crate::filler::{default_ffmpeg, ClipMaker};
-use crate::mpegts::{set_continuity, PacketHeader, Program, PACKET_LEN};
+use crate::formats::mpegts::{set_continuity, PacketHeader, Program, PACKET_LEN};
 use crate::session_limit::SessionLimit;
 use crate::session_options::SessionSettings;
 use crate::timeline_engine::OpenFile;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use streampub_core::plugin::StageItem;
 
 use super::*;
-use crate::mpegts::*;
+use crate::formats::mpegts::*;
 use crate::stage_harness::{self, joined};
 
 const PMT: u16 = 0x1000;

@@ -7,11 +7,11 @@
 use bytes::Bytes;
 
 use super::demux::Pes;
-use crate::flv::tags::{milliseconds, rounded_division, Configuration, FlvCodec, Tag};
-use crate::flv::MediaKind;
-use crate::h264::{decoder_configuration_record, AccessUnit};
-use crate::mpegts::adts::split_frames;
-use crate::mpegts::{TICKS_PER_SECOND, TIMESTAMP_MODULUS};
+use crate::formats::flv::tags::{milliseconds, rounded_division, Configuration, FlvCodec, Tag};
+use crate::formats::flv::MediaKind;
+use crate::formats::h264::{decoder_configuration_record, AccessUnit};
+use crate::formats::mpegts::adts::split_frames;
+use crate::formats::mpegts::{TICKS_PER_SECOND, TIMESTAMP_MODULUS};
 use crate::stream_shape::{AudioShape, StreamShape, VideoShape};
 
 /// Samples per AAC frame.

@@ -3,8 +3,8 @@
 //! what, and each PID's payload is gathered from one PES start to the next (or to the length
 //! its header gives, or to the end of the file).
 
-use crate::flv::MediaKind;
-use crate::mpegts::{
+use crate::formats::flv::MediaKind;
+use crate::formats::mpegts::{
     pat_programs, pes_data_offset, pes_timestamp_positions, pmt_program, random_access,
     read_timestamp, section, PacketHeader, Program, PACKET_LEN, PAT_PID, SYNC_BYTE,
 };

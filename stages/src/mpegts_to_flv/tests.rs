@@ -8,7 +8,7 @@ use bytes::Bytes;
 use streampub_core::plugin::StageItem;
 
 use super::*;
-use crate::flv::{read_file_header, TagHeader, TagKind, TAG_HEADER_LEN};
+use crate::formats::flv::{read_file_header, TagHeader, TagKind, TAG_HEADER_LEN};
 use crate::mpegts_timeline::MpegtsTimelineStage;
 use crate::stage_harness::{feed_damaged_copies, ffmpeg_media, joined, run_stage};
 use streampub_core::testing::fragment;
@@ -242,7 +242,7 @@ fn random_and_damaged_input_never_panics() {
 
 #[test]
 fn after_an_abort_the_tags_sent_again_are_interleaved_as_the_first_time() {
-    use crate::flv::tags::{Configuration, FlvCodec, Tag};
+    use crate::formats::flv::tags::{Configuration, FlvCodec, Tag};
     let tag = |codec, ms| {
         let configuration = Configuration {
             codec,

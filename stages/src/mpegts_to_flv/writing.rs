@@ -8,9 +8,9 @@ use std::collections::VecDeque;
 use streampub_core::plugin::StageOutput;
 
 use super::conversion::Conversion;
-use crate::flv::session::{write_session_start, write_with_configuration};
-use crate::flv::tags::{Configuration, Tag};
-use crate::flv::MediaKind;
+use crate::formats::flv::session::{write_session_start, write_with_configuration};
+use crate::formats::flv::tags::{Configuration, Tag};
+use crate::formats::flv::MediaKind;
 
 /// How long a tag waits for one of the other kind to be interleaved with before it is
 /// written anyway (a stream whose audio pauses must not stall its video).

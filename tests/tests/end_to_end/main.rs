@@ -1,30 +1,18 @@
-//! The end-to-end tests: the real `streampub` binary (and the programs it drives: ffmpeg,
-//! nginx-rtmp, GStreamer, stunnel) on real files and loopback sockets, one module per feature.
-//! One test binary, so the suite links once.
+//! The fast tier of the end-to-end tests: the real `streampub` binary (and the programs it
+//! drives) on real files and loopback sockets, where nothing waits on the wall clock: the
+//! command line, the directory and http sources, sinks, reloads, packaging, the documentation.
+//! One module per feature, one test binary so the suite links once. What needs real time and
+//! real servers is the `real_time` binary.
 
 mod bench;
 mod cli;
-mod delivery;
 mod directory;
 mod documentation;
 mod extending;
-mod fan_out;
-mod filler;
 mod http;
-mod long_run;
 mod memory;
-mod muxers;
-mod native_rtmp;
-mod object_store;
-mod other_servers;
-mod pacing;
 mod packaging;
 mod pipelines;
 mod reload;
-mod restarts;
-mod resume;
-mod rtmp;
-mod rtmp_protocol;
 mod sinks;
 mod status;
-mod timeline;

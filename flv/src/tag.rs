@@ -1,15 +1,9 @@
-//! FLV format code shared by the stages: the file header, tag headers, and what a tag's first
-//! bytes say about it; tags made from MP4 samples (`tags`), the `onMetaData` tag
-//! (`metadata`), a session's start and configuration switches (`session`) and the filler as
-//! FLV tags (`filler`). No plugin lives here.
+//! FLV's structures: the file header, tag headers, and what a tag's first bytes say it is.
 
-pub(crate) mod filler;
-pub(crate) mod metadata;
-pub(crate) mod session;
-pub(crate) mod tags;
+use thiserror::Error;
 
-use std::fmt;
-
+/// Bytes of the file header of FLV version 1.
+pub const FILE_HEADER_LEN: usize = 9;
 /// The 9-byte FLV file header of version 1 with an audio and a video stream, as the joined
 /// stream's header (`FLV`, version 1, flags, data offset 9).
 pub const FILE_HEADER: [u8; 9] = [b'F', b'L', b'V', 1, 0b101, 0, 0, 0, 9];
@@ -37,65 +31,37 @@ impl TagKind {
         }
     }
 
-    fn from_type_byte(byte: u8) -> Option<Self> {
+    /// The kind a tag header's type byte (its low five bits) names.
+    pub fn from_type_byte(byte: u8) -> Option<Self> {
         [Self::Audio, Self::Video, Self::Script]
             .into_iter()
             .find(|kind| kind.type_byte() == byte)
     }
 }
 
-/// The kind of a track, and of the tags that carry its samples.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MediaKind {
-    Video,
-    Audio,
-}
-
-impl MediaKind {
-    pub(crate) fn type_byte(self) -> u8 {
-        TagKind::from(self).type_byte()
-    }
-
-    /// Where per-kind state is kept in `[video, audio]` arrays.
-    pub(crate) fn index(self) -> usize {
-        match self {
-            Self::Video => 0,
-            Self::Audio => 1,
-        }
-    }
-}
-
-impl From<MediaKind> for TagKind {
-    fn from(kind: MediaKind) -> Self {
-        match kind {
-            MediaKind::Video => Self::Video,
-            MediaKind::Audio => Self::Audio,
-        }
-    }
-}
-
-/// A malformed FLV structure.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlvError(pub String);
-
-impl fmt::Display for FlvError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// What is wrong with bytes that should be FLV.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FlvError {
+    /// A malformed FLV structure, in words.
+    #[error("{0}")]
+    Malformed(String),
+    /// Bytes of a tag stream that are no FLV tag, at `offset` of the stream.
+    #[error("byte {offset} of the stream is not an FLV tag (type {type_byte}): the sink needs FLV tags, which the flv-timeline or fmp4-to-flv stage writes")]
+    NotATag { offset: u64, type_byte: u8 },
 }
 
 /// Reads an FLV file header; returns the data offset (where the first `PreviousTagSize`
 /// begins) and whether the header says it has audio and video.
 pub fn read_file_header(header: &[u8; 9]) -> Result<u32, FlvError> {
     if &header[..3] != b"FLV" {
-        return Err(FlvError(format!(
+        return Err(FlvError::Malformed(format!(
             "it does not begin with an FLV header (it begins with {:02x?})",
             &header[..3]
         )));
     }
     let offset = u32::from_be_bytes(header[5..9].try_into().unwrap());
     if offset < 9 {
-        return Err(FlvError(format!(
+        return Err(FlvError::Malformed(format!(
             "its FLV header gives data offset {offset}"
         )));
     }
@@ -115,12 +81,14 @@ impl TagHeader {
     pub fn parse(bytes: &[u8; TAG_HEADER_LEN]) -> Result<Self, FlvError> {
         let type_byte = bytes[0] & 0x1f;
         let kind = TagKind::from_type_byte(type_byte).ok_or_else(|| {
-            FlvError(format!(
+            FlvError::Malformed(format!(
                 "tag type {type_byte} is not audio, video or script"
             ))
         })?;
         if bytes[0] & 0x20 != 0 {
-            return Err(FlvError("an encrypted tag (filter bit set)".into()));
+            return Err(FlvError::Malformed(
+                "an encrypted tag (filter bit set)".into(),
+            ));
         }
         let data_size = u32::from_be_bytes([0, bytes[1], bytes[2], bytes[3]]);
         let timestamp = u32::from_be_bytes([bytes[7], bytes[4], bytes[5], bytes[6]]);

@@ -5,8 +5,8 @@ use bytes::Bytes;
 
 use super::tags::{Configuration, FlvCodec, FlvTrack};
 use super::MediaKind;
-use crate::mp4::sample_entry::Shape;
-use crate::mp4::TrackDescription;
+use crate::formats::mp4::sample_entry::Shape;
+use crate::formats::mp4::TrackDescription;
 use crate::stream_shape::{AudioShape, StreamShape, VideoShape};
 
 impl StreamShape {

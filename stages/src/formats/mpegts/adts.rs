@@ -2,7 +2,7 @@
 //! bytes go by, to tell how long the packet lasts (ffmpeg puts several frames in one PES), and
 //! splitting a whole PES payload into its frames.
 
-use crate::aac::AAC_SAMPLE_RATES;
+use crate::formats::aac::AAC_SAMPLE_RATES;
 
 /// Bytes of an ADTS header that say the frame's length and rate.
 const HEADER_LEN: usize = 7;

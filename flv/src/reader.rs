@@ -4,20 +4,10 @@
 //! with one. A body that arrives in one chunk is passed on as a slice of it, not copied.
 
 use bytes::{Bytes, BytesMut};
-use thiserror::Error;
 
-const TAG_HEADER_LEN: usize = 11;
-const FILE_HEADER_LEN: usize = 9;
-const PREVIOUS_TAG_SIZE_LEN: usize = 4;
-
-/// What a tag carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TagKind {
-    Audio,
-    Video,
-    /// Script data (`onMetaData`).
-    Script,
-}
+use crate::tag::{
+    FlvError, TagHeader, TagKind, FILE_HEADER_LEN, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN,
+};
 
 /// One tag of the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,14 +53,6 @@ impl FlvTag {
         let fourcc = self.body.get(1..5)?;
         enhanced.then(|| [fourcc[0], fourcc[1], fourcc[2], fourcc[3]])
     }
-}
-
-/// Bytes that are not an FLV tag stream.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("byte {offset} of the stream is not an FLV tag (type {type_byte}): the sink needs FLV tags, which the flv-timeline or fmp4-to-flv stage writes")]
-pub struct FlvError {
-    pub offset: u64,
-    pub type_byte: u8,
 }
 
 #[derive(Debug)]
@@ -141,20 +123,17 @@ impl FlvTagReader {
                         continue;
                     }
                     let header = std::mem::take(&mut self.header);
-                    let kind = match header[0] & 0x1F {
-                        8 => TagKind::Audio,
-                        9 => TagKind::Video,
-                        18 => TagKind::Script,
-                        _ => {
-                            return Err(FlvError {
-                                offset: self.offset - TAG_HEADER_LEN as u64,
-                                type_byte: header[0],
-                            })
-                        }
-                    };
-                    let left = u32::from_be_bytes([0, header[1], header[2], header[3]]) as usize;
-                    let timestamp =
-                        u32::from_be_bytes([header[7], header[4], header[5], header[6]]);
+                    let bytes: &[u8; TAG_HEADER_LEN] =
+                        header[..].try_into().expect("a whole tag header");
+                    let TagHeader {
+                        kind,
+                        data_size,
+                        timestamp,
+                    } = TagHeader::parse(bytes).map_err(|_| FlvError::NotATag {
+                        offset: self.offset - TAG_HEADER_LEN as u64,
+                        type_byte: header[0],
+                    })?;
+                    let left = data_size as usize;
                     self.header = header;
                     self.header.clear();
                     // A tag without a body is whole at its header, wherever the chunk ends.
@@ -354,7 +333,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             error,
-            FlvError {
+            FlvError::NotATag {
                 offset: 0,
                 type_byte: 0x47
             }

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use super::tags::{flv_track, media_tags, Configuration, FlvTrack, MediaData, Tag};
 use super::MediaKind;
 use crate::filler::{check_aac, check_track_kinds, ClipContainer, ClipMaker, FillerSource};
-use crate::mp4::samples::read_samples;
-use crate::mp4::{describe_moov, BoxHeader};
+use crate::formats::mp4::samples::read_samples;
+use crate::formats::mp4::{describe_moov, BoxHeader};
 use crate::stream_shape::StreamShape;
 
 /// The clip as FLV tags from 0 ms (video starting with a keyframe), and how long one loop

@@ -11,9 +11,9 @@
 use bytes::Bytes;
 use streampub_core::plugin::StageOutput;
 
-use crate::flv::{MediaKind, TagHeader, TAG_HEADER_LEN};
-use crate::mp4::samples::Sample;
-use crate::mp4::TrackDescription;
+use crate::formats::flv::{MediaKind, TagHeader, TAG_HEADER_LEN};
+use crate::formats::mp4::samples::Sample;
+use crate::formats::mp4::TrackDescription;
 
 /// How a track's samples are written in FLV.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

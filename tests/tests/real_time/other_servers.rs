@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use streampub_rtmp::flv_tags::{FlvTag, FlvTagReader, TagKind};
+use streampub_flv::{FlvTag, FlvTagReader, TagKind};
 use streampub_tests::media::{decoder_errors, probe_packets, small_fragments};
 use streampub_tests::node_media_server::NodeMediaServer;
 use streampub_tests::rtmp::free_port;

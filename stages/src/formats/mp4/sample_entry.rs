@@ -197,7 +197,7 @@ impl fmt::Display for SampleEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mp4::boxes::write_box;
+    use crate::formats::mp4::boxes::write_box;
 
     fn stsd(entry_kind: &[u8; 4], entry: &[u8]) -> Vec<u8> {
         let mut payload = vec![0, 0, 0, 0, 0, 0, 0, 1];
