@@ -30,10 +30,12 @@ pub enum CheckpointError {
 }
 
 impl CheckpointFile {
+    /// A checkpoint kept at `path` (nothing is read or written yet).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
 
+    /// Where the state is kept.
     pub fn path(&self) -> &Path {
         &self.path
     }

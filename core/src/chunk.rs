@@ -18,7 +18,9 @@ pub const AUTO_CHUNK_MAX: usize = 1024 * 1024;
 /// A pipeline's `chunk_size`: a fixed size, or `auto`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChunkSize {
+    /// Always this size.
     Fixed(ByteSize),
+    /// Grows while the sink keeps up and shrinks while it waits (see the pipeline options).
     Auto,
 }
 
@@ -89,8 +91,11 @@ impl std::fmt::Display for ChunkSize {
 /// inside the kernel (`splice`) instead of reading it.
 #[derive(Debug, Clone)]
 pub struct FileRange {
+    /// The open file, shared by every range of it.
     pub file: Arc<std::fs::File>,
+    /// Where the range begins in the file.
     pub offset: u64,
+    /// How many bytes it holds.
     pub length: usize,
 }
 

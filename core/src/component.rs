@@ -89,6 +89,7 @@ impl ComponentContext {
 pub struct ComponentError {
     /// The offending option, when one is to blame.
     pub field: Option<String>,
+    /// What is wrong and how to fix it, for the user.
     pub message: String,
 }
 

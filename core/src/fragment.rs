@@ -33,7 +33,9 @@ pub struct FragmentInfo {
 /// sink that can tell how far its output has got in media time confirms fragments by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MediaSpan {
+    /// Where the span begins on the output's timeline.
     pub start: std::time::Duration,
+    /// Where it ends (exclusive).
     pub end: std::time::Duration,
 }
 
@@ -122,7 +124,9 @@ pub enum FragmentOutcome {
 /// tells the source [`FragmentOutcome::Abandoned`].
 #[derive(Debug)]
 pub struct Fragment {
+    /// Its sequence, name and length.
     pub info: FragmentInfo,
+    /// Where its bytes are.
     pub body: FragmentBody,
     /// What the source does with the fragment if it fails (see [`Fragment::if_failed`]).
     if_failed: Option<Arc<str>>,

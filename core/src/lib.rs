@@ -23,27 +23,44 @@
 //! 4. `runtime`;
 //! 5. `testing` (with the feature).
 
+#[deny(missing_docs)]
 mod checkpoint;
+#[deny(missing_docs)]
 mod chunk;
+#[deny(missing_docs)]
 mod component;
 mod config;
+#[deny(missing_docs)]
 mod durable_file;
+#[deny(missing_docs)]
 mod filler_source;
+#[deny(missing_docs)]
 mod fragment;
 mod node;
+#[deny(missing_docs)]
 pub mod plugin;
+#[deny(missing_docs)]
 mod program;
+#[deny(missing_docs)]
 mod reconnect;
+#[deny(missing_docs)]
 mod redact;
+#[deny(missing_docs)]
 mod registration;
+#[deny(missing_docs)]
 mod registry;
 mod runtime;
+#[deny(missing_docs)]
 mod services;
+#[deny(missing_docs)]
 mod sink;
+#[deny(missing_docs)]
 mod source;
+#[deny(missing_docs)]
 mod stage;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[deny(missing_docs)]
 mod units;
 
 /// For the registration macros; plugin crates use [`register_stage!`] and the others.

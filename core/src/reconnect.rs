@@ -23,7 +23,9 @@ const JITTER: f64 = 0.2;
 pub struct ReconnectPolicy {
     /// Reconnects allowed for one failure; `None`: forever (`max_reconnect_attempts: 0`).
     pub max_attempts: Option<u32>,
+    /// The wait before the first new attempt.
     pub initial_delay: Duration,
+    /// The longest wait between attempts, however many failed.
     pub max_delay: Duration,
 }
 

@@ -22,6 +22,7 @@ impl Redactor {
         }
     }
 
+    /// `text` with every secret this redactor knows replaced by `***`.
     pub fn redact(&self, text: &str) -> String {
         let mut result = String::with_capacity(text.len());
         let mut rest = text;

@@ -19,9 +19,13 @@ use crate::stage::StageConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+/// What a plugin is: where in a pipeline it goes.
 pub enum PluginKind {
+    /// Where fragments come from.
     Source,
+    /// What rewrites them on their way.
     Stage,
+    /// Where they go.
     Sink,
 }
 
@@ -83,6 +87,7 @@ pub struct PluginRegistration {
     pub name: &'static str,
     /// One line for `streampub plugins`.
     pub summary: &'static str,
+    /// Parses its config from its mapping in a pipeline file.
     pub factory: PluginFactory,
     /// The JSON schema of its options; their `///` docs are the option reference.
     pub options_schema: fn() -> Schema,
@@ -113,6 +118,7 @@ fn parse_sink<C: SinkConfig + DeserializeOwned + 'static>(
 }
 
 impl PluginRegistration {
+    /// A source whose config is `C` (what `register_source!` submits).
     pub const fn source<C: SourceConfig + DeserializeOwned + JsonSchema + 'static>(
         name: &'static str,
         summary: &'static str,
@@ -125,6 +131,7 @@ impl PluginRegistration {
         }
     }
 
+    /// A stage whose config is `C` (what `register_stage!` submits).
     pub const fn stage<C: StageConfig + DeserializeOwned + JsonSchema + 'static>(
         name: &'static str,
         summary: &'static str,
@@ -137,6 +144,7 @@ impl PluginRegistration {
         }
     }
 
+    /// A sink whose config is `C` (what `register_sink!` submits).
     pub const fn sink<C: SinkConfig + DeserializeOwned + JsonSchema + 'static>(
         name: &'static str,
         summary: &'static str,
@@ -149,6 +157,7 @@ impl PluginRegistration {
         }
     }
 
+    /// Whether it is a source, a stage or a sink.
     pub fn kind(&self) -> PluginKind {
         self.factory.kind()
     }
@@ -162,12 +171,16 @@ impl PluginRegistration {
 /// One option of a plugin, for `streampub plugins`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OptionDoc {
+    /// The option's key in the component's mapping.
     pub name: String,
     /// A short type: `string`, `boolean`, `ByteSize`, `keep | delete | move`, ...
     #[serde(rename = "type")]
     pub value_type: String,
+    /// Whether a pipeline file must give it.
     pub required: bool,
+    /// Its value when the file does not give it, where it has one.
     pub default: Option<serde_json::Value>,
+    /// Its `///` doc.
     pub description: String,
     /// The options inside an option that is itself a set of options (`metrics: {listen: …}`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -297,8 +310,11 @@ pub struct Registry {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
     #[error("two {kind} plugins are registered as `{name}`; plugin names must be unique per kind")]
+    /// Two plugins of one kind share a name.
     Duplicate {
+        /// Their kind.
         kind: PluginKind,
+        /// The name they share.
         name: &'static str,
     },
 }
@@ -349,6 +365,7 @@ impl Registry {
         Ok(Self { plugins })
     }
 
+    /// The plugin of `kind` called `name`, or what there is instead.
     pub fn get(
         &self,
         kind: PluginKind,
@@ -366,6 +383,7 @@ impl Registry {
         })
     }
 
+    /// The names of the plugins of `kind`, in order.
     pub fn names(&self, kind: PluginKind) -> impl Iterator<Item = &'static str> + '_ {
         self.plugins
             .keys()

@@ -11,7 +11,10 @@ use crate::reconnect::ReconnectPolicy;
 /// A sink's parsed config.
 #[async_trait]
 pub trait SinkConfig: Send + Sync + std::fmt::Debug {
+    /// Checks the options and the environment without side effects (`streampub validate` runs
+    /// only this).
     fn validate(&self, context: &ComponentContext) -> Result<(), ComponentError>;
+    /// Makes the sink when the pipeline starts.
     async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Sink>, ComponentError>;
 
     /// Stages this sink needs in front of it (e.g. the MP4 timeline for an RTMP sink fed MP4),
@@ -41,6 +44,7 @@ pub trait SinkConfig: Send + Sync + std::fmt::Debug {
 /// give them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImpliedStage {
+    /// The stage's `type`, as registered.
     pub type_name: &'static str,
     /// A mapping of the stage's options; unset ones take the stage's defaults.
     pub options: serde_json::Value,
@@ -73,8 +77,11 @@ impl ImpliedStage {
 /// the same way.
 #[async_trait]
 pub trait Sink: Send {
+    /// A fragment begins; its chunks follow.
     async fn begin_fragment(&mut self, fragment: &FragmentInfo) -> Result<(), SinkError>;
 
+    /// Takes the next chunk of the fragment (returning applies backpressure: the runtime reads
+    /// no further ahead than its budget while this waits).
     async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), SinkError>;
 
     /// What the sink is, for the runtime: asked once, before anything is sent.
@@ -108,8 +115,12 @@ pub trait Sink: Send {
         None
     }
 
+    /// The fragment is whole: return only once its bytes are really taken, which is when the
+    /// runtime counts it as published (unless [`Sink::unconfirmed`] says otherwise).
     async fn end_fragment(&mut self) -> Result<(), SinkError>;
 
+    /// The fragment begun last will not be finished (it failed, or the pipeline stops inside
+    /// it): drop what was taken of it, so that what follows does not continue it.
     async fn abort_fragment(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
@@ -156,6 +167,7 @@ pub trait Sink: Send {
         None
     }
 
+    /// The pipeline ends: flush and let go of what the sink holds.
     async fn close(&mut self) -> Result<(), SinkError>;
 }
 
@@ -190,6 +202,7 @@ impl Default for SinkCapabilities {
 /// clock instead of bursting to catch up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pacing {
+    /// How far ahead of the wall clock media may be written.
     pub max_lead: std::time::Duration,
     /// Whether the stream goes on with filler (see [`crate::plugin::Stage::fill`]) when the next
     /// fragment is not there as the last one runs out.
@@ -214,14 +227,20 @@ pub enum SessionReason {
     /// The previous session failed.
     Reconnect,
     /// A stage found that the stream changed (a new codec configuration); `change` says how.
-    StreamChanged { change: String },
+    StreamChanged {
+        /// What changed, in words.
+        change: String,
+    },
 }
 
 /// A sink failure, and whether starting a new session may cure it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct SinkError {
+    /// What went wrong, for the logs and `/healthz`.
     pub message: String,
+    /// Whether a new session may cure it (the runtime reconnects with backoff), or it lasts
+    /// (the destination fails).
     pub retryable: bool,
 }
 

@@ -27,6 +27,7 @@ pub trait SourceConfig: Send + Sync + std::fmt::Debug {
 /// quickly: delivered, or abandoned when the pipeline drops them) so it can save its state.
 #[async_trait]
 pub trait Source: Send {
+    /// Publishes until there is nothing more, or until `shutdown` (see above).
     async fn run(
         self: Box<Self>,
         output: mpsc::Sender<Fragment>,
@@ -38,10 +39,12 @@ pub trait Source: Send {
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct SourceError {
+    /// What went wrong, for the logs.
     pub message: String,
 }
 
 impl SourceError {
+    /// A failure described by `message`.
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),

@@ -11,7 +11,10 @@ use crate::fragment::{Fragment, FragmentInfo, MediaSpan};
 /// A stage's parsed config.
 #[async_trait]
 pub trait StageConfig: Send + Sync + std::fmt::Debug {
+    /// Checks the options and the environment without side effects (`streampub validate` runs
+    /// only this).
     fn validate(&self, context: &ComponentContext) -> Result<(), ComponentError>;
+    /// Makes the stage when the pipeline starts.
     async fn build(&self, context: &ComponentContext) -> Result<Box<dyn Stage>, ComponentError>;
 
     /// Work this stage needs done on each fragment's body before it is read (converting a
@@ -36,6 +39,7 @@ pub trait BodyPreparer: Send + Sync {
 /// Stages are synchronous: they transform bytes already in memory, and the runtime applies them
 /// chunk by chunk, so their own buffering is all the memory they add.
 pub trait Stage: Send {
+    /// A fragment begins; its chunks follow.
     fn begin_fragment(
         &mut self,
         _fragment: &FragmentInfo,
@@ -44,8 +48,11 @@ pub trait Stage: Send {
         Ok(())
     }
 
+    /// Takes the next chunk of the fragment and pushes what it makes of it to `output`; never
+    /// blocks.
     fn process_chunk(&mut self, chunk: Bytes, output: &mut StageOutput) -> Result<(), StageError>;
 
+    /// The fragment is whole: push what was held back for its end.
     fn end_fragment(&mut self, _output: &mut StageOutput) -> Result<(), StageError> {
         Ok(())
     }
@@ -109,10 +116,12 @@ pub trait Stage: Send {
 /// What a stage produces for the next stage or the sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StageItem {
+    /// Bytes for the next stage or the sink.
     Chunk(Bytes),
     /// The stream cannot go on in the current session (for example the codec changed): the sink
     /// must start a new one before the chunks that follow. `change` says what changed.
     NewSession {
+        /// What changed, in words.
         change: String,
     },
     /// Where the current fragment lies on the stream's timeline; emitted by the stage that
@@ -131,6 +140,7 @@ pub struct StageOutput {
 }
 
 impl StageOutput {
+    /// Passes `chunk` on.
     pub fn push_chunk(&mut self, chunk: Bytes) {
         if !chunk.is_empty() {
             self.items.push(StageItem::Chunk(chunk));
@@ -165,10 +175,12 @@ impl StageOutput {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct StageError {
+    /// What is wrong with the input, for the `fragment_failed` line.
     pub message: String,
 }
 
 impl StageError {
+    /// A failure described by `message`.
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),

@@ -17,18 +17,22 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 pub struct ByteSize(pub u64);
 
 impl ByteSize {
+    /// The size in bytes.
     pub const fn bytes(self) -> u64 {
         self.0
     }
 
+    /// `n` KiB (1024 bytes each).
     pub const fn kib(n: u64) -> Self {
         Self(n * 1024)
     }
 
+    /// `n` MiB.
     pub const fn mib(n: u64) -> Self {
         Self(n * 1024 * 1024)
     }
 
+    /// `n` GiB.
     pub const fn gib(n: u64) -> Self {
         Self(n * 1024 * 1024 * 1024)
     }
@@ -157,14 +161,17 @@ impl JsonSchema for ByteSize {
 pub struct HumanDuration(pub Duration);
 
 impl HumanDuration {
+    /// `millis` milliseconds.
     pub const fn from_millis(millis: u64) -> Self {
         Self(Duration::from_millis(millis))
     }
 
+    /// `secs` seconds.
     pub const fn from_secs(secs: u64) -> Self {
         Self(Duration::from_secs(secs))
     }
 
+    /// The duration.
     pub const fn get(self) -> Duration {
         self.0
     }
