@@ -75,7 +75,8 @@ fn check_pages(directory: &Path, pages: &BTreeMap<&'static str, String>) -> u8 {
     EXIT_RUNTIME_FAILURE
 }
 
-/// Markdown files in `directory` that the reference no longer has (a plugin renamed or gone).
+/// Pages this command wrote into `directory` that the reference no longer has (a plugin
+/// renamed or gone). A file it did not write (no notice on its first line) is never touched.
 fn stale_pages(directory: &Path, pages: &BTreeMap<&'static str, String>) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(directory) else {
         return Vec::new();
@@ -87,6 +88,10 @@ fn stale_pages(directory: &Path, pages: &BTreeMap<&'static str, String>) -> Vec<
         .filter(|path| {
             let name = path.file_name().and_then(|name| name.to_str());
             !name.is_some_and(|name| pages.contains_key(name))
+        })
+        .filter(|path| {
+            std::fs::read_to_string(path)
+                .is_ok_and(|text| text.lines().next() == Some(GENERATED_NOTICE))
         })
         .collect();
     stale.sort();

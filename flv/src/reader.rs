@@ -129,10 +129,16 @@ impl FlvTagReader {
                         kind,
                         data_size,
                         timestamp,
-                    } = TagHeader::parse(bytes).map_err(|_| FlvError::NotATag {
-                        offset: self.offset - TAG_HEADER_LEN as u64,
-                        type_byte: header[0],
-                    })?;
+                    } = match TagKind::from_type_byte(header[0] & 0x1F) {
+                        // A tag the model refuses (an encrypted one) says why.
+                        Some(_) => TagHeader::parse(bytes)?,
+                        None => {
+                            return Err(FlvError::NotATag {
+                                offset: self.offset - TAG_HEADER_LEN as u64,
+                                type_byte: header[0],
+                            })
+                        }
+                    };
                     let left = data_size as usize;
                     self.header = header;
                     self.header.clear();

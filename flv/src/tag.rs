@@ -31,7 +31,7 @@ impl TagKind {
         }
     }
 
-    /// The kind a tag header's type byte (its low five bits) names.
+    /// The kind a tag type (the low five bits of a tag header's first byte) names.
     pub fn from_type_byte(byte: u8) -> Option<Self> {
         [Self::Audio, Self::Video, Self::Script]
             .into_iter()
@@ -46,12 +46,12 @@ pub enum FlvError {
     #[error("{0}")]
     Malformed(String),
     /// Bytes of a tag stream that are no FLV tag, at `offset` of the stream.
-    #[error("byte {offset} of the stream is not an FLV tag (type {type_byte}): the sink needs FLV tags, which the flv-timeline or fmp4-to-flv stage writes")]
+    #[error("byte {offset} of the stream is not an FLV tag (type {type_byte}): the sink needs FLV tags, which the flv-timeline, fmp4-to-flv or mpegts-to-flv stage writes")]
     NotATag { offset: u64, type_byte: u8 },
 }
 
 /// Reads an FLV file header; returns the data offset (where the first `PreviousTagSize`
-/// begins) and whether the header says it has audio and video.
+/// begins).
 pub fn read_file_header(header: &[u8; 9]) -> Result<u32, FlvError> {
     if &header[..3] != b"FLV" {
         return Err(FlvError::Malformed(format!(

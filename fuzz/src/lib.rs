@@ -42,6 +42,12 @@ pub fn run_chain(stages: &mut [Box<dyn Stage>], data: &[u8]) {
                 break;
             }
         }
+        // As the runtime does: a fragment that failed anywhere is aborted everywhere.
+        if !whole {
+            for stage in stages.iter_mut() {
+                stage.abort_fragment();
+            }
+        }
         if whole {
             for stage in stages.iter_mut() {
                 stage.published(&info);

@@ -58,8 +58,15 @@ fn build_binary(package: &str, target: &str, example: bool) -> PathBuf {
     };
     // `scripts/test` builds every binary once before the tests start; each test process
     // would otherwise run cargo (which waits for the others' lock) only to find it built.
-    let prebuilt = std::env::var_os("STREAMPUB_TEST_BINARIES_BUILT").is_some();
-    if !prebuilt && !built.contains(&key) {
+    let prebuilt = std::env::var_os("STREAMPUB_TEST_BINARIES_BUILT").is_some_and(|set| set == "1");
+    if prebuilt {
+        assert!(
+            path.exists(),
+            "{} is missing though STREAMPUB_TEST_BINARIES_BUILT=1 says it was built; run the \
+             tests with scripts/test, or unset it",
+            path.display()
+        );
+    } else if !built.contains(&key) {
         let kind = if example { "--example" } else { "--bin" };
         let status = Command::new(env!("CARGO"))
             .args(["build", "--quiet", "--locked", "-p", package, kind, target])

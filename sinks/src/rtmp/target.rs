@@ -31,6 +31,12 @@ impl Target {
     /// taken from the text as written, because `url` would percent-encode a stream key's
     /// spaces or braces and the server would be sent another name than the one configured.
     pub(crate) fn parse(text: &str, field: &str) -> Result<Self, ComponentError> {
+        let shape =
+            || ComponentError::field(field, "write it as rtmp://host[:port]/application/stream");
+        // `url` forgives what a server would not: spaces around the URL, a missing `//`.
+        let Some((_, after_scheme)) = text.split_once("://").filter(|_| text.trim() == text) else {
+            return Err(shape());
+        };
         let url = Url::parse(text).map_err(|error| {
             ComponentError::field(
                 field,
@@ -47,9 +53,13 @@ impl Target {
                 ))
             }
         };
+        // What follows the authority, exactly as written: `app/stream?query`.
+        let (authority, path) = after_scheme
+            .split_once('/')
+            .ok_or_else(|| ComponentError::field(field, "no application in the URL"))?;
         // A user and password before the host are not part of RTMP's handshake: refuse them
         // rather than send them nowhere.
-        if !url.username().is_empty() || url.password().is_some() {
+        if authority.contains('@') {
             return Err(ComponentError::field(
                 field,
                 "credentials in the URL's host part are not sent by `rtmp`; put them in the \
@@ -61,31 +71,24 @@ impl Target {
             Some(host) => host.to_string(),
             None => String::new(),
         };
-        let port = url.port().unwrap_or(if secure {
+        if host.is_empty() || authority.ends_with(':') {
+            return Err(shape());
+        }
+        let default_port = if secure {
             DEFAULT_SECURE_PORT
         } else {
             DEFAULT_PORT
-        });
-        // What follows the authority, exactly as written: `/app/stream?query`.
-        let after_scheme = &text[url.scheme().len() + "://".len()..];
-        let path = after_scheme
-            .find('/')
-            .map(|start| &after_scheme[start + 1..])
-            .ok_or_else(|| ComponentError::field(field, "no application in the URL"))?;
+        };
         let (app, stream_name) = path
             .split_once('/')
             .ok_or_else(|| ComponentError::field(field, "no stream name in the URL"))?;
-        if host.is_empty() || app.is_empty() || stream_name.is_empty() {
-            return Err(ComponentError::field(
-                field,
-                "write it as rtmp://host[:port]/application/stream",
-            ));
+        if app.is_empty() || stream_name.is_empty() {
+            return Err(shape());
         }
-        let authority = &after_scheme[..after_scheme.len() - path.len() - 1];
         Ok(Self {
             tc_url: format!("{}://{authority}/{app}", url.scheme()),
             host,
-            port,
+            port: url.port().unwrap_or(default_port),
             secure,
             app: app.to_owned(),
             stream_name: stream_name.to_owned(),
@@ -122,6 +125,17 @@ mod tests {
         assert!(Target::parse("rtmp://host:99999/live/key", "url").is_err());
         assert!(Target::parse("rtmp://host/live", "url").is_err());
         assert!(Target::parse("rtmp:///live/key", "url").is_err());
+        // Not URLs a server could be reached at: no `//`, spaces around, an empty user or port.
+        for text in [
+            "rtmp:",
+            "rtmps:x",
+            "rtmp:a€",
+            " rtmp://h/a/b",
+            "rtmp://@h/a/b",
+            "rtmp://h:/a/b",
+        ] {
+            assert!(Target::parse(text, "url").is_err(), "{text}");
+        }
         // The stream key goes to the server as written, not percent-encoded.
         let target = Target::parse("rtmp://host/live/a key{1}?x=ü", "url").unwrap();
         assert_eq!(target.stream_name, "a key{1}?x=ü");

@@ -220,7 +220,7 @@ impl S3Client {
             .send_empty();
         let text = self.answer(response, &what, Some(from))?;
         // CopyObject may fail after its 200 has gone out: the error is then the body.
-        match ErrorBody::read(&text).is_some() {
+        match ErrorBody::is_error(&text) {
             true => Err(classify(
                 &what,
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -396,8 +396,23 @@ struct ErrorBody {
 }
 
 impl ErrorBody {
+    /// The body read as S3's XML, from its first `<` (S3 may send whitespace to keep a long
+    /// copy's connection open before the document), its texts trimmed.
     fn read(body: &str) -> Option<Self> {
-        instant_xml::from_str(body).ok()
+        let document = body.find('<').map_or(body, |start| &body[start..]);
+        let ErrorBody { code, message } = instant_xml::from_str(document).ok()?;
+        let trimmed = |text: Option<String>| text.map(|text| text.trim().to_owned());
+        Some(Self {
+            code: trimmed(code),
+            message: trimmed(message),
+        })
+    }
+
+    /// Whether a body that came with a 200 reports an error. One that names `<Error>` but does
+    /// not read as XML counts as an error too: taking it for a success would delete the source
+    /// of a copy that did not happen.
+    fn is_error(body: &str) -> bool {
+        Self::read(body).is_some() || body.contains("<Error>")
     }
 }
 
@@ -427,6 +442,19 @@ mod tests {
         };
         assert!(message.contains("NoSuchBucket: The specified bucket does not exist"));
         assert!(message.contains("create the bucket"));
+        // A copy's error after its 200: whitespace first, and an entity the reader does not
+        // know. It is an error all the same, never a success that deletes the source.
+        let late = "\n  \n<?xml version=\"1.0\"?><Error><Code>InternalError</Code>\
+                    <Message>We&nbsp;failed</Message></Error>";
+        assert!(ErrorBody::is_error(late));
+        assert!(!ErrorBody::is_error(
+            "<CopyObjectResult><ETag>\"e\"</ETag></CopyObjectResult>"
+        ));
+        let spaced = "\n  <?xml version=\"1.0\"?><Error><Code> SlowDown </Code></Error>";
+        assert_eq!(
+            ErrorBody::read(spaced).unwrap().code.as_deref(),
+            Some("SlowDown")
+        );
         let throttled = "<Error><Code>SlowDown</Code><Message>Reduce</Message></Error>";
         assert!(matches!(
             classify(

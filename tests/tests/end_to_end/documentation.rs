@@ -40,11 +40,13 @@ fn a_changed_option_doc_makes_the_check_fail_and_docs_writes_it_anew() {
     let sources = directory.path().join("sources.md");
     let text = std::fs::read_to_string(&sources).unwrap();
     std::fs::write(&sources, text.replacen("glob", "globe", 1)).unwrap();
+    let notice = text.lines().next().unwrap();
     std::fs::write(
         directory.path().join("gone.md"),
-        "a plugin that was removed\n",
+        format!("{notice}\n\na plugin that was removed\n"),
     )
     .unwrap();
+    std::fs::write(directory.path().join("notes.md"), "written by hand\n").unwrap();
     let stale = run(true);
     assert_eq!(stale.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&stale.stderr);
@@ -55,6 +57,10 @@ fn a_changed_option_doc_makes_the_check_fail_and_docs_writes_it_anew() {
     assert!(run(false).status.success());
     assert!(run(true).status.success());
     assert!(!directory.path().join("gone.md").exists());
+    assert!(
+        directory.path().join("notes.md").exists(),
+        "a page it did not write stays"
+    );
 }
 
 #[test]

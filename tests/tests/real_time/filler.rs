@@ -1,6 +1,7 @@
 //! A live channel against an nginx-rtmp that drops publishers idle for 5 s, with a viewer
-//! pulling the stream: small_fragments renamed into the watched directory on schedule ±2 s for over a
-//! minute, then one 15 s late. Paced with filler (the defaults), the session never goes idle.
+//! pulling the stream: small_fragments renamed into the watched directory on schedule ±2 s for
+//! 40 s (eight times nginx's idle limit), then one 15 s late. Paced with filler (the
+//! defaults), the session never goes idle.
 
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -13,8 +14,8 @@ use streampub_tests::rtmp::{free_port, RtmpServer};
 use streampub_tests::{streampub_binary, Random, Running, Signal, TestDir};
 
 const FRAGMENT_SECONDS: u64 = 8;
-/// Fragments on schedule (±2 s): 8 × 8 s, a little over a minute.
-const ON_SCHEDULE: usize = 8;
+/// Fragments on schedule (±2 s): 5 × 8 s.
+const ON_SCHEDULE: usize = 5;
 const LATE: Duration = Duration::from_secs(15);
 
 /// A viewer: ffmpeg reading the stream from the server into a file. Killed when dropped.
@@ -66,7 +67,8 @@ fn the_native_rtmp_sink_covers_a_late_fragment_with_filler_in_one_session() {
 
 /// `sink` publishes; `session_event` is logged once per session it starts.
 fn late_fragment_covered_by_filler(sink: &str, session_event: &str) {
-    let media = small_fragments(10, 8, &["--bitrate", "400k"]);
+    // The ones on schedule, the late one and the one right after it.
+    let media = small_fragments(ON_SCHEDULE as u32 + 2, 8, &["--bitrate", "400k"]);
     let mut server = RtmpServer::start_dropping_idle_publishers(Duration::from_secs(5));
     let dir = TestDir::new();
     let incoming = dir.mkdir("in");

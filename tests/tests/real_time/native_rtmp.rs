@@ -113,6 +113,8 @@ fn a_stream_name_in_use_fails_at_once_in_the_servers_words() {
     dir.copy_in("in", &short_fragments("mp4")[..1]);
     let url = format!("{}/taken", server.server_url());
     let config = dir.pipeline_file(&pipeline(&url, "mp4", json!({"pacing": "off"})));
+    // Built (when a test run has not built it first) before the clock starts.
+    streampub_binary();
     let started = Instant::now();
     let run = run_pipeline_file(&config, TIMEOUT);
     assert_ne!(run.code(), Some(0), "{}", run.stderr());
