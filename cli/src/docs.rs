@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::CommandFactory;
 use streampub_core::{OptionDoc, PluginKind, Registry};
 
+use crate::plugins::default_or_required;
 use crate::{Cli, EXIT_CONFIG_ERROR, EXIT_RUNTIME_FAILURE, EXIT_SUCCESS};
 
 /// Where the reference lives in the repository, relative to its root.
@@ -192,11 +193,7 @@ fn plugin_page(registry: &Registry, kind: PluginKind, title: &str) -> String {
 fn describe_options(options: &[OptionDoc], depth: usize, page: &mut String) {
     let indent = "  ".repeat(depth);
     for option in options {
-        let detail = match &option.default {
-            Some(default) => format!(", default `{default}`"),
-            None if option.required => ", required".to_owned(),
-            None => String::new(),
-        };
+        let detail = default_or_required(option, "`");
         let _ = write!(
             page,
             "{indent}- **`{}`** (`{}`{detail})",

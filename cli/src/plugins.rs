@@ -79,16 +79,21 @@ pub(crate) fn list(as_json: bool) -> u8 {
     write_stdout(text.as_bytes())
 }
 
+/// `, default 30s` (the value between `quote`s), `, required`, or nothing.
+pub(crate) fn default_or_required(option: &OptionDoc, quote: &str) -> String {
+    match &option.default {
+        Some(default) => format!(", default {quote}{default}{quote}"),
+        None if option.required => ", required".to_owned(),
+        None => String::new(),
+    }
+}
+
 /// Each option with its type, default and description, indented under its heading (and the
 /// options it holds under it).
 fn describe_options(options: &[OptionDoc], depth: usize, text: &mut String) {
     let indent = "    ".repeat(depth);
     for option in options {
-        let default = match &option.default {
-            Some(default) => format!(", default {default}"),
-            None if option.required => ", required".to_owned(),
-            None => String::new(),
-        };
+        let default = default_or_required(option, "");
         *text += &format!(
             "{indent}      {} ({}{default})\n",
             option.name, option.value_type
