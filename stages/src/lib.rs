@@ -16,8 +16,8 @@
 //! - `filler`, `stream_shape`, `session_limit`, `session_options`, `resume_cut`, `history`,
 //!   `padding` (crate-private): the filler clip made by ffmpeg and what it must match, the
 //!   planned new session of long runs and its options, where a resend starts, the state each
-//!   recent fragment began with (for rewinds),
-//!   and the zeros that complete a cut box; shared by the stages.
+//!   recent fragment began with (for rewinds), and the zeros that complete a cut box; shared
+//!   by the stages.
 //!
 //! Sinks that need a stage (`ffmpeg-rtmp` fed MP4 needs `fmp4-timeline`) name it by its type;
 //! `streampub-core` knows no media format.

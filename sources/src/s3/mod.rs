@@ -17,6 +17,7 @@ mod credentials;
 mod object;
 mod signing;
 mod source;
+mod store_error;
 
 use std::sync::Arc;
 
@@ -27,10 +28,11 @@ use streampub_core::plugin::{
 use streampub_core::register_source;
 use tracing::{info, warn};
 
-use self::client::{S3Client, StoreError};
+use self::client::S3Client;
 pub use self::config::{OnDone, S3SourceConfig};
 use self::credentials::{find_credentials, FoundCredentials, ProcessEnvironment};
 use self::source::S3Source;
+use self::store_error::StoreError;
 use crate::name_order::compile_name_globs;
 
 register_source!(

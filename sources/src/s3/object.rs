@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use streampub_core::plugin::{async_trait, Bytes, RemoteBody};
 use tracing::{info, warn};
 
-use super::client::{ListedObject, S3Client, StoreError};
+use super::client::{ListedObject, S3Client};
+use super::store_error::StoreError;
 
 /// Bytes one GET asks for. Small enough that even a slow paced stream reads one well within
 /// the store's patience with an open request, large enough that an 8.8 MB object takes five.

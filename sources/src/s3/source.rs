@@ -14,9 +14,10 @@ use streampub_core::plugin::{
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use super::client::{ListedObject, S3Client, StoreError};
+use super::client::{ListedObject, S3Client};
 use super::config::OnDone;
 use super::object::S3Object;
+use super::store_error::StoreError;
 use crate::name_order::{is_ignored, last_part, publication_order, NamePatterns};
 use crate::source_state::{load_state, save_state};
 
