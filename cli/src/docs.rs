@@ -43,6 +43,20 @@ pub(crate) fn write(directory: &Path, check: bool) -> u8 {
             return EXIT_RUNTIME_FAILURE;
         }
     }
+    // A file of a page's name that this command did not write (a guide's README.md, with
+    // `--out .`) is left alone: the reference goes elsewhere.
+    let foreign: Vec<PathBuf> = pages
+        .keys()
+        .map(|name| directory.join(name))
+        .filter(|path| path.exists() && !is_generated(path))
+        .collect();
+    if !foreign.is_empty() {
+        for path in &foreign {
+            eprintln!("{} was not written by `streampub docs`", path.display());
+        }
+        eprintln!("error: nothing written; give --out a directory of its own for the reference");
+        return EXIT_RUNTIME_FAILURE;
+    }
     for (name, text) in &pages {
         let path = directory.join(name);
         if let Err(error) = std::fs::write(&path, text) {
@@ -90,13 +104,15 @@ fn stale_pages(directory: &Path, pages: &BTreeMap<&'static str, String>) -> Vec<
             let name = path.file_name().and_then(|name| name.to_str());
             !name.is_some_and(|name| pages.contains_key(name))
         })
-        .filter(|path| {
-            std::fs::read_to_string(path)
-                .is_ok_and(|text| text.lines().next() == Some(GENERATED_NOTICE))
-        })
+        .filter(|path| is_generated(path))
         .collect();
     stale.sort();
     stale
+}
+
+/// Whether the file at `path` is a page this command wrote (its notice on the first line).
+fn is_generated(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| text.lines().next() == Some(GENERATED_NOTICE))
 }
 
 /// Every page of the reference by file name.

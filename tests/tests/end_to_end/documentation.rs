@@ -61,6 +61,20 @@ fn a_changed_option_doc_makes_the_check_fail_and_docs_writes_it_anew() {
         directory.path().join("notes.md").exists(),
         "a page it did not write stays"
     );
+    // A guide's own README.md where the reference would go: nothing is written over it.
+    let guide = tempfile::tempdir().unwrap();
+    std::fs::write(guide.path().join("README.md"), "# My guide\n").unwrap();
+    let refused = Command::new(streampub_binary())
+        .args(["docs", "--out"])
+        .arg(guide.path())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        std::fs::read_to_string(guide.path().join("README.md")).unwrap(),
+        "# My guide\n"
+    );
+    assert!(!guide.path().join("sources.md").exists());
 }
 
 #[test]
