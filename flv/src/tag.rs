@@ -6,7 +6,7 @@ use thiserror::Error;
 pub const FILE_HEADER_LEN: usize = 9;
 /// The 9-byte FLV file header of version 1 with an audio and a video stream, as the joined
 /// stream's header (`FLV`, version 1, flags, data offset 9).
-pub const FILE_HEADER: [u8; 9] = [b'F', b'L', b'V', 1, 0b101, 0, 0, 0, 9];
+pub const FILE_HEADER: [u8; FILE_HEADER_LEN] = [b'F', b'L', b'V', 1, 0b101, 0, 0, 0, 9];
 /// Bytes of a tag header: type, data size (24 bits), timestamp (24 + 8 bits), stream id.
 pub const TAG_HEADER_LEN: usize = 11;
 /// Bytes of the `PreviousTagSize` field after the file header and after each tag.
@@ -52,7 +52,7 @@ pub enum FlvError {
 
 /// Reads an FLV file header; returns the data offset (where the first `PreviousTagSize`
 /// begins).
-pub fn read_file_header(header: &[u8; 9]) -> Result<u32, FlvError> {
+pub fn read_file_header(header: &[u8; FILE_HEADER_LEN]) -> Result<u32, FlvError> {
     if &header[..3] != b"FLV" {
         return Err(FlvError::Malformed(format!(
             "it does not begin with an FLV header (it begins with {:02x?})",

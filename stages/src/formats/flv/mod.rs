@@ -9,9 +9,9 @@ pub(crate) mod metadata;
 pub(crate) mod session;
 pub(crate) mod tags;
 
-pub use streampub_flv::{
-    classify, is_video_keyframe, read_file_header, FlvError, Payload, TagHeader, TagKind,
-    CLASSIFY_LEN, FILE_HEADER, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN,
+pub(crate) use streampub_flv::{
+    classify, is_video_keyframe, read_file_header, Payload, TagHeader, TagKind, CLASSIFY_LEN,
+    FILE_HEADER, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN,
 };
 
 /// The kind of a track, and of the tags that carry its samples.
